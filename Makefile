@@ -1,0 +1,57 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up from nothing:
+# Debian packages (as root, or through sudo), a virtualenv with the project, the local images.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint typecheck unit images bench cleanup clean
+
+setup: $(STAMPS)/apt $(STAMPS)/venv
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+images: setup
+	$(BIN)/harness build-images
+
+demo: setup images
+	$(BIN)/harness run scenarios/quickstart.yaml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -m "not docker" $(PYTEST_ARGS)
+
+test: setup images lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup images
+	$(BIN)/python bench/overhead.py
+
+cleanup: setup
+	$(BIN)/harness cleanup
+
+clean:
+	rm -rf $(VENV) $(STAMPS) build *.egg-info

@@ -1,0 +1,135 @@
+"""The interface every fault kind implements.
+
+A fault kind is one module in `faults/` with one `Fault` subclass and one line in
+`faults/registry.py` (or an entry point in the `chaos_harness.faults` group for third parties).
+
+Life of one fault instance:
+    check(target)            before the run: what is missing on this machine (kernel, tool)
+    plan(ctx, instances)     what will change, as a serialisable revert record
+    -- the runner writes the record to the run's undo log (faults.jsonl) --
+    apply(ctx, record)       make the change
+    revert(ctx, record)      undo it from the record alone; idempotent, safe after a crash
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.targets.base import Instance, Target
+
+JsonValue = Any  # what json.dumps accepts; only at the serialisation edge
+
+
+class FaultParams(BaseModel):
+    """Kind-specific parameters, given inline in the scenario's fault entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One way to realise a fault, and whether it works on this machine."""
+
+    name: str
+    available: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FaultContext:
+    """What a fault may use while injecting or reverting."""
+
+    target: Target
+    run_id: str
+    run_dir: Path
+    rng: random.Random
+
+
+@dataclass(frozen=True)
+class RevertRecord:
+    """What a fault changed, written to disk before the change (crash-safe undo log)."""
+
+    fault_id: str
+    kind: str
+    targets: tuple[str, ...]
+    mechanism: str
+    data: Mapping[str, JsonValue] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "fault_id": self.fault_id,
+            "kind": self.kind,
+            "targets": list(self.targets),
+            "mechanism": self.mechanism,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, JsonValue]) -> RevertRecord:
+        return cls(
+            fault_id=str(raw["fault_id"]),
+            kind=str(raw["kind"]),
+            targets=tuple(raw.get("targets", ())),
+            mechanism=str(raw.get("mechanism", "")),
+            data=dict(raw.get("data", {})),
+        )
+
+
+class Fault(ABC):
+    """One fault kind. Subclasses set the class attributes and implement plan/apply/revert."""
+
+    kind: ClassVar[str]
+    summary: ClassVar[str]
+    params_model: ClassVar[type[FaultParams]] = FaultParams
+    # True: the fault lasts `duration` and is reverted; False: a one-off event (a kill).
+    has_duration: ClassVar[bool] = True
+    # None when the question does not arise; for kills: does the engine's restart policy apply?
+    restart_policy_applies: ClassVar[bool | None] = None
+
+    def __init__(self, params: FaultParams) -> None:
+        self.params = params
+
+    @property
+    def mode(self) -> str:
+        """A short name of the variant chosen by the params (e.g. 'signal' or 'api')."""
+        return str(getattr(self.params, "mode", "default"))
+
+    def restart_policy(self) -> bool | None:
+        return self.restart_policy_applies
+
+    @classmethod
+    def mechanisms(cls) -> list[Mechanism]:
+        """The mechanisms this kind can use, and which work here (for `harness faults`)."""
+        return [Mechanism(name="default", available=True)]
+
+    def check(self) -> list[str]:
+        """Problems that would stop this fault from working on this machine (empty: fine)."""
+        mechanisms = self.mechanisms()
+        if any(m.available for m in mechanisms):
+            return []
+        missing = "; ".join(f"{m.name}: {m.detail}" for m in mechanisms)
+        return [f"no way to inject {self.kind} works on this machine ({missing})"]
+
+    @abstractmethod
+    def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
+        """Decide what will change; nothing is changed yet."""
+
+    @abstractmethod
+    def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
+        """Make the change described by the record."""
+
+    @classmethod
+    def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
+        """Undo the change from the record alone (a crashed run has only the record).
+
+        Idempotent: safe twice, and safe when the instance is gone. One-off faults have
+        nothing to undo.
+        """
+        del ctx, record

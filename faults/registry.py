@@ -1,0 +1,35 @@
+"""The table of fault kinds: built-ins by import path, third parties by entry point.
+
+Adding a fault kind is one module plus one line in BUILTIN_FAULTS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from faults.base import Fault
+from harness.errors import HarnessError
+
+ENTRY_POINT_GROUP = "chaos_harness.faults"
+
+BUILTIN_FAULTS: dict[str, str] = {
+    "container_kill": "faults.container_kill:ContainerKill",
+}
+
+
+def _load(path: str) -> type[Fault]:
+    module_name, _, attr = path.partition(":")
+    loaded = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(loaded, type) and issubclass(loaded, Fault)):
+        raise HarnessError(f"fault plugin {path!r} is not a subclass of faults.base.Fault")
+    return loaded
+
+
+def fault_kinds() -> dict[str, type[Fault]]:
+    """Every known fault kind by name: built-ins first, then installed plugins."""
+    kinds = {name: _load(path) for name, path in BUILTIN_FAULTS.items()}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in kinds:
+            kinds[entry.name] = _load(entry.value)
+    return kinds

@@ -1,0 +1,98 @@
+"""`harness cleanup`: undo what dead or interrupted runs left behind; safe to run twice.
+
+A run whose harness process is still alive is left alone, so cleanup cannot pull the rug
+from under a run in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker.errors
+
+from faults.base import FaultContext
+from harness.errors import HarnessError
+from harness.journal import Journal, revert_outstanding
+from harness.results import RunDir
+from harness.scenario import TargetSpec
+from harness.targets import make_target
+from harness.targets.base import RUN_LABEL
+from harness.targets.docker import connect, remove_labelled
+
+
+def _manifest(run: RunDir) -> dict[str, object]:
+    try:
+        data = json.loads(run.manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_is_active(run: RunDir) -> bool:
+    manifest = _manifest(run)
+    return manifest.get("status") == "running" and _alive(manifest.get("pid"))
+
+
+def revert_dead_run(run: RunDir) -> Iterator[str]:
+    """Revert every fault of `run` that its undo log says is still in place."""
+    journal = Journal(run.journal)
+    if not journal.outstanding():
+        return
+    manifest = _manifest(run)
+    kind = str(manifest.get("target", "docker"))
+    target = make_target(run.run_id, TargetSpec.model_validate({"kind": kind}))
+    ctx = FaultContext(target, run.run_id, run.path, random.Random(0))
+    for record, failure in revert_outstanding(journal, ctx):
+        outcome = f"revert failed: {failure}" if failure else "reverted"
+        yield f"{run.run_id}: {record.fault_id} ({record.kind}) {outcome}"
+
+
+def cleanup_all(results: Path) -> Iterator[str]:
+    """Revert outstanding faults of dead runs, then remove their labelled objects."""
+    active: set[str] = set()
+    runs = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
+    for path in runs:
+        run = RunDir(path)
+        if run_is_active(run):
+            active.add(run.run_id)
+            yield f"{run.run_id}: still running, left alone"
+            continue
+        yield from revert_dead_run(run)
+    client = connect(None)
+    for run_id in sorted(_labelled_run_ids(client) - active):
+        for removed in remove_labelled(client, run_id):
+            yield f"{run_id}: removed {removed}"
+    yield "cleanup done"
+
+
+def _labelled_run_ids(client: docker.DockerClient) -> set[str]:
+    ids: set[str] = set()
+    try:
+        objects = [
+            *client.containers.list(all=True, filters={"label": RUN_LABEL}),
+            *client.networks.list(filters={"label": RUN_LABEL}),
+            *client.volumes.list(filters={"label": RUN_LABEL}),
+        ]
+    except docker.errors.APIError as exc:
+        raise HarnessError(f"cannot list labelled objects: {exc}") from exc
+    for obj in objects:
+        labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
+        if RUN_LABEL in labels:
+            ids.add(labels[RUN_LABEL])
+    return ids

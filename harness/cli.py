@@ -1,0 +1,210 @@
+"""The `harness` command line: thin Typer commands over the library; no logic lives here.
+
+Exit codes: 0 every SLO met, 1 an SLO violated, 2 invalid input, 3 a target or harness error,
+130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harness.errors import HarnessError, ScenarioError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _fail(exc: HarnessError) -> typer.Exit:
+    console = _stderr()
+    if isinstance(exc, ScenarioError):
+        for problem in exc.problems:
+            console.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        console.print(f"{len(exc.problems)} problem(s); nothing was run.", highlight=False)
+    else:
+        console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def validate(scenario: Path) -> None:
+    """Check a scenario file; print every problem with file:line (exit code 2 if any)."""
+    from harness.runner import preflight
+    from harness.scenario import load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        preflight(loaded)
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+    print(f"{scenario}: ok ({len(loaded.faults)} fault(s), target {loaded.target.kind})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editor completion)."""
+    from harness.scenario import scenario_model
+
+    print(json.dumps(scenario_model().model_json_schema(), indent=2))
+
+
+def _progress_table(progress: object) -> Table:
+    from harness.runner import Progress
+
+    assert isinstance(progress, Progress)
+    table = Table.grid(padding=(0, 2))
+    rate = progress.failures / progress.requests if progress.requests else 0.0
+    table.add_row(
+        f"[bold]{progress.phase}[/bold]",
+        f"{progress.elapsed_s:5.1f} / {progress.total_s:g} s",
+        f"requests {progress.requests}",
+        f"errors {progress.failures} ({rate:.1%})",
+    )
+    return table
+
+
+@app.command()
+def run(
+    scenario: Path,
+    out: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
+    seed: Annotated[int | None, typer.Option(help="seed for random choices")] = None,
+    target: Annotated[str | None, typer.Option(help="override the scenario's target kind")] = None,
+) -> None:
+    """Run a scenario end to end; print the run directory as the last line."""
+    from harness.analysis import analyze_run
+    from harness.analysis.report import write_report
+    from harness.runner import Runner, RunOptions
+    from harness.scenario import load_scenario, with_target
+
+    console = _stderr()
+    try:
+        loaded = with_target(load_scenario(scenario), target)
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+            runner = Runner(
+                loaded,
+                RunOptions(out_dir=out, seed=seed),
+                on_progress=lambda p: live.update(_progress_table(p)),
+            )
+            outcome = runner.run()
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+    summary = None
+    try:
+        summary = analyze_run(outcome.run_dir)
+        report = write_report(outcome.run_dir, summary)
+        console.print(f"report: {report}", highlight=False)
+    except HarnessError as exc:
+        console.print(f"[red]analysis failed[/red] {exc}", highlight=False)
+    if outcome.error:
+        console.print(f"[red]run {outcome.status}[/red]: {outcome.error}", highlight=False)
+    if summary is not None:
+        _print_verdict(console, summary)
+    print(outcome.run_dir)
+    raise typer.Exit(_exit_code(outcome.status, outcome.signum, summary))
+
+
+def _exit_code(status: str, signum: int | None, summary: dict[str, object] | None) -> int:
+    if status == "interrupted" and signum is not None:
+        return 128 + signum
+    if status != "completed" or summary is None:
+        return EXIT_ERROR
+    slo = summary.get("slo")
+    passed = isinstance(slo, dict) and bool(slo.get("passed"))
+    return EXIT_OK if passed else EXIT_SLO
+
+
+def _print_verdict(console: Console, summary: dict[str, object]) -> None:
+    faults = summary.get("faults")
+    for fault in faults if isinstance(faults, list) else []:
+        ttr = fault.get("ttr_s")
+        recovered = f"recovered in {ttr:.3f} s" if ttr is not None else "NOT recovered"
+        console.print(
+            f"{fault.get('id')} {fault.get('kind')} on {', '.join(fault.get('targets', []))}: "
+            f"{recovered}, {fault.get('failed_requests')} failed requests",
+            highlight=False,
+        )
+    slo = summary.get("slo")
+    if isinstance(slo, dict):
+        for check in slo.get("checks", []):
+            console.print(
+                f"  slo {check['name']}: {check['value']} (limit {check['limit']}) "
+                f"-> {check['verdict']}",
+                highlight=False,
+            )
+        console.print("SLOs met" if slo.get("passed") else "[red]SLO violated[/red]")
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """Rebuild summary.json, the figures and report.html from a run's stored data alone."""
+    from harness.analysis.report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+    print(path)
+
+
+@app.command()
+def cleanup(
+    results: Annotated[Path, typer.Option(help="where run directories are")] = Path("results"),
+) -> None:
+    """Revert every fault and remove every labelled object that a dead run left behind."""
+    from harness.cleanup import cleanup_all
+
+    try:
+        for line in cleanup_all(results):
+            print(line)
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("faults")
+def list_faults() -> None:
+    """List every fault kind, its parameters, and which mechanisms work on this machine."""
+    from faults.registry import fault_kinds
+
+    console = Console()
+    table = Table("kind", "duration", "parameters", "mechanisms here", show_lines=True)
+    for kind, cls in sorted(fault_kinds().items()):
+        params = "\n".join(
+            f"{name}: {info.description or ''} (default {info.default!r})"
+            for name, info in cls.params_model.model_fields.items()
+        )
+        mechanisms = "\n".join(
+            f"{'✓' if m.available else '✗'} {m.name}{': ' + m.detail if m.detail else ''}"
+            for m in cls.mechanisms()
+        )
+        table.add_row(kind, "yes" if cls.has_duration else "one-off", params or "-", mechanisms)
+    console.print(table)
+
+
+@app.command("build-images")
+def build_images() -> None:
+    """Build the bundled demo workload image on the local engine."""
+    from harness.images import build_demo_image
+    from harness.targets.docker import connect
+
+    try:
+        print(build_demo_image(connect(None)))
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

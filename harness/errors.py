@@ -1,0 +1,53 @@
+"""The harness's exception tree. Engine and library errors are translated at the edge.
+
+HarnessError                  base of everything the harness raises on purpose
+├── ScenarioError             invalid input (exit code 2); carries every problem found
+├── CapabilityError           this machine lacks a kernel feature, tool or privilege
+├── TargetError               the orchestrator failed or refused (exit code 3)
+│   └── DeployTimeout         the workload did not become healthy in time
+├── FaultError                a fault could not be injected or reverted
+├── LoadError                 the load generator failed
+└── AnalysisError             the run directory is missing data the analysis needs
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    exit_code = 3
+
+
+class ScenarioError(HarnessError):
+    """The scenario file (or a command-line value) is invalid; `problems` lists every one."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class CapabilityError(HarnessError):
+    """A kernel feature, tool or privilege this run needs is missing on this machine."""
+
+
+class TargetError(HarnessError):
+    """The orchestrator failed, refused, or could not be reached."""
+
+
+class DeployTimeout(TargetError):
+    """The workload did not become healthy within the deadline."""
+
+
+class FaultError(HarnessError):
+    """A fault could not be injected or reverted."""
+
+
+class LoadError(HarnessError):
+    """The load generator failed."""
+
+
+class AnalysisError(HarnessError):
+    """A run directory lacks data the analysis needs."""

@@ -1,0 +1,342 @@
+"""Scenario files: pydantic models of the YAML, and loading with every error at once.
+
+The models are frozen, so they also serve as the run's internal, immutable description (a
+second set of dataclasses would only repeat them). The fault entries are a discriminated
+union built from the fault table, so a plugin's parameters are validated like the built-ins'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from faults.base import Fault
+from faults.registry import fault_kinds
+from harness.errors import ScenarioError
+from harness.units import parse_duration, parse_size
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+PhaseName = Literal["baseline", "fault", "recovery", "after", "all"]
+TARGET_KINDS = ("docker", "swarm")
+DEMO_LOCUSTFILE = "default"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSpec(StrictModel):
+    kind: Literal["docker", "swarm"] = "docker"
+    engine: str | None = Field(
+        default=None, description="engine address like DOCKER_HOST (default: the environment's)"
+    )
+
+
+class HealthSpec(StrictModel):
+    path: str = "/health"
+    interval: Seconds = 1.0
+    timeout: Seconds = 1.0
+    retries: int = Field(default=3, ge=1)
+    start_period: Seconds = 0.0
+
+
+class ResourcesSpec(StrictModel):
+    cpus: float | None = Field(default=None, gt=0)
+    memory: Bytes | None = Field(default=None, ge=6 * 1024 * 1024)
+
+
+class WorkloadSpec(StrictModel):
+    name: str = Field(default="web", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    image: str = Field(default="demo", description="'demo' (built locally) or a local image")
+    replicas: int = Field(default=3, ge=1, le=50)
+    port: int = Field(default=8080, ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+    command: list[str] | None = None
+    restart: Literal["no", "always", "on-failure", "unless-stopped"] = "always"
+    health: HealthSpec | None = Field(default_factory=HealthSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: object) -> object:
+        return value.split() if isinstance(value, str) else value
+
+
+class PathSpec(StrictModel):
+    path: str = Field(pattern=r"^/")
+    name: str | None = None
+    weight: int = Field(default=1, ge=1)
+
+
+class LoadSpec(StrictModel):
+    users: int = Field(default=10, ge=1, le=10_000)
+    spawn_rate: float = Field(default=10.0, gt=0)
+    duration: Seconds = Field(default=60.0, gt=0)
+    locustfile: str = Field(default=DEMO_LOCUSTFILE, description="'default' or a path")
+    workers: int = Field(default=0, ge=0, le=16)
+    paths: list[PathSpec] = Field(default_factory=lambda: [PathSpec(path="/")])
+    wait: Seconds = Field(default=0.0, description="pause between a user's requests")
+    timeout: Seconds = Field(default=2.0, gt=0, description="per-request timeout")
+
+
+class ProbeSpec(StrictModel):
+    enabled: bool = True
+    interval: Seconds = Field(default=0.1, gt=0)
+    path: str = "/health"
+    timeout: Seconds = Field(default=1.0, gt=0)
+
+
+class SelectorSpec(StrictModel):
+    """Which instances a fault hits: by count or percent (random, seeded) or by name/label."""
+
+    count: int | None = Field(default=None, ge=1)
+    percent: float | None = Field(default=None, gt=0, le=100)
+    names: list[str] | None = None
+    labels: dict[str, str] | None = None
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_count(self) -> SelectorSpec:
+        chosen = [k for k in ("count", "percent", "names") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give only one of count, percent, names (got {', '.join(chosen)})")
+        return self
+
+
+class FaultEntry(StrictModel):
+    """The timing and selection every fault has; kind-specific parameters sit beside them."""
+
+    kind: str
+    name: str | None = Field(default=None, description="a label for reports")
+    at: Seconds = Field(description="offset from the start of the load")
+    duration: Seconds | None = None
+    every: Seconds | None = Field(default=None, gt=0, description="repeat with this period")
+    times: int | None = Field(default=None, ge=1, description="how many repeats (with every)")
+    select: SelectorSpec = Field(default_factory=lambda: SelectorSpec(count=1))
+
+    def params_dict(self) -> dict[str, Any]:
+        common = set(FaultEntry.model_fields)
+        return {k: v for k, v in self.model_dump().items() if k not in common}
+
+
+class SloSpec(StrictModel):
+    ttr_s: float | None = Field(default=None, gt=0, description="max time to recover, per fault")
+    ttd_s: float | None = Field(default=None, gt=0, description="max time to detect, per fault")
+    availability: float | None = Field(default=None, ge=0, le=1, description="min, per fault")
+    error_rate: dict[PhaseName, float] = Field(default_factory=dict)
+    p95_ms: dict[PhaseName, float] = Field(default_factory=dict)
+    p99_ms: dict[PhaseName, float] = Field(default_factory=dict)
+
+
+class AnalysisSpec(StrictModel):
+    stable_for: Seconds = Field(default=2.0, gt=0)
+
+
+class ScenarioBase(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+    description: str = ""
+    seed: int | None = None
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    load: LoadSpec = Field(default_factory=LoadSpec)
+    probes: ProbeSpec = Field(default_factory=ProbeSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    slo: SloSpec = Field(default_factory=SloSpec)
+    faults: Sequence[FaultEntry] = ()
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_shorthand(cls, value: object) -> object:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _faults_fit_the_load(self) -> ScenarioBase:
+        problems = [
+            f"faults.{i}.at: {entry.at:g} s is not before the end of the load "
+            f"({self.load.duration:g} s); move it earlier or lengthen load.duration"
+            for i, entry in enumerate(self.faults)
+            if entry.at >= self.load.duration
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _fault_entry_model(kind: str, fault: type[Fault]) -> type[FaultEntry]:
+    params = {
+        name: (info.annotation, info) for name, info in fault.params_model.model_fields.items()
+    }
+
+    def _timing_rules(entry: FaultEntry) -> FaultEntry:
+        if fault.has_duration and entry.duration is None:
+            raise ValueError(f"{kind} lasts a while: give it a duration (e.g. duration: 10s)")
+        if not fault.has_duration and entry.duration is not None:
+            raise ValueError(f"{kind} is a one-off event: remove duration")
+        if entry.times is not None and entry.every is None:
+            raise ValueError("times needs every (the repeat period)")
+        return entry
+
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{''.join(p.title() for p in kind.split('_'))}Fault",
+        __base__=FaultEntry,
+        __doc__=fault.summary,
+        __validators__={"_timing_rules": model_validator(mode="after")(_timing_rules)},
+        kind=(Literal[kind], ...),
+        **params,
+    )
+
+
+def scenario_model(kinds: Mapping[str, type[Fault]] | None = None) -> type[ScenarioBase]:
+    """The Scenario model for the installed fault kinds."""
+    kinds = fault_kinds() if kinds is None else kinds
+    entries = tuple(_fault_entry_model(kind, cls) for kind, cls in sorted(kinds.items()))
+    entry_type: Any = (
+        Annotated[Union[entries], Field(discriminator="kind")]  # noqa: UP007
+        if len(entries) > 1
+        else entries[0]
+    )
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "Scenario",
+        __base__=ScenarioBase,
+        faults=(list[entry_type], Field(default_factory=list)),
+    )
+
+
+def fault_class(entry: FaultEntry) -> type[Fault]:
+    return fault_kinds()[entry.kind]
+
+
+def build_fault(entry: FaultEntry) -> Fault:
+    """The fault object of one scenario entry, its params validated by the kind's model."""
+    cls = fault_class(entry)
+    return cls(cls.params_model.model_validate(entry.params_dict()))
+
+
+# --- loading with file:line ------------------------------------------------------------------
+
+
+def _line_of(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+    """The 1-based line of the YAML node at `path`, or of its deepest existing parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == key), None)
+            if match is None:
+                key_node = next((k for k, _ in node.value if k.value == key), None)
+                return key_node.start_mark.line + 1 if key_node else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            if key >= len(node.value):
+                return line
+            node = node.value[key]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def _data_path(loc: Sequence[str | int], data: object, tags: set[str]) -> list[str | int]:
+    """Drop pydantic's union-tag segments (the fault kind) so the path matches the YAML."""
+    path: list[str | int] = []
+    for key in loc:
+        if isinstance(data, Mapping) and key in tags and key not in data:
+            continue
+        path.append(key)
+        if isinstance(data, Mapping):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            data = None
+    return path
+
+
+def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]]) -> str:
+    message = str(error["msg"])
+    if error["type"] == "union_tag_invalid":
+        message = f"unknown fault kind; allowed: {', '.join(sorted(kinds))}"
+    elif error["type"] == "extra_forbidden":
+        message = f"unknown key {error['loc'][-1]!r}"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message
+
+
+def _got(error: Mapping[str, Any]) -> str:
+    value = error.get("input")
+    if error["type"] in {"missing", "extra_forbidden"} or isinstance(value, Mapping | list):
+        return ""
+    return f" (got {value!r})"
+
+
+def _format_errors(
+    source: str, root: yaml.Node | None, data: object, exc: ValidationError
+) -> list[str]:
+    kinds = fault_kinds()
+    problems = []
+    for error in exc.errors():
+        path = _data_path(error["loc"], data, set(kinds))
+        where = ".".join(str(p) for p in path) or "(top level)"
+        line = _line_of(root, path) or 1
+        problems.append(f"{source}:{line}: {where}: {_describe(error, kinds)}{_got(error)}")
+    return problems
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> ScenarioBase:
+    """Validate scenario YAML text; raise ScenarioError listing every problem with file:line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ScenarioError([f"{source}:{line}: not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{source}:1: a scenario is a mapping with at least 'name'"])
+    try:
+        return scenario_model().model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(source, root, data, exc)) from exc
+
+
+def load_scenario(path: Path) -> ScenarioBase:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read the scenario file: {exc.strerror}"]) from exc
+    return parse_scenario(text, str(path))
+
+
+def resolved_yaml(scenario: ScenarioBase) -> str:
+    """The scenario with every default filled in, as YAML (kept in the run directory)."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+
+
+def with_target(scenario: ScenarioBase, kind: str | None) -> ScenarioBase:
+    """The scenario with its target kind replaced (the command line's --target)."""
+    if kind is None:
+        return scenario
+    if kind not in TARGET_KINDS:
+        raise ScenarioError(
+            [f"--target: unknown target {kind!r}; allowed: {', '.join(TARGET_KINDS)}"]
+        )
+    target = scenario.target.model_copy(update={"kind": kind})
+    return scenario.model_copy(update={"target": target})

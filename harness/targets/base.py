@@ -1,0 +1,114 @@
+"""What every orchestrator target offers, and the handle of one running instance.
+
+Faults use only this protocol and the instance's handles (host PID, network namespace,
+container id), so N fault kinds and M targets make N + M modules, not N x M.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from harness.scenario import WorkloadSpec
+
+RUN_LABEL = "chaos-harness.run-id"
+SERVICE_LABEL = "chaos-harness.service"
+INSTANCE_LABEL = "chaos-harness.instance"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running replica as the harness sees it at one moment (PIDs change on restart)."""
+
+    name: str
+    service: str
+    container_id: str
+    container_name: str
+    pid: int
+    url: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    node: str | None = None
+
+    @property
+    def netns_path(self) -> str:
+        """The instance's network namespace as seen from the host."""
+        return f"/proc/{self.pid}/ns/net"
+
+    @property
+    def root_path(self) -> str:
+        """The instance's root filesystem as seen from the host."""
+        return f"/proc/{self.pid}/root"
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One engine event about an instance, timestamped by the engine in nanoseconds."""
+
+    time_ns: int
+    action: str
+    instance: str | None
+    container_id: str | None
+    attributes: Mapping[str, str]
+
+
+class EventStream(Protocol):
+    """A blocking iterator of engine events that another thread can close."""
+
+    def __iter__(self) -> Iterator[EngineEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class Target(Protocol):
+    """An orchestrator the harness deploys to and injects faults into."""
+
+    kind: str
+    run_id: str
+
+    def engine_info(self) -> Mapping[str, str]:
+        """Versions and settings of the engine, for the manifest."""
+        ...
+
+    def load_balancing(self) -> str:
+        """How the load reaches several replicas, in one sentence for the report."""
+        ...
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        """Create the workload's network and replicas, every object labelled with the run."""
+        ...
+
+    def wait_healthy(self, timeout_s: float) -> list[Instance]:
+        """Block until every replica is healthy; raise DeployTimeout otherwise."""
+        ...
+
+    def instances(self) -> list[Instance]:
+        """The run's instances as they are now (fresh PIDs)."""
+        ...
+
+    def events(self, since_ns: int) -> EventStream:
+        """The engine's events about this run's objects from `since_ns` on."""
+        ...
+
+    def kill_instance(self, instance: Instance, signal: str) -> None:
+        """Kill through the engine's API (Docker treats this as a manual stop)."""
+        ...
+
+    def stop_instance(self, instance: Instance, timeout_s: float) -> None: ...
+
+    def start_instance(self, instance: Instance) -> None: ...
+
+    def restart_instance(self, instance: Instance, timeout_s: float) -> None: ...
+
+    def pause_instance(self, instance: Instance) -> None: ...
+
+    def unpause_instance(self, instance: Instance) -> None: ...
+
+    def teardown(self) -> None:
+        """Remove every object of this run; safe to call twice."""
+        ...

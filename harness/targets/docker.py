@@ -1,0 +1,347 @@
+"""The Docker Engine target: replicas as containers on a private bridge network.
+
+Load balancing: the engine has none of its own, so the load generator spreads requests
+round-robin across the replicas' addresses on the run's private network (each replica gets a
+fixed address, so it keeps it across restarts). When a replica dies, its share of requests
+fails until it is back: that is what users behind client-side balancing see.
+
+The engine address is a setting (`target.engine`, else DOCKER_HOST), so the same target can
+drive Podman's Docker-compatible API as a second engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool
+
+from harness.errors import DeployTimeout, TargetError
+from harness.images import DEMO_IMAGE, ensure_image
+from harness.scenario import TargetSpec, WorkloadSpec
+from harness.targets.base import INSTANCE_LABEL, RUN_LABEL, SERVICE_LABEL, EngineEvent, Instance
+
+NS_PER_S = 1_000_000_000
+RECORDED_ACTIONS = frozenset(
+    {"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom", "destroy"}
+)
+# Candidate /24 subnets for a run's network; the first one the engine accepts is used.
+SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+
+
+def connect(engine: str | None) -> docker.DockerClient:
+    """A client for the engine at `engine` (or the environment's DOCKER_HOST)."""
+    try:
+        client = docker.DockerClient(base_url=engine) if engine else docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        where = engine or "DOCKER_HOST / the default socket"
+        raise TargetError(f"cannot reach the Docker engine at {where}: {exc}") from exc
+    return client
+
+
+def _engine_event(raw: Mapping[str, Any]) -> EngineEvent | None:
+    action = str(raw.get("Action") or raw.get("status") or "")
+    attributes = dict(raw.get("Actor", {}).get("Attributes", {}))
+    if action.startswith("health_status"):
+        attributes["health"] = action.partition(":")[2].strip()
+        action = "health_status"
+    if action not in RECORDED_ACTIONS and action != "health_status":
+        return None
+    return EngineEvent(
+        time_ns=int(raw.get("timeNano") or int(raw.get("time", 0)) * NS_PER_S),
+        action=action,
+        instance=attributes.get(INSTANCE_LABEL) or attributes.get("name"),
+        container_id=raw.get("Actor", {}).get("ID") or raw.get("id"),
+        attributes={k: v for k, v in attributes.items() if not k.startswith("chaos-harness.")},
+    )
+
+
+class DockerEventStream:
+    """The engine's event stream for one run, closable from another thread."""
+
+    def __init__(self, client: docker.DockerClient, run_id: str, since_ns: int) -> None:
+        self._since_ns = since_ns
+        self._stream = client.events(
+            since=since_ns // NS_PER_S,
+            filters={"label": f"{RUN_LABEL}={run_id}", "type": "container"},
+            decode=True,
+        )
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        try:
+            for raw in self._stream:
+                event = _engine_event(raw)
+                if event is not None and event.time_ns >= self._since_ns:
+                    yield event
+        except (docker.errors.DockerException, OSError, ValueError, AttributeError):
+            return  # closed from another thread, or the engine went away
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class DockerTarget:
+    """Replicas as containers on the local (or given) Docker engine."""
+
+    kind = "docker"
+
+    def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
+        self.run_id = run_id
+        self.spec = spec
+        self.client = client or connect(spec.engine)
+        self._workload: WorkloadSpec | None = None
+        self._addresses: dict[str, str] = {}
+
+    # --- description -------------------------------------------------------------------------
+
+    def engine_info(self) -> Mapping[str, str]:
+        try:
+            version = self.client.version()
+            info = self.client.info()
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot read the engine's version: {exc}") from exc
+        return {
+            "engine": "docker",
+            "engine_version": str(version.get("Version", "")),
+            "api_version": str(version.get("ApiVersion", "")),
+            "cgroup_version": str(info.get("CgroupVersion", "")),
+            "cgroup_driver": str(info.get("CgroupDriver", "")),
+            "storage_driver": str(info.get("Driver", "")),
+            "kernel": str(info.get("KernelVersion", "")),
+        }
+
+    def load_balancing(self) -> str:
+        return (
+            "client-side round robin: the load generator spreads requests across every "
+            "replica's address on the run's private network (the Docker engine has no load "
+            "balancer), so a dead replica's share of requests fails until it is back"
+        )
+
+    @property
+    def network_name(self) -> str:
+        return f"chaos-{self.run_id}"
+
+    def _labels(self, **extra: str) -> dict[str, str]:
+        return {RUN_LABEL: self.run_id, **extra}
+
+    # --- deploy ------------------------------------------------------------------------------
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        self._workload = workload
+        ensure_image(self.client, workload.image)
+        subnet = self._create_network()
+        hosts = subnet.hosts()
+        next(hosts)  # the gateway
+        for index in range(1, workload.replicas + 1):
+            name = f"{workload.name}-{index}"
+            address = str(next(hosts))
+            self._addresses[name] = address
+            self._create_container(workload, name, address)
+
+    def _create_network(self) -> ipaddress.IPv4Network:
+        taken = self._subnets_in_use()
+        for subnet in SUBNET_POOL.subnets(new_prefix=24):
+            if any(subnet.overlaps(t) for t in taken):
+                continue
+            pool = IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
+            try:
+                self.client.networks.create(
+                    self.network_name,
+                    driver="bridge",
+                    ipam=IPAMConfig(pool_configs=[pool]),
+                    labels=self._labels(),
+                )
+            except docker.errors.APIError as exc:
+                if "overlap" in str(exc).lower():
+                    continue
+                raise TargetError(f"cannot create network {self.network_name}: {exc}") from exc
+            return ipaddress.IPv4Network(subnet)
+        raise TargetError(f"no free /24 subnet left in {SUBNET_POOL} for the run's network")
+
+    def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
+        subnets = []
+        for network in self.client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                try:
+                    subnets.append(ipaddress.ip_network(config.get("Subnet", ""), strict=False))
+                except ValueError:
+                    continue
+        return [s for s in subnets if isinstance(s, ipaddress.IPv4Network)]
+
+    def _create_container(self, workload: WorkloadSpec, name: str, address: str) -> None:
+        image = DEMO_IMAGE if workload.image == "demo" else workload.image
+        limits = workload.resources
+        try:
+            self.client.containers.run(  # type: ignore[call-overload]
+                image,
+                command=workload.command,
+                name=f"chaos-{self.run_id}-{name}",
+                hostname=name,
+                detach=True,
+                environment=workload.env,
+                labels=self._labels(**{SERVICE_LABEL: workload.name, INSTANCE_LABEL: name}),
+                network=self.network_name,
+                networking_config={
+                    self.network_name: EndpointConfig(
+                        self.client.api.api_version, ipv4_address=address
+                    )
+                },
+                healthcheck=_healthcheck(workload),
+                restart_policy=_restart_policy(workload.restart),
+                nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
+                mem_limit=limits.memory,
+            )
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot start replica {name}: {exc}") from exc
+
+    def wait_healthy(self, timeout_s: float) -> list[Instance]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            containers = self._containers()
+            states = {c.name: _readiness(c) for c in containers}
+            if containers and all(state == "ready" for state in states.values()):
+                return self.instances()
+            if time.monotonic() > deadline:
+                detail = ", ".join(f"{n}: {s}" for n, s in sorted(states.items()))
+                raise DeployTimeout(
+                    f"replicas not healthy after {timeout_s:g} s ({detail or 'none running'})"
+                )
+            time.sleep(0.2)
+
+    # --- instances and events ----------------------------------------------------------------
+
+    def _containers(self) -> list[Container]:
+        try:
+            return list(
+                self.client.containers.list(
+                    all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}
+                )
+            )
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot list the run's containers: {exc}") from exc
+
+    def instances(self) -> list[Instance]:
+        port = self._workload.port if self._workload else 8080
+        found = []
+        for container in self._containers():
+            labels = container.labels
+            name = labels.get(INSTANCE_LABEL) or container.name or container.short_id
+            address = self._addresses.get(name) or _address_on(container, self.network_name)
+            found.append(
+                Instance(
+                    name=name,
+                    service=labels.get(SERVICE_LABEL, ""),
+                    container_id=container.id or "",
+                    container_name=container.name or "",
+                    pid=int(container.attrs.get("State", {}).get("Pid") or 0),
+                    url=f"http://{address}:{port}",
+                    labels=labels,
+                )
+            )
+        return sorted(found, key=lambda i: i.name)
+
+    def events(self, since_ns: int) -> DockerEventStream:
+        try:
+            return DockerEventStream(self.client, self.run_id, since_ns)
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot subscribe to the engine's events: {exc}") from exc
+
+    # --- engine-side actions (faults use these) ----------------------------------------------
+
+    def _container(self, instance: Instance) -> Container:
+        try:
+            container = self.client.containers.get(instance.container_id)
+        except docker.errors.NotFound as exc:
+            raise TargetError(f"{instance.name} no longer exists") from exc
+        if container.labels.get(RUN_LABEL) != self.run_id:
+            raise TargetError(f"{instance.name} is not labelled with run {self.run_id}")
+        return container
+
+    def _act(self, instance: Instance, action: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._container(instance), action)(**kwargs)
+        except docker.errors.APIError as exc:
+            raise TargetError(f"{action} of {instance.name} failed: {exc}") from exc
+
+    def kill_instance(self, instance: Instance, signal: str) -> None:
+        self._act(instance, "kill", signal=f"SIG{signal}")
+
+    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
+        self._act(instance, "stop", timeout=int(timeout_s))
+
+    def start_instance(self, instance: Instance) -> None:
+        self._act(instance, "start")
+
+    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
+        self._act(instance, "restart", timeout=int(timeout_s))
+
+    def pause_instance(self, instance: Instance) -> None:
+        self._act(instance, "pause")
+
+    def unpause_instance(self, instance: Instance) -> None:
+        self._act(instance, "unpause")
+
+    def teardown(self) -> None:
+        remove_labelled(self.client, self.run_id)
+
+
+def remove_labelled(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
+    """Remove every container, network and volume with the run's label (any run's if None)."""
+    label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+    removed = []
+    try:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            _quietly(lambda c=container: c.remove(force=True, v=True))
+            removed.append(f"container {container.name}")
+        for network in client.networks.list(filters={"label": label}):
+            _quietly(network.remove)
+            removed.append(f"network {network.name}")
+        for volume in client.volumes.list(filters={"label": label}):
+            _quietly(lambda v=volume: v.remove(force=True))
+            removed.append(f"volume {volume.name}")
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cleanup of {label} failed: {exc}") from exc
+    return removed
+
+
+def _quietly(action: Any) -> None:
+    with contextlib.suppress(docker.errors.NotFound):  # already gone: cleanup is idempotent
+        action()
+
+
+def _address_on(container: Container, network: str) -> str:
+    networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+    return str((networks.get(network) or {}).get("IPAddress") or "0.0.0.0")
+
+
+def _readiness(container: Container) -> str:
+    state = container.attrs.get("State", {})
+    if state.get("Status") != "running":
+        return str(state.get("Status", "unknown"))
+    health = (state.get("Health") or {}).get("Status")
+    return "ready" if health in (None, "healthy") else f"health {health}"
+
+
+def _healthcheck(workload: WorkloadSpec) -> Healthcheck | None:
+    health = workload.health
+    if health is None:
+        return None
+    url = f"http://127.0.0.1:{workload.port}{health.path}"
+    return Healthcheck(
+        test=["CMD-SHELL", f"wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url}"],
+        interval=int(health.interval * NS_PER_S),
+        timeout=int(health.timeout * NS_PER_S),
+        retries=health.retries,
+        start_period=int(health.start_period * NS_PER_S),
+    )
+
+
+def _restart_policy(restart: str) -> dict[str, Any]:
+    return {"Name": "" if restart == "no" else restart}

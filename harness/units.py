@@ -1,0 +1,37 @@
+"""Parse the human units of scenario files: durations ("100ms", "2s", "1m") and sizes ("128Mi")."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (seconds) or a string with a unit: ms, s, m, h."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '2s' or '100ms', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _DURATION_FACTOR[match.group(2)]
+    raise ValueError(f"expected a duration like '2s', '100ms' or '1m', got {value!r}")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number (bytes) or a string: 512K, 128Mi, 1G (K/M/G/T are powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like '128Mi', got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative, got {value!r}")
+        return value
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+        return int(float(match.group(1)) * 1024 ** _SIZE_POWER[unit])
+    raise ValueError(f"expected a size like '128Mi', '512K' or '1G', got {value!r}")

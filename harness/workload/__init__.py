@@ -1,0 +1,1 @@
+"""Workload images the harness builds itself (no registry is needed)."""
