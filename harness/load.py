@@ -1,0 +1,533 @@
+"""Load: Locust run as separate processes; their request logs become `requests.parquet`.
+
+The harness never imports locust (importing it monkey-patches the process with gevent, which
+would reach the Docker and Kubernetes clients). It runs ``python -m locust`` from the same
+interpreter, headless, with the user's locustfile (or the bundled default) and
+harness/locust/recorder.py loaded side by side (``-f <locustfile>,<recorder.py>``); the recorder
+appends every request to a per-process file in the plan's record directory.
+
+    plan = LoadPlan(users=20, spawn_rate=20, duration_s=60,
+                    endpoints=(("web-1", "http://172.30.5.2:8080"),), record_dir=run_dir / "load")
+    with LoadRun(plan) as run:          # start() on enter, stop() on exit, always
+        while not run.wait(timeout=1):
+            print(run.poll_progress())
+    write_requests_parquet(collect_requests(plan.record_dir), run_dir / "requests.parquet")
+
+Load balancing is client side: the Docker engine has no load balancer, so the default
+locustfile sends each request to the next endpoint in a round-robin (each user at its own
+offset). A dead replica's share of the requests fails, as it would for any client-side balancer.
+
+Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` runs a master bound to
+127.0.0.1 on a free port plus N worker processes. Each starts in its own session, so a Ctrl-C at
+the harness's terminal reaches only the harness, which then stops them by PID (SIGTERM, then
+SIGKILL after a grace period). Locust's stdout and stderr go to ``locust-<role>.log`` in the
+record directory; the master (or the local process) also writes Locust's own final totals to
+``locust-stats.json`` (see `LoadRun.locust_totals`). Inherited ``LOCUST_*`` variables are
+dropped so that a run depends on its plan only (``extra_env`` may set them again), and the
+processes run in the record directory so no stray locust.conf is read.
+
+Record files: see the docstring of harness/locust/recorder.py (a header line, then one
+tab-separated line per request: ok, start_ns, latency_ms, name, endpoint, error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+import pandas as pd
+
+from harness.errors import LoadError
+
+LOCUST_DIR: Final = Path(__file__).resolve().parent / "locust"
+DEFAULT_LOCUSTFILE: Final = LOCUST_DIR / "default_locustfile.py"
+RECORDER: Final = LOCUST_DIR / "recorder.py"
+RECORD_GLOB: Final = "requests-*.tsv"
+USER_ERRORS_GLOB: Final = "user-errors-*.tsv"
+STATS_PREFIX: Final = "locust-stats"
+REQUEST_COLUMNS: Final = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
+_FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error")
+_HEADER_PREFIX: Final = b"#chaos-harness-requests v1"
+_WORKER_CONNECT_WAIT_S: Final = 30
+
+
+@dataclass(frozen=True)
+class LoadPath:
+    """One request path of the default locustfile; `name` groups Locust's stats (default: path)."""
+
+    path: str = "/"
+    name: str | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Everything one load run needs. `duration_s` is rounded up to whole seconds (Locust's -t)."""
+
+    users: int
+    spawn_rate: float
+    duration_s: float
+    endpoints: Sequence[tuple[str, str]]
+    record_dir: Path
+    workers: int = 0
+    locustfile: Path | None = None
+    paths: Sequence[LoadPath] = (LoadPath(),)
+    wait_s: float = 0.0
+    timeout_s: float = 2.0
+    seed: int | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = _plan_problems(self)
+        if problems:
+            raise LoadError("invalid load plan: " + "; ".join(problems))
+
+    @property
+    def run_time_s(self) -> int:
+        """The run time handed to Locust: `duration_s` rounded up to whole seconds."""
+        return max(1, math.ceil(self.duration_s))
+
+    @property
+    def locustfile_path(self) -> Path:
+        return self.locustfile if self.locustfile is not None else DEFAULT_LOCUSTFILE
+
+
+def _plan_problems(plan: LoadPlan) -> list[str]:
+    checks = [
+        (plan.users >= 1, f"users must be >= 1, got {plan.users!r}"),
+        (plan.spawn_rate > 0, f"spawn_rate must be > 0, got {plan.spawn_rate!r}"),
+        (plan.duration_s > 0, f"duration_s must be > 0, got {plan.duration_s!r}"),
+        (plan.workers >= 0, f"workers must be >= 0, got {plan.workers!r}"),
+        (plan.wait_s >= 0, f"wait_s must be >= 0, got {plan.wait_s!r}"),
+        (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
+        (len(plan.paths) > 0, "paths must not be empty"),
+        (len(plan.endpoints) > 0 or plan.locustfile is not None, "endpoints must not be empty"),
+    ]
+    problems = [message for ok, message in checks if not ok]
+    locustfile = str(plan.locustfile_path)
+    if "," in locustfile or not locustfile.endswith(".py"):
+        problems.append(f"locustfile must be a .py path without commas, got {locustfile!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Requests recorded so far (flushed by the Locust processes every ~0.5 s)."""
+
+    requests: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class _Proc:
+    role: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+
+@dataclass
+class _FileCursor:
+    offset: int = 0
+    requests: int = 0
+    failures: int = 0
+
+
+def locust_version() -> str:
+    """The installed Locust's version, read from package metadata (locust is not imported)."""
+    try:
+        return metadata.version("locust")
+    except metadata.PackageNotFoundError as exc:
+        raise LoadError("locust is not installed in this environment") from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every Locust process of `plan`."""
+    env = {k: v for k, v in base.items() if not k.startswith("LOCUST_")}
+    endpoints = [{"name": name, "url": url} for name, url in plan.endpoints]
+    paths = [{"path": p.path, "name": p.name or p.path, "weight": p.weight} for p in plan.paths]
+    env.update(
+        CHAOS_HARNESS_ENDPOINTS=json.dumps(endpoints),
+        CHAOS_HARNESS_PATHS=json.dumps(paths),
+        CHAOS_HARNESS_WAIT=repr(float(plan.wait_s)),
+        CHAOS_HARNESS_TIMEOUT_S=repr(float(plan.timeout_s)),
+        CHAOS_HARNESS_RECORD_DIR=str(plan.record_dir.resolve()),
+        CHAOS_HARNESS_SEED=str(plan.seed if plan.seed is not None else 0),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(plan.extra_env)
+    return env
+
+
+def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, list[str]]]:
+    """(role, argv) of every process of `plan`: "local", or "master" and "worker-<i>"."""
+    record_dir = plan.record_dir.resolve()
+    files = f"{plan.locustfile_path.resolve()},{RECORDER}"
+    base = [python, "-m", "locust", "-f", files, "--exit-code-on-error", "0"]
+    run = [
+        *("--headless", "--only-summary"),
+        *("--users", str(plan.users), "--spawn-rate", repr(float(plan.spawn_rate))),
+        *("--run-time", f"{plan.run_time_s}s", "--json-file", str(record_dir / STATS_PREFIX)),
+    ]
+    if plan.workers == 0:
+        return [("local", [*base, *run])]
+    master = [
+        *base,
+        *run,
+        *("--master", "--expect-workers", str(plan.workers)),
+        *("--expect-workers-max-wait", str(_WORKER_CONNECT_WAIT_S)),
+        *("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)),
+    ]
+    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    return [("master", master)] + [(f"worker-{i}", worker) for i in range(plan.workers)]
+
+
+class LoadRun:
+    """The Locust processes of one plan. A context manager: start on enter, always stop on exit.
+
+    `started_at_ns` is taken just before the first process is spawned, `ended_at_ns` when the
+    last one is seen to have exited (wall clock, nanoseconds).
+    """
+
+    def __init__(self, plan: LoadPlan, *, python: str | None = None, grace_s: float = 10.0) -> None:
+        self.plan = plan
+        self.python = python or sys.executable
+        self.grace_s = grace_s
+        self.started_at_ns: int | None = None
+        self.ended_at_ns: int | None = None
+        self._procs: list[_Proc] = []
+        self._signalled: set[int] = set()
+        self._cursors: dict[Path, _FileCursor] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LoadRun:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if exc_type is None:
+            self.check()
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(p.popen.pid for p in self._procs)
+
+    def start(self) -> None:
+        """Spawn the Locust processes; returns at once (the run starts when workers connect)."""
+        if self._procs:
+            raise LoadError("load run already started")
+        record_dir = self.plan.record_dir
+        _prepare_record_dir(record_dir)
+        if not self.plan.locustfile_path.is_file():
+            raise LoadError(f"locustfile not found: {str(self.plan.locustfile_path)!r}")
+        env = plan_env(self.plan, os.environ)
+        port = free_port() if self.plan.workers else 0
+        self.started_at_ns = time.time_ns()
+        try:
+            for role, argv in locust_commands(self.plan, self.python, port):
+                self._procs.append(_spawn(role, argv, env, record_dir))
+        except LoadError:
+            self.stop()
+            raise
+
+    def running(self) -> bool:
+        """True while any Locust process is alive."""
+        alive = any(p.popen.poll() is None for p in self._procs)
+        if not alive and self._procs and self.ended_at_ns is None:
+            self.ended_at_ns = time.time_ns()
+        return alive
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every process to exit; True if they did, False on timeout.
+
+        Raises LoadError if a process exited non-zero on its own (Locust exits 0 even when
+        requests failed: it runs with --exit-code-on-error 0).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for proc in self._procs:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                proc.popen.wait(remaining)
+            except subprocess.TimeoutExpired:
+                return False
+        self.running()
+        self.check()
+        return True
+
+    def check(self) -> None:
+        """Raise LoadError if a process exited non-zero without being signalled by `stop`."""
+        for proc in self._procs:
+            code = proc.popen.poll()
+            if code is None or code == 0 or proc.popen.pid in self._signalled:
+                continue
+            raise LoadError(
+                f"locust {proc.role} (pid {proc.popen.pid}) exited with code {code}; "
+                f"log {str(proc.log_path)!r} ends:\n{_tail(proc.log_path)}"
+            )
+
+    def stop(self) -> None:
+        """Stop every process this run started, by PID: SIGTERM, then SIGKILL after the grace.
+
+        The master (or local process) goes first: it tells its workers to quit, so their last
+        records are flushed. Never raises for a process that is already gone.
+        """
+        if not self._procs:
+            return
+        head, workers = self._procs[:1], self._procs[1:]
+        self._terminate(head)
+        self._wait_all(self._procs, self.grace_s)
+        self._terminate(workers)
+        self._wait_all(workers, self.grace_s)
+        for proc in self._procs:
+            if proc.popen.poll() is None:
+                self._signal(proc, signal.SIGKILL)
+        self._wait_all(self._procs, 5.0)
+        for proc in self._procs:
+            proc.log.close()
+        self.running()
+
+    def _terminate(self, procs: list[_Proc]) -> None:
+        for proc in procs:
+            if proc.popen.poll() is None:
+                self._signal(proc, signal.SIGTERM)
+
+    def _signal(self, proc: _Proc, signum: signal.Signals) -> None:
+        self._signalled.add(proc.popen.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.popen.send_signal(signum)
+
+    @staticmethod
+    def _wait_all(procs: list[_Proc], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                continue
+
+    # -- observation -----------------------------------------------------------------------
+
+    def poll_progress(self) -> LoadProgress:
+        """Requests and failures recorded so far; reads only what was appended since last call."""
+        for path in sorted(self.plan.record_dir.glob(RECORD_GLOB)):
+            cursor = self._cursors.setdefault(path, _FileCursor())
+            _advance(path, cursor)
+        cursors = self._cursors.values()
+        return LoadProgress(sum(c.requests for c in cursors), sum(c.failures for c in cursors))
+
+    def user_errors(self) -> dict[str, int]:
+        """Exceptions raised by the locustfile's own code (message -> count), once it quit.
+
+        Locust exits 0 even then (--exit-code-on-error 0 cannot tell them from failed requests),
+        so the caller decides: a run whose users crashed measured nothing.
+        """
+        return read_user_errors(self.plan.record_dir)
+
+    def locust_totals(self) -> LoadProgress | None:
+        """Locust's own final totals (from --json-file), or None before the run has ended."""
+        path = self.plan.record_dir / f"{STATS_PREFIX}.json"
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"cannot read locust stats {str(path)!r}: {exc}") from exc
+        return LoadProgress(
+            sum(int(e["num_requests"]) for e in entries),
+            sum(int(e["num_failures"]) for e in entries),
+        )
+
+
+def read_user_errors(record_dir: Path) -> dict[str, int]:
+    """Exceptions raised by user code in the Locust processes (message -> count), all merged."""
+    counts: dict[str, int] = {}
+    try:
+        for path in sorted(record_dir.glob(USER_ERRORS_GLOB)):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                count, _, message = line.partition("\t")
+                if count.isdigit():
+                    counts[message] = counts.get(message, 0) + int(count)
+    except OSError as exc:
+        raise LoadError(f"cannot read user errors in {str(record_dir)!r}: {exc}") from exc
+    return counts
+
+
+def _prepare_record_dir(record_dir: Path) -> None:
+    try:
+        record_dir.mkdir(parents=True, exist_ok=True)
+        stale = [p.name for g in (RECORD_GLOB, USER_ERRORS_GLOB) for p in record_dir.glob(g)]
+    except OSError as exc:
+        raise LoadError(f"cannot create record dir {str(record_dir)!r}: {exc}") from exc
+    if stale:
+        raise LoadError(f"record dir {str(record_dir)!r} already holds request logs: {stale[:3]}")
+
+
+def _spawn(role: str, argv: list[str], env: Mapping[str, str], record_dir: Path) -> _Proc:
+    log_path = record_dir / f"locust-{role}.log"
+    try:
+        log = log_path.open("wb")
+    except OSError as exc:
+        raise LoadError(f"cannot open locust log {str(log_path)!r}: {exc}") from exc
+    try:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=record_dir,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        log.close()
+        raise LoadError(f"cannot start locust {role}: {exc}") from exc
+    return _Proc(role, popen, log_path, log)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"<unreadable: {exc}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _advance(path: Path, cursor: _FileCursor) -> None:
+    """Count the complete lines appended to `path` since `cursor`, and their failures."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(cursor.offset)
+            chunk = handle.read()
+    except OSError as exc:
+        raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
+    end = chunk.rfind(b"\n") + 1
+    if end == 0:
+        return
+    body = chunk[:end]
+    cursor.offset += end
+    if body.startswith(_HEADER_PREFIX):
+        body = body[body.index(b"\n") + 1 :]
+    cursor.requests += body.count(b"\n")
+    cursor.failures += body.count(b"\n0\t") + body.startswith(b"0\t")
+
+
+# -- collection ---------------------------------------------------------------------------
+
+
+def collect_requests(record_dir: Path) -> pd.DataFrame:
+    """Every recorded request of a run, with the columns of requests.parquet, by start_ns."""
+    try:
+        paths = sorted(record_dir.glob(RECORD_GLOB))
+    except OSError as exc:
+        raise LoadError(f"cannot list record dir {str(record_dir)!r}: {exc}") from exc
+    frames = [_read_record_file(path) for path in paths]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _typed(_empty_file_frame(), worker=0)
+    requests = pd.concat(frames, ignore_index=True)
+    return requests.sort_values("start_ns", kind="stable", ignore_index=True)
+
+
+def _read_record_file(path: Path) -> pd.DataFrame:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
+    data = data[: data.rfind(b"\n") + 1]  # a line cut short by a kill is dropped
+    header, _, body = data.partition(b"\n")
+    if not header.startswith(_HEADER_PREFIX):
+        raise LoadError(f"not a request log (bad header): {str(path)!r}")
+    worker = _header_worker(header, path)
+    if not body:
+        return _typed(_empty_file_frame(), worker)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(body),
+            sep="\t",
+            header=None,
+            names=list(_FILE_COLUMNS),
+            quoting=csv.QUOTE_NONE,
+            keep_default_na=False,
+            na_values=[],
+            dtype={"ok": "int8", "start_ns": "int64", "latency_ms": "float64"}
+            | {"name": str, "endpoint": str, "error": str},
+            encoding="utf-8",
+            encoding_errors="replace",
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise LoadError(f"malformed request log {str(path)!r}: {exc}") from exc
+    return _typed(frame, worker)
+
+
+def _header_worker(header: bytes, path: Path) -> int:
+    for token in header.split():
+        if token.startswith(b"worker="):
+            try:
+                return int(token[len(b"worker=") :])
+            except ValueError:
+                break
+    raise LoadError(f"request log header names no worker: {str(path)!r}")
+
+
+def _empty_file_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=str) for c in _FILE_COLUMNS})
+
+
+def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
+    """The file's columns in requests.parquet order and dtypes; empty error -> null."""
+    error = frame["error"].astype(str)
+    return pd.DataFrame(
+        {
+            "start_ns": frame["start_ns"].astype("int64"),
+            "latency_ms": frame["latency_ms"].astype("float64"),
+            "ok": frame["ok"].astype("int8").astype("bool"),
+            "name": frame["name"].astype(str),
+            "error": error.where(error != ""),
+            "endpoint": frame["endpoint"].astype(str),
+            "worker": pd.Series(worker, index=frame.index, dtype="int64"),
+        }
+    )
+
+
+def write_requests_parquet(requests: pd.DataFrame, path: Path) -> None:
+    """Write `requests` (as from `collect_requests`) to `path` atomically."""
+    missing = [c for c in REQUEST_COLUMNS if c not in requests.columns]
+    if missing:
+        raise LoadError(f"requests frame lacks columns {missing}")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        requests.loc[:, list(REQUEST_COLUMNS)].to_parquet(tmp, engine="pyarrow", index=False)
+        tmp.replace(path)
+    except (OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise LoadError(f"cannot write {str(path)!r}: {exc}") from exc

@@ -1,0 +1,192 @@
+"""Records every Locust request to a per-process file; loaded next to the user's locustfile.
+
+The harness starts Locust as ``python -m locust -f <locustfile>,<this file> ...``; Locust imports
+each file of the comma-separated list, so the listeners below join the run whatever the user's
+locustfile is. The harness never imports this module (importing locust patches the process
+with gevent).
+
+A user's own locustfile gets the same recording without any change. To spread its requests over
+the replicas as the bundled default does, it reads the endpoints itself and names the one it
+used in the request context, for example::
+
+    ENDPOINTS = [(e["name"], e["url"]) for e in json.loads(os.environ["CHAOS_HARNESS_ENDPOINTS"])]
+
+    class MyUser(FastHttpUser):
+        host = ENDPOINTS[0][1]
+
+        @task
+        def index(self):
+            name, url = random.choice(ENDPOINTS)
+            self.client.get(url + "/", name="/", context={"endpoint": name})
+
+Without ``context["endpoint"]`` a request's endpoint is the host:port of its URL.
+
+Record files (CHAOS_HARNESS_RECORD_DIR, one per load-generating process; a distributed master
+records nothing since its workers make the requests): ``requests-<pid>.tsv``, UTF-8, written in
+whole lines. The first line is a header, then one line per request::
+
+    #chaos-harness-requests v1 worker=<index> pid=<pid>
+    <ok 1|0> TAB <start_ns> TAB <latency_ms> TAB <name> TAB <endpoint> TAB <error or empty>
+
+Tabs, CR and LF inside name, endpoint and error are replaced by spaces. ``error`` is short: the
+exception class name (``ConnectionRefusedError``), ``HTTP <code>`` for a bad status, or
+``timeout``.
+
+Exceptions raised by user code (a broken task, not a failed request) are counted into
+``user-errors-<pid>.tsv`` on quit: lines of ``<count> TAB <ExceptionType: message>``.
+
+Hot path: the request listener appends one tuple to a list. A greenlet formats and writes the
+list every 0.5 s; test_stop, quitting and quit flush too, quit last (after the users are gone).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+from locust import events
+from locust.runners import MasterRunner
+
+FLUSH_INTERVAL_S = 0.5
+_CACHE_MAX = 10_000
+_ERROR_KINDS_MAX = 50
+_ERROR_TEXT_MAX = 300
+_CLEAN = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, stable name for what went wrong."""
+    original = getattr(exc, "original", None)  # geventhttpclient's RetriesExceeded
+    if isinstance(original, BaseException):
+        exc = original
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+        return f"HTTP {code}"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int) and 100 <= status <= 599:
+        return f"HTTP {status}"
+    if isinstance(exc, (TimeoutError, gevent.Timeout)):
+        return "timeout"
+    return type(exc).__name__
+
+
+def _middle(name: Any, endpoint: Any, url: Any) -> str:
+    """The name and endpoint fields with their tabs, as one string."""
+    if not endpoint:
+        endpoint = (urlsplit(str(url)).netloc or url) if url else ""
+    return f"\t{str(name).translate(_CLEAN)}\t{str(endpoint).translate(_CLEAN)}\t"
+
+
+def format_batch(batch: list[tuple[Any, ...]], cache: dict[tuple[Any, Any], str]) -> str:
+    """Record lines for `batch`; `cache` keeps the (name, endpoint) fields already cleaned."""
+    if len(cache) > _CACHE_MAX:
+        cache.clear()
+    lines = []
+    append = lines.append
+    for start_s, latency_ms, name, exception, context, url in batch:
+        endpoint = context.get("endpoint") if context else None
+        if endpoint:
+            middle = cache.get((name, endpoint))
+            if middle is None:
+                middle = cache[(name, endpoint)] = _middle(name, endpoint, None)
+        else:
+            middle = _middle(name, None, url)
+        if exception is None:
+            append(f"1\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}\n")
+        else:
+            error = error_kind(exception).translate(_CLEAN)
+            append(f"0\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}{error}\n")
+    return "".join(lines)
+
+
+class Recorder:
+    """Buffers request records in memory and appends them to this process's file."""
+
+    def __init__(self, path: Path, worker: int) -> None:
+        self.path = path
+        self.pending: list[tuple[Any, ...]] = []
+        self.cache: dict[tuple[Any, Any], str] = {}
+        self.file = path.open("w", encoding="utf-8", newline="")
+        self.file.write(f"#chaos-harness-requests v1 worker={worker} pid={os.getpid()}\n")
+        self.file.flush()
+
+    def on_request(
+        self,
+        request_type: str = "",
+        name: str = "",
+        response_time: float = 0.0,
+        response_length: int = 0,
+        response: Any = None,
+        context: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        url: str | None = None,
+        **_kwargs: Any,
+    ) -> None:
+        if start_time is None:
+            start_time = time.time() - response_time / 1000.0
+        self.pending.append((start_time, response_time, name, exception, context, url))
+
+    def flush(self, **_kwargs: Any) -> None:
+        if self.file.closed or not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        self.file.write(format_batch(batch, self.cache))
+        self.file.flush()
+
+    def close(self, **_kwargs: Any) -> None:
+        self.flush()
+        if not self.file.closed:
+            self.file.close()
+
+    def run(self) -> None:
+        while not self.file.closed:
+            gevent.sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
+
+class UserErrors:
+    """Counts exceptions raised by user code (not request failures); written once, on quit.
+
+    Locust runs with --exit-code-on-error 0, which hides these from the exit code, so they go to
+    ``user-errors-<pid>.tsv``: lines of ``<count> TAB <ExceptionType: message>``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: dict[str, int] = {}
+
+    def on_user_error(self, exception: BaseException | None = None, **_kwargs: Any) -> None:
+        key = f"{type(exception).__name__}: {exception}"[:_ERROR_TEXT_MAX].translate(_CLEAN)
+        if key in self.counts or len(self.counts) < _ERROR_KINDS_MAX:
+            self.counts[key] = self.counts.get(key, 0) + 1
+        else:
+            self.counts["(other)"] = self.counts.get("(other)", 0) + 1
+
+    def write(self, **_kwargs: Any) -> None:
+        if self.counts:
+            lines = "".join(f"{count}\t{key}\n" for key, count in self.counts.items())
+            self.path.write_text(lines, encoding="utf-8")
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    record_dir = os.environ.get("CHAOS_HARNESS_RECORD_DIR")
+    runner = environment.runner
+    if not record_dir or runner is None or isinstance(runner, MasterRunner):
+        return
+    worker = int(getattr(runner, "worker_index", 0) or 0)
+    path = Path(record_dir) / f"requests-{os.getpid()}.tsv"
+    recorder = Recorder(path, worker)
+    environment.events.request.add_listener(recorder.on_request)
+    environment.events.test_stop.add_listener(recorder.flush)
+    environment.events.quitting.add_listener(recorder.flush)
+    environment.events.quit.add_listener(recorder.close)
+    user_errors = UserErrors(Path(record_dir) / f"user-errors-{os.getpid()}.tsv")
+    environment.events.user_error.add_listener(user_errors.on_user_error)
+    environment.events.quit.add_listener(user_errors.write)
+    gevent.spawn(recorder.run)
