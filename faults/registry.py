@@ -15,6 +15,9 @@ ENTRY_POINT_GROUP = "chaos_harness.faults"
 
 BUILTIN_FAULTS: dict[str, str] = {
     "container_kill": "faults.container_kill:ContainerKill",
+    "container_stop": "faults.container_stop:ContainerStop",
+    "container_pause": "faults.container_pause:ContainerPause",
+    "container_restart": "faults.container_restart:ContainerRestart",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +17,12 @@ import docker.errors
 
 from faults.base import FaultContext
 from harness.errors import HarnessError
+from harness.hostsys import kill_recorded
 from harness.journal import Journal, revert_outstanding
-from harness.results import RunDir
+from harness.results import RunDir, read_pid_file
 from harness.scenario import TargetSpec
 from harness.targets import make_target
-from harness.targets.base import RUN_LABEL
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, owner_alive
 from harness.targets.docker import connect, remove_labelled
 
 
@@ -63,6 +65,13 @@ def revert_dead_run(run: RunDir) -> Iterator[str]:
         yield f"{run.run_id}: {record.fault_id} ({record.kind}) {outcome}"
 
 
+def stop_dead_run_processes(run: RunDir) -> Iterator[str]:
+    """Stop the load processes a dead run started, if they are still the same processes."""
+    for pid, start in read_pid_file(run.load_pids):
+        if kill_recorded(pid, start, signal.SIGTERM):
+            yield f"{run.run_id}: stopped load process {pid}"
+
+
 def cleanup_all(results: Path) -> Iterator[str]:
     """Revert outstanding faults of dead runs, then remove their labelled objects."""
     active: set[str] = set()
@@ -74,15 +83,18 @@ def cleanup_all(results: Path) -> Iterator[str]:
             yield f"{run.run_id}: still running, left alone"
             continue
         yield from revert_dead_run(run)
+        yield from stop_dead_run_processes(run)
     client = connect(None)
-    for run_id in sorted(_labelled_run_ids(client) - active):
+    for run_id in sorted(_orphaned_run_ids(client) - active):
         for removed in remove_labelled(client, run_id):
             yield f"{run_id}: removed {removed}"
     yield "cleanup done"
 
 
-def _labelled_run_ids(client: docker.DockerClient) -> set[str]:
-    ids: set[str] = set()
+def _orphaned_run_ids(client: docker.DockerClient) -> set[str]:
+    """Run ids of labelled objects whose owning harness process is gone."""
+    live: set[str] = set()
+    seen: set[str] = set()
     try:
         objects = [
             *client.containers.list(all=True, filters={"label": RUN_LABEL}),
@@ -93,6 +105,9 @@ def _labelled_run_ids(client: docker.DockerClient) -> set[str]:
         raise HarnessError(f"cannot list labelled objects: {exc}") from exc
     for obj in objects:
         labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
-        if RUN_LABEL in labels:
-            ids.add(labels[RUN_LABEL])
-    return ids
+        run_id = labels.get(RUN_LABEL)
+        if run_id:
+            seen.add(run_id)
+            if owner_alive(labels.get(OWNER_LABEL)):
+                live.add(run_id)
+    return seen - live

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.hostsys import process_start_ticks
 from harness.targets.base import EngineEvent
 
 
@@ -32,6 +33,7 @@ class RunDir:
     summary = property(lambda self: self.path / "summary.json")
     report = property(lambda self: self.path / "report.html")
     load_dir = property(lambda self: self.path / "load")
+    load_pids = property(lambda self: self.path / "load" / "pids.json")
     logs = property(lambda self: self.path / "logs")
 
     def create(self) -> RunDir:
@@ -113,3 +115,16 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def write_pid_file(path: Path, pids: Iterable[int]) -> None:
+    """Record processes we started, with their start times, so cleanup can stop exactly them."""
+    write_json(path, {"processes": [{"pid": p, "start": process_start_ticks(p)} for p in pids]})
+
+
+def read_pid_file(path: Path) -> list[tuple[int, int | None]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [(int(p["pid"]), p.get("start")) for p in data.get("processes", [])]

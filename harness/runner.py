@@ -28,6 +28,7 @@ from faults.base import Fault, FaultContext, RevertRecord
 from harness import __version__
 from harness.errors import CapabilityError, HarnessError, ScenarioError
 from harness.journal import Journal, revert_outstanding
+from harness.lease import Lease, end_lease, start_lease
 from harness.load import (
     LoadPath,
     LoadPlan,
@@ -37,7 +38,7 @@ from harness.load import (
     write_requests_parquet,
 )
 from harness.observe import EventRecorder, Prober
-from harness.results import EventLog, RunDir, write_json
+from harness.results import EventLog, RunDir, write_json, write_pid_file
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
@@ -148,6 +149,8 @@ class Runner:
         self.progress = Progress(total_s=scenario.load.duration)
         self._on_progress = on_progress or (lambda _p: None)
         self._manifest: dict[str, Any] = {}
+        self._leases: dict[str, Lease] = {}
+        self._records: dict[str, RevertRecord] = {}
 
     # --- the run -------------------------------------------------------------------------
 
@@ -191,13 +194,13 @@ class Runner:
             self._prober = Prober(instances, probes.path, probes.interval, probes.timeout).start()
         self._load = LoadRun(self._load_plan([(i.name, i.url) for i in instances]))
         self._load.start()
+        write_pid_file(self.dir.load_pids, self._load.pids)
         load_start_ns = time.time_ns()
         events.harness(load_start_ns, "load_start")
         self._manifest["load"]["started_at_ns"] = load_start_ns
         self._manifest["load"]["endpoints"] = [i.name for i in instances]
         context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         faults = {o.fault_id: fault for o, fault in planned}
-        self._records: dict[str, RevertRecord] = {}
         self._follow_timeline(context, events, journal, faults, [o for o, _ in planned])
         self._load.wait(timeout=self.scenario.load.duration + 30)
         self._load.check()
@@ -249,6 +252,8 @@ class Runner:
             deadline = time.time_ns() + int((o.revert_at_s - o.at_s) * 1e9)
         journal.planned(record, deadline)
         self._records[o.fault_id] = record
+        if deadline is not None:
+            self._leases[o.fault_id] = start_lease(self.dir.path, o.fault_id, deadline)
         injected_ns = time.time_ns()
         fault.apply(ctx, record)
         journal.applied(o.fault_id)
@@ -280,6 +285,8 @@ class Runner:
         fault.revert(ctx, record)
         journal.reverted(record.fault_id)
         events.harness(reverted_ns, "fault_revert", fault_id=record.fault_id, kind=fault.kind)
+        if record.fault_id in self._leases:
+            end_lease(self._leases.pop(record.fault_id))
 
     # --- cleanup -------------------------------------------------------------------------
 
@@ -293,6 +300,8 @@ class Runner:
             events.harness(
                 time.time_ns(), "fault_revert", fault_id=record.fault_id, kind=record.kind
             )
+        for lease in self._leases.values():
+            end_lease(lease)
         load = getattr(self, "_load", None)
         if load is not None:
             self._attempt("stop load", load.stop)

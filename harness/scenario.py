@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,10 +25,8 @@ from pydantic import (
 from faults.base import Fault
 from faults.registry import fault_kinds
 from harness.errors import ScenarioError
-from harness.units import parse_duration, parse_size
+from harness.units import Bytes, Seconds
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Bytes = Annotated[int, BeforeValidator(parse_size)]
 PhaseName = Literal["baseline", "fault", "recovery", "after", "all"]
 TARGET_KINDS = ("docker", "swarm")
 DEMO_LOCUSTFILE = "default"

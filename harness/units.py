@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -35,3 +38,8 @@ def parse_size(value: object) -> int:
         unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
         return int(float(match.group(1)) * 1024 ** _SIZE_POWER[unit])
     raise ValueError(f"expected a size like '128Mi', '512K' or '1G', got {value!r}")
+
+
+# Field types for pydantic models (scenario and fault params): "2s" -> 2.0, "128Mi" -> bytes.
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]

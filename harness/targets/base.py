@@ -16,6 +16,28 @@ if TYPE_CHECKING:
 RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"
 INSTANCE_LABEL = "chaos-harness.instance"
+# "<pid>:<start ticks>" of the harness process that owns the object: cleanup leaves the
+# objects of a live owner alone, so it never pulls the rug from under a run in progress.
+OWNER_LABEL = "chaos-harness.owner"
+
+
+def owner_label_value() -> str:
+    """This process as an owner: its PID and start time (a recycled PID will not match)."""
+    import os
+
+    from harness.hostsys import process_start_ticks
+
+    return f"{os.getpid()}:{process_start_ticks(os.getpid())}"
+
+
+def owner_alive(value: str | None) -> bool:
+    """Whether the owner named by an OWNER_LABEL value is still the same live process."""
+    from harness.hostsys import process_start_ticks
+
+    pid, _, ticks = (value or "").partition(":")
+    if not pid.isdigit() or not ticks.isdigit():
+        return False
+    return process_start_ticks(int(pid)) == int(ticks)
 
 
 @dataclass(frozen=True)
@@ -30,6 +52,7 @@ class Instance:
     url: str
     labels: Mapping[str, str] = field(default_factory=dict)
     node: str | None = None
+    state: str = "running"  # the engine's word: running, paused, exited, restarting...
 
     @property
     def netns_path(self) -> str:

@@ -11,7 +11,6 @@ drive Podman's Docker-compatible API as a second engine.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import time
 from collections.abc import Iterator, Mapping
@@ -25,7 +24,15 @@ from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets.base import INSTANCE_LABEL, RUN_LABEL, SERVICE_LABEL, EngineEvent, Instance
+from harness.targets.base import (
+    INSTANCE_LABEL,
+    OWNER_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    EngineEvent,
+    Instance,
+    owner_label_value,
+)
 
 NS_PER_S = 1_000_000_000
 RECORDED_ACTIONS = frozenset(
@@ -98,6 +105,7 @@ class DockerTarget:
         self.client = client or connect(spec.engine)
         self._workload: WorkloadSpec | None = None
         self._addresses: dict[str, str] = {}
+        self._owner = owner_label_value()
 
     # --- description -------------------------------------------------------------------------
 
@@ -129,7 +137,7 @@ class DockerTarget:
         return f"chaos-{self.run_id}"
 
     def _labels(self, **extra: str) -> dict[str, str]:
-        return {RUN_LABEL: self.run_id, **extra}
+        return {RUN_LABEL: self.run_id, OWNER_LABEL: self._owner, **extra}
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -243,6 +251,7 @@ class DockerTarget:
                     pid=int(container.attrs.get("State", {}).get("Pid") or 0),
                     url=f"http://{address}:{port}",
                     labels=labels,
+                    state=str(container.attrs.get("State", {}).get("Status", "unknown")),
                 )
             )
         return sorted(found, key=lambda i: i.name)
@@ -292,28 +301,33 @@ class DockerTarget:
         remove_labelled(self.client, self.run_id)
 
 
-def remove_labelled(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
-    """Remove every container, network and volume with the run's label (any run's if None)."""
-    label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
-    removed = []
+def remove_labelled(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Remove every container, network and volume with the run's label; list what went.
+
+    Each object is tried even if another fails; failures are listed, not raised.
+    """
+    label: dict[str, str | list[str] | bool] = {"label": f"{RUN_LABEL}={run_id}"}
+    done = []
     try:
-        for container in client.containers.list(all=True, filters={"label": label}):
-            _quietly(lambda c=container: c.remove(force=True, v=True))
-            removed.append(f"container {container.name}")
-        for network in client.networks.list(filters={"label": label}):
-            _quietly(network.remove)
-            removed.append(f"network {network.name}")
-        for volume in client.volumes.list(filters={"label": label}):
-            _quietly(lambda v=volume: v.remove(force=True))
-            removed.append(f"volume {volume.name}")
+        containers = client.containers.list(all=True, filters=label)
+        done += [_remove(f"container {c.name}", c.remove, force=True, v=True) for c in containers]
+        networks = client.networks.list(filters=label)
+        done += [_remove(f"network {n.name}", n.remove) for n in networks]
+        volumes = client.volumes.list(filters=label)
+        done += [_remove(f"volume {v.name}", v.remove, force=True) for v in volumes]
     except docker.errors.APIError as exc:
-        raise TargetError(f"cleanup of {label} failed: {exc}") from exc
-    return removed
+        raise TargetError(f"cannot list the objects of run {run_id}: {exc}") from exc
+    return done
 
 
-def _quietly(action: Any) -> None:
-    with contextlib.suppress(docker.errors.NotFound):  # already gone: cleanup is idempotent
-        action()
+def _remove(what: str, remove: Any, **kwargs: Any) -> str:
+    try:
+        remove(**kwargs)
+    except docker.errors.NotFound:
+        return f"{what} (already gone)"  # cleanup is idempotent
+    except docker.errors.APIError as exc:
+        return f"{what} NOT removed: {exc.explanation or exc}"
+    return what
 
 
 def _address_on(container: Container, network: str) -> str:

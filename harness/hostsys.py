@@ -1,0 +1,91 @@
+"""Host-side commands that act inside an instance's namespaces and cgroups.
+
+Faults inject from the host (as Litmus and Chaos Mesh do), so they work with any image:
+`nsenter -t PID -n iptables ...` acts in the container's network namespace without any tool
+in the image. Every failure becomes a FaultError that quotes the command and its stderr.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import CapabilityError, FaultError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def require_tool(name: str, package: str) -> str:
+    """The tool's path, or a CapabilityError that says which Debian package brings it."""
+    path = shutil.which(name)
+    if path is None:
+        raise CapabilityError(f"'{name}' is not installed: apt-get install -y {package}")
+    return path
+
+
+def run(args: Sequence[str], timeout_s: float = 15.0, check: bool = True) -> str:
+    """Run a host command; its stdout, or FaultError quoting the command and stderr."""
+    try:
+        done = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FaultError(f"'{' '.join(args)}' could not run: {exc}") from exc
+    if check and done.returncode != 0:
+        raise FaultError(
+            f"'{' '.join(args)}' failed (exit {done.returncode}): {done.stderr.strip()}"
+        )
+    return done.stdout
+
+
+def in_netns(pid: int, args: Sequence[str], timeout_s: float = 15.0, check: bool = True) -> str:
+    """Run a host tool inside the network namespace of process `pid`."""
+    return run(["nsenter", "-t", str(pid), "-n", *args], timeout_s=timeout_s, check=check)
+
+
+def cgroup_version() -> int:
+    """2 when the unified hierarchy is mounted at /sys/fs/cgroup, else 1."""
+    return 2 if (CGROUP_ROOT / "cgroup.controllers").exists() else 1
+
+
+def cgroup_dir(pid: int, controller: str) -> Path:
+    """The host path of the cgroup of `pid` for a v1 controller (or the v2 unified one)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError as exc:
+        raise FaultError(f"cannot read the cgroup of PID {pid}: {exc.strerror}") from exc
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        if cgroup_version() == 2 and controllers == "":
+            return CGROUP_ROOT / path.lstrip("/")
+        if controller in controllers.split(","):
+            return CGROUP_ROOT / controllers / path.lstrip("/")
+    raise FaultError(f"PID {pid} has no '{controller}' cgroup")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of `pid` (clock ticks since boot), or None if there is no such process.
+
+    Recorded with a PID so that a later kill never hits a recycled PID.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def kill_recorded(pid: int, start_ticks: int | None, sig: int) -> bool:
+    """Signal `pid` only if it is still the process that was recorded; True if signalled."""
+    import os
+
+    if start_ticks is None or process_start_ticks(pid) != start_ticks:
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True

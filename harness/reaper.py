@@ -1,0 +1,72 @@
+"""The lease reaper: `python -m harness.reaper RUN_DIR FAULT_ID DEADLINE_NS`.
+
+Sleeps until DEADLINE_NS; exits early once the undo log says the fault was reverted; at the
+deadline reverts it from its revert record and logs the revert in events.jsonl.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+POLL_S = 0.2
+
+
+def _reverted(journal_path: Path, fault_id: str) -> bool:
+    from harness.journal import Journal
+
+    return all(o.record.fault_id != fault_id for o in Journal(journal_path).outstanding())
+
+
+def _revert(run_dir: Path, fault_id: str) -> None:
+    import json
+
+    from faults.base import FaultContext
+    from faults.registry import fault_kinds
+    from harness.journal import Journal
+    from harness.results import RunDir, append_json_line
+    from harness.scenario import TargetSpec
+    from harness.targets import make_target
+
+    run = RunDir(run_dir)
+    journal = Journal(run.journal)
+    manifest = json.loads(run.manifest.read_text())
+    spec = TargetSpec.model_validate({"kind": manifest.get("target", "docker")})
+    target = make_target(run.run_id, spec)
+    ctx = FaultContext(target, run.run_id, run.path, random.Random(0))
+    for item in journal.outstanding():
+        if item.record.fault_id != fault_id:
+            continue
+        reverted_ns = time.time_ns()
+        fault_kinds()[item.record.kind].revert(ctx, item.record)
+        journal.reverted(fault_id)
+        append_json_line(
+            run.events,
+            {
+                "time_ns": reverted_ns,
+                "source": "harness",
+                "action": "fault_revert",
+                "instance": None,
+                "container_id": None,
+                "attributes": {"fault_id": fault_id, "kind": item.record.kind, "by": "lease"},
+            },
+        )
+        print(f"lease expired: reverted {fault_id} ({item.record.kind})", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    run_dir, fault_id, deadline_ns = Path(argv[0]), argv[1], int(argv[2])
+    journal_path = run_dir / "faults.jsonl"
+    while time.time_ns() < deadline_ns:
+        if _reverted(journal_path, fault_id):
+            return 0
+        time.sleep(min(POLL_S, max(0.0, (deadline_ns - time.time_ns()) / 1e9)))
+    if not _reverted(journal_path, fault_id):
+        _revert(run_dir, fault_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
