@@ -1,0 +1,274 @@
+"""Read a run directory into tidy DataFrames and a typed manifest.
+
+`load_run(run_dir)` is the only entry point. Every table gets the columns of the contract in
+docs/ARCHITECTURE.md with fixed dtypes, even when it is empty, plus `end_ns` on requests and
+probes: a request is placed in time by its completion (start + latency).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import AnalysisError
+
+REQUEST_COLUMNS = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
+PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
+EVENT_COLUMNS = ("time_ns", "source", "action", "instance", "container_id", "attributes")
+DEFAULT_STABLE_FOR_S = 2.0
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """The manifest's `load` block; the instants are None when the load never started."""
+
+    users: int | None
+    spawn_rate: float | None
+    duration_s: float | None
+    workers: int | None
+    endpoints: tuple[str, ...]
+    load_balancing: str | None
+    started_at_ns: int | None
+    ended_at_ns: int | None
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    """The manifest's `slo` block: every limit is optional; phase maps are phase -> max."""
+
+    ttr_s: float | None = None
+    ttd_s: float | None = None
+    availability: float | None = None
+    error_rate: Mapping[str, float] | None = None
+    p95_ms: Mapping[str, float] | None = None
+    p99_ms: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """The keys of manifest.json the analysis relies on."""
+
+    run_id: str
+    scenario: str
+    target: str
+    seed: int | None
+    started_at_ns: int | None
+    ended_at_ns: int | None
+    status: str
+    error: str | None
+    load: LoadSettings
+    stable_for_s: float
+    slo: SloSpec
+    versions: Mapping[str, str]
+    host: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """One run directory, loaded. Tables are sorted by their time column."""
+
+    run_dir: Path
+    manifest: RunManifest
+    requests: pd.DataFrame
+    probes: pd.DataFrame
+    events: pd.DataFrame
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Load manifest.json, requests.parquet, probes.parquet and events.jsonl from `run_dir`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AnalysisError(f"run directory not found: {run_dir}")
+    return RunData(
+        run_dir=run_dir,
+        manifest=parse_manifest(_read_json(run_dir / "manifest.json")),
+        requests=_read_observations(run_dir / "requests.parquet", REQUEST_COLUMNS),
+        probes=_read_observations(run_dir / "probes.parquet", PROBE_COLUMNS),
+        events=_read_events(run_dir / "events.jsonl"),
+    )
+
+
+# -- manifest ---------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Mapping[str, object]:
+    _require(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"{path.name}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AnalysisError(f"{path.name}: expected a JSON object")
+    return data
+
+
+def parse_manifest(raw: Mapping[str, object]) -> RunManifest:
+    """Build a `RunManifest` from the decoded manifest.json, checking the types it uses."""
+    analysis = _section(raw, "analysis")
+    stable_for = _opt_float(analysis, "stable_for_s", "analysis")
+    versions = _section(raw, "versions")
+    return RunManifest(
+        run_id=_req_str(raw, "run_id"),
+        scenario=_req_str(raw, "scenario"),
+        target=_req_str(raw, "target"),
+        seed=_opt_int(raw, "seed", ""),
+        started_at_ns=_opt_int(raw, "started_at_ns", ""),
+        ended_at_ns=_opt_int(raw, "ended_at_ns", ""),
+        status=_opt_str(raw, "status", "") or "completed",
+        error=_opt_str(raw, "error", ""),
+        load=_parse_load(_section(raw, "load")),
+        stable_for_s=DEFAULT_STABLE_FOR_S if stable_for is None else stable_for,
+        slo=_parse_slo(_section(raw, "slo")),
+        versions={str(k): str(v) for k, v in versions.items()},
+        host=None if raw.get("host") is None else str(raw.get("host")),
+    )
+
+
+def _parse_load(load: Mapping[str, object]) -> LoadSettings:
+    endpoints = load.get("endpoints") or []
+    if not isinstance(endpoints, list):
+        raise AnalysisError(f"manifest.json: load.endpoints must be a list, got {endpoints!r}")
+    return LoadSettings(
+        users=_opt_int(load, "users", "load"),
+        spawn_rate=_opt_float(load, "spawn_rate", "load"),
+        duration_s=_opt_float(load, "duration_s", "load"),
+        workers=_opt_int(load, "workers", "load"),
+        endpoints=tuple(str(e) for e in endpoints),
+        load_balancing=_opt_str(load, "load_balancing", "load"),
+        started_at_ns=_opt_int(load, "started_at_ns", "load"),
+        ended_at_ns=_opt_int(load, "ended_at_ns", "load"),
+    )
+
+
+def _parse_slo(slo: Mapping[str, object]) -> SloSpec:
+    return SloSpec(
+        ttr_s=_opt_float(slo, "ttr_s", "slo"),
+        ttd_s=_opt_float(slo, "ttd_s", "slo"),
+        availability=_opt_float(slo, "availability", "slo"),
+        error_rate=_phase_limits(slo, "error_rate"),
+        p95_ms=_phase_limits(slo, "p95_ms"),
+        p99_ms=_phase_limits(slo, "p99_ms"),
+    )
+
+
+def _phase_limits(slo: Mapping[str, object], key: str) -> Mapping[str, float] | None:
+    section = slo.get(key)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise AnalysisError(f"manifest.json: slo.{key} must be an object, got {section!r}")
+    limits = {str(phase): _opt_float(section, phase, f"slo.{key}") for phase in section}
+    return {phase: limit for phase, limit in limits.items() if limit is not None}
+
+
+def _section(raw: Mapping[str, object], key: str) -> Mapping[str, object]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AnalysisError(f"manifest.json: {key} must be an object, got {value!r}")
+    return value
+
+
+def _where(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _req_str(raw: Mapping[str, object], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        raise AnalysisError(f"manifest.json: missing {key!r}")
+    return str(value)
+
+
+def _opt_str(raw: Mapping[str, object], key: str, section: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AnalysisError(f"manifest.json: {_where(section, key)} must be a string: {value!r}")
+    return value
+
+
+def _opt_int(raw: Mapping[str, object], key: str, section: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AnalysisError(f"manifest.json: {_where(section, key)} must be an int: {value!r}")
+    return value
+
+
+def _opt_float(raw: Mapping[str, object], key: str, section: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AnalysisError(f"manifest.json: {_where(section, key)} must be a number: {value!r}")
+    return float(value)
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _require(path: Path) -> None:
+    if not path.is_file():
+        raise AnalysisError(f"{path.name} not found in run directory {path.parent}")
+
+
+def _read_observations(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a request or probe table, fix dtypes, add `end_ns`, sort by completion."""
+    _require(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types
+        raise AnalysisError(f"{path.name}: cannot read: {exc}") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AnalysisError(f"{path.name}: missing columns {missing}")
+    frame = frame.loc[:, list(columns)].copy()
+    frame["start_ns"] = frame["start_ns"].astype("int64")
+    frame["latency_ms"] = frame["latency_ms"].astype("float64").fillna(0.0)
+    frame["ok"] = frame["ok"].fillna(False).astype("bool")
+    latency_ns = (frame["latency_ms"] * 1e6).round().astype("int64")
+    frame["end_ns"] = (frame["start_ns"] + latency_ns).astype("int64")
+    frame = frame.sort_values("end_ns", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _read_events(path: Path) -> pd.DataFrame:
+    """Read events.jsonl; a torn last line (a crash mid-write) is ignored."""
+    _require(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[dict[str, object]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            if number == len(lines):
+                break
+            raise AnalysisError(f"{path.name}:{number}: not JSON: {exc}") from exc
+        records.append(_event_record(record, path.name, number))
+    frame = pd.DataFrame.from_records(records, columns=list(EVENT_COLUMNS))
+    frame["time_ns"] = frame["time_ns"].astype("int64")
+    return frame.sort_values("time_ns", kind="stable").reset_index(drop=True)
+
+
+def _event_record(record: object, name: str, number: int) -> dict[str, object]:
+    if not isinstance(record, dict) or not isinstance(record.get("time_ns"), int):
+        raise AnalysisError(f"{name}:{number}: an event needs an integer time_ns")
+    attributes = record.get("attributes")
+    return {
+        "time_ns": record["time_ns"],
+        "source": str(record.get("source") or ""),
+        "action": str(record.get("action") or ""),
+        "instance": record.get("instance"),
+        "container_id": record.get("container_id"),
+        "attributes": attributes if isinstance(attributes, dict) else {},
+    }

@@ -1,0 +1,310 @@
+"""The self-contained HTML report of one run: report.html with its figures embedded.
+
+`write_report(run_dir)` needs only the stored files of the run: it rebuilds the summary (and
+summary.json) when not given one, draws the figures into `figures/`, and writes `report.html`
+with inline CSS and the PNGs as base64 data URIs, so the file can be mailed or attached to a
+ticket as is. Every piece of text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness.analysis import summarize, write_summary
+from harness.analysis.data import load_run
+from harness.analysis.phases import PHASE_NAMES
+from harness.analysis.plots import write_figures
+
+REPORT_FILE = "report.html"
+NONE = "—"
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
+       max-width: 1240px; margin: 24px auto; padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+table { border-collapse: collapse; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d0d5; padding: 4px 9px; text-align: left; vertical-align: top; }
+th { background: #f3f3f6; font-weight: 600; }
+td.num { text-align: right; }
+.meta { color: #55555a; }
+.badge { display: inline-block; padding: 2px 9px; border-radius: 10px; font-weight: 600; }
+.passed, .pass, .yes { background: #ddf3e1; color: #145a24; }
+.slo_violated, .fail, .no, .interrupted, .error { background: #fbe0e0; color: #8a1414; }
+.no_data, .na { background: #ececef; color: #444; }
+.note { background: #fff8e1; border-left: 4px solid #e6a100; padding: 8px 12px; margin: 10px 0; }
+.policy { margin: 6px 0; font-size: 15px; }
+img { max-width: 100%; border: 1px solid #e2e2e6; }
+"""
+
+
+def write_report(run_dir: Path, summary: Mapping[str, object] | None = None) -> Path:
+    """Write figures/*.png and report.html into `run_dir`; return the report's path."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    if summary is None:
+        summary = summarize(run)
+        write_summary(run_dir, summary)
+    figures = write_figures(run, summary, run_dir / "figures")
+    path = run_dir / REPORT_FILE
+    path.write_text(render_report(summary, figures), encoding="utf-8")
+    return path
+
+
+def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str:
+    """The report's HTML, figures embedded."""
+    title = f"chaos-harness run {summary.get('run_id')}"
+    body = "\n".join(
+        [
+            _header(summary),
+            _load_note(summary),
+            _slo_section(summary),
+            _faults_section(summary),
+            _phases_section(summary),
+            _figures_section(figures),
+        ]
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+# -- typed access to the summary -------------------------------------------------------------
+
+
+def _map(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    return html.escape(NONE if value is None else str(value))
+
+
+def _secs(value: object, digits: int = 3) -> str:
+    number = _num(value)
+    return NONE if number is None else f"{number:.{digits}f} s"
+
+
+def _pct(value: object) -> str:
+    number = _num(value)
+    return NONE if number is None else f"{100 * number:.2f} %"
+
+
+def _ms(value: object) -> str:
+    number = _num(value)
+    return NONE if number is None else f"{number:.1f}"
+
+
+def _since(summary: Mapping[str, object], time_ns: object) -> str:
+    origin = _num(_map(summary.get("load")).get("started_at_ns"))
+    instant = _num(time_ns)
+    if origin is None or instant is None:
+        return NONE
+    return f"+{(instant - origin) / 1e9:.3f} s"
+
+
+def _badge(text: str, css: str) -> str:
+    return f'<span class="badge {_e(css)}">{_e(text)}</span>'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table; cells are HTML already escaped by the caller."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _header(summary: Mapping[str, object]) -> str:
+    status = str(summary.get("status"))
+    totals = _map(summary.get("totals"))
+    load = _map(summary.get("load"))
+    error = summary.get("error")
+    lines = [
+        f"<h1>Run {_e(summary.get('run_id'))} {_badge(status, status)}</h1>",
+        f'<p class="meta">scenario <b>{_e(summary.get("scenario"))}</b> · target '
+        f"<b>{_e(summary.get('target'))}</b> · run {_secs(summary.get('duration_s'), 1)} · "
+        f"load {_secs(load.get('duration_s'), 1)}, {_e(load.get('users'))} users, "
+        f"{_e(load.get('workers'))} workers · {_e(totals.get('requests'))} requests, "
+        f"{_e(totals.get('failures'))} failed ({_pct(totals.get('error_rate'))}), "
+        f"{_e(totals.get('throughput_rps'))} req/s</p>",
+    ]
+    if error:
+        lines.append(f'<p class="note">run error: {_e(error)}</p>')
+    return "\n".join(lines)
+
+
+def _load_note(summary: Mapping[str, object]) -> str:
+    load = _map(summary.get("load"))
+    endpoints = ", ".join(str(e) for e in _list(load.get("endpoints"))) or NONE
+    balancing = load.get("load_balancing") or "not recorded"
+    return (
+        f'<p class="note"><b>How the load was spread:</b> {_e(balancing)}<br>'
+        f"endpoints: {_e(endpoints)}. When the load is spread client-side across replica "
+        "endpoints, a dead replica's share of requests fails until it is back.</p>"
+    )
+
+
+def _slo_section(summary: Mapping[str, object]) -> str:
+    slo = _map(summary.get("slo"))
+    checks = [_map(c) for c in _list(slo.get("checks"))]
+    if not checks:
+        return "<h2>SLOs</h2><p>No SLO in this scenario.</p>"
+    verdict = "passed" if slo.get("passed") else "slo_violated"
+    rows = [
+        [_e(c.get("name")), _e(c.get("limit")), _e(c.get("value")), _verdict(c.get("verdict"))]
+        for c in checks
+    ]
+    return f"<h2>SLOs {_badge(verdict.replace('_', ' '), verdict)}</h2>" + _table(
+        ["check", "limit", "value", "verdict"], rows
+    )
+
+
+def _verdict(value: object) -> str:
+    text = str(value)
+    return _badge(text.replace("_", " "), text)
+
+
+def _faults_section(summary: Mapping[str, object]) -> str:
+    faults = [_map(f) for f in _list(summary.get("faults"))]
+    if not faults:
+        return "<h2>Faults</h2><p>No fault was injected: the whole run is baseline.</p>"
+    rows = [_fault_row(summary, f) for f in faults]
+    headers = ["fault", "kind", "targets", "injected", "reverted", "detected (ttd)"]
+    headers += ["recovered (ttr)", "failed requests", "availability", "failed probes"]
+    parts = ["<h2>Faults</h2>", _table(headers, rows)]
+    parts += [_fault_detail(f) for f in faults]
+    return "\n".join(parts)
+
+
+def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> list[str]:
+    targets = ", ".join(str(t) for t in _list(fault.get("targets"))) or NONE
+    recovered = (
+        f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
+        if fault.get("recovered")
+        else _badge("never recovered", "fail")
+    )
+    return [
+        f"<b>{_e(fault.get('id'))}</b>",
+        _e(fault.get("kind")),
+        _e(targets),
+        _since(summary, fault.get("injected_at_ns")),
+        _since(summary, fault.get("reverted_at_ns")),
+        f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
+        recovered,
+        f"{_e(fault.get('failed_requests'))} / {_e(fault.get('requests_in_window'))}",
+        _pct(fault.get("availability")),
+        f"{_e(fault.get('probes_failed'))} / {_e(fault.get('probes_in_window'))}",
+    ]
+
+
+def _fault_detail(fault: Mapping[str, object]) -> str:
+    how = " · ".join(str(x) for x in (fault.get("mode"), fault.get("mechanism")) if x)
+    parts = [
+        f"<h3>{_e(fault.get('id'))}: {_e(fault.get('kind'))}</h3>",
+        f"<p class='meta'>{_e(how or 'mechanism not recorded')}</p>",
+        f'<p class="policy">{_policy(fault.get("restart_policy_applies"))}</p>',
+    ]
+    if fault.get("reason"):
+        parts.append(f"<p>{_e(fault.get('reason'))}</p>")
+    parts.append(_orchestrator_table(_list(fault.get("orchestrator"))))
+    return "\n".join(parts)
+
+
+def _policy(applies: object) -> str:
+    if applies is True:
+        return "restart policy applies: " + _badge("yes", "yes")
+    if applies is False:
+        return "restart policy applies: " + _badge(
+            "no — killed through the engine API, a manual stop", "no"
+        )
+    return "restart policy applies: " + _badge("not applicable", "na")
+
+
+def _orchestrator_table(rows: list[object]) -> str:
+    if not rows:
+        return ""
+    cells = []
+    for raw in rows:
+        row = _map(raw)
+        restarted = _restarted(row)
+        cells.append(
+            [
+                _e(row.get("instance")),
+                _secs(row.get("kill_to_die_s")),
+                _secs(row.get("die_to_start_s")),
+                _secs(row.get("start_to_healthy_s")),
+                restarted,
+            ]
+        )
+    headers = ["instance", "fault → die", "die → start", "start → healthy", "restarted"]
+    return (
+        _table(headers, cells) + "<p class='meta'>orchestrator intervals from engine events; "
+        "each is measured from its own start, never summed.</p>"
+    )
+
+
+def _restarted(row: Mapping[str, object]) -> str:
+    if row.get("restarted"):
+        return _badge("yes", "yes")
+    if row.get("die_at_ns") is None:
+        return _badge("did not die", "na")
+    return _badge("no: never started again", "no")
+
+
+def _phases_section(summary: Mapping[str, object]) -> str:
+    phases = _map(summary.get("phases"))
+    rows = []
+    for name in PHASE_NAMES:
+        phase = _map(phases.get(name))
+        latency = _map(phase.get("latency_ms"))
+        rows.append(
+            [
+                f"<b>{_e(name)}</b>",
+                _since(summary, phase.get("start_ns")),
+                _secs(phase.get("duration_s"), 2),
+                _e(phase.get("requests")),
+                _e(phase.get("failures")),
+                _pct(phase.get("error_rate")),
+                _e(phase.get("throughput_rps")),
+                *(_ms(latency.get(q)) for q in ("p50", "p95", "p99", "max")),
+            ]
+        )
+    headers = ["phase", "from", "duration", "requests", "failed", "error rate", "req/s"]
+    headers += ["p50 ms", "p95 ms", "p99 ms", "max ms"]
+    note = (
+        "<p class='meta'>requests counted by completion; latency over requests that started "
+        "in the phase.</p>"
+    )
+    return "<h2>Phases</h2>" + _table(headers, rows) + note
+
+
+def _figures_section(figures: Sequence[Path]) -> str:
+    parts = ["<h2>Figures</h2>"]
+    for path in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption class='meta'>{_e(path.name)}</figcaption></figure>"
+        )
+    return "\n".join(parts)

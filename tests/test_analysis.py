@@ -1,0 +1,410 @@
+"""Analysis of hand-made runs whose answers are known (docs/DESIGN.md, "Metrics")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.analysis import analyze_run, load_run
+from harness.errors import AnalysisError
+from tests.synthetic_run import (
+    Event,
+    Probe,
+    Req,
+    engine,
+    inject,
+    ns,
+    revert,
+    series,
+    write_run,
+)
+
+
+def analyze(run_dir: Path, requests: list[Req], events: list[Event], **kw: Any) -> dict[str, Any]:
+    write_run(run_dir, requests, events=events, **kw)
+    return summary_of(run_dir)
+
+
+def summary_of(run_dir: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = analyze_run(run_dir)
+    return summary
+
+
+def kill_then_flap() -> list[Req]:
+    """t0 = 10 s: a request started before t0 fails after it, a success at 11.005 s is
+    followed by a failure within 2 s, and clean traffic resumes at 12.0 s."""
+    return [
+        *series(0.0, 10.0, 0.1),
+        Req(9.95, 100.0, ok=False),  # started before t0, completes at 10.05 s
+        *[Req(10.2 + 0.1 * i, 5.0, ok=False) for i in range(8)],
+        Req(11.0, 5.0),  # a success at 11.005 s ...
+        Req(11.5, 5.0, ok=False),  # ... followed by a failure within stable_for
+        *series(12.0, 30.0, 0.1),
+    ]
+
+
+# -- detection and recovery -----------------------------------------------------------------
+
+
+def test_detection_and_recovery_instants(tmp_path: Path) -> None:
+    probes = [Probe(10.5, 1.0, ok=False, instance="web-1"), Probe(20.0, 1.0)]
+    write_run(tmp_path, kill_then_flap(), probes, [inject(10.0, "f1")], load_s=(0.0, 30.0))
+    fault = summary_of(tmp_path)["faults"][0]
+
+    assert fault["injected_at_ns"] == ns(10.0)
+    assert fault["detected_at_ns"] == ns(10.05)  # completion of the request started at 9.95
+    assert fault["recovered_at_ns"] == ns(12.005)  # not 11.005: a failure followed it
+    assert fault["ttd_s"] == pytest.approx(0.05)
+    assert fault["ttr_s"] == pytest.approx(2.005)
+    assert fault["recovered"] is True
+    assert fault["reason"] is None
+    # requests completed in [10.0, 12.005]: 10 failed, 11.005 and 12.005 succeeded
+    assert (fault["failed_requests"], fault["requests_in_window"]) == (10, 12)
+    assert fault["availability"] == pytest.approx(2 / 12, abs=1e-6)
+    assert (fault["probes_failed"], fault["probes_in_window"]) == (1, 1)
+
+
+def test_probe_failure_alone_detects(tmp_path: Path) -> None:
+    requests = series(0.0, 30.0, 0.1)
+    probes = [Probe(10.3, 2.0, ok=False), Probe(10.4, 2.0)]
+    write_run(tmp_path, requests, probes, [inject(10.0, "f1")], load_s=(0.0, 30.0))
+    fault = summary_of(tmp_path)["faults"][0]
+
+    assert fault["detected_at_ns"] == ns(10.302)
+    assert fault["recovered_at_ns"] == ns(10.305)  # the request started at 10.3
+    assert fault["failed_requests"] == 0
+    assert fault["availability"] == 1.0
+    assert fault["probes_failed"] == 1
+
+
+def test_baseline_failure_rate_is_tolerated(tmp_path: Path) -> None:
+    # every 10th request fails all along: 10 % baseline; a burst after t0, then back to 10 %
+    requests = [Req(i / 10, 5.0, ok=i % 10 != 0) for i in range(300)]
+    requests = [
+        r if not 100 <= round(r.start_s * 10) < 120 else Req(r.start_s, 5.0, False)
+        for r in requests
+    ]
+    summary = analyze(tmp_path, requests, [inject(10.0, "f1")], load_s=(0.0, 30.0))
+
+    assert summary["analysis"]["baseline_failure_rate"] == pytest.approx(0.1)
+    fault = summary["faults"][0]
+    assert fault["detected_at_ns"] == ns(10.005)
+    # first success completes at 12.105; its next 2 s hold 20 requests, 2 failed: 10 %
+    assert fault["recovered_at_ns"] == ns(12.105)
+
+
+def test_fault_that_never_recovers(tmp_path: Path) -> None:
+    requests = series(0.0, 10.0, 0.1)
+    requests += [
+        Req(10.0 + 0.1 * i, 5.0, ok=i % 2 == 0, endpoint="web-1" if i % 2 == 0 else "web-2")
+        for i in range(200)
+    ]
+    events = [
+        engine(-3.0, "start", "web-2"),
+        inject(10.0, "f1", targets=("web-2",), restart_policy_applies=False, mode="api_kill"),
+        engine(10.002, "die", "web-2", exitCode="137"),
+    ]
+    summary = analyze(
+        tmp_path, requests, events, load_s=(0.0, 30.0), slo={"ttr_s": 5, "availability": 0.9}
+    )
+    fault = summary["faults"][0]
+
+    assert fault["recovered"] is False
+    assert fault["recovered_at_ns"] is None
+    assert fault["ttr_s"] is None
+    assert fault["detected_at_ns"] == ns(10.105)
+    reason = fault["reason"]
+    assert reason.startswith("failures continued until the end of the run")
+    assert "last failure at +29.9 s" in reason
+    assert "web-2 never restarted" in reason
+    assert "manual stop" in reason and "restart policy does not apply" in reason
+    # the window runs to the end of the data: 200 requests, half failed
+    assert (fault["failed_requests"], fault["requests_in_window"]) == (100, 200)
+    assert fault["orchestrator"][0]["restarted"] is False
+    assert fault["orchestrator"][0]["die_to_start_s"] is None
+
+    checks = {c["name"]: c for c in summary["slo"]["checks"]}
+    assert checks["ttr_s[f1]"] == {
+        "name": "ttr_s[f1]",
+        "limit": 5.0,
+        "value": None,
+        "verdict": "fail",
+    }
+    assert checks["availability[f1]"]["verdict"] == "fail"
+    assert summary["slo"]["passed"] is False
+    assert summary["status"] == "slo_violated"
+    phases = summary["phases"]
+    assert phases["fault"]["end_ns"] == ns(30.0)  # an unrecovered kill is active to the end
+    assert phases["recovery"]["duration_s"] == 0
+    assert phases["after"]["duration_s"] == 0
+
+
+def test_run_ended_before_stability(tmp_path: Path) -> None:
+    requests = series(0.0, 10.0, 0.1) + series(10.0, 29.0, 0.1, ok=False)
+    requests += series(29.0, 30.0, 0.1)
+    summary = analyze(tmp_path, requests, [inject(10.0, "f1")], load_s=(0.0, 30.0))
+    fault = summary["faults"][0]
+
+    assert fault["recovered_at_ns"] is None
+    assert fault["reason"].startswith("run ended before 2 s of stability")
+
+
+def test_fault_without_failures(tmp_path: Path) -> None:
+    summary = analyze(
+        tmp_path,
+        series(0.0, 30.0, 0.1),
+        [inject(10.0, "f1")],
+        load_s=(0.0, 30.0),
+        slo={"ttr_s": 1, "ttd_s": 1, "availability": 0.99},
+    )
+    fault = summary["faults"][0]
+
+    assert fault["detected_at_ns"] is None
+    assert fault["ttd_s"] is None
+    assert fault["recovered"] is True
+    assert fault["recovered_at_ns"] == ns(10.0)
+    assert fault["ttr_s"] == 0
+    assert fault["reason"] == "no user-visible failures"
+    assert fault["availability"] == 1.0
+    verdicts = {c["name"]: c["verdict"] for c in summary["slo"]["checks"]}
+    assert verdicts == {"ttr_s[f1]": "pass", "ttd_s[f1]": "no_data", "availability[f1]": "pass"}
+    assert summary["status"] == "passed"
+    phases = summary["phases"]
+    assert phases["fault"]["duration_s"] == 0
+    assert phases["after"]["start_ns"] == ns(10.0)
+    assert phases["after"]["requests"] == 200
+
+
+def partition_requests() -> list[Req]:
+    """Partition 10-15 s: requests started in it time out after 2 s (fail at completion);
+    a second client keeps succeeding all along."""
+    lost = [Req(10.0 + 0.1 * i, 2000.0, ok=False, endpoint="web-2") for i in range(50)]
+    return [*series(0.0, 30.0, 0.1), *lost]
+
+
+def test_fault_with_duration_recovers_after_revert(tmp_path: Path) -> None:
+    events = [
+        inject(
+            10.0,
+            "f1",
+            kind="network_partition",
+            targets=("web-2",),
+            mode="drop",
+            restart_policy_applies=None,
+        ),
+        revert(15.0, "f1"),
+    ]
+    summary = analyze(tmp_path, partition_requests(), events, load_s=(0.0, 30.0))
+    fault = summary["faults"][0]
+
+    assert fault["reverted_at_ns"] == ns(15.0)
+    assert fault["detected_at_ns"] == ns(12.0)  # the first timeout completes 2 s in
+    # the last timeout completes at 16.9 s; the success completing at 16.905 s starts 2 s clean
+    assert fault["recovered_at_ns"] == ns(16.905)
+    assert fault["ttr_s"] == pytest.approx(6.905)
+    assert fault["orchestrator"][0]["die_at_ns"] is None
+
+
+def test_recovery_never_precedes_the_revert(tmp_path: Path) -> None:
+    # failures end at 11 s, but the partition is reverted only at 15 s
+    requests = series(0.0, 30.0, 0.1) + [Req(10.0 + 0.1 * i, 1.0, False) for i in range(10)]
+    events = [inject(10.0, "f1", kind="network_partition"), revert(15.0, "f1")]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))["faults"][0]
+
+    assert fault["recovered_at_ns"] == ns(15.005)
+
+
+# -- orchestrator intervals -----------------------------------------------------------------
+
+
+def test_orchestrator_intervals_from_engine_events(tmp_path: Path) -> None:
+    events = [
+        engine(-5.0, "start", "web-2"),  # the deployment's start: before t0, ignored
+        engine(-4.0, "health_status", "web-2", health="healthy"),
+        inject(10.0, "f1", targets=("web-2", "web-3")),
+        engine(9.9995, "die", "web-2", exitCode="137"),  # 0.5 ms before t0: within tolerance
+        engine(10.35, "start", "web-2"),
+        engine(10.5, "health_status", "web-2", health="unhealthy"),
+        engine(11.4, "health_status", "web-2", health="healthy"),
+        engine(10.01, "die", "web-3", exitCode="137"),
+    ]
+    fault = analyze(tmp_path, series(0.0, 30.0, 0.1), events, load_s=(0.0, 30.0))["faults"][0]
+    web2, web3 = fault["orchestrator"]
+
+    assert web2["instance"] == "web-2"
+    assert (web2["die_at_ns"], web2["start_at_ns"], web2["healthy_at_ns"]) == (
+        ns(9.9995),
+        ns(10.35),
+        ns(11.4),
+    )
+    assert web2["kill_to_die_s"] == pytest.approx(-0.0005, abs=1e-3)
+    assert web2["die_to_start_s"] == pytest.approx(0.3505, abs=1e-3)
+    assert web2["start_to_healthy_s"] == pytest.approx(1.05)
+    assert web2["restarted"] is True
+    assert web3["kill_to_die_s"] == pytest.approx(0.01)
+    assert (web3["start_at_ns"], web3["healthy_at_ns"], web3["restarted"]) == (None, None, False)
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+
+def test_phase_boundaries_and_counts(tmp_path: Path) -> None:
+    events = [inject(10.0, "f1", kind="network_partition"), revert(15.0, "f1")]
+    requests = partition_requests()
+    summary = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))
+    phases = summary["phases"]
+    bounds = {name: (p["start_ns"], p["end_ns"]) for name, p in phases.items()}
+
+    assert bounds == {
+        "baseline": (ns(0.0), ns(10.0)),
+        "fault": (ns(10.0), ns(15.0)),
+        "recovery": (ns(15.0), ns(16.905)),
+        "after": (ns(16.905), ns(30.0)),
+    }
+    expected = {name: [0, 0] for name in phases}
+    for r in requests:
+        end = ns(r.start_s) + round(r.latency_ms * 1e6)
+        name = next(n for n, (lo, hi) in bounds.items() if lo <= end < hi or n == "after")
+        expected[name][0] += 1
+        expected[name][1] += not r.ok
+    for name, (count, failed) in expected.items():
+        assert (phases[name]["requests"], phases[name]["failures"]) == (count, failed), name
+    assert phases["fault"]["failures"] == 30  # timeouts completing 12.0-14.9 s
+    assert phases["recovery"]["failures"] == 20  # timeouts completing after the revert
+    assert phases["baseline"]["throughput_rps"] == pytest.approx(10.0)
+    assert phases["fault"]["error_rate"] == pytest.approx(30 / 80)
+    assert sum(p["requests"] for p in phases.values()) == summary["totals"]["requests"] == 350
+    # latency over requests that STARTED in the phase: 50 timeouts among 100 in the fault phase
+    assert phases["fault"]["latency_ms"]["max"] == 2000.0
+    assert phases["recovery"]["latency_ms"]["max"] == 5.0
+
+
+def test_phase_percentiles(tmp_path: Path) -> None:
+    # baseline latencies 1..100 ms; one request started in baseline completes in the fault phase
+    requests = [Req(i * 0.09, float(i + 1)) for i in range(100)]
+    requests.append(Req(9.5, 900.0))  # completes at 10.4 s: fault-phase count, baseline latency
+    events = [inject(10.0, "f1"), revert(12.0, "f1")]
+    summary = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))
+    baseline = summary["phases"]["baseline"]
+
+    assert baseline["requests"] == 100
+    latency = baseline["latency_ms"]
+    values = sorted([float(i + 1) for i in range(100)] + [900.0])
+    assert latency["p50"] == pytest.approx(values[50])
+    assert latency["max"] == 900.0
+    assert latency["p95"] == pytest.approx(96.0)
+    assert latency["p99"] == pytest.approx(100.0)
+    assert summary["phases"]["fault"]["requests"] == 1
+    assert summary["phases"]["fault"]["latency_ms"] is None
+
+
+def test_no_fault_is_all_baseline(tmp_path: Path) -> None:
+    summary = analyze(tmp_path, series(0.0, 30.0, 0.1), [], load_s=(0.0, 30.0))
+
+    assert summary["faults"] == []
+    assert summary["phases"]["baseline"]["requests"] == 300
+    assert summary["phases"]["baseline"]["duration_s"] == 30.0
+    for name in ("fault", "recovery", "after"):
+        assert summary["phases"][name]["requests"] == 0
+        assert summary["phases"][name]["throughput_rps"] is None
+    assert summary["totals"] == {
+        "requests": 300,
+        "failures": 0,
+        "error_rate": 0.0,
+        "throughput_rps": 10.0,
+        "probes": 0,
+        "probe_failures": 0,
+    }
+
+
+def test_endpoint_counts(tmp_path: Path) -> None:
+    requests = [Req(0.1 * i, 5.0, ok=i % 3 != 2, endpoint=f"web-{i % 3 + 1}") for i in range(30)]
+    summary = analyze(tmp_path, requests, [], load_s=(0.0, 3.0))
+
+    assert summary["endpoints"]["web-3"]["failures"] == 10
+    assert summary["endpoints"]["web-1"]["requests"] == 10
+
+
+# -- edges ----------------------------------------------------------------------------------
+
+
+def test_empty_requests_table(tmp_path: Path) -> None:
+    slo = {"p95_ms": {"baseline": 50}, "error_rate": {"fault": 0.1}, "ttr_s": 5}
+    summary = analyze(tmp_path, [], [inject(10.0, "f1")], load_s=(0.0, 30.0), slo=slo)
+
+    assert summary["totals"]["requests"] == 0
+    assert summary["totals"]["error_rate"] is None
+    assert summary["phases"]["baseline"]["latency_ms"] is None
+    assert summary["faults"][0]["recovered"] is True
+    assert summary["faults"][0]["availability"] == 1.0
+    verdicts = {c["name"]: c["verdict"] for c in summary["slo"]["checks"]}
+    assert verdicts == {
+        "ttr_s[f1]": "pass",
+        "p95_ms[baseline]": "no_data",
+        "error_rate[fault]": "no_data",
+    }
+    assert summary["slo"]["passed"] is True
+    assert load_run(tmp_path).requests.empty
+
+
+@pytest.mark.parametrize(
+    "name", ["manifest.json", "requests.parquet", "probes.parquet", "events.jsonl"]
+)
+def test_missing_file_is_named(tmp_path: Path, name: str) -> None:
+    write_run(tmp_path, series(0.0, 1.0, 0.1))
+    (tmp_path / name).unlink()
+    with pytest.raises(AnalysisError, match=name.replace(".", r"\.")):
+        analyze_run(tmp_path)
+
+
+def test_torn_last_event_line_is_ignored(tmp_path: Path) -> None:
+    write_run(tmp_path, series(0.0, 30.0, 0.1), events=[inject(10.0, "f1")], load_s=(0.0, 30.0))
+    with (tmp_path / "events.jsonl").open("a", encoding="utf-8") as out:
+        out.write('{"time_ns": 17000')
+    assert len(load_run(tmp_path).events) == 1
+
+
+def test_slo_verdicts_and_status(tmp_path: Path) -> None:
+    slo = {
+        "ttr_s": 3,
+        "ttd_s": 0.01,
+        "availability": 0.5,
+        "error_rate": {"baseline": 0.0, "recovery": 0.1, "total": 0.5},
+        "p95_ms": {"baseline": 4},
+        "p99_ms": {"after": 10},
+    }
+    summary = analyze(tmp_path, kill_then_flap(), [inject(10.0, "f1")], load_s=(0.0, 30.0), slo=slo)
+    checks = {c["name"]: (c["value"], c["verdict"]) for c in summary["slo"]["checks"]}
+
+    assert checks == {
+        "ttr_s[f1]": (pytest.approx(2.005), "pass"),
+        "ttd_s[f1]": (pytest.approx(0.05), "fail"),
+        "availability[f1]": (pytest.approx(2 / 12, abs=1e-6), "fail"),
+        "error_rate[baseline]": (0.0, "pass"),
+        "error_rate[recovery]": (None, "no_data"),  # an instantaneous fault: empty recovery
+        "error_rate[total]": (pytest.approx(10 / 291, abs=1e-6), "pass"),
+        "p95_ms[baseline]": (5.0, "fail"),
+        "p99_ms[after]": (5.0, "pass"),
+    }
+    assert summary["slo"]["passed"] is False
+    assert summary["status"] == "slo_violated"
+
+
+def test_manifest_status_wins(tmp_path: Path) -> None:
+    summary = analyze(tmp_path, series(0.0, 5.0, 0.1), [], load_s=(0.0, 5.0), status="interrupted")
+    assert summary["status"] == "interrupted"
+    assert summary["error"] == "interrupted by SIGINT"
+
+
+def test_summary_json_is_strict(tmp_path: Path) -> None:
+    write_run(tmp_path, [], events=[inject(1.0, "f1")], load_s=(0.0, 5.0))
+    returned = analyze_run(tmp_path)
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-JSON number {token}")
+
+    stored = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert stored == returned

@@ -1,0 +1,88 @@
+"""The HTML report and its figures, built from a run directory's stored files alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.report import write_report
+from tests.synthetic_run import inject, realistic_run, series, write_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = realistic_run(tmp_path_factory.mktemp("runs") / "20240101-quickstart")
+    return write_report(run_dir)
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+
+    assert report.name == "report.html"
+    assert "data:image/png;base64," in html
+    assert html.count("data:image/png;base64,") == 2
+    assert "http://" not in html and "https://" not in html
+    assert not re.search(r"""src=["'](?!data:)""", html), "an external resource is referenced"
+    assert "<link" not in html and "<script" not in html
+
+
+def test_report_content(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+
+    for text in ("20240101-quickstart", "synthetic", "docker", "slo_violated"):
+        assert text in html
+    assert "a dead replica&#x27;s share of requests fails" in html  # escaped load note
+    assert "restart policy applies" in html
+    assert "container_kill" in html and "network_partition" in html
+    assert "die → start" in html
+    for phase in ("baseline", "fault", "recovery", "after"):
+        assert f"<b>{phase}</b>" in html
+    assert "availability[f1]" in html
+
+
+def test_figures_are_png(report: Path) -> None:
+    figures = report.parent / "figures"
+    width, height = png_size(figures / "timeline.png")
+    assert 1000 <= width <= 2000 and 700 <= height <= 1400
+    assert 30_000 < (figures / "timeline.png").stat().st_size < 3_000_000
+    assert png_size(figures / "latency_by_phase.png")[0] >= 600
+
+
+def test_report_from_stored_files_alone(report: Path) -> None:
+    summary = json.loads((report.parent / "summary.json").read_text(encoding="utf-8"))
+    assert summary["run_id"] == "20240101-quickstart"
+    assert [f["id"] for f in summary["faults"]] == ["f1", "f2"]
+    assert all(f["recovered"] for f in summary["faults"])
+
+
+def test_report_with_given_summary_and_text_escaped(tmp_path: Path) -> None:
+    run_dir = write_run(
+        tmp_path / "run", series(0.0, 10.0, 0.1), events=[inject(5.0, "f1")], load_s=(0.0, 10.0)
+    )
+    summary = {"run_id": "<script>alert(1)</script>", "status": "passed", "faults": []}
+    html = write_report(run_dir, summary).read_text(encoding="utf-8")
+
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert (run_dir / "figures" / "timeline.png").is_file()
+
+
+def test_report_of_empty_run(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "empty", [], load_s=(0.0, 10.0))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+
+    assert "No fault was injected" in html
+    assert png_size(run_dir / "figures" / "timeline.png")[0] > 0
