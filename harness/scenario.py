@@ -27,7 +27,7 @@ from faults.registry import fault_kinds
 from harness.errors import ScenarioError
 from harness.units import Bytes, Seconds
 
-PhaseName = Literal["baseline", "fault", "recovery", "after", "all"]
+PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
 TARGET_KINDS = ("docker", "swarm")
 DEMO_LOCUSTFILE = "default"
 
@@ -267,7 +267,8 @@ def _data_path(loc: Sequence[str | int], data: object, tags: set[str]) -> list[s
 def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]]) -> str:
     message = str(error["msg"])
     if error["type"] == "union_tag_invalid":
-        message = f"unknown fault kind; allowed: {', '.join(sorted(kinds))}"
+        tag = error.get("ctx", {}).get("tag", "")
+        message = f"unknown fault kind {tag!r}; allowed: {', '.join(sorted(kinds))}"
     elif error["type"] == "extra_forbidden":
         message = f"unknown key {error['loc'][-1]!r}"
     elif error["type"] == "missing":
@@ -305,7 +306,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> ScenarioBase:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError([f"{source}:{line}: not valid YAML: {exc}"]) from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([f"{source}:{line}: not valid YAML: {problem}"]) from exc
     if not isinstance(data, dict):
         raise ScenarioError([f"{source}:1: a scenario is a mapping with at least 'name'"])
     try:

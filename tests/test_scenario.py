@@ -1,0 +1,153 @@
+"""The scenario schema, the timeline and the selector: pure logic, no engine."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import FaultError, ScenarioError
+from harness.scenario import SelectorSpec, build_fault, parse_scenario, scenario_model
+from harness.selection import select_instances
+from harness.targets.base import RUN_LABEL, Instance
+from harness.timeline import actions, expand
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_and_units_are_filled_in() -> None:
+    scenario = parse_scenario("name: s\nload: {duration: 1m}\nprobes: {interval: 250ms}\n")
+    assert scenario.load.duration == 60.0
+    assert scenario.probes.interval == 0.25
+    assert scenario.workload.image == "demo"
+    assert scenario.workload.replicas == 3
+    assert scenario.target.kind == "docker"
+    assert scenario.analysis.stable_for == 2.0
+
+
+def test_every_error_is_reported_at_once_with_its_line() -> None:
+    text = "\n".join(
+        [
+            "name: bad",  # 1
+            "workload:",  # 2
+            "  replicas: 0",  # 3
+            "  imagee: x",  # 4
+            "load: {users: lots}",  # 5
+            "faults:",  # 6
+            "  - {kind: container_kill, at: 5s, duration: 3s}",  # 7
+            "  - {kind: no_such_fault, at: 1s}",  # 8
+            "  - kind: container_kill",  # 9
+            "    at: 2s",  # 10
+            "    mode: sideways",  # 11
+        ]
+    )
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "bad.yaml")
+    problems = caught.value.problems
+    assert len(problems) == 6
+    assert problems[0].startswith("bad.yaml:3: workload.replicas:")
+    assert problems[1] == "bad.yaml:4: workload.imagee: unknown key 'imagee'"
+    assert problems[2].startswith("bad.yaml:5: load.users:")
+    assert problems[3] == "bad.yaml:7: faults.0: container_kill is a one-off event: remove duration"
+    assert problems[4].startswith("bad.yaml:8: faults.1: unknown fault kind 'no_such_fault'")
+    assert "allowed: container_kill" in problems[4]
+    assert problems[5].startswith("bad.yaml:11: faults.2.mode: Input should be 'signal' or 'api'")
+
+
+def test_a_fault_after_the_load_is_an_error() -> None:
+    with pytest.raises(ScenarioError, match="not before the end of the load"):
+        parse_scenario("name: s\nload: {duration: 10s}\nfaults: [{kind: container_kill, at: 12s}]")
+
+
+def test_yaml_syntax_errors_name_the_line() -> None:
+    with pytest.raises(ScenarioError, match=r"^x.yaml:3: not valid YAML: mapping values"):
+        parse_scenario("name: s\nload:\n  users: a: b\n", "x.yaml")
+
+
+def test_fault_params_are_validated_by_the_kind() -> None:
+    scenario = parse_scenario(
+        "name: s\nfaults: [{kind: container_kill, at: 1s, mode: api, signal: term}]"
+    )
+    fault = build_fault(scenario.faults[0])
+    assert fault.mode == "api"
+    assert fault.restart_policy() is False
+    assert fault.params.model_dump() == {"mode": "api", "signal": "TERM"}
+
+
+def test_json_schema_names_every_fault_kind() -> None:
+    schema = json.dumps(scenario_model().model_json_schema())
+    for kind in ("container_kill", "container_stop", "container_pause"):
+        assert kind in schema
+
+
+def test_repeated_faults_become_separate_occurrences() -> None:
+    scenario = parse_scenario(
+        "name: s\nload: {duration: 60s}\nfaults:\n"
+        "  - {kind: container_pause, at: 10s, duration: 2s, every: 15s, times: 3}\n"
+        "  - {kind: container_kill, at: 11s}\n"
+    )
+    occurrences = expand(scenario.faults, scenario.load.duration)
+    assert [(o.fault_id, o.at_s) for o in occurrences] == [
+        ("f1.1", 10.0),
+        ("f2", 11.0),
+        ("f1.2", 25.0),
+        ("f1.3", 40.0),
+    ]
+    timeline = [(a.at_s, a.verb, a.occurrence.fault_id) for a in actions(occurrences)]
+    assert timeline[:3] == [
+        (10.0, "inject", "f1.1"),
+        (11.0, "inject", "f2"),
+        (12.0, "revert", "f1.1"),
+    ]
+
+
+def _instances(run_id: str) -> list[Instance]:
+    return [
+        Instance(f"web-{i}", "web", f"id{i}", f"c{i}", 100 + i, "http://x", {RUN_LABEL: run_id})
+        for i in range(1, 7)
+    ] + [Instance("stranger", "web", "idx", "cx", 9, "http://y", {RUN_LABEL: "other-run"})]
+
+
+def test_selection_is_reproducible_with_the_seed_and_never_leaves_the_run() -> None:
+    pool = _instances("r1")
+    pick = [
+        [i.name for i in select_instances(pool, SelectorSpec(count=2), "r1", random.Random(5))]
+        for _ in range(2)
+    ]
+    assert pick[0] == pick[1]
+    assert len(select_instances(pool, SelectorSpec(percent=50), "r1", random.Random(1))) == 3
+    chosen = select_instances(pool, SelectorSpec(count=99), "r1", random.Random(1))
+    assert "stranger" not in {i.name for i in chosen} and len(chosen) == 6
+    with pytest.raises(FaultError, match="no instance named stranger"):
+        select_instances(pool, SelectorSpec(names=["stranger"]), "r1", random.Random(1))
+
+
+def test_cli_validate_exits_2_and_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nload:\n  userz: 3\n")
+    for command in ("validate", "run"):
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", command, str(bad)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"{bad}:3: load.userz: unknown key 'userz'" in done.stderr
+
+
+def test_every_bundled_scenario_validates() -> None:
+    for path in sorted((REPO / "scenarios").glob("*.yaml")):
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, f"{path.name}: {done.stderr}"
