@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from harness.errors import HarnessError, ScenarioError
 
@@ -26,14 +27,19 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+def _say(console: Console, text: str, red_prefix: str = "") -> None:
+    """Print plain text (never parsed as Rich markup: names like ttr_s[f1] stay as they are)."""
+    console.print(Text(red_prefix, style="red") + Text(text), highlight=False, soft_wrap=True)
+
+
 def _fail(exc: HarnessError) -> typer.Exit:
     console = _stderr()
     if isinstance(exc, ScenarioError):
         for problem in exc.problems:
-            console.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
-        console.print(f"{len(exc.problems)} problem(s); nothing was run.", highlight=False)
+            _say(console, problem, "error ")
+        _say(console, f"{len(exc.problems)} problem(s); nothing was run.")
     else:
-        console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        _say(console, str(exc), "error ")
     return typer.Exit(exc.exit_code)
 
 
@@ -80,6 +86,9 @@ def run(
     out: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
     seed: Annotated[int | None, typer.Option(help="seed for random choices")] = None,
     target: Annotated[str | None, typer.Option(help="override the scenario's target kind")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE kept in the manifest (for compare)")
+    ] = None,
 ) -> None:
     """Run a scenario end to end; print the run directory as the last line."""
     from harness.analysis import analyze_run
@@ -90,10 +99,11 @@ def run(
     console = _stderr()
     try:
         loaded = with_target(load_scenario(scenario), target)
+        labels = parse_labels(label or [])
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             runner = Runner(
                 loaded,
-                RunOptions(out_dir=out, seed=seed),
+                RunOptions(out_dir=out, seed=seed, labels=labels),
                 on_progress=lambda p: live.update(_progress_table(p)),
             )
             outcome = runner.run()
@@ -103,15 +113,23 @@ def run(
     try:
         summary = analyze_run(outcome.run_dir)
         report = write_report(outcome.run_dir, summary)
-        console.print(f"report: {report}", highlight=False)
+        _say(console, f"report: {report}")
     except HarnessError as exc:
-        console.print(f"[red]analysis failed[/red] {exc}", highlight=False)
+        _say(console, str(exc), "analysis failed: ")
     if outcome.error:
-        console.print(f"[red]run {outcome.status}[/red]: {outcome.error}", highlight=False)
+        _say(console, outcome.error, f"run {outcome.status}: ")
     if summary is not None:
         _print_verdict(console, summary)
     print(outcome.run_dir)
     raise typer.Exit(_exit_code(outcome.status, outcome.signum, summary))
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """KEY=VALUE pairs from --label; a malformed one is invalid input (exit code 2)."""
+    bad = [item for item in items if "=" not in item or item.startswith("=")]
+    if bad:
+        raise ScenarioError([f"--label: expected KEY=VALUE, got {item!r}" for item in bad])
+    return dict(item.split("=", 1) for item in items)
 
 
 def _exit_code(status: str, signum: int | None, summary: dict[str, object] | None) -> int:
@@ -129,20 +147,25 @@ def _print_verdict(console: Console, summary: dict[str, object]) -> None:
     for fault in faults if isinstance(faults, list) else []:
         ttr = fault.get("ttr_s")
         recovered = f"recovered in {ttr:.3f} s" if ttr is not None else "NOT recovered"
-        console.print(
+        _say(
+            console,
             f"{fault.get('id')} {fault.get('kind')} on {', '.join(fault.get('targets', []))}: "
             f"{recovered}, {fault.get('failed_requests')} failed requests",
-            highlight=False,
         )
+        if fault.get("reason") and not fault.get("recovered"):
+            _say(console, f"  why: {fault['reason']}")
     slo = summary.get("slo")
     if isinstance(slo, dict):
         for check in slo.get("checks", []):
-            console.print(
+            _say(
+                console,
                 f"  slo {check['name']}: {check['value']} (limit {check['limit']}) "
                 f"-> {check['verdict']}",
-                highlight=False,
             )
-        console.print("SLOs met" if slo.get("passed") else "[red]SLO violated[/red]")
+        if slo.get("passed"):
+            _say(console, "SLOs met")
+        else:
+            _say(console, "", "SLO violated")
 
 
 @app.command()

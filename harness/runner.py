@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -61,6 +61,7 @@ class RunOptions:
     out_dir: Path = Path("results")
     seed: int | None = None
     health_timeout_s: float = HEALTH_TIMEOUT_S
+    labels: Mapping[str, str] = field(default_factory=dict)  # e.g. variant=before, for compare
 
 
 @dataclass
@@ -360,6 +361,7 @@ class Runner:
             "scenario": self.scenario.name,
             "target": target.kind,
             "seed": self.seed,
+            "labels": dict(self.options.labels),
             "status": "running",
             "error": None,
             "started_at_ns": time.time_ns(),
