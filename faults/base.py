@@ -101,7 +101,9 @@ class Fault(ABC):
         """A short name of the variant chosen by the params (e.g. 'signal' or 'api')."""
         return str(getattr(self.params, "mode", "default"))
 
-    def restart_policy(self) -> bool | None:
+    def restart_policy(self, target: Target) -> bool | None:
+        """Whether the orchestrator's restart policy brings the instance back on `target`."""
+        del target
         return self.restart_policy_applies
 
     @classmethod

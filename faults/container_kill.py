@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from harness.errors import FaultError
-from harness.targets.base import Instance
+from harness.targets.base import Instance, Target
 
 
 class ContainerKillParams(FaultParams):
@@ -49,8 +49,8 @@ class ContainerKill(Fault):
         assert isinstance(self.params, ContainerKillParams)
         return self.params
 
-    def restart_policy(self) -> bool | None:
-        return self.params_.mode == "signal"
+    def restart_policy(self, target: Target) -> bool | None:
+        return self.params_.mode == "signal" or target.api_stop_is_restarted
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         return RevertRecord(

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from faults.engine_actions import engine_record, recorded_instances
-from harness.targets.base import Instance
+from harness.targets.base import Instance, Target
 from harness.units import Seconds
 
 
@@ -27,7 +27,9 @@ class ContainerStop(Fault):
     kind = "container_stop"
     summary = "stop the selected instances gracefully; start them again at the end"
     params_model = ContainerStopParams
-    restart_policy_applies = False
+
+    def restart_policy(self, target: Target) -> bool | None:
+        return target.api_stop_is_restarted
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         assert isinstance(self.params, ContainerStopParams)

@@ -12,6 +12,7 @@ import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
@@ -24,6 +25,7 @@ from harness.scenario import TargetSpec
 from harness.targets import make_target
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, owner_alive
 from harness.targets.docker import connect, remove_labelled
+from harness.targets.swarm import leave_orphaned_swarm, remove_swarm_leftovers
 
 
 def _manifest(run: RunDir) -> dict[str, object]:
@@ -86,9 +88,18 @@ def cleanup_all(results: Path) -> Iterator[str]:
         yield from stop_dead_run_processes(run)
     client = connect(None)
     for run_id in sorted(_orphaned_run_ids(client) - active):
-        for removed in remove_labelled(client, run_id):
+        for removed in [*remove_swarm_leftovers(client, run_id), *remove_labelled(client, run_id)]:
             yield f"{run_id}: removed {removed}"
+    yield from leave_orphaned_swarm(client)
     yield "cleanup done"
+
+
+def _services(client: docker.DockerClient) -> list[Any]:
+    """The labelled Swarm services (none when the engine is not a swarm manager)."""
+    try:
+        return list(client.services.list(filters={"label": RUN_LABEL}))
+    except docker.errors.APIError:
+        return []
 
 
 def _orphaned_run_ids(client: docker.DockerClient) -> set[str]:
@@ -103,8 +114,15 @@ def _orphaned_run_ids(client: docker.DockerClient) -> set[str]:
         ]
     except docker.errors.APIError as exc:
         raise HarnessError(f"cannot list labelled objects: {exc}") from exc
+    objects += _services(client)
     for obj in objects:
-        labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
+        attrs = obj.attrs
+        labels = (
+            attrs.get("Labels")
+            or attrs.get("Config", {}).get("Labels")
+            or attrs.get("Spec", {}).get("Labels")
+            or {}
+        )
         run_id = labels.get(RUN_LABEL)
         if run_id:
             seen.add(run_id)

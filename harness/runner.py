@@ -267,7 +267,7 @@ class Runner:
             targets=list(record.targets),
             mode=fault.mode,
             mechanism=record.mechanism,
-            restart_policy_applies=fault.restart_policy(),
+            restart_policy_applies=fault.restart_policy(ctx.target),
             duration_s=o.entry.duration,
         )
         if not fault.has_duration:

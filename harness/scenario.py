@@ -38,11 +38,43 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SwarmUpdateSpec(StrictModel):
+    parallelism: int = Field(default=1, ge=0)
+    delay: Seconds = 0.0
+    monitor: Seconds = 5.0
+    failure_action: Literal["pause", "continue", "rollback"] = "pause"
+    order: Literal["stop-first", "start-first"] = "stop-first"
+
+
+class SwarmSpec(StrictModel):
+    """Swarm service settings; Swarm's own defaults when the scenario says nothing."""
+
+    restart_condition: Literal["any", "on-failure", "none"] | None = Field(
+        default=None, description="default: from workload.restart (always -> any)"
+    )
+    restart_delay: Seconds = Field(default=5.0, description="Swarm's default is 5 s")
+    restart_max_attempts: int | None = Field(default=None, ge=0)
+    restart_window: Seconds | None = None
+    update: SwarmUpdateSpec | None = None
+    task_poll: Seconds = Field(default=0.1, gt=0, description="how often task states are read")
+    advertise_addr: str = "127.0.0.1"
+
+
+class LabSpec(StrictModel):
+    """A multi-node Swarm built on this machine for the run (see `harness lab`)."""
+
+    nodes: int = Field(default=3, ge=1, le=7)
+    managers: Literal[1, 3] = 1
+    heartbeat: Seconds = Field(default=5.0, gt=0, description="Swarm dispatcher heartbeat")
+
+
 class TargetSpec(StrictModel):
     kind: Literal["docker", "swarm"] = "docker"
     engine: str | None = Field(
         default=None, description="engine address like DOCKER_HOST (default: the environment's)"
     )
+    swarm: SwarmSpec = Field(default_factory=SwarmSpec)
+    lab: LabSpec | None = None
 
 
 class HealthSpec(StrictModel):

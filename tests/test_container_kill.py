@@ -38,7 +38,7 @@ def test_host_sigkill_is_a_crash_and_the_restart_policy_brings_it_back(
     assert after.container_id == before.container_id
     container = target.client.containers.get(after.container_id)
     assert container.attrs["RestartCount"] >= 1
-    assert fault.restart_policy() is True
+    assert fault.restart_policy(target) is True
 
 
 def test_api_kill_is_a_manual_stop_that_the_restart_policy_leaves_down(
@@ -52,4 +52,4 @@ def test_api_kill_is_a_manual_stop_that_the_restart_policy_leaves_down(
     assert _wait(lambda: not target.instances()[0].running, 5)
     time.sleep(2.0)  # well past Docker's first restart back-off (100 ms)
     assert not target.instances()[0].running
-    assert fault.restart_policy() is False
+    assert fault.restart_policy(target) is False

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 TARGETS: dict[str, str] = {
     "docker": "harness.targets.docker:DockerTarget",
+    "swarm": "harness.targets.swarm:SwarmTarget",
 }
 
 

@@ -93,6 +93,9 @@ class Target(Protocol):
 
     kind: str
     run_id: str
+    # Does the orchestrator bring back an instance stopped or killed through its API?
+    # Docker: no (a manual stop); Swarm: yes (it schedules a new task).
+    api_stop_is_restarted: bool
 
     def engine_info(self) -> Mapping[str, str]:
         """Versions and settings of the engine, for the manifest."""

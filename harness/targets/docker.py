@@ -98,6 +98,7 @@ class DockerTarget:
     """Replicas as containers on the local (or given) Docker engine."""
 
     kind = "docker"
+    api_stop_is_restarted = False
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
         self.run_id = run_id
@@ -229,7 +230,9 @@ class DockerTarget:
         try:
             return list(
                 self.client.containers.list(
-                    all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}
+                    all=True,
+                    filters={"label": f"{RUN_LABEL}={self.run_id}"},
+                    ignore_removed=True,  # a container removed while listing is just gone
                 )
             )
         except docker.errors.APIError as exc:
@@ -309,7 +312,7 @@ def remove_labelled(client: docker.DockerClient, run_id: str) -> list[str]:
     label: dict[str, str | list[str] | bool] = {"label": f"{RUN_LABEL}={run_id}"}
     done = []
     try:
-        containers = client.containers.list(all=True, filters=label)
+        containers = client.containers.list(all=True, filters=label, ignore_removed=True)
         done += [_remove(f"container {c.name}", c.remove, force=True, v=True) for c in containers]
         networks = client.networks.list(filters=label)
         done += [_remove(f"network {n.name}", n.remove) for n in networks]

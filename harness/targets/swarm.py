@@ -1,0 +1,593 @@
+"""The Docker Swarm target: the workload as one replicated Swarm service.
+
+Swarm mode: on an engine that is not in a swarm, deploy() runs `swarm init` (advertising and
+listening on 127.0.0.1 only) and teardown() leaves the swarm again, and removes the
+docker_gwbridge network Swarm created; an engine already in a swarm is used as it is and left
+as it was. The service runs on a private overlay network of the run, with Swarm's restart
+policy (condition from `workload.restart`, "always" -> any; Swarm's own 5 s delay unless
+`target.swarm.restart_delay` says otherwise) and update config, the workload's healthcheck and
+resource limits. Everything carries the run label: the service, the network, and (through the
+task template's container labels) every task's container.
+
+Instances are slots: a Swarm task that fails is not restarted, it is replaced by a NEW task
+(new container, new PID) in the same slot, after the restart delay. The harness names an
+instance after its slot ("web-2"), so a replacement is again "web-2". Container labels are not
+templated by Swarm (measured: "web-{{.Task.Slot}}" stays literal), so the slot comes from
+Swarm's own com.docker.swarm.task.name label (<service>.<slot>.<task id>); the hostname and
+the CHAOS_HARNESS_INSTANCE variable inside the container are templated per slot.
+
+How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kernel):
+- The ingress routing mesh needs IPVS; without it a port published in ingress mode does not
+  answer. `routing_mesh()` reads /proc/net/ip_vs (or a loadable ip_vs module) and says so.
+- Ports are published in host mode with no fixed host port: on one node several replicas cannot
+  bind the same host port, so the engine picks a free host port for each task (32768, 32769,
+  ...) and reports it in the task's Status.PortStatus. Each task answers on 127.0.0.1:<port>.
+- A replacement task gets a NEW host port (measured: 32768 -> 32770), but the load generator
+  and the probes keep the endpoint list they were given. So each slot gets a stable address of
+  its own, http://127.X.Y.<slot>:<port> (127/8 is all loopback on Linux; X.Y derived from the
+  run id), and one iptables DNAT rule per slot in the nat OUTPUT path (a chain of the run)
+  sends it to the slot's current running task's published port. The rule follows Swarm's view:
+  it moves to a new task when the task watcher sees it running (polled every 100 ms), as a
+  client that discovers running tasks would; until then the slot's requests are refused. The
+  kernel does the forwarding (no proxy process in the data path beyond the engine's own
+  docker-proxy of the published port). When a slot moves, its conntrack entries are dropped
+  (`conntrack -D`): without that, a new connection that reused the source port of a refused
+  one was still sent to the dead task's port, 2 s after the slot had recovered (measured).
+- Without iptables or root, the target falls back to each task's published port directly and
+  says so in load_balancing(): a replaced task is then not reached again by the running load.
+
+Faults written for the Docker target work unchanged: each Instance carries the task's container
+id and its host PID. Swarm differs from Docker's restart policy: a host SIGKILL and an engine
+API kill both end the task and Swarm replaces it (measured: the API kill, a manual stop that
+Docker leaves down, was replaced after 6.3 s), because Swarm has no "manually stopped" state.
+Restarting or starting a task's container through the engine acts behind Swarm's back.
+
+Measured here (single node, Swarm's default 5 s restart delay, demo healthcheck every 1 s),
+from a host SIGKILL: die 0.02-0.1 s, task failed 0.2-1.1 s, new task ready 0.5-1.5 s, new
+container started 5.6-7.0 s, task running (healthy) 6.7-8.4 s, the slot's address answering
+0.1-0.2 s after that (the poll interval).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, UpdateConfig
+
+from harness.errors import DeployTimeout, TargetError
+from harness.images import DEMO_IMAGE, ensure_image
+from harness.observe import probe_once
+from harness.scenario import TargetSpec, WorkloadSpec
+from harness.targets.base import (
+    INSTANCE_LABEL,
+    OWNER_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    Instance,
+    owner_alive,
+)
+from harness.targets.docker import DockerTarget, _healthcheck, remove_labelled
+from harness.targets.swarm_events import (
+    SwarmEventStream,
+    TaskView,
+    TaskWatcher,
+    service_name,
+    task_view,
+)
+
+NS_PER_S = 1_000_000_000
+SWARM_DEFAULT_RESTART_DELAY_S = 5.0
+GWBRIDGE = "docker_gwbridge"
+# On a swarm the harness created: whether docker_gwbridge was created with it (to remove).
+GWBRIDGE_LABEL = "chaos-harness.remove-gwbridge"
+CONDITIONS = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
+
+
+def routing_mesh() -> tuple[bool, str]:
+    """Whether Swarm's ingress routing mesh can work here (it needs IPVS), and why."""
+    if Path("/proc/net/ip_vs").exists():
+        return True, "available (IPVS in the kernel)"
+    modules = glob.glob(f"/lib/modules/{platform.release()}/**/ip_vs.ko*", recursive=True)
+    if modules:
+        return True, "available (ip_vs is a loadable module)"
+    return False, "unavailable (no IPVS in the kernel)"
+
+
+def _option(spec: TargetSpec, name: str, default: Any) -> Any:
+    """`target.swarm.<name>`, or the default while the scenario model has no such field."""
+    swarm = getattr(spec, "swarm", None)
+    value = getattr(swarm, name, None) if swarm is not None else None
+    return default if value is None else value
+
+
+class SlotRouter:
+    """A stable loopback address per slot, DNAT-ed to the slot's current task's host port."""
+
+    def __init__(self, run_id: str, port: int) -> None:
+        digest = hashlib.sha256(run_id.encode()).digest()
+        self.run_id = run_id
+        self.port = port
+        self.chain = "CHAOS-" + digest.hex()[:12].upper()
+        self.prefix = f"127.{64 + digest[0] % 64}.{digest[1]}"
+        self.enabled = False
+        self.reason = ""
+        self._routes: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def address(self, slot: int) -> str:
+        return f"{self.prefix}.{slot}"
+
+    def _jump(self) -> list[str]:
+        comment = f"{RUN_LABEL}={self.run_id}"
+        return ["OUTPUT", "-d", "127.0.0.0/8", "-m", "comment", "--comment", comment]
+
+    def _rule(self, slot: int, host_port: int) -> list[str]:
+        return [
+            *(self.chain, "-d", self.address(slot), "-p", "tcp", "--dport", str(self.port)),
+            *("-j", "DNAT", "--to-destination", f"127.0.0.1:{host_port}"),
+        ]
+
+    def setup(self) -> bool:
+        """Create the run's chain; False (with `reason`) where iptables cannot be used."""
+        if os.geteuid() != 0 or shutil.which("iptables") is None:
+            self.reason = "iptables needs root" if shutil.which("iptables") else "no iptables"
+            return False
+        try:
+            _iptables("-N", self.chain)
+            _iptables("-I", *self._jump(), "-j", self.chain)
+        except TargetError as exc:
+            self.reason = str(exc)
+            self.remove()
+            return False
+        self.enabled = True
+        return True
+
+    def sync(self, tasks: Sequence[TaskView]) -> None:
+        """Point every slot with a running task at that task's published port."""
+        if not self.enabled:
+            return
+        with self._lock:
+            for task in tasks:
+                port = task.published_port
+                if not task.running or port is None or self._routes.get(task.slot) == port:
+                    continue
+                _iptables("-A", *self._rule(task.slot, port))
+                old = self._routes.get(task.slot)
+                if old is not None:
+                    _iptables("-D", *self._rule(task.slot, old), check=False)
+                    self._forget_connections(task.slot)
+                self._routes[task.slot] = port
+
+    def _forget_connections(self, slot: int) -> None:
+        """Drop the slot's conntrack entries, which keep the OLD task's port.
+
+        Measured without this: a new connection that reused the source port of a refused one
+        (a CLOSE entry lives 10 s) was still sent to the dead task's port and refused, 2 s
+        after the slot had recovered. Needs the `conntrack` tool (Debian: conntrack).
+        """
+        if shutil.which("conntrack") is None:
+            return
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(
+                [
+                    *("conntrack", "-D", "-p", "tcp", "--orig-dst", self.address(slot)),
+                    *("--orig-port-dst", str(self.port)),
+                ],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+
+    def remove(self) -> None:
+        """Remove the jump and the chain; idempotent."""
+        with self._lock:
+            while _iptables("-D", *self._jump(), "-j", self.chain, check=False):
+                pass
+            _iptables("-F", self.chain, check=False)
+            _iptables("-X", self.chain, check=False)
+            self._routes.clear()
+            self.enabled = False
+
+
+def _iptables(*args: str, check: bool = True) -> bool:
+    command = ["iptables", "-w", "5", "-t", "nat", *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if check:
+            raise TargetError(f"'{' '.join(command)}' could not run: {exc}") from exc
+        return False
+    if check and done.returncode != 0:
+        raise TargetError(f"'{' '.join(command)}' failed: {done.stderr.strip()}")
+    return done.returncode == 0
+
+
+class SwarmTarget(DockerTarget):
+    api_stop_is_restarted = True  # Swarm has no "manually stopped": it schedules a new task
+    """The workload as a replicated Swarm service on the local (or given) engine."""
+
+    kind = "swarm"
+
+    def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
+        super().__init__(run_id, spec, client)
+        self.initialised_swarm = False
+        self._gwbridge_existed = True
+        self._router: SlotRouter | None = None
+        self._watcher = TaskWatcher(self.client, run_id, float(_option(spec, "task_poll", 0.1)))
+        self._watcher.subscribe(self._on_tasks)
+        self._torn_down = False
+
+    # --- description -------------------------------------------------------------------------
+
+    def engine_info(self) -> Mapping[str, str]:
+        info = dict(super().engine_info())
+        swarm = self.client.info().get("Swarm") or {}
+        _available, detail = routing_mesh()
+        info.update(
+            engine="docker-swarm",
+            swarm_state=str(swarm.get("LocalNodeState", "")),
+            swarm_nodes=str(swarm.get("Nodes") or ""),
+            swarm_managers=str(swarm.get("Managers") or ""),
+            routing_mesh=detail,
+            publish_mode="host",
+            restart_delay_s=f"{self._restart_delay_s():g}",
+        )
+        return info
+
+    def load_balancing(self) -> str:
+        available, _detail = routing_mesh()
+        mesh = (
+            "the ingress routing mesh is not used"
+            if available
+            else "the ingress routing mesh is unavailable here (no IPVS in the kernel)"
+        )
+        router = self._router
+        if router is not None and not router.enabled:
+            return (
+                "client-side round robin across every task's host-mode published port, "
+                f"taken once at the start (no per-slot routing: {router.reason}), so a "
+                f"replaced task is not reached again by the running load; {mesh}"
+            )
+        return (
+            "client-side round robin across every task's host-mode published port, one stable "
+            "loopback address per replica slot forwarded (iptables DNAT) to the slot's current "
+            f"running task, so a replacement task is reached once Swarm runs it; {mesh}"
+        )
+
+    def _restart_delay_s(self) -> float:
+        return float(_option(self.spec, "restart_delay", SWARM_DEFAULT_RESTART_DELAY_S))
+
+    @property
+    def service_name(self) -> str:
+        workload = self._workload.name if self._workload else "web"
+        return service_name(self.run_id, workload)
+
+    # --- deploy ------------------------------------------------------------------------------
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        self._workload = workload
+        self._join_swarm()
+        ensure_image(self.client, workload.image)
+        self._create_overlay()
+        self._router = SlotRouter(self.run_id, workload.port)
+        self._router.setup()
+        self._create_service(workload)
+        self._watcher.start()
+
+    def _join_swarm(self) -> None:
+        swarm = self.client.info().get("Swarm") or {}
+        state = swarm.get("LocalNodeState")
+        if state == "active":
+            if not swarm.get("ControlAvailable"):
+                raise TargetError("this engine is a swarm worker; give a manager's address")
+            return
+        if state != "inactive":
+            raise TargetError(f"the engine's swarm state is {state!r}; expected inactive or active")
+        self._gwbridge_existed = bool(self.client.networks.list(names=[GWBRIDGE]))
+        address = str(_option(self.spec, "advertise_addr", "127.0.0.1"))
+        try:
+            self.client.swarm.init(
+                advertise_addr=address,
+                listen_addr=f"{address}:2377",
+                labels=self._labels(**{GWBRIDGE_LABEL: str(not self._gwbridge_existed)}),
+            )
+        except docker.errors.APIError as exc:
+            raise TargetError(f"swarm init on {address} failed: {exc}") from exc
+        self.initialised_swarm = True
+
+    def _create_overlay(self) -> None:
+        try:
+            self.client.networks.create(
+                self.network_name, driver="overlay", labels=self._labels(), attachable=False
+            )
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot create overlay network {self.network_name}: {exc}") from exc
+
+    def _create_service(self, workload: WorkloadSpec) -> None:
+        limits = workload.resources
+        slot_name = f"{workload.name}-{{{{.Task.Slot}}}}"
+        env = [f"{k}={v}" for k, v in workload.env.items()]
+        try:
+            self.client.services.create(  # type: ignore[no-untyped-call]
+                DEMO_IMAGE if workload.image == "demo" else workload.image,
+                args=workload.command,
+                name=self.service_name,
+                labels=self._labels(**{SERVICE_LABEL: workload.name}),
+                container_labels=self._labels(**{SERVICE_LABEL: workload.name}),
+                hostname=slot_name,
+                env=[*env, f"CHAOS_HARNESS_INSTANCE={slot_name}"],
+                healthcheck=_healthcheck(workload),
+                restart_policy=self._restart_policy(workload),
+                update_config=self._update_config(),
+                resources=Resources(
+                    cpu_limit=int(limits.cpus * 1e9) if limits.cpus else None,
+                    mem_limit=limits.memory,
+                ),
+                mode=ServiceMode("replicated", replicas=workload.replicas),
+                networks=[self.network_name],
+                endpoint_spec=EndpointSpec(ports=[_host_mode_port(workload.port)]),
+            )
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot create service {self.service_name}: {exc}") from exc
+
+    def _restart_policy(self, workload: WorkloadSpec) -> RestartPolicy:
+        condition = str(_option(self.spec, "restart_condition", CONDITIONS[workload.restart]))
+        attempts = _option(self.spec, "restart_max_attempts", 0)
+        window = float(_option(self.spec, "restart_window", 0.0))
+        return RestartPolicy(
+            condition=condition,  # type: ignore[arg-type]  # from the scenario's Literal
+            delay=int(self._restart_delay_s() * NS_PER_S),
+            max_attempts=int(attempts),
+            window=int(window * NS_PER_S),
+        )
+
+    def _update_config(self) -> UpdateConfig | None:
+        update = _option(self.spec, "update", None)
+        if update is None:
+            return None
+        return UpdateConfig(
+            parallelism=int(getattr(update, "parallelism", 1)),
+            delay=int(float(getattr(update, "delay", 0.0)) * NS_PER_S),
+            failure_action=getattr(update, "failure_action", "pause"),
+            monitor=int(float(getattr(update, "monitor", 5.0)) * NS_PER_S),
+            order=getattr(update, "order", "stop-first"),
+        )
+
+    # --- health ------------------------------------------------------------------------------
+
+    def wait_healthy(self, timeout_s: float) -> list[Instance]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            problems = self._not_ready()
+            if not problems:
+                return self.instances()
+            if time.monotonic() > deadline:
+                raise DeployTimeout(
+                    f"service {self.service_name} not healthy after {timeout_s:g} s "
+                    f"({'; '.join(problems)})"
+                )
+            time.sleep(0.2)
+
+    def _not_ready(self) -> list[str]:
+        """What still stands between the service and 'every replica serves' (empty: ready)."""
+        replicas = self._workload.replicas if self._workload else 0
+        tasks = self._tasks()
+        self._on_tasks(tasks, ())
+        running = {t.slot: t for t in tasks if t.running}
+        if len(running) < replicas:
+            states = ", ".join(f"{t.slot}: {t.state} {t.error}".strip() for t in tasks)
+            return [f"{len(running)}/{replicas} tasks running ({states or 'no tasks'})"]
+        path = self._workload.health.path if self._workload and self._workload.health else "/"
+        return [
+            f"{i.name} at {i.url} does not answer"
+            for i in self.instances()
+            if not _answers(i.url + path)
+        ]
+
+    # --- tasks, instances, events ------------------------------------------------------------
+
+    def _tasks(self) -> list[TaskView]:
+        try:
+            raw = self.client.api.tasks(  # type: ignore[no-untyped-call]
+                filters={"service": self.service_name}
+            )
+        except docker.errors.NotFound:
+            return []
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot list the tasks of {self.service_name}: {exc}") from exc
+        return [task_view(t, self.service_name) for t in raw]
+
+    def _on_tasks(self, tasks: Sequence[TaskView], _events: object) -> None:
+        if self._router is not None:
+            with contextlib.suppress(TargetError):
+                self._router.sync(tasks)
+
+    def _current(self, tasks: Sequence[TaskView]) -> dict[int, TaskView]:
+        """Each slot's task: the one Swarm wants running, else the slot's latest task.
+
+        Between a task's failure and its replacement's creation a slot has no task that
+        Swarm wants running; it is still an instance (with pid 0), so it never vanishes.
+        """
+        replicas = self._workload.replicas if self._workload else 0
+        current: dict[int, TaskView] = {}
+        for task in sorted(tasks, key=lambda t: (t.desired_state == "running", t.timestamp_ns)):
+            if task.desired_state == "running" or task.slot <= replicas:
+                current[task.slot] = task
+        return current
+
+    def instances(self) -> list[Instance]:
+        workload = self._workload.name if self._workload else "web"
+        port = self._workload.port if self._workload else 8080
+        found = []
+        for slot, task in sorted(self._current(self._tasks()).items()):
+            container = self._inspect(task.container_id)
+            state = container.get("State") or {}
+            name = f"{workload}-{slot}"
+            found.append(
+                Instance(
+                    name=name,
+                    service=workload,
+                    container_id=task.container_id,
+                    container_name=str(container.get("Name", "")).lstrip("/"),
+                    pid=int(state.get("Pid") or 0) if state.get("Running") else 0,
+                    url=self._url(slot, task, port),
+                    labels={
+                        **((container.get("Config") or {}).get("Labels") or self._labels()),
+                        INSTANCE_LABEL: name,
+                        "com.docker.swarm.task.id": task.task_id,
+                        "chaos-harness.slot": str(slot),
+                    },
+                    state=str(state.get("Status") or f"task {task.state}"),
+                )
+            )
+        return found
+
+    def _inspect(self, container_id: str) -> dict[str, Any]:
+        """The container's inspect data; empty when it has none yet or Swarm removed it."""
+        if not container_id:
+            return {}
+        try:
+            return dict(self.client.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return {}
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot inspect container {container_id[:12]}: {exc}") from exc
+
+    def _container_ids(self) -> list[str]:
+        """The run's containers, listed without inspecting each (Swarm removes them any time)."""
+        label = f"{RUN_LABEL}={self.run_id}"
+        try:
+            listed = self.client.api.containers(all=True, filters={"label": label})
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot list the run's containers: {exc}") from exc
+        return [str(c["Id"]) for c in listed]
+
+    def _url(self, slot: int, task: TaskView, port: int) -> str:
+        if self._router is not None and self._router.enabled:
+            return f"http://{self._router.address(slot)}:{port}"
+        return f"http://127.0.0.1:{task.published_port or 0}"
+
+    def events(self, since_ns: int) -> SwarmEventStream:  # type: ignore[override]
+        try:
+            stream = SwarmEventStream(self.client, self.run_id, since_ns, self._watcher)
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot subscribe to the engine's events: {exc}") from exc
+        self._watcher.start()
+        return stream
+
+    # --- teardown ----------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        self._remove_services()
+        # Swarm would stop each task with its grace period (10 s: the demo's PID 1 ignores
+        # SIGTERM); the run is over, so its containers are removed at once, as the Docker
+        # target does, and only then is the network (busy until they are gone) removed.
+        remove_labelled(self.client, self.run_id)
+        self._wait_containers_gone(timeout_s=30)
+        self._watcher.stop()
+        self._remove_labelled()
+        if self._router is not None:
+            self._router.remove()
+        if self.initialised_swarm:
+            self._leave_swarm()
+
+    def _remove_services(self) -> None:
+        remove_services(self.client, self.run_id)
+
+    def _wait_containers_gone(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._container_ids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def _remove_labelled(self) -> None:
+        """Remove leftovers; an overlay network may be busy for a moment after its service."""
+        for _ in range(25):
+            remove_labelled(self.client, self.run_id)
+            if not self.client.networks.list(filters={"label": f"{RUN_LABEL}={self.run_id}"}):
+                return
+            time.sleep(0.2)
+        raise TargetError(f"network {self.network_name} is still in use after teardown")
+
+    def _leave_swarm(self) -> None:
+        others = []
+        with contextlib.suppress(docker.errors.APIError):
+            others = self.client.services.list()
+        if others:
+            names = ", ".join(s.name or "" for s in others)
+            raise TargetError(f"not leaving the swarm this run created: services remain ({names})")
+        try:
+            self.client.swarm.leave(force=True)
+        except docker.errors.APIError as exc:
+            if "not part of a swarm" not in str(exc):
+                raise TargetError(f"cannot leave the swarm: {exc}") from exc
+        self.initialised_swarm = False
+        if not self._gwbridge_existed:
+            _remove_gwbridge(self.client)
+
+
+def _remove_gwbridge(client: docker.DockerClient) -> None:
+    for network in client.networks.list(names=[GWBRIDGE]):
+        with contextlib.suppress(docker.errors.APIError):  # still in use: left alone
+            network.remove()
+
+
+def leave_orphaned_swarm(client: docker.DockerClient) -> list[str]:
+    """For `harness cleanup`: leave a swarm a dead run created, once it has no services left."""
+    try:
+        labels = client.swarm.attrs.get("Spec", {}).get("Labels") or {}
+        if not labels.get(RUN_LABEL) or owner_alive(labels.get(OWNER_LABEL)):
+            return []
+        if client.services.list():
+            return []
+        client.swarm.leave(force=True)
+    except docker.errors.APIError:
+        return []  # not a swarm manager, or not in a swarm: nothing of ours to leave
+    if labels.get(GWBRIDGE_LABEL) == "True":
+        _remove_gwbridge(client)
+    return [f"left the swarm run {labels[RUN_LABEL]} created"]
+
+
+def remove_services(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Remove the run's Swarm services (none when the engine is not a swarm manager)."""
+    removed = []
+    try:
+        for service in client.services.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
+            with contextlib.suppress(docker.errors.NotFound):
+                service.remove()  # type: ignore[no-untyped-call]
+            removed.append(f"service {service.name}")
+    except docker.errors.APIError as exc:
+        if exc.status_code != 503:  # 503: not a swarm manager, so no services to remove
+            raise TargetError(f"cannot remove the services of run {run_id}: {exc}") from exc
+    return removed
+
+
+def remove_swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
+    """What `harness cleanup` needs beyond remove_labelled: services and the slot routes."""
+    removed = remove_services(client, run_id)
+    router = SlotRouter(run_id, 0)
+    if _iptables("-L", router.chain, "-n", check=False):
+        router.remove()
+        removed.append(f"iptables chain {router.chain}")
+    return removed
+
+
+def _host_mode_port(port: int) -> dict[str, Any]:
+    """The workload's port published in host mode; no PublishedPort: the engine picks one."""
+    return {"Protocol": "tcp", "TargetPort": port, "PublishMode": "host"}
+
+
+def _answers(url: str, timeout_s: float = 1.0) -> bool:
+    return probe_once(url, timeout_s)[0]
