@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from harness.cli_compare import compare
 from harness.errors import HarnessError, ScenarioError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -224,6 +225,9 @@ def build_images() -> None:
         print(build_demo_image(connect(None)))
     except HarnessError as exc:
         raise _fail(exc) from exc
+
+
+app.command("compare")(compare)
 
 
 def main() -> None:

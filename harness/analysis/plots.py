@@ -181,15 +181,15 @@ def timeline_figure(run: RunData, summary: Mapping[str, object], out: Path) -> P
     fig = Figure(figsize=(12, 8.5), layout="constrained")
     latency_ax, rate_ax, error_ax = fig.subplots(3, 1, sharex=True, height_ratios=(2.2, 1.2, 1.0))
     _latency_panel(latency_ax, run.requests, origin, binned)
-    _throughput_panel(rate_ax, binned)
+    throughput_panel(rate_ax, binned)
     _error_panel(error_ax, binned, run.probes, origin)
     for ax in (latency_ax, rate_ax, error_ax):
-        _draw_faults(ax, bands)
+        draw_faults(ax, bands)
         ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
     low, high = binned.centres[0] - 0.5, binned.centres[-1] + 0.5
     error_ax.set_xlim(low, high)
-    _write_labels(latency_ax, _fault_labels(bands), high - low)
-    _write_labels(error_ax, _recovery_labels(bands), high - low)
+    write_labels(latency_ax, _fault_labels(bands), high - low)
+    write_labels(error_ax, recovery_labels(bands), high - low)
     error_ax.set_xlabel("seconds since load start (requests placed at completion)")
     _legends(latency_ax, rate_ax, error_ax, bands)
     fig.suptitle(_title(summary), fontsize=11, x=0.01, ha="left")
@@ -254,7 +254,7 @@ def _thin(ok: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _throughput_panel(ax: Axes, binned: Binned) -> None:
+def throughput_panel(ax: Axes, binned: Binned) -> None:
     edges = np.append(binned.centres - 0.5, binned.centres[-1] + 0.5)
     ax.stairs(binned.ok, edges, baseline=None, color=OK_COLOUR, linewidth=1.2, label="ok / s")
     ax.stairs(binned.failed, edges, color=FAIL_COLOUR, fill=True, alpha=0.6, label="failed / s")
@@ -292,7 +292,7 @@ def _probe_error_rate(probes: pd.DataFrame, origin: int, edges: np.ndarray) -> n
     return rate
 
 
-def _draw_faults(ax: Axes, bands: Sequence[FaultBand]) -> None:
+def draw_faults(ax: Axes, bands: Sequence[FaultBand]) -> None:
     """Shade each fault's window; dashed at detection, solid at recovery."""
     for band in bands:
         ax.axvspan(band.start_s, band.end_s, color=band.colour, alpha=0.18, linewidth=0)
@@ -315,7 +315,7 @@ def _stack_levels(spans: Sequence[tuple[float, float]]) -> list[int]:
     return levels
 
 
-def _write_labels(ax: Axes, labels: Sequence[tuple[float, str, str]], span_s: float) -> None:
+def write_labels(ax: Axes, labels: Sequence[tuple[float, str, str]], span_s: float) -> None:
     """Labels (x, text, colour) along the top inside of `ax`, stacked where they would collide."""
     ordered = sorted(labels)
     width = LABEL_CHAR_FRACTION * max(span_s, 1e-9)
@@ -337,7 +337,7 @@ def _fault_labels(bands: Sequence[FaultBand]) -> list[tuple[float, str, str]]:
     return [(b.start_s, b.label, b.colour) for b in bands]
 
 
-def _recovery_labels(bands: Sequence[FaultBand]) -> list[tuple[float, str, str]]:
+def recovery_labels(bands: Sequence[FaultBand]) -> list[tuple[float, str, str]]:
     """'f1 ttr 0.80 s' at each recovery mark, 'f1 never recovered' at an unrecovered fault."""
     labels = []
     for band in bands:

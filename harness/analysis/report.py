@@ -69,7 +69,7 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
     )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
 
@@ -94,7 +94,7 @@ def _num(value: object) -> float | None:
 # -- formatting ------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(NONE if value is None else str(value))
 
 
@@ -121,13 +121,13 @@ def _since(summary: Mapping[str, object], time_ns: object) -> str:
     return f"+{(instant - origin) / 1e9:.3f} s"
 
 
-def _badge(text: str, css: str) -> str:
-    return f'<span class="badge {_e(css)}">{_e(text)}</span>'
+def badge(text: str, css: str) -> str:
+    return f'<span class="badge {esc(css)}">{esc(text)}</span>'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table; cells are HTML already escaped by the caller."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -141,16 +141,16 @@ def _header(summary: Mapping[str, object]) -> str:
     load = _map(summary.get("load"))
     error = summary.get("error")
     lines = [
-        f"<h1>Run {_e(summary.get('run_id'))} {_badge(status, status)}</h1>",
-        f'<p class="meta">scenario <b>{_e(summary.get("scenario"))}</b> · target '
-        f"<b>{_e(summary.get('target'))}</b> · run {_secs(summary.get('duration_s'), 1)} · "
-        f"load {_secs(load.get('duration_s'), 1)}, {_e(load.get('users'))} users, "
-        f"{_e(load.get('workers'))} workers · {_e(totals.get('requests'))} requests, "
-        f"{_e(totals.get('failures'))} failed ({_pct(totals.get('error_rate'))}), "
-        f"{_e(totals.get('throughput_rps'))} req/s</p>",
+        f"<h1>Run {esc(summary.get('run_id'))} {badge(status, status)}</h1>",
+        f'<p class="meta">scenario <b>{esc(summary.get("scenario"))}</b> · target '
+        f"<b>{esc(summary.get('target'))}</b> · run {_secs(summary.get('duration_s'), 1)} · "
+        f"load {_secs(load.get('duration_s'), 1)}, {esc(load.get('users'))} users, "
+        f"{esc(load.get('workers'))} workers · {esc(totals.get('requests'))} requests, "
+        f"{esc(totals.get('failures'))} failed ({_pct(totals.get('error_rate'))}), "
+        f"{esc(totals.get('throughput_rps'))} req/s</p>",
     ]
     if error:
-        lines.append(f'<p class="note">run error: {_e(error)}</p>')
+        lines.append(f'<p class="note">run error: {esc(error)}</p>')
     return "\n".join(lines)
 
 
@@ -159,8 +159,8 @@ def _load_note(summary: Mapping[str, object]) -> str:
     endpoints = ", ".join(str(e) for e in _list(load.get("endpoints"))) or NONE
     balancing = load.get("load_balancing") or "not recorded"
     return (
-        f'<p class="note"><b>How the load was spread:</b> {_e(balancing)}<br>'
-        f"endpoints: {_e(endpoints)}. When the load is spread client-side across replica "
+        f'<p class="note"><b>How the load was spread:</b> {esc(balancing)}<br>'
+        f"endpoints: {esc(endpoints)}. When the load is spread client-side across replica "
         "endpoints, a dead replica's share of requests fails until it is back.</p>"
     )
 
@@ -172,17 +172,17 @@ def _slo_section(summary: Mapping[str, object]) -> str:
         return "<h2>SLOs</h2><p>No SLO in this scenario.</p>"
     verdict = "passed" if slo.get("passed") else "slo_violated"
     rows = [
-        [_e(c.get("name")), _e(c.get("limit")), _e(c.get("value")), _verdict(c.get("verdict"))]
+        [esc(c.get("name")), esc(c.get("limit")), esc(c.get("value")), _verdict(c.get("verdict"))]
         for c in checks
     ]
-    return f"<h2>SLOs {_badge(verdict.replace('_', ' '), verdict)}</h2>" + _table(
+    return f"<h2>SLOs {badge(verdict.replace('_', ' '), verdict)}</h2>" + table(
         ["check", "limit", "value", "verdict"], rows
     )
 
 
 def _verdict(value: object) -> str:
     text = str(value)
-    return _badge(text.replace("_", " "), text)
+    return badge(text.replace("_", " "), text)
 
 
 def _faults_section(summary: Mapping[str, object]) -> str:
@@ -192,7 +192,7 @@ def _faults_section(summary: Mapping[str, object]) -> str:
     rows = [_fault_row(summary, f) for f in faults]
     headers = ["fault", "kind", "targets", "injected", "reverted", "detected (ttd)"]
     headers += ["recovered (ttr)", "failed requests", "availability", "failed probes"]
-    parts = ["<h2>Faults</h2>", _table(headers, rows)]
+    parts = ["<h2>Faults</h2>", table(headers, rows)]
     parts += [_fault_detail(f) for f in faults]
     return "\n".join(parts)
 
@@ -202,43 +202,43 @@ def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> li
     recovered = (
         f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
         if fault.get("recovered")
-        else _badge("never recovered", "fail")
+        else badge("never recovered", "fail")
     )
     return [
-        f"<b>{_e(fault.get('id'))}</b>",
-        _e(fault.get("kind")),
-        _e(targets),
+        f"<b>{esc(fault.get('id'))}</b>",
+        esc(fault.get("kind")),
+        esc(targets),
         _since(summary, fault.get("injected_at_ns")),
         _since(summary, fault.get("reverted_at_ns")),
         f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
         recovered,
-        f"{_e(fault.get('failed_requests'))} / {_e(fault.get('requests_in_window'))}",
+        f"{esc(fault.get('failed_requests'))} / {esc(fault.get('requests_in_window'))}",
         _pct(fault.get("availability")),
-        f"{_e(fault.get('probes_failed'))} / {_e(fault.get('probes_in_window'))}",
+        f"{esc(fault.get('probes_failed'))} / {esc(fault.get('probes_in_window'))}",
     ]
 
 
 def _fault_detail(fault: Mapping[str, object]) -> str:
     how = " · ".join(str(x) for x in (fault.get("mode"), fault.get("mechanism")) if x)
     parts = [
-        f"<h3>{_e(fault.get('id'))}: {_e(fault.get('kind'))}</h3>",
-        f"<p class='meta'>{_e(how or 'mechanism not recorded')}</p>",
+        f"<h3>{esc(fault.get('id'))}: {esc(fault.get('kind'))}</h3>",
+        f"<p class='meta'>{esc(how or 'mechanism not recorded')}</p>",
         f'<p class="policy">{_policy(fault.get("restart_policy_applies"))}</p>',
     ]
     if fault.get("reason"):
-        parts.append(f"<p>{_e(fault.get('reason'))}</p>")
+        parts.append(f"<p>{esc(fault.get('reason'))}</p>")
     parts.append(_orchestrator_table(_list(fault.get("orchestrator"))))
     return "\n".join(parts)
 
 
 def _policy(applies: object) -> str:
     if applies is True:
-        return "restart policy applies: " + _badge("yes", "yes")
+        return "restart policy applies: " + badge("yes", "yes")
     if applies is False:
-        return "restart policy applies: " + _badge(
+        return "restart policy applies: " + badge(
             "no — killed through the engine API, a manual stop", "no"
         )
-    return "restart policy applies: " + _badge("not applicable", "na")
+    return "restart policy applies: " + badge("not applicable", "na")
 
 
 def _orchestrator_table(rows: list[object]) -> str:
@@ -250,7 +250,7 @@ def _orchestrator_table(rows: list[object]) -> str:
         restarted = _restarted(row)
         cells.append(
             [
-                _e(row.get("instance")),
+                esc(row.get("instance")),
                 _secs(row.get("kill_to_die_s")),
                 _secs(row.get("die_to_start_s")),
                 _secs(row.get("start_to_healthy_s")),
@@ -259,17 +259,17 @@ def _orchestrator_table(rows: list[object]) -> str:
         )
     headers = ["instance", "fault → die", "die → start", "start → healthy", "restarted"]
     return (
-        _table(headers, cells) + "<p class='meta'>orchestrator intervals from engine events; "
+        table(headers, cells) + "<p class='meta'>orchestrator intervals from engine events; "
         "each is measured from its own start, never summed.</p>"
     )
 
 
 def _restarted(row: Mapping[str, object]) -> str:
     if row.get("restarted"):
-        return _badge("yes", "yes")
+        return badge("yes", "yes")
     if row.get("die_at_ns") is None:
-        return _badge("did not die", "na")
-    return _badge("no: never started again", "no")
+        return badge("did not die", "na")
+    return badge("no: never started again", "no")
 
 
 def _phases_section(summary: Mapping[str, object]) -> str:
@@ -280,13 +280,13 @@ def _phases_section(summary: Mapping[str, object]) -> str:
         latency = _map(phase.get("latency_ms"))
         rows.append(
             [
-                f"<b>{_e(name)}</b>",
+                f"<b>{esc(name)}</b>",
                 _since(summary, phase.get("start_ns")),
                 _secs(phase.get("duration_s"), 2),
-                _e(phase.get("requests")),
-                _e(phase.get("failures")),
+                esc(phase.get("requests")),
+                esc(phase.get("failures")),
                 _pct(phase.get("error_rate")),
-                _e(phase.get("throughput_rps")),
+                esc(phase.get("throughput_rps")),
                 *(_ms(latency.get(q)) for q in ("p50", "p95", "p99", "max")),
             ]
         )
@@ -296,7 +296,7 @@ def _phases_section(summary: Mapping[str, object]) -> str:
         "<p class='meta'>requests counted by completion; latency over requests that started "
         "in the phase.</p>"
     )
-    return "<h2>Phases</h2>" + _table(headers, rows) + note
+    return "<h2>Phases</h2>" + table(headers, rows) + note
 
 
 def _figures_section(figures: Sequence[Path]) -> str:
@@ -304,7 +304,7 @@ def _figures_section(figures: Sequence[Path]) -> str:
     for path in figures:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(
-            f'<figure><img alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption class='meta'>{_e(path.name)}</figcaption></figure>"
+            f'<figure><img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption class='meta'>{esc(path.name)}</figcaption></figure>"
         )
     return "\n".join(parts)

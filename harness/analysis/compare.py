@@ -1,0 +1,680 @@
+"""Compare runs side by side: group them, match their faults, say which group recovered faster.
+
+    load_runs(run_dirs, by, label) -> [RunInput]      every problem at once (ScenarioError, 2)
+    compare_runs(runs)             -> Comparison      groups, faults, phases, verdicts
+    Comparison.to_dict()           -> compare.json    strict JSON: null, never NaN
+
+Runs are grouped by their summary's `target` or `scenario`, or by a manifest label
+(`manifest.json` "labels": {"variant": "before"}); groups keep the order in which their first
+run was given. Faults are matched across runs by id and kind (`f1 container_kill`).
+
+For each fault and group: the runs that hold the fault, how many recovered, and the median
+(min-max) over runs of ttd_s, ttr_s, failed_requests, availability and the orchestrator's
+intervals (each run's value is the median over its affected instances). A run whose fault
+never recovered has no ttr: it is counted apart, never as 0 nor as the end of the run.
+
+The verdict of a pair of groups on one fault (decisions):
+- a group whose fault went unrecovered in a larger share of its runs loses, whatever the
+  medians say; equal non-zero shares give no winner;
+- otherwise the lower median ttr wins, by the difference of the medians (s) and their ratio;
+- with at least MIN_RUNS_FOR_TEST runs in each group: a two-sided permutation test of the
+  ttr_s rank sum (Mann-Whitney U; exact over every split when there are at most PERMUTATIONS
+  of them, else PERMUTATIONS random ones, seeded) and a percentile bootstrap 95 % CI of the
+  difference of the medians (BOOTSTRAP resamples, seeded); significant when p < ALPHA. Ranks,
+  not the medians, drive the test: a test on the median difference barely moves with the
+  runs away from the middle (5 clearly separated runs against 5 gave p=0.048 with it, 0.008
+  with ranks), and one outlying run weighs no more than another. Nothing corrects for
+  several faults or several pairs being tested at once: read a lone p=0.04 among many with care;
+- with fewer runs, the difference is reported and called neither significant nor not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.analysis.phases import PHASE_NAMES
+from harness.errors import AnalysisError, ScenarioError
+
+GROUP_BY = ("target", "scenario", "label")
+ALPHA = 0.05
+PERMUTATIONS = 10_000
+BOOTSTRAP = 10_000
+SEED = 20_240_601
+MIN_RUNS_FOR_TEST = 3
+FAULT_METRICS = ("ttr_s", "ttd_s", "failed_requests", "availability")
+ORCHESTRATOR_METRICS = ("kill_to_die_s", "die_to_start_s", "start_to_healthy_s")
+PHASE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "error_rate", "throughput_rps")
+SUMMARY_FILE = "summary.json"
+
+FloatArray = npt.NDArray[np.float64]
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """One run directory, its summary and labels, and the group it falls in."""
+
+    run_dir: Path
+    run_id: str
+    group: str
+    summary: Mapping[str, object]
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs sharing a value of the grouping key, in the order they were given."""
+
+    name: str
+    runs: tuple[RunInput, ...]
+
+
+def load_runs(run_dirs: Sequence[Path], by: str, label: str | None = None) -> list[RunInput]:
+    """Read each run's summary (computing it when absent) and group key.
+
+    Raises ScenarioError listing every problem: no run, unknown `by`, a missing directory,
+    a directory without summary.json nor the data to compute it, a run without the label."""
+    problems = _argument_problems(run_dirs, by, label)
+    if problems:
+        raise ScenarioError(problems)
+    runs: list[RunInput] = []
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        resolved = Path(run_dir).resolve()
+        if resolved in seen:
+            problems.append(f"{run_dir}: given twice (as {seen[resolved]} too)")
+            continue
+        seen[resolved] = Path(run_dir)
+        try:
+            runs.append(_load_one(Path(run_dir), by, label))
+        except (AnalysisError, ScenarioError) as exc:
+            problems.append(f"{run_dir}: {exc}")
+    if problems:
+        raise ScenarioError(problems)
+    return runs
+
+
+def _argument_problems(run_dirs: Sequence[Path], by: str, label: str | None) -> list[str]:
+    problems = []
+    if not run_dirs:
+        problems.append("no run directory given: name at least one (two groups to compare)")
+    if by not in GROUP_BY:
+        problems.append(f"unknown --by {by!r}: use one of {', '.join(GROUP_BY)}")
+    elif by == "label" and not label:
+        problems.append("--by label needs --label KEY (a key of the manifest's labels)")
+    return problems
+
+
+def _load_one(run_dir: Path, by: str, label: str | None) -> RunInput:
+    if not run_dir.is_dir():
+        raise AnalysisError("not a directory")
+    summary = read_summary(run_dir)
+    labels = read_labels(run_dir)
+    if by == "label":
+        assert label is not None
+        if label not in labels:
+            known = ", ".join(f"{k}={v}" for k, v in labels.items()) or "none"
+            raise AnalysisError(f"no label {label!r} in manifest.json (labels: {known})")
+        group = labels[label]
+    else:
+        group = str(summary.get(by))
+    return RunInput(run_dir, str(summary.get("run_id") or run_dir.name), group, summary, labels)
+
+
+def read_summary(run_dir: Path) -> Mapping[str, object]:
+    """summary.json of the run, or the analysis of its data when there is none (written too)."""
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        from harness.analysis import analyze_run
+
+        try:
+            return analyze_run(run_dir)
+        except AnalysisError as exc:
+            raise AnalysisError(f"no {SUMMARY_FILE}, and cannot compute it: {exc}") from exc
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"{SUMMARY_FILE}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AnalysisError(f"{SUMMARY_FILE}: expected a JSON object")
+    return data
+
+
+def read_labels(run_dir: Path) -> dict[str, str]:
+    """The manifest's "labels" object (empty when there is no manifest or no labels)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    labels = manifest.get("labels") if isinstance(manifest, dict) else None
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def group_runs(runs: Sequence[RunInput]) -> tuple[Group, ...]:
+    """Groups in the order their first run appears."""
+    order: dict[str, list[RunInput]] = {}
+    for run in runs:
+        order.setdefault(run.group, []).append(run)
+    return tuple(Group(name, tuple(members)) for name, members in order.items())
+
+
+# -- typed access to summaries ---------------------------------------------------------------
+
+
+def _map(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+# -- statistics over runs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric over the runs of a group: the measured values (runs without one left out)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def median(self) -> float | None:
+        return float(np.median(self.values)) if self.values else None
+
+    @property
+    def min(self) -> float | None:
+        return min(self.values) if self.values else None
+
+    @property
+    def max(self) -> float | None:
+        return max(self.values) if self.values else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "median": _round(self.median, 6),
+            "min": _round(self.min, 6),
+            "max": _round(self.max, 6),
+            "values": [_round(v, 6) for v in self.values],
+        }
+
+
+def stat(values: Sequence[float | None]) -> Stat:
+    """A Stat of the values that were measured (None and non-finite values are left out)."""
+    return Stat(tuple(v for v in values if v is not None and math.isfinite(v)))
+
+
+@dataclass(frozen=True)
+class FaultSample:
+    """One fault as one run measured it."""
+
+    run_id: str
+    recovered: bool
+    reason: str | None
+    values: Mapping[str, float | None]
+
+
+def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
+    """The run's faults keyed by (id, kind)."""
+    samples = {}
+    for raw in _list(run.summary.get("faults")):
+        fault = _map(raw)
+        key = (str(fault.get("id")), str(fault.get("kind")))
+        values = {m: _num(fault.get(m)) for m in FAULT_METRICS}
+        instances = [_map(o) for o in _list(fault.get("orchestrator"))]
+        for metric in ORCHESTRATOR_METRICS:
+            values[metric] = stat([_num(o.get(metric)) for o in instances]).median
+        recovered = fault.get("recovered") is True and values["ttr_s"] is not None
+        reason = fault.get("reason")
+        samples[key] = FaultSample(
+            run.run_id, recovered, None if reason is None else str(reason), values
+        )
+    return samples
+
+
+@dataclass(frozen=True)
+class GroupFault:
+    """One fault across the runs of one group (no samples: the group's runs lack the fault)."""
+
+    group: str
+    samples: tuple[FaultSample, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples)
+
+    @property
+    def unrecovered(self) -> tuple[str, ...]:
+        """Run ids in which the fault never recovered."""
+        return tuple(s.run_id for s in self.samples if not s.recovered)
+
+    @property
+    def unrecovered_share(self) -> float:
+        return len(self.unrecovered) / self.runs if self.runs else 0.0
+
+    @property
+    def ttr_values(self) -> tuple[float, ...]:
+        return self.stat("ttr_s").values
+
+    def stat(self, metric: str) -> Stat:
+        if metric == "ttr_s":  # only recovered runs have a time to recover
+            return stat([s.values["ttr_s"] for s in self.samples if s.recovered])
+        return stat([s.values.get(metric) for s in self.samples])
+
+    def to_dict(self) -> dict[str, object]:
+        metrics = (*FAULT_METRICS, *ORCHESTRATOR_METRICS)
+        return {
+            "runs": self.runs,
+            "recovered_runs": self.runs - len(self.unrecovered),
+            "unrecovered_runs": list(self.unrecovered),
+            "unrecovered_reasons": [s.reason for s in self.samples if not s.recovered],
+            **{metric: self.stat(metric).to_dict() for metric in metrics},
+        }
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def midranks(values: FloatArray) -> FloatArray:
+    """1-based ranks, ties sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts).astype(np.float64)
+    ranks: FloatArray = (upper - (counts - 1) / 2.0)[inverse]
+    return ranks
+
+
+def permutation_p_value(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> float:
+    """Two-sided p of the rank sum of `a` (Mann-Whitney U) under relabelling of the runs.
+
+    Exact over every split when there are at most PERMUTATIONS; else PERMUTATIONS random
+    splits (seeded), with p = (hits + 1) / (PERMUTATIONS + 1). Ranks make one outlying run
+    weigh no more than any other."""
+    ranks = midranks(np.asarray([*a, *b], dtype=np.float64))
+    n_a, total = len(a), ranks.size
+    expected = n_a * (total + 1) / 2.0
+    observed = abs(float(ranks[:n_a].sum()) - expected) - 1e-9
+    if math.comb(total, n_a) <= PERMUTATIONS:
+        splits = np.array(list(itertools.combinations(range(total), n_a)), dtype=np.intp)
+        sums = ranks[splits].sum(axis=1)
+        return float(np.mean(np.abs(sums - expected) >= observed))
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.tile(ranks, (PERMUTATIONS, 1)), axis=1)
+    hits = int(np.sum(np.abs(shuffled[:, :n_a].sum(axis=1) - expected) >= observed))
+    return (hits + 1) / (PERMUTATIONS + 1)
+
+
+def smallest_p_value(n_a: int, n_b: int) -> float:
+    """The smallest p the exact two-sided test can give with these sizes (2 / splits)."""
+    return min(1.0, 2 / math.comb(n_a + n_b, n_a))
+
+
+def bootstrap_ci(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> tuple[float, float]:
+    """Percentile bootstrap 95 % CI of median(b) - median(a), each group resampled apart."""
+    rng = np.random.default_rng(seed)
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    med_a = np.median(xa[rng.integers(0, xa.size, (BOOTSTRAP, xa.size))], axis=1)
+    med_b = np.median(xb[rng.integers(0, xb.size, (BOOTSTRAP, xb.size))], axis=1)
+    low, high = np.percentile(med_b - med_a, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# -- verdicts --------------------------------------------------------------------------------
+
+
+BASES = ("permutation", "too_few_runs", "single_runs", "unrecovered", "missing")
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """Two groups on one fault. `first` is the winner when there is one (`winner` set).
+
+    basis: permutation (tested), too_few_runs / single_runs (not tested), unrecovered (decided
+    by unrecovered runs), missing (a group lacks the fault)."""
+
+    fault: str
+    first: GroupFault
+    second: GroupFault
+    winner: str | None
+    basis: str
+    difference_s: float | None = None
+    ratio: float | None = None
+    p_value: float | None = None
+    ci95_s: tuple[float, float] | None = None
+    sentence: str = ""
+
+    @property
+    def loser(self) -> str | None:
+        return None if self.winner is None else self.second.group
+
+    @property
+    def significant(self) -> bool | None:
+        """True/False when tested; None when untested (too few runs, or decided otherwise)."""
+        return None if self.p_value is None else self.p_value < ALPHA
+
+    @property
+    def decisive_loss(self) -> bool:
+        """The loser is significantly slower, or failed to recover where the winner did."""
+        if self.winner is None:
+            return False
+        return self.basis == "unrecovered" or self.significant is True
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "groups": [self.first.group, self.second.group],
+            "faster": self.winner,
+            "slower": self.loser,
+            "basis": self.basis,
+            "median_ttr_s": {g.group: _round(g.stat("ttr_s").median) for g in self.pair},
+            "n": {g.group: g.runs for g in self.pair},
+            "difference_s": _round(self.difference_s),
+            "ratio": _round(self.ratio),
+            "p_value": _round(self.p_value, 4),
+            "ci95_s": None if self.ci95_s is None else [_round(x) for x in self.ci95_s],
+            "significant": self.significant,
+            "sentence": self.sentence,
+        }
+
+    @property
+    def pair(self) -> tuple[GroupFault, GroupFault]:
+        return self.first, self.second
+
+
+def judge(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
+    """The verdict of groups `a` and `b` on `fault` (see the module docstring)."""
+    if not a.runs or not b.runs:
+        present = a if a.runs else b
+        return PairVerdict(
+            fault,
+            a,
+            b,
+            None,
+            "missing",
+            sentence=f"{fault}: only in {present.group}; "
+            f"{(b if a.runs else a).group} has no run with this fault, nothing to compare.",
+        )
+    if a.unrecovered or b.unrecovered:
+        return _judge_unrecovered(fault, a, b)
+    med_a, med_b = a.stat("ttr_s").median, b.stat("ttr_s").median
+    assert med_a is not None and med_b is not None
+    if med_b < med_a:
+        a, b, med_a, med_b = b, a, med_b, med_a
+    winner = None if med_a == med_b else a.group
+    p_value = ci = None
+    if a.runs >= MIN_RUNS_FOR_TEST and b.runs >= MIN_RUNS_FOR_TEST:
+        basis = "permutation"
+        p_value = permutation_p_value(a.ttr_values, b.ttr_values)
+        ci = bootstrap_ci(a.ttr_values, b.ttr_values)
+    else:
+        basis = "single_runs" if a.runs == 1 and b.runs == 1 else "too_few_runs"
+    verdict = PairVerdict(
+        fault,
+        a,
+        b,
+        winner,
+        basis,
+        difference_s=med_b - med_a,
+        ratio=med_b / med_a if med_a > 0 else None,
+        p_value=p_value,
+        ci95_s=ci,
+    )
+    return _with_sentence(verdict)
+
+
+def _judge_unrecovered(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
+    if b.unrecovered_share < a.unrecovered_share:
+        a, b = b, a
+    lost = f"{len(b.unrecovered)} of {b.runs} runs" if b.runs > 1 else "its only run"
+    if a.unrecovered_share == b.unrecovered_share:
+        sentence = (
+            f"{fault}: no winner: neither group recovered in every run ({a.group}: "
+            f"{len(a.unrecovered)} of {a.runs} unrecovered, {b.group}: {lost} unrecovered)."
+        )
+        return PairVerdict(fault, a, b, None, "unrecovered", sentence=sentence)
+    if a.unrecovered:
+        how = f"{len(a.unrecovered)} of {a.runs} unrecovered"
+    else:
+        median = a.stat("ttr_s").median
+        assert median is not None
+        how = (
+            f"recovered in all {a.runs} runs, median ttr {median:.3f} s"
+            if a.runs > 1
+            else f"recovered in {median:.3f} s"
+        )
+    beat = "did better than" if a.unrecovered else "recovered faster than"
+    sentence = (
+        f"{fault}: {a.group} {beat} {b.group}: {b.group} never recovered in "
+        f"{lost} ({a.group}: {how}); an unrecovered fault loses, whatever the medians say."
+    )
+    return PairVerdict(fault, a, b, a.group, "unrecovered", sentence=sentence)
+
+
+def _with_sentence(v: PairVerdict) -> PairVerdict:
+    a, b = v.first, v.second
+    med_a, med_b = a.stat("ttr_s").median, b.stat("ttr_s").median
+    assert med_a is not None and med_b is not None and v.difference_s is not None
+    counts = f"n={a.runs} vs {b.runs}"
+    if v.winner is None:
+        head = (
+            f"{v.fault}: {a.group} and {b.group} recovered equally fast (median ttr {med_a:.3f} s)"
+        )
+    else:
+        ratio = f"{v.ratio:.2f}× as long" if v.ratio is not None else "longer, from 0 s"
+        head = (
+            f"{v.fault}: {a.group} recovered faster than {b.group} by {v.difference_s:.3f} s: "
+            f"median ttr {med_a:.3f} s vs {med_b:.3f} s ({b.group} took {ratio})"
+        )
+    return replace(v, sentence=f"{head}; {_significance(v, counts)}.")
+
+
+def _significance(v: PairVerdict, counts: str) -> str:
+    a, b = v.first, v.second
+    if v.basis == "single_runs":
+        return f"from single runs ({counts}): one run each cannot be called significant"
+    if v.basis == "too_few_runs":
+        return (
+            f"too few runs to test ({counts}; {MIN_RUNS_FOR_TEST} per group needed): "
+            "not called significant"
+        )
+    assert v.p_value is not None and v.ci95_s is not None
+    word = "significant" if v.significant else "not significant"
+    text = (
+        f"{word} (p={v.p_value:.3g}, {counts}; 95 % bootstrap CI of the difference "
+        f"{v.ci95_s[0]:.3f} to {v.ci95_s[1]:.3f} s)"
+    )
+    floor = smallest_p_value(a.runs, b.runs)
+    if not v.significant and floor >= ALPHA:
+        text += f"; with {counts} no split of the runs can give p < {ALPHA:g}: add runs"
+    return text
+
+
+# -- the comparison --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultComparison:
+    """One fault (id, kind) across every group."""
+
+    fault_id: str
+    kind: str
+    groups: tuple[GroupFault, ...]
+    pairs: tuple[PairVerdict, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.fault_id} {self.kind}"
+
+    @property
+    def ranking(self) -> tuple[str, ...]:
+        """Groups holding the fault, best first: fewest unrecovered, then lowest median ttr."""
+        present = [g for g in self.groups if g.runs]
+
+        def rank(g: GroupFault) -> tuple[float, float]:
+            median = g.stat("ttr_s").median
+            return (g.unrecovered_share, math.inf if median is None else median)
+
+        return tuple(g.group for g in sorted(present, key=rank))
+
+    @property
+    def headline(self) -> tuple[PairVerdict, ...]:
+        """The pairs that involve the best group (all pairs when there are two groups)."""
+        if not self.ranking:
+            return ()
+        best = self.ranking[0]
+        return tuple(p for p in self.pairs if best in (p.first.group, p.second.group))
+
+    def group(self, name: str) -> GroupFault:
+        return next(g for g in self.groups if g.group == name)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "id": self.fault_id,
+            "kind": self.kind,
+            "ranking": list(self.ranking),
+            "groups": {g.group: g.to_dict() for g in self.groups},
+            "comparisons": [p.to_dict() for p in self.pairs],
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything compare.json and compare.html hold."""
+
+    by: str
+    label: str | None
+    groups: tuple[Group, ...]
+    faults: tuple[FaultComparison, ...]
+    phases: Mapping[str, Mapping[str, Mapping[str, Stat]]] = field(default_factory=dict)
+
+    def sentences(self) -> list[str]:
+        """The verdicts, one sentence per fault and pair with the best group."""
+        if len(self.groups) < 2:
+            name = self.groups[0].name if self.groups else "none"
+            return [
+                f"only one group ({name}, by {self.by}): nothing to compare; "
+                "give runs of two groups or group them differently with --by"
+            ]
+        if not self.faults:
+            return ["no fault in any run: nothing to compare on recovery"]
+        return [p.sentence for f in self.faults for p in f.headline]
+
+    def losses(self, group: str) -> list[str]:
+        """Why `group` is decisively slower (significantly, or unrecovered) on some fault."""
+        return [
+            p.sentence for f in self.faults for p in f.pairs if p.loser == group and p.decisive_loss
+        ]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "by": self.by,
+            "label": self.label,
+            "method": {
+                "statistic": "difference of median ttr_s (slower - faster)",
+                "test": "two-sided permutation test of the ttr_s rank sum (Mann-Whitney U), exact "
+                "when the splits of the runs number at most `permutations`",
+                "permutations": PERMUTATIONS,
+                "bootstrap_resamples": BOOTSTRAP,
+                "seed": SEED,
+                "alpha": ALPHA,
+                "min_runs_for_test": MIN_RUNS_FOR_TEST,
+            },
+            "groups": [_group_dict(g) for g in self.groups],
+            "verdicts": self.sentences(),
+            "faults": [f.to_dict() for f in self.faults],
+            "phases": {
+                group: {
+                    phase: {m: s.to_dict() for m, s in metrics.items()}
+                    for phase, metrics in phases.items()
+                }
+                for group, phases in self.phases.items()
+            },
+        }
+
+
+def _group_dict(group: Group) -> dict[str, object]:
+    runs = [
+        {
+            "run_id": r.run_id,
+            "run_dir": str(r.run_dir),
+            "scenario": r.summary.get("scenario"),
+            "target": r.summary.get("target"),
+            "status": r.summary.get("status"),
+            "labels": dict(r.labels),
+        }
+        for r in group.runs
+    ]
+    return {"name": group.name, "runs": runs}
+
+
+def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) -> Comparison:
+    """Group the runs, match their faults and judge every pair of groups on every fault."""
+    groups = group_runs(runs)
+    samples = [[fault_samples(r) for r in g.runs] for g in groups]  # run ids may repeat
+    keys: dict[tuple[str, str], None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(fault_samples(run)))
+    faults = []
+    for key in keys:
+        per_group = tuple(
+            GroupFault(g.name, tuple(s[key] for s in group_samples if key in s))
+            for g, group_samples in zip(groups, samples, strict=True)
+        )
+        name = f"{key[0]} {key[1]}"
+        pairs = tuple(judge(name, a, b) for a, b in itertools.combinations(per_group, 2))
+        faults.append(FaultComparison(key[0], key[1], per_group, pairs))
+    return Comparison(by, label, groups, tuple(faults), phase_stats(groups))
+
+
+def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]]:
+    """Per group, phase and metric: the Stat over the group's runs."""
+    result: dict[str, dict[str, dict[str, Stat]]] = {}
+    for group in groups:
+        phases = [_map(_map(r.summary.get("phases"))) for r in group.runs]
+        result[group.name] = {
+            name: {
+                metric: stat([_phase_value(_map(p.get(name)), metric) for p in phases])
+                for metric in PHASE_METRICS
+            }
+            for name in PHASE_NAMES
+        }
+    return result
+
+
+def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
+    if metric.endswith("_ms"):
+        return _num(_map(phase.get("latency_ms")).get(metric.removesuffix("_ms")))
+    return _num(phase.get(metric))
+
+
+def write_comparison_json(comparison: Comparison, path: Path) -> Path:
+    """compare.json: strict JSON (NaN refused; unmeasured values are null)."""
+    text = json.dumps(comparison.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
