@@ -8,7 +8,7 @@ APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit images bench cleanup clean
+.PHONY: setup demo test lint typecheck unit images bench cleanup clean compare-demo
 
 setup: $(STAMPS)/apt $(STAMPS)/venv
 
@@ -55,3 +55,9 @@ cleanup: setup
 
 clean:
 	rm -rf $(VENV) $(STAMPS) build *.egg-info
+
+# The orchestrator comparison: the same crash on Docker and on a single-node Swarm.
+compare-demo: setup images
+	@d=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml | tail -1) && \
+	s=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target swarm | tail -1) && \
+	$(BIN)/harness compare "$$d" "$$s" --by target
