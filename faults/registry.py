@@ -18,6 +18,13 @@ BUILTIN_FAULTS: dict[str, str] = {
     "container_stop": "faults.container_stop:ContainerStop",
     "container_pause": "faults.container_pause:ContainerPause",
     "container_restart": "faults.container_restart:ContainerRestart",
+    "cpu_stress": "faults.cpu_stress:CpuStress",
+    "memory_stress": "faults.memory_stress:MemoryStress",
+    "disk_fill": "faults.disk_fill:DiskFill",
+    "network_partition": "faults.network_partition:NetworkPartition",
+    "packet_loss": "faults.packet_loss:PacketLoss",
+    "bandwidth": "faults.bandwidth:Bandwidth",
+    "latency": "faults.latency:Latency",
 }
 
 
