@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -195,6 +196,16 @@ def cleanup(
         raise _fail(exc) from exc
 
 
+def _describe_param(name: str, info: FieldInfo) -> str:
+    key = info.serialization_alias or info.alias or name  # the key as written in YAML
+    default = (
+        "required"
+        if info.is_required()
+        else f"default {info.get_default(call_default_factory=True)!r}"
+    )
+    return f"{key}: {info.description or ''} ({default})"
+
+
 @app.command("faults")
 def list_faults() -> None:
     """List every fault kind, its parameters, and which mechanisms work on this machine."""
@@ -204,8 +215,7 @@ def list_faults() -> None:
     table = Table("kind", "duration", "parameters", "mechanisms here", show_lines=True)
     for kind, cls in sorted(fault_kinds().items()):
         params = "\n".join(
-            f"{name}: {info.description or ''} (default {info.default!r})"
-            for name, info in cls.params_model.model_fields.items()
+            _describe_param(name, info) for name, info in cls.params_model.model_fields.items()
         )
         mechanisms = "\n".join(
             f"{'✓' if m.available else '✗'} {m.name}{': ' + m.detail if m.detail else ''}"
