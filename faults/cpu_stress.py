@@ -8,57 +8,34 @@ and the workload competes with it for that share, as it would with a busy neighb
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import Field
 
-from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
-from harness import stress
+from faults.stress_base import StressFault, StressParams
 from harness.targets.base import Instance
-from harness.units import Seconds
 
 
-class CpuStressParams(FaultParams):
+class CpuStressParams(StressParams):
     workers: int = Field(default=1, ge=1, le=64, description="stress-ng CPU workers per instance")
     load: int = Field(
         default=100, ge=1, le=100, description="percent of a CPU each worker tries to use"
     )
-    safety_timeout: Seconds = Field(
-        default=600.0,
-        gt=0,
-        description="stress-ng exits on its own after this long even if the harness dies;"
-        " keep it above the fault's duration",
-    )
 
 
-class CpuStress(Fault):
+class CpuStress(StressFault):
     kind = "cpu_stress"
     summary = "burn CPU inside the selected instances' cgroups (their CPU limit applies)"
     params_model = CpuStressParams
+    controller = "cpu"
 
     @property
     def params_(self) -> CpuStressParams:
         assert isinstance(self.params, CpuStressParams)
         return self.params
 
-    @classmethod
-    def mechanisms(cls) -> list[Mechanism]:
-        return [stress.stress_mechanism("cpu")]
-
-    def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        return stress.stress_record(ctx, fault_id, self.kind, instances, self._args)
-
-    def _args(self, _instance: Instance) -> list[str]:
+    def stress_args(self, _instance: Instance) -> list[str]:
         p = self.params_
         return [
             "--cpu", str(p.workers),
             "--cpu-load", str(p.load),
-            "--timeout", f"{max(1, round(p.safety_timeout))}s",
+            *p.timeout_arg(),
         ]  # fmt: skip
-
-    def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
-        stress.start_all(record)
-
-    @classmethod
-    def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
-        stress.stop_all(record)

@@ -14,30 +14,22 @@ the orchestrator did (a restart if the OOM killer took the container's main proc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import Field, model_validator
 
-from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
+from faults.stress_base import StressFault, StressParams
 from harness import stress
 from harness.errors import FaultError
 from harness.targets.base import Instance
-from harness.units import Bytes, Seconds
+from harness.units import Bytes
 
 
-class MemoryStressParams(FaultParams):
+class MemoryStressParams(StressParams):
     size: Bytes | None = Field(default=None, gt=0, description="bytes to hold, e.g. 64Mi")
     percent: float | None = Field(
         default=None,
         gt=0,
         le=1000,
         description="or: percent of the container's memory limit (over 100 reaches the OOM killer)",
-    )
-    safety_timeout: Seconds = Field(
-        default=600.0,
-        gt=0,
-        description="stress-ng exits on its own after this long even if the harness dies;"
-        " keep it above the fault's duration",
     )
 
     @model_validator(mode="after")
@@ -47,22 +39,16 @@ class MemoryStressParams(FaultParams):
         return self
 
 
-class MemoryStress(Fault):
+class MemoryStress(StressFault):
     kind = "memory_stress"
     summary = "hold memory inside the selected instances' cgroups (their memory limit applies)"
     params_model = MemoryStressParams
+    controller = "memory"
 
     @property
     def params_(self) -> MemoryStressParams:
         assert isinstance(self.params, MemoryStressParams)
         return self.params
-
-    @classmethod
-    def mechanisms(cls) -> list[Mechanism]:
-        return [stress.stress_mechanism("memory")]
-
-    def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        return stress.stress_record(ctx, fault_id, self.kind, instances, self._args)
 
     def bytes_for(self, instance: Instance) -> int:
         """How much to hold in `instance`: the size, or the percent of its memory limit."""
@@ -78,17 +64,10 @@ class MemoryStress(Fault):
             )
         return int(limit * p.percent / 100)
 
-    def _args(self, instance: Instance) -> list[str]:
+    def stress_args(self, instance: Instance) -> list[str]:
         return [
             "--vm", "1",
             "--vm-bytes", f"{self.bytes_for(instance)}",
             "--vm-hang", "0",
-            "--timeout", f"{max(1, round(self.params_.safety_timeout))}s",
+            *self.params_.timeout_arg(),
         ]  # fmt: skip
-
-    def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
-        stress.start_all(record)
-
-    @classmethod
-    def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
-        stress.stop_all(record)

@@ -11,17 +11,9 @@ import pytest
 from faults.base import FaultContext
 from faults.container_kill import ContainerKill, ContainerKillParams
 from tests.conftest import DeployFactory
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.docker
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_host_sigkill_is_a_crash_and_the_restart_policy_brings_it_back(
@@ -33,7 +25,7 @@ def test_host_sigkill_is_a_crash_and_the_restart_policy_brings_it_back(
     fault = ContainerKill(ContainerKillParams(mode="signal"))
     fault.apply(ctx, fault.plan(ctx, "f1", [before]))
 
-    assert _wait(lambda: target.instances()[0].pid not in (0, before.pid), 10)
+    assert wait_until(lambda: target.instances()[0].pid not in (0, before.pid), 10)
     after = target.instances()[0]
     assert after.container_id == before.container_id
     container = target.client.containers.get(after.container_id)
@@ -49,7 +41,7 @@ def test_api_kill_is_a_manual_stop_that_the_restart_policy_leaves_down(
     fault = ContainerKill(ContainerKillParams(mode="api"))
     fault.apply(ctx, fault.plan(ctx, "f1", target.instances()))
 
-    assert _wait(lambda: not target.instances()[0].running, 5)
+    assert wait_until(lambda: not target.instances()[0].running, 5)
     time.sleep(2.0)  # well past Docker's first restart back-off (100 ms)
     assert not target.instances()[0].running
     assert fault.restart_policy(target) is False

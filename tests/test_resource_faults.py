@@ -7,7 +7,6 @@ disk from statvfs and the file's allocated blocks through the container's root.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from faults.memory_stress import MemoryStress, MemoryStressParams
 from harness import stress
 from harness.errors import FaultError
 from harness.hostsys import cgroup_dir, cgroup_version
-from harness.targets.base import EngineEvent, Instance
+from harness.targets.base import Instance
 from harness.targets.docker import DockerTarget
 from tests.abort import (
     SCENARIOS,
@@ -31,21 +30,13 @@ from tests.abort import (
     wait_for_lease_revert,
 )
 from tests.conftest import DeployFactory
+from tests.helpers import EventCollector, wait_until
 
 pytestmark = pytest.mark.docker
 
 MIB = 1024 * 1024
 LIMITS = {"cpus": 0.5, "memory": "128Mi"}
 ContextFactory = Callable[[DockerTarget], FaultContext]
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -121,7 +112,7 @@ def test_memory_stress_under_the_limit_raises_usage_by_its_size_and_releases_it(
     record = fault.plan(ctx, "mem1", [instance])
     assert str(size) in record.data["processes"][0]["args"]  # 40 % of the cgroup's limit
     fault.apply(ctx, record)
-    _wait(lambda: stress.memory_usage(instance.pid) - before >= size, 10)
+    wait_until(lambda: stress.memory_usage(instance.pid) - before >= size, 10)
     time.sleep(0.3)
     during = stress.memory_usage(instance.pid)
     fault.revert(ctx, record)
@@ -136,46 +127,25 @@ def test_memory_stress_under_the_limit_raises_usage_by_its_size_and_releases_it(
     _no_stress_left(target, instance)
 
 
-class _Events:
-    """The run's engine events, collected by a thread until closed."""
-
-    def __init__(self, target: DockerTarget) -> None:
-        self.seen: list[EngineEvent] = []
-        self._stream = target.events(time.time_ns())
-        self._thread = threading.Thread(target=self._collect, daemon=True)
-        self._thread.start()
-
-    def _collect(self) -> None:
-        for event in self._stream:
-            self.seen.append(event)
-
-    def actions(self) -> list[str]:
-        return [e.action for e in self.seen]
-
-    def close(self) -> None:
-        self._stream.close()
-        self._thread.join(timeout=5)
-
-
 def test_memory_stress_over_the_limit_brings_the_oom_killer_and_the_engine_says_so(
     deploy: DeployFactory, fault_context: ContextFactory, record_property: Callable[..., None]
 ) -> None:
     target = deploy(resources={"cpus": 0.5, "memory": "64Mi"}, restart="always")
     ctx = fault_context(target)
     instance = target.instances()[0]
-    events = _Events(target)
+    events = EventCollector(target)
     fault = MemoryStress(MemoryStressParams.model_validate({"size": "128Mi"}))
     record = fault.plan(ctx, "oom1", [instance])
     try:
         fault.apply(ctx, record)
-        saw_oom = _wait(lambda: "oom" in events.actions(), 15)
+        saw_oom = wait_until(lambda: "oom" in events.actions(), 15)
         time.sleep(1.0)  # a few more rounds of stress-ng restarting its worker
     finally:
         fault.revert(ctx, record)
         events.close()
 
     assert saw_oom, f"no oom event; saw {events.actions()}"
-    assert _wait(lambda: target.instances()[0].running, 10)
+    assert wait_until(lambda: target.instances()[0].running, 10)
     now = target.instances()[0]
     restarts = target.client.containers.get(now.container_id).attrs["RestartCount"]
     outcome = "still running" if now.pid == instance.pid else f"restarted ({restarts}x)"

@@ -11,7 +11,6 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,10 +22,10 @@ import yaml
 from faults.base import FaultContext
 from faults.container_kill import ContainerKill, ContainerKillParams
 from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets.base import EngineEvent
 from harness.targets.swarm import SlotRouter, SwarmTarget, _answers, routing_mesh
 from harness.targets.swarm_events import TaskTracker, TaskView, parse_swarm_time
 from tests.conftest import labelled_objects
+from tests.helpers import EventCollector, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000
@@ -100,27 +99,6 @@ def _chains() -> str:
     return done.stdout
 
 
-class Recorded:
-    """target.events() read on a thread, as the runner's recorder does."""
-
-    def __init__(self, target: SwarmTarget) -> None:
-        self.events: list[EngineEvent] = []
-        self._stream = target.events(time.time_ns())
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for event in self._stream:
-            self.events.append(event)
-
-    def close(self) -> list[EngineEvent]:
-        time.sleep(0.5)
-        self._stream.close()
-        self._thread.join(timeout=5)
-        assert not self._thread.is_alive(), "close() did not end the event stream"
-        return sorted(self.events, key=lambda e: e.time_ns)
-
-
 @pytest.fixture
 def swarm_target(docker_client: docker.DockerClient, demo_image: str) -> Iterator[SwarmTarget]:
     """A SwarmTarget (not deployed yet); afterwards the engine is in its old swarm state."""
@@ -136,21 +114,12 @@ def swarm_target(docker_client: docker.DockerClient, demo_image: str) -> Iterato
     assert SlotRouter(target.run_id, 0).chain not in _chains()
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.docker
 def test_a_killed_task_is_replaced_by_a_new_task_in_its_slot(
     swarm_target: SwarmTarget, fault_context: Callable[..., FaultContext]
 ) -> None:
     target = swarm_target
-    recorded = Recorded(target)
+    recorded = EventCollector(target)
     target.deploy(WorkloadSpec.model_validate({"replicas": 2, "resources": {"memory": "64Mi"}}))
     instances = target.wait_healthy(60)
     assert [i.name for i in instances] == ["web-1", "web-2"]
@@ -170,7 +139,7 @@ def test_a_killed_task_is_replaced_by_a_new_task_in_its_slot(
         now = {i.name: i for i in target.instances()}[victim.name]
         return now.container_id not in ("", victim.container_id) and now.pid > 0
 
-    assert _wait(replaced, 30), "Swarm did not replace the killed task"
+    assert wait_until(replaced, 30), "Swarm did not replace the killed task"
     target.wait_healthy(30)
     answered_ns = time.time_ns()
     after = {i.name: i for i in target.instances()}[victim.name]
