@@ -25,6 +25,10 @@ BUILTIN_FAULTS: dict[str, str] = {
     "packet_loss": "faults.packet_loss:PacketLoss",
     "bandwidth": "faults.bandwidth:Bandwidth",
     "latency": "faults.latency:Latency",
+    "node_down": "faults.node_down:NodeDown",
+    "node_partition": "faults.node_partition:NodePartition",
+    "node_drain": "faults.node_drain:NodeDrain",
+    "manager_quorum_loss": "faults.manager_quorum_loss:ManagerQuorumLoss",
 }
 
 

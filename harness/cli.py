@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli_compare import compare
+from harness.cli_lab import lab_app
 from harness.errors import HarnessError, ScenarioError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -238,6 +239,7 @@ def build_images() -> None:
 
 
 app.command("compare")(compare)
+app.add_typer(lab_app, name="lab")
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ class SwarmSpec(StrictModel):
 class LabSpec(StrictModel):
     """A multi-node Swarm built on this machine for the run (see `harness lab`)."""
 
-    nodes: int = Field(default=3, ge=1, le=7)
+    nodes: int = Field(default=3, ge=2, le=7)
     managers: Literal[1, 3] = 1
     heartbeat: Seconds = Field(default=5.0, gt=0, description="Swarm dispatcher heartbeat")
 

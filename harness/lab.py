@@ -1,0 +1,1115 @@
+"""The multi-node Swarm lab: several Docker engines on this one machine, as a real Swarm.
+
+One extra `dockerd` per node, each in a network namespace of its own (`chlab-n<i>`) wired to a
+bridge (`chlab0`, 10.213.0.1/24) by a veth pair (`chlab-n<i>h` on the bridge, `chlab-n<i>c` in
+the namespace, 10.213.0.(10+i)), with its own data root, exec root, socket, pidfile, managed
+containerd (namespace `chlab-n<i>`), cgroup parent (`/chlab-n<i>`) and hostname (`chlab-n<i>`,
+from a UTS namespace of its own, so Swarm's node list tells the nodes apart). Node 1 is the
+manager the harness talks to (`unix:///run/chlab/n1.sock`); with `managers=3` nodes 2 and 3
+join as managers too. Every daemon carries the engine label `chaos-harness.lab=1`.
+
+Measured here (Docker 20.10, cgroups v1, ext4 under /var/lib):
+- daemons are started with `nsenter --net=/var/run/netns/NAME`, not `ip netns exec` (which
+  remounts /sys and loses the cgroup mounts), and with a config file of their own: the host's
+  /etc/docker/daemon.json would otherwise clash with --data-root and --storage-driver;
+- overlay2 works for the nested daemons when the lab directory is on ext4 (the host engine's
+  fuse-overlayfs is not needed); on an overlay or fuse-overlayfs filesystem (a lab inside a
+  container) overlay2 does not nest, so vfs is chosen there (not measured here; the choice can
+  be forced with $CHAOS_HARNESS_LAB_STORAGE_DRIVER);
+- on the host: bridged traffic passes iptables (br_netfilter) and Docker's FORWARD policy is
+  DROP, so one ACCEPT rule lets the nodes talk; loopback addresses DNAT-ed to a node (slot
+  routing) need route_localnet on the bridge and a MASQUERADE rule (measured with both:
+  curl 127.77.0.2 reached 10.213.0.12:<port>). All are tagged and removed by `down()`;
+- each daemon keeps its default bridge (docker0 inside its own namespace, `--bip 10.214.<i>.1`):
+  `--bridge=none` leaves Swarm tasks without a network (their default network mode is
+  "bridge"), so host-mode published ports never bind. iptables stays on (`--ip-masq=false`),
+  acting in the node's namespace only: a published port is a DNAT rule there, so a node's
+  containers keep serving while its dockerd is dead (with --iptables=false they are served by
+  docker-proxy, which dies with the daemon: with two of three daemons killed, 1 of 3
+  replicas answered);
+- no default route in the nodes: nothing in the lab reaches past the bridge, and a task's
+  image pull fails at once (with a route towards the host it hung ~20 s in "preparing");
+- a SIGKILLed dockerd takes its managed containerd with it (parent-death signal), but the
+  containerd shims and the containers live on; restarted, the daemon kills those containers.
+
+Crash safety: the state file (`$CHAOS_HARNESS_LAB_DIR/state.json`, default
+/var/lib/chaos-harness/lab) names every daemon, namespace, veth, bridge, host rule, socket and
+directory BEFORE it is made. `down()` works from that file alone, finds each node's processes
+by its network namespace and cgroup (not only by the recorded PID), unmounts whatever the
+daemons mounted, and is safe to run twice and after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from harness.errors import FaultError, TargetError
+from harness.hostsys import process_start_ticks, require_tool, run
+from harness.targets.base import Instance
+
+PREFIX = "chlab"
+BRIDGE = "chlab0"
+SUBNET = "10.213.0.0/24"
+BRIDGE_ADDRESS = "10.213.0.1"
+LAB_LABEL = "chaos-harness.lab=1"
+RULE_COMMENT = "chaos-harness.lab"
+DEFAULT_LAB_DIR = Path("/var/lib/chaos-harness/lab")
+DEFAULT_RUN_ROOT = Path("/run/chlab")
+NETNS_DIR = Path("/var/run/netns")
+SWARM_PORT = 2377
+DEFAULT_HEARTBEAT_S = 5.0
+NS_PER_S = 1_000_000_000
+STATE_VERSION = 1
+TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "setsid": "util-linux"}
+TOOLS |= {"umount": "mount", "iptables": "iptables", "dockerd": "docker.io"}
+NESTING_FILESYSTEMS = ("overlay", "fuse.fuse-overlayfs", "aufs")
+
+
+def lab_dir() -> Path:
+    """Where the lab's state and data roots live: $CHAOS_HARNESS_LAB_DIR or the default."""
+    return Path(os.environ.get("CHAOS_HARNESS_LAB_DIR") or DEFAULT_LAB_DIR)
+
+
+# --- the state file -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node of the lab: every name and path it uses, and its daemon's command line."""
+
+    index: int
+    role: str  # "manager" or "worker"
+    address: str
+    data_dir: str  # the node's directory under the lab dir (data root, config, log)
+    exec_root: str
+    argv: tuple[str, ...] = ()
+    pid: int | None = None
+    start_ticks: int | None = None
+    node_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The node's hostname, network namespace and containerd namespace."""
+        return f"{PREFIX}-n{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return self.name
+
+    @property
+    def veth_host(self) -> str:
+        return f"{self.name}h"
+
+    @property
+    def veth_node(self) -> str:
+        return f"{self.name}c"
+
+    @property
+    def socket(self) -> str:
+        return f"{self.exec_root}.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.exec_root}.pid"
+
+    @property
+    def data_root(self) -> str:
+        return f"{self.data_dir}/data"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.data_dir}/daemon.json"
+
+    @property
+    def log_file(self) -> str:
+        return f"{self.data_dir}/dockerd.log"
+
+    @property
+    def cgroup_parent(self) -> str:
+        return f"/{self.name}"
+
+    def matches(self, node: str) -> bool:
+        """Whether `node` (a Swarm node ID, hostname or address) names this node."""
+        return node in (self.name, self.node_id, self.address, f"n{self.index}")
+
+
+@dataclass(frozen=True)
+class LabState:
+    """Everything the lab made or is about to make; the file `down()` works from."""
+
+    lab_dir: str
+    run_root: str
+    managers: int
+    heartbeat_s: float
+    storage_driver: str
+    nodes: tuple[NodeState, ...]
+    host_rules: tuple[tuple[str, ...], ...] = ()  # iptables args after -A/-D: table, chain, spec
+    bridge: str = BRIDGE
+    subnet: str = SUBNET
+    status: str = "creating"  # creating, up
+    created_ns: int = 0
+    version: int = STATE_VERSION
+
+    @property
+    def manager(self) -> NodeState:
+        """The node the harness talks to as the Swarm manager."""
+        return self.nodes[0]
+
+    def node(self, name: str) -> NodeState:
+        for node in self.nodes:
+            if node.matches(name):
+                return node
+        raise TargetError(f"no lab node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def with_node(self, updated: NodeState) -> LabState:
+        nodes = tuple(updated if n.index == updated.index else n for n in self.nodes)
+        return replace(self, nodes=nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["nodes"] = [{**asdict(n), "argv": list(n.argv)} for n in self.nodes]
+        raw["host_rules"] = [list(r) for r in self.host_rules]
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> LabState:
+        if raw.get("version") != STATE_VERSION:
+            raise TargetError(f"lab state version {raw.get('version')!r} is not {STATE_VERSION}")
+        nodes = tuple(NodeState(**{**n, "argv": tuple(n["argv"])}) for n in raw["nodes"])
+        rules = tuple(tuple(r) for r in raw.get("host_rules", ()))
+        return cls(**{**raw, "nodes": nodes, "host_rules": rules})
+
+
+def plan_state(
+    directory: Path,
+    run_root: Path,
+    nodes: int,
+    managers: int,
+    heartbeat_s: float,
+    storage_driver: str,
+) -> LabState:
+    """The whole lab as names and command lines; nothing is made."""
+    if not 2 <= nodes <= 7:
+        raise TargetError(f"a lab has 2 to 7 nodes, got {nodes}")
+    if managers not in (1, 3) or managers > nodes:
+        raise TargetError(f"a lab has 1 or 3 managers (at most its nodes), got {managers}")
+    planned = []
+    for index in range(1, nodes + 1):
+        node = NodeState(
+            index=index,
+            role="manager" if index <= managers else "worker",
+            address=f"10.213.0.{10 + index}",
+            data_dir=str(directory / f"n{index}"),
+            exec_root=str(run_root / f"n{index}"),
+        )
+        planned.append(replace(node, argv=tuple(daemon_argv(node, storage_driver))))
+    rules = (
+        ("filter", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, *_comment(), "-j", "ACCEPT"),
+        # loopback addresses DNAT-ed to a node (slot routing) leave with the bridge's address
+        ("nat", "POSTROUTING", "-s", "127.0.0.0/8", "-o", BRIDGE, *_comment(), "-j", "MASQUERADE"),
+    )
+    return LabState(
+        lab_dir=str(directory),
+        run_root=str(run_root),
+        managers=managers,
+        heartbeat_s=heartbeat_s,
+        storage_driver=storage_driver,
+        nodes=tuple(planned),
+        host_rules=rules,
+        created_ns=time.time_ns(),
+    )
+
+
+def _comment() -> tuple[str, ...]:
+    return ("-m", "comment", "--comment", RULE_COMMENT)
+
+
+def daemon_argv(node: NodeState, storage_driver: str) -> list[str]:
+    """The node's daemon: in its network namespace, with a hostname of its own."""
+    dockerd = [
+        *("dockerd", "--config-file", node.config_file, "--data-root", node.data_root),
+        *("--exec-root", node.exec_root, "-H", node.url, "--pidfile", node.pidfile),
+        *("--containerd-namespace", node.name),
+        *("--containerd-plugins-namespace", f"{node.name}-plugins"),
+        *("--bip", f"10.214.{node.index}.1/24", "--ip-masq=false"),
+        *("--storage-driver", storage_driver, "--cgroup-parent", node.cgroup_parent),
+        *("--label", LAB_LABEL, "--label", f"chaos-harness.lab.node={node.name}"),
+    ]
+    return [
+        *("nsenter", f"--net={NETNS_DIR / node.netns}", "unshare", "--uts", "--"),
+        *("sh", "-c", f'hostname {node.name} && exec "$@"', "sh", *dockerd),
+    ]
+
+
+def load_state(directory: Path | None = None) -> LabState | None:
+    """The lab's state, or None when there is no lab."""
+    path = (directory or lab_dir()) / "state.json"
+    try:
+        return LabState.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TargetError(f"unreadable lab state {path}: {exc}") from exc
+
+
+def save_state(state: LabState) -> None:
+    """Write the state file atomically (and durably: it is the lab's undo log)."""
+    path = Path(state.lab_dir) / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as handle:
+        json.dump(state.to_json(), handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """One lab operation at a time (up, down, a node fault's state update)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def storage_driver_for(directory: Path) -> str:
+    """overlay2, unless the lab dir sits on a filesystem overlay cannot nest on (then vfs)."""
+    override = os.environ.get("CHAOS_HARNESS_LAB_STORAGE_DRIVER")
+    if override:
+        return override
+    fstype = filesystem_of(directory)
+    return "vfs" if fstype in NESTING_FILESYSTEMS else "overlay2"
+
+
+def filesystem_of(path: Path) -> str:
+    """The filesystem type of the mount that holds `path` (the longest mount prefix)."""
+    target = str(path.resolve())
+    best, fstype = "", ""
+    for point, kind in _mounts_with_types():
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, kind
+    return fstype
+
+
+def _mounts_with_types() -> list[tuple[str, str]]:
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        found.append((_unescape(left.split()[4]), right.split()[0]))
+    return found
+
+
+def _unescape(text: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return text.encode().decode("unicode_escape") if "\\" in text else text
+
+
+# --- what the runner and the targets see ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    role: str
+    address: str
+    url: str
+    node_id: str | None
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """The lab as the Swarm target needs it: where to talk to, and the nodes."""
+
+    manager_url: str
+    nodes: tuple[LabNode, ...]
+    managers: int
+    heartbeat_s: float
+    lab_dir: str
+    subnet: str = SUBNET
+
+    @classmethod
+    def from_state(cls, state: LabState) -> LabInfo:
+        nodes = tuple(LabNode(n.name, n.role, n.address, n.url, n.node_id) for n in state.nodes)
+        return cls(
+            state.manager.url, nodes, state.managers, state.heartbeat_s, state.lab_dir, state.subnet
+        )
+
+    def node(self, name: str) -> LabNode:
+        """A node by Swarm node ID, hostname or address."""
+        for node in self.nodes:
+            if name in (node.name, node.node_id, node.address):
+                return node
+        raise TargetError(f"no lab node {name!r}")
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    address: str
+    daemon_pid: int | None
+    swarm_state: str  # ready, down, unknown... as the manager sees it ("-" if it cannot say)
+    availability: str
+    manager_status: str
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    state_file: str
+    status: str
+    heartbeat_s: float
+    storage_driver: str
+    nodes: tuple[NodeStatus, ...] = field(default_factory=tuple)
+
+
+def connect(url: str, timeout_s: float = 10.0) -> docker.DockerClient:
+    return docker.DockerClient(base_url=url, timeout=int(max(timeout_s, 1)))
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def find_daemon(node: NodeState) -> int | None:
+    """The PID of the node's running dockerd (found by its data root), or None."""
+    for pid in _pids():
+        argv = _cmdline(pid)
+        if argv[:1] == ["dockerd"] and node.data_root in argv and _alive(pid):
+            return pid
+    return None
+
+
+def node_processes(node: NodeState) -> set[int]:
+    """Every live process of the node: in its network namespace, or in its cgroups."""
+    try:
+        netns = os.stat(NETNS_DIR / node.netns)
+        ns_key: tuple[int, int] | None = (netns.st_dev, netns.st_ino)
+    except OSError:
+        ns_key = None
+    found = set()
+    for pid in _pids():
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            ns = os.stat(f"/proc/{pid}/ns/net")
+            if ns_key is not None and (ns.st_dev, ns.st_ino) == ns_key and _alive(pid):
+                found.add(pid)
+                continue
+            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                path = line.split(":", 2)[2]
+                mine = path == node.cgroup_parent or path.startswith(node.cgroup_parent + "/")
+                if mine and _alive(pid):
+                    found.add(pid)
+                    break
+    daemon = find_daemon(node)
+    return found | ({daemon} if daemon else set())
+
+
+def kill_node_processes(node: NodeState, timeout_s: float = 15.0) -> int:
+    """SIGKILL every process of the node until none is left; how many were killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = node_processes(node)
+        if not left:
+            return len(killed)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed |= left
+        time.sleep(0.1)
+    raise TargetError(f"processes of {node.name} survive SIGKILL: {sorted(node_processes(node))}")
+
+
+def start_daemon(node: NodeState, timeout_s: float = 60.0) -> NodeState:
+    """Start the node's dockerd (detached, reparented to init) and wait until it answers."""
+    spawn_daemon(node)
+    wait_answers(node, timeout_s)
+    return _with_pid(node)
+
+
+def _with_pid(node: NodeState) -> NodeState:
+    pid = find_daemon(node)
+    return replace(node, pid=pid, start_ticks=process_start_ticks(pid) if pid else None)
+
+
+def spawn_daemon(node: NodeState) -> None:
+    """Start the node's dockerd unless it runs; do not wait for it."""
+    if find_daemon(node) is not None:
+        return
+    _clear_stale_pidfiles(node)
+    with open(node.log_file, "ab") as log:
+        subprocess.run(
+            ["setsid", "--fork", *node.argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            check=True,
+            timeout=15,
+        )
+    deadline = time.monotonic() + 10
+    while find_daemon(node) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the forked wrapper has exec'd dockerd: never start two
+
+
+def _clear_stale_pidfiles(node: NodeState) -> None:
+    """Remove the pidfiles of a killed dockerd and its containerd.
+
+    Measured here: a killed daemon (and the containerd that dies with it) may linger as a
+    zombie until init reaps it; a new dockerd then finds the PID "running" and refuses to
+    start ("pid file found"), or waits for the dead containerd until it times out.
+    """
+    for path in (Path(node.pidfile), Path(node.exec_root) / "containerd" / "containerd.pid"):
+        try:
+            pid = int(path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if not pid or not _alive(pid):
+            path.unlink(missing_ok=True)
+
+
+def wait_answers(node: NodeState, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            connect(node.url, 3).ping()  # type: ignore[no-untyped-call]
+            return
+        except (docker.errors.DockerException, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"the daemon of {node.name} did not answer on {node.url} within "
+                    f"{timeout_s:g} s ({exc}); see {node.log_file}"
+                ) from exc
+            time.sleep(0.3)
+
+
+# --- host plumbing ----------------------------------------------------------------------------
+
+
+def _sh(args: Sequence[str], check: bool = True, timeout_s: float = 30.0) -> str:
+    try:
+        return run(args, timeout_s=timeout_s, check=check)
+    except FaultError as exc:
+        raise TargetError(str(exc)) from exc
+
+
+def _exists_link(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def _iptables(action: str, rule: Sequence[str]) -> bool:
+    table, chain, *spec = rule
+    done = subprocess.run(
+        ["iptables", "-w", "5", "-t", table, action, chain, *spec],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def _make_bridge(state: LabState) -> None:
+    if not _exists_link(state.bridge):
+        _sh(["ip", "link", "add", state.bridge, "type", "bridge"])
+        _sh(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", state.bridge])
+    _sh(["ip", "link", "set", state.bridge, "up"])
+    Path(f"/proc/sys/net/ipv4/conf/{state.bridge}/route_localnet").write_text("1\n")
+    for rule in state.host_rules:
+        if not _iptables("-C", rule) and not _iptables("-I", rule):
+            raise TargetError(f"cannot add the host rule 'iptables -t {' '.join(rule)}'")
+
+
+def _make_node_network(state: LabState, node: NodeState) -> None:
+    if not (NETNS_DIR / node.netns).exists():
+        _sh(["ip", "netns", "add", node.netns])
+    if not _exists_link(node.veth_host):
+        _sh(["ip", "link", "add", node.veth_host, "type", "veth", "peer", "name", node.veth_node])
+        _sh(["ip", "link", "set", node.veth_node, "netns", node.netns])
+    _sh(["ip", "link", "set", node.veth_host, "master", state.bridge, "up"])
+    inside = ["ip", "-n", node.netns]
+    _sh([*inside, "addr", "replace", f"{node.address}/24", "dev", node.veth_node])
+    _sh([*inside, "link", "set", node.veth_node, "up"])
+    _sh([*inside, "link", "set", "lo", "up"])
+    # no default route: nothing in the lab can reach past the bridge, and a node's attempt to
+    # pull an image fails at once instead of hanging until a timeout (measured: ~20 s)
+
+
+def _make_node_dirs(node: NodeState) -> None:
+    Path(node.data_root).mkdir(parents=True, exist_ok=True)
+    Path(node.exec_root).mkdir(parents=True, exist_ok=True)
+    Path(node.config_file).write_text("{}\n")
+
+
+def _lab_mounts(roots: Sequence[str]) -> list[str]:
+    """Mount points at or under any of `roots`, deepest first."""
+    prefixes = [r.rstrip("/") for r in roots if r]
+    points = [
+        point
+        for point, _kind in _mounts_with_types()
+        if any(point == p or point.startswith(p + "/") for p in prefixes)
+    ]
+    return sorted(set(points), key=lambda p: (p.count("/"), p), reverse=True)
+
+
+def unmount_under(roots: Sequence[str]) -> list[str]:
+    """Lazily unmount everything mounted under `roots`; raise if a mount survives."""
+    done: list[str] = []
+    for _ in range(5):
+        points = _lab_mounts(roots)
+        if not points:
+            return done
+        for point in points:
+            umount = subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+            if umount.returncode == 0:
+                done.append(point)
+    left = _lab_mounts(roots)
+    if left:
+        raise TargetError(f"cannot unmount {', '.join(left)}")
+    return done
+
+
+def _cgroup_dirs(node: NodeState) -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    name = node.cgroup_parent.lstrip("/")
+    candidates = [root / name, *(p / name for p in root.iterdir() if p.is_dir())]
+    return [c for c in candidates if c.is_dir()]
+
+
+def remove_cgroups(node: NodeState) -> int:
+    removed = 0
+    for top in _cgroup_dirs(node):
+        for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                    removed += 1
+        with contextlib.suppress(OSError):
+            top.rmdir()
+            removed += 1
+    return removed
+
+
+def _remove_tree(path: Path) -> bool:
+    """Remove a lab directory, never across a mount point."""
+    import shutil
+
+    if not path.exists():
+        return False
+    if _lab_mounts([str(path)]):
+        raise TargetError(f"not removing {path}: something is still mounted under it")
+    shutil.rmtree(path, ignore_errors=False)
+    return True
+
+
+# --- the lab ----------------------------------------------------------------------------------
+
+
+class Lab:
+    """Bring the lab up, say how it is, take it down (from its state file alone)."""
+
+    def __init__(self, directory: Path | None = None, run_root: Path | None = None) -> None:
+        self.directory = directory or lab_dir()
+        self.run_root = run_root or DEFAULT_RUN_ROOT
+
+    def state(self) -> LabState | None:
+        return load_state(self.directory)
+
+    def info(self) -> LabInfo | None:
+        state = self.state()
+        return LabInfo.from_state(state) if state is not None and state.status == "up" else None
+
+    # --- up ---------------------------------------------------------------------------------
+
+    def up(
+        self,
+        nodes: int = 3,
+        managers: int = 1,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        images: Sequence[str] = (),
+    ) -> LabInfo:
+        """Build the lab; on any failure everything made so far is removed again."""
+        check_host()
+        with locked(self.directory):
+            if self.state() is not None:
+                raise TargetError(
+                    f"a lab already exists (state in {self.directory}): run `harness lab down`"
+                )
+            if _exists_link(BRIDGE):
+                raise TargetError(f"bridge {BRIDGE} exists without a lab state: another lab?")
+            driver = storage_driver_for(self.directory)
+            state = plan_state(self.directory, self.run_root, nodes, managers, heartbeat_s, driver)
+            save_state(state)
+            try:
+                state = self._build(state)
+            except BaseException:
+                self._down(state)
+                raise
+        info = LabInfo.from_state(state)
+        for image in images:
+            copy_image(image, info)
+        return info
+
+    def _build(self, state: LabState) -> LabState:
+        _make_bridge(state)
+        for node in state.nodes:
+            _make_node_network(state, node)
+            _make_node_dirs(node)
+            state = state.with_node(start_daemon(node))
+            save_state(state)
+        state = form_swarm(state)
+        state = replace(state, status="up")
+        save_state(state)
+        return state
+
+    def ensure(
+        self, nodes: int, managers: int, heartbeat_s: float, images: Sequence[str] = ()
+    ) -> tuple[LabInfo, bool]:
+        """The lab, brought up if there is none; True if this call made it.
+
+        An existing lab of the same shape is reused, its heartbeat set to `heartbeat_s`.
+        """
+        state = self.state()
+        if state is None:
+            return self.up(nodes, managers, heartbeat_s, images), True
+        if state.status != "up" or len(state.nodes) != nodes or state.managers != managers:
+            raise TargetError(
+                f"a lab of {len(state.nodes)} nodes / {state.managers} manager(s) "
+                f"({state.status}) exists; wanted {nodes} / {managers}: run `harness lab down`"
+            )
+        if state.heartbeat_s != heartbeat_s:
+            set_heartbeat(state, heartbeat_s)
+            with locked(self.directory):
+                save_state(replace(state, heartbeat_s=heartbeat_s))
+        info = LabInfo.from_state(self.state() or state)
+        for image in images:
+            copy_image(image, info)
+        return info, False
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> LabStatus | None:
+        state = self.state()
+        if state is None:
+            return None
+        seen = swarm_nodes(state)
+        rows = []
+        for node in state.nodes:
+            swarm = seen.get(node.node_id or "", {})
+            rows.append(
+                NodeStatus(
+                    name=node.name,
+                    role=node.role,
+                    address=node.address,
+                    daemon_pid=find_daemon(node),
+                    swarm_state=str(swarm.get("state", "-")),
+                    availability=str(swarm.get("availability", "-")),
+                    manager_status=str(swarm.get("manager", "")),
+                )
+            )
+        return LabStatus(
+            state_file=str(self.directory / "state.json"),
+            status=state.status,
+            heartbeat_s=state.heartbeat_s,
+            storage_driver=state.storage_driver,
+            nodes=tuple(rows),
+        )
+
+    # --- down -------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Remove every daemon, namespace, link, rule, mount and file of the lab; idempotent."""
+        with locked(self.directory):
+            state = self.state()
+            removed = [] if state is None else self._down(state)
+        with contextlib.suppress(OSError):
+            (self.directory / ".lock").unlink()
+            self.directory.rmdir()  # only if nothing else is in it
+        return removed
+
+    def _down(self, state: LabState) -> list[str]:
+        removed = []
+        for node in state.nodes:
+            killed = kill_node_processes(node)
+            if killed:
+                removed.append(f"{node.name}: {killed} process(es) killed")
+        roots = [state.run_root, state.lab_dir, *(n.data_dir for n in state.nodes)]
+        removed += [f"unmounted {p}" for p in unmount_under(roots)]
+        for node in state.nodes:
+            removed += _remove_node_network(node)
+            if remove_cgroups(node):
+                removed.append(f"cgroups of {node.name}")
+        if _exists_link(state.bridge):
+            _sh(["ip", "link", "del", state.bridge])
+            removed.append(f"bridge {state.bridge}")
+        for rule in state.host_rules:
+            while _iptables("-D", rule):
+                removed.append(f"iptables rule {' '.join(rule)}")
+        for node in state.nodes:
+            if _remove_tree(Path(node.data_dir)):
+                removed.append(f"dir {node.data_dir}")
+        for path in (Path(state.run_root), Path(state.lab_dir) / "images"):
+            if _remove_tree(path):
+                removed.append(f"dir {path}")
+        (Path(state.lab_dir) / "state.json").unlink(missing_ok=True)
+        return removed
+
+
+def _remove_node_network(node: NodeState) -> list[str]:
+    removed = []
+    if (NETNS_DIR / node.netns).exists():
+        _sh(["ip", "netns", "del", node.netns])
+        removed.append(f"netns {node.netns}")
+    if _exists_link(node.veth_host):
+        _sh(["ip", "link", "del", node.veth_host], check=False)
+        removed.append(f"veth {node.veth_host}")
+    return removed
+
+
+def check_host() -> None:
+    """The lab needs root and a few host tools; say exactly what is missing."""
+    if os.geteuid() != 0:
+        raise TargetError("the lab needs root (network namespaces, bridges, dockerd)")
+    for tool, package in TOOLS.items():
+        require_tool(tool, package)
+
+
+# --- Swarm ------------------------------------------------------------------------------------
+
+
+def form_swarm(state: LabState) -> LabState:
+    """Init the swarm on node 1 (with the heartbeat), join the others; record node IDs."""
+    manager = connect(state.manager.url, 30)
+    try:
+        manager.swarm.init(  # type: ignore[no-untyped-call]
+            advertise_addr=state.manager.address,
+            listen_addr=f"{state.manager.address}:{SWARM_PORT}",
+            default_addr_pool=["10.215.0.0/16"],
+            subnet_size=24,
+            dispatcher_heartbeat_period=int(state.heartbeat_s * NS_PER_S),
+        )
+        tokens = manager.swarm.attrs["JoinTokens"]
+        for node in state.nodes[1:]:
+            connect(node.url, 30).swarm.join(  # type: ignore[no-untyped-call]
+                remote_addrs=[f"{state.manager.address}:{SWARM_PORT}"],
+                join_token=tokens["Manager" if node.role == "manager" else "Worker"],
+                listen_addr=f"{node.address}:{SWARM_PORT}",
+                advertise_addr=node.address,
+            )
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot form the lab's swarm: {exc}") from exc
+    nodes = tuple(
+        replace(n, node_id=str(connect(n.url).info()["Swarm"]["NodeID"])) for n in state.nodes
+    )
+    state = replace(state, nodes=nodes)
+    save_state(state)
+    wait_ready(state, timeout_s=60)
+    return state
+
+
+def swarm_nodes(state: LabState) -> dict[str, dict[str, str]]:
+    """The manager's view of each node by ID: state, availability, manager status."""
+    try:
+        raw = connect(state.manager.url, 5).api.nodes()  # type: ignore[no-untyped-call]
+    except (docker.errors.DockerException, OSError):
+        return {}
+    return {
+        n["ID"]: {
+            "state": n["Status"]["State"],
+            "availability": n["Spec"].get("Availability", ""),
+            "manager": (n.get("ManagerStatus") or {}).get("Reachability", ""),
+            "hostname": n["Description"]["Hostname"],
+        }
+        for n in raw
+    }
+
+
+def wait_ready(state: LabState, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = swarm_nodes(state)
+        waiting = [
+            n.name for n in state.nodes if seen.get(n.node_id or "", {}).get("state") != "ready"
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TargetError(f"lab nodes not ready after {timeout_s:g} s: {', '.join(waiting)}")
+        time.sleep(0.3)
+
+
+def set_heartbeat(state: LabState, heartbeat_s: float) -> None:
+    """Change the dispatcher heartbeat of the running swarm (`swarm update`)."""
+    try:
+        connect(state.manager.url).swarm.update(  # type: ignore[no-untyped-call]
+            dispatcher_heartbeat_period=int(heartbeat_s * NS_PER_S)
+        )
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot set the lab's heartbeat to {heartbeat_s:g} s: {exc}") from exc
+
+
+def copy_image(image: str, lab: LabInfo, host: docker.DockerClient | None = None) -> None:
+    """Copy a locally built image to every node (`docker save | docker load`; no registry)."""
+    host = host or docker.from_env()
+    try:
+        wanted = str(host.images.get(image).id)
+    except docker.errors.ImageNotFound as exc:
+        raise TargetError(f"image {image!r} is not on the host engine; build it first") from exc
+    tar = Path(lab.lab_dir) / "images" / f"{wanted.replace(':', '-')}.tar"
+    try:
+        for node in lab.nodes:
+            client = connect(node.url, 120)
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                if client.images.get(image).id == wanted:
+                    continue
+            if not tar.exists():
+                tar.parent.mkdir(parents=True, exist_ok=True)
+                with tar.open("wb") as out:
+                    for chunk in host.api.get_image(image):  # type: ignore[no-untyped-call]
+                        out.write(chunk)
+            with tar.open("rb") as data:
+                client.api.load_image(data)  # type: ignore[no-untyped-call]
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot copy {image} to the lab: {exc}") from exc
+    finally:
+        tar.unlink(missing_ok=True)
+
+
+# --- for the node faults ----------------------------------------------------------------------
+
+
+def lab_for_fault(directory: str | None = None) -> LabState:
+    """The lab a node fault acts on; a clear error when there is none."""
+    state = load_state(Path(directory) if directory else None)
+    if state is None or state.status != "up":
+        where = directory or lab_dir()
+        raise FaultError(f"node faults need the Swarm lab, and there is none up (state in {where})")
+    return state
+
+
+def same_lab(record_data: dict[str, Any]) -> LabState | None:
+    """The lab a record was made on, if it is still the same lab (else: nothing to revert)."""
+    state = load_state(Path(str(record_data["lab_dir"])))
+    if state is None or state.created_ns != record_data.get("lab_created_ns"):
+        return None
+    return state
+
+
+def set_link(node: NodeState, up: bool) -> bool:
+    """Bring the host side of the node's veth up or down; False if it is gone."""
+    if not _exists_link(node.veth_host):
+        return False
+    _fault_sh(["ip", "link", "set", node.veth_host, "up" if up else "down"])
+    return True
+
+
+def kill_daemon(node: NodeState) -> int | None:
+    """SIGKILL the node's dockerd only (its managed containerd follows it; containers live on)."""
+    pid = find_daemon(node)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def restart_daemons(state: LabState, nodes: Sequence[NodeState], timeout_s: float = 90.0) -> None:
+    """Start the nodes' daemons again with the same command lines; record their new PIDs.
+
+    All are started before any is waited for: a restarted manager does not answer until the
+    managers have a quorum again, which may need the others (measured: 30 s one by one).
+    """
+    try:
+        for node in nodes:
+            spawn_daemon(node)
+        for node in nodes:
+            wait_answers(node, timeout_s)
+        started = [_with_pid(node) for node in nodes]
+    except (TargetError, OSError, subprocess.SubprocessError) as exc:
+        raise FaultError(f"cannot restart the daemons of {[n.name for n in nodes]}: {exc}") from exc
+    with locked(Path(state.lab_dir)):
+        current = load_state(Path(state.lab_dir))
+        if current is not None and current.created_ns == state.created_ns:
+            for node in started:
+                current = current.with_node(node)
+            save_state(current)
+
+
+def partition_rules(state: LabState, node: NodeState, tag: str) -> list[list[str]]:
+    """iptables rules, for the node's own namespace, that drop traffic with the other nodes."""
+    rules = []
+    for other in state.nodes:
+        if other.index == node.index:
+            continue
+        comment = ["-m", "comment", "--comment", tag, "-j", "DROP"]
+        rules.append(["INPUT", "-s", other.address, *comment])
+        rules.append(["OUTPUT", "-d", other.address, *comment])
+    return rules
+
+
+def netns_iptables(node: NodeState, action: str, rule: Sequence[str]) -> bool:
+    """Run iptables inside the node's network namespace; False if the rule (or node) is gone."""
+    if not (NETNS_DIR / node.netns).exists():
+        return False
+    args = ["nsenter", f"--net={NETNS_DIR / node.netns}", "iptables", "-w", "5", action, *rule]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=15, check=False)
+    if action != "-D" and done.returncode != 0:
+        raise FaultError(f"'{' '.join(args)}' failed: {done.stderr.strip()}")
+    return done.returncode == 0
+
+
+def set_availability(state: LabState, node: NodeState, availability: str) -> None:
+    """Set a node's Swarm availability (active, pause, drain) through the manager."""
+    node_id = str(node.node_id)
+    try:
+        client = connect(state.manager.url)
+        raw = client.api.inspect_node(node_id)  # type: ignore[no-untyped-call]
+        spec: Any = dict(raw["Spec"], Availability=availability)
+        client.api.update_node(node_id, raw["Version"]["Index"], spec)
+    except (docker.errors.DockerException, OSError) as exc:
+        raise FaultError(f"cannot set {node.name} to {availability}: {exc}") from exc
+
+
+def node_events(state: LabState, since_ns: int, until_ns: int) -> list[tuple[int, str, str, str]]:
+    """The manager's node state changes: (time_ns, hostname, old state, new state)."""
+    client = connect(state.manager.url)
+    events = client.api.events(  # type: ignore[no-untyped-call]
+        since=since_ns // NS_PER_S,
+        until=-(-until_ns // NS_PER_S),
+        filters={"type": "node"},
+        decode=True,
+    )
+    found = []
+    for event in events:
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        if "state.new" in attributes:
+            found.append(
+                (
+                    int(event["timeNano"]),
+                    str(attributes.get("name", "")),
+                    str(attributes.get("state.old", "")),
+                    str(attributes["state.new"]),
+                )
+            )
+    return found
+
+
+def _fault_sh(args: Sequence[str]) -> str:
+    return run(args, timeout_s=30)
+
+
+def choose_nodes(
+    state: LabState,
+    selected: Sequence[Instance],
+    everyone: Sequence[Instance],
+    rng: random.Random,
+    explicit: str | None = None,
+) -> tuple[list[NodeState], str]:
+    """The nodes a node fault hits, and how they were chosen.
+
+    The nodes of the selected instances, never the manager the harness talks to. When every
+    selected instance is on that manager, one other node that runs an instance of the run is
+    taken instead (and the record says so). `explicit` (a node name or ID) overrides both.
+    """
+    if explicit is not None:
+        try:
+            node = state.node(explicit)
+        except TargetError as exc:
+            raise FaultError(str(exc)) from exc
+        if node.index == state.manager.index:
+            raise FaultError(f"{node.name} is the manager the harness talks to; pick another node")
+        return [node], "named"
+    if any(i.node is None for i in selected):
+        raise FaultError("the instances carry no node: node faults need the swarm target's lab")
+    picked = _nodes_of(state, selected)
+    if picked:
+        return picked, "selected instances"
+    others = _nodes_of(state, everyone)
+    if not others:
+        raise FaultError(
+            f"every instance runs on {state.manager.name}, the manager the harness talks to"
+        )
+    return [rng.choice(others)], "another node of the run (the selected ones are on the manager)"
+
+
+def _nodes_of(state: LabState, instances: Sequence[Instance]) -> list[NodeState]:
+    names = {i.node for i in instances if i.node}
+    return [
+        n
+        for n in state.nodes
+        if n.index != state.manager.index and any(n.matches(name) for name in names)
+    ]
+
+
+def on_nodes(nodes: Sequence[NodeState], instances: Sequence[Instance]) -> tuple[str, ...]:
+    """The names of the instances that run on `nodes` (what users lose with them)."""
+    return tuple(
+        sorted(i.name for i in instances if i.node and any(n.matches(i.node) for n in nodes))
+    )
+
+
+def node_record_data(state: LabState, nodes: Sequence[NodeState], **extra: Any) -> dict[str, Any]:
+    """What a node fault's revert needs, from its record alone."""
+    return {
+        "lab_dir": state.lab_dir,
+        "lab_created_ns": state.created_ns,
+        "nodes": [n.name for n in nodes],
+        **extra,
+    }
+
+
+def recorded_nodes(data: dict[str, Any]) -> tuple[LabState, list[NodeState]] | None:
+    """The record's lab and nodes; None when that lab is gone (nothing is left to revert)."""
+    state = same_lab(data)
+    if state is None:
+        return None
+    return state, [state.node(name) for name in data["nodes"]]
+
+
+def host_problem(*tools: str) -> str:
+    """Why the lab's host tools cannot be used here ("" when they can)."""
+    if os.geteuid() != 0:
+        return "needs root"
+    import shutil
+
+    missing = [t for t in tools if shutil.which(t) is None]
+    return f"missing {', '.join(missing)}" if missing else ""
