@@ -11,18 +11,25 @@ quorum and elect a leader.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
-from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
+from faults.base import FaultContext, Mechanism
+from faults.node_base import (
+    NODE_KILLER_TOOLS,
+    NodeFault,
+    NodeParams,
+    bring_nodes_back,
+    take_nodes_down,
+)
 from harness import lab
 from harness.errors import FaultError
 from harness.targets.base import Instance
 
 
-class ManagerQuorumLossParams(FaultParams):
+class ManagerQuorumLossParams(NodeParams):
     mode: Literal["daemon", "power"] = Field(
         default="daemon",
         description="daemon: the managers' dockerd SIGKILLed; power: their link down and every"
@@ -30,54 +37,38 @@ class ManagerQuorumLossParams(FaultParams):
     )
 
 
-class ManagerQuorumLoss(Fault):
+class ManagerQuorumLoss(NodeFault):
     kind = "manager_quorum_loss"
     summary = "a majority of a 3-manager lab's managers killed; started again at the end"
     params_model = ManagerQuorumLossParams
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
-        problem = lab.host_problem("ip", "nsenter", "dockerd", "setsid")
+        problem = lab.host_problem(*NODE_KILLER_TOOLS)
         return [Mechanism("SIGKILL of the managers' daemons", not problem, problem)]
 
-    def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        assert isinstance(self.params, ManagerQuorumLossParams)
-        del instances
-        state = lab.lab_for_fault()
+    def mechanism_name(self) -> str:
+        return "dockerd SIGKILL" if self.mode == "daemon" else "veth down + SIGKILL"
+
+    def choose(
+        self, ctx: FaultContext, state: lab.LabState, instances: Sequence[Instance]
+    ) -> tuple[list[lab.NodeState], str | None]:
+        """The managers other than the one the harness talks to (selection is not used)."""
         if state.managers < 3:
             raise FaultError(
                 f"manager_quorum_loss needs a lab with 3 managers; this one has {state.managers}"
                 " (lab: {managers: 3})"
             )
         others = [n for n in state.nodes if n.role == "manager" and n != state.manager]
-        nodes = others[: state.managers // 2 + 1]
-        mode = self.params.mode
-        return RevertRecord(
-            fault_id=fault_id,
-            kind=self.kind,
-            targets=lab.on_nodes(nodes, ctx.target.instances()) or tuple(n.name for n in nodes),
-            mechanism="dockerd SIGKILL" if mode == "daemon" else "veth down + SIGKILL",
-            data=lab.node_record_data(state, nodes, mode=mode),
-        )
+        return others[: state.managers // 2 + 1], None
 
-    def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is None:
-            raise FaultError("the lab of this fault is gone")
-        _state, nodes = found
-        for node in nodes:
-            if record.data["mode"] == "power":
-                lab.set_link(node, up=False)
-                lab.kill_node_processes(node)
-            else:
-                lab.kill_daemon(node)
+    def act(
+        self, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
+    ) -> None:
+        take_nodes_down(nodes, power=data["mode"] == "power")
 
     @classmethod
-    def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is None:
-            return
-        state, nodes = found
-        for node in nodes:
-            lab.set_link(node, up=True)
-        lab.restart_daemons(state, nodes)
+    def undo(
+        cls, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
+    ) -> None:
+        bring_nodes_back(state, nodes)

@@ -15,37 +15,28 @@ instances, never the manager the harness talks to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
-from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
+from faults.base import FaultContext, Mechanism
+from faults.node_base import NodeFault, NodeParams
 from harness import lab
-from harness.errors import FaultError
-from harness.targets.base import Instance
 
 
-class NodePartitionParams(FaultParams):
+class NodePartitionParams(NodeParams):
     mode: Literal["link", "cluster"] = Field(
         default="link",
         description="link: the node's veth down (cut off from everyone); cluster: DROP only"
         " between the node and the other nodes (clients still reach it)",
     )
-    node: str | None = Field(
-        default=None, description="a lab node by name or ID (default: the selected instances')"
-    )
 
 
-class NodePartition(Fault):
+class NodePartition(NodeFault):
     kind = "node_partition"
     summary = "cut a lab node off from the other nodes (veth down, or DROP rules)"
     params_model = NodePartitionParams
-
-    @property
-    def params_(self) -> NodePartitionParams:
-        assert isinstance(self.params, NodePartitionParams)
-        return self.params
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -56,43 +47,35 @@ class NodePartition(Fault):
             Mechanism("cluster: iptables DROP in the node's namespace", not rules, rules),
         ]
 
-    def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        state = lab.lab_for_fault()
-        everyone = ctx.target.instances()
-        nodes, how = lab.choose_nodes(state, instances, everyone, ctx.rng, self.params_.node)
-        link = self.params_.mode == "link"
-        tag = f"chaos-harness.fault={ctx.run_id}/{fault_id}"
-        rules = {} if link else {n.name: lab.partition_rules(state, n, tag) for n in nodes}
-        return RevertRecord(
-            fault_id=fault_id,
-            kind=self.kind,
-            targets=lab.on_nodes(nodes, everyone) or tuple(n.name for n in nodes),
-            mechanism="veth down" if link else "iptables DROP between the node and the others",
-            data=lab.node_record_data(
-                state, nodes, mode=self.params_.mode, chosen_by=how, rules=rules
-            ),
-        )
+    def mechanism_name(self) -> str:
+        if self.mode == "link":
+            return "veth down"
+        return "iptables DROP between the node and the others"
 
-    def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is None:
-            raise FaultError("the lab of this fault is gone")
-        _state, nodes = found
+    def record_data(
+        self, ctx: FaultContext, fault_id: str, state: lab.LabState, nodes: Sequence[lab.NodeState]
+    ) -> dict[str, Any]:
+        if self.mode == "link":
+            return {"rules": {}}
+        tag = f"chaos-harness.fault={ctx.run_id}/{fault_id}"
+        return {"rules": {n.name: lab.partition_rules(state, n, tag) for n in nodes}}
+
+    def act(
+        self, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
+    ) -> None:
         for node in nodes:
-            if record.data["mode"] == "link":
+            if data["mode"] == "link":
                 lab.set_link(node, up=False)
-            for rule in record.data["rules"].get(node.name, []):
+            for rule in data["rules"].get(node.name, []):
                 lab.netns_iptables(node, "-I", rule)
 
     @classmethod
-    def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is None:
-            return
-        _state, nodes = found
+    def undo(
+        cls, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
+    ) -> None:
         for node in nodes:
-            if record.data["mode"] == "link":
+            if data["mode"] == "link":
                 lab.set_link(node, up=True)
-            for rule in record.data["rules"].get(node.name, []):
+            for rule in data["rules"].get(node.name, []):
                 while lab.netns_iptables(node, "-D", rule):
                     pass
