@@ -217,6 +217,27 @@ def test_recovery_never_precedes_the_revert(tmp_path: Path) -> None:
     assert fault["recovered_at_ns"] == ns(15.005)
 
 
+def test_a_stray_failure_long_after_a_harmless_fault_is_not_its_impact(tmp_path: Path) -> None:
+    # +100 ms latency from 10 to 15 s fails nothing; a lone timeout at 25 s is not its doing
+    requests = [*series(0.0, 30.0, 0.1), Req(24.0, 1000.0, ok=False)]
+    events = [inject(10.0, "f1", kind="latency"), revert(15.0, "f1")]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))["faults"][0]
+
+    assert fault["detected_at_ns"] is None
+    assert fault["reason"] == "no user-visible failures"
+    assert fault["ttr_s"] == 0
+
+
+def test_failures_just_after_the_revert_still_count(tmp_path: Path) -> None:
+    # a revert that drops connections: failures within stable_for of the revert are the fault's
+    requests = [*series(0.0, 30.0, 0.1), Req(15.5, 1.0, ok=False)]
+    events = [inject(10.0, "f1", kind="bandwidth"), revert(15.0, "f1")]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))["faults"][0]
+
+    assert fault["detected_at_ns"] == ns(15.501)
+    assert fault["recovered"] is True
+
+
 # -- orchestrator intervals -----------------------------------------------------------------
 
 

@@ -3,7 +3,10 @@
 Observations are requests and probes merged; each is placed in time by its completion
 (`end_ns`). For a fault injected at `t0`:
 
-- `detected_at`: completion of the first failed observation completed at or after `t0`;
+- `detected_at`: completion of the first failed observation completed at or after `t0`; for
+  a fault with a duration, only up to `stable_for` after its revert: a failure later than that
+  is not this fault's impact (a fault that changed nothing users saw, such as added latency,
+  must not take a stray failure half a minute later for its own);
 - `recovered_at`: completion of the first success completed at or after `detected_at` (and,
   for a fault with a duration, at or after its revert) such that the observations completed in
   `(s, s + stable_for]` fail at no more than the baseline rate (none at all when the baseline
@@ -327,7 +330,10 @@ def measure_fault(fault: Fault, context: Context, events: pd.DataFrame) -> Fault
     """Detection, recovery, window counts and orchestrator intervals of one fault."""
     t0 = fault.injected_at_ns
     timelines = tuple(instance_timeline(events, name, t0) for name in fault.targets)
-    detected = detect(context.observations, fault.injected_at_ns)
+    horizon = None
+    if fault.reverted_at_ns is not None:
+        horizon = fault.reverted_at_ns + context.stable_for_ns
+    detected = detect(context.observations, fault.injected_at_ns, horizon)
     if detected is None:
         recovered: int | None = fault.injected_at_ns
         reason: str | None = NO_IMPACT
@@ -345,10 +351,13 @@ def measure_fault(fault: Fault, context: Context, events: pd.DataFrame) -> Fault
     )
 
 
-def detect(obs: Observations, t0_ns: int) -> int | None:
-    """Completion of the first failed observation completed at or after t0."""
+def detect(obs: Observations, t0_ns: int, horizon_ns: int | None = None) -> int | None:
+    """Completion of the first failed observation completed in [t0, horizon]."""
     start = int(np.searchsorted(obs.end_ns, t0_ns, side="left"))
-    failed = np.flatnonzero(~obs.ok[start:])
+    stop = len(obs.end_ns)
+    if horizon_ns is not None:
+        stop = int(np.searchsorted(obs.end_ns, horizon_ns, side="right"))
+    failed = np.flatnonzero(~obs.ok[start:stop])
     return None if failed.size == 0 else int(obs.end_ns[start + failed[0]])
 
 
