@@ -36,6 +36,24 @@ How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kern
 - Without iptables or root, the target falls back to each task's published port directly and
   says so in load_balancing(): a replaced task is then not reached again by the running load.
 
+The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.lab): deploy()
+brings the lab up (`Lab().ensure`, which also copies the image to every node) unless one of the
+same shape is up, and talks to its manager (node 1); the lab's swarm is never initialised or
+left here. teardown() removes the run's service, containers, network and routes, and takes the
+lab down only if this target brought it up (a reused lab gets its heartbeat back and stays up).
+A task runs on any node: its container is inspected (host PID, state) and acted on through
+that node's own engine, Instance.node is the task's Swarm node ID, and a slot's address is
+DNAT-ed to <node address>:<published port> (the lab sets route_localnet on its bridge and a
+MASQUERADE rule, so a loopback address can be forwarded there). The event stream subscribes to
+every node's engine for the run's container events (each event says which node) and to the
+manager's node events (node_state: when the managers marked a node down or ready). Without a
+quorum even reads fail (DeadlineExceeded): instances() and the task watcher keep the last
+known view until the manager answers again. Measured here (3 nodes, heartbeat 2 s, restart
+delay 1 s, a worker's veth cut under load): the node marked down 3.6-6.4 s after the cut, the
+slot's new task assigned on another node 0.05 s later, its container started 1.4-1.6 s and the
+task running (healthy) 2.4-2.6 s after the node was marked down; users' last failed request on
+that slot ended 6.2-10.1 s after the cut (2 s client timeout).
+
 Faults written for the Docker target work unchanged: each Instance carries the task's container
 id and its host PID. Swarm differs from Docker's restart policy: a host SIGKILL and an engine
 API kill both end the task and Swarm replaces it (measured: the API kill, a manual stop that
@@ -59,16 +77,19 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, UpdateConfig
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
+from harness.lab import Lab, LabInfo
+from harness.lab import connect as lab_connect
 from harness.observe import probe_once
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import (
@@ -93,6 +114,9 @@ SWARM_DEFAULT_RESTART_DELAY_S = 5.0
 GWBRIDGE = "docker_gwbridge"
 # On a swarm the harness created: whether docker_gwbridge was created with it (to remove).
 GWBRIDGE_LABEL = "chaos-harness.remove-gwbridge"
+MANAGER_TIMEOUT_S = 30.0  # the lab manager: reads fail with DeadlineExceeded without a quorum
+NODE_TIMEOUT_S = 5.0  # a lab node's own engine (container inspect, events, removal)
+LAB_NETWORK_WAIT_S = 30.0  # until the workers have dropped their copy of the run's network
 CONDITIONS = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
 
 
@@ -116,7 +140,9 @@ def _option(spec: TargetSpec, name: str, default: Any) -> Any:
 class SlotRouter:
     """A stable loopback address per slot, DNAT-ed to the slot's current task's host port."""
 
-    def __init__(self, run_id: str, port: int) -> None:
+    def __init__(
+        self, run_id: str, port: int, node_address: Callable[[str], str] | None = None
+    ) -> None:
         digest = hashlib.sha256(run_id.encode()).digest()
         self.run_id = run_id
         self.port = port
@@ -124,7 +150,10 @@ class SlotRouter:
         self.prefix = f"127.{64 + digest[0] % 64}.{digest[1]}"
         self.enabled = False
         self.reason = ""
-        self._routes: dict[int, int] = {}
+        # where a node's published ports answer: 127.0.0.1 on a single-node swarm, the node's
+        # own address on the lab (the lab sets route_localnet and MASQUERADE for this)
+        self._node_address = node_address or (lambda _node_id: "127.0.0.1")
+        self._routes: dict[int, tuple[str, int]] = {}
         self._lock = threading.Lock()
 
     def address(self, slot: int) -> str:
@@ -134,10 +163,10 @@ class SlotRouter:
         comment = f"{RUN_LABEL}={self.run_id}"
         return ["OUTPUT", "-d", "127.0.0.0/8", "-m", "comment", "--comment", comment]
 
-    def _rule(self, slot: int, host_port: int) -> list[str]:
+    def _rule(self, slot: int, to: tuple[str, int]) -> list[str]:
         return [
             *(self.chain, "-d", self.address(slot), "-p", "tcp", "--dport", str(self.port)),
-            *("-j", "DNAT", "--to-destination", f"127.0.0.1:{host_port}"),
+            *("-j", "DNAT", "--to-destination", f"{to[0]}:{to[1]}"),
         ]
 
     def setup(self) -> bool:
@@ -156,20 +185,22 @@ class SlotRouter:
         return True
 
     def sync(self, tasks: Sequence[TaskView]) -> None:
-        """Point every slot with a running task at that task's published port."""
+        """Point every slot with a running task at its node's address and published port."""
         if not self.enabled:
             return
         with self._lock:
             for task in tasks:
-                port = task.published_port
-                if not task.running or port is None or self._routes.get(task.slot) == port:
+                if not task.running or task.published_port is None:
                     continue
-                _iptables("-A", *self._rule(task.slot, port))
+                to = (self._node_address(task.node_id), task.published_port)
+                if self._routes.get(task.slot) == to:
+                    continue
+                _iptables("-A", *self._rule(task.slot, to))
                 old = self._routes.get(task.slot)
                 if old is not None:
                     _iptables("-D", *self._rule(task.slot, old), check=False)
                     self._forget_connections(task.slot)
-                self._routes[task.slot] = port
+                self._routes[task.slot] = to
 
     def _forget_connections(self, slot: int) -> None:
         """Drop the slot's conntrack entries, which keep the OLD task's port.
@@ -223,16 +254,28 @@ class SwarmTarget(DockerTarget):
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
         super().__init__(run_id, spec, client)
+        self.host_client = self.client  # builds the images; the swarm's manager on a single node
         self.initialised_swarm = False
         self._gwbridge_existed = True
         self._router: SlotRouter | None = None
         self._watcher = TaskWatcher(self.client, run_id, float(_option(spec, "task_poll", 0.1)))
         self._watcher.subscribe(self._on_tasks)
         self._torn_down = False
+        # the multi-node lab (target.lab): known once deploy() has ensured it
+        self.lab: LabInfo | None = None
+        self.lab_created = False
+        self._lab_heartbeat_before: float | None = None  # a reused lab's, restored at teardown
+        self._node_clients: dict[str, docker.DockerClient] = {}
+        self._streams: list[SwarmEventStream] = []
+        self._attached: set[int] = set()
+        self._last_tasks: list[TaskView] | None = None
+        self._inspected: dict[str, dict[str, Any]] = {}
 
     # --- description -------------------------------------------------------------------------
 
     def engine_info(self) -> Mapping[str, str]:
+        """The engine's versions; with a lab, also its shape (the lab's daemons are the host's
+        dockerd binary, so the version is the same; before deploy() the lab may not be up)."""
         info = dict(super().engine_info())
         swarm = self.client.info().get("Swarm") or {}
         _available, detail = routing_mesh()
@@ -245,6 +288,16 @@ class SwarmTarget(DockerTarget):
             publish_mode="host",
             restart_delay_s=f"{self._restart_delay_s():g}",
         )
+        wanted = self.spec.lab
+        if wanted is not None:
+            info.update(
+                lab_nodes=str(wanted.nodes),
+                lab_managers=str(wanted.managers),
+                lab_heartbeat_s=f"{wanted.heartbeat:g}",
+                lab_manager=self.lab.manager_url if self.lab else "(brought up at deploy)",
+                swarm_nodes=str(swarm.get("Nodes") or wanted.nodes),
+                swarm_managers=str(swarm.get("Managers") or wanted.managers),
+            )
         return info
 
     def load_balancing(self) -> str:
@@ -261,10 +314,11 @@ class SwarmTarget(DockerTarget):
                 f"taken once at the start (no per-slot routing: {router.reason}), so a "
                 f"replaced task is not reached again by the running load; {mesh}"
             )
+        where = " on its node's address" if self.spec.lab is not None else ""
         return (
             "client-side round robin across every task's host-mode published port, one stable "
             "loopback address per replica slot forwarded (iptables DNAT) to the slot's current "
-            f"running task, so a replacement task is reached once Swarm runs it; {mesh}"
+            f"running task{where}, so a replacement task is reached once Swarm runs it; {mesh}"
         )
 
     def _restart_delay_s(self) -> float:
@@ -279,13 +333,69 @@ class SwarmTarget(DockerTarget):
 
     def deploy(self, workload: WorkloadSpec) -> None:
         self._workload = workload
-        self._join_swarm()
-        ensure_image(self.client, workload.image)
+        if self.spec.lab is not None:
+            self._use_lab(workload)
+        else:
+            self._join_swarm()
+            ensure_image(self.client, workload.image)
         self._create_overlay()
-        self._router = SlotRouter(self.run_id, workload.port)
+        self._router = SlotRouter(self.run_id, workload.port, self._node_address)
         self._router.setup()
         self._create_service(workload)
         self._watcher.start()
+
+    def _use_lab(self, workload: WorkloadSpec) -> None:
+        """The lab of `target.lab` (brought up unless one of that shape is up) as the swarm.
+
+        The lab's swarm is the lab's: it is neither initialised nor left here. The image is
+        built on the host engine and copied to every node (there is no registry). A lab that
+        was already up is used as it is (ensure() sets its heartbeat to the scenario's; teardown
+        sets it back) and left up.
+        """
+        wanted = self.spec.lab
+        assert wanted is not None
+        ensure_image(self.host_client, workload.image)
+        image = DEMO_IMAGE if workload.image == "demo" else workload.image
+        existing = Lab().state()
+        if existing is not None and existing.heartbeat_s != float(wanted.heartbeat):
+            self._lab_heartbeat_before = existing.heartbeat_s
+        info, created = Lab().ensure(
+            wanted.nodes, wanted.managers, float(wanted.heartbeat), images=[image]
+        )
+        self.lab, self.lab_created = info, created
+        self.client = lab_connect(info.manager_url, MANAGER_TIMEOUT_S)
+        self._watcher.client = self.client
+        self._watcher.tracker.node_names.update(
+            {n.node_id: n.name for n in info.nodes if n.node_id}
+        )
+        for stream in self._streams:
+            self._attach(stream)
+
+    def _node_address(self, node_id: str) -> str:
+        """Where a node's host-mode published ports answer, as seen from the host."""
+        if self.lab is None or not node_id:
+            return "127.0.0.1"
+        try:
+            return self.lab.node(node_id).address
+        except TargetError:
+            return "127.0.0.1"
+
+    def _engine_for(self, node_id: str | None) -> docker.DockerClient:
+        """The engine that runs a node's containers: the node's own on the lab."""
+        if self.lab is None or not node_id:
+            return self.client
+        try:
+            node = self.lab.node(node_id)
+        except TargetError:
+            return self.client
+        if node.url not in self._node_clients:
+            self._node_clients[node.url] = lab_connect(node.url, NODE_TIMEOUT_S)
+        return self._node_clients[node.url]
+
+    def _engines(self) -> list[docker.DockerClient]:
+        if self.lab is None:
+            return [self.client]
+        return [self._engine_for(n.node_id or n.name) for n in self.lab.nodes]
 
     def _join_swarm(self) -> None:
         swarm = self.client.info().get("Swarm") or {}
@@ -311,7 +421,7 @@ class SwarmTarget(DockerTarget):
     def _create_overlay(self) -> None:
         try:
             self.client.networks.create(
-                self.network_name, driver="overlay", labels=self._labels(), attachable=False
+                self.network_name, driver="overlay", labels=self._labels(), attachable=True
             )
         except docker.errors.APIError as exc:
             raise TargetError(f"cannot create overlay network {self.network_name}: {exc}") from exc
@@ -400,15 +510,26 @@ class SwarmTarget(DockerTarget):
     # --- tasks, instances, events ------------------------------------------------------------
 
     def _tasks(self) -> list[TaskView]:
+        """The service's tasks; the last known ones while the manager cannot answer.
+
+        Without a quorum even reads fail (DeadlineExceeded), and a manager whose node is
+        partitioned may time out: the last view stands until the manager answers again.
+        """
         try:
             raw = self.client.api.tasks(  # type: ignore[no-untyped-call]
                 filters={"service": self.service_name}
             )
         except docker.errors.NotFound:
             return []
-        except docker.errors.APIError as exc:
+        except (docker.errors.DockerException, OSError) as exc:
+            views = (self._last_tasks or [], self._watcher.latest or [])
+            last = max(views, key=lambda ts: max((t.timestamp_ns for t in ts), default=0))
+            if last:
+                return list(last)
             raise TargetError(f"cannot list the tasks of {self.service_name}: {exc}") from exc
-        return [task_view(t, self.service_name) for t in raw]
+        tasks = [task_view(t, self.service_name) for t in raw]
+        self._last_tasks = tasks
+        return tasks
 
     def _on_tasks(self, tasks: Sequence[TaskView], _events: object) -> None:
         if self._router is not None:
@@ -433,7 +554,7 @@ class SwarmTarget(DockerTarget):
         port = self._workload.port if self._workload else 8080
         found = []
         for slot, task in sorted(self._current(self._tasks()).items()):
-            container = self._inspect(task.container_id)
+            container = self._inspect(task)
             state = container.get("State") or {}
             name = f"{workload}-{slot}"
             found.append(
@@ -450,59 +571,128 @@ class SwarmTarget(DockerTarget):
                         "com.docker.swarm.task.id": task.task_id,
                         "chaos-harness.slot": str(slot),
                     },
+                    node=task.node_id or None,
                     state=str(state.get("Status") or f"task {task.state}"),
                 )
             )
         return found
 
-    def _inspect(self, container_id: str) -> dict[str, Any]:
-        """The container's inspect data; empty when it has none yet or Swarm removed it."""
+    def _inspect(self, task: TaskView) -> dict[str, Any]:
+        """The task's container as its node's engine sees it; empty when it has none yet or
+        Swarm removed it. When the node's engine does not answer (its daemon was killed: the
+        container may live on), the last inspection of the container stands."""
+        container_id = task.container_id
         if not container_id:
             return {}
         try:
-            return dict(self.client.api.inspect_container(container_id))
+            found = dict(self._engine_for(task.node_id).api.inspect_container(container_id))
         except docker.errors.NotFound:
             return {}
-        except docker.errors.APIError as exc:
+        except (docker.errors.DockerException, OSError) as exc:
+            if container_id in self._inspected:
+                return self._inspected[container_id]
+            if self.lab is not None:
+                return {}  # a node the harness cannot reach: the instance has no PID now
             raise TargetError(f"cannot inspect container {container_id[:12]}: {exc}") from exc
+        self._inspected[container_id] = found
+        return found
+
+    def _container(self, instance: Instance) -> Container:
+        """The instance's container on its node's engine (engine-side faults act there)."""
+        try:
+            container = self._engine_for(instance.node).containers.get(instance.container_id)
+        except docker.errors.NotFound as exc:
+            raise TargetError(f"{instance.name} no longer exists") from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise TargetError(f"the engine of {instance.name} does not answer: {exc}") from exc
+        if container.labels.get(RUN_LABEL) != self.run_id:
+            raise TargetError(f"{instance.name} is not labelled with run {self.run_id}")
+        return container
 
     def _container_ids(self) -> list[str]:
-        """The run's containers, listed without inspecting each (Swarm removes them any time)."""
+        """The run's containers on every engine, listed without inspecting each."""
         label = f"{RUN_LABEL}={self.run_id}"
-        try:
-            listed = self.client.api.containers(all=True, filters={"label": label})
-        except docker.errors.APIError as exc:
-            raise TargetError(f"cannot list the run's containers: {exc}") from exc
-        return [str(c["Id"]) for c in listed]
+        found = []
+        for engine in self._engines():
+            try:
+                listed = engine.api.containers(all=True, filters={"label": label})
+            except (docker.errors.DockerException, OSError) as exc:
+                if self.lab is not None:
+                    continue  # a node whose daemon is down: nothing to wait for there
+                raise TargetError(f"cannot list the run's containers: {exc}") from exc
+            found += [str(c["Id"]) for c in listed]
+        return found
 
     def _url(self, slot: int, task: TaskView, port: int) -> str:
         if self._router is not None and self._router.enabled:
             return f"http://{self._router.address(slot)}:{port}"
-        return f"http://127.0.0.1:{task.published_port or 0}"
+        return f"http://{self._node_address(task.node_id)}:{task.published_port or 0}"
 
     def events(self, since_ns: int) -> SwarmEventStream:  # type: ignore[override]
-        try:
-            stream = SwarmEventStream(self.client, self.run_id, since_ns, self._watcher)
-        except docker.errors.APIError as exc:
-            raise TargetError(f"cannot subscribe to the engine's events: {exc}") from exc
+        """Container events of every engine of the swarm, task events, and on a lab the
+        manager's node events. A lab is up only after deploy(): its engines join the stream
+        then (events from `since_ns` on are still delivered)."""
+        stream = SwarmEventStream(self.run_id, since_ns, self._watcher)
+        self._streams.append(stream)
+        if self.spec.lab is None or self.lab is not None:
+            self._attach(stream)
         self._watcher.start()
         return stream
+
+    def _attach(self, stream: SwarmEventStream) -> None:
+        if id(stream) in self._attached:
+            return
+        self._attached.add(id(stream))
+        if self.lab is None:
+            stream.add_engine(self.client)
+            return
+        for node in self.lab.nodes:
+            stream.add_engine(self._engine_for(node.node_id or node.name), node.name)
+        stream.add_node_events(self.client)
 
     # --- teardown ----------------------------------------------------------------------------
 
     def teardown(self) -> None:
+        """Remove the run's service, containers, network and routes; leave a swarm this target
+        created, take down a lab it brought up. Every step runs even if one before failed."""
+        try:
+            self._remove_run()
+        finally:
+            self._watcher.stop()
+            if self._router is not None:
+                self._router.remove()
+            try:
+                if self.initialised_swarm:
+                    self._leave_swarm()
+            finally:
+                if self.lab_created:
+                    Lab().down()
+                    self.lab_created = False
+                else:
+                    self._restore_lab_heartbeat()
+
+    def _restore_lab_heartbeat(self) -> None:
+        """A lab this run did not create gets its own heartbeat back."""
+        before, wanted = self._lab_heartbeat_before, self.spec.lab
+        if before is None or wanted is None or Lab().state() is None:
+            return
+        Lab().ensure(wanted.nodes, wanted.managers, before)
+        self._lab_heartbeat_before = None
+
+    def _remove_run(self) -> None:
         self._remove_services()
         # Swarm would stop each task with its grace period (10 s: the demo's PID 1 ignores
         # SIGTERM); the run is over, so its containers are removed at once, as the Docker
         # target does, and only then is the network (busy until they are gone) removed.
-        remove_labelled(self.client, self.run_id)
+        for engine in self._engines():
+            try:
+                remove_labelled(engine, self.run_id)
+            except TargetError:
+                if self.lab is None:
+                    raise  # on the lab: a node whose daemon is down keeps nothing to remove
         self._wait_containers_gone(timeout_s=30)
         self._watcher.stop()
         self._remove_labelled()
-        if self._router is not None:
-            self._router.remove()
-        if self.initialised_swarm:
-            self._leave_swarm()
 
     def _remove_services(self) -> None:
         remove_services(self.client, self.run_id)
@@ -513,13 +703,35 @@ class SwarmTarget(DockerTarget):
             time.sleep(0.2)
 
     def _remove_labelled(self) -> None:
-        """Remove leftovers; an overlay network may be busy for a moment after its service."""
-        for _ in range(25):
+        """Remove leftovers; an overlay network may be busy for a moment after its service.
+
+        On the lab, a worker keeps a local copy of the overlay network until its agent hears
+        that the network is gone (measured: still there right after teardown on a node that
+        had been partitioned), so every node's engine is waited for.
+        """
+        deadline = time.monotonic() + (5.0 if self.lab is None else LAB_NETWORK_WAIT_S)
+        while True:
             remove_labelled(self.client, self.run_id)
-            if not self.client.networks.list(filters={"label": f"{RUN_LABEL}={self.run_id}"}):
+            left = self._labelled_networks()
+            if not left:
                 return
+            if time.monotonic() > deadline:
+                raise TargetError(f"still there after teardown: {', '.join(left)}")
             time.sleep(0.2)
-        raise TargetError(f"network {self.network_name} is still in use after teardown")
+
+    def _labelled_networks(self) -> list[str]:
+        """The run's networks on the manager and (on the lab) on every node that answers."""
+        label = {"label": f"{RUN_LABEL}={self.run_id}"}
+        found = [f"network {n.name}" for n in self.client.networks.list(filters=label)]
+        if found or self.lab is None:
+            return found
+        for node in self.lab.nodes:
+            engine = self._engine_for(node.node_id or node.name)
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                remove_labelled(engine, self.run_id)
+                names = [n.name for n in engine.networks.list(filters=label)]
+                found += [f"network {name} on {node.name}" for name in names]
+        return found
 
     def _leave_swarm(self) -> None:
         others = []

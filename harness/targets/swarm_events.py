@@ -14,6 +14,13 @@ engine's container events show the containers; this module adds what Swarm itsel
     service_converged   running tasks are back at the desired replicas (also recorded the
                         first time the service reaches full strength); time_ns is when the last
                         missing task became running.
+    node_state          (a multi-node swarm) the managers changed a node's state (ready, down,
+                        unknown, disconnected); attributes: node (hostname), node_id, old, new.
+                        time_ns is the manager's own event time.
+    node_availability   a node's availability changed (active, pause, drain); same attributes.
+
+task_state events carry the task's node (node_id, and node: its hostname where the target knows
+it), so a slot's task moving to another node is visible.
 
 Tasks are polled (the Engine API has no watch for tasks); a state that a task passes through
 between two polls is not seen, but every state that is seen carries Swarm's timestamp, not the
@@ -21,6 +28,11 @@ poll's (`observed_ns` says when the poll saw it, so the poll lag is measurable).
 
 The instance of a task is "<workload>-<slot>" (e.g. web-2), stable across replacements, so the
 analysis can follow one slot through die -> replacement task -> running.
+
+Container events come from every engine that runs the run's tasks: on a multi-node swarm each
+node's own engine is subscribed to (with the run's label filter; a manager does not relay its
+workers' container events). An engine's stream that ends (its daemon was killed by a node fault)
+is subscribed to again from the last event seen, every second until the daemon answers again.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ import docker
 import docker.errors
 
 from harness.targets.base import RUN_LABEL, EngineEvent
-from harness.targets.docker import DockerEventStream
+from harness.targets.docker import _engine_event
 
 NS_PER_S = 1_000_000_000
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
@@ -83,6 +95,8 @@ class TaskView:
     message: str
     error: str
     exit_code: int | None
+    node_id: str = ""
+    updated_ns: int = 0  # the task object's last write (a desired-state change moves it)
 
     @property
     def running(self) -> bool:
@@ -108,7 +122,16 @@ def task_view(raw: Mapping[str, Any], service: str) -> TaskView:
         message=str(status.get("Message", "")),
         error=str(status.get("Err", "")),
         exit_code=int(exit_code) if exit_code is not None else None,
+        node_id=str(raw.get("NodeID") or ""),
+        updated_ns=_time_or_zero(raw.get("UpdatedAt")),
     )
+
+
+def _time_or_zero(text: object) -> int:
+    try:
+        return parse_swarm_time(str(text)) if text else 0
+    except ValueError:
+        return 0
 
 
 class TaskTracker:
@@ -118,23 +141,28 @@ class TaskTracker:
         self.run_id = run_id
         self._seen: dict[str, tuple[str, str]] = {}
         self._full: bool | None = None
+        # node ID -> hostname, filled in by a target that knows its nodes (the lab)
+        self.node_names: dict[str, str] = {}
 
     def update(
         self, tasks: Sequence[TaskView], desired: int, observed_ns: int
     ) -> list[EngineEvent]:
-        events = [self._task_event(t, observed_ns) for t in tasks if self._changed(t)]
+        events = []
+        for task in tasks:
+            before = self._seen.get(task.task_id)
+            if before == (task.state, task.desired_state):
+                continue
+            self._seen[task.task_id] = (task.state, task.desired_state)
+            # only the desired state moved (e.g. Swarm gave up a task on a node it lost): the
+            # status timestamp is the old state's, the task's last write is this change's
+            only_desired = before is not None and before[0] == task.state
+            at_ns = max(task.timestamp_ns, task.updated_ns) if only_desired else task.timestamp_ns
+            events.append(self._task_event(task, observed_ns, at_ns))
         events.sort(key=lambda e: e.time_ns)
         strength = self._strength_event(tasks, desired, events)
         return events + ([strength] if strength is not None else [])
 
-    def _changed(self, task: TaskView) -> bool:
-        key = (task.state, task.desired_state)
-        if self._seen.get(task.task_id) == key:
-            return False
-        self._seen[task.task_id] = key
-        return True
-
-    def _task_event(self, task: TaskView, observed_ns: int) -> EngineEvent:
+    def _task_event(self, task: TaskView, observed_ns: int, at_ns: int) -> EngineEvent:
         attributes = {
             "task_id": task.task_id,
             "slot": str(task.slot),
@@ -149,8 +177,11 @@ class TaskTracker:
             attributes["error"] = task.error
         if task.exit_code is not None and task.state in ("failed", "complete", "shutdown"):
             attributes["exit_code"] = str(task.exit_code)
+        if task.node_id:
+            attributes["node_id"] = task.node_id
+            attributes["node"] = self.node_names.get(task.node_id, task.node_id)
         return EngineEvent(
-            time_ns=task.timestamp_ns,
+            time_ns=at_ns,
             action="task_state",
             instance=slot_instance(self.run_id, task.service, task.slot),
             container_id=task.container_id or None,
@@ -190,14 +221,16 @@ class TaskWatcher:
 
     Listeners get every poll's task list (current tasks only: desired state running, or the
     latest task of a slot) and the events of that poll. Before the service exists a poll sees
-    nothing and tells nobody.
+    nothing and tells nobody. A poll the manager cannot answer (no quorum: even reads fail with
+    DeadlineExceeded) tells nobody either; `latest` keeps the last view and the next poll tries
+    again. `client` may be replaced (the lab's manager, once deploy() has it).
     """
 
     def __init__(self, client: docker.DockerClient, run_id: str, interval_s: float = 0.1):
         self.client = client
         self.run_id = run_id
         self.interval_s = interval_s
-        self._tracker = TaskTracker(run_id)
+        self.tracker = TaskTracker(run_id)
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -245,7 +278,7 @@ class TaskWatcher:
             tasks.extend(task_view(t, name) for t in raw)
         if not services:
             return []
-        events = self._tracker.update(tasks, desired, observed_ns)
+        events = self.tracker.update(tasks, desired, observed_ns)
         self.latest = tasks
         with self._lock:
             listeners = list(self._listeners)
@@ -255,37 +288,160 @@ class TaskWatcher:
 
 
 _CLOSED = object()
+RESUBSCRIBE_S = 1.0
+Convert = Callable[[Mapping[str, Any]], "EngineEvent | None"]
 
 
-class SwarmEventStream:
-    """The engine's container events for the run merged with Swarm's task events.
+class EnginePump:
+    """One engine's event stream read on a thread, subscribed again whenever it ends.
 
-    Two producers feed one queue: a thread reading the engine's event stream (instances renamed
-    to their slot), and the task watcher. Events arrive roughly, not strictly, in time order;
-    the analysis sorts by time_ns. close() stops both and ends the iteration.
+    A node fault may kill the engine's daemon: its stream ends, and is opened again (from the
+    last event seen; events seen twice are dropped) once the daemon answers. close() ends it.
     """
 
     def __init__(
-        self, client: docker.DockerClient, run_id: str, since_ns: int, watcher: TaskWatcher
+        self,
+        client: docker.DockerClient,
+        filters: Mapping[str, Any],
+        since_ns: int,
+        convert: Convert,
+        put: Callable[[EngineEvent], None],
+        name: str,
     ) -> None:
+        self._client = client
+        self._filters = dict(filters)
+        self._since_ns = since_ns
+        self._convert = convert
+        self._put = put
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._seen: set[tuple[int, str, str]] = set()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
+                stream = self._client.events(
+                    since=self._since_ns // NS_PER_S, filters=self._filters, decode=True
+                )
+                with self._lock:
+                    self._stream = stream
+                if self._closed.is_set():  # closed while subscribing: close() missed it
+                    stream.close()
+                    break
+                self._read(stream)
+            self._closed.wait(RESUBSCRIBE_S)
+
+    def _read(self, stream: Iterator[Mapping[str, Any]]) -> None:
+        with contextlib.suppress(
+            docker.errors.DockerException, OSError, ValueError, AttributeError
+        ):
+            for raw in stream:
+                time_ns = int(raw.get("timeNano") or int(raw.get("time", 0)) * NS_PER_S)
+                key = (time_ns, str(raw.get("Actor", {}).get("ID")), str(raw.get("Action")))
+                if time_ns < self._since_ns or key in self._seen:
+                    continue
+                self._remember(key)
+                event = self._convert(raw)
+                if event is not None:
+                    self._put(event)
+
+    def _remember(self, key: tuple[int, str, str]) -> None:
+        """Events at or after the newest one seen may come again after a resubscription."""
+        if key[0] > self._since_ns:
+            self._since_ns = key[0]
+            if len(self._seen) > 1000:
+                self._seen = {k for k in self._seen if k[0] >= self._since_ns - NS_PER_S}
+        self._seen.add(key)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):  # closing under a reading thread: anything
+                stream.close()
+        self._thread.join(timeout=5)
+
+
+def node_event(raw: Mapping[str, Any]) -> EngineEvent | None:
+    """A manager's node event as node_state / node_availability (None for other changes)."""
+    attributes = raw.get("Actor", {}).get("Attributes", {}) or {}
+    for field, action in (("state", "node_state"), ("availability", "node_availability")):
+        new = attributes.get(f"{field}.new")
+        if new is None:
+            continue
+        return EngineEvent(
+            time_ns=int(raw.get("timeNano") or int(raw.get("time", 0)) * NS_PER_S),
+            action=action,
+            instance=None,
+            container_id=None,
+            attributes={
+                "node": str(attributes.get("name", "")),
+                "node_id": str(raw.get("Actor", {}).get("ID", "")),
+                "old": str(attributes.get(f"{field}.old", "")),
+                "new": str(new),
+            },
+        )
+    return None
+
+
+class SwarmEventStream:
+    """The engines' container events for the run merged with Swarm's task and node events.
+
+    Producers feed one queue: one thread per engine reading its container events (instances
+    renamed to their slot; with `node`, the event says which node's engine it came from), one
+    reading the manager's node events (a multi-node swarm), and the task watcher. Engines can
+    be added after the stream is made: a lab exists only once the target has deployed. Events
+    arrive roughly, not strictly, in time order; the analysis sorts by time_ns. close() stops
+    every producer and ends the iteration.
+    """
+
+    def __init__(self, run_id: str, since_ns: int, watcher: TaskWatcher) -> None:
         self.run_id = run_id
         self._since_ns = since_ns
         self._queue: queue.Queue[object] = queue.Queue()
-        self._engine = DockerEventStream(client, run_id, since_ns)
         self._watcher = watcher
+        self._pumps: list[EnginePump] = []
+        self._lock = threading.Lock()
         self._closed = threading.Event()
         watcher.subscribe(self._on_tasks)
-        self._thread = threading.Thread(target=self._pump, name="swarm-engine-events", daemon=True)
-        self._thread.start()
+
+    def add_engine(self, client: docker.DockerClient, node: str | None = None) -> None:
+        """Also read the container events of the run on this engine (a node's, if named)."""
+
+        def convert(raw: Mapping[str, Any]) -> EngineEvent | None:
+            event = _engine_event(raw)
+            if event is None:
+                return None
+            event = self._renamed(event)
+            if node is not None:
+                event = dataclasses.replace(event, attributes={**event.attributes, "node": node})
+            return event
+
+        filters = {"label": f"{RUN_LABEL}={self.run_id}", "type": "container"}
+        self._add(client, filters, convert, f"swarm-events-{node or 'engine'}")
+
+    def add_node_events(self, manager: docker.DockerClient) -> None:
+        """Also read the manager's node events (when it marks a node down, ready again...)."""
+        self._add(manager, {"type": "node"}, node_event, "swarm-node-events")
+
+    def _add(
+        self, client: docker.DockerClient, filters: Mapping[str, Any], convert: Convert, name: str
+    ) -> None:
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._pumps.append(
+                EnginePump(client, filters, self._since_ns, convert, self._queue.put, name)
+            )
 
     def _on_tasks(self, _tasks: Sequence[TaskView], events: Sequence[EngineEvent]) -> None:
         for event in events:
             if event.time_ns >= self._since_ns:
                 self._queue.put(event)
-
-    def _pump(self) -> None:
-        for event in self._engine:
-            self._queue.put(self._renamed(event))
 
     def _renamed(self, event: EngineEvent) -> EngineEvent:
         """The engine names a task's container <service>.<slot>.<task id>: use the slot name."""
@@ -305,11 +461,12 @@ class SwarmEventStream:
             yield item
 
     def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            pumps = list(self._pumps)
         self._watcher.unsubscribe(self._on_tasks)
-        with contextlib.suppress(docker.errors.DockerException, OSError, AttributeError):
-            self._engine.close()
-        self._thread.join(timeout=5)
+        for pump in pumps:
+            pump.close()
         self._queue.put(_CLOSED)
