@@ -101,6 +101,16 @@ class Fault(ABC):
         """A short name of the variant chosen by the params (e.g. 'signal' or 'api')."""
         return str(getattr(self.params, "mode", "default"))
 
+    def heals_during_fault(self, target: Target) -> bool:
+        """Whether the orchestrator is expected to restore service while the fault is on.
+
+        False for most faults (nothing heals a partitioned instance until the revert); True
+        where the orchestrator replaces what the fault took (a lost node's tasks rescheduled).
+        The analysis then looks for recovery from detection on, not only after the revert.
+        """
+        del target
+        return False
+
     def restart_policy(self, target: Target) -> bool | None:
         """Whether the orchestrator's restart policy brings the instance back on `target`."""
         del target

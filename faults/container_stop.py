@@ -31,6 +31,9 @@ class ContainerStop(Fault):
     def restart_policy(self, target: Target) -> bool | None:
         return target.api_stop_is_restarted
 
+    def heals_during_fault(self, target: Target) -> bool:
+        return target.api_stop_is_restarted  # Swarm replaces a stopped task at once
+
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         assert isinstance(self.params, ContainerStopParams)
         return engine_record(fault_id, self.kind, instances, timeout_s=self.params.timeout)

@@ -16,7 +16,7 @@ from pydantic import Field
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from harness import lab
 from harness.errors import FaultError
-from harness.targets.base import Instance
+from harness.targets.base import Instance, Target
 
 NODE_KILLER_TOOLS = ("ip", "nsenter", "dockerd", "setsid")
 
@@ -36,6 +36,9 @@ class NodeFault(Fault):
         """The nodes to act on and how they were chosen (the selected instances' nodes)."""
         node = getattr(self.params, "node", None)
         return lab.choose_nodes(state, instances, ctx.target.instances(), ctx.rng, node)
+
+    def heals_during_fault(self, target: Target) -> bool:
+        return True  # Swarm reschedules a lost or drained node's tasks on the other nodes
 
     @abstractmethod
     def mechanism_name(self) -> str:

@@ -268,6 +268,7 @@ class Runner:
             mode=fault.mode,
             mechanism=record.mechanism,
             restart_policy_applies=fault.restart_policy(ctx.target),
+            heals_during_fault=fault.heals_during_fault(ctx.target),
             duration_s=o.entry.duration,
         )
         if not fault.has_duration:

@@ -72,6 +72,7 @@ def inject(
     restart_policy_applies: bool | None = True,
     mode: str | None = "host_sigkill",
     mechanism: str | None = "kill -9 from the host",
+    heals_during_fault: bool = False,
 ) -> Event:
     """A harness fault_inject event."""
     attributes = {
@@ -81,6 +82,7 @@ def inject(
         "mode": mode,
         "mechanism": mechanism,
         "restart_policy_applies": restart_policy_applies,
+        "heals_during_fault": heals_during_fault,
     }
     return Event(time_s, "harness", "fault_inject", None, attributes)
 

@@ -217,6 +217,20 @@ def test_recovery_never_precedes_the_revert(tmp_path: Path) -> None:
     assert fault["recovered_at_ns"] == ns(15.005)
 
 
+def test_an_orchestrator_that_heals_during_the_fault_recovers_before_the_revert(
+    tmp_path: Path,
+) -> None:
+    # a node partitioned 10-40 s; its task rescheduled elsewhere, the last failure at 16.901 s
+    requests = series(0.0, 60.0, 0.1) + [Req(10.0 + 0.1 * i, 1.0, False) for i in range(70)]
+    events = [
+        inject(10.0, "f1", kind="node_partition", heals_during_fault=True),
+        revert(40.0, "f1"),
+    ]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 60.0))["faults"][0]
+
+    assert fault["recovered_at_ns"] == ns(16.905)  # not after 40 s: Swarm healed it meanwhile
+
+
 def test_a_stray_failure_long_after_a_harmless_fault_is_not_its_impact(tmp_path: Path) -> None:
     # +100 ms latency from 10 to 15 s fails nothing; a lone timeout at 25 s is not its doing
     requests = [*series(0.0, 30.0, 0.1), Req(24.0, 1000.0, ok=False)]

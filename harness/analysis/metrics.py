@@ -8,9 +8,11 @@ Observations are requests and probes merged; each is placed in time by its compl
   is not this fault's impact (a fault that changed nothing users saw, such as added latency,
   must not take a stray failure half a minute later for its own);
 - `recovered_at`: completion of the first success completed at or after `detected_at` (and,
-  for a fault with a duration, at or after its revert) such that the observations completed in
-  `(s, s + stable_for]` fail at no more than the baseline rate (none at all when the baseline
-  had no failure), that window holds at least one observation and the data covers it;
+  for a fault with a duration, at or after its revert, unless the orchestrator is expected to
+  heal while it is on: a lost node's tasks are rescheduled before the node comes back) such
+  that the observations completed in `(s, s + stable_for]` fail at no more than the baseline
+  rate (none at all when the baseline had no failure), that window holds at least one
+  observation and the data covers it;
 - `availability`: successful / all requests (not probes) completed in `[t0, recovered_at]`,
   or from `t0` to the end of the data when the fault never recovered;
 - `orchestrator`: per target instance, engine `die` -> `start` -> `health_status: healthy`,
@@ -50,6 +52,9 @@ class Fault:
     targets: tuple[str, ...]
     injected_at_ns: int
     reverted_at_ns: int | None
+    # True when the orchestrator is expected to heal while the fault is still on (a lost node's
+    # tasks rescheduled elsewhere): recovery may then come before the revert.
+    heals_during_fault: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,6 +254,7 @@ def _fault(
         targets=tuple(str(t) for t in targets) if isinstance(targets, list) else (),
         injected_at_ns=int(time_ns),
         reverted_at_ns=None if reverted_at_ns is None else int(reverted_at_ns),
+        heals_during_fault=attributes.get("heals_during_fault") is True,
     )
 
 
@@ -364,7 +370,9 @@ def detect(obs: Observations, t0_ns: int, horizon_ns: int | None = None) -> int 
 def recover(fault: Fault, detected_ns: int, context: Context) -> tuple[int | None, str | None]:
     """(recovered_at, None) or (None, reason) — see the module docstring."""
     obs, stable = context.observations, context.stable_for_ns
-    earliest = max(detected_ns, fault.reverted_at_ns or detected_ns)
+    earliest = detected_ns
+    if not fault.heals_during_fault:
+        earliest = max(detected_ns, fault.reverted_at_ns or detected_ns)
     first = int(np.searchsorted(obs.end_ns, earliest, side="left"))
     candidates = first + np.flatnonzero(obs.ok[first:])
     if candidates.size:
