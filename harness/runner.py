@@ -189,6 +189,9 @@ class Runner:
         events.harness(time.time_ns(), "run_start", run_id=self.run_id)
         target.deploy(self.scenario.workload)
         instances = target.wait_healthy(self.options.health_timeout_s)
+        # a target may only know its engine once deployed (a lab brought up for the run)
+        self._manifest["versions"].update({k: str(v) for k, v in target.engine_info().items()})
+        write_json(self.dir.manifest, self._manifest)
         events.harness(time.time_ns(), "deployed", instances=[i.name for i in instances])
         probes = self.scenario.probes
         if probes.enabled:
