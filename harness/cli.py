@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from rich.text import Text
 from harness.cli_compare import compare
 from harness.cli_lab import lab_app
 from harness.errors import HarnessError, ScenarioError
+from harness.runner import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
@@ -68,10 +70,27 @@ def schema() -> None:
     print(json.dumps(scenario_model().model_json_schema(), indent=2))
 
 
-def _progress_table(progress: object) -> Table:
-    from harness.runner import Progress
+def _progress_display(console: Console, live: Live) -> Callable[[Progress], None]:
+    """A live table on a terminal; elsewhere (CI logs, pipes) a plain line every 5 s."""
+    if console.is_terminal:
+        return lambda p: live.update(_progress_table(p))
+    last: dict[str, object] = {}
 
-    assert isinstance(progress, Progress)
+    def line(progress: Progress) -> None:
+        key = (progress.phase, int(progress.elapsed_s) // 5)
+        if last.get("key") != key:
+            last["key"] = key
+            rate = progress.failures / progress.requests if progress.requests else 0.0
+            _say(
+                console,
+                f"{progress.phase}: {progress.elapsed_s:.0f}/{progress.total_s:g} s, "
+                f"{progress.requests} requests, {progress.failures} errors ({rate:.1%})",
+            )
+
+    return line
+
+
+def _progress_table(progress: Progress) -> Table:
     table = Table.grid(padding=(0, 2))
     rate = progress.failures / progress.requests if progress.requests else 0.0
     table.add_row(
@@ -107,7 +126,7 @@ def run(
             runner = Runner(
                 loaded,
                 RunOptions(out_dir=out, seed=seed, labels=labels),
-                on_progress=lambda p: live.update(_progress_table(p)),
+                on_progress=_progress_display(console, live),
             )
             outcome = runner.run()
     except HarnessError as exc:
