@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.errors import AnalysisError, ScenarioError
 
@@ -173,20 +174,6 @@ def group_runs(runs: Sequence[RunInput]) -> tuple[Group, ...]:
 # -- typed access to summaries ---------------------------------------------------------------
 
 
-def _map(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
-
-
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
@@ -244,13 +231,13 @@ class FaultSample:
 def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
     """The run's faults keyed by (id, kind)."""
     samples = {}
-    for raw in _list(run.summary.get("faults")):
-        fault = _map(raw)
+    for raw in as_list(run.summary.get("faults")):
+        fault = as_map(raw)
         key = (str(fault.get("id")), str(fault.get("kind")))
-        values = {m: _num(fault.get(m)) for m in FAULT_METRICS}
-        instances = [_map(o) for o in _list(fault.get("orchestrator"))]
+        values = {m: as_number(fault.get(m)) for m in FAULT_METRICS}
+        instances = [as_map(o) for o in as_list(fault.get("orchestrator"))]
         for metric in ORCHESTRATOR_METRICS:
-            values[metric] = stat([_num(o.get(metric)) for o in instances]).median
+            values[metric] = stat([as_number(o.get(metric)) for o in instances]).median
         recovered = fault.get("recovered") is True and values["ttr_s"] is not None
         reason = fault.get("reason")
         samples[key] = FaultSample(
@@ -656,10 +643,10 @@ def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]
     """Per group, phase and metric: the Stat over the group's runs."""
     result: dict[str, dict[str, dict[str, Stat]]] = {}
     for group in groups:
-        phases = [_map(_map(r.summary.get("phases"))) for r in group.runs]
+        phases = [as_map(as_map(r.summary.get("phases"))) for r in group.runs]
         result[group.name] = {
             name: {
-                metric: stat([_phase_value(_map(p.get(name)), metric) for p in phases])
+                metric: stat([_phase_value(as_map(p.get(name)), metric) for p in phases])
                 for metric in PHASE_METRICS
             }
             for name in PHASE_NAMES
@@ -669,8 +656,8 @@ def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]
 
 def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
     if metric.endswith("_ms"):
-        return _num(_map(phase.get("latency_ms")).get(metric.removesuffix("_ms")))
-    return _num(phase.get(metric))
+        return as_number(as_map(phase.get("latency_ms")).get(metric.removesuffix("_ms")))
+    return as_number(phase.get(metric))
 
 
 def write_comparison_json(comparison: Comparison, path: Path) -> Path:

@@ -11,7 +11,6 @@ escaping of harness.analysis.report.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from harness.analysis.plots import (
     time_axis,
     write_labels,
 )
-from harness.analysis.report import CSS, NONE, badge, esc, table
+from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
 from harness.errors import AnalysisError
 
 COMPARE_JSON, COMPARE_HTML = "compare.json", "compare.html"
@@ -273,7 +272,7 @@ def render_compare_html(comparison: Comparison, figures: Sequence[Path]) -> str:
             _verdicts_section(comparison),
             *(_fault_section(comparison, f) for f in comparison.faults),
             _phases_section(comparison),
-            _figures_section(figures),
+            figures_section(figures),
             _runs_section(comparison),
             _method_section(),
         ]
@@ -393,17 +392,6 @@ def _phases_section(comparison: Comparison) -> str:
         "recovery. Latency over requests that started in the phase, median over runs.</p>"
     )
     return "<h2>Phases</h2>" + _group_header_table(comparison, ["phase", "", *names], rows) + note
-
-
-def _figures_section(figures: Sequence[Path]) -> str:
-    parts = ["<h2>Figures</h2>"]
-    for path in figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(
-            f'<figure><img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption class='meta'>{esc(path.name)}</figcaption></figure>"
-        )
-    return "\n".join(parts)
 
 
 def _runs_section(comparison: Comparison) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.analysis import summarize, write_summary
 from harness.analysis.data import load_run
+from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
 
@@ -64,7 +65,7 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
             _slo_section(summary),
             _faults_section(summary),
             _phases_section(summary),
-            _figures_section(figures),
+            figures_section(figures),
         ]
     )
     return (
@@ -77,20 +78,6 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
 # -- typed access to the summary -------------------------------------------------------------
 
 
-def _map(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
-
-
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 # -- formatting ------------------------------------------------------------------------------
 
 
@@ -99,23 +86,23 @@ def esc(value: object) -> str:
 
 
 def _secs(value: object, digits: int = 3) -> str:
-    number = _num(value)
+    number = as_number(value)
     return NONE if number is None else f"{number:.{digits}f} s"
 
 
 def _pct(value: object) -> str:
-    number = _num(value)
+    number = as_number(value)
     return NONE if number is None else f"{100 * number:.2f} %"
 
 
 def _ms(value: object) -> str:
-    number = _num(value)
+    number = as_number(value)
     return NONE if number is None else f"{number:.1f}"
 
 
 def _since(summary: Mapping[str, object], time_ns: object) -> str:
-    origin = _num(_map(summary.get("load")).get("started_at_ns"))
-    instant = _num(time_ns)
+    origin = as_number(as_map(summary.get("load")).get("started_at_ns"))
+    instant = as_number(time_ns)
     if origin is None or instant is None:
         return NONE
     return f"+{(instant - origin) / 1e9:.3f} s"
@@ -137,8 +124,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _header(summary: Mapping[str, object]) -> str:
     status = str(summary.get("status"))
-    totals = _map(summary.get("totals"))
-    load = _map(summary.get("load"))
+    totals = as_map(summary.get("totals"))
+    load = as_map(summary.get("load"))
     error = summary.get("error")
     lines = [
         f"<h1>Run {esc(summary.get('run_id'))} {badge(status, status)}</h1>",
@@ -155,8 +142,8 @@ def _header(summary: Mapping[str, object]) -> str:
 
 
 def _load_note(summary: Mapping[str, object]) -> str:
-    load = _map(summary.get("load"))
-    endpoints = ", ".join(str(e) for e in _list(load.get("endpoints"))) or NONE
+    load = as_map(summary.get("load"))
+    endpoints = ", ".join(str(e) for e in as_list(load.get("endpoints"))) or NONE
     balancing = load.get("load_balancing") or "not recorded"
     return (
         f'<p class="note"><b>How the load was spread:</b> {esc(balancing)}<br>'
@@ -166,8 +153,8 @@ def _load_note(summary: Mapping[str, object]) -> str:
 
 
 def _slo_section(summary: Mapping[str, object]) -> str:
-    slo = _map(summary.get("slo"))
-    checks = [_map(c) for c in _list(slo.get("checks"))]
+    slo = as_map(summary.get("slo"))
+    checks = [as_map(c) for c in as_list(slo.get("checks"))]
     if not checks:
         return "<h2>SLOs</h2><p>No SLO in this scenario.</p>"
     verdict = "passed" if slo.get("passed") else "slo_violated"
@@ -186,7 +173,7 @@ def _verdict(value: object) -> str:
 
 
 def _faults_section(summary: Mapping[str, object]) -> str:
-    faults = [_map(f) for f in _list(summary.get("faults"))]
+    faults = [as_map(f) for f in as_list(summary.get("faults"))]
     if not faults:
         return "<h2>Faults</h2><p>No fault was injected: the whole run is baseline.</p>"
     rows = [_fault_row(summary, f) for f in faults]
@@ -198,7 +185,7 @@ def _faults_section(summary: Mapping[str, object]) -> str:
 
 
 def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> list[str]:
-    targets = ", ".join(str(t) for t in _list(fault.get("targets"))) or NONE
+    targets = ", ".join(str(t) for t in as_list(fault.get("targets"))) or NONE
     recovered = (
         f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
         if fault.get("recovered")
@@ -227,7 +214,7 @@ def _fault_detail(fault: Mapping[str, object]) -> str:
     ]
     if fault.get("reason"):
         parts.append(f"<p>{esc(fault.get('reason'))}</p>")
-    parts.append(_orchestrator_table(_list(fault.get("orchestrator"))))
+    parts.append(_orchestrator_table(as_list(fault.get("orchestrator"))))
     return "\n".join(parts)
 
 
@@ -246,7 +233,7 @@ def _orchestrator_table(rows: list[object]) -> str:
         return ""
     cells = []
     for raw in rows:
-        row = _map(raw)
+        row = as_map(raw)
         restarted = _restarted(row)
         cells.append(
             [
@@ -273,11 +260,11 @@ def _restarted(row: Mapping[str, object]) -> str:
 
 
 def _phases_section(summary: Mapping[str, object]) -> str:
-    phases = _map(summary.get("phases"))
+    phases = as_map(summary.get("phases"))
     rows = []
     for name in PHASE_NAMES:
-        phase = _map(phases.get(name))
-        latency = _map(phase.get("latency_ms"))
+        phase = as_map(phases.get(name))
+        latency = as_map(phase.get("latency_ms"))
         rows.append(
             [
                 f"<b>{esc(name)}</b>",
@@ -299,7 +286,7 @@ def _phases_section(summary: Mapping[str, object]) -> str:
     return "<h2>Phases</h2>" + table(headers, rows) + note
 
 
-def _figures_section(figures: Sequence[Path]) -> str:
+def figures_section(figures: Sequence[Path]) -> str:
     parts = ["<h2>Figures</h2>"]
     for path in figures:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
