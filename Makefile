@@ -48,7 +48,8 @@ test: setup images lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup images
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.accuracy
 
 cleanup: setup
 	$(BIN)/harness cleanup

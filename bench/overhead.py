@@ -4,7 +4,7 @@ Alternates `harness run` (deploy, probes, engine events, per-request recording) 
 `locust --headless` against an identical deployment, PAIRS times, and prints the median
 ratio of requests per second (harness / bare). Target: >= 0.95.
 
-    python bench/overhead.py [--pairs 5] [--users 20] [--seconds 15]
+    python -m bench.overhead [--pairs 5] [--users 20] [--seconds 15]   (from the repository's root)
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,46 +18,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from bench.engine_watch import EngineWatch
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
 from tests.abort import REPO, SCENARIOS
 
 pytestmark = pytest.mark.docker
 NS = 1_000_000_000
-
-
-class EngineWatch:
-    """Our own subscription to the engine's events: the reference the harness is held to."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._stream = client.events(
-            since=int(time.time()), filters={"label": RUN_LABEL, "type": "container"}, decode=True
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._stream:
-                self.events.append(event)
-        except Exception:
-            return  # closed
-
-    def close(self) -> None:
-        self._stream.close()
-        self._thread.join(timeout=5)
-
-    def first(self, action: str, instance: str, after_ns: int) -> int:
-        times = [
-            int(e["timeNano"])
-            for e in self.events
-            if e["Action"] == action
-            and e["Actor"]["Attributes"].get("chaos-harness.instance") == instance
-            and int(e["timeNano"]) >= after_ns
-        ]
-        assert times, f"the engine sent no {action} for {instance}"
-        return min(times)
 
 
 @pytest.fixture
