@@ -765,6 +765,8 @@ class Lab:
         with contextlib.suppress(OSError):
             (self.directory / ".lock").unlink()
             self.directory.rmdir()  # only if nothing else is in it
+            if self.directory.parent.name == "chaos-harness":
+                self.directory.parent.rmdir()  # the default's parent, again only if empty
         return removed
 
     def _down(self, state: LabState) -> list[str]:
