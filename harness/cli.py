@@ -174,6 +174,18 @@ def _print_verdict(console: Console, summary: dict[str, object]) -> None:
             f"{fault.get('id')} {fault.get('kind')} on {', '.join(fault.get('targets', []))}: "
             f"{recovered}, {fault.get('failed_requests')} failed requests",
         )
+        cluster = fault.get("cluster")
+        if isinstance(cluster, dict):
+            steps = [
+                f"{label} +{cluster[key]:.3f} s"
+                for key, label in (
+                    ("to_node_down_s", "node down"),
+                    ("to_degraded_s", "degraded"),
+                    ("to_full_strength_s", "full strength"),
+                )
+                if cluster.get(key) is not None
+            ]
+            _say(console, "  orchestrator: " + ", ".join(steps or ["no cluster events"]))
         if fault.get("reason") and not fault.get("recovered"):
             _say(console, f"  why: {fault['reason']}")
     slo = summary.get("slo")

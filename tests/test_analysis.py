@@ -255,6 +255,43 @@ def test_failures_just_after_the_revert_still_count(tmp_path: Path) -> None:
 # -- orchestrator intervals -----------------------------------------------------------------
 
 
+def test_swarm_view_of_a_lost_node_next_to_what_users_saw(tmp_path: Path) -> None:
+    def cluster_event(time_s: float, action: str, **attributes: object) -> Event:
+        return Event(time_s, "engine", action, None, attributes)  # no instance: node/service
+
+    events = [
+        engine(1.0, "task_state", "web-2", task_id="old", state="running", node="n2"),
+        inject(10.0, "f1", kind="node_partition", targets=("web-2",), heals_during_fault=True),
+        node_event(
+            14.0, "engine", "node_state", None, {"node": "n2", "old": "ready", "new": "down"}
+        ),
+        node_event(14.1, "engine", "service_degraded", None, {"running": "2", "desired": "3"}),
+        engine(15.0, "task_state", "web-3", task_id="other", state="running", node="n3"),
+        engine(16.5, "task_state", "web-2", task_id="new", state="running", node="n1"),
+        cluster_event(16.5, "service_converged", running="3", desired="3"),
+        revert(30.0, "f1"),
+        node_event(
+            31.0, "engine", "node_state", None, {"node": "n2", "old": "down", "new": "ready"}
+        ),
+    ]
+    requests = series(0.0, 40.0, 0.1) + [Req(10.0 + 0.1 * i, 1.0, False) for i in range(68)]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 40.0))["faults"][0]
+
+    cluster = fault["cluster"]
+    assert cluster["node"] == "n2"
+    assert cluster["to_node_down_s"] == 4.0
+    assert cluster["to_degraded_s"] == 4.1
+    assert cluster["to_replacement_running_s"] == 6.5  # the new task, not web-3's
+    assert cluster["to_full_strength_s"] == 6.5
+    assert cluster["to_node_ready_s"] == 21.0
+    assert fault["ttr_s"] == pytest.approx(6.705)  # users: the success after the last failure
+
+
+def test_a_docker_run_has_no_cluster_view(tmp_path: Path) -> None:
+    fault = analyze(tmp_path, kill_then_flap(), [inject(10.0, "f1")], load_s=(0.0, 30.0))
+    assert fault["faults"][0]["cluster"] is None
+
+
 def test_orchestrator_intervals_from_engine_events(tmp_path: Path) -> None:
     events = [
         engine(-5.0, "start", "web-2"),  # the deployment's start: before t0, ignored

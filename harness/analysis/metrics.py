@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import RunData
 
 DIE_TOLERANCE_NS = 1_000_000  # an engine `die` may be stamped up to 1 ms before our t0
@@ -141,6 +142,7 @@ class FaultMetrics:
     reason: str | None
     window: WindowCounts
     orchestrator: tuple[InstanceTimeline, ...]
+    cluster: ClusterView | None = None
 
     @property
     def recovered(self) -> bool:
@@ -194,6 +196,7 @@ class FaultMetrics:
             "probes_failed": self.window.failed_probes,
             "probes_in_window": self.window.probes,
             "orchestrator": [timeline.to_dict() for timeline in self.orchestrator],
+            "cluster": None if self.cluster is None else self.cluster.to_dict(),
         }
 
 
@@ -354,6 +357,7 @@ def measure_fault(fault: Fault, context: Context, events: pd.DataFrame) -> Fault
         reason=reason,
         window=window_counts(context, fault.injected_at_ns, recovered),
         orchestrator=timelines,
+        cluster=cluster_view(events, fault.injected_at_ns, fault.targets),
     )
 
 

@@ -215,7 +215,37 @@ def _fault_detail(fault: Mapping[str, object]) -> str:
     if fault.get("reason"):
         parts.append(f"<p>{esc(fault.get('reason'))}</p>")
     parts.append(_orchestrator_table(as_list(fault.get("orchestrator"))))
+    parts.append(_cluster_table(as_map(fault.get("cluster")), fault.get("ttr_s")))
     return "\n".join(parts)
+
+
+def _cluster_table(cluster: Mapping[str, object], ttr_s: object) -> str:
+    """Swarm's own view (node down, degraded, replacement, full strength) beside users'."""
+    if not cluster:
+        return ""
+    node = cluster.get("node")
+    row = [
+        esc(node) if node else NONE,
+        _secs(cluster.get("to_node_down_s")),
+        _secs(cluster.get("to_degraded_s")),
+        _secs(cluster.get("to_replacement_running_s")),
+        _secs(cluster.get("to_full_strength_s")),
+        _secs(cluster.get("to_node_ready_s")),
+        _secs(ttr_s),
+    ]
+    headers = [
+        "node",
+        "node down",
+        "service degraded",
+        "replacement running",
+        "full strength",
+        "node ready",
+        "users recovered",
+    ]
+    return (
+        table(headers, [row]) + "<p class='meta'>the orchestrator's own view, each measured from "
+        "the injection, next to the time users saw recovery (ttr).</p>"
+    )
 
 
 def _policy(applies: object) -> str:
