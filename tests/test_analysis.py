@@ -262,17 +262,13 @@ def test_swarm_view_of_a_lost_node_next_to_what_users_saw(tmp_path: Path) -> Non
     events = [
         engine(1.0, "task_state", "web-2", task_id="old", state="running", node="n2"),
         inject(10.0, "f1", kind="node_partition", targets=("web-2",), heals_during_fault=True),
-        node_event(
-            14.0, "engine", "node_state", None, {"node": "n2", "old": "ready", "new": "down"}
-        ),
-        node_event(14.1, "engine", "service_degraded", None, {"running": "2", "desired": "3"}),
+        cluster_event(14.0, "node_state", node="n2", old="ready", new="down"),
+        cluster_event(14.1, "service_degraded", running="2", desired="3"),
         engine(15.0, "task_state", "web-3", task_id="other", state="running", node="n3"),
         engine(16.5, "task_state", "web-2", task_id="new", state="running", node="n1"),
         cluster_event(16.5, "service_converged", running="3", desired="3"),
         revert(30.0, "f1"),
-        node_event(
-            31.0, "engine", "node_state", None, {"node": "n2", "old": "down", "new": "ready"}
-        ),
+        cluster_event(31.0, "node_state", node="n2", old="down", new="ready"),
     ]
     requests = series(0.0, 40.0, 0.1) + [Req(10.0 + 0.1 * i, 1.0, False) for i in range(68)]
     fault = analyze(tmp_path, requests, events, load_s=(0.0, 40.0))["faults"][0]
