@@ -14,6 +14,7 @@ import random
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from docker.types import EndpointSpec, RestartPolicy, ServiceMode
 from typer.testing import CliRunner
 
 from faults.base import FaultContext, RevertRecord
+from faults.node_base import NodeFault, NodeParams
+from faults.node_down import NodeDown, NodeDownParams
+from faults.node_drain import NodeDrain
 from faults.node_partition import NodePartition, NodePartitionParams
 from harness import lab
 from harness.cli_lab import lab_app
@@ -247,10 +251,20 @@ def _leftovers(directory: Path) -> list[str]:
     return found
 
 
+def _node_faults() -> dict[str, tuple[NodeFault, bool]]:
+    """Each node fault under test, and whether the managers should mark the node down."""
+    return {
+        "partition": (NodePartition(NodePartitionParams(mode="link")), True),
+        "daemon_down": (NodeDown(NodeDownParams(mode="daemon")), True),
+        "drain": (NodeDrain(NodeParams()), False),
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.docker
-def test_lab_partition_reschedules_and_down_leaves_nothing(
-    tmp_path: Path, demo_image: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("case", ["partition", "daemon_down", "drain"])
+def test_lab_node_fault_reschedules_and_down_leaves_nothing(
+    case: str, tmp_path: Path, demo_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
@@ -268,7 +282,8 @@ def test_lab_partition_reschedules_and_down_leaves_nothing(
         assert status is not None
         assert [n.swarm_state for n in status.nodes] == ["ready"] * 3
         assert all(n.daemon_pid for n in status.nodes)
-        _partition_a_worker(info, tmp_path)
+        fault, marks_down = _node_faults()[case]
+        _lose_a_worker(info, tmp_path, fault, marks_down)
     finally:
         removed = the_lab.down()
         print(f"lab down: {len(removed)} things removed")
@@ -276,7 +291,26 @@ def test_lab_partition_reschedules_and_down_leaves_nothing(
     assert _leftovers(directory) == []
 
 
-def _partition_a_worker(info: lab.LabInfo, tmp_path: Path) -> None:
+def _measure_down(
+    info: lab.LabInfo,
+    node: lab.LabNode,
+    t0: int,
+    marked_down: Callable[[], bool],
+    rescheduled: Callable[[], bool],
+) -> None:
+    t_down = _wait("node marked down", marked_down, 60)
+    t_moved = _wait("task rescheduled elsewhere", rescheduled, 60)
+    events = lab.node_events(lab.lab_for_fault(str(info.lab_dir)), t0, time.time_ns())
+    event_down = next(t for t, name, _old, new in events if name == node.name and new == "down")
+    print(
+        f"\n{node.name} lost (heartbeat {info.heartbeat_s:g} s): marked down after "
+        f"{(t_down - t0) / NS:.1f} s (node event {(event_down - t0) / NS:.2f} s), its task "
+        f"running elsewhere after {(t_moved - t0) / NS:.1f} s"
+    )
+    assert info.heartbeat_s < (event_down - t0) / NS < 6 * info.heartbeat_s + 5
+
+
+def _lose_a_worker(info: lab.LabInfo, tmp_path: Path, fault: NodeFault, marks_down: bool) -> None:
     manager = docker.DockerClient(base_url=info.manager_url)
     service = manager.services.create(  # type: ignore[no-untyped-call]
         DEMO_IMAGE,
@@ -295,7 +329,6 @@ def _partition_a_worker(info: lab.LabInfo, tmp_path: Path) -> None:
     assert _answers(victim.url)
 
     ctx = FaultContext(tasks, "r", tmp_path, random.Random(3))  # type: ignore[arg-type]
-    fault = NodePartition(NodePartitionParams(mode="link"))
     record = fault.plan(ctx, "f1", [victim])
     assert record.data["nodes"] == [node.name] and record.targets == (victim.name,)
 
@@ -309,24 +342,21 @@ def _partition_a_worker(info: lab.LabInfo, tmp_path: Path) -> None:
     t0 = time.time_ns()
     fault.apply(ctx, record)
     try:
-        assert not _answers(victim.url)  # cut off: the load generator cannot reach it either
-
-        t_down = _wait("node marked down", marked_down, 60)
-        t_moved = _wait("task rescheduled elsewhere", rescheduled, 60)
-        events = lab.node_events(lab.lab_for_fault(str(info.lab_dir)), t0, time.time_ns())
-        event_down = next(t for t, name, _old, new in events if name == node.name and new == "down")
-        print(
-            f"{node.name} partitioned (heartbeat {info.heartbeat_s:g} s): marked down after "
-            f"{(t_down - t0) / NS:.1f} s (node event {(event_down - t0) / NS:.2f} s), its task "
-            f"running elsewhere after {(t_moved - t0) / NS:.1f} s; spread {tasks.running_by_node()}"
-        )
-        assert info.heartbeat_s < (event_down - t0) / NS < 6 * info.heartbeat_s + 5
+        if isinstance(fault, NodePartition):
+            assert not _answers(victim.url)  # cut off: the load generator cannot reach it
+        if marks_down:
+            _measure_down(info, node, t0, marked_down, rescheduled)
+        else:  # drained: the node stays up and Swarm moves its task away
+            t_moved = _wait("task moved off the drained node", rescheduled, 60)
+            print(
+                f"\n{node.name} drained: task running elsewhere after {(t_moved - t0) / NS:.1f} s"
+            )
     finally:
-        NodePartition.revert(ctx, record)
+        type(fault).revert(ctx, record)
     t_healed = time.time_ns()
-    NodePartition.revert(ctx, record)  # idempotent
+    type(fault).revert(ctx, record)  # idempotent
     ready = lambda: manager.api.inspect_node(node.node_id)["Status"]["State"] == "ready"  # noqa: E731
     t_back = _wait("node ready again", ready, 60)
-    print(f"{node.name} ready again {(t_back - t_healed) / NS:.1f} s after the link came back")
+    print(f"{node.name} ready again {(t_back - t_healed) / NS:.1f} s after the revert")
     assert all(_answers(i.url) for i in tasks.instances())
     service.remove()  # type: ignore[no-untyped-call]
