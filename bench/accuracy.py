@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,8 +22,8 @@ import docker
 import yaml
 
 from bench.engine_watch import EngineWatch
+from bench.runs import REPO, harness_run
 
-REPO = Path(__file__).resolve().parent.parent
 NS = 1e9
 
 
@@ -35,14 +33,7 @@ def run_once(out: Path, watch: EngineWatch) -> dict[str, float]:
     data["faults"][0]["at"] = "8s"
     scenario = out / "accuracy.yaml"
     scenario.write_text(yaml.safe_dump(data))
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    run_dir = harness_run(scenario, out)
     (fault,) = json.loads((run_dir / "summary.json").read_text())["faults"]
     (measured,) = fault["orchestrator"]
     instance, t0 = measured["instance"], fault["injected_at_ns"]

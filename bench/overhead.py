@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bench.runs import harness_run
 from harness.load import DEFAULT_LOCUSTFILE, LoadPlan, plan_env
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.docker import DockerTarget
 
-REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = {"image": "demo", "replicas": 3, "resources": {"cpus": 0.5, "memory": "64Mi"}}
 
 
@@ -58,14 +58,7 @@ def harness_rps(users: int, seconds: int, out: Path) -> float:
     }
     path = out / "overhead.yaml"
     path.write_text(yaml.safe_dump(scenario))
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    run_dir = harness_run(path, out)
     return len(pd.read_parquet(run_dir / "requests.parquet")) / seconds
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.errors import AnalysisError, ScenarioError
@@ -142,13 +143,7 @@ def read_summary(run_dir: Path) -> Mapping[str, object]:
             return analyze_run(run_dir)
         except AnalysisError as exc:
             raise AnalysisError(f"no {SUMMARY_FILE}, and cannot compute it: {exc}") from exc
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"{SUMMARY_FILE}: cannot read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise AnalysisError(f"{SUMMARY_FILE}: expected a JSON object")
-    return data
+    return read_json_object(path)
 
 
 def read_labels(run_dir: Path) -> dict[str, str]:

@@ -85,7 +85,7 @@ def load_run(run_dir: Path) -> RunData:
         raise AnalysisError(f"run directory not found: {run_dir}")
     return RunData(
         run_dir=run_dir,
-        manifest=parse_manifest(_read_json(run_dir / "manifest.json")),
+        manifest=parse_manifest(read_json_object(run_dir / "manifest.json")),
         requests=_read_observations(run_dir / "requests.parquet", REQUEST_COLUMNS),
         probes=_read_observations(run_dir / "probes.parquet", PROBE_COLUMNS),
         events=_read_events(run_dir / "events.jsonl"),
@@ -95,7 +95,8 @@ def load_run(run_dir: Path) -> RunData:
 # -- manifest ---------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Mapping[str, object]:
+def read_json_object(path: Path) -> Mapping[str, object]:
+    """A JSON object from a run-directory file, or AnalysisError naming the file."""
     _require(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
