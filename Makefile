@@ -4,15 +4,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
-APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack
+APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack podman \
+	containernetworking-plugins
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit images bench cleanup clean compare-demo
+.PHONY: setup engine demo test lint typecheck unit images bench cleanup clean compare-demo
 
-setup: $(STAMPS)/apt $(STAMPS)/venv
+setup: $(STAMPS)/apt $(STAMPS)/venv engine
 
-$(STAMPS)/apt:
+# Checked on every run (machines start with no engine; a reboot stops the one started here):
+# an engine that answers is used as it is; otherwise docker.io is installed and dockerd started.
+engine: $(STAMPS)/apt $(STAMPS)/venv
+	@$(SUDO) $(BIN)/harness engine up
+
+$(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -14,6 +14,7 @@ Life of one fault instance:
 from __future__ import annotations
 
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,22 @@ class Mechanism:
     detail: str = ""
 
 
+class ActionClock:
+    """The instant a fault acted: the first signal sent, rule inserted or process started.
+
+    A fault calls `ctx.mark_action()` right before the change that users can feel, after its
+    preparation (listing containers, starting a proxy), so t0 is not stamped early by the
+    preparation's API round trips. The runner gives every injection a fresh clock.
+    """
+
+    def __init__(self) -> None:
+        self.first_ns: int | None = None
+
+    def mark(self) -> None:
+        if self.first_ns is None:
+            self.first_ns = time.time_ns()
+
+
 @dataclass(frozen=True)
 class FaultContext:
     """What a fault may use while injecting or reverting."""
@@ -50,6 +67,11 @@ class FaultContext:
     run_id: str
     run_dir: Path
     rng: random.Random
+    clock: ActionClock = field(default_factory=ActionClock)
+
+    def mark_action(self) -> None:
+        """Record now as the instant of the fault's action (the first call wins)."""
+        self.clock.mark()
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class ContainerKill(Fault):
             instance = current.get(name)
             if instance is None or not instance.running:
                 raise FaultError(f"cannot kill {name}: it is not running")
+            ctx.mark_action()
             if self.params_.mode == "api":
                 ctx.target.kill_instance(instance, self.params_.signal)
             else:

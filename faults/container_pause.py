@@ -22,6 +22,7 @@ class ContainerPause(Fault):
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
         for instance in recorded_instances(ctx, record):
+            ctx.mark_action()
             ctx.target.pause_instance(instance)
 
     @classmethod

@@ -32,4 +32,5 @@ class ContainerRestart(Fault):
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
         for instance in recorded_instances(ctx, record):
+            ctx.mark_action()
             ctx.target.restart_instance(instance, float(record.data["timeout_s"]))

@@ -40,6 +40,7 @@ class ContainerStop(Fault):
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
         for instance in recorded_instances(ctx, record):
+            ctx.mark_action()
             ctx.target.stop_instance(instance, float(record.data["timeout_s"]))
 
     @classmethod

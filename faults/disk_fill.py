@@ -214,6 +214,7 @@ class DiskFill(Fault):
             instance = current.get(fill.instance)
             if instance is None or not instance.running:
                 raise FaultError(f"cannot fill the disk of {fill.instance}: it is not running")
+            ctx.mark_action()
             _fill(_host_path(instance, fill.path), fill.size)
 
     @classmethod

@@ -132,6 +132,7 @@ class Latency(Fault):
                 instance=ref.name,
                 log_path=ctx.run_dir / "logs" / f"tcpproxy-{record.fault_id}-{ref.name}.log",
             )
+            ctx.mark_action()
             add_rules(pid, [redirect_rule(int(raw["port"]), proxy.port)], tag)
 
     @classmethod

@@ -71,6 +71,7 @@ class NodeFault(Fault):
         if found is None:
             raise FaultError("the lab of this fault is gone")
         state, nodes = found
+        ctx.mark_action()
         self.act(state, nodes, record.data)
 
     @classmethod

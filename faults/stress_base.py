@@ -45,6 +45,7 @@ class StressFault(Fault):
         """stress-ng's arguments for one instance."""
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
+        ctx.mark_action()
         stress.start_all(record)
 
     @classmethod

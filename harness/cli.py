@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli_compare import compare
+from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
 from harness.errors import HarnessError, ScenarioError
 from harness.runner import Progress
@@ -271,6 +272,7 @@ def build_images() -> None:
 
 app.command("compare")(compare)
 app.add_typer(lab_app, name="lab")
+app.add_typer(engine_app, name="engine")
 
 
 def main() -> None:

@@ -308,6 +308,7 @@ def apply_rules(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
     tag = str(data["tag"])
     for raw in data["instances"]:
         pid = live_pid(ctx, InstanceRef.from_json(raw))
+        ctx.mark_action()
         add_rules(pid, [Rule.from_json(r) for r in raw["rules"]], tag)
 
 
@@ -340,6 +341,7 @@ def qdisc_record_data(instances: Sequence[Instance], qdisc: Sequence[str]) -> di
 def apply_qdiscs(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
     for raw in data["instances"]:
         pid = live_pid(ctx, InstanceRef.from_json(raw))
+        ctx.mark_action()
         add_root_qdisc(pid, str(raw["device"]), [str(arg) for arg in data["qdisc"]])
 
 

@@ -41,7 +41,7 @@ from harness.observe import EventRecorder, Prober
 from harness.results import EventLog, RunDir, write_json, write_pid_file
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault, resolved_yaml
 from harness.selection import select_instances
-from harness.targets import make_target
+from harness.targets import make_target, target_class
 from harness.targets.base import Target
 from harness.timeline import Action, Occurrence, actions, expand
 
@@ -95,6 +95,9 @@ def make_run_id(name: str) -> str:
 def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, Fault]]:
     """Build every fault and check this machine can inject it, before anything starts."""
     planned = [(o, build_fault(o.entry)) for o in expand(scenario.faults, scenario.load.duration)]
+    unsupported = target_class(scenario.target.kind).scenario_problems(scenario)
+    if unsupported:  # the scenario asks what this orchestrator does not have: invalid input
+        raise ScenarioError([f"target {scenario.target.kind}: {p}" for p in unsupported])
     problems = [
         f"faults.{o.entry_index - 1} ({o.entry.kind}): {p}"
         for o, fault in planned

@@ -28,7 +28,7 @@ from harness.errors import ScenarioError
 from harness.units import Bytes, Seconds
 
 PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
-TARGET_KINDS = ("docker", "swarm")
+TARGET_KINDS = ("docker", "podman", "swarm", "kubernetes")
 DEMO_LOCUSTFILE = "default"
 
 
@@ -61,20 +61,65 @@ class SwarmSpec(StrictModel):
 
 
 class LabSpec(StrictModel):
-    """A multi-node Swarm built on this machine for the run (see `harness lab`)."""
+    """A multi-node cluster built on this machine for the run (see `harness lab`)."""
 
-    nodes: int = Field(default=3, ge=2, le=7)
-    managers: Literal[1, 3] = 1
-    heartbeat: Seconds = Field(default=5.0, gt=0, description="Swarm dispatcher heartbeat")
+    nodes: int = Field(default=3, ge=1, le=7, description="Swarm: 2 or more")
+    managers: Literal[1, 3] = Field(default=1, description="Swarm only")
+    heartbeat: Seconds = Field(default=5.0, gt=0, description="Swarm only: dispatcher heartbeat")
+    node_monitor_grace_period: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="Kubernetes only: the controller manager's --node-monitor-grace-period "
+        "(default: Kubernetes' own)",
+    )
+
+
+# Which target fields mean something to which kind; a field set for another kind is an error.
+TARGET_FIELDS: dict[str, frozenset[str]] = {
+    "docker": frozenset({"engine"}),
+    "podman": frozenset({"engine"}),
+    "swarm": frozenset({"engine", "swarm", "lab"}),
+    "kubernetes": frozenset({"lab", "kubeconfig", "context", "namespace"}),
+}
+LAB_FIELDS: dict[str, frozenset[str]] = {
+    "swarm": frozenset({"nodes", "managers", "heartbeat"}),
+    "kubernetes": frozenset({"nodes", "node_monitor_grace_period"}),
+}
 
 
 class TargetSpec(StrictModel):
-    kind: Literal["docker", "swarm"] = "docker"
+    kind: Literal["docker", "podman", "swarm", "kubernetes"] = "docker"
     engine: str | None = Field(
-        default=None, description="engine address like DOCKER_HOST (default: the environment's)"
+        default=None,
+        description="engine address like DOCKER_HOST (docker: default the environment's; "
+        "podman: default a Podman API service started for the run)",
     )
     swarm: SwarmSpec = Field(default_factory=SwarmSpec)
     lab: LabSpec | None = None
+    kubeconfig: str | None = Field(
+        default=None, description="Kubernetes: kubeconfig file (default: the local lab's)"
+    )
+    context: str | None = Field(default=None, description="Kubernetes: kubeconfig context")
+    namespace: str | None = Field(
+        default=None, description="Kubernetes: namespace (default: one made for the run)"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> TargetSpec:
+        problems = [
+            f"target.{name} has no meaning for kind {self.kind}; remove it"
+            for name in sorted(self.model_fields_set - {"kind"} - TARGET_FIELDS[self.kind])
+        ]
+        if self.lab is not None and self.kind in LAB_FIELDS:
+            problems += [
+                f"target.lab.{name} has no meaning for kind {self.kind}; remove it"
+                for name in sorted(self.lab.model_fields_set - LAB_FIELDS[self.kind])
+            ]
+            if self.kind == "swarm" and self.lab.nodes < 2:
+                problems.append("target.lab.nodes: a Swarm lab has 2 nodes or more")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class HealthSpec(StrictModel):
@@ -369,5 +414,20 @@ def with_target(scenario: ScenarioBase, kind: str | None) -> ScenarioBase:
         raise ScenarioError(
             [f"--target: unknown target {kind!r}; allowed: {', '.join(TARGET_KINDS)}"]
         )
-    target = scenario.target.model_copy(update={"kind": kind})
+    if kind == scenario.target.kind:
+        return scenario
+    # Only the scenario's portable settings travel to another kind: a Swarm lab's shape
+    # means nothing to Docker, so kind-specific fields are dropped, not silently misapplied.
+    kept = {
+        name: value
+        for name, value in scenario.target.model_dump(exclude_unset=True).items()
+        if name in TARGET_FIELDS[kind] and name != "lab"
+    }
+    lab = scenario.target.lab
+    if lab is not None and kind in LAB_FIELDS:  # a lab's shape carries over, Swarm <-> Kubernetes
+        kept["lab"] = lab.model_dump(include=set(LAB_FIELDS[kind]) & lab.model_fields_set)
+    try:
+        target = TargetSpec.model_validate({**kept, "kind": kind})
+    except ValidationError as exc:
+        raise ScenarioError([f"--target {kind}: {e['msg']}" for e in exc.errors()]) from exc
     return scenario.model_copy(update={"target": target})

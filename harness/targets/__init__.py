@@ -11,12 +11,19 @@ if TYPE_CHECKING:
 
 TARGETS: dict[str, str] = {
     "docker": "harness.targets.docker:DockerTarget",
+    "podman": "harness.targets.podman:PodmanTarget",
     "swarm": "harness.targets.swarm:SwarmTarget",
+    "kubernetes": "harness.targets.kubernetes:KubernetesTarget",
 }
+
+
+def target_class(kind: str) -> type[Target]:
+    """The class of the target `kind` (not connected to anything)."""
+    module_name, _, attr = TARGETS[kind].partition(":")
+    cls: type[Target] = getattr(importlib.import_module(module_name), attr)
+    return cls
 
 
 def make_target(run_id: str, spec: TargetSpec) -> Target:
     """The target for `spec.kind`, connected to its engine."""
-    module_name, _, attr = TARGETS[spec.kind].partition(":")
-    target: Target = getattr(importlib.import_module(module_name), attr)(run_id, spec)
-    return target
+    return target_class(spec.kind)(run_id, spec)  # type: ignore[call-arg]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from harness.scenario import WorkloadSpec
+    from harness.scenario import ScenarioBase, WorkloadSpec
 
 RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"
@@ -96,6 +96,12 @@ class Target(Protocol):
     # Does the orchestrator bring back an instance stopped or killed through its API?
     # Docker: no (a manual stop); Swarm: yes (it schedules a new task).
     api_stop_is_restarted: bool
+
+    @classmethod
+    def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
+        """What in `scenario` this target cannot do (a workload field with no meaning here, a
+        fault kind it cannot inject), each with the reason; checked before anything runs."""
+        ...
 
     def engine_info(self) -> Mapping[str, str]:
         """Versions and settings of the engine, for the manifest."""

@@ -23,7 +23,7 @@ from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     OWNER_LABEL,
@@ -107,6 +107,11 @@ class DockerTarget:
         self._workload: WorkloadSpec | None = None
         self._addresses: dict[str, str] = {}
         self._owner = owner_label_value()
+
+    @classmethod
+    def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
+        del scenario
+        return []
 
     # --- description -------------------------------------------------------------------------
 
