@@ -29,6 +29,7 @@ BUILTIN_FAULTS: dict[str, str] = {
     "node_partition": "faults.node_partition:NodePartition",
     "node_drain": "faults.node_drain:NodeDrain",
     "manager_quorum_loss": "faults.manager_quorum_loss:ManagerQuorumLoss",
+    "pod_delete": "faults.pod_delete:PodDelete",
 }
 
 
