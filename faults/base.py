@@ -114,6 +114,8 @@ class Fault(ABC):
     has_duration: ClassVar[bool] = True
     # None when the question does not arise; for kills: does the engine's restart policy apply?
     restart_policy_applies: ClassVar[bool | None] = None
+    # True: acts on whole nodes of a multi-node lab; targets of one engine refuse it up front
+    needs_nodes: ClassVar[bool] = False
 
     def __init__(self, params: FaultParams) -> None:
         self.params = params
@@ -150,6 +152,12 @@ class Fault(ABC):
             return []
         missing = "; ".join(f"{m.name}: {m.detail}" for m in mechanisms)
         return [f"no way to inject {self.kind} works on this machine ({missing})"]
+
+    def check_storage(self, data_root: Path) -> list[str]:
+        """Problems given the run's engine, whose container storage is at `data_root` on this
+        host (a target calls this before the run, from its scenario_problems)."""
+        del data_root
+        return []
 
     @abstractmethod
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:

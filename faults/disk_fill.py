@@ -5,10 +5,12 @@ processes see it: under /tmp (the default) it lands in the container's writable 
 volume's mount path it lands in the volume. Blocks are reserved with fallocate where the
 filesystem supports it (instant), else zeros are written in 4 MiB chunks.
 
-On overlay storage the writable layer IS the host's disk (here: the filesystem holding
-/var/lib/docker), so a fill that would leave that filesystem with less than `safety_margin`
-percent of its size free is refused before anything is written, with the numbers. Fills that
-share a filesystem (replicas on one host) are added up for that check.
+On overlay storage the writable layer IS the host's disk (the filesystem of the run's engine's
+data root: Docker's DockerRootDir, Podman's graphRoot), so a fill that would leave that
+filesystem with less than `safety_margin` percent of its size free is refused, with the
+numbers: a fixed size before the run (`check_storage`, called by the target with its engine's
+data root), and every fill at injection through the container's own root, before anything is
+written. Fills that share a filesystem (replicas on one host) are added up for that check.
 
 Revert removes the file. If the container is gone, so is its writable layer: nothing to do. If
 it is stopped, the file cannot be reached from the host, and goes when teardown removes it.
@@ -32,7 +34,6 @@ from harness.targets.base import Instance
 from harness.units import Bytes
 
 MECHANISM = "file written through /proc/<pid>/root"
-DOCKER_DATA_ROOT = Path("/var/lib/docker")
 CHUNK = 4 * 1024 * 1024
 GIB = 1024**3
 
@@ -147,25 +148,21 @@ class DiskFill(Fault):
     def mechanisms(cls) -> list[Mechanism]:
         if os.geteuid() != 0:
             return [Mechanism(MECHANISM, False, "needs root to reach other processes' roots")]
-        detail = "fallocate, else zeros"
-        if DOCKER_DATA_ROOT.is_dir():
-            space = Space.of(str(DOCKER_DATA_ROOT))
-            detail += f"; {DOCKER_DATA_ROOT}: {_gib(space.free)} free of {_gib(space.total)}"
+        detail = "fallocate, else zeros; free space checked on the run's engine's data root"
         return [Mechanism(MECHANISM, True, detail)]
 
-    def check(self) -> list[str]:
-        """Besides the mechanism: a fixed size that cannot fit the engine's disk is refused now.
+    def check_storage(self, data_root: Path) -> list[str]:
+        """A fixed size that cannot fit the engine's disk is refused before the run.
 
-        The writable layer of local Docker storage sits on the filesystem of its data root; the
-        check at injection time, through the container itself, is the one that counts."""
-        problems = super().check()
+        Local overlay storage puts the writable layer on the filesystem of the engine's data
+        root; the check at injection time, through the container itself, is the one that
+        counts (a volume, or a percent of free space, is only known then)."""
         p = self.params_
-        if p.size is not None and DOCKER_DATA_ROOT.is_dir():
-            space = Space.of(str(DOCKER_DATA_ROOT))
-            reason = space.refusal(p.size, p.safety_margin, f"{DOCKER_DATA_ROOT}'s filesystem")
-            if reason:
-                problems.append(reason)
-        return problems
+        if p.size is None or not data_root.is_dir():
+            return []
+        space = Space.of(str(data_root))
+        reason = space.refusal(p.size, p.safety_margin, f"{data_root}'s filesystem")
+        return [reason] if reason else []
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         fills = [self._plan_one(fault_id, i) for i in instances]

@@ -35,7 +35,6 @@ from harness.netfaults import (
     refs_of,
     revert_qdiscs,
     rule_tag,
-    url_host_port,
 )
 from harness.targets.base import Instance
 from harness.tcpproxy import start_proxy, stop_proxies
@@ -104,7 +103,7 @@ class Latency(Fault):
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         data = qdisc_record_data(instances, self.params_.netem())
-        ports = {i.name: url_host_port(i.url)[1] for i in instances}
+        ports = {i.name: i.netns_port for i in instances}  # the workload's own, in its netns
         for raw in data["instances"]:
             raw["port"] = ports[raw["name"]]
         return RevertRecord(

@@ -31,7 +31,6 @@ from harness.netfaults import (
     netns_facts,
     revert_rules,
     rules_record_data,
-    url_host_port,
 )
 from harness.targets.base import Instance
 
@@ -141,14 +140,14 @@ class NetworkPartition(Fault):
             for i in everyone
             if i.name != instance.name and (not group_of or group_of.get(i.name, rest) != mine)
         ]
-        return [url_host_port(i.url)[0] for i in others]
+        return [i.netns_address for i in others]  # where peers reach it, whatever the load's route
 
     def _rules(self, instance: Instance, peers: Sequence[str]) -> list[Rule]:
         if not instance.running:
             raise FaultError(f"cannot partition {instance.name}: it is not running")
         facts = None
         if self.params_.peer in ("load", "all"):
-            facts = netns_facts(instance.pid, url_host_port(instance.url)[0])
+            facts = netns_facts(instance.pid, instance.netns_address)
         direction = self.params_.direction
         rules = []
         if direction in ("both", "inbound"):

@@ -146,11 +146,12 @@ def delete_root_qdisc(pid: int, device: str) -> bool:
 
 @dataclass(frozen=True)
 class NetnsFacts:
-    """Where the instance's service address lives in its namespace."""
+    """Where the instance's own address lives in its namespace, and its way out."""
 
-    device: str
+    device: str  # the device that holds the instance's address on the run's network
     network: ipaddress.IPv4Network
     gateway: str | None
+    default_device: str | None  # the default route's device: where the host's traffic goes
 
 
 def url_host_port(url: str) -> tuple[str, int]:
@@ -161,11 +162,12 @@ def url_host_port(url: str) -> tuple[str, int]:
 
 
 def netns_facts(pid: int, address: str) -> NetnsFacts:
-    """The device and network carrying `address`, and the default gateway, in PID's netns."""
+    """The device and network carrying `address`, and the default route, in PID's netns."""
     device, network = _device_of(pid, address)
     routes = in_netns(pid, ["ip", "-4", "route", "show", "default"]).split()
     gateway = routes[routes.index("via") + 1] if "via" in routes else None
-    return NetnsFacts(device=device, network=network, gateway=gateway)
+    default_device = routes[routes.index("dev") + 1] if "dev" in routes else None
+    return NetnsFacts(device, network, gateway, default_device)
 
 
 def _device_of(pid: int, address: str) -> tuple[str, ipaddress.IPv4Network]:
@@ -322,10 +324,17 @@ def revert_rules(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
 
 
 def service_device(instance: Instance) -> str:
-    """The device that carries the instance's service address (eth0 on Docker)."""
+    """The device the instance's answers to the load leave by.
+
+    The load runs on the host, outside the run's network, so its packets arrive (and the
+    answers leave) by the namespace's default route: eth0 on Docker and Podman, where the run's
+    network is the only one; on Swarm the task's docker_gwbridge device (eth1), which carries
+    its host-mode published port, while the overlay (eth0) carries the other tasks' traffic.
+    Without a default route, the device of the instance's own address."""
     if not instance.running:
         raise FaultError(f"cannot shape the traffic of {instance.name}: it is not running")
-    return netns_facts(instance.pid, url_host_port(instance.url)[0]).device
+    facts = netns_facts(instance.pid, instance.netns_address)
+    return facts.default_device or facts.device
 
 
 def qdisc_record_data(instances: Sequence[Instance], qdisc: Sequence[str]) -> dict[str, JsonValue]:

@@ -6,12 +6,14 @@ container id), so N fault kinds and M targets make N + M modules, not N x M.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from harness.scenario import ScenarioBase, WorkloadSpec
+    from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
 
 RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"
@@ -42,7 +44,13 @@ def owner_alive(value: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Instance:
-    """One running replica as the harness sees it at one moment (PIDs change on restart)."""
+    """One running replica as the harness sees it at one moment (PIDs change on restart).
+
+    `url` is where the load and the probes reach the instance, which may be a route of the
+    target's own (a Swarm slot's loopback address forwarded to a published port); `address`
+    and `port` are the instance's own, inside its network namespace, on the run's network:
+    where the other instances reach it, and what network faults act on.
+    """
 
     name: str
     service: str
@@ -53,6 +61,18 @@ class Instance:
     labels: Mapping[str, str] = field(default_factory=dict)
     node: str | None = None
     state: str = "running"  # the engine's word: running, paused, exited, restarting...
+    address: str = ""  # empty: the url's host is the instance's own address
+    port: int = 0  # 0: the url's port is the instance's own port
+
+    @property
+    def netns_address(self) -> str:
+        """The instance's own address on the run's network, inside its namespace."""
+        return self.address or (urlsplit(self.url).hostname or "")
+
+    @property
+    def netns_port(self) -> int:
+        """The port the workload listens on inside the instance's namespace."""
+        return self.port or urlsplit(self.url).port or 80
 
     @property
     def netns_path(self) -> str:
@@ -103,12 +123,41 @@ class Target(Protocol):
         fault kind it cannot inject), each with the reason; checked before anything runs."""
         ...
 
+    @classmethod
+    def attach(cls, run_id: str, spec: TargetSpec) -> Target:
+        """The target of a run that already exists (its harness may be dead), to revert its
+        faults and remove its objects: nothing is deployed, and an engine service of the run's
+        is reused while it lives (else one is started until `release()`)."""
+        ...
+
+    @classmethod
+    def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Remove what this kind of target made for runs whose harness is gone, on the engine
+        of `spec`: every object labelled with a run id (RUN_LABEL) whose owner (OWNER_LABEL)
+        is dead and whose run id is not in `keep`; what was removed, one line each.
+
+        The per-target cleanup hook of `harness cleanup`: Docker removes containers, networks,
+        volumes and the run's iptables chains; Podman also stops the dead runs' API services;
+        Kubernetes will delete the run's namespace."""
+        ...
+
     def engine_info(self) -> Mapping[str, str]:
-        """Versions and settings of the engine, for the manifest."""
+        """The engine's real name (`engine`: docker, podman, docker-swarm...) and version
+        (`engine_version`), with its settings, for the manifest."""
+        ...
+
+    def data_root(self) -> Path | None:
+        """Where the engine keeps container storage on this host (a writable layer's disk);
+        None when it is not on this host or not known."""
         ...
 
     def load_balancing(self) -> str:
         """How the load reaches several replicas, in one sentence for the report."""
+        ...
+
+    def service_url(self) -> str:
+        """One URL that reaches the workload as a whole, spread over its replicas (for a
+        load generator's --host); valid from wait_healthy() until teardown()."""
         ...
 
     def deploy(self, workload: WorkloadSpec) -> None:
@@ -142,5 +191,49 @@ class Target(Protocol):
     def unpause_instance(self, instance: Instance) -> None: ...
 
     def teardown(self) -> None:
-        """Remove every object of this run; safe to call twice."""
+        """Remove every object of this run, then release(); safe to call twice."""
         ...
+
+    def release(self) -> None:
+        """Let go of what this process holds for the target (an engine service started for
+        it, watcher threads) without removing the run's objects; safe to call twice."""
+        ...
+
+
+def needs_lab(kind: str) -> bool:
+    """Whether the fault kind acts on whole nodes of a multi-node lab (node_down, ...)."""
+    from faults.registry import fault_kinds
+
+    cls = fault_kinds().get(kind)
+    if cls is None:
+        return False
+    if getattr(cls, "needs_nodes", False):
+        return True
+    from faults.node_base import NodeFault  # until every node fault says so itself
+
+    return issubclass(cls, NodeFault)
+
+
+def storage_problems(scenario: ScenarioBase, data_root: Path | None) -> list[str]:
+    """What the scenario's faults refuse given the engine's storage root on this host (a
+    disk fill that would leave its filesystem under the safety margin); [] when unknown."""
+    if data_root is None:
+        return []
+    from harness.scenario import build_fault
+
+    return [
+        f"faults.{index} ({entry.kind}): {problem}"
+        for index, entry in enumerate(scenario.faults)
+        for problem in build_fault(entry).check_storage(data_root)
+    ]
+
+
+def single_engine_problems(scenario: ScenarioBase, target: str) -> list[str]:
+    """Node faults on a target of one engine: refused, with the reason, before anything runs."""
+    return [
+        f"faults.{index} ({entry.kind}): acts on whole nodes, and {target} is one engine on "
+        "this machine with no nodes to take down; run it on a lab "
+        "(target: {kind: swarm, lab: {nodes: 3}})"
+        for index, entry in enumerate(scenario.faults)
+        if needs_lab(entry.kind)
+    ]

@@ -6,14 +6,23 @@ fixed address, so it keeps it across restarts). When a replica dies, its share o
 fails until it is back: that is what users behind client-side balancing see.
 
 The engine address is a setting (`target.engine`, else DOCKER_HOST), so the same target can
-drive Podman's Docker-compatible API as a second engine.
+drive Podman's Docker-compatible API as a second engine (`harness.targets.podman` adds what
+Podman needs besides); `engine_info()` names the engine that answers, from its version's
+components.
+
+One address for the whole workload (`service_url()`, for a load generator's --host): a virtual
+address in the run's own subnet (.254, never given to a replica), spread over every replica by
+iptables in the host's nat OUTPUT chain (`harness.targets.service_vip`), made on first use and
+removed at teardown.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -31,15 +40,22 @@ from harness.targets.base import (
     SERVICE_LABEL,
     EngineEvent,
     Instance,
+    Target,
+    owner_alive,
     owner_label_value,
+    single_engine_problems,
+    storage_problems,
 )
+from harness.targets.service_vip import VirtualService, remove_orphaned_chains, remove_run_chains
 
 NS_PER_S = 1_000_000_000
 RECORDED_ACTIONS = frozenset(
     {"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom", "destroy"}
 )
-# Candidate /24 subnets for a run's network; the first one the engine accepts is used.
+# Candidate /24 subnets for a run's network; the first one free on the engine and on the host
+# (another engine's bridges, a lab's) is used.
 SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+VIP_HOST = 254  # the service address's last octet in the run's /24: never a replica's
 
 
 def connect(engine: str | None) -> docker.DockerClient:
@@ -53,12 +69,31 @@ def connect(engine: str | None) -> docker.DockerClient:
     return client
 
 
+def engine_name_version(version: Mapping[str, Any]) -> tuple[str, str]:
+    """The engine's real name and version from its /version answer's components.
+
+    Docker names its server component "Engine"; Podman's Docker API names it "Podman Engine"
+    (and reports its own version, 4.3.1, not a Docker one)."""
+    for component in version.get("Components") or []:
+        name = str(component.get("Name", ""))
+        if "podman" in name.lower():
+            return "podman", str(component.get("Version", ""))
+        if name == "Engine":
+            return "docker", str(component.get("Version", ""))
+    return "docker", str(version.get("Version", ""))
+
+
 def _engine_event(raw: Mapping[str, Any]) -> EngineEvent | None:
     action = str(raw.get("Action") or raw.get("status") or "")
     attributes = dict(raw.get("Actor", {}).get("Attributes", {}))
     if action.startswith("health_status"):
-        attributes["health"] = action.partition(":")[2].strip()
+        # Docker: "health_status: healthy"; Podman: "health_status", HealthStatus beside it
+        health = action.partition(":")[2].strip() or str(raw.get("HealthStatus") or "")
+        attributes["health"] = health
         action = "health_status"
+    exit_code = attributes.pop("containerExitCode", None)  # Podman's word, on every event
+    if action == "die" and exit_code is not None:
+        attributes.setdefault("exitCode", exit_code)
     if action not in RECORDED_ACTIONS and action != "health_status":
         return None
     return EngineEvent(
@@ -106,12 +141,38 @@ class DockerTarget:
         self.client = client or connect(spec.engine)
         self._workload: WorkloadSpec | None = None
         self._addresses: dict[str, str] = {}
+        self._subnet: ipaddress.IPv4Network | None = None
+        self._vip: VirtualService | None = None
         self._owner = owner_label_value()
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        del scenario
-        return []
+        problems = single_engine_problems(scenario, f"target {cls.kind}")
+        return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
+
+    @classmethod
+    def data_root_of(cls, spec: TargetSpec) -> Path | None:
+        """The engine's storage root (docker info's DockerRootDir), or None if it is unreachable
+        (validating without an engine: the run itself will say the engine is missing)."""
+        try:
+            return _data_root(connect(spec.engine).info())
+        except (TargetError, docker.errors.DockerException, OSError):
+            return None
+
+    @classmethod
+    def attach(cls, run_id: str, spec: TargetSpec) -> Target:
+        return cls(run_id, spec)
+
+    @classmethod
+    def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        client = connect(spec.engine)
+        orphaned = orphaned_run_ids(client) - set(keep)
+        removed = [
+            f"{run_id}: removed {what}"
+            for run_id in sorted(orphaned)
+            for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
+        ]
+        return removed + remove_orphaned_chains(keep, orphaned)
 
     # --- description -------------------------------------------------------------------------
 
@@ -121,15 +182,23 @@ class DockerTarget:
             info = self.client.info()
         except docker.errors.APIError as exc:
             raise TargetError(f"cannot read the engine's version: {exc}") from exc
+        name, engine_version = engine_name_version(version)
         return {
-            "engine": "docker",
-            "engine_version": str(version.get("Version", "")),
+            "engine": name,
+            "engine_version": engine_version,
             "api_version": str(version.get("ApiVersion", "")),
             "cgroup_version": str(info.get("CgroupVersion", "")),
             "cgroup_driver": str(info.get("CgroupDriver", "")),
             "storage_driver": str(info.get("Driver", "")),
+            "data_root": str(info.get("DockerRootDir", "")),
             "kernel": str(info.get("KernelVersion", "")),
         }
+
+    def data_root(self) -> Path | None:
+        try:
+            return _data_root(self.client.info())
+        except (docker.errors.DockerException, OSError):
+            return None
 
     def load_balancing(self) -> str:
         return (
@@ -151,6 +220,7 @@ class DockerTarget:
         self._workload = workload
         ensure_image(self.client, workload.image)
         subnet = self._create_network()
+        self._subnet = subnet
         hosts = subnet.hosts()
         next(hosts)  # the gateway
         for index in range(1, workload.replicas + 1):
@@ -159,9 +229,11 @@ class DockerTarget:
             self._addresses[name] = address
             self._create_container(workload, name, address)
 
+    subnet_pool = SUBNET_POOL
+
     def _create_network(self) -> ipaddress.IPv4Network:
-        taken = self._subnets_in_use()
-        for subnet in SUBNET_POOL.subnets(new_prefix=24):
+        taken = self._subnets_in_use() + host_routes()
+        for subnet in self.subnet_pool.subnets(new_prefix=24):
             if any(subnet.overlaps(t) for t in taken):
                 continue
             pool = IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
@@ -177,7 +249,7 @@ class DockerTarget:
                     continue
                 raise TargetError(f"cannot create network {self.network_name}: {exc}") from exc
             return ipaddress.IPv4Network(subnet)
-        raise TargetError(f"no free /24 subnet left in {SUBNET_POOL} for the run's network")
+        raise TargetError(f"no free /24 subnet left in {self.subnet_pool} for the run's network")
 
     def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         subnets = []
@@ -260,6 +332,8 @@ class DockerTarget:
                     url=f"http://{address}:{port}",
                     labels=labels,
                     state=str(container.attrs.get("State", {}).get("Status", "unknown")),
+                    address=address,
+                    port=port,
                 )
             )
         return sorted(found, key=lambda i: i.name)
@@ -305,8 +379,31 @@ class DockerTarget:
     def unpause_instance(self, instance: Instance) -> None:
         self._act(instance, "unpause")
 
+    # --- one address for the workload -----------------------------------------------------
+
+    def service_url(self) -> str:
+        """The run's virtual address (.254 of its subnet), spread over every replica."""
+        if self._vip is not None and self._vip.enabled:
+            return self._vip.url
+        if self._workload is None or self._subnet is None:
+            raise TargetError("service_url() needs the workload deployed first")
+        backends = [(address, self._workload.port) for address in self._addresses.values()]
+        address = str(self._subnet.network_address + VIP_HOST)
+        self._vip = VirtualService(self.run_id, self._owner, address, self._workload.port)
+        self._vip.setup(sorted(backends, key=lambda b: ipaddress.ip_address(b[0])))
+        return self._vip.url
+
     def teardown(self) -> None:
-        remove_labelled(self.client, self.run_id)
+        try:
+            if self._vip is not None:
+                self._vip.remove()
+            remove_run_chains(self.run_id)  # also a service address made by another process
+            remove_labelled(self.client, self.run_id)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Nothing is held beyond the client: the engine is not ours to stop."""
 
 
 def remove_labelled(client: docker.DockerClient, run_id: str) -> list[str]:
@@ -336,6 +433,59 @@ def _remove(what: str, remove: Any, **kwargs: Any) -> str:
     except docker.errors.APIError as exc:
         return f"{what} NOT removed: {exc.explanation or exc}"
     return what
+
+
+def orphaned_run_ids(client: docker.DockerClient) -> set[str]:
+    """Run ids of labelled objects on the engine whose owning harness process is gone."""
+    live: set[str] = set()
+    seen: set[str] = set()
+    try:
+        objects: list[Any] = [
+            *client.containers.list(all=True, filters={"label": RUN_LABEL}, ignore_removed=True),
+            *client.networks.list(filters={"label": RUN_LABEL}),
+            *client.volumes.list(filters={"label": RUN_LABEL}),
+        ]
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot list labelled objects: {exc}") from exc
+    for obj in objects:
+        attrs = obj.attrs
+        labels = (
+            attrs.get("Labels")
+            or attrs.get("Config", {}).get("Labels")
+            or attrs.get("Spec", {}).get("Labels")
+            or {}
+        )
+        run_id = labels.get(RUN_LABEL)
+        if run_id:
+            seen.add(run_id)
+            if owner_alive(labels.get(OWNER_LABEL)):
+                live.add(run_id)
+    return seen - live
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks the host routes now (another engine's bridges, a lab's...)."""
+    try:
+        done = subprocess.run(
+            ["ip", "-4", "route", "show"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for line in done.stdout.splitlines():
+        first = line.split(" ", 1)[0]
+        if first == "default":
+            continue
+        try:
+            found.append(ipaddress.IPv4Network(first, strict=False))
+        except ValueError:
+            continue
+    return found
+
+
+def _data_root(info: Mapping[str, Any]) -> Path | None:
+    root = str(info.get("DockerRootDir") or "")
+    return Path(root) if root else None
 
 
 def _address_on(container: Container, network: str) -> str:

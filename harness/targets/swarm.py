@@ -35,6 +35,15 @@ How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kern
   one was still sent to the dead task's port, 2 s after the slot had recovered (measured).
 - Without iptables or root, the target falls back to each task's published port directly and
   says so in load_balancing(): a replaced task is then not reached again by the running load.
+- One address for the whole service (`service_url()`, for a load generator's --host; the
+  routing mesh would give one, but needs IPVS): 127.X.Y.254, spread over the slots by the same
+  kube-proxy-like rules as the Docker target's (harness.targets.service_vip). Netfilter's nat
+  runs once per connection, so its rules DNAT straight to each slot's current destination and
+  follow the slot routes as they move (a moved slot's old connections are forgotten).
+- Network faults act inside the task's own namespace, never on these routes: an Instance
+  carries the task's address on the run's overlay network (where the other tasks reach it)
+  beside the slot URL, and the port the workload listens on. The load's packets reach a task
+  through docker_gwbridge (the host-mode published port), its default route's device.
 
 The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.lab): deploy()
 brings the lab up (`Lab().ensure`, which also copies the image to every node) unless one of the
@@ -77,7 +86,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +100,7 @@ from harness.images import DEMO_IMAGE, ensure_image
 from harness.lab import Lab, LabInfo
 from harness.lab import connect as lab_connect
 from harness.observe import probe_once
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     OWNER_LABEL,
@@ -99,8 +108,21 @@ from harness.targets.base import (
     SERVICE_LABEL,
     Instance,
     owner_alive,
+    owner_label_value,
+    single_engine_problems,
+    storage_problems,
 )
-from harness.targets.docker import DockerTarget, _healthcheck, remove_labelled
+from harness.targets.docker import (
+    DockerTarget,
+    _healthcheck,
+    connect,
+    remove_labelled,
+)
+from harness.targets.service_vip import (
+    VirtualService,
+    jump_comment,
+    remove_run_chains,
+)
 from harness.targets.swarm_events import (
     SwarmEventStream,
     TaskView,
@@ -138,10 +160,18 @@ def _option(spec: TargetSpec, name: str, default: Any) -> Any:
 
 
 class SlotRouter:
-    """A stable loopback address per slot, DNAT-ed to the slot's current task's host port."""
+    """A stable loopback address per slot, DNAT-ed to the slot's current task's host port;
+    and, once asked for, one service address spread over every slot's current task."""
+
+    SERVICE_HOST = 254  # the service address: prefix.254 (slots are 1..50)
 
     def __init__(
-        self, run_id: str, port: int, node_address: Callable[[str], str] | None = None
+        self,
+        run_id: str,
+        port: int,
+        node_address: Callable[[str], str] | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         digest = hashlib.sha256(run_id.encode()).digest()
         self.run_id = run_id
@@ -150,17 +180,19 @@ class SlotRouter:
         self.prefix = f"127.{64 + digest[0] % 64}.{digest[1]}"
         self.enabled = False
         self.reason = ""
+        self.owner = owner or owner_label_value()
         # where a node's published ports answer: 127.0.0.1 on a single-node swarm, the node's
         # own address on the lab (the lab sets route_localnet and MASQUERADE for this)
         self._node_address = node_address or (lambda _node_id: "127.0.0.1")
         self._routes: dict[int, tuple[str, int]] = {}
         self._lock = threading.Lock()
+        self.service: VirtualService | None = None
 
     def address(self, slot: int) -> str:
         return f"{self.prefix}.{slot}"
 
     def _jump(self) -> list[str]:
-        comment = f"{RUN_LABEL}={self.run_id}"
+        comment = jump_comment(self.run_id, self.owner)
         return ["OUTPUT", "-d", "127.0.0.0/8", "-m", "comment", "--comment", comment]
 
     def _rule(self, slot: int, to: tuple[str, int]) -> list[str]:
@@ -201,6 +233,23 @@ class SlotRouter:
                     _iptables("-D", *self._rule(task.slot, old), check=False)
                     self._forget_connections(task.slot)
                 self._routes[task.slot] = to
+            if self.service is not None:
+                self.service.set_backends(self._backends())
+
+    def _backends(self) -> list[tuple[str, int]]:
+        return [self._routes[slot] for slot in sorted(self._routes)]
+
+    def service_url(self) -> str:
+        """The service address, spread over every routed slot (made on first call)."""
+        with self._lock:
+            if self.service is None:
+                if not self.enabled:
+                    raise TargetError(f"no service address without slot routing: {self.reason}")
+                address = f"{self.prefix}.{self.SERVICE_HOST}"
+                service = VirtualService(self.run_id, self.owner, address, self.port)
+                service.setup(self._backends())
+                self.service = service
+            return self.service.url
 
     def _forget_connections(self, slot: int) -> None:
         """Drop the slot's conntrack entries, which keep the OLD task's port.
@@ -223,8 +272,11 @@ class SlotRouter:
             )
 
     def remove(self) -> None:
-        """Remove the jump and the chain; idempotent."""
+        """Remove the service address, the jump and the chain; idempotent."""
         with self._lock:
+            if self.service is not None:
+                self.service.remove()
+                self.service = None
             while _iptables("-D", *self._jump(), "-j", self.chain, check=False):
                 pass
             _iptables("-F", self.chain, check=False)
@@ -270,6 +322,27 @@ class SwarmTarget(DockerTarget):
         self._attached: set[int] = set()
         self._last_tasks: list[TaskView] | None = None
         self._inspected: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
+        """Node faults need the lab; on one engine they are refused up front."""
+        if scenario.target.lab is not None:
+            return []
+        problems = single_engine_problems(scenario, "a single-node swarm")
+        return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
+
+    @classmethod
+    def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Services of dead runs first (their tasks would come back), then what the Docker
+        target removes, then a swarm a dead run created."""
+        client = connect(spec.engine)
+        removed = [
+            f"{run_id}: removed {what}"
+            for run_id in sorted(_orphaned_service_runs(client) - set(keep))
+            for what in remove_services(client, run_id)
+        ]
+        removed += DockerTarget.remove_orphans(spec, keep)
+        return removed + leave_orphaned_swarm(client)
 
     # --- description -------------------------------------------------------------------------
 
@@ -573,9 +646,21 @@ class SwarmTarget(DockerTarget):
                     },
                     node=task.node_id or None,
                     state=str(state.get("Status") or f"task {task.state}"),
+                    address=self._overlay_address(container),
+                    port=port,
                 )
             )
         return found
+
+    def _overlay_address(self, container: Mapping[str, Any]) -> str:
+        """The task's own address on the run's overlay network (empty before it has one)."""
+        networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+        return str((networks.get(self.network_name) or {}).get("IPAddress") or "")
+
+    def service_url(self) -> str:
+        if self._router is None:
+            raise TargetError("service_url() needs the service deployed first")
+        return self._router.service_url()
 
     def _inspect(self, task: TaskView) -> dict[str, Any]:
         """The task's container as its node's engine sees it; empty when it has none yet or
@@ -652,6 +737,10 @@ class SwarmTarget(DockerTarget):
 
     # --- teardown ----------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Stop watching the service's tasks (the run's objects stay)."""
+        self._watcher.stop()
+
     def teardown(self) -> None:
         """Remove the run's service, containers, network and routes; leave a swarm this target
         created, take down a lab it brought up. Every step runs even if one before failed."""
@@ -661,6 +750,7 @@ class SwarmTarget(DockerTarget):
             self._watcher.stop()
             if self._router is not None:
                 self._router.remove()
+            remove_run_chains(self.run_id)  # routes a process of this run made, if any
             try:
                 if self.initialised_swarm:
                     self._leave_swarm()
@@ -787,13 +877,22 @@ def remove_services(client: docker.DockerClient, run_id: str) -> list[str]:
 
 
 def remove_swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
-    """What `harness cleanup` needs beyond remove_labelled: services and the slot routes."""
-    removed = remove_services(client, run_id)
-    router = SlotRouter(run_id, 0)
-    if _iptables("-L", router.chain, "-n", check=False):
-        router.remove()
-        removed.append(f"iptables chain {router.chain}")
-    return removed
+    """What `harness cleanup` needs beyond remove_labelled: services, slot and service routes."""
+    return remove_services(client, run_id) + remove_run_chains(run_id)
+
+
+def _orphaned_service_runs(client: docker.DockerClient) -> set[str]:
+    """Run ids of labelled Swarm services whose owner is gone (none off a swarm manager)."""
+    try:
+        services = client.services.list(filters={"label": RUN_LABEL})
+    except docker.errors.APIError:
+        return set()
+    dead = set()
+    for service in services:
+        labels = (service.attrs.get("Spec") or {}).get("Labels") or {}
+        if labels.get(RUN_LABEL) and not owner_alive(labels.get(OWNER_LABEL)):
+            dead.add(str(labels[RUN_LABEL]))
+    return dead
 
 
 def _host_mode_port(port: int) -> dict[str, Any]:
