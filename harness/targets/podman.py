@@ -1,0 +1,370 @@
+"""The Podman target: the Docker target driven through Podman's Docker-compatible API.
+
+`target: podman` starts a Podman API service for the run (`harness.engines.podman`) and stops
+it at teardown; `target: {kind: podman, engine: unix:///PATH}` uses that service as it is. The
+Docker SDK drives it unchanged (replicas, fixed addresses on a private bridge network, limits,
+restart policy, events, engine-side actions all come from DockerTarget); what differs on Podman
+4.3, measured on these machines (no systemd, cgroups v1), is here:
+
+- Health checks: Podman runs them from systemd timers; without systemd they never run
+  ("unable to get systemd connection to add healthchecks"), and a container stays "starting"
+  for ever. Worked around for real: the target runs each replica's check through the engine,
+  `GET /libpod/containers/{id}/healthcheck` (what the timer's `podman healthcheck run` does),
+  every `health.interval` from a thread per replica, from deploy to teardown. The engine
+  executes the check in the container and keeps the status and failing streak (retries,
+  start period), so readiness and `health_status` events are the engine's own. The timer
+  runs at its own pace, not restarted with the container: a restarted container's first
+  check comes 0 to `interval` after its start (Docker's: `interval` after it).
+- Events carry `timeNano`, a die's exit code as `containerExitCode` (renamed to Docker's
+  exitCode). Podman's `health_status` events come on every check and carry a stale status
+  (the first passing check said "starting"; podman issue 19237): they are replaced by the
+  status the engine recorded after each check the target ran, stamped with the check's end
+  in the engine's Health.Log, emitted on a change only, as Docker does (PodmanEventStream).
+- Restart policy: a host SIGKILL is a crash, restarted in place (measured 0.19 s from the kill
+  to the new process; events die, restart, init, start); a kill or stop through the API is a
+  manual stop that the policy leaves down, as on Docker. Pause uses the cgroup v1 freezer.
+- RLIMITs: the run's service gets a containers.conf with `default_ulimits = []` where the
+  sandbox refuses Podman's raise (see harness.engines.podman). A service given as `engine`
+  without it fails to start containers; the error says how to fix it.
+- The demo image is built through the API (`POST /build` works; it is stored as
+  docker.io/chaos-harness/demo:latest, and the short name resolves to it).
+- Storage: Podman's graphRoot (/var/lib/containers/storage), which disk_fill's guard reads.
+- Networks: a run gets a /24 of 172.29.0.0/16 (Docker's runs take 172.30.0.0/16; subnets the
+  host already routes are skipped), so the two engines' bridges never overlap.
+
+After the harness died: `attach()` reuses the run's service while it lives (the lease reaper
+reverts faults through it), else starts a service of its own for as long as it needs it; the
+store is shared by every Podman process, so any service sees the run's containers.
+`remove_orphans()` (`harness cleanup`) starts a short-lived service to remove the objects of
+dead runs, then stops the services those runs left running, by their recorded PIDs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import queue
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping, Set
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from harness.engines import podman
+from harness.errors import TargetError
+from harness.scenario import TargetSpec, WorkloadSpec
+from harness.targets.base import (
+    INSTANCE_LABEL,
+    EngineEvent,
+    Target,
+    owner_alive,
+    owner_label_value,
+)
+from harness.targets.docker import DockerEventStream, DockerTarget, connect
+from harness.targets.swarm_events import parse_swarm_time
+
+LIBPOD_API = "v4.0.0"
+HEALTH_CALL_TIMEOUT_S = 30.0
+RLIMIT_HINT = (
+    "; this Podman service raises RLIMIT_NOFILE/NPROC, which this machine refuses: start it "
+    "with CONTAINERS_CONF pointing at a containers.conf holding '[containers]' and "
+    "'default_ulimits = []', or leave target.engine out to let the run start its own"
+)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """One check the engine ran and recorded: the status after it, stamped by the engine."""
+
+    container_id: str
+    instance: str
+    status: str
+    time_ns: int
+
+
+class HealthFeed:
+    """Fans the timers' results out to every event stream that is open."""
+
+    def __init__(self) -> None:
+        self._queues: list[queue.SimpleQueue[HealthResult | EngineEvent | None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, into: queue.SimpleQueue[HealthResult | EngineEvent | None]) -> None:
+        with self._lock:
+            self._queues.append(into)
+
+    def unsubscribe(self, into: queue.SimpleQueue[HealthResult | EngineEvent | None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._queues.remove(into)
+
+    def publish(self, result: HealthResult) -> None:
+        with self._lock:
+            for into in self._queues:
+                into.put(result)
+
+
+class PodmanEventStream:
+    """The engine's events in Docker's dialect, with health from the checks themselves.
+
+    Podman 4.3 emits `health_status` on every check, and its status is stale: measured here,
+    a replica's first passing check was reported "starting", and "healthy" came one interval
+    later (podman issue 19237). So Podman's own health events are dropped, and the status the
+    engine recorded after each check the target ran (its Health.Log end time) stands in,
+    emitted only on a change, as Docker does; a start or a die starts the status over.
+    """
+
+    def __init__(self, inner: DockerEventStream, feed: HealthFeed) -> None:
+        self._inner = inner
+        self._feed = feed
+        self._queue: queue.SimpleQueue[HealthResult | EngineEvent | None] = queue.SimpleQueue()
+        self._health: dict[str, str] = {}
+        feed.subscribe(self._queue)
+        self._reader = threading.Thread(target=self._read, name="podman-events", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for event in self._inner:
+            self._queue.put(event)
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        while (item := self._queue.get()) is not None:
+            event = self._translate(item)
+            if event is not None:
+                yield event
+
+    def _translate(self, item: HealthResult | EngineEvent) -> EngineEvent | None:
+        if isinstance(item, EngineEvent):
+            if item.action == "health_status":
+                return None  # stale on Podman 4.3: the checks' own results stand in
+            if item.action in ("start", "die") and item.container_id:
+                self._health.pop(item.container_id, None)
+            return item
+        if self._health.get(item.container_id) == item.status:
+            return None
+        self._health[item.container_id] = item.status
+        return EngineEvent(
+            time_ns=item.time_ns,
+            action="health_status",
+            instance=item.instance,
+            container_id=item.container_id,
+            attributes={"health": item.status, "source": "healthcheck run by the harness"},
+        )
+
+    def close(self) -> None:
+        self._feed.unsubscribe(self._queue)
+        self._inner.close()
+        self._queue.put(None)
+
+
+class HealthcheckTimer:
+    """Runs one container's health check through the engine every interval (systemd's job)."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        instance: str,
+        interval_s: float,
+        feed: HealthFeed,
+    ) -> None:
+        self._client = client
+        self._container_id = container_id
+        self._instance = instance
+        self._url = f"{client.api.base_url}/{LIBPOD_API}/libpod/containers/{container_id}"
+        self._interval_s = interval_s
+        self._feed = feed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"healthcheck-{instance}", daemon=True
+        )
+
+    def start(self) -> HealthcheckTimer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.run_once()
+
+    def run_once(self) -> str | None:
+        """One check; the status the engine recorded, or None (not running, paused, gone)."""
+        try:
+            answer = self._client.api.get(f"{self._url}/healthcheck", timeout=HEALTH_CALL_TIMEOUT_S)
+            if answer.status_code != 200:
+                return None
+            status = str(answer.json().get("Status", ""))
+            ended_ns = self._last_check_end() or time.time_ns()
+        except (docker.errors.DockerException, OSError, ValueError):
+            return None  # the service is going away: teardown follows
+        self._feed.publish(HealthResult(self._container_id, self._instance, status, ended_ns))
+        return status
+
+    def _last_check_end(self) -> int | None:
+        """When the engine says the last check ended (its Health.Log), in Unix nanoseconds."""
+        state = self._client.api.inspect_container(self._container_id).get("State") or {}
+        log = (state.get("Health") or state.get("Healthcheck") or {}).get("Log") or []
+        try:
+            return parse_swarm_time(str(log[-1]["End"])) if log else None
+        except (KeyError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=HEALTH_CALL_TIMEOUT_S)
+
+
+class PodmanTarget(DockerTarget):
+    """Replicas as containers on a Podman API service (the run's own, or the given one)."""
+
+    kind = "podman"
+    subnet_pool = ipaddress.ip_network("172.29.0.0/16")
+
+    def __init__(
+        self,
+        run_id: str,
+        spec: TargetSpec,
+        client: docker.DockerClient | None = None,
+        service: podman.PodmanService | None = None,
+        owns_service: bool | None = None,
+    ) -> None:
+        if client is None and spec.engine is None and service is None:
+            service = podman.start(run_id, owner_label_value())
+            owns_service = True
+        if client is None and service is not None:
+            client = _connect_service(service)
+        self.service = service
+        self._owns_service = bool(owns_service)
+        self._timers: list[HealthcheckTimer] = []
+        self._health_feed = HealthFeed()
+        super().__init__(run_id, spec, client)
+
+    # --- after the run's harness died -------------------------------------------------------
+
+    @classmethod
+    def attach(cls, run_id: str, spec: TargetSpec) -> Target:
+        """The run's own service while it lives (not stopped by release), else a new one."""
+        if spec.engine is not None:
+            return cls(run_id, spec)
+        running = podman.recorded(run_id)
+        if running is not None and running.alive and podman.answers(running.socket):
+            return cls(run_id, spec, service=running, owns_service=False)
+        service = podman.start(f"attach-{os.getpid()}-{secrets.token_hex(2)}", owner_label_value())
+        return cls(run_id, spec, service=service, owns_service=True)
+
+    @classmethod
+    def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Dead runs' objects, removed through a short-lived service; then the services
+        those runs left running, stopped by their recorded PIDs."""
+        if spec.engine is not None:
+            return super().remove_orphans(spec, keep)
+        if shutil.which("podman") is None:
+            return []  # no Podman here: nothing of a Podman run can exist
+        sweeper = podman.start(f"cleanup-{os.getpid()}-{secrets.token_hex(2)}", owner_label_value())
+        try:
+            through = spec.model_copy(update={"engine": sweeper.socket})
+            removed = super().remove_orphans(through, keep)
+        finally:
+            podman.stop(sweeper)
+        for service in podman.recorded_services():
+            if service.run_id in keep or owner_alive(service.owner):
+                continue
+            podman.stop(service)
+            removed.append(f"{service.run_id}: stopped the Podman API service (pid {service.pid})")
+        return removed
+
+    @classmethod
+    def data_root_of(cls, spec: TargetSpec) -> Path | None:
+        if spec.engine is not None:
+            return super().data_root_of(spec)
+        return podman.graph_root()
+
+    # --- description ------------------------------------------------------------------------
+
+    def engine_info(self) -> Mapping[str, str]:
+        info = dict(super().engine_info())
+        if self.service is not None:
+            conf = self.service.conf
+            info["podman_service"] = (
+                f"started for the run (pid {self.service.pid}, {self.service.socket})"
+                if self._owns_service
+                else f"the run's service (pid {self.service.pid}, {self.service.socket})"
+            )
+            info["podman_containers_conf"] = (
+                f"{conf}: default_ulimits = [] (this machine refuses RLIMIT_NOFILE/NPROC raises)"
+                if conf
+                else "the host's own"
+            )
+        else:
+            info["podman_service"] = f"given: {self.spec.engine}"
+        info["healthchecks"] = (
+            "run by the harness through the engine (libpod healthcheck endpoint) every "
+            "interval: Podman's own timers need systemd"
+        )
+        return info
+
+    def load_balancing(self) -> str:
+        return (
+            "client-side round robin: the load generator spreads requests across every "
+            "replica's address on the run's private network (Podman has no load balancer), "
+            "so a dead replica's share of requests fails until it is back"
+        )
+
+    # --- deploy and health ------------------------------------------------------------------
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        super().deploy(workload)
+        if workload.health is not None:
+            interval = max(0.1, float(workload.health.interval))
+            self._timers = [
+                HealthcheckTimer(
+                    self.client,
+                    c.id or "",
+                    c.labels.get(INSTANCE_LABEL) or c.name or "",
+                    interval,
+                    self._health_feed,
+                ).start()
+                for c in self._containers()
+            ]
+
+    def _create_container(self, workload: WorkloadSpec, name: str, address: str) -> None:
+        try:
+            super()._create_container(workload, name, address)
+        except TargetError as exc:
+            if "setting rlimit" in str(exc):
+                raise TargetError(f"{exc}{RLIMIT_HINT}") from exc
+            raise
+
+    def events(self, since_ns: int) -> PodmanEventStream:  # type: ignore[override]
+        return PodmanEventStream(super().events(since_ns), self._health_feed)
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Stop the health timers, and the service if this target started it."""
+        for timer in self._timers:
+            timer.stop()
+        self._timers = []
+        service, self.service = self.service, None
+        if service is not None and self._owns_service:
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                self.client.close()
+            podman.stop(service)
+            self._owns_service = False
+
+
+def _connect_service(service: podman.PodmanService) -> docker.DockerClient:
+    try:
+        return connect(service.socket)
+    except TargetError:
+        if service.alive:
+            raise
+        raise TargetError(
+            f"the Podman API service of run {service.run_id} (pid {service.pid}) is gone"
+        ) from None
