@@ -1,7 +1,9 @@
 """The lease reaper: `python -m harness.reaper RUN_DIR FAULT_ID DEADLINE_NS`.
 
 Sleeps until DEADLINE_NS; exits early once the undo log says the fault was reverted; at the
-deadline reverts it from its revert record and logs the revert in events.jsonl.
+deadline reverts it from its revert record and logs the revert in events.jsonl. The target is
+the run's own, rebuilt from the run directory's scenario.yaml (kind, engine, lab) and attached
+to its engine (a Podman run's API service is reused while it lives).
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.results import RunDir
+    from harness.targets.base import Target
 
 POLL_S = 0.2
 
@@ -21,20 +28,21 @@ def _reverted(journal_path: Path, fault_id: str) -> bool:
 
 
 def _revert(run_dir: Path, fault_id: str) -> None:
-    import json
+    from harness.cleanup import attached_target
+    from harness.results import RunDir
 
+    run = RunDir(run_dir)
+    with attached_target(run) as target:
+        _revert_with(run, target, fault_id)
+
+
+def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
     from faults.base import FaultContext
     from faults.registry import fault_kinds
     from harness.journal import Journal
-    from harness.results import RunDir, append_json_line
-    from harness.scenario import TargetSpec
-    from harness.targets import make_target
+    from harness.results import append_json_line
 
-    run = RunDir(run_dir)
     journal = Journal(run.journal)
-    manifest = json.loads(run.manifest.read_text())
-    spec = TargetSpec.model_validate({"kind": manifest.get("target", "docker")})
-    target = make_target(run.run_id, spec)
     ctx = FaultContext(target, run.run_id, run.path, random.Random(0))
     for item in journal.outstanding():
         if item.record.fault_id != fault_id:
