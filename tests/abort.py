@@ -27,12 +27,12 @@ from pathlib import Path
 import docker
 import yaml
 
+from harness.cleanup import attached_target
 from harness.journal import Journal
 from harness.lease import GRACE_NS
-from harness.results import read_json_lines
-from harness.scenario import TargetSpec
+from harness.results import RunDir, read_json_lines
 from harness.targets.base import RUN_LABEL, Instance
-from harness.targets.docker import DockerTarget, connect
+from tests.helpers import podman_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
@@ -45,11 +45,10 @@ class AbortedRun:
     deadline_ns: int
     fault_id: str
 
-    def target(self) -> DockerTarget:
-        return DockerTarget(self.run_id, TargetSpec(), connect(None))
-
     def instances(self) -> list[Instance]:
-        return self.target().instances()
+        """The run's instances now, through the run's own engine (a Podman run's service)."""
+        with attached_target(RunDir(self.run_dir)) as target:
+            return target.instances()
 
 
 def shortened(scenario: Path, out: Path, at_s: float = 4.0, duration_s: float = 6.0) -> Path:
@@ -130,7 +129,8 @@ def wait_for_lease_revert(run: AbortedRun, slack_s: float = 15.0) -> None:
 
 
 def finish_with_cleanup(run: AbortedRun) -> None:
-    """`harness cleanup` twice: the second finds nothing; no labelled object is left."""
+    """`harness cleanup` twice: the second finds nothing; no labelled object is left, on the
+    host's Docker engine or in Podman's store (asked with podman's own CLI)."""
     for _ in range(2):
         done = subprocess.run(
             [sys.executable, "-m", "harness", "cleanup", "--results", str(run.run_dir.parent)],
@@ -145,5 +145,6 @@ def finish_with_cleanup(run: AbortedRun) -> None:
     label = {"label": f"{RUN_LABEL}={run.run_id}"}
     assert client.containers.list(all=True, filters=label) == []
     assert client.networks.list(filters=label) == []
+    assert podman_leftovers(run.run_id) == []
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "running"  # the harness died before it could say otherwise

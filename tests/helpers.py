@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 
-from harness.targets.base import EngineEvent, Target
+from harness.engines import podman
+from harness.targets.base import RUN_LABEL, EngineEvent, Target
+from harness.targets.service_vip import run_jumps
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
@@ -42,3 +46,33 @@ class EventCollector:
         self._thread.join(timeout=5)
         assert not self._thread.is_alive(), "close() did not end the event stream"
         return sorted(self.events, key=lambda e: e.time_ns)
+
+
+def _podman(*args: str) -> list[str]:
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def podman_leftovers(run_id: str) -> list[str]:
+    """What of the run is left in Podman's store, as podman's own CLI lists it (not the
+    harness's code), its API service if it still runs, its files, its iptables chains."""
+    found = [f"iptables jump to {j.chain}" for j in run_jumps() if j.run_id == run_id]
+    if shutil.which("podman") is None:
+        return found
+    label = f"label={RUN_LABEL}={run_id}"
+    found += [
+        f"container {n}" for n in _podman("ps", "-a", "--filter", label, "--format", "{{.Names}}")
+    ]
+    found += [
+        f"network {n}" for n in _podman("network", "ls", "--filter", label, "--format", "{{.Name}}")
+    ]
+    found += [
+        f"volume {n}" for n in _podman("volume", "ls", "--filter", label, "--format", "{{.Name}}")
+    ]
+    service = podman.recorded(run_id)
+    if service is not None and service.alive:
+        found.append(f"podman service pid {service.pid}")
+    found += [f"file {p}" for p in podman.state_dir().glob(f"{run_id}.*")]
+    return found

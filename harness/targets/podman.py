@@ -243,6 +243,7 @@ class PodmanTarget(DockerTarget):
         self._owns_service = bool(owns_service)
         self._timers: list[HealthcheckTimer] = []
         self._health_feed = HealthFeed()
+        self._service_stopped = False
         super().__init__(run_id, spec, client)
 
     # --- after the run's harness died -------------------------------------------------------
@@ -346,6 +347,13 @@ class PodmanTarget(DockerTarget):
 
     # --- the end ----------------------------------------------------------------------------
 
+    def teardown(self) -> None:
+        """Remove the run's objects, then stop the run's service; once stopped, a second
+        teardown has nothing left to reach (everything went before the service)."""
+        if self._service_stopped:
+            return
+        super().teardown()
+
     def release(self) -> None:
         """Stop the health timers, and the service if this target started it."""
         for timer in self._timers:
@@ -357,6 +365,7 @@ class PodmanTarget(DockerTarget):
                 self.client.close()
             podman.stop(service)
             self._owns_service = False
+            self._service_stopped = True
 
 
 def _connect_service(service: podman.PodmanService) -> docker.DockerClient:

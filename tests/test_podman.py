@@ -1,0 +1,174 @@
+"""The Podman target on the real Podman 4.3 of this machine: its own API service per run,
+health checks run through the engine, a host SIGKILL restarted in place with the engine's
+events in Docker's dialect; `harness run ... --target podman` end to end; a SIGKILLed
+Podman run cleaned up to nothing (asked with podman's own CLI, not the harness's code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.engines import podman
+from harness.errors import TargetError
+from harness.scenario import TargetSpec, WorkloadSpec
+from harness.targets.base import owner_label_value
+from harness.targets.podman import PodmanTarget
+from tests.abort import REPO, SCENARIOS, finish_with_cleanup, run_and_kill_during_fault
+from tests.helpers import EventCollector, podman_leftovers, wait_until
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
+]
+
+
+def _podman_cli(*args: str) -> str:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def target() -> Iterator[PodmanTarget]:
+    """A Podman target with its own service; afterwards nothing of it is left."""
+    run_id = f"test-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    made = PodmanTarget(run_id, TargetSpec(kind="podman"))
+    service = made.service
+    assert service is not None and service.alive
+    yield made
+    made.teardown()
+    made.teardown()  # safe twice
+    assert not service.alive, "the run's Podman service outlived its teardown"
+    assert podman_leftovers(run_id) == []
+
+
+def test_engine_info_names_podman_and_its_version(target: PodmanTarget) -> None:
+    info = target.engine_info()
+    assert info["engine"] == "podman"
+    assert info["engine_version"] == _podman_cli("version", "--format", "{{.Version}}")
+    assert info["data_root"] == _podman_cli("info", "--format", "{{.Store.GraphRoot}}")
+    assert target.data_root() == Path(info["data_root"])
+
+
+def test_a_host_sigkill_is_restarted_in_place_and_the_engine_says_healthy_again(
+    target: PodmanTarget,
+) -> None:
+    events = EventCollector(target)
+    target.deploy(WorkloadSpec.model_validate({"replicas": 1, "restart": "always"}))
+    (before,) = target.wait_healthy(60)
+    killed_ns = time.time_ns()
+    os.kill(before.pid, signal.SIGKILL)
+
+    def back() -> bool:
+        now = target.instances()[0]
+        return now.pid not in (0, before.pid) and now.state == "running"
+
+    assert wait_until(back, 10), "Podman did not restart the container"
+    target.wait_healthy(30)
+    seen = [e for e in events.close(grace_s=1.0) if e.time_ns >= killed_ns]
+    after = target.instances()[0]
+    assert after.container_id == before.container_id  # restarted in place, not replaced
+    assert not Path(f"/proc/{before.pid}").exists()
+    restarts = _podman_cli("inspect", "--format", "{{.RestartCount}}", after.container_id)
+    assert int(restarts) >= 1
+    health = _podman_cli("inspect", "--format", "{{.State.Health.Status}}", after.container_id)
+    assert health == "healthy"  # the engine's own record of the checks the target ran
+
+    actions = [(e.action, e.attributes.get("health")) for e in seen]
+    die = actions.index(("die", None))
+    start = actions.index(("start", None), die)
+    assert ("health_status", "healthy") in actions[start:], actions
+    assert next(e for e in seen if e.action == "die").attributes["exitCode"] == "137"
+    steps = {e.action: e.time_ns for e in reversed(seen)}  # the first of each action
+    print(
+        f"\npodman: kill -> die {(steps['die'] - killed_ns) / 1e9:.3f} s, -> start "
+        f"{(steps['start'] - killed_ns) / 1e9:.3f} s, -> healthy "
+        f"{(steps['health_status'] - killed_ns) / 1e9:.3f} s"
+    )
+    assert killed_ns <= steps["die"] <= steps["start"] <= steps["health_status"]
+
+
+def test_a_given_engine_is_used_as_it_is_and_left_running(tmp_path: Path) -> None:
+    service = podman.start(f"test-given-{os.getpid()}", owner_label_value())
+    try:
+        spec = TargetSpec(kind="podman", engine=service.socket)
+        made = PodmanTarget(f"test-given-run-{os.getpid()}", spec)
+        assert made.service is None
+        assert made.engine_info()["podman_service"] == f"given: {service.socket}"
+        made.teardown()
+        assert service.alive and podman.answers(service.socket)
+    finally:
+        podman.stop(service)
+    assert not service.alive
+    with pytest.raises(TargetError, match="cannot reach"):
+        PodmanTarget("test-gone", TargetSpec(kind="podman", engine=service.socket))
+
+
+def _short_quickstart(out: Path) -> Path:
+    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    data["load"]["duration"] = "22s"
+    data["faults"][0]["at"] = "8s"
+    path = out / "quickstart-short.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_harness_run_of_the_quickstart_on_podman(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "harness", "run", str(_short_quickstart(tmp_path))),
+            *("--target", "podman", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["target"] == "podman"
+    assert manifest["versions"]["engine"] == "podman"
+    assert manifest["versions"]["engine_version"] == _podman_cli(
+        "version", "--format", "{{.Version}}"
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (fault,) = summary["faults"]
+    assert fault["recovered"] and fault["ttr_s"] < 10
+    (restart,) = fault["orchestrator"]
+    assert restart["restarted"] and restart["start_to_healthy_s"] is not None
+    print(
+        f"\npodman quickstart: ttr {fault['ttr_s']} s, die->start {restart['die_to_start_s']} s,"
+        f" start->healthy {restart['start_to_healthy_s']} s, {fault['failed_requests']} failed"
+    )
+    assert podman_leftovers(manifest["run_id"]) == []
+
+
+def test_cleanup_after_a_sigkilled_podman_run_leaves_nothing(tmp_path: Path) -> None:
+    data = yaml.safe_load((SCENARIOS / "latency.yaml").read_text())
+    data["target"] = "podman"
+    data["workload"]["replicas"] = 2
+    data["load"]["duration"] = "40s"
+    data["faults"] = [dict(data["faults"][0], at="3s", duration="30s")]  # outlives the kill
+    scenario = tmp_path / "podman-latency.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    aborted = run_and_kill_during_fault(scenario, tmp_path / "runs")
+    left = podman_leftovers(aborted.run_id)
+    assert any(item.startswith("podman service") for item in left), left
+    assert any(item.startswith("container") for item in left), left
+    finish_with_cleanup(aborted)  # reverts through the run's service, then removes it all
+    assert podman_leftovers(aborted.run_id) == []
+    journal = [json.loads(line) for line in (aborted.run_dir / "faults.jsonl").open()]
+    assert journal[-1] == {**journal[-1], "state": "reverted", "fault_id": aborted.fault_id}
