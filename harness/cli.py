@@ -1,14 +1,15 @@
 """The `harness` command line: thin Typer commands over the library; no logic lives here.
 
-Exit codes: 0 every SLO met, 1 an SLO violated, 2 invalid input, 3 a target or harness error,
-130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up).
+Exit codes: 0 every SLO met, 1 an SLO violated (a check without data counts, unless the scenario
+allows it) or a broken baseline (not an experiment), 2 invalid input, 3 a target or harness
+error, 130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.cli_compare import compare
 from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
@@ -155,52 +157,109 @@ def parse_labels(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
 
-def _exit_code(status: str, signum: int | None, summary: dict[str, object] | None) -> int:
+def _exit_code(status: str, signum: int | None, summary: Mapping[str, object] | None) -> int:
+    """0 passed; 1 an SLO violated, a check without data, or a broken baseline; 3 run error."""
     if status == "interrupted" and signum is not None:
         return 128 + signum
     if status != "completed" or summary is None:
         return EXIT_ERROR
-    slo = summary.get("slo")
-    passed = isinstance(slo, dict) and bool(slo.get("passed"))
-    return EXIT_OK if passed else EXIT_SLO
+    verdict = summary.get("status")
+    if verdict == "passed":
+        return EXIT_OK
+    return EXIT_SLO if verdict in ("slo_violated", "baseline_broken") else EXIT_ERROR
 
 
-def _print_verdict(console: Console, summary: dict[str, object]) -> None:
-    faults = summary.get("faults")
-    for fault in faults if isinstance(faults, list) else []:
-        ttr = fault.get("ttr_s")
-        recovered = f"recovered in {ttr:.3f} s" if ttr is not None else "NOT recovered"
-        _say(
-            console,
-            f"{fault.get('id')} {fault.get('kind')} on {', '.join(fault.get('targets', []))}: "
-            f"{recovered}, {fault.get('failed_requests')} failed requests",
+def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
+    lines = verdict_lines(summary)
+    for line in lines[:-1]:
+        _say(console, line)
+    final = lines[-1]
+    if final == "SLOs met":
+        _say(console, final)
+    else:
+        _say(console, final.partition(": ")[2], final.partition(": ")[0] + ": ")
+
+
+def verdict_lines(summary: Mapping[str, object]) -> list[str]:
+    """What `harness run` prints about a run: faults, SLO checks, and the verdict last."""
+    lines: list[str] = []
+    for raw in as_list(summary.get("faults")):
+        lines += _fault_lines(as_map(raw))
+    for raw in as_list(summary.get("fault_groups")):
+        lines.append(_group_line(as_map(raw)))
+    slo = as_map(summary.get("slo"))
+    for raw in as_list(slo.get("checks")):
+        check = as_map(raw)
+        line = (
+            f"  slo {check.get('name')}: {check.get('value')} (limit {check.get('limit')}) "
+            f"-> {check.get('verdict')}"
         )
-        cluster = fault.get("cluster")
-        if isinstance(cluster, dict):
-            steps = [
-                f"{label} +{cluster[key]:.3f} s"
-                for key, label in (
-                    ("to_node_down_s", "node down"),
-                    ("to_degraded_s", "degraded"),
-                    ("to_full_strength_s", "full strength"),
-                )
-                if cluster.get(key) is not None
-            ]
-            _say(console, "  orchestrator: " + ", ".join(steps or ["no cluster events"]))
-        if fault.get("reason") and not fault.get("recovered"):
-            _say(console, f"  why: {fault['reason']}")
-    slo = summary.get("slo")
-    if isinstance(slo, dict):
-        for check in slo.get("checks", []):
-            _say(
-                console,
-                f"  slo {check['name']}: {check['value']} (limit {check['limit']}) "
-                f"-> {check['verdict']}",
+        if check.get("verdict") != "pass" and check.get("reason"):
+            line += f": {check.get('reason')}"
+        lines.append(line)
+    lines.append(_final_line(summary))
+    return lines
+
+
+def _fault_lines(fault: Mapping[str, object]) -> list[str]:
+    targets = ", ".join(str(t) for t in as_list(fault.get("targets")))
+    head = f"{fault.get('id')} {fault.get('kind')} on {targets}"
+    impact, ttr = fault.get("impact", "visible"), as_number(fault.get("ttr_s"))
+    if impact == "none":
+        outcome = "no visible impact"
+    elif impact == "unmeasured":
+        outcome = "not measured"
+    elif ttr is not None:
+        outcome = f"recovered in {ttr:.3f} s"
+    else:
+        outcome = "NOT recovered"
+    lines = [f"{head}: {outcome}, {fault.get('failed_requests')} failed requests"]
+    if fault.get("observed"):
+        lines.append(f"  measured on {fault.get('observed')}")
+    if fault.get("reason"):
+        lines.append(f"  why: {fault.get('reason')}")
+    overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
+    if overlapped:
+        shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
+        note = f"; shares its observations with {', '.join(shared)}" if shared else ""
+        lines.append(f"  overlapped with {', '.join(overlapped)}{note}")
+    cluster = fault.get("cluster")
+    if isinstance(cluster, Mapping):
+        steps = [
+            f"{label} +{cluster[key]:.3f} s"
+            for key, label in (
+                ("to_node_down_s", "node down"),
+                ("to_degraded_s", "degraded"),
+                ("to_full_strength_s", "full strength"),
             )
-        if slo.get("passed"):
-            _say(console, "SLOs met")
-        else:
-            _say(console, "", "SLO violated")
+            if cluster.get(key) is not None
+        ]
+        lines.append("  orchestrator: " + ", ".join(steps or ["no cluster events"]))
+    return lines
+
+
+def _group_line(group: Mapping[str, object]) -> str:
+    ttr = as_map(group.get("ttr_s"))
+    parts = [f"{len(as_list(group.get('occurrences')))} occurrences"]
+    if ttr.get("n"):
+        parts.append(f"ttr median {ttr.get('median')} s, max {ttr.get('max')} s (n={ttr['n']})")
+    if group.get("no_impact"):
+        parts.append(f"{group.get('no_impact')} without visible impact")
+    unrecovered = as_list(group.get("unrecovered"))
+    if unrecovered:
+        parts.append(f"never recovered: {', '.join(str(u) for u in unrecovered)}")
+    return f"{group.get('id')} {group.get('kind')} (all occurrences): " + ", ".join(parts)
+
+
+def _final_line(summary: Mapping[str, object]) -> str:
+    status, reason = summary.get("status"), summary.get("status_reason")
+    if status == "passed":
+        return "SLOs met"
+    if status == "baseline_broken":
+        return f"not an experiment: {reason}"
+    if status == "slo_violated":
+        return f"SLO violated: {reason}"
+    return f"run {status}: no SLO verdict (the run did not complete)"
 
 
 @app.command()

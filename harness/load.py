@@ -13,9 +13,20 @@ appends every request to a per-process file in the plan's record directory.
             print(run.poll_progress())
     write_requests_parquet(collect_requests(plan.record_dir), run_dir / "requests.parquet")
 
-Load balancing is client side: the Docker engine has no load balancer, so the default
-locustfile sends each request to the next endpoint in a round-robin (each user at its own
-offset). A dead replica's share of the requests fails, as it would for any client-side balancer.
+Where the load goes: Locust gets the target's service address as ``--host`` (`LoadPlan.host`:
+one URL that reaches the workload as a whole). Locust's own rule makes ``--host`` win over a
+user class's ``host`` attribute (its runner sets ``user_class.host = environment.host`` when a
+host is given), so a locustfile written for another host, Locust's examples included, loads the
+target unchanged. The bundled locustfile does not use that address: it spreads requests
+round-robin over the per-replica endpoints itself (each user at its own offset), so every
+request's replica is known. A dead replica's share of the requests fails, as it would for any
+client-side balancer.
+
+Closed or open loop: by default each user sends its next request when the last one completed
+(closed loop: a user waiting on a dead replica sends nothing meanwhile). With `LoadPlan.rate_per_s`
+the bundled locustfile keeps a fixed arrival schedule instead (open loop, as wrk2 and k6's
+arrival-rate executors do): each of the `users` sends one request every users / rate seconds at
+its own phase, and a turn missed while a request was still running is skipped, never made up.
 
 Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` runs a master bound to
 127.0.0.1 on a free port plus N worker processes. Each starts in its own session, so a Ctrl-C at
@@ -91,6 +102,8 @@ class LoadPlan:
     timeout_s: float = 2.0
     seed: int | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None  # Locust's --host: the target's service address
+    rate_per_s: float | None = None  # open loop: total arrivals per second (bundled locustfile)
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -116,6 +129,7 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (plan.wait_s >= 0, f"wait_s must be >= 0, got {plan.wait_s!r}"),
         (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
         (len(plan.paths) > 0, "paths must not be empty"),
+        (plan.rate_per_s is None or plan.rate_per_s > 0, f"rate must be > 0: {plan.rate_per_s!r}"),
         (len(plan.endpoints) > 0 or plan.locustfile is not None, "endpoints must not be empty"),
     ]
     problems = [message for ok, message in checks if not ok]
@@ -176,6 +190,8 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
         CHAOS_HARNESS_TIMEOUT_S=repr(float(plan.timeout_s)),
         CHAOS_HARNESS_RECORD_DIR=str(plan.record_dir.resolve()),
         CHAOS_HARNESS_SEED=str(plan.seed if plan.seed is not None else 0),
+        CHAOS_HARNESS_RATE=repr(float(plan.rate_per_s or 0.0)),
+        CHAOS_HARNESS_USERS=str(plan.users),
         PYTHONUNBUFFERED="1",
     )
     env.update(plan.extra_env)
@@ -187,6 +203,8 @@ def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, l
     record_dir = plan.record_dir.resolve()
     files = f"{plan.locustfile_path.resolve()},{RECORDER}"
     base = [python, "-m", "locust", "-f", files, "--exit-code-on-error", "0"]
+    if plan.host:
+        base += ["--host", plan.host]
     run = [
         *("--headless", "--only-summary"),
         *("--users", str(plan.users), "--spawn-rate", repr(float(plan.spawn_rate))),

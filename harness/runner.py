@@ -3,6 +3,13 @@
 Everything the run starts is stopped in `finally`: outstanding faults are reverted from the
 undo log, Locust processes are stopped by their PIDs, and every labelled object is removed,
 on success, on error, on Ctrl-C and on SIGTERM.
+
+When a fault happened: each injection and each revert gets a fresh `ActionClock`; the fault
+marks the instant of its action (the signal sent, the rule inserted) after its preparation, and
+that instant is the event's time (t0), falling back to the instant before `apply` / `revert`
+for a fault that never marks. The events carry measured durations: `apply_s` (how long the
+fault's own work took) on `fault_inject`, `active_s` (revert action - injection action) on
+`fault_revert`.
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from faults.base import Fault, FaultContext, RevertRecord
+from faults.base import ActionClock, Fault, FaultContext, RevertRecord
 from harness import __version__
 from harness.errors import CapabilityError, HarnessError, ScenarioError
 from harness.journal import Journal, revert_outstanding
@@ -42,7 +49,7 @@ from harness.results import EventLog, RunDir, write_json, write_pid_file
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target, target_class
-from harness.targets.base import Target
+from harness.targets.base import Instance, Target
 from harness.timeline import Action, Occurrence, actions, expand
 
 HEALTH_TIMEOUT_S = 90.0
@@ -155,6 +162,7 @@ class Runner:
         self._manifest: dict[str, Any] = {}
         self._leases: dict[str, Lease] = {}
         self._records: dict[str, RevertRecord] = {}
+        self._injected_ns: dict[str, int] = {}
 
     # --- the run -------------------------------------------------------------------------
 
@@ -199,7 +207,9 @@ class Runner:
         probes = self.scenario.probes
         if probes.enabled:
             self._prober = Prober(instances, probes.path, probes.interval, probes.timeout).start()
-        self._load = LoadRun(self._load_plan([(i.name, i.url) for i in instances]))
+        host = service_url(target, instances)
+        self._manifest["load"]["host"] = host
+        self._load = LoadRun(self._load_plan([(i.name, i.url) for i in instances], host))
         self._load.start()
         write_pid_file(self.dir.load_pids, self._load.pids)
         load_start_ns = time.time_ns()
@@ -261,13 +271,19 @@ class Runner:
         self._records[o.fault_id] = record
         if deadline is not None:
             self._leases[o.fault_id] = start_lease(self.dir.path, o.fault_id, deadline)
-        injected_ns = time.time_ns()
-        fault.apply(ctx, record)
+        own = replace(ctx, clock=ActionClock())
+        before_ns = time.time_ns()
+        fault.apply(own, record)
+        after_ns = time.time_ns()
         journal.applied(o.fault_id)
+        injected_ns = action_instant(own.clock, before_ns)
+        self._injected_ns[o.fault_id] = injected_ns
         events.harness(
             injected_ns,
             "fault_inject",
             fault_id=o.fault_id,
+            entry=o.entry_id,
+            occurrence=o.repeat,
             kind=fault.kind,
             name=o.label,
             targets=list(record.targets),
@@ -275,7 +291,9 @@ class Runner:
             mechanism=record.mechanism,
             restart_policy_applies=fault.restart_policy(ctx.target),
             heals_during_fault=fault.heals_during_fault(ctx.target),
-            duration_s=o.entry.duration,
+            has_duration=fault.has_duration,
+            action_marked=own.clock.first_ns is not None,
+            apply_s=round((after_ns - before_ns) / 1e9, 6),
         )
         if not fault.has_duration:
             journal.reverted(o.fault_id)  # a one-off event leaves nothing to undo
@@ -289,12 +307,28 @@ class Runner:
         fault: Fault,
         record: RevertRecord,
     ) -> None:
-        reverted_ns = time.time_ns()
-        fault.revert(ctx, record)
+        own = replace(ctx, clock=ActionClock())
+        before_ns = time.time_ns()
+        fault.revert(own, record)
         journal.reverted(record.fault_id)
-        events.harness(reverted_ns, "fault_revert", fault_id=record.fault_id, kind=fault.kind)
+        self._revert_event(events, record, action_instant(own.clock, before_ns))
         if record.fault_id in self._leases:
             end_lease(self._leases.pop(record.fault_id))
+
+    def _revert_event(
+        self, events: EventLog, record: RevertRecord, reverted_ns: int, **extra: object
+    ) -> None:
+        """fault_revert with the measured time the fault was on (from its injection's action)."""
+        injected_ns = self._injected_ns.get(record.fault_id)
+        active_s = None if injected_ns is None else round((reverted_ns - injected_ns) / 1e9, 6)
+        events.harness(
+            reverted_ns,
+            "fault_revert",
+            fault_id=record.fault_id,
+            kind=record.kind,
+            active_s=active_s,
+            **extra,
+        )
 
     # --- cleanup -------------------------------------------------------------------------
 
@@ -305,9 +339,7 @@ class Runner:
             if failure is not None:
                 self._warn(f"revert of {record.fault_id} failed: {failure}")
                 continue
-            events.harness(
-                time.time_ns(), "fault_revert", fault_id=record.fault_id, kind=record.kind
-            )
+            self._revert_event(events, record, time.time_ns(), by="cleanup")
         for lease in self._leases.values():
             end_lease(lease)
         load = getattr(self, "_load", None)
@@ -344,7 +376,7 @@ class Runner:
 
     # --- manifest and progress -----------------------------------------------------------
 
-    def _load_plan(self, endpoints: list[tuple[str, str]]) -> LoadPlan:
+    def _load_plan(self, endpoints: list[tuple[str, str]], host: str | None) -> LoadPlan:
         load = self.scenario.load
         locustfile = None if load.locustfile == DEMO_LOCUSTFILE else Path(load.locustfile)
         return LoadPlan(
@@ -359,10 +391,13 @@ class Runner:
             wait_s=load.wait,
             timeout_s=load.timeout,
             seed=self.seed,
+            host=host,
+            rate_per_s=load.rate,
         )
 
     def _start_manifest(self, target: Target) -> None:
         load = self.scenario.load
+        analysis = self.scenario.analysis
         self._manifest = {
             "run_id": self.run_id,
             "scenario": self.scenario.name,
@@ -384,12 +419,25 @@ class Runner:
                 "duration_s": load.duration,
                 "workers": load.workers,
                 "locustfile": load.locustfile,
+                "mode": "open" if load.open_loop else "closed",
+                "rate_per_s": load.rate,
+                "timeout_s": load.timeout,
+                # the bundled locustfile names each request's replica; another locustfile
+                # goes through the service address, so its requests' replica is unknown
+                "routing": "per_instance" if load.locustfile == DEMO_LOCUSTFILE else "service",
+                "host": None,
                 "endpoints": [],
                 "load_balancing": target.load_balancing(),
                 "started_at_ns": None,
                 "ended_at_ns": None,
             },
-            "analysis": {"stable_for_s": self.scenario.analysis.stable_for},
+            "analysis": {
+                "stable_for_s": analysis.stable_for,
+                "detection_horizon_s": analysis.detection_horizon,
+                "warmup_s": analysis.warmup_s(load),
+                "baseline_max_error_rate": analysis.baseline_max_error_rate,
+                "confidence": analysis.confidence,
+            },
             "slo": self.scenario.slo.model_dump(mode="json"),
         }
         write_json(self.dir.manifest, self._manifest)
@@ -418,6 +466,24 @@ class Runner:
     def _report(self, phase: str) -> None:
         self.progress.phase = phase
         self._on_progress(self.progress)
+
+
+def action_instant(clock: ActionClock, before_ns: int) -> int:
+    """The instant the fault marked as its action, else the instant before its apply/revert."""
+    return before_ns if clock.first_ns is None else clock.first_ns
+
+
+def service_url(target: Target, instances: Sequence[Instance]) -> str | None:
+    """Locust's --host: the target's service address (`Target.service_url()`).
+
+    A target without one yet gets its first replica's address: a locustfile of the user's then
+    reaches one replica only (the bundled locustfile spreads its requests itself)."""
+    method = getattr(target, "service_url", None)
+    if callable(method):
+        url = method()
+        if isinstance(url, str) and url:
+            return url
+    return instances[0].url if instances else None
 
 
 def check_scenario_path(path: Path) -> None:

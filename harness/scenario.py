@@ -7,6 +7,7 @@ union built from the fault table, so a plugin's parameters are validated like th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -25,11 +26,15 @@ from pydantic import (
 from faults.base import Fault
 from faults.registry import fault_kinds
 from harness.errors import ScenarioError
-from harness.units import Bytes, Seconds
+from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 
 PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
 TARGET_KINDS = ("docker", "podman", "swarm", "kubernetes")
 DEMO_LOCUSTFILE = "default"
+DEFAULT_TIMEOUT_S = 2.0
+# Open loop: each user keeps one arrival every users / rate seconds; that interval must outlast
+# a request's timeout (plus this slack), or a user stuck on a dead replica misses its turns.
+OPEN_LOOP_SLACK_S = 1.0
 
 
 class StrictModel(BaseModel):
@@ -158,15 +163,79 @@ class PathSpec(StrictModel):
     weight: int = Field(default=1, ge=1)
 
 
+def open_loop_users(rate_per_s: float, timeout_s: float) -> int:
+    """Users enough to keep `rate_per_s` arrivals even when every request takes its timeout."""
+    return max(1, math.ceil(rate_per_s * (timeout_s + OPEN_LOOP_SLACK_S)))
+
+
 class LoadSpec(StrictModel):
+    """Closed loop (default): `users` each send a request as soon as the last one completed
+    (plus `wait`). Open loop (`rate`): a fixed arrival schedule of `rate` requests per second,
+    kept by enough users that none is still waiting on a request when its next turn comes (as
+    wrk2 and k6's arrival-rate executors do); `users` then defaults to
+    ceil(rate x (timeout + 1 s)) and `spawn_rate` to `users` (all started within a second)."""
+
     users: int = Field(default=10, ge=1, le=10_000)
     spawn_rate: float = Field(default=10.0, gt=0)
     duration: Seconds = Field(default=60.0, gt=0)
-    locustfile: str = Field(default=DEMO_LOCUSTFILE, description="'default' or a path")
+    locustfile: str = Field(
+        default=DEMO_LOCUSTFILE,
+        description="'default' or a path (relative to the scenario file); Locust's --host is "
+        "the target's service address",
+    )
     workers: int = Field(default=0, ge=0, le=16)
     paths: list[PathSpec] = Field(default_factory=lambda: [PathSpec(path="/")])
     wait: Seconds = Field(default=0.0, description="pause between a user's requests")
-    timeout: Seconds = Field(default=2.0, gt=0, description="per-request timeout")
+    timeout: Seconds = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="per-request timeout")
+    rate: PerSecond | None = Field(
+        default=None,
+        description="open loop: requests per second on a fixed schedule, e.g. 200/s "
+        "(default: closed loop)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_loop_defaults(cls, data: object) -> object:
+        if not isinstance(data, Mapping) or data.get("rate") is None:
+            return data
+        try:
+            rate = parse_rate(data["rate"])
+            timeout = parse_duration(data.get("timeout", DEFAULT_TIMEOUT_S))
+        except ValueError:
+            return data  # the fields' own validation reports it, with its line
+        filled = dict(data)
+        if "users" not in filled:
+            filled["users"] = min(open_loop_users(rate, timeout), 10_000)
+        if "spawn_rate" not in filled and isinstance(filled["users"], int):
+            filled["spawn_rate"] = float(filled["users"])
+        return filled
+
+    @model_validator(mode="after")
+    def _open_loop_is_kept(self) -> LoadSpec:
+        if self.rate is None:
+            return self
+        problems = []
+        if self.locustfile != DEMO_LOCUSTFILE:
+            problems.append(
+                "load.rate paces the bundled locustfile only; a locustfile of your own sets its "
+                "own wait_time (Locust's constant_pacing): remove rate or use locustfile: default"
+            )
+        if self.wait:
+            problems.append("load.wait and load.rate exclude each other: remove wait")
+        if self.users / self.rate < self.timeout:
+            needed = math.ceil(self.rate * self.timeout)
+            problems.append(
+                f"load.users {self.users} cannot keep load.rate {self.rate:g}/s when a request "
+                f"may take load.timeout {self.timeout:g} s: give at least {needed} users, or "
+                "leave users out to get enough"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
 
 
 class ProbeSpec(StrictModel):
@@ -216,10 +285,52 @@ class SloSpec(StrictModel):
     error_rate: dict[PhaseName, float] = Field(default_factory=dict)
     p95_ms: dict[PhaseName, float] = Field(default_factory=dict)
     p99_ms: dict[PhaseName, float] = Field(default_factory=dict)
+    allow_no_data: bool = Field(
+        default=False,
+        description="true: a check without data (an empty phase, a fault without visible "
+        "impact) does not fail the run",
+    )
+    require_recovery: bool = Field(
+        default=True,
+        description="a fault with a visible impact that never recovered fails the run "
+        "(check recovered[<id>]), whatever the other limits",
+    )
 
 
 class AnalysisSpec(StrictModel):
-    stable_for: Seconds = Field(default=2.0, gt=0)
+    stable_for: Seconds = Field(
+        default=2.0, gt=0, description="how long failures must stay at the baseline rate"
+    )
+    detection_horizon: Seconds = Field(
+        default=5.0,
+        gt=0,
+        description="a failure later than this after the fault's action (its injection; its "
+        "revert for a fault with a duration) is not its impact",
+    )
+    warmup: Seconds | None = Field(
+        default=None,
+        description="ramp-up left out of the baseline; default users / spawn_rate, at least 1 s",
+    )
+    baseline_max_error_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="above this share of failed requests (or probes) in the steady baseline the "
+        "run is not an experiment: status baseline_broken, exit code 1",
+    )
+    confidence: float = Field(
+        default=0.99,
+        gt=0.5,
+        lt=1,
+        description="a stability window may hold as many failures as this quantile of "
+        "Binomial(observations, baseline rate)",
+    )
+
+    def warmup_s(self, load: LoadSpec) -> float:
+        """The warm-up in force: the given one, else the time Locust takes to start every user."""
+        if self.warmup is not None:
+            return self.warmup
+        return max(1.0, load.users / load.spawn_rate)
 
 
 class ScenarioBase(StrictModel):
@@ -247,6 +358,13 @@ class ScenarioBase(StrictModel):
             for i, entry in enumerate(self.faults)
             if entry.at >= self.load.duration
         ]
+        horizon = self.analysis.detection_horizon
+        if horizon <= self.load.timeout:
+            problems.append(
+                f"analysis.detection_horizon ({horizon:g} s) must exceed load.timeout "
+                f"({self.load.timeout:g} s): a request caught by a fault fails only when it "
+                "times out; lengthen the horizon or shorten the timeout"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -394,11 +512,32 @@ def parse_scenario(text: str, source: str = "<scenario>") -> ScenarioBase:
 
 
 def load_scenario(path: Path) -> ScenarioBase:
+    """Read and validate a scenario file; a relative locustfile is found beside the file."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError([f"{path}: cannot read the scenario file: {exc.strerror}"]) from exc
-    return parse_scenario(text, str(path))
+    scenario = parse_scenario(text, str(path))
+    return _with_locustfile_beside(scenario, path)
+
+
+def _with_locustfile_beside(scenario: ScenarioBase, path: Path) -> ScenarioBase:
+    """A relative locustfile path is relative to the scenario file (as compose files do)."""
+    name = scenario.load.locustfile
+    if name == DEMO_LOCUSTFILE:
+        return scenario
+    locustfile = Path(name)
+    if not locustfile.is_absolute():
+        locustfile = (path.parent / locustfile).resolve()
+    if not locustfile.is_file():
+        raise ScenarioError(
+            [
+                f"{path}: load.locustfile: no such file {str(locustfile)!r} (a relative path is "
+                "relative to the scenario file)"
+            ]
+        )
+    load = scenario.load.model_copy(update={"locustfile": str(locustfile)})
+    return scenario.model_copy(update={"load": load})
 
 
 def resolved_yaml(scenario: ScenarioBase) -> str:

@@ -1,4 +1,9 @@
-"""Expand the scenario's fault entries into timed occurrences: one-off, repeated, overlapping."""
+"""Expand the scenario's fault entries into timed occurrences: one-off, repeated, overlapping.
+
+The N-th entry of the scenario is `fN`; a repeated entry (`every`, `times`) has one occurrence
+per injection, `fN#1`, `fN#2`..., each analysed on its own (its own detection, recovery and
+phases) and summed up per entry.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,11 @@ class Occurrence:
     entry: FaultEntry
     at_s: float
     revert_at_s: float | None
+    repeat: int | None = None  # 1, 2... for a repeated entry; None for a one-off entry
+
+    @property
+    def entry_id(self) -> str:
+        return f"f{self.entry_index}"
 
     @property
     def label(self) -> str:
@@ -36,9 +46,12 @@ def expand(entries: Sequence[FaultEntry], load_duration_s: float) -> list[Occurr
     for index, entry in enumerate(entries, start=1):
         starts = _starts(entry, load_duration_s)
         for repeat, at_s in enumerate(starts, start=1):
-            fault_id = f"f{index}" if len(starts) == 1 else f"f{index}.{repeat}"
+            repeated = entry.every is not None
+            fault_id = f"f{index}#{repeat}" if repeated else f"f{index}"
             revert_at = None if entry.duration is None else at_s + entry.duration
-            occurrences.append(Occurrence(fault_id, index, entry, at_s, revert_at))
+            occurrences.append(
+                Occurrence(fault_id, index, entry, at_s, revert_at, repeat if repeated else None)
+            )
     return sorted(occurrences, key=lambda o: (o.at_s, o.fault_id))
 
 

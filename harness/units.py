@@ -1,4 +1,5 @@
-"""Parse the human units of scenario files: durations ("100ms", "2s", "1m") and sizes ("128Mi")."""
+"""Parse the human units of scenario files: durations ("100ms", "2s", "1m"), sizes ("128Mi") and
+rates ("200/s", "600/min")."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute))?\s*$")
+_RATE_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 
 
 def parse_duration(value: object) -> float:
@@ -40,6 +43,22 @@ def parse_size(value: object) -> int:
     raise ValueError(f"expected a size like '128Mi', '512K' or '1G', got {value!r}")
 
 
+def parse_rate(value: object) -> float:
+    """Events per second from a number (per second) or a string: "200/s", "600/min", "50"."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a rate like '200/s', got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and (match := _RATE.match(value)):
+        number = float(match.group(1)) / _RATE_PER.get(match.group(2) or "s", 1.0)
+    else:
+        raise ValueError(f"expected a rate like '200/s' or '600/min', got {value!r}")
+    if number <= 0:
+        raise ValueError(f"a rate must be positive, got {value!r}")
+    return number
+
+
 # Field types for pydantic models (scenario and fault params): "2s" -> 2.0, "128Mi" -> bytes.
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
+PerSecond = Annotated[float, BeforeValidator(parse_rate)]

@@ -73,9 +73,11 @@ def inject(
     mode: str | None = "host_sigkill",
     mechanism: str | None = "kill -9 from the host",
     heals_during_fault: bool = False,
+    **extra: object,
 ) -> Event:
-    """A harness fault_inject event."""
+    """A harness fault_inject event (`extra`: more attributes, e.g. has_duration)."""
     attributes = {
+        **extra,
         "fault_id": fault_id,
         "kind": kind,
         "targets": list(targets),
@@ -108,10 +110,17 @@ def write_run(
     stable_for_s: float = 2.0,
     status: str = "completed",
     endpoints: tuple[str, ...] = ("web-1",),
+    analysis: Mapping[str, object] | None = None,
+    load: Mapping[str, object] | None = None,
 ) -> Path:
-    """Write manifest.json, requests.parquet, probes.parquet and events.jsonl; return the dir."""
+    """Write manifest.json, requests.parquet, probes.parquet and events.jsonl; return the dir.
+
+    `analysis` and `load` are merged into the manifest's blocks of the same name (the load
+    has 20 users spawned at 20/s: a 1 s warm-up, unless told otherwise)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(run_dir.name, load_s, slo, stable_for_s, status, endpoints)
+    manifest["analysis"] = {**manifest["analysis"], **(analysis or {})}  # type: ignore[dict-item]
+    manifest["load"] = {**manifest["load"], **(load or {})}  # type: ignore[dict-item]
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     _requests_frame(list(requests)).to_parquet(run_dir / "requests.parquet", index=False)
     _probes_frame(list(probes)).to_parquet(run_dir / "probes.parquet", index=False)

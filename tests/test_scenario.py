@@ -92,16 +92,16 @@ def test_repeated_faults_become_separate_occurrences() -> None:
     )
     occurrences = expand(scenario.faults, scenario.load.duration)
     assert [(o.fault_id, o.at_s) for o in occurrences] == [
-        ("f1.1", 10.0),
+        ("f1#1", 10.0),
         ("f2", 11.0),
-        ("f1.2", 25.0),
-        ("f1.3", 40.0),
+        ("f1#2", 25.0),
+        ("f1#3", 40.0),
     ]
     timeline = [(a.at_s, a.verb, a.occurrence.fault_id) for a in actions(occurrences)]
     assert timeline[:3] == [
-        (10.0, "inject", "f1.1"),
+        (10.0, "inject", "f1#1"),
         (11.0, "inject", "f2"),
-        (12.0, "revert", "f1.1"),
+        (12.0, "revert", "f1#1"),
     ]
 
 

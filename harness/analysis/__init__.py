@@ -3,38 +3,52 @@
 `analyze_run(run_dir)` loads the run, measures it and writes `run_dir/summary.json`; it returns
 the same dict. Times are wall-clock nanoseconds (`*_ns`), durations seconds (`*_s`), latencies
 milliseconds (`*_ms`, 3 decimals), rates fractions in [0, 1]. A value that cannot be measured
-is null, never NaN. Fields:
+is null, never NaN. The definitions are in harness.analysis.metrics (faults),
+harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fields:
 
 - `run_id`, `scenario`, `target`: from the manifest.
-- `status`: `interrupted` or `error` when the run was; else `passed`, or `slo_violated` when an
-  SLO check failed.
-- `error`: the run's error message, or null.
+- `status`: `interrupted` or `error` when the run was; else `baseline_broken` when the steady
+  baseline already failed (no recovery is measured), `slo_violated` when an SLO check failed
+  or lacked data (unless `slo.allow_no_data`), else `passed`.
+- `error`: the run's error message, or null. `status_reason`: why the status is not `passed`.
 - `started_at_ns`, `ended_at_ns`, `duration_s`: the run, from the manifest.
-- `load`: `users`, `spawn_rate`, `workers`, `endpoints` (instance names the clients spread the
-  load over), `load_balancing` (how: client-side, so a dead replica's share fails),
-  `started_at_ns`, `ended_at_ns`, `duration_s` (the load window every phase lies in).
-- `analysis`: `stable_for_s` (the stability window of the recovery rule) and
-  `baseline_failure_rate` (failed / all requests and probes completed in the baseline).
+- `load`: `users`, `spawn_rate`, `workers`, `mode` (closed | open), `rate_per_s` (open loop),
+  `host` (Locust's --host), `routing` (per_instance: the load named each request's replica;
+  service: through a shared address), `endpoints`, `load_balancing`, `started_at_ns`,
+  `ended_at_ns`, `duration_s`.
+- `analysis`: `stable_for_s`, `detection_horizon_s`, `warmup_s`, `confidence`,
+  `baseline_max_error_rate`, `baseline_failure_rate` (requests, steady baseline).
+- `baseline`: the steady baseline `start_ns`, `end_ns`, `duration_s`, `warmup_s`,
+  `includes_ramp_up`, `requests`, `failed_requests`, `error_rate`, `probes`, `failed_probes`,
+  `probe_error_rate`, `max_error_rate`, `broken`, `reason`.
 - `totals`: `requests`, `failures`, `error_rate`, `throughput_rps` (over the load window),
   `probes`, `probe_failures`.
 - `endpoints`: per endpoint, `requests`, `failures`, `error_rate`, `throughput_rps`.
-- `phases`: `baseline`, `fault`, `recovery`, `after`, each `start_ns`, `end_ns`,
-  `duration_s`, `requests` and `failures` (completed in the phase), `error_rate`,
-  `throughput_rps`, `latency_ms` {`p50`, `p95`, `p99`, `max`} over requests that started in
-  the phase (null if none). An empty phase has `duration_s` 0 and null rates.
-- `faults`: one object per injected fault, in injection order:
-  `id`, `kind`, `mode`, `mechanism`, `restart_policy_applies` (false: a kill through the
-  engine's API is a manual stop, the restart policy does not apply), `targets`,
-  `injected_at_ns`, `reverted_at_ns` (null for an instantaneous fault), `detected_at_ns`
-  (completion of the first failed request or probe at/after injection; null: no failure),
-  `recovered_at_ns` (see harness.analysis.metrics; null when it never recovered), `ttd_s`,
-  `ttr_s`, `recovered`, `reason` (why it did not recover, or "no user-visible failures"),
-  `failed_requests`, `requests_in_window`, `availability` (requests only, in
-  [injected, recovered], to the end of the data when unrecovered; 1.0 with no impact),
-  `probes_failed`, `probes_in_window`, and `orchestrator`: per target instance
-  {`instance`, `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`,
-  `die_to_start_s`, `start_to_healthy_s`, `restarted`}, each interval from its own start.
-- `slo`: `passed` and `checks` [{`name`, `limit`, `value`, `verdict`: pass|fail|no_data}].
+- `phases`: `baseline`, `fault`, `recovery`, `after`, each `start_ns`, `end_ns` (first and last
+  instant, null when empty), `intervals`, `duration_s` (their total), `requests` and `failures`
+  (completed in the phase), `error_rate`, `throughput_rps`, `latency_ms` {`p50`, `p95`, `p99`,
+  `max`} over requests that started in the phase (null if none), `intended_rps`,
+  `achieved_rps`, `shortfall`.
+- `faults`: one object per fault occurrence, in injection order: `id` (`f1`, or `f1#2` for the
+  2nd occurrence of a repeated entry), `entry`, `occurrence`, `name`, `kind`, `mode`,
+  `mechanism`, `restart_policy_applies`, `targets`, `view` (instance | service), `observed`
+  (which observations, in words), `injected_at_ns` (the fault's action), `reverted_at_ns`,
+  `apply_s`, `active_s` (measured), `horizon_end_ns`, `impact` (visible | none | unmeasured),
+  `detected_at_ns`, `recovered_at_ns`, `ttd_s`, `ttr_s` (null without visible impact),
+  `recovered` (true/false; null without visible impact), `reason`, `window_end_ns`;
+  `failed_requests`, `requests_in_window`, `availability` (every user's requests completed in
+  [injected, window end]), `probes_failed`, `probes_in_window` (probes of its targets), and
+  `view_counts` {`requests`, `failed_requests`, `availability`, `probes`, `failed_probes`} (its
+  own view, same window), `baseline` (the view's steady-baseline counts), `overlapped_with`,
+  `shared_observations_with`, `phases` {`fault`, `recovery`: the occurrence's own intervals
+  with their request statistics}, `orchestrator` [{`instance`,
+  `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`, `die_to_start_s`,
+  `start_to_healthy_s`, `restarted`}], `cluster` (Swarm's view, or null).
+- `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
+  `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `ttd_s` and `ttr_s` {`n`, `median`,
+  `max`}, `failed_requests`.
+- `slo`: `passed`, `allow_no_data`, `failed` (names), `no_data` [{`name`, `reason`}], `checks`
+  [{`name`, `limit`, `value`, `verdict`: pass|fail|no_data, `reason`}].
 """
 
 from __future__ import annotations
@@ -43,15 +57,20 @@ import json
 from pathlib import Path
 
 from harness.analysis.data import RunData, load_run
-from harness.analysis.metrics import Context, fault_metrics
+from harness.analysis.metrics import Context, FaultMetrics, fault_metrics
 from harness.analysis.phases import (
     PHASE_NAMES,
+    Phase,
+    RequestIndex,
     endpoint_stats,
+    intended_rps,
+    interval_stats,
     phase_bounds,
     phase_stats,
     totals,
 )
-from harness.analysis.slo import evaluate_slo
+from harness.analysis.repeats import repeated_entries
+from harness.analysis.slo import SloResult, evaluate_slo
 
 __all__ = ["RunData", "analyze_run", "load_run", "summarize", "write_summary"]
 
@@ -76,37 +95,63 @@ def summarize(run: RunData) -> dict[str, object]:
     """The summary dict of a loaded run (fields in this module's docstring)."""
     faults, context = fault_metrics(run)
     load = context.load
-    phases = phase_stats(run.requests, phase_bounds(faults, load))
+    index = RequestIndex.of(run.requests)
+    steady = (context.baseline.window.start_ns, context.baseline.window.end_ns)
+    intended = intended_rps(index, steady, run.manifest.load.rate_per_s)
+    phases = phase_stats(index, phase_bounds(faults, load), load, steady[0], intended)
     by_name = {p.phase.name: p for p in phases}
     total = totals(run.requests, load)
     slo = evaluate_slo(run.manifest.slo, faults, by_name, total)
+    status, reason = _status(run.manifest.status, context, slo)
     manifest = run.manifest
     return {
         "run_id": manifest.run_id,
         "scenario": manifest.scenario,
-        "status": _status(manifest.status, slo.passed),
+        "status": status,
+        "status_reason": reason,
         "target": manifest.target,
         "started_at_ns": manifest.started_at_ns,
         "ended_at_ns": manifest.ended_at_ns,
         "duration_s": _duration(manifest.started_at_ns, manifest.ended_at_ns),
         "load": _load(run, context),
-        "analysis": {
-            "stable_for_s": manifest.stable_for_s,
-            "baseline_failure_rate": round(context.baseline_failure_rate, 6),
-        },
+        "analysis": _analysis(run, context),
+        "baseline": context.baseline.to_dict(),
         "totals": {**total.to_dict(), **_probe_totals(run)},
         "endpoints": {k: v.to_dict() for k, v in endpoint_stats(run.requests, load).items()},
         "phases": {name: by_name[name].to_dict() for name in PHASE_NAMES},
-        "faults": [f.to_dict() for f in faults],
+        "faults": [_fault_dict(f, index, steady[0], intended) for f in faults],
+        "fault_groups": [e.to_dict() for e in repeated_entries(faults)],
         "slo": slo.to_dict(),
         "error": manifest.error,
     }
 
 
-def _status(manifest_status: str, slo_passed: bool) -> str:
+def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str, str | None]:
     if manifest_status in ("interrupted", "error"):
-        return manifest_status
-    return "passed" if slo_passed else "slo_violated"
+        return manifest_status, None
+    if context.baseline.broken:
+        return "baseline_broken", context.baseline.reason
+    if slo.passed:
+        return "passed", None
+    parts = []
+    if slo.failed:
+        parts.append("failed: " + ", ".join(c.name for c in slo.failed))
+    if slo.no_data and not slo.allow_no_data:
+        names = ", ".join(c.name for c in slo.no_data)
+        parts.append(f"no data (slo.allow_no_data is false): {names}")
+    return "slo_violated", "; ".join(parts)
+
+
+def _fault_dict(
+    fault: FaultMetrics, index: RequestIndex, steady_from_ns: int, intended: float | None
+) -> dict[str, object]:
+    phases = {}
+    for name in ("fault", "recovery"):
+        start, end = fault.phase_bounds.get(name, (0, 0))
+        phase = Phase(name, ((start, end),) if end > start else ())
+        stats = interval_stats(index, phase, phase.intervals, steady_from_ns, intended)
+        phases[name] = stats.to_dict()
+    return {**fault.to_dict(), "phases": phases}
 
 
 def _duration(start_ns: int | None, end_ns: int | None) -> float | None:
@@ -119,11 +164,27 @@ def _load(run: RunData, context: Context) -> dict[str, object]:
         "users": load.users,
         "spawn_rate": load.spawn_rate,
         "workers": load.workers,
+        "mode": load.mode,
+        "rate_per_s": load.rate_per_s,
+        "host": load.host,
+        "routing": "per_instance" if context.observations.routed else "service",
         "endpoints": list(load.endpoints),
         "load_balancing": load.load_balancing,
         "started_at_ns": context.load.start_ns,
         "ended_at_ns": context.load.end_ns,
         "duration_s": _duration(context.load.start_ns, context.load.end_ns),
+    }
+
+
+def _analysis(run: RunData, context: Context) -> dict[str, object]:
+    settings = run.manifest.analysis
+    return {
+        "stable_for_s": settings.stable_for_s,
+        "detection_horizon_s": settings.detection_horizon_s,
+        "warmup_s": run.manifest.warmup_s(),
+        "confidence": settings.confidence,
+        "baseline_max_error_rate": settings.baseline_max_error_rate,
+        "baseline_failure_rate": round(context.baseline_failure_rate, 6),
     }
 
 

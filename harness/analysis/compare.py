@@ -11,11 +11,15 @@ run was given. Faults are matched across runs by id and kind (`f1 container_kill
 For each fault and group: the runs that hold the fault, how many recovered, and the median
 (min-max) over runs of ttd_s, ttr_s, failed_requests, availability and the orchestrator's
 intervals (each run's value is the median over its affected instances). A run whose fault
-never recovered has no ttr: it is counted apart, never as 0 nor as the end of the run.
+never recovered has no ttr: it is counted apart, never as 0 nor as the end of the run. Nor has
+a run in which the fault had no visible impact (or could not be measured): such runs are
+counted apart too ("2 of 5 had no visible impact"), never averaged in as a 0 s recovery.
 
 The verdict of a pair of groups on one fault (decisions):
 - a group whose fault went unrecovered in a larger share of its runs loses, whatever the
   medians say; equal non-zero shares give no winner;
+- a group without any run where the fault had a visible impact and recovered has no ttr to
+  compare: no winner (basis no_impact), and the sentence says how many runs had no impact;
 - otherwise the lower median ttr wins, by the difference of the medians (s) and their ratio;
 - with at least MIN_RUNS_FOR_TEST runs in each group: a two-sided permutation test of the
   ttr_s rank sum (Mann-Whitney U; exact over every split when there are at most PERMUTATIONS
@@ -221,6 +225,11 @@ class FaultSample:
     recovered: bool
     reason: str | None
     values: Mapping[str, float | None]
+    impact: str = "visible"  # visible | none | unmeasured (harness.analysis.metrics)
+
+    @property
+    def unrecovered(self) -> bool:
+        return self.impact == "visible" and not self.recovered
 
 
 def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
@@ -233,12 +242,23 @@ def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
         instances = [as_map(o) for o in as_list(fault.get("orchestrator"))]
         for metric in ORCHESTRATOR_METRICS:
             values[metric] = stat([as_number(o.get(metric)) for o in instances]).median
-        recovered = fault.get("recovered") is True and values["ttr_s"] is not None
+        impact = _impact(fault)
+        recovered = (
+            impact == "visible" and fault.get("recovered") is True and values["ttr_s"] is not None
+        )
         reason = fault.get("reason")
         samples[key] = FaultSample(
-            run.run_id, recovered, None if reason is None else str(reason), values
+            run.run_id, recovered, None if reason is None else str(reason), values, impact
         )
     return samples
+
+
+def _impact(fault: Mapping[str, object]) -> str:
+    """The fault's impact; summaries before it was recorded said "no user-visible failures"."""
+    impact = fault.get("impact")
+    if isinstance(impact, str):
+        return impact
+    return "none" if fault.get("reason") == "no user-visible failures" else "visible"
 
 
 @dataclass(frozen=True)
@@ -254,8 +274,26 @@ class GroupFault:
 
     @property
     def unrecovered(self) -> tuple[str, ...]:
-        """Run ids in which the fault never recovered."""
-        return tuple(s.run_id for s in self.samples if not s.recovered)
+        """Run ids in which the fault had a visible impact and never recovered."""
+        return tuple(s.run_id for s in self.samples if s.unrecovered)
+
+    @property
+    def no_impact(self) -> tuple[str, ...]:
+        """Run ids in which the fault had no visible impact (no ttr: nothing to recover from)."""
+        return tuple(s.run_id for s in self.samples if s.impact == "none")
+
+    @property
+    def unmeasured(self) -> tuple[str, ...]:
+        return tuple(s.run_id for s in self.samples if s.impact == "unmeasured")
+
+    def describe_impact(self) -> str:
+        """ "2 of 5 had no visible impact, 1 of 5 was not measured" (empty when all had one)."""
+        parts = []
+        if self.no_impact:
+            parts.append(f"{len(self.no_impact)} of {self.runs} had no visible impact")
+        if self.unmeasured:
+            parts.append(f"{len(self.unmeasured)} of {self.runs} could not be measured")
+        return ", ".join(parts)
 
     @property
     def unrecovered_share(self) -> float:
@@ -274,9 +312,11 @@ class GroupFault:
         metrics = (*FAULT_METRICS, *ORCHESTRATOR_METRICS)
         return {
             "runs": self.runs,
-            "recovered_runs": self.runs - len(self.unrecovered),
+            "recovered_runs": sum(s.recovered for s in self.samples),
             "unrecovered_runs": list(self.unrecovered),
-            "unrecovered_reasons": [s.reason for s in self.samples if not s.recovered],
+            "unrecovered_reasons": [s.reason for s in self.samples if s.unrecovered],
+            "no_impact_runs": list(self.no_impact),
+            "unmeasured_runs": list(self.unmeasured),
             **{metric: self.stat(metric).to_dict() for metric in metrics},
         }
 
@@ -330,7 +370,7 @@ def bootstrap_ci(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> tu
 # -- verdicts --------------------------------------------------------------------------------
 
 
-BASES = ("permutation", "too_few_runs", "single_runs", "unrecovered", "missing")
+BASES = ("permutation", "too_few_runs", "single_runs", "unrecovered", "no_impact", "missing")
 
 
 @dataclass(frozen=True)
@@ -338,7 +378,8 @@ class PairVerdict:
     """Two groups on one fault. `first` is the winner when there is one (`winner` set).
 
     basis: permutation (tested), too_few_runs / single_runs (not tested), unrecovered (decided
-    by unrecovered runs), missing (a group lacks the fault)."""
+    by unrecovered runs), no_impact (a group has no recovered run with a visible impact: no
+    ttr to compare), missing (a group lacks the fault)."""
 
     fault: str
     first: GroupFault
@@ -404,7 +445,8 @@ def judge(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
     if a.unrecovered or b.unrecovered:
         return _judge_unrecovered(fault, a, b)
     med_a, med_b = a.stat("ttr_s").median, b.stat("ttr_s").median
-    assert med_a is not None and med_b is not None
+    if med_a is None or med_b is None:
+        return _judge_without_ttr(fault, a, b)
     if med_b < med_a:
         a, b, med_a, med_b = b, a, med_b, med_a
     winner = None if med_a == med_b else a.group
@@ -427,6 +469,14 @@ def judge(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
         ci95_s=ci,
     )
     return _with_sentence(verdict)
+
+
+def _judge_without_ttr(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
+    missing = [g for g in (a, b) if g.stat("ttr_s").median is None]
+    why = "; ".join(f"{g.group}: {g.describe_impact() or 'no recovery time'}" for g in missing)
+    sentence = f"{fault}: no recovery time to compare ({why}); a fault without visible impact is "
+    sentence += "not a 0 s recovery."
+    return PairVerdict(fault, a, b, None, "no_impact", sentence=sentence)
 
 
 def _judge_unrecovered(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
@@ -472,7 +522,9 @@ def _with_sentence(v: PairVerdict) -> PairVerdict:
             f"{v.fault}: {a.group} recovered faster than {b.group} by {v.difference_s:.3f} s: "
             f"median ttr {med_a:.3f} s vs {med_b:.3f} s ({b.group} took {ratio})"
         )
-    return replace(v, sentence=f"{head}; {_significance(v, counts)}.")
+    impact = "; ".join(f"{g.group}: {g.describe_impact()}" for g in (a, b) if g.describe_impact())
+    tail = f" ({impact}: not counted as 0 s)" if impact else ""
+    return replace(v, sentence=f"{head}; {_significance(v, counts)}{tail}.")
 
 
 def _significance(v: PairVerdict, counts: str) -> str:

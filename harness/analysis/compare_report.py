@@ -300,6 +300,8 @@ def _verdict_badge(pair: PairVerdict) -> str:
         return badge("significant", "pass") if pair.significant else badge("not significant", "na")
     if pair.basis == "missing":
         return badge("not in every group", "na")
+    if pair.basis == "no_impact":
+        return badge("no recovery to compare", "na")
     return badge("single runs" if pair.basis == "single_runs" else "too few runs", "na")
 
 
@@ -344,15 +346,17 @@ def _fault_section(comparison: Comparison, fault: FaultComparison) -> str:
     groups = list(fault.groups)
     headers = ["", *(g.group for g in groups)]
     rows = [
-        ["runs (recovered)", *(f"{g.runs} ({g.runs - len(g.unrecovered)})" for g in groups)],
+        ["runs (recovered)", *(f"{g.runs} ({g.stat('ttr_s').n})" for g in groups)],
         ["<b>time to recover</b>", *(_ttr_cell(g) for g in groups)],
+        ["no visible impact", *(esc(g.describe_impact() or NONE) for g in groups)],
     ]
     for metric, name, unit, scale, digits in FAULT_ROWS:
         rows.append([esc(name), *(_stat_cell(g.stat(metric), unit, scale, digits) for g in groups)])
     sentences = "".join(f"<li>{_verdict_badge(p)} {esc(p.sentence)}</li>" for p in fault.pairs)
     return (
         f"<h2>{esc(fault.key)}</h2>\n{_group_header_table(comparison, headers, rows)}"
-        "<p class='meta'>median over runs (min–max, n runs measured); orchestrator intervals: "
+        "<p class='meta'>median over runs (min–max, n runs measured; a run without visible "
+        "impact has no time to recover and is counted apart); orchestrator intervals: "
         "each run's median over its affected instances, each measured from its own start."
         f"</p>\n<ul class='verdicts'>{sentences}</ul>"
     )
@@ -387,9 +391,10 @@ def _phases_section(comparison: Comparison) -> str:
             ]
             rows.append([f"<b>{esc(phase)}</b>" if metric == "p50_ms" else "", esc(label), *cells])
     note = (
-        "<p class='meta'>phases are per run, not per fault: <i>fault</i> runs from the first "
-        "injection to the end of the last fault's active window, <i>recovery</i> to the last "
-        "recovery. Latency over requests that started in the phase, median over runs.</p>"
+        "<p class='meta'>phases are per run, not per fault: <i>fault</i> is the union of every "
+        "fault's active part, <i>recovery</i> the time from there to users' recovery, "
+        "<i>after</i> the rest after the first injection (between occurrences too). Latency "
+        "over requests that started in the phase, median over runs.</p>"
     )
     return "<h2>Phases</h2>" + _group_header_table(comparison, ["phase", "", *names], rows) + note
 

@@ -19,7 +19,11 @@ from harness.errors import AnalysisError
 REQUEST_COLUMNS = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
 PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
 EVENT_COLUMNS = ("time_ns", "source", "action", "instance", "container_id", "attributes")
+# Defaults for manifests that do not carry the settings (they match harness.scenario's).
 DEFAULT_STABLE_FOR_S = 2.0
+DEFAULT_DETECTION_HORIZON_S = 5.0
+DEFAULT_BASELINE_MAX_ERROR_RATE = 0.05
+DEFAULT_CONFIDENCE = 0.99
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,21 @@ class LoadSettings:
     load_balancing: str | None
     started_at_ns: int | None
     ended_at_ns: int | None
+    mode: str = "closed"  # closed | open
+    rate_per_s: float | None = None  # open loop: the intended arrival rate
+    routing: str | None = None  # per_instance | service (None: infer from the data)
+    host: str | None = None  # Locust's --host
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The manifest's `analysis` block (scenario `analysis`), defaults filled in."""
+
+    stable_for_s: float = DEFAULT_STABLE_FOR_S
+    detection_horizon_s: float = DEFAULT_DETECTION_HORIZON_S
+    warmup_s: float | None = None  # None: users / spawn_rate, at least 1 s
+    baseline_max_error_rate: float = DEFAULT_BASELINE_MAX_ERROR_RATE
+    confidence: float = DEFAULT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,8 @@ class SloSpec:
     error_rate: Mapping[str, float] | None = None
     p95_ms: Mapping[str, float] | None = None
     p99_ms: Mapping[str, float] | None = None
+    allow_no_data: bool = False
+    require_recovery: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,10 +82,23 @@ class RunManifest:
     status: str
     error: str | None
     load: LoadSettings
-    stable_for_s: float
+    analysis: AnalysisSettings
     slo: SloSpec
     versions: Mapping[str, str]
     host: str | None
+
+    @property
+    def stable_for_s(self) -> float:
+        return self.analysis.stable_for_s
+
+    def warmup_s(self) -> float:
+        """The ramp-up left out of the baseline: the manifest's, else users / spawn_rate."""
+        if self.analysis.warmup_s is not None:
+            return self.analysis.warmup_s
+        users, spawn_rate = self.load.users, self.load.spawn_rate
+        if users is None or not spawn_rate:
+            return 1.0
+        return max(1.0, users / spawn_rate)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,8 +143,6 @@ def read_json_object(path: Path) -> Mapping[str, object]:
 
 def parse_manifest(raw: Mapping[str, object]) -> RunManifest:
     """Build a `RunManifest` from the decoded manifest.json, checking the types it uses."""
-    analysis = _section(raw, "analysis")
-    stable_for = _opt_float(analysis, "stable_for_s", "analysis")
     versions = _section(raw, "versions")
     return RunManifest(
         run_id=_req_str(raw, "run_id"),
@@ -122,7 +154,7 @@ def parse_manifest(raw: Mapping[str, object]) -> RunManifest:
         status=_opt_str(raw, "status", "") or "completed",
         error=_opt_str(raw, "error", ""),
         load=_parse_load(_section(raw, "load")),
-        stable_for_s=DEFAULT_STABLE_FOR_S if stable_for is None else stable_for,
+        analysis=_parse_analysis(_section(raw, "analysis")),
         slo=_parse_slo(_section(raw, "slo")),
         versions={str(k): str(v) for k, v in versions.items()},
         host=None if raw.get("host") is None else str(raw.get("host")),
@@ -142,7 +174,36 @@ def _parse_load(load: Mapping[str, object]) -> LoadSettings:
         load_balancing=_opt_str(load, "load_balancing", "load"),
         started_at_ns=_opt_int(load, "started_at_ns", "load"),
         ended_at_ns=_opt_int(load, "ended_at_ns", "load"),
+        mode=_opt_str(load, "mode", "load") or "closed",
+        rate_per_s=_opt_float(load, "rate_per_s", "load"),
+        routing=_opt_str(load, "routing", "load"),
+        host=_opt_str(load, "host", "load"),
     )
+
+
+def _parse_analysis(analysis: Mapping[str, object]) -> AnalysisSettings:
+    def value(key: str, default: float) -> float:
+        found = _opt_float(analysis, key, "analysis")
+        return default if found is None else found
+
+    return AnalysisSettings(
+        stable_for_s=value("stable_for_s", DEFAULT_STABLE_FOR_S),
+        detection_horizon_s=value("detection_horizon_s", DEFAULT_DETECTION_HORIZON_S),
+        warmup_s=_opt_float(analysis, "warmup_s", "analysis"),
+        baseline_max_error_rate=value("baseline_max_error_rate", DEFAULT_BASELINE_MAX_ERROR_RATE),
+        confidence=value("confidence", DEFAULT_CONFIDENCE),
+    )
+
+
+def _opt_bool(raw: Mapping[str, object], key: str, section: str, default: bool) -> bool:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise AnalysisError(
+            f"manifest.json: {_where(section, key)} must be true or false: {value!r}"
+        )
+    return value
 
 
 def _parse_slo(slo: Mapping[str, object]) -> SloSpec:
@@ -153,6 +214,8 @@ def _parse_slo(slo: Mapping[str, object]) -> SloSpec:
         error_rate=_phase_limits(slo, "error_rate"),
         p95_ms=_phase_limits(slo, "p95_ms"),
         p99_ms=_phase_limits(slo, "p99_ms"),
+        allow_no_data=_opt_bool(slo, "allow_no_data", "slo", False),
+        require_recovery=_opt_bool(slo, "require_recovery", "slo", True),
     )
 
 

@@ -1,49 +1,72 @@
-"""Per-fault metrics, exactly as docs/DESIGN.md "Metrics: exact definitions" states them.
+"""Per-fault metrics: what each fault did to the observations it can affect.
 
-Observations are requests and probes merged; each is placed in time by its completion
-(`end_ns`). For a fault injected at `t0`:
+Every fault is measured on its own observations (its `view`, harness.analysis.observations):
+the requests sent to its target instances and the probes of them when the load names each
+request's replica, else every request through the service address and the probes of its
+targets. Each observation is placed by its completion, the instant its client saw the outcome.
+For a fault whose action happened at `t0` (the fault marks it: the signal sent, the rule
+inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill):
 
-- `detected_at`: completion of the first failed observation completed at or after `t0`; for
-  a fault with a duration, only up to `stable_for` after its revert: a failure later than that
-  is not this fault's impact (a fault that changed nothing users saw, such as added latency,
-  must not take a stray failure half a minute later for its own);
-- `recovered_at`: completion of the first success completed at or after `detected_at` (and,
-  for a fault with a duration, at or after its revert, unless the orchestrator is expected to
-  heal while it is on: a lost node's tasks are rescheduled before the node comes back) such
-  that the observations completed in `(s, s + stable_for]` fail at no more than the baseline
-  rate (none at all when the baseline had no failure), that window holds at least one
-  observation and the data covers it;
-- `availability`: successful / all requests (not probes) completed in `[t0, recovered_at]`,
-  or from `t0` to the end of the data when the fault never recovered;
+- detection horizon: [t0, a + analysis.detection_horizon] (default 5 s), cut short at the
+  injection of a later fault that shares its observations: a failure outside it is not this
+  fault's impact (a kill that changed nothing must not take a later kill's failures);
+- `impact`: `visible` when the failures of the view's requests or of its probes in the horizon
+  exceed what the baseline rate allows there (harness.analysis.tolerance), `none` when they do
+  not (ttd and ttr are then null: nothing to detect, nothing to recover from), `unmeasured`
+  when no request or probe of the view completed in the horizon, or the baseline was broken;
+- `detected_at`: the completion of the first failed request or probe of the view in the horizon;
+- `recovered_at`: the completion of the first success of the view at or after `detected_at`
+  (and at or after the revert, unless the orchestrator is expected to heal while the fault is
+  on: a lost node's tasks are rescheduled before the node comes back) such that in
+  (s, s + stable_for] the view's requests hold no more failures than the baseline rate of the
+  view's requests allows, and likewise its probes; that window holds at least one observation
+  and the run's data covers it. Never recovered: null, with the reason;
+- `ttd_s`, `ttr_s`: from t0;
+- the fault's window is [t0, end], end being `recovered_at`, the end of the horizon when there
+  was no visible impact, or the end of the data when it never recovered. `availability`,
+  `failed_requests`, `requests_in_window`: what every user saw in it (successful / all requests
+  completed there, whatever their replica: comparable across targets); `view_counts`: the same
+  over the fault's own view, with its probes;
+- `overlapped_with`: the faults whose windows [t0, evidence end] intersect this one's (evidence
+  end: recovered_at + stable_for, the horizon's end without visible impact, the end of the data
+  when never recovered); `shared_observations_with`: those among them measured on the same
+  observations, whose failures this fault's numbers may include;
 - `orchestrator`: per target instance, engine `die` -> `start` -> `health_status: healthy`,
   each interval measured from its own start, never summed.
+
+The baseline rates (per view, requests and probes apart) come from the steady baseline
+(harness.analysis.baseline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from harness.analysis.baseline import Baseline, Rates, baseline_window, judge, rates_in
 from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import RunData
+from harness.analysis.observations import IntArray, RunObservations, Stream, View
+from harness.analysis.timebase import LoadWindow, load_window
+from harness.analysis.tolerance import Tolerance
+
+__all__ = ["Context", "Fault", "FaultMetrics", "LoadWindow", "fault_metrics", "load_window"]
 
 DIE_TOLERANCE_NS = 1_000_000  # an engine `die` may be stamped up to 1 ms before our t0
-NO_IMPACT = "no user-visible failures"
 MANUAL_STOP = (
     "the engine's kill through the API is a manual stop, so the restart policy does not apply"
 )
-
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
+CHUNK = 1 << 16  # recovery candidates examined per vectorised step
+Impact = Literal["visible", "none", "unmeasured"]
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected fault, from the harness's fault_inject / fault_revert events."""
+    """One injected fault occurrence, from the harness's fault_inject / fault_revert events."""
 
     fault_id: str
     kind: str
@@ -56,31 +79,23 @@ class Fault:
     # True when the orchestrator is expected to heal while the fault is still on (a lost node's
     # tasks rescheduled elsewhere): recovery may then come before the revert.
     heals_during_fault: bool = False
+    entry: str | None = None  # the scenario entry (f1) of a repeated fault's occurrence (f1#2)
+    occurrence: int | None = None
+    name: str | None = None
+    has_duration: bool | None = None  # None: unknown (older runs), inferred from the revert
+    apply_s: float | None = None
+    active_s: float | None = None
 
+    @property
+    def lasts(self) -> bool:
+        if self.has_duration is not None:
+            return self.has_duration
+        return self.reverted_at_ns is not None
 
-@dataclass(frozen=True, eq=False)
-class Observations:
-    """Requests and probes merged: completion instants (sorted) and outcomes."""
-
-    end_ns: IntArray
-    ok: BoolArray
-
-    def count_between(self, lo_ns: int, hi_ns: int) -> tuple[int, int]:
-        """(observations, failures) completed in [lo_ns, hi_ns)."""
-        lo, hi = np.searchsorted(self.end_ns, [lo_ns, hi_ns], side="left")
-        return int(hi - lo), int(np.count_nonzero(~self.ok[lo:hi]))
-
-
-@dataclass(frozen=True)
-class LoadWindow:
-    """When the load ran; every phase lies inside it."""
-
-    start_ns: int
-    end_ns: int
-
-    def seconds(self, time_ns: int) -> float:
-        """Seconds since load start."""
-        return (time_ns - self.start_ns) / 1e9
+    @property
+    def action_end_ns(self) -> int:
+        """When the fault's own action ended: its revert, or its injection for a one-off."""
+        return self.reverted_at_ns if self.reverted_at_ns is not None else self.injected_at_ns
 
 
 @dataclass(frozen=True)
@@ -124,28 +139,64 @@ class InstanceTimeline:
 
 @dataclass(frozen=True)
 class WindowCounts:
-    """Requests and probes completed in a fault's window."""
+    """Requests and probes completed in a fault's window [t0, end]."""
 
+    end_ns: int
     requests: int
     failed_requests: int
     probes: int
     failed_probes: int
 
+    @property
+    def availability(self) -> float | None:
+        return 1.0 - self.failed_requests / self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Detection and recovery of one fault on its view."""
+
+    impact: Impact
+    horizon_end_ns: int
+    detected_at_ns: int | None = None
+    recovered_at_ns: int | None = None
+    reason: str | None = None
+
 
 @dataclass(frozen=True)
 class FaultMetrics:
-    """Everything measured about one fault."""
+    """Everything measured about one fault occurrence."""
 
     fault: Fault
-    detected_at_ns: int | None
-    recovered_at_ns: int | None
-    reason: str | None
+    view: View
+    baseline: Rates
+    outcome: Outcome
     window: WindowCounts
+    users: WindowCounts
+    evidence_end_ns: int
     orchestrator: tuple[InstanceTimeline, ...]
     cluster: ClusterView | None = None
+    overlapped_with: tuple[str, ...] = ()
+    shared_observations_with: tuple[str, ...] = ()
+    phase_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
-    def recovered(self) -> bool:
+    def impact(self) -> Impact:
+        return self.outcome.impact
+
+    @property
+    def detected_at_ns(self) -> int | None:
+        return self.outcome.detected_at_ns
+
+    @property
+    def recovered_at_ns(self) -> int | None:
+        return self.outcome.recovered_at_ns
+
+    @property
+    def recovered(self) -> bool | None:
+        """True/False for a fault with a visible impact; None when there was none to recover."""
+        if self.impact != "visible":
+            return None
         return self.recovered_at_ns is not None
 
     @property
@@ -158,58 +209,76 @@ class FaultMetrics:
 
     @property
     def availability(self) -> float | None:
-        """Share of requests that succeeded in the window; 1.0 for a fault with no impact."""
-        if self.detected_at_ns is None:
-            return 1.0
-        if self.window.requests == 0:
-            return None
-        return 1.0 - self.window.failed_requests / self.window.requests
-
-    def active_until_ns(self, load: LoadWindow) -> int:
-        """End of the fault's active window: its revert, else its recovery (or end of load)."""
-        if self.fault.reverted_at_ns is not None:
-            return self.fault.reverted_at_ns
-        if self.recovered_at_ns is not None:
-            return self.recovered_at_ns
-        return max(load.end_ns, self.fault.injected_at_ns)
+        """What every user saw in the fault's window: successful / all requests."""
+        return self.users.availability
 
     def to_dict(self) -> dict[str, object]:
         fault = self.fault
         return {
             "id": fault.fault_id,
+            "entry": fault.entry or fault.fault_id,
+            "occurrence": fault.occurrence,
+            "name": fault.name,
             "kind": fault.kind,
             "mode": fault.mode,
             "mechanism": fault.mechanism,
             "restart_policy_applies": fault.restart_policy_applies,
             "targets": list(fault.targets),
+            "view": self.view.kind,
+            "observed": self.view.description,
             "injected_at_ns": fault.injected_at_ns,
             "reverted_at_ns": fault.reverted_at_ns,
+            "apply_s": fault.apply_s,
+            "active_s": fault.active_s,
+            "horizon_end_ns": self.outcome.horizon_end_ns,
+            "impact": self.impact,
             "detected_at_ns": self.detected_at_ns,
             "recovered_at_ns": self.recovered_at_ns,
             "ttd_s": _round(self.ttd_s),
             "ttr_s": _round(self.ttr_s),
             "recovered": self.recovered,
-            "reason": self.reason,
-            "failed_requests": self.window.failed_requests,
-            "requests_in_window": self.window.requests,
-            "availability": _round(self.availability, 6),
+            "reason": self.outcome.reason,
+            "window_end_ns": self.window.end_ns,
+            "failed_requests": self.users.failed_requests,
+            "requests_in_window": self.users.requests,
+            "availability": _round(self.users.availability, 6),
             "probes_failed": self.window.failed_probes,
             "probes_in_window": self.window.probes,
+            "view_counts": {
+                "requests": self.window.requests,
+                "failed_requests": self.window.failed_requests,
+                "availability": _round(self.window.availability, 6),
+                "probes": self.window.probes,
+                "failed_probes": self.window.failed_probes,
+            },
+            "baseline": self.baseline.to_dict(),
+            "overlapped_with": list(self.overlapped_with),
+            "shared_observations_with": list(self.shared_observations_with),
             "orchestrator": [timeline.to_dict() for timeline in self.orchestrator],
             "cluster": None if self.cluster is None else self.cluster.to_dict(),
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Context:
     """What every fault's computation shares."""
 
-    observations: Observations
-    requests: Observations
-    probes: Observations
+    observations: RunObservations
     load: LoadWindow
-    baseline_failure_rate: float
+    baseline: Baseline
     stable_for_ns: int
+    horizon_ns: int
+    confidence: float
+
+    @property
+    def data_end_ns(self) -> int:
+        end = self.observations.data_end_ns
+        return self.load.end_ns if end is None else end
+
+    @property
+    def baseline_failure_rate(self) -> float:
+        """The run's request failure rate in the steady baseline (0 without requests)."""
+        return self.baseline.rates.request_rate or 0.0
 
 
 def _interval_s(start_ns: int | None, end_ns: int | None) -> float | None:
@@ -228,9 +297,9 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 def extract_faults(events: pd.DataFrame) -> tuple[Fault, ...]:
     """Faults from the harness's fault_inject events, matched to fault_revert by fault_id."""
     harness = events[events["source"] == "harness"]
-    reverts: dict[str, int] = {}
+    reverts: dict[str, tuple[int, Mapping[str, object]]] = {}
     for time_ns, attributes in _rows(harness[harness["action"] == "fault_revert"]):
-        reverts.setdefault(str(attributes.get("fault_id")), time_ns)
+        reverts.setdefault(str(attributes.get("fault_id")), (time_ns, attributes))
     faults: dict[str, Fault] = {}
     for time_ns, attributes in _rows(harness[harness["action"] == "fault_inject"]):
         fault_id = str(attributes.get("fault_id"))
@@ -244,10 +313,15 @@ def _rows(frame: pd.DataFrame) -> list[tuple[int, Mapping[str, object]]]:
 
 
 def _fault(
-    fault_id: str, time_ns: int, attributes: Mapping[str, object], reverted_at_ns: int | None
+    fault_id: str,
+    time_ns: int,
+    attributes: Mapping[str, object],
+    revert: tuple[int, Mapping[str, object]] | None,
 ) -> Fault:
     targets = attributes.get("targets") or []
     policy = attributes.get("restart_policy_applies")
+    lasts = attributes.get("has_duration")
+    occurrence = attributes.get("occurrence")
     return Fault(
         fault_id=fault_id,
         kind=str(attributes.get("kind") or "unknown"),
@@ -256,72 +330,61 @@ def _fault(
         restart_policy_applies=policy if isinstance(policy, bool) else None,
         targets=tuple(str(t) for t in targets) if isinstance(targets, list) else (),
         injected_at_ns=int(time_ns),
-        reverted_at_ns=None if reverted_at_ns is None else int(reverted_at_ns),
+        reverted_at_ns=None if revert is None else int(revert[0]),
         heals_during_fault=attributes.get("heals_during_fault") is True,
+        entry=_opt_str(attributes.get("entry")) or entry_of(fault_id),
+        occurrence=occurrence if isinstance(occurrence, int) else occurrence_of(fault_id),
+        name=_opt_str(attributes.get("name")),
+        has_duration=lasts if isinstance(lasts, bool) else None,
+        apply_s=_opt_float(attributes.get("apply_s")),
+        active_s=None if revert is None else _opt_float(revert[1].get("active_s")),
     )
+
+
+def entry_of(fault_id: str) -> str:
+    """The scenario entry of an occurrence id: f1#2 -> f1 (f1.2 in runs before the #)."""
+    for separator in ("#", "."):
+        head, sep, tail = fault_id.partition(separator)
+        if sep and tail.isdigit():
+            return head
+    return fault_id
+
+
+def occurrence_of(fault_id: str) -> int | None:
+    for separator in ("#", "."):
+        _head, sep, tail = fault_id.partition(separator)
+        if sep and tail.isdigit():
+            return int(tail)
+    return None
 
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def observations(*frames: pd.DataFrame) -> Observations:
-    """Merge request / probe tables into completion-sorted arrays."""
-    ends = [f["end_ns"].to_numpy(dtype=np.int64) for f in frames]
-    oks = [f["ok"].to_numpy(dtype=np.bool_) for f in frames]
-    end_ns = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
-    ok = np.concatenate(oks) if oks else np.empty(0, dtype=np.bool_)
-    order = np.argsort(end_ns, kind="stable")
-    return Observations(end_ns=end_ns[order], ok=ok[order])
-
-
-def load_window(run: RunData) -> LoadWindow:
-    """The load's start and end: manifest, else harness events, else the data, else the run."""
-    events = run.events[run.events["source"] == "harness"]
-    start = _first_of(
-        run.manifest.load.started_at_ns,
-        _event_time(events, "load_start"),
-        _extreme(run.requests, "start_ns", first=True),
-        run.manifest.started_at_ns,
-    )
-    end = _first_of(
-        run.manifest.load.ended_at_ns,
-        _event_time(events, "load_stop"),
-        _extreme(run.requests, "end_ns", first=False),
-        run.manifest.ended_at_ns,
-    )
-    start = 0 if start is None else start
-    return LoadWindow(start_ns=start, end_ns=start if end is None else max(start, end))
-
-
-def _first_of(*values: int | None) -> int | None:
-    return next((v for v in values if v is not None), None)
-
-
-def _event_time(events: pd.DataFrame, action: str) -> int | None:
-    times = events.loc[events["action"] == action, "time_ns"]
-    return None if times.empty else int(times.iloc[0])
-
-
-def _extreme(frame: pd.DataFrame, column: str, *, first: bool) -> int | None:
-    if frame.empty:
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(frame[column].min() if first else frame[column].max())
+    return float(value)
 
 
 def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
-    """Merge the observations and measure the baseline failure rate."""
+    """The run's observations, its load window and its baseline."""
     load = load_window(run)
-    merged = observations(run.requests, run.probes)
-    first_t0 = faults[0].injected_at_ns if faults else load.end_ns
-    count, failures = merged.count_between(load.start_ns, first_t0)
+    instances = {*run.manifest.load.endpoints, *(t for f in faults for t in f.targets)}
+    observations = RunObservations.of(run.requests, run.probes, instances)
+    first = faults[0].injected_at_ns if faults else None
+    window = baseline_window(load, first, run.manifest.warmup_s())
+    rates = rates_in(observations.all_requests, observations.all_probes, window)
+    settings = run.manifest.analysis
+    baseline = judge(window, rates, settings.baseline_max_error_rate, run.requests)
     return Context(
-        observations=merged,
-        requests=observations(run.requests),
-        probes=observations(run.probes),
+        observations=observations,
         load=load,
-        baseline_failure_rate=failures / count if count else 0.0,
-        stable_for_ns=round(run.manifest.stable_for_s * 1e9),
+        baseline=baseline,
+        stable_for_ns=round(settings.stable_for_s * 1e9),
+        horizon_ns=round(settings.detection_horizon_s * 1e9),
+        confidence=settings.confidence,
     )
 
 
@@ -332,84 +395,150 @@ def fault_metrics(run: RunData) -> tuple[tuple[FaultMetrics, ...], Context]:
     """Measure every fault of the run; also return the shared context (baseline, load)."""
     faults = extract_faults(run.events)
     context = make_context(run, faults)
-    return tuple(measure_fault(f, context, run.events) for f in faults), context
+    views = [context.observations.view(f.targets) for f in faults]
+    measured = [
+        measure_fault(fault, view, context, run.events, _cutoff(i, faults, views))
+        for i, (fault, view) in enumerate(zip(faults, views, strict=True))
+    ]
+    return tuple(_with_overlaps(measured)), context
 
 
-def measure_fault(fault: Fault, context: Context, events: pd.DataFrame) -> FaultMetrics:
+def _cutoff(index: int, faults: Sequence[Fault], views: Sequence[View]) -> int | None:
+    """The injection of the first later fault that shares this one's observations."""
+    t0 = faults[index].injected_at_ns
+    later = [
+        f.injected_at_ns
+        for f, v in zip(faults, views, strict=True)
+        if f.injected_at_ns > t0 and v.shares_with(views[index])
+    ]
+    return min(later, default=None)
+
+
+def measure_fault(
+    fault: Fault, view: View, context: Context, events: pd.DataFrame, cutoff_ns: int | None
+) -> FaultMetrics:
     """Detection, recovery, window counts and orchestrator intervals of one fault."""
     t0 = fault.injected_at_ns
     timelines = tuple(instance_timeline(events, name, t0) for name in fault.targets)
-    horizon = None
-    if fault.reverted_at_ns is not None:
-        horizon = fault.reverted_at_ns + context.stable_for_ns
-    detected = detect(context.observations, fault.injected_at_ns, horizon)
-    if detected is None:
-        recovered: int | None = fault.injected_at_ns
-        reason: str | None = NO_IMPACT
-    else:
-        recovered, reason = recover(fault, detected, context)
-        if recovered is None:
-            reason = _with_diagnosis(str(reason), fault, timelines, events)
-    return FaultMetrics(
+    baseline = rates_in(view.requests, view.probes, context.baseline.window)
+    outcome = _outcome(fault, view, baseline, context, cutoff_ns)
+    if outcome.impact == "visible" and outcome.recovered_at_ns is None:
+        outcome = replace(outcome, reason=_with_diagnosis(outcome, fault, timelines, events))
+    window_end = _window_end(outcome, context)
+    cluster = cluster_view(events, t0, fault.targets)
+    metrics = FaultMetrics(
         fault=fault,
-        detected_at_ns=detected,
-        recovered_at_ns=recovered,
-        reason=reason,
-        window=window_counts(context, fault.injected_at_ns, recovered),
+        view=view,
+        baseline=baseline,
+        outcome=outcome,
+        window=_counts(view.requests, view.probes, t0, window_end),
+        users=_counts(context.observations.all_requests, Stream.empty(), t0, window_end),
+        evidence_end_ns=_evidence_end(fault, outcome, context),
         orchestrator=timelines,
-        cluster=cluster_view(events, fault.injected_at_ns, fault.targets),
+        cluster=cluster,
+    )
+    return replace(metrics, phase_bounds=fault_phases(metrics, context.load))
+
+
+def _outcome(
+    fault: Fault, view: View, baseline: Rates, context: Context, cutoff_ns: int | None
+) -> Outcome:
+    t0 = fault.injected_at_ns
+    horizon_end = fault.action_end_ns + context.horizon_ns
+    if context.baseline.broken:
+        return Outcome("unmeasured", horizon_end, reason="not measured: the baseline was broken")
+    detect_end = horizon_end if cutoff_ns is None else min(horizon_end, cutoff_ns - 1)
+    requests = view.requests.closed(t0, detect_end)
+    probes = view.probes.closed(t0, detect_end)
+    names = ", ".join(fault.targets) or "its targets"
+    if requests[0] + probes[0] == 0:
+        return Outcome(
+            "unmeasured",
+            detect_end,
+            reason=f"no request or probe of {names} completed within the detection horizon: "
+            "nothing to measure",
+        )
+    tolerance = _tolerances(baseline, context.confidence)
+    allowed = (tolerance[0].one(requests[0]), tolerance[1].one(probes[0]))
+    if requests[1] <= allowed[0] and probes[1] <= allowed[1]:
+        return Outcome("none", detect_end, reason=_no_impact(fault, requests, probes, allowed))
+    firsts = [s.first_failure(t0, detect_end) for s in (view.requests, view.probes)]
+    detected = min(x for x in firsts if x is not None)
+    earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
+    recovered, reason = recover(view, earliest, tolerance, context)
+    return Outcome("visible", detect_end, detected, recovered, reason)
+
+
+def _tolerances(baseline: Rates, confidence: float) -> tuple[Tolerance, Tolerance]:
+    return (
+        Tolerance(baseline.request_rate or 0.0, confidence),
+        Tolerance(baseline.probe_rate or 0.0, confidence),
     )
 
 
-def detect(obs: Observations, t0_ns: int, horizon_ns: int | None = None) -> int | None:
-    """Completion of the first failed observation completed in [t0, horizon]."""
-    start = int(np.searchsorted(obs.end_ns, t0_ns, side="left"))
-    stop = len(obs.end_ns)
-    if horizon_ns is not None:
-        stop = int(np.searchsorted(obs.end_ns, horizon_ns, side="right"))
-    failed = np.flatnonzero(~obs.ok[start:stop])
-    return None if failed.size == 0 else int(obs.end_ns[start + failed[0]])
+def _no_impact(
+    fault: Fault, requests: tuple[int, int], probes: tuple[int, int], allowed: tuple[int, int]
+) -> str:
+    since = "revert" if fault.lasts else "injection"
+    seen = f"{requests[0]} requests and {probes[0]} probes of its view"
+    horizon = f"within the detection horizon after its {since}"
+    if requests[1] + probes[1] == 0:
+        return f"no visible impact: none of {seen} failed {horizon}"
+    return (
+        f"no visible impact: {requests[1]} failed requests and {probes[1]} failed probes among "
+        f"{seen} {horizon}, no more than the baseline "
+        f"rate allows (up to {allowed[0]} and {allowed[1]})"
+    )
 
 
-def recover(fault: Fault, detected_ns: int, context: Context) -> tuple[int | None, str | None]:
+def recover(
+    view: View, earliest_ns: int, tolerance: tuple[Tolerance, Tolerance], context: Context
+) -> tuple[int | None, str | None]:
     """(recovered_at, None) or (None, reason) — see the module docstring."""
-    obs, stable = context.observations, context.stable_for_ns
-    earliest = detected_ns
-    if not fault.heals_during_fault:
-        earliest = max(detected_ns, fault.reverted_at_ns or detected_ns)
-    first = int(np.searchsorted(obs.end_ns, earliest, side="left"))
-    candidates = first + np.flatnonzero(obs.ok[first:])
-    if candidates.size:
-        ends = obs.end_ns[candidates]
-        cum_failed = np.concatenate(([0], np.cumsum(~obs.ok)))
-        lo = np.searchsorted(obs.end_ns, ends, side="right")
-        hi = np.searchsorted(obs.end_ns, ends + stable, side="right")
-        count, failed = hi - lo, cum_failed[hi] - cum_failed[lo]
-        calm = failed <= context.baseline_failure_rate * count + 1e-9
-        covered = ends + stable <= obs.end_ns[-1]
-        stable_at = np.flatnonzero(calm & covered & (count > 0))
-        if stable_at.size:
-            return int(ends[stable_at[0]]), None
-        pending = np.flatnonzero(calm & ~covered)
-        if pending.size:
-            since = context.load.seconds(int(ends[pending[0]]))
-            return None, (
-                f"run ended before {stable / 1e9:g} s of stability "
-                f"(after the success at +{since:.1f} s)"
-            )
-    return None, _still_failing(obs, context.load)
+    stable, data_end = context.stable_for_ns, context.data_end_ns
+    candidates = np.union1d(
+        view.requests.successes_from(earliest_ns), view.probes.successes_from(earliest_ns)
+    )
+    pending: int | None = None
+    for start in range(0, candidates.size, CHUNK):
+        chunk = candidates[start : start + CHUNK]
+        calm, observed = _calm(view, chunk, stable, tolerance)
+        covered = chunk + stable <= data_end
+        accepted = np.flatnonzero(calm & covered & observed)
+        if accepted.size:
+            return int(chunk[accepted[0]]), None
+        waiting = np.flatnonzero(calm & ~covered)
+        if pending is None and waiting.size:
+            pending = int(chunk[waiting[0]])
+    if pending is not None:
+        since = context.load.seconds(pending)
+        return None, (
+            f"run ended before {stable / 1e9:g} s of stability "
+            f"(after the success at +{since:.1f} s)"
+        )
+    return None, _still_failing(view, context.load)
 
 
-def _still_failing(obs: Observations, load: LoadWindow) -> str:
-    failed = obs.end_ns[~obs.ok]
-    last = load.seconds(int(failed[-1])) if failed.size else 0.0
+def _calm(
+    view: View, starts: IntArray, stable_ns: int, tolerance: tuple[Tolerance, Tolerance]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per start s: (the view is at its baseline rates in (s, s + stable], it holds any)."""
+    n_requests, f_requests = view.requests.windows_after(starts, stable_ns)
+    n_probes, f_probes = view.probes.windows_after(starts, stable_ns)
+    calm = (f_requests <= tolerance[0](n_requests)) & (f_probes <= tolerance[1](n_probes))
+    return calm, (n_requests + n_probes) > 0
+
+
+def _still_failing(view: View, load: LoadWindow) -> str:
+    lasts = [x for x in (view.requests.last_failure(), view.probes.last_failure()) if x]
+    last = load.seconds(max(lasts)) if lasts else 0.0
     return f"failures continued until the end of the run (last failure at +{last:.1f} s)"
 
 
 def _with_diagnosis(
-    reason: str, fault: Fault, timelines: tuple[InstanceTimeline, ...], events: pd.DataFrame
+    outcome: Outcome, fault: Fault, timelines: tuple[InstanceTimeline, ...], events: pd.DataFrame
 ) -> str:
-    notes = [reason]
+    notes = [str(outcome.reason)]
     for timeline in timelines:
         if timeline.die_at_ns is not None and not timeline.restarted:
             notes.append(f"instance {timeline.instance} never restarted (no engine start event)")
@@ -428,12 +557,84 @@ def _has_health_events(events: pd.DataFrame, timeline: InstanceTimeline) -> bool
     return bool(mask.any())
 
 
-def window_counts(context: Context, t0_ns: int, recovered_ns: int | None) -> WindowCounts:
-    """Requests and probes completed in [t0, recovered_at] (to the end if not recovered)."""
-    end = np.iinfo(np.int64).max if recovered_ns is None else recovered_ns + 1
-    requests, failed_requests = context.requests.count_between(t0_ns, end)
-    probes, failed_probes = context.probes.count_between(t0_ns, end)
-    return WindowCounts(requests, failed_requests, probes, failed_probes)
+def _window_end(outcome: Outcome, context: Context) -> int:
+    """End of the window availability is taken over (module docstring)."""
+    if outcome.impact != "visible":
+        return outcome.horizon_end_ns
+    if outcome.recovered_at_ns is not None:
+        return outcome.recovered_at_ns
+    return max(context.data_end_ns, context.load.end_ns)
+
+
+def _evidence_end(fault: Fault, outcome: Outcome, context: Context) -> int:
+    """The last instant this fault's numbers depend on (for overlaps)."""
+    if outcome.impact != "visible":
+        end = fault.action_end_ns + context.horizon_ns
+    elif outcome.recovered_at_ns is not None:
+        end = outcome.recovered_at_ns + context.stable_for_ns
+    else:
+        end = max(context.data_end_ns, context.load.end_ns)
+    return max(end, fault.action_end_ns)
+
+
+def _counts(requests: Stream, probes: Stream, t0_ns: int, end_ns: int) -> WindowCounts:
+    n_requests, f_requests = requests.closed(t0_ns, end_ns)
+    n_probes, f_probes = probes.closed(t0_ns, end_ns)
+    return WindowCounts(end_ns, n_requests, f_requests, n_probes, f_probes)
+
+
+def _with_overlaps(measured: Sequence[FaultMetrics]) -> list[FaultMetrics]:
+    """Mark every pair of faults whose windows intersect (and those sharing observations)."""
+    result = []
+    for this in measured:
+        others = [
+            other
+            for other in measured
+            if other is not this
+            and other.fault.injected_at_ns <= this.evidence_end_ns
+            and this.fault.injected_at_ns <= other.evidence_end_ns
+        ]
+        shared = [o for o in others if o.view.shares_with(this.view)]
+        result.append(
+            replace(
+                this,
+                overlapped_with=tuple(o.fault.fault_id for o in others),
+                shared_observations_with=tuple(o.fault.fault_id for o in shared),
+            )
+        )
+    return result
+
+
+def fault_phases(metrics: FaultMetrics, load: LoadWindow) -> dict[str, tuple[int, int]]:
+    """This occurrence's `fault` and `recovery` intervals, clipped to the load window.
+
+    fault: from t0 to the end of the fault's active part: its revert for a fault with a
+    duration; for a one-off fault the orchestrator's repair (the latest restart of its targets,
+    or a replacement task running) when the engine reported one, else users' recovery (the
+    end of the data when it never recovered; t0 when it had no visible impact).
+    recovery: from there to users' recovery (the end of the data when never recovered)."""
+    fault, outcome = metrics.fault, metrics.outcome
+    t0 = fault.injected_at_ns
+    visible = outcome.impact == "visible"
+    recovered = outcome.recovered_at_ns
+    users_end = recovered if recovered is not None else load.end_ns
+    if fault.lasts:
+        active = fault.reverted_at_ns if fault.reverted_at_ns is not None else load.end_ns
+    else:
+        repaired = _repaired_at(metrics)
+        active = repaired if repaired is not None else (users_end if visible else t0)
+    recovery_end = users_end if visible else active
+    start, active = load.clip(t0), load.clip(max(active, t0))
+    return {"fault": (start, active), "recovery": (active, max(active, load.clip(recovery_end)))}
+
+
+def _repaired_at(metrics: FaultMetrics) -> int | None:
+    starts = [t.start_at_ns for t in metrics.orchestrator if t.start_at_ns is not None]
+    if starts and len(starts) == len([t for t in metrics.orchestrator if t.die_at_ns]):
+        return max(starts)
+    if metrics.cluster is not None and metrics.cluster.replacement_running_at_ns is not None:
+        return metrics.cluster.replacement_running_at_ns
+    return None
 
 
 def instance_timeline(events: pd.DataFrame, instance: str, t0_ns: int) -> InstanceTimeline:

@@ -1,46 +1,70 @@
 """Phases of a run (baseline, fault, recovery, after) and request statistics per phase.
 
-Boundaries, with T1 the first injection, F the end of the last fault's active window (its
-revert; for an instantaneous fault its recovery, or its injection when it had no impact; the
-end of the load when it never recovered) and R the latest recovery (the end of the load when a
-fault never recovered):
+Each fault occurrence has its own `fault` and `recovery` intervals (harness.analysis.metrics,
+`fault_phases`): fault from its injection to the end of its active part (its revert; for a
+one-off fault the orchestrator's repair, else users' recovery), recovery from there to users'
+recovery. The run's phases are sets of intervals within the load window, with T1 the first
+injection:
 
-    baseline [load start, T1)   fault [T1, F)   recovery [F, R)   after [R, load end]
+    baseline  [load start, T1)
+    fault     the union of every occurrence's fault intervals
+    recovery  the union of every occurrence's recovery intervals, minus fault
+    after     the rest of [T1, load end): the time after a recovery, between occurrences too
+
+so the time between two occurrences of a repeated fault is `after`, not `fault`. Without any
+fault the whole load is baseline.
 
 Requests are counted by completion, latency percentiles taken over requests that started in
-the phase. Requests completing before the load start or after its end belong to the first and
-last non-empty phases, so the phases' counts add up to the totals.
+the phase. Requests completing before the load start or after its end belong to the phases at
+those edges, so the phases' counts add up to the totals.
+
+Intended versus achieved load, per phase, over its part after the warm-up: `achieved_rps` is
+the requests started there per second; `intended_rps` is the open-loop rate (`load.rate`), or
+for a closed loop the rate the users kept in the steady baseline; `shortfall` = 1 - achieved /
+intended, the share of the intended load that never happened (closed-loop users stop sending
+while they wait on a dead replica: coordinated omission).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from harness.analysis.metrics import FaultMetrics, LoadWindow
+from harness.analysis.metrics import FaultMetrics
+from harness.analysis.timebase import Interval, LoadWindow, measure_ns, subtract, union
 
 PHASE_NAMES = ("baseline", "fault", "recovery", "after")
 _MIN_NS = int(np.iinfo(np.int64).min)
 _MAX_NS = int(np.iinfo(np.int64).max)
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class Phase:
-    """A named half-open interval of wall-clock time."""
+    """A named set of half-open intervals of wall-clock time."""
 
     name: str
-    start_ns: int
-    end_ns: int
+    intervals: tuple[Interval, ...]
+
+    @property
+    def start_ns(self) -> int | None:
+        return self.intervals[0][0] if self.intervals else None
+
+    @property
+    def end_ns(self) -> int | None:
+        return self.intervals[-1][1] if self.intervals else None
 
     @property
     def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e9
+        return measure_ns(self.intervals) / 1e9
 
     @property
     def empty(self) -> bool:
-        return self.end_ns <= self.start_ns
+        return not self.intervals
 
 
 @dataclass(frozen=True)
@@ -82,20 +106,44 @@ class RequestStats:
 
 
 @dataclass(frozen=True)
+class LoadRate:
+    """Intended versus achieved sending rate over a phase's steady part."""
+
+    intended_rps: float | None
+    achieved_rps: float | None
+
+    @property
+    def shortfall(self) -> float | None:
+        if not self.intended_rps or self.achieved_rps is None:
+            return None
+        return 1.0 - self.achieved_rps / self.intended_rps
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "intended_rps": _round(self.intended_rps, 3),
+            "achieved_rps": _round(self.achieved_rps, 3),
+            "shortfall": _round(self.shortfall, 4),
+        }
+
+
+@dataclass(frozen=True)
 class PhaseStats:
     """One phase and what its requests did."""
 
     phase: Phase
     stats: RequestStats
     latency: LatencyStats | None
+    load: LoadRate
 
     def to_dict(self) -> dict[str, object]:
         return {
             "start_ns": self.phase.start_ns,
             "end_ns": self.phase.end_ns,
+            "intervals": [list(i) for i in self.phase.intervals],
             "duration_s": round(self.phase.duration_s, 3),
             **self.stats.to_dict(),
             "latency_ms": None if self.latency is None else self.latency.to_dict(),
+            **self.load.to_dict(),
         }
 
 
@@ -103,48 +151,124 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def phase_bounds(faults: tuple[FaultMetrics, ...], load: LoadWindow) -> tuple[Phase, ...]:
-    """The four phases, clipped to the load window; all baseline when there is no fault."""
+@dataclass(frozen=True, eq=False)
+class RequestIndex:
+    """The run's requests sorted by completion and by start, for interval queries."""
+
+    end_ns: npt.NDArray[np.int64]
+    cum_failed: npt.NDArray[np.int64]
+    start_ns: npt.NDArray[np.int64]
+    latency_by_start: FloatArray
+
+    @classmethod
+    def of(cls, requests: pd.DataFrame) -> RequestIndex:
+        end = requests["end_ns"].to_numpy(dtype=np.int64)
+        ok = requests["ok"].to_numpy(dtype=np.bool_)
+        by_end = np.argsort(end, kind="stable")
+        start = requests["start_ns"].to_numpy(dtype=np.int64)
+        by_start = np.argsort(start, kind="stable")
+        latency = requests["latency_ms"].to_numpy(dtype=np.float64)
+        cum = np.concatenate(([0], np.cumsum(~ok[by_end], dtype=np.int64)))
+        return cls(end[by_end], cum, start[by_start], latency[by_start])
+
+    def completed(self, intervals: Sequence[Interval]) -> tuple[int, int]:
+        """(requests, failures) completed in the intervals."""
+        lo, hi = self._bounds(self.end_ns, intervals)
+        return int((hi - lo).sum()), int((self.cum_failed[hi] - self.cum_failed[lo]).sum())
+
+    def started(self, intervals: Sequence[Interval]) -> int:
+        lo, hi = self._bounds(self.start_ns, intervals)
+        return int((hi - lo).sum())
+
+    def latencies(self, intervals: Sequence[Interval]) -> FloatArray:
+        """Latencies of the requests started in the intervals."""
+        lo, hi = self._bounds(self.start_ns, intervals)
+        parts = [self.latency_by_start[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+    @staticmethod
+    def _bounds(
+        sorted_ns: npt.NDArray[np.int64], intervals: Sequence[Interval]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if not intervals:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        edges = np.asarray(intervals, dtype=np.int64)
+        lo = np.searchsorted(sorted_ns, edges[:, 0], side="left").astype(np.int64)
+        hi = np.searchsorted(sorted_ns, edges[:, 1], side="left").astype(np.int64)
+        return lo, np.maximum(lo, hi)
+
+
+def phase_bounds(faults: Sequence[FaultMetrics], load: LoadWindow) -> tuple[Phase, ...]:
+    """The four phases within the load window (module docstring)."""
+    whole = [(load.start_ns, load.end_ns)] if load.end_ns > load.start_ns else []
     if not faults:
-        ends = [load.end_ns] * 3
-    else:
-        first = min(f.fault.injected_at_ns for f in faults)
-        active = max(f.active_until_ns(load) for f in faults)
-        unrecovered = any(not f.recovered for f in faults)
-        latest = load.end_ns if unrecovered else max(f.recovered_at_ns or 0 for f in faults)
-        ends = [first, active, max(active, latest)]
-    cuts = [load.start_ns, *(min(max(t, load.start_ns), load.end_ns) for t in ends), load.end_ns]
-    for i in range(1, len(cuts)):
-        cuts[i] = max(cuts[i], cuts[i - 1])
-    return tuple(Phase(name, cuts[i], cuts[i + 1]) for i, name in enumerate(PHASE_NAMES))
+        return (Phase("baseline", tuple(whole)), *(Phase(n, ()) for n in PHASE_NAMES[1:]))
+    first = load.clip(min(f.fault.injected_at_ns for f in faults))
+    fault = union(f.phase_bounds.get("fault", (0, 0)) for f in faults)
+    recovery = subtract(union(f.phase_bounds.get("recovery", (0, 0)) for f in faults), fault)
+    after = subtract(subtract(union([(first, load.end_ns)]), fault), recovery)
+    baseline = union([(load.start_ns, first)])
+    sets = (baseline, fault, recovery, after)
+    return tuple(Phase(n, tuple(s)) for n, s in zip(PHASE_NAMES, sets, strict=True))
 
 
-def counting_bounds(phases: tuple[Phase, ...]) -> list[tuple[int, int]]:
-    """Per phase, the [lo, hi) used to assign requests: open-ended at both extremes."""
-    bounds = [(p.start_ns, p.end_ns) if not p.empty else (0, 0) for p in phases]
-    nonempty = [i for i, p in enumerate(phases) if not p.empty] or [0]
-    first, last = nonempty[0], nonempty[-1]
-    bounds[first] = (_MIN_NS, bounds[first][1] if first != last else _MAX_NS)
-    bounds[last] = (bounds[last][0] if first != last else _MIN_NS, _MAX_NS)
-    return bounds
-
-
-def phase_stats(requests: pd.DataFrame, phases: tuple[Phase, ...]) -> tuple[PhaseStats, ...]:
-    """Per-phase counts (by completion) and latency percentiles (by start)."""
-    end = requests["end_ns"].to_numpy(dtype=np.int64)
-    start = requests["start_ns"].to_numpy(dtype=np.int64)
-    ok = requests["ok"].to_numpy(dtype=np.bool_)
-    latency = requests["latency_ms"].to_numpy(dtype=np.float64)
+def counting_intervals(phases: Sequence[Phase], load: LoadWindow) -> list[list[Interval]]:
+    """Per phase, the intervals used to assign requests: open at the load window's edges."""
     result = []
-    for phase, (lo, hi) in zip(phases, counting_bounds(phases), strict=True):
-        done = (end >= lo) & (end < hi)
-        stats = RequestStats(int(done.sum()), int((done & ~ok).sum()), phase.duration_s)
-        started = (start >= lo) & (start < hi)
-        result.append(PhaseStats(phase, stats, latency_stats(latency[started])))
-    return tuple(result)
+    for phase in phases:
+        widened = []
+        for start, end in phase.intervals:
+            lo = _MIN_NS if start <= load.start_ns else start
+            hi = _MAX_NS if end >= load.end_ns else end
+            widened.append((lo, hi))
+        result.append(widened)
+    if not any(result):  # an empty load window: everything is baseline
+        result[0] = [(_MIN_NS, _MAX_NS)]
+    return result
 
 
-def latency_stats(latency_ms: np.ndarray) -> LatencyStats | None:
+def intended_rps(index: RequestIndex, steady: Interval, rate_per_s: float | None) -> float | None:
+    """The open-loop rate, else the sending rate the users kept in the steady baseline."""
+    if rate_per_s is not None:
+        return rate_per_s
+    seconds = (steady[1] - steady[0]) / 1e9
+    return index.started([steady]) / seconds if seconds > 0 else None
+
+
+def interval_stats(
+    index: RequestIndex,
+    phase: Phase,
+    counting: Sequence[Interval],
+    steady_from_ns: int,
+    intended: float | None,
+) -> PhaseStats:
+    """Counts (by completion), latency (by start) and load rate of one phase."""
+    count, failed = index.completed(counting)
+    stats = RequestStats(count, failed, phase.duration_s)
+    latency = latency_stats(index.latencies(counting))
+    steady = subtract(list(phase.intervals), [(_MIN_NS, steady_from_ns)])
+    seconds = measure_ns(steady) / 1e9
+    achieved = index.started(steady) / seconds if seconds > 0 else None
+    return PhaseStats(phase, stats, latency, LoadRate(intended, achieved))
+
+
+def phase_stats(
+    index: RequestIndex,
+    phases: Sequence[Phase],
+    load: LoadWindow,
+    steady_from_ns: int,
+    intended: float | None,
+) -> tuple[PhaseStats, ...]:
+    """Per-phase statistics of the run's requests."""
+    counting = counting_intervals(phases, load)
+    return tuple(
+        interval_stats(index, phase, bounds, steady_from_ns, intended)
+        for phase, bounds in zip(phases, counting, strict=True)
+    )
+
+
+def latency_stats(latency_ms: FloatArray) -> LatencyStats | None:
     """p50/p95/p99/max (linear interpolation), None for no requests."""
     if latency_ms.size == 0:
         return None
@@ -161,8 +285,11 @@ def totals(requests: pd.DataFrame, load: LoadWindow) -> RequestStats:
 def endpoint_stats(requests: pd.DataFrame, load: LoadWindow) -> dict[str, RequestStats]:
     """Requests and failures per endpoint (instance the client sent them to)."""
     duration = (load.end_ns - load.start_ns) / 1e9
-    result: dict[str, RequestStats] = {}
-    for endpoint, group in requests.groupby("endpoint", sort=True, dropna=False):
-        name = "unknown" if pd.isna(endpoint) else str(endpoint)
-        result[name] = RequestStats(len(group), int((~group["ok"]).sum()), duration)
-    return result
+    frame = pd.DataFrame(
+        {"endpoint": requests["endpoint"].fillna("unknown").astype(str), "failed": ~requests["ok"]}
+    )
+    grouped = frame.groupby("endpoint", sort=True)["failed"].agg(["size", "sum"])
+    return {
+        str(name): RequestStats(int(row["size"]), int(row["sum"]), duration)
+        for name, row in grouped.iterrows()
+    }

@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from harness.analysis.data import RunData
-from harness.analysis.metrics import load_window
-from harness.analysis.phases import PHASE_NAMES, Phase, counting_bounds
+from harness.analysis.phases import PHASE_NAMES, Phase, counting_intervals
+from harness.analysis.timebase import Interval, LoadWindow, load_window
 
 DPI = 110
 MAX_POINTS = 150_000
@@ -49,6 +49,7 @@ class FaultBand:
     end_s: float
     detected_s: float | None
     recovered_s: float | None
+    impact: str = "visible"  # visible | none | unmeasured (see harness.analysis.metrics)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +114,10 @@ def fault_bands(summary: Mapping[str, object], axis: TimeAxis) -> list[FaultBand
         if start is None:
             continue
         detected, recovered = _int(fault.get("detected_at_ns")), _int(fault.get("recovered_at_ns"))
+        impact = str(fault.get("impact") or "visible")
         end = _int(fault.get("reverted_at_ns")) or recovered
+        if end is None and impact != "visible":
+            end = start  # nothing happened that lasted: a thin band at the injection
         end_s = axis.end_s if end is None else axis.seconds(end)
         bands.append(
             FaultBand(
@@ -124,6 +128,7 @@ def fault_bands(summary: Mapping[str, object], axis: TimeAxis) -> list[FaultBand
                 end_s=max(end_s, axis.seconds(start) + 0.05),
                 detected_s=None if detected is None else axis.seconds(detected),
                 recovered_s=None if recovered is None else axis.seconds(recovered),
+                impact=impact,
             )
         )
     return bands
@@ -338,10 +343,15 @@ def _fault_labels(bands: Sequence[FaultBand]) -> list[tuple[float, str, str]]:
 
 
 def recovery_labels(bands: Sequence[FaultBand]) -> list[tuple[float, str, str]]:
-    """'f1 ttr 0.80 s' at each recovery mark, 'f1 never recovered' at an unrecovered fault."""
+    """'f1 ttr 0.80 s' at each recovery mark, 'f1 never recovered' at an unrecovered fault,
+    'f1 no visible impact' / 'f1 not measured' at a fault without a recovery to show."""
     labels = []
     for band in bands:
-        if band.recovered_s is None:
+        if band.impact == "none":
+            labels.append((band.start_s, f"{band.fault_id} no visible impact", band.colour))
+        elif band.impact == "unmeasured":
+            labels.append((band.start_s, f"{band.fault_id} not measured", band.colour))
+        elif band.recovered_s is None:
             labels.append((band.start_s, f"{band.fault_id} never recovered", band.colour))
         elif band.detected_s is not None:
             ttr = band.recovered_s - band.start_s
@@ -376,14 +386,21 @@ def _legends(latency_ax: Axes, rate_ax: Axes, error_ax: Axes, bands: Sequence[Fa
 # -- latency per phase -----------------------------------------------------------------------
 
 
-def _phase_bounds(phases: Mapping[str, object]) -> list[tuple[int, int]]:
-    """The [lo, hi) of each phase as the metrics count them (open at both extremes)."""
-    bounds = []
+def _phase_intervals(phases: Mapping[str, object], axis: TimeAxis) -> list[list[Interval]]:
+    """The intervals of each phase as the metrics count them (open at the load's edges)."""
+    parsed = []
     for name in PHASE_NAMES:
         phase = _mapping(phases.get(name))
-        lo, hi = _int(phase.get("start_ns")), _int(phase.get("end_ns"))
-        bounds.append(Phase(name, lo or 0, hi or 0))
-    return counting_bounds(tuple(bounds))
+        raw = phase.get("intervals")
+        if isinstance(raw, list):
+            pairs = [(_int(p[0]), _int(p[1])) for p in raw if isinstance(p, list) and len(p) == 2]
+            intervals = tuple((lo, hi) for lo, hi in pairs if lo is not None and hi is not None)
+        else:  # summaries written before phases were interval sets
+            lo, hi = _int(phase.get("start_ns")), _int(phase.get("end_ns"))
+            intervals = ((lo, hi),) if lo is not None and hi is not None and hi > lo else ()
+        parsed.append(Phase(name, intervals))
+    load = LoadWindow(axis.origin_ns, axis.origin_ns + round(axis.end_s * 1e9))
+    return counting_intervals(parsed, load)
 
 
 def latency_by_phase_figure(run: RunData, summary: Mapping[str, object], out: Path) -> Path:
@@ -393,8 +410,12 @@ def latency_by_phase_figure(run: RunData, summary: Mapping[str, object], out: Pa
     phases = _mapping(summary.get("phases"))
     start = run.requests["start_ns"].to_numpy(dtype=np.int64)
     latency = np.maximum(run.requests["latency_ms"].to_numpy(dtype=np.float64), 0.01)
-    for (name, colour), (lo, hi) in zip(PHASE_COLOURS.items(), _phase_bounds(phases), strict=True):
-        values = np.sort(latency[(start >= lo) & (start < hi)])
+    bounds = _phase_intervals(phases, time_axis(run, summary))
+    for (name, colour), intervals in zip(PHASE_COLOURS.items(), bounds, strict=True):
+        inside = np.zeros(start.size, dtype=np.bool_)
+        for lo, hi in intervals:
+            inside |= (start >= lo) & (start < hi)
+        values = np.sort(latency[inside])
         if values.size:
             cdf = np.arange(1, values.size + 1) / values.size
             ax.step(values, cdf, where="post", color=colour, label=f"{name} (n={values.size})")

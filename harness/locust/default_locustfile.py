@@ -15,6 +15,15 @@ Settings come from the environment (the harness sets them; see harness/load.py):
     CHAOS_HARNESS_WAIT       seconds between a user's requests, constant; default 0 (closed loop)
     CHAOS_HARNESS_TIMEOUT_S  connection and network timeout in seconds; default 2.0
     CHAOS_HARNESS_SEED       seed of the per-user weighted path choice; default 0
+    CHAOS_HARNESS_RATE       open loop: total requests per second on a fixed schedule; 0 or
+                             unset: closed loop (CHAOS_HARNESS_WAIT applies)
+    CHAOS_HARNESS_USERS      the total number of users (all workers), to pace each one
+
+Open loop: each user sends one request every USERS / RATE seconds, at a random phase drawn at
+its start, so the arrivals of all users make RATE per second whatever the latency (as long as
+a request ends before the user's next turn: the harness starts enough users for its timeout).
+A turn missed because the previous request was still running is skipped, not made up: that
+load never happened, and the achieved rate shows it.
 
 Every request carries ``context={"endpoint": <name>}`` so that recorder.py logs which replica
 served it.
@@ -24,12 +33,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import random
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from locust import FastHttpUser, constant, task
+import gevent
+from locust import FastHttpUser, task
 
 
 @dataclass(frozen=True)
@@ -71,13 +83,16 @@ def _targets(host: str | None) -> list[list[Target]]:
 
 
 _FIRST_URL = next(iter(_endpoints(None)), ("", None))[1]
+_WAIT_S = float(os.environ.get("CHAOS_HARNESS_WAIT", "0") or 0)
+_RATE = float(os.environ.get("CHAOS_HARNESS_RATE", "0") or 0)
+_USERS = max(1, int(os.environ.get("CHAOS_HARNESS_USERS", "1") or 1))
+_INTERVAL_S = _USERS / _RATE if _RATE > 0 else 0.0
 
 
 class ChaosUser(FastHttpUser):
     """GETs a weighted-random path on the next endpoint in round-robin."""
 
     host = _FIRST_URL
-    wait_time = constant(float(os.environ.get("CHAOS_HARNESS_WAIT", "0") or 0))
     connection_timeout = float(os.environ.get("CHAOS_HARNESS_TIMEOUT_S", "2.0") or 2.0)
     network_timeout = connection_timeout
     _sequence = itertools.count()  # each user's round-robin offset
@@ -95,6 +110,20 @@ class ChaosUser(FastHttpUser):
         self._weights = weights if len(weights) > 1 else None
         seed = int(os.environ.get("CHAOS_HARNESS_SEED", "0") or 0)
         self._rng = random.Random(seed * 1_000_003 + worker * 65_537 + seq)
+        if _INTERVAL_S > 0:  # open loop: start at a random phase of this user's period
+            gevent.sleep(self._rng.uniform(0.0, _INTERVAL_S))
+        self._due = time.monotonic()
+
+    def wait_time(self) -> float:
+        """Closed loop: the constant wait. Open loop: the time until this user's next turn."""
+        if _INTERVAL_S <= 0:
+            return _WAIT_S
+        now = time.monotonic()
+        due = self._due + _INTERVAL_S
+        if now > due:  # late: skip the turns that passed, send at once for the current one
+            due += math.floor((now - due) / _INTERVAL_S) * _INTERVAL_S
+        self._due = due
+        return max(0.0, due - now)
 
     @task
     def get(self) -> None:

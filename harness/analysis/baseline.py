@@ -1,0 +1,154 @@
+"""The baseline: how the system behaved under load before any fault, and whether it was healthy.
+
+The steady baseline is [load start + warm-up, first injection): the ramp-up (Locust starting
+its users, `analysis.warmup`, default users / spawn_rate and at least 1 s) is left out. When the
+first fault comes before the warm-up ends, the whole [load start, first injection) is used and
+the summary says so. Without any fault, the steady baseline runs to the end of the load.
+
+Requests and probes are counted apart (by completion): each has its own failure rate, and a
+window is compared with the rate of its own kind (harness.analysis.tolerance). A run is not an
+experiment when its baseline is broken: when the steady baseline holds no request, or more than
+`analysis.baseline_max_error_rate` (default 5 %) of its requests or of its probes failed.
+Recovering "to the baseline" then means nothing, so no fault gets a recovery; the status is
+`baseline_broken` and the exit code 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.analysis.observations import Stream
+from harness.analysis.timebase import LoadWindow
+
+
+@dataclass(frozen=True)
+class BaselineWindow:
+    """The interval the baseline rates are taken over."""
+
+    start_ns: int
+    end_ns: int
+    warmup_s: float
+    includes_ramp_up: bool  # the first fault came before the warm-up ended
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Requests and probes completed in a window, and how many failed."""
+
+    requests: int
+    failed_requests: int
+    probes: int
+    failed_probes: int
+
+    @property
+    def request_rate(self) -> float | None:
+        return self.failed_requests / self.requests if self.requests else None
+
+    @property
+    def probe_rate(self) -> float | None:
+        return self.failed_probes / self.probes if self.probes else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "failed_requests": self.failed_requests,
+            "error_rate": _round(self.request_rate),
+            "probes": self.probes,
+            "failed_probes": self.failed_probes,
+            "probe_error_rate": _round(self.probe_rate),
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The run's baseline and the verdict on it."""
+
+    window: BaselineWindow
+    rates: Rates
+    max_error_rate: float
+    broken: bool
+    reason: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "start_ns": self.window.start_ns,
+            "end_ns": self.window.end_ns,
+            "duration_s": round(self.window.duration_s, 3),
+            "warmup_s": self.window.warmup_s,
+            "includes_ramp_up": self.window.includes_ramp_up,
+            **self.rates.to_dict(),
+            "max_error_rate": self.max_error_rate,
+            "broken": self.broken,
+            "reason": self.reason,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def baseline_window(
+    load: LoadWindow, first_injection_ns: int | None, warmup_s: float
+) -> BaselineWindow:
+    """[load start + warm-up, first injection), or from the load start when that is empty."""
+    end = load.end_ns if first_injection_ns is None else load.clip(first_injection_ns)
+    steady_start = load.start_ns + round(warmup_s * 1e9)
+    if steady_start < end:
+        return BaselineWindow(steady_start, end, warmup_s, includes_ramp_up=False)
+    return BaselineWindow(load.start_ns, end, warmup_s, includes_ramp_up=True)
+
+
+def rates_in(requests: Stream, probes: Stream, window: BaselineWindow) -> Rates:
+    """Requests and probes completed in the window, and their failures."""
+    n_requests, f_requests = requests.half_open(window.start_ns, window.end_ns)
+    n_probes, f_probes = probes.half_open(window.start_ns, window.end_ns)
+    return Rates(n_requests, f_requests, n_probes, f_probes)
+
+
+def judge(
+    window: BaselineWindow, rates: Rates, max_error_rate: float, requests: pd.DataFrame
+) -> Baseline:
+    """The run's baseline; broken (with the reason) as the module docstring says."""
+    span = f"the steady baseline (+{window.warmup_s:g} s to the first fault)"
+    if window.includes_ramp_up:
+        span = "the baseline (the first fault came before the warm-up ended)"
+    problems = []
+    if rates.requests == 0:
+        problems.append(f"no request completed in {span}")
+    elif (rates.request_rate or 0.0) > max_error_rate:
+        problems.append(
+            f"{rates.request_rate:.1%} of requests failed in {span}"
+            f"{_main_failure(requests, window)}"
+        )
+    if rates.probes and (rates.probe_rate or 0.0) > max_error_rate:
+        problems.append(f"{rates.probe_rate:.1%} of probes failed in {span}")
+    if not problems:
+        return Baseline(window, rates, max_error_rate, False, None)
+    reason = (
+        "; ".join(problems)
+        + f" (limit {max_error_rate:.1%}, analysis.baseline_max_error_rate): the system was "
+        "not healthy before any fault, so no recovery can be measured; check the load's host "
+        "and paths, and the probes' path"
+    )
+    return Baseline(window, rates, max_error_rate, True, reason)
+
+
+def _main_failure(requests: pd.DataFrame, window: BaselineWindow) -> str:
+    """', mostly ConnectionRefusedError on 127.0.0.1:8089': what failed, where (if known)."""
+    ends = requests["end_ns"]
+    failed = requests[(ends >= window.start_ns) & (ends < window.end_ns) & ~requests["ok"]]
+    if failed.empty:
+        return ""
+    keys = (
+        failed["error"].fillna("unknown error").astype(str)
+        + " on "
+        + failed["endpoint"].fillna("?").astype(str)
+    )
+    top = keys.value_counts()
+    return f", mostly {top.index[0]} ({int(top.iloc[0])} of {len(failed)})"

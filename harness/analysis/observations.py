@@ -1,0 +1,208 @@
+"""Requests and probes as sorted arrays, and the share of them each fault is measured on.
+
+A `Stream` is one kind of observation (requests, or probes) placed by completion, sorted, with
+cumulative failures so that any window's counts are two binary searches. `RunObservations`
+holds the run's requests and probes with their replica (a request's `endpoint`, a probe's
+`instance`) as integer codes, so selecting a fault's share is one vectorised mask.
+
+Attribution (the `view` of a fault):
+- `instance`: the load spread itself over the replicas (the bundled locustfile's client-side
+  round robin names each request's replica), so a fault is measured on the requests sent to
+  its target instances and on the probes of those instances;
+- `service`: the requests went through a shared address (Locust's --host: a Kubernetes
+  Service, the iptables-balanced address of Docker and Podman, or a user's locustfile), so
+  which replica served one is unknown; the fault is measured on every such request and on the
+  probes of its targets.
+A request's replica is known when its endpoint names an instance of the run (the manifest's
+load endpoints, the probed instances, the faults' targets). Two faults share observations when
+both are measured on the service stream or their targets intersect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ViewKind = Literal["instance", "service"]
+
+
+@dataclass(frozen=True, eq=False)
+class Stream:
+    """Completion instants (sorted) and outcomes of one kind of observation."""
+
+    end_ns: IntArray
+    ok: BoolArray
+    cum_failed: IntArray  # cum_failed[i] = failures among the first i observations
+
+    @classmethod
+    def of(cls, end_ns: npt.ArrayLike, ok: npt.ArrayLike) -> Stream:
+        ends = np.asarray(end_ns, dtype=np.int64)
+        oks = np.asarray(ok, dtype=np.bool_)
+        if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
+            order = np.argsort(ends, kind="stable")
+            ends, oks = ends[order], oks[order]
+        cum = np.concatenate(([0], np.cumsum(~oks, dtype=np.int64)))
+        return cls(ends, oks, cum)
+
+    @classmethod
+    def empty(cls) -> Stream:
+        return cls.of(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_))
+
+    def __len__(self) -> int:
+        return int(self.end_ns.size)
+
+    @property
+    def last_ns(self) -> int | None:
+        return None if self.end_ns.size == 0 else int(self.end_ns[-1])
+
+    def index(self, time_ns: int, *, after: bool) -> int:
+        """Position of the first observation completed after (`after`) or at/after time_ns."""
+        return int(np.searchsorted(self.end_ns, time_ns, side="right" if after else "left"))
+
+    def closed(self, lo_ns: int, hi_ns: int) -> tuple[int, int]:
+        """(observations, failures) completed in [lo_ns, hi_ns]."""
+        lo, hi = self.index(lo_ns, after=False), self.index(hi_ns, after=True)
+        hi = max(lo, hi)
+        return hi - lo, int(self.cum_failed[hi] - self.cum_failed[lo])
+
+    def half_open(self, lo_ns: int, hi_ns: int) -> tuple[int, int]:
+        """(observations, failures) completed in [lo_ns, hi_ns)."""
+        lo, hi = self.index(lo_ns, after=False), self.index(hi_ns, after=False)
+        hi = max(lo, hi)
+        return hi - lo, int(self.cum_failed[hi] - self.cum_failed[lo])
+
+    def windows_after(self, starts_ns: IntArray, length_ns: int) -> tuple[IntArray, IntArray]:
+        """Per start s: (observations, failures) completed in (s, s + length]."""
+        lo = np.searchsorted(self.end_ns, starts_ns, side="right")
+        hi = np.searchsorted(self.end_ns, starts_ns + length_ns, side="right")
+        counts: IntArray = (hi - lo).astype(np.int64)
+        failed: IntArray = (self.cum_failed[hi] - self.cum_failed[lo]).astype(np.int64)
+        return counts, failed
+
+    def first_failure(self, lo_ns: int, hi_ns: int) -> int | None:
+        """Completion of the first failure completed in [lo_ns, hi_ns], or None."""
+        lo, hi = self.index(lo_ns, after=False), self.index(hi_ns, after=True)
+        failed = np.flatnonzero(~self.ok[lo:hi])
+        return None if failed.size == 0 else int(self.end_ns[lo + failed[0]])
+
+    def last_failure(self) -> int | None:
+        failed = np.flatnonzero(~self.ok)
+        return None if failed.size == 0 else int(self.end_ns[failed[-1]])
+
+    def successes_from(self, time_ns: int) -> IntArray:
+        """Completions of the successes completed at or after time_ns, in order."""
+        start = self.index(time_ns, after=False)
+        ends: IntArray = self.end_ns[start:][self.ok[start:]]
+        return ends
+
+
+@dataclass(frozen=True, eq=False)
+class Coded:
+    """A stream with the replica of each observation as a code into `names`."""
+
+    stream: Stream
+    codes: npt.NDArray[np.int64]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, column: str) -> Coded:
+        """From a request or probe table already sorted by `end_ns`."""
+        ends = frame["end_ns"].to_numpy(dtype=np.int64)
+        ok = frame["ok"].to_numpy(dtype=np.bool_)
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+        names = tuple("" if pd.isna(u) else str(u) for u in uniques)
+        codes = np.asarray(codes, dtype=np.int64)
+        if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
+            order = np.argsort(ends, kind="stable")
+            ends, ok, codes = ends[order], ok[order], codes[order]
+        return cls(Stream.of(ends, ok), codes, names)
+
+    def present(self) -> set[str]:
+        return set(self.names)
+
+    def select(self, names: Iterable[str], *, keep: bool = True) -> Stream:
+        """The observations of the replicas in `names` (or, keep=False, of all the others)."""
+        wanted = set(names)
+        chosen = [i for i, n in enumerate(self.names) if n in wanted]
+        mask = np.isin(self.codes, np.asarray(chosen, dtype=np.int64))
+        if not keep:
+            mask = ~mask
+        if mask.all():
+            return self.stream
+        return Stream.of(self.stream.end_ns[mask], self.stream.ok[mask])
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """The observations one fault is measured on."""
+
+    kind: ViewKind
+    targets: tuple[str, ...]
+    requests: Stream
+    probes: Stream
+    description: str
+
+    def shares_with(self, other: View) -> bool:
+        """Whether a failure seen by one could be the other's (see the module docstring)."""
+        if self.kind == "service" and other.kind == "service":
+            return True
+        return bool(set(self.targets) & set(other.targets))
+
+
+@dataclass(frozen=True, eq=False)
+class RunObservations:
+    """Every request and probe of a run, with the replicas whose route is known."""
+
+    requests: Coded
+    probes: Coded
+    routed: frozenset[str]  # endpoint names that are instances of the run
+
+    @classmethod
+    def of(
+        cls, requests: pd.DataFrame, probes: pd.DataFrame, instances: Collection[str]
+    ) -> RunObservations:
+        coded_requests = Coded.of(requests, "endpoint")
+        coded_probes = Coded.of(probes, "instance")
+        known = set(instances) | coded_probes.present()
+        routed = frozenset(coded_requests.present() & known)
+        return cls(coded_requests, coded_probes, routed)
+
+    @property
+    def all_requests(self) -> Stream:
+        return self.requests.stream
+
+    @property
+    def all_probes(self) -> Stream:
+        return self.probes.stream
+
+    @property
+    def data_end_ns(self) -> int | None:
+        """The last completion of any request or probe."""
+        ends = [x for x in (self.all_requests.last_ns, self.all_probes.last_ns) if x is not None]
+        return max(ends) if ends else None
+
+    def service_requests(self) -> Stream:
+        """Requests whose replica is unknown (they went through a shared address)."""
+        if not self.routed:
+            return self.all_requests
+        return self.requests.select(self.routed, keep=False)
+
+    def view(self, targets: tuple[str, ...]) -> View:
+        """The observations a fault on `targets` is measured on (module docstring)."""
+        probes = self.probes.select(targets)
+        names = ", ".join(targets) or "no instance"
+        routed = [t for t in targets if t in self.routed]
+        service = self.service_requests() if not routed else Stream.empty()
+        if routed or len(service) == 0:
+            requests = self.requests.select(targets)
+            text = f"requests sent to {names} and probes of {names}"
+            return View("instance", targets, requests, probes, text)
+        text = f"requests through the service address (replica unknown) and probes of {names}"
+        return View("service", targets, service, probes, text)
