@@ -116,6 +116,9 @@ class Fault(ABC):
     restart_policy_applies: ClassVar[bool | None] = None
     # True: acts on whole nodes of a multi-node lab; targets of one engine refuse it up front
     needs_nodes: ClassVar[bool] = False
+    # The target kinds the fault works on (e.g. {"kubernetes"} for pod_delete); None: every
+    # target. Any other target refuses it before the run.
+    target_kinds: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, params: FaultParams) -> None:
         self.params = params

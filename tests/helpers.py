@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import statistics
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 from harness.engines import podman
+from harness.hostsys import cgroup_dir, cgroup_version
 from harness.targets.base import RUN_LABEL, EngineEvent, Target
 from harness.targets.service_vip import run_jumps
 
@@ -76,3 +81,101 @@ def podman_leftovers(run_id: str) -> list[str]:
         found.append(f"podman service pid {service.pid}")
     found += [f"file {p}" for p in podman.state_dir().glob(f"{run_id}.*")]
     return found
+
+
+# --- what a client sees -----------------------------------------------------------------------
+
+
+def fetch(url: str, connect_timeout_s: float = 0.5, read_timeout_s: float = 2.0) -> bool:
+    """One GET on a fresh connection: True when it answered 2xx/3xx in time.
+
+    A dropped SYN is retried by the kernel after 1 s, so a connect timeout under 1 s turns
+    it into a failure, while a lost packet later on is recovered within the read timeout.
+    """
+    return fetch_body(url, connect_timeout_s, read_timeout_s) is not None
+
+
+def fetch_body(
+    url: str, connect_timeout_s: float = 0.5, read_timeout_s: float = 2.0
+) -> bytes | None:
+    """The body of one GET on a fresh connection, or None when it failed or was not 2xx/3xx."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, connect_timeout_s)
+    try:
+        connection.connect()
+        assert connection.sock is not None
+        connection.sock.settimeout(read_timeout_s)
+        connection.request("GET", path or "/")
+        response = connection.getresponse()
+        body = response.read()
+        return body if 200 <= response.status < 400 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def timed_fetch_ms(url: str) -> float:
+    started = time.perf_counter()
+    assert fetch(url, read_timeout_s=5.0)
+    return (time.perf_counter() - started) * 1000
+
+
+def median_ms(url: str, count: int = 40) -> float:
+    return statistics.median(timed_fetch_ms(url) for _ in range(count))
+
+
+def failure_rate(url: str, count: int, connect_timeout_s: float = 0.3, **kw: float) -> float:
+    """The share of `count` fresh requests that failed, 8 at a time.
+
+    Not more at a time: busybox httpd listens with a backlog of 9, and SYNs beyond it are
+    dropped by the kernel, which would look like loss.
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: fetch(url, connect_timeout_s, **kw), range(count)))
+    return results.count(False) / count
+
+
+def download_mbit_s(url: str) -> float:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        started = time.perf_counter()
+        connection.request("GET", parts.path)
+        size = len(connection.getresponse().read())
+        return size * 8 / (time.perf_counter() - started) / 1e6
+    finally:
+        connection.close()
+
+
+# --- what the kernel says about a container's cgroup ------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time charged to the cgroup of `pid` so far."""
+    if cgroup_version() == 2:
+        stat = (cgroup_dir(pid, "") / "cpu.stat").read_text().split()
+        return int(stat[stat.index("usage_usec") + 1]) / 1e6
+    return int((cgroup_dir(pid, "cpuacct") / "cpuacct.usage").read_text()) / 1e9
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """Cores used by the cgroup of `pid` over the next `seconds`."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
+def throttled_periods(pid: int) -> int:
+    """How many CFS periods the cgroup of `pid` was throttled in: its CPU limit biting."""
+    directory = cgroup_dir(pid, "") if cgroup_version() == 2 else cgroup_dir(pid, "cpu")
+    stat = (directory / "cpu.stat").read_text().split()
+    return int(stat[stat.index("nr_throttled") + 1])
+
+
+def frozen(pid: int) -> bool:
+    """Whether the kernel's freezer holds the cgroup of `pid`."""
+    if cgroup_version() == 2:
+        return (cgroup_dir(pid, "") / "cgroup.freeze").read_text().strip() == "1"
+    return (cgroup_dir(pid, "freezer") / "freezer.state").read_text().strip() == "FROZEN"

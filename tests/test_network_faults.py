@@ -6,15 +6,10 @@ The abort tests SIGKILL the harness mid-fault and check the lease reverts it.
 
 from __future__ import annotations
 
-import http.client
 import math
-import statistics
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -34,50 +29,11 @@ from tests.abort import (
     wait_for_lease_revert,
 )
 from tests.conftest import DeployFactory
+from tests.helpers import download_mbit_s, failure_rate, fetch, median_ms
 
 pytestmark = pytest.mark.docker
 
 Context = Callable[..., FaultContext]
-
-
-def fetch(url: str, connect_timeout_s: float = 0.5, read_timeout_s: float = 2.0) -> bool:
-    """One GET on a fresh connection: True when it answered 2xx/3xx in time.
-
-    A dropped SYN is retried by the kernel after 1 s, so a connect timeout under 1 s turns
-    it into a failure, while a lost packet later on is recovered within the read timeout.
-    """
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, connect_timeout_s)
-    try:
-        connection.connect()
-        assert connection.sock is not None
-        connection.sock.settimeout(read_timeout_s)
-        connection.request("GET", parts.path or "/")
-        response = connection.getresponse()
-        response.read()
-        return 200 <= response.status < 400
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def timed_fetch_ms(url: str) -> float:
-    started = time.perf_counter()
-    assert fetch(url, read_timeout_s=5.0)
-    return (time.perf_counter() - started) * 1000
-
-
-def download_mbit_s(url: str) -> float:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    try:
-        started = time.perf_counter()
-        connection.request("GET", parts.path)
-        size = len(connection.getresponse().read())
-        return size * 8 / (time.perf_counter() - started) / 1e6
-    finally:
-        connection.close()
 
 
 def leftovers(instance: Instance, tag: str) -> list[str]:
@@ -144,17 +100,6 @@ def test_partition_groups_cut_instances_apart_but_not_from_the_load(
 # --- packet_loss --------------------------------------------------------------------------
 
 
-def failure_rate(url: str, count: int) -> float:
-    """The share of `count` fresh requests that failed, 8 at a time.
-
-    Not more at a time: busybox httpd listens with a backlog of 9, and SYNs beyond it are
-    dropped by the kernel, which would look like loss.
-    """
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: fetch(url, connect_timeout_s=0.3), range(count)))
-    return results.count(False) / count
-
-
 def test_packet_loss_fails_its_share_of_fresh_connections(
     deploy: DeployFactory, fault_context: Context
 ) -> None:
@@ -194,10 +139,6 @@ def test_bandwidth_caps_a_download_near_the_rate(
 
 
 # --- latency ------------------------------------------------------------------------------
-
-
-def median_ms(url: str, count: int = 40) -> float:
-    return statistics.median(timed_fetch_ms(url) for _ in range(count))
 
 
 def test_latency_by_the_proxy_adds_the_delay_to_each_request(

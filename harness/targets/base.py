@@ -228,6 +228,21 @@ def storage_problems(scenario: ScenarioBase, data_root: Path | None) -> list[str
     ]
 
 
+def kind_problems(scenario: ScenarioBase, kind: str) -> list[str]:
+    """Faults made for other kinds of target (Fault.target_kinds), refused before the run."""
+    from faults.registry import fault_kinds
+
+    problems = []
+    for index, entry in enumerate(scenario.faults):
+        works_on = getattr(fault_kinds().get(entry.kind), "target_kinds", None)
+        if works_on is not None and kind not in works_on:
+            problems.append(
+                f"faults.{index} ({entry.kind}): works only on target "
+                f"{' or '.join(sorted(works_on))}, not {kind}"
+            )
+    return problems
+
+
 def single_engine_problems(scenario: ScenarioBase, target: str) -> list[str]:
     """Node faults on a target of one engine: refused, with the reason, before anything runs."""
     return [

@@ -41,6 +41,7 @@ from harness.targets.base import (
     EngineEvent,
     Instance,
     Target,
+    kind_problems,
     owner_alive,
     owner_label_value,
     single_engine_problems,
@@ -147,7 +148,8 @@ class DockerTarget:
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        problems = single_engine_problems(scenario, f"target {cls.kind}")
+        problems = kind_problems(scenario, cls.kind)
+        problems += single_engine_problems(scenario, f"target {cls.kind}")
         return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
 
     @classmethod

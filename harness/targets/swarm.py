@@ -107,6 +107,7 @@ from harness.targets.base import (
     RUN_LABEL,
     SERVICE_LABEL,
     Instance,
+    kind_problems,
     owner_alive,
     owner_label_value,
     single_engine_problems,
@@ -326,9 +327,10 @@ class SwarmTarget(DockerTarget):
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
         """Node faults need the lab; on one engine they are refused up front."""
+        problems = kind_problems(scenario, cls.kind)
         if scenario.target.lab is not None:
-            return []
-        problems = single_engine_problems(scenario, "a single-node swarm")
+            return problems
+        problems += single_engine_problems(scenario, "a single-node swarm")
         return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
 
     @classmethod
