@@ -1,4 +1,5 @@
-"""`harness lab ...`: a multi-node Swarm on this machine (thin commands over harness.lab)."""
+"""`harness lab ...`: a multi-node Swarm or Kubernetes cluster on this machine (thin commands
+over harness.lab and harness.kube.lab)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,27 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.errors import HarnessError
 from harness.units import parse_duration
 
+KINDS = ("swarm", "kubernetes")
+
 lab_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="A multi-node Docker Swarm on this machine: one dockerd per node, each in its own "
-    "network namespace on the bridge chlab0.",
+    help="A multi-node cluster on this machine. swarm: one dockerd per node, each in its own "
+    "network namespace on the bridge chlab0. kubernetes: Kubernetes built from its own Go "
+    "module, a control plane and nodes (containerd, kubelet, kube-proxy) each in its own "
+    "namespaces on the bridge chk8s0.",
 )
 
 
 def _fail(exc: HarnessError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+    """Print the error as plain text (log lines in it are not Rich markup)."""
+    message = Text("error ", style="red") + Text(str(exc))
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -31,49 +39,139 @@ def _seconds(value: str) -> float:
         raise typer.BadParameter(str(exc)) from exc
 
 
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise typer.BadParameter(f"--kind {value}: one of {', '.join(KINDS)}")
+    return value
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def control_plane_args(values: list[str]) -> dict[str, tuple[str, ...]]:
+    """`COMPONENT:--flag=value` items grouped by component, in the order given."""
+    grouped: dict[str, list[str]] = {}
+    for value in values:
+        component, sep, flag = value.partition(":")
+        if not sep or not flag.startswith("--"):
+            raise typer.BadParameter(
+                f"--control-plane-args {value!r}: write COMPONENT:--flag=value, e.g. "
+                "kube-controller-manager:--node-monitor-grace-period=20s"
+            )
+        grouped.setdefault(component, []).append(flag)
+    return {k: tuple(v) for k, v in grouped.items()}
+
+
+@lab_app.command()
+def build(
+    kind: Annotated[str, typer.Option(help="what to build: kubernetes")] = "kubernetes",
+) -> None:
+    """Build Kubernetes from its Go module into the cache (once; at once when it is there)."""
+    from harness.kube.build import ensure_built
+
+    if kind != "kubernetes":
+        raise typer.BadParameter(f"--kind {kind}: only kubernetes is built (Swarm needs no build)")
+    try:
+        built = ensure_built(progress=_progress)
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+    print(built.bin_dir)
+
+
 @lab_app.command()
 def up(
-    nodes: Annotated[int, typer.Option(min=2, max=7, help="how many nodes")] = 3,
+    kind: Annotated[str, typer.Option(help="swarm or kubernetes")] = "swarm",
+    nodes: Annotated[int, typer.Option(min=1, max=7, help="how many nodes (Swarm: 2+)")] = 3,
     managers: Annotated[int, typer.Option(help="Swarm managers: 1 or 3")] = 1,
     heartbeat: Annotated[
         str, typer.Option(help="Swarm's dispatcher heartbeat period (e.g. 5s, 1s)")
     ] = "5s",
+    control_plane_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--control-plane-args",
+            help="Kubernetes: an extra flag for a control-plane component, "
+            "COMPONENT:--flag=value (repeatable), e.g. "
+            "kube-controller-manager:--node-monitor-grace-period=20s",
+        ),
+    ] = None,
     image: Annotated[
         list[str] | None,
         typer.Option(help="local image to copy to every node (repeatable; default: demo)"),
     ] = None,
 ) -> None:
-    """Bring the lab up and copy images to every node; print the manager's address."""
+    """Bring a lab up and copy images to every node; print how to reach it (last line:
+    the Swarm manager's address, or the Kubernetes kubeconfig's path)."""
     from harness.images import DEMO_IMAGE, build_demo_image
-    from harness.lab import Lab
     from harness.targets.docker import connect
 
+    kind = _kind(kind)
+    if kind == "swarm" and nodes < 2:
+        raise typer.BadParameter("a Swarm lab has 2 nodes or more")
     if managers not in (1, 3):
         raise typer.BadParameter(f"--managers must be 1 or 3, got {managers}")
+    if kind == "swarm" and control_plane_args:
+        raise typer.BadParameter("--control-plane-args is for --kind kubernetes")
     try:
         if not image:
             build_demo_image(connect(None))
         images = image or [DEMO_IMAGE]
-        info = Lab().up(nodes, managers, _seconds(heartbeat), images=images)
+        if kind == "kubernetes":
+            _up_kubernetes(nodes, control_plane_args_of(control_plane_args), images)
+        else:
+            _up_swarm(nodes, managers, _seconds(heartbeat), images)
     except HarnessError as exc:
         raise _fail(exc) from exc
+
+
+def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]]:
+    return control_plane_args(values or [])
+
+
+def _up_swarm(nodes: int, managers: int, heartbeat_s: float, images: list[str]) -> None:
+    from harness.lab import Lab
+
+    info = Lab().up(nodes, managers, heartbeat_s, images=images)
     for node in info.nodes:
         print(f"{node.name}\t{node.role}\t{node.address}\t{node.url}\t{node.node_id}")
     print(info.manager_url)
 
 
+def _up_kubernetes(nodes: int, args: dict[str, tuple[str, ...]], images: list[str]) -> None:
+    from harness.kube.lab import KubeLab
+
+    info = KubeLab().up(nodes, args, images, progress=_progress)
+    for node in info.nodes:
+        print(f"{node.name}\t{node.address}\tpods {node.pod_cidr}\t{node.containerd_socket}")
+    print(f"kubectl: {info.kubectl} --kubeconfig {info.kubeconfig}")
+    print(info.kubeconfig)
+
+
 @lab_app.command()
 def status() -> None:
-    """Show the lab: each node's daemon and what the Swarm manager says of it."""
+    """Show the labs: each node's processes and what the cluster says of it."""
+    from harness.kube.lab import KubeLab
     from harness.lab import Lab
 
     try:
-        found = Lab().status()
+        swarm, kube = Lab().status(), KubeLab().status()
     except HarnessError as exc:
         raise _fail(exc) from exc
-    if found is None:
+    if swarm is None and kube is None:
         print("no lab")
         return
+    console = Console()
+    if swarm is not None:
+        _print_swarm(console, swarm)
+    if kube is not None:
+        _print_kube(console, kube)
+
+
+def _print_swarm(console: Console, found: object) -> None:
+    from harness.lab import LabStatus
+
+    assert isinstance(found, LabStatus)
     table = Table("node", "role", "address", "daemon", "swarm", "availability", "manager")
     for node in found.nodes:
         daemon = f"pid {node.daemon_pid}" if node.daemon_pid else "[red]not running[/red]"
@@ -86,22 +184,60 @@ def status() -> None:
             node.availability,
             node.manager_status,
         )
-    console = Console()
     console.print(
-        f"lab {found.status}: heartbeat {found.heartbeat_s:g} s, storage driver "
+        f"Swarm lab {found.status}: heartbeat {found.heartbeat_s:g} s, storage driver "
         f"{found.storage_driver}, state {found.state_file}",
         highlight=False,
     )
     console.print(table)
 
 
+def _pid(pid: int | None) -> str:
+    return f"{pid}" if pid else "[red]down[/red]"
+
+
+def _print_kube(console: Console, found: object) -> None:
+    from harness.kube.lab import KubeLabStatus
+
+    assert isinstance(found, KubeLabStatus)
+    settings = found.settings
+    console.print(
+        f"Kubernetes lab {found.status}: {found.server}, kubeconfig {found.kubeconfig}, "
+        f"state {found.state_file}\n"
+        f"node-monitor-grace-period {settings.node_monitor_grace_period_s:g} s, not-ready / "
+        f"unreachable tolerations {settings.not_ready_toleration_s} / "
+        f"{settings.unreachable_toleration_s} s",
+        highlight=False,
+    )
+    console.print(
+        "control plane: " + ", ".join(f"{p.component} {_pid(p.pid)}" for p in found.control_plane),
+        highlight=False,
+    )
+    columns = ("node", "address", "pods", "containerd", "kubelet", "kube-proxy", "Ready", "sched")
+    table = Table(*columns)
+    for node in found.nodes:
+        pids = [_pid(p.pid) for p in node.processes]
+        table.add_row(node.name, node.address, node.pod_cidr, *pids, node.ready, node.schedulable)
+    console.print(table)
+
+
 @lab_app.command()
-def down() -> None:
-    """Remove every daemon, namespace, bridge, rule, mount and file of the lab (idempotent)."""
+def down(
+    kind: Annotated[
+        str | None, typer.Option(help="swarm or kubernetes (default: every lab that is up)")
+    ] = None,
+) -> None:
+    """Remove every process, namespace, bridge, rule, mount and file of the labs (idempotent)."""
+    from harness.kube.lab import KubeLab
     from harness.lab import Lab
 
+    kinds = [_kind(kind)] if kind else list(KINDS)
+    removed: list[str] = []
     try:
-        removed = Lab().down()
+        if "swarm" in kinds:
+            removed += Lab().down()
+        if "kubernetes" in kinds:
+            removed += KubeLab().down()
     except HarnessError as exc:
         raise _fail(exc) from exc
     for line in removed:

@@ -158,6 +158,7 @@ def test_a_record_of_another_lab_reverts_nothing(tmp_path: Path) -> None:
 
 def test_cli_without_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAOS_HARNESS_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setenv("CHAOS_HARNESS_KUBE_LAB_DIR", str(tmp_path / "kube-lab"))
     runner = CliRunner()
     assert runner.invoke(lab_app, ["status"]).output.strip() == "no lab"
     for _ in range(2):
