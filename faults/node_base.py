@@ -1,8 +1,10 @@
 """What the node faults share: choosing lab nodes, recording them, and acting on them.
 
-A node fault picks the lab nodes of the selected instances (never the manager the harness
-talks to), records them (with the lab's identity, so a revert after the lab was replaced does
-nothing), and acts on each node; subclasses say what to do and how to undo it.
+A node fault acts on the nodes of a lab, Swarm's or Kubernetes' (harness.labs.nodes.LabNodes,
+picked by the target's kind): the nodes of the selected instances (on Swarm never the manager
+the harness talks to; on Kubernetes any node, the control plane runs apart). The record names
+the lab (kind, directory, creation time) and the nodes, so a revert after the lab was replaced
+does nothing; subclasses say what to do and how to undo it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
-from harness import lab
 from harness.errors import FaultError
+from harness.labs import nodes as lab_nodes
+from harness.labs.nodes import LabNodes
 from harness.targets.base import Instance, Target
 
-NODE_KILLER_TOOLS = ("ip", "nsenter", "dockerd", "setsid")
+NODE_KILLER_TOOLS = ("ip", "nsenter", "setsid")
 
 
 class NodeParams(FaultParams):
@@ -31,82 +34,78 @@ class NodeFault(Fault):
     """A fault that acts on whole lab nodes."""
 
     def choose(
-        self, ctx: FaultContext, state: lab.LabState, instances: Sequence[Instance]
-    ) -> tuple[list[lab.NodeState], str | None]:
+        self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]
+    ) -> tuple[list[str], str | None]:
         """The nodes to act on and how they were chosen (the selected instances' nodes)."""
         node = getattr(self.params, "node", None)
-        return lab.choose_nodes(state, instances, ctx.target.instances(), ctx.rng, node)
+        return lab.choose(instances, ctx.target.instances(), ctx.rng, node)
 
     def heals_during_fault(self, target: Target) -> bool:
-        return True  # Swarm reschedules a lost or drained node's tasks on the other nodes
+        # Swarm reschedules a lost or drained node's tasks at once; Kubernetes evicts a drained
+        # node's pods at once and a lost node's after its tolerations (300 s by default)
+        return True
 
     @abstractmethod
-    def mechanism_name(self) -> str:
-        """What is done, in a few words, for the record and the report."""
+    def mechanism_name(self, lab: LabNodes) -> str:
+        """What is done on `lab`, in a few words, for the record and the report."""
 
     def record_data(
-        self, ctx: FaultContext, fault_id: str, state: lab.LabState, nodes: Sequence[lab.NodeState]
+        self, ctx: FaultContext, fault_id: str, lab: LabNodes, nodes: Sequence[str]
     ) -> dict[str, Any]:
-        """Extra data the revert needs (beyond the nodes)."""
-        del ctx, fault_id, state, nodes
+        """Extra data the revert needs (beyond the lab and the nodes)."""
+        del ctx, fault_id, lab, nodes
         return {}
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        state = lab.lab_for_fault()
-        nodes, how = self.choose(ctx, state, instances)
-        extra = self.record_data(ctx, fault_id, state, nodes)
+        lab = lab_nodes.for_target(ctx.target.kind)
+        nodes, how = self.choose(ctx, lab, instances)
+        extra = self.record_data(ctx, fault_id, lab, nodes)
         mode = getattr(self.params, "mode", None)
         if mode is not None:
             extra["mode"] = mode
         return RevertRecord(
             fault_id=fault_id,
             kind=self.kind,
-            targets=lab.on_nodes(nodes, ctx.target.instances()) or tuple(n.name for n in nodes),
-            mechanism=self.mechanism_name(),
-            data=lab.node_record_data(state, nodes, chosen_by=how, **extra),
+            targets=lab.instances_on(nodes, ctx.target.instances()) or tuple(nodes),
+            mechanism=self.mechanism_name(lab),
+            data={**lab.record_data(nodes), "chosen_by": how, "agent": lab.agent, **extra},
         )
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is None:
+        lab = lab_nodes.of_record(record.data)
+        if lab is None:
             raise FaultError("the lab of this fault is gone")
-        state, nodes = found
         ctx.mark_action()
-        self.act(state, nodes, record.data)
+        self.act(lab, list(record.data["nodes"]), record.data)
 
     @classmethod
     def revert(cls, ctx: FaultContext, record: RevertRecord) -> None:
-        found = lab.recorded_nodes(dict(record.data))
-        if found is not None:  # a lab that is gone or was replaced holds nothing of ours
-            state, nodes = found
-            cls.undo(state, nodes, record.data)
+        lab = lab_nodes.of_record(record.data)
+        if lab is not None:  # a lab that is gone or was replaced holds nothing of ours
+            ctx.mark_action()
+            cls.undo(lab, list(record.data["nodes"]), record.data)
 
     @abstractmethod
-    def act(
-        self, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
-    ) -> None:
+    def act(self, lab: LabNodes, nodes: Sequence[str], data: Mapping[str, Any]) -> None:
         """Make the change on each node."""
 
     @classmethod
     @abstractmethod
-    def undo(
-        cls, state: lab.LabState, nodes: Sequence[lab.NodeState], data: Mapping[str, Any]
-    ) -> None:
+    def undo(cls, lab: LabNodes, nodes: Sequence[str], data: Mapping[str, Any]) -> None:
         """Undo it; idempotent."""
 
 
-def take_nodes_down(nodes: Sequence[lab.NodeState], power: bool) -> None:
-    """A lost machine (link down, every process killed) or just its daemon killed."""
-    for node in nodes:
-        if power:
-            lab.set_link(node, up=False)
-            lab.kill_node_processes(node)
-        else:
-            lab.kill_daemon(node)
+def take_nodes_down(lab: LabNodes, nodes: Sequence[str], power: bool) -> None:
+    """A lost machine (link down, every process killed) or just its node agent killed."""
+    if power:
+        lab.power_off(nodes)
+    else:
+        lab.stop_agent(nodes)
 
 
-def bring_nodes_back(state: lab.LabState, nodes: Sequence[lab.NodeState]) -> None:
-    """Links up and daemons started again with their own command lines."""
-    for node in nodes:
-        lab.set_link(node, up=True)
-    lab.restart_daemons(state, nodes)
+def bring_nodes_back(lab: LabNodes, nodes: Sequence[str], power: bool) -> None:
+    """Links up and the nodes' daemons started again (a reboot), or the agent started again."""
+    if power:
+        lab.power_on(nodes)
+    else:
+        lab.start_agent(nodes)

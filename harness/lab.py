@@ -42,14 +42,13 @@ daemons mounted, and is safe to run twice and after a crash.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,8 @@ import docker
 import docker.errors
 
 from harness.errors import FaultError, TargetError
-from harness.hostsys import process_start_ticks, require_tool, run
+from harness.hostsys import process_start_ticks, require_tool
+from harness.labs import host
 from harness.targets.base import Instance
 
 PREFIX = "chlab"
@@ -272,23 +272,10 @@ def load_state(directory: Path | None = None) -> LabState | None:
 
 def save_state(state: LabState) -> None:
     """Write the state file atomically (and durably: it is the lab's undo log)."""
-    path = Path(state.lab_dir) / "state.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as handle:
-        json.dump(state.to_json(), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    host.save_json(Path(state.lab_dir) / "state.json", state.to_json())
 
 
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """One lab operation at a time (up, down, a node fault's state update)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+locked = host.locked  # one lab operation at a time (up, down, a node fault's state update)
 
 
 def storage_driver_for(directory: Path) -> str:
@@ -300,28 +287,7 @@ def storage_driver_for(directory: Path) -> str:
     return "vfs" if fstype in NESTING_FILESYSTEMS else "overlay2"
 
 
-def filesystem_of(path: Path) -> str:
-    """The filesystem type of the mount that holds `path` (the longest mount prefix)."""
-    target = str(path.resolve())
-    best, fstype = "", ""
-    for point, kind in _mounts_with_types():
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, kind
-    return fstype
-
-
-def _mounts_with_types() -> list[tuple[str, str]]:
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        found.append((_unescape(left.split()[4]), right.split()[0]))
-    return found
-
-
-def _unescape(text: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    return text.encode().decode("unicode_escape") if "\\" in text else text
+filesystem_of = host.filesystem_of
 
 
 # --- what the runner and the targets see ----------------------------------------------------
@@ -389,75 +355,25 @@ def connect(url: str, timeout_s: float = 10.0) -> docker.DockerClient:
 # --- processes --------------------------------------------------------------------------------
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
 def find_daemon(node: NodeState) -> int | None:
     """The PID of the node's running dockerd (found by its data root), or None."""
-    for pid in _pids():
-        argv = _cmdline(pid)
-        if argv[:1] == ["dockerd"] and node.data_root in argv and _alive(pid):
+    for pid in host.pids():
+        argv = host.cmdline(pid)
+        if argv[:1] == ["dockerd"] and node.data_root in argv and host.alive(pid):
             return pid
     return None
 
 
 def node_processes(node: NodeState) -> set[int]:
     """Every live process of the node: in its network namespace, or in its cgroups."""
-    try:
-        netns = os.stat(NETNS_DIR / node.netns)
-        ns_key: tuple[int, int] | None = (netns.st_dev, netns.st_ino)
-    except OSError:
-        ns_key = None
-    found = set()
-    for pid in _pids():
-        if pid == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            ns = os.stat(f"/proc/{pid}/ns/net")
-            if ns_key is not None and (ns.st_dev, ns.st_ino) == ns_key and _alive(pid):
-                found.add(pid)
-                continue
-            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-                path = line.split(":", 2)[2]
-                mine = path == node.cgroup_parent or path.startswith(node.cgroup_parent + "/")
-                if mine and _alive(pid):
-                    found.add(pid)
-                    break
     daemon = find_daemon(node)
+    found = host.processes_of(node.netns, node.cgroup_parent)
     return found | ({daemon} if daemon else set())
 
 
 def kill_node_processes(node: NodeState, timeout_s: float = 15.0) -> int:
     """SIGKILL every process of the node until none is left; how many were killed."""
-    killed: set[int] = set()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        left = node_processes(node)
-        if not left:
-            return len(killed)
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        killed |= left
-        time.sleep(0.1)
-    raise TargetError(f"processes of {node.name} survive SIGKILL: {sorted(node_processes(node))}")
+    return host.kill_until_gone(lambda: node_processes(node), node.name, timeout_s)
 
 
 def start_daemon(node: NodeState, timeout_s: float = 60.0) -> NodeState:
@@ -504,7 +420,7 @@ def _clear_stale_pidfiles(node: NodeState) -> None:
             pid = int(path.read_text().strip() or 0)
         except (OSError, ValueError):
             continue
-        if not pid or not _alive(pid):
+        if not pid or not host.alive(pid):
             path.unlink(missing_ok=True)
 
 
@@ -523,54 +439,25 @@ def wait_answers(node: NodeState, timeout_s: float) -> None:
             time.sleep(0.3)
 
 
-# --- host plumbing ----------------------------------------------------------------------------
+# --- host plumbing (shared with the Kubernetes lab: harness.labs.host) --------------------
 
 
-def _sh(args: Sequence[str], check: bool = True, timeout_s: float = 30.0) -> str:
-    try:
-        return run(args, timeout_s=timeout_s, check=check)
-    except FaultError as exc:
-        raise TargetError(str(exc)) from exc
-
-
-def _exists_link(name: str) -> bool:
-    return Path(f"/sys/class/net/{name}").exists()
-
-
-def _iptables(action: str, rule: Sequence[str]) -> bool:
-    table, chain, *spec = rule
-    done = subprocess.run(
-        ["iptables", "-w", "5", "-t", table, action, chain, *spec],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
-    return done.returncode == 0
+_sh = host.sh
+_exists_link = host.exists_link
+_iptables = host.iptables
+unmount_under = host.unmount_under
 
 
 def _make_bridge(state: LabState) -> None:
-    if not _exists_link(state.bridge):
-        _sh(["ip", "link", "add", state.bridge, "type", "bridge"])
-        _sh(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", state.bridge])
-    _sh(["ip", "link", "set", state.bridge, "up"])
+    host.make_bridge(state.bridge, f"{BRIDGE_ADDRESS}/24", state.host_rules)
+    # loopback addresses DNAT-ed to a node (slot routing) must be routable onto the bridge
     Path(f"/proc/sys/net/ipv4/conf/{state.bridge}/route_localnet").write_text("1\n")
-    for rule in state.host_rules:
-        if not _iptables("-C", rule) and not _iptables("-I", rule):
-            raise TargetError(f"cannot add the host rule 'iptables -t {' '.join(rule)}'")
 
 
 def _make_node_network(state: LabState, node: NodeState) -> None:
-    if not (NETNS_DIR / node.netns).exists():
-        _sh(["ip", "netns", "add", node.netns])
-    if not _exists_link(node.veth_host):
-        _sh(["ip", "link", "add", node.veth_host, "type", "veth", "peer", "name", node.veth_node])
-        _sh(["ip", "link", "set", node.veth_node, "netns", node.netns])
-    _sh(["ip", "link", "set", node.veth_host, "master", state.bridge, "up"])
-    inside = ["ip", "-n", node.netns]
-    _sh([*inside, "addr", "replace", f"{node.address}/24", "dev", node.veth_node])
-    _sh([*inside, "link", "set", node.veth_node, "up"])
-    _sh([*inside, "link", "set", "lo", "up"])
+    host.make_netns_on_bridge(
+        state.bridge, node.netns, node.veth_host, node.veth_node, f"{node.address}/24"
+    )
     # no default route: nothing in the lab can reach past the bridge, and a node's attempt to
     # pull an image fails at once instead of hanging until a timeout (measured: ~20 s)
 
@@ -581,65 +468,8 @@ def _make_node_dirs(node: NodeState) -> None:
     Path(node.config_file).write_text("{}\n")
 
 
-def _lab_mounts(roots: Sequence[str]) -> list[str]:
-    """Mount points at or under any of `roots`, deepest first."""
-    prefixes = [r.rstrip("/") for r in roots if r]
-    points = [
-        point
-        for point, _kind in _mounts_with_types()
-        if any(point == p or point.startswith(p + "/") for p in prefixes)
-    ]
-    return sorted(set(points), key=lambda p: (p.count("/"), p), reverse=True)
-
-
-def unmount_under(roots: Sequence[str]) -> list[str]:
-    """Lazily unmount everything mounted under `roots`; raise if a mount survives."""
-    done: list[str] = []
-    for _ in range(5):
-        points = _lab_mounts(roots)
-        if not points:
-            return done
-        for point in points:
-            umount = subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-            if umount.returncode == 0:
-                done.append(point)
-    left = _lab_mounts(roots)
-    if left:
-        raise TargetError(f"cannot unmount {', '.join(left)}")
-    return done
-
-
-def _cgroup_dirs(node: NodeState) -> list[Path]:
-    root = Path("/sys/fs/cgroup")
-    name = node.cgroup_parent.lstrip("/")
-    candidates = [root / name, *(p / name for p in root.iterdir() if p.is_dir())]
-    return [c for c in candidates if c.is_dir()]
-
-
 def remove_cgroups(node: NodeState) -> int:
-    removed = 0
-    for top in _cgroup_dirs(node):
-        for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if path.is_dir():
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-                    removed += 1
-        with contextlib.suppress(OSError):
-            top.rmdir()
-            removed += 1
-    return removed
-
-
-def _remove_tree(path: Path) -> bool:
-    """Remove a lab directory, never across a mount point."""
-    import shutil
-
-    if not path.exists():
-        return False
-    if _lab_mounts([str(path)]):
-        raise TargetError(f"not removing {path}: something is still mounted under it")
-    shutil.rmtree(path, ignore_errors=False)
-    return True
+    return host.remove_cgroups(node.cgroup_parent)
 
 
 # --- the lab ----------------------------------------------------------------------------------
@@ -778,34 +608,18 @@ class Lab:
         roots = [state.run_root, state.lab_dir, *(n.data_dir for n in state.nodes)]
         removed += [f"unmounted {p}" for p in unmount_under(roots)]
         for node in state.nodes:
-            removed += _remove_node_network(node)
+            removed += host.remove_netns(node.netns, node.veth_host)
             if remove_cgroups(node):
                 removed.append(f"cgroups of {node.name}")
-        if _exists_link(state.bridge):
-            _sh(["ip", "link", "del", state.bridge])
-            removed.append(f"bridge {state.bridge}")
-        for rule in state.host_rules:
-            while _iptables("-D", rule):
-                removed.append(f"iptables rule {' '.join(rule)}")
+        removed += host.remove_bridge(state.bridge, state.host_rules)
         for node in state.nodes:
-            if _remove_tree(Path(node.data_dir)):
+            if host.remove_tree(Path(node.data_dir)):
                 removed.append(f"dir {node.data_dir}")
         for path in (Path(state.run_root), Path(state.lab_dir) / "images"):
-            if _remove_tree(path):
+            if host.remove_tree(path):
                 removed.append(f"dir {path}")
         (Path(state.lab_dir) / "state.json").unlink(missing_ok=True)
         return removed
-
-
-def _remove_node_network(node: NodeState) -> list[str]:
-    removed = []
-    if (NETNS_DIR / node.netns).exists():
-        _sh(["ip", "netns", "del", node.netns])
-        removed.append(f"netns {node.netns}")
-    if _exists_link(node.veth_host):
-        _sh(["ip", "link", "del", node.veth_host], check=False)
-        removed.append(f"veth {node.veth_host}")
-    return removed
 
 
 def check_host() -> None:
@@ -939,10 +753,7 @@ def same_lab(record_data: dict[str, Any]) -> LabState | None:
 
 def set_link(node: NodeState, up: bool) -> bool:
     """Bring the host side of the node's veth up or down; False if it is gone."""
-    if not _exists_link(node.veth_host):
-        return False
-    _fault_sh(["ip", "link", "set", node.veth_host, "up" if up else "down"])
-    return True
+    return host.set_link(node.veth_host, up)
 
 
 def kill_daemon(node: NodeState) -> int | None:
@@ -990,13 +801,7 @@ def partition_rules(state: LabState, node: NodeState, tag: str) -> list[list[str
 
 def netns_iptables(node: NodeState, action: str, rule: Sequence[str]) -> bool:
     """Run iptables inside the node's network namespace; False if the rule (or node) is gone."""
-    if not (NETNS_DIR / node.netns).exists():
-        return False
-    args = ["nsenter", f"--net={NETNS_DIR / node.netns}", "iptables", "-w", "5", action, *rule]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=15, check=False)
-    if action != "-D" and done.returncode != 0:
-        raise FaultError(f"'{' '.join(args)}' failed: {done.stderr.strip()}")
-    return done.returncode == 0
+    return host.netns_iptables(node.netns, action, rule)
 
 
 def set_availability(state: LabState, node: NodeState, availability: str) -> None:
@@ -1033,10 +838,6 @@ def node_events(state: LabState, since_ns: int, until_ns: int) -> list[tuple[int
                 )
             )
     return found
-
-
-def _fault_sh(args: Sequence[str]) -> str:
-    return run(args, timeout_s=30)
 
 
 def choose_nodes(
@@ -1107,11 +908,77 @@ def recorded_nodes(data: dict[str, Any]) -> tuple[LabState, list[NodeState]] | N
     return state, [state.node(name) for name in data["nodes"]]
 
 
-def host_problem(*tools: str) -> str:
-    """Why the lab's host tools cannot be used here ("" when they can)."""
-    if os.geteuid() != 0:
-        return "needs root"
-    import shutil
+host_problem = host.host_problem
 
-    missing = [t for t in tools if shutil.which(t) is None]
-    return f"missing {', '.join(missing)}" if missing else ""
+
+class SwarmNodes:
+    """The nodes of the Swarm lab for the node faults (harness.labs.nodes.LabNodes)."""
+
+    kind = "swarm"
+    agent = "dockerd"
+
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+
+    @classmethod
+    def current(cls) -> SwarmNodes:
+        return cls(lab_for_fault())
+
+    @classmethod
+    def of_lab(cls, directory: Path, created_ns: object) -> SwarmNodes | None:
+        state = load_state(directory)
+        if state is None or state.created_ns != created_ns:
+            return None
+        return cls(state)
+
+    def _nodes(self, names: Sequence[str]) -> list[NodeState]:
+        return [self.state.node(name) for name in names]
+
+    def choose(
+        self,
+        selected: Sequence[Instance],
+        everyone: Sequence[Instance],
+        rng: random.Random,
+        explicit: str | None,
+    ) -> tuple[list[str], str]:
+        nodes, how = choose_nodes(self.state, selected, everyone, rng, explicit)
+        return [n.name for n in nodes], how
+
+    def record_data(self, nodes: Sequence[str]) -> dict[str, Any]:
+        return {"lab_kind": self.kind, **node_record_data(self.state, self._nodes(nodes))}
+
+    def instances_on(self, nodes: Sequence[str], instances: Sequence[Instance]) -> tuple[str, ...]:
+        return on_nodes(self._nodes(nodes), instances)
+
+    def power_off(self, nodes: Sequence[str]) -> None:
+        for node in self._nodes(nodes):
+            set_link(node, up=False)
+            kill_node_processes(node)
+
+    def power_on(self, nodes: Sequence[str]) -> None:
+        for node in self._nodes(nodes):
+            set_link(node, up=True)
+        restart_daemons(self.state, self._nodes(nodes))
+
+    def stop_agent(self, nodes: Sequence[str]) -> None:
+        for node in self._nodes(nodes):
+            kill_daemon(node)
+
+    def start_agent(self, nodes: Sequence[str]) -> None:
+        restart_daemons(self.state, self._nodes(nodes))
+
+    def set_link(self, node: str, up: bool) -> bool:
+        return set_link(self.state.node(node), up)
+
+    def partition_rules(self, node: str, tag: str) -> list[list[str]]:
+        return partition_rules(self.state, self.state.node(node), tag)
+
+    def node_iptables(self, node: str, action: str, rule: Sequence[str]) -> bool:
+        return netns_iptables(self.state.node(node), action, rule)
+
+    def drain(self, node: str) -> list[str]:
+        set_availability(self.state, self.state.node(node), "drain")
+        return []
+
+    def undrain(self, node: str) -> None:
+        set_availability(self.state, self.state.node(node), "active")
