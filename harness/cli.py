@@ -213,7 +213,14 @@ def _fault_lines(fault: Mapping[str, object]) -> list[str]:
         outcome = f"recovered in {ttr:.3f} s"
     else:
         outcome = "NOT recovered"
-    lines = [f"{head}: {outcome}, {fault.get('failed_requests')} failed requests"]
+    own = as_map(fault.get("view_counts"))
+    counts = f"all users: {fault.get('failed_requests')} of {fault.get('requests_in_window')}"
+    if own:
+        counts = (
+            f"its own requests: {own.get('failed_requests')} of {own.get('requests')} failed; "
+            f"{counts}"
+        )
+    lines = [f"{head}: {outcome}; {counts} failed in its window"]
     if fault.get("observed"):
         lines.append(f"  measured on {fault.get('observed')}")
     if fault.get("reason"):

@@ -49,7 +49,7 @@ from harness.results import EventLog, RunDir, write_json, write_pid_file
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target, target_class
-from harness.targets.base import Instance, Target
+from harness.targets.base import Target
 from harness.timeline import Action, Occurrence, actions, expand
 
 HEALTH_TIMEOUT_S = 90.0
@@ -207,7 +207,7 @@ class Runner:
         probes = self.scenario.probes
         if probes.enabled:
             self._prober = Prober(instances, probes.path, probes.interval, probes.timeout).start()
-        host = service_url(target, instances)
+        host = target.service_url()  # Locust's --host: the workload as a whole
         self._manifest["load"]["host"] = host
         self._load = LoadRun(self._load_plan([(i.name, i.url) for i in instances], host))
         self._load.start()
@@ -471,19 +471,6 @@ class Runner:
 def action_instant(clock: ActionClock, before_ns: int) -> int:
     """The instant the fault marked as its action, else the instant before its apply/revert."""
     return before_ns if clock.first_ns is None else clock.first_ns
-
-
-def service_url(target: Target, instances: Sequence[Instance]) -> str | None:
-    """Locust's --host: the target's service address (`Target.service_url()`).
-
-    A target without one yet gets its first replica's address: a locustfile of the user's then
-    reaches one replica only (the bundled locustfile spreads its requests itself)."""
-    method = getattr(target, "service_url", None)
-    if callable(method):
-        url = method()
-        if isinstance(url, str) and url:
-            return url
-    return instances[0].url if instances else None
 
 
 def check_scenario_path(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from harness.load import (
 )
 
 BUSYBOX = "/bin/busybox"
+REPO = Path(__file__).resolve().parent.parent
 
 Server = Callable[[], str]
 
@@ -255,6 +257,56 @@ def test_a_crashing_locustfile_raises_with_its_log(tmp_path: Path) -> None:
     assert all(_gone(pid) for pid in run.pids)
 
 
+LOCUST_EXAMPLE = REPO / "scenarios" / "locustfiles" / "semaphore_wait.py"
+LOCUST_EXAMPLE_SHA256 = "524c1b4e3a9d102779d709ff6b5476e7d6dea512e0f2abc291e88633120edbe8"
+
+
+def test_locusts_own_example_unchanged_loads_the_host_it_is_given(
+    tmp_path: Path, http_server: Server
+) -> None:
+    # the example sets host = "http://127.0.0.1:8089" (nothing listens there); Locust's runner
+    # sets user_class.host = environment.host when --host is given, so --host wins
+    assert hashlib.sha256(LOCUST_EXAMPLE.read_bytes()).hexdigest() == LOCUST_EXAMPLE_SHA256
+    assert 'host = "http://127.0.0.1:8089"' in LOCUST_EXAMPLE.read_text()
+    url = http_server()
+    plan = _plan(tmp_path / "load", [], users=3, duration_s=2, locustfile=LOCUST_EXAMPLE, host=url)
+    _run_to_end(plan)
+
+    requests = collect_requests(plan.record_dir)
+    assert len(requests) > 20
+    assert set(requests["endpoint"]) == {url.removeprefix("http://")}  # not 127.0.0.1:8089
+    assert requests["ok"].all()
+
+
+def test_open_loop_keeps_its_arrival_rate_while_half_the_requests_hang(
+    tmp_path: Path, http_server: Server, silent_port: int
+) -> None:
+    # every other request goes to a listener that never answers (0.5 s timeout). Closed-loop
+    # users would spend most of their time waiting there; 40/s with 60 users keeps its schedule
+    endpoints = [("live", http_server()), ("silent", f"http://127.0.0.1:{silent_port}")]
+    plan = _plan(
+        tmp_path / "load",
+        endpoints,
+        users=60,
+        spawn_rate=60,
+        duration_s=6,
+        timeout_s=0.5,
+        rate_per_s=40.0,
+    )
+    run = _run_to_end(plan)
+
+    requests = collect_requests(plan.record_dir)
+    assert run.started_at_ns is not None
+    since = (requests["start_ns"] - run.started_at_ns) / 1e9
+    steady = requests[(since >= 2.0) & (since < 5.0)]  # after the users started, before the end
+    assert len(steady) / 3.0 == pytest.approx(40.0, rel=0.15)
+    assert set(steady.loc[~steady["ok"], "endpoint"]) == {"silent"}
+    assert steady["ok"].mean() == pytest.approx(0.5, abs=0.1)
+    # arrivals are spread over each second, not sent in bursts by users released together
+    per_tenth = steady.groupby((since[steady.index] * 10).astype(int)).size()
+    assert per_tenth.max() <= 12
+
+
 # -- no Locust process --------------------------------------------------------------------
 
 
@@ -277,6 +329,8 @@ def test_commands_and_environment(tmp_path: Path) -> None:
         paths=[LoadPath("/health", weight=2)],
         record_dir=tmp_path,
         extra_env={"EXTRA": "1"},
+        host="http://10.0.0.254:80",
+        rate_per_s=25.0,
     )
     commands = dict(locust_commands(plan, "python", 5557))
     assert list(commands) == ["master", "worker-0", "worker-1"]
@@ -285,7 +339,10 @@ def test_commands_and_environment(tmp_path: Path) -> None:
     assert master[master.index("--exit-code-on-error") + 1] == "0"
     assert master[master.index("--master-bind-port") + 1] == "5557"
     assert "--worker" in commands["worker-1"]
+    for argv in commands.values():  # every process gets the service address as Locust's --host
+        assert argv[argv.index("--host") + 1] == "http://10.0.0.254:80"
     env = plan_env(plan, {"LOCUST_HOST": "http://elsewhere", "PATH": "/bin"})
+    assert (env["CHAOS_HARNESS_RATE"], env["CHAOS_HARNESS_USERS"]) == ("25.0", "4")
     assert "LOCUST_HOST" not in env and env["PATH"] == "/bin" and env["EXTRA"] == "1"
     assert '"path": "/health"' in env["CHAOS_HARNESS_PATHS"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.analysis.report import write_report
-from tests.synthetic_run import inject, realistic_run, series, write_run
+from tests.synthetic_run import Req, inject, realistic_run, revert, series, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -51,6 +51,10 @@ def test_report_content(report: Path) -> None:
     for phase in ("baseline", "fault", "recovery", "after"):
         assert f"<b>{phase}</b>" in html
     assert "availability[f1]" in html
+    assert "Baseline" in html and ">healthy<" in html
+    assert "measured on requests sent to web-2 and probes of web-2" in html
+    assert "intended sent/s" in html and "load lost" in html
+    assert "closed loop" in html
 
 
 def test_figures_are_png(report: Path) -> None:
@@ -66,6 +70,24 @@ def test_report_from_stored_files_alone(report: Path) -> None:
     assert summary["run_id"] == "20240101-quickstart"
     assert [f["id"] for f in summary["faults"]] == ["f1", "f2"]
     assert all(f["recovered"] for f in summary["faults"])
+
+
+def test_report_marks_overlaps_no_impact_and_repeats(tmp_path: Path) -> None:
+    # web-1 killed twice (f1#1 at 10 s, f1#2 at 20 s); a harmless latency fault on web-2 overlaps
+    down = {*range(100, 110, 2), *range(200, 210, 2)}  # web-1's requests while it is down
+    requests = [Req(i / 10, 5.0, i not in down, f"web-{i % 2 + 1}") for i in range(300)]
+    events = [
+        inject(10.0, "f1#1", targets=("web-1",), entry="f1", occurrence=1, has_duration=False),
+        inject(10.5, "f2", kind="latency", targets=("web-2",), has_duration=True),
+        revert(13.0, "f2", kind="latency"),
+        inject(20.0, "f1#2", targets=("web-1",), entry="f1", occurrence=2, has_duration=False),
+    ]
+    run_dir = write_run(tmp_path / "run", requests, events=events, load_s=(0.0, 30.0))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+
+    assert "no visible impact" in html
+    assert "overlapped with f2: measured on different observations" in html
+    assert "Repeated faults" in html and "f1#2" in html
 
 
 def test_report_with_given_summary_and_text_escaped(tmp_path: Path) -> None:
@@ -85,4 +107,5 @@ def test_report_of_empty_run(tmp_path: Path) -> None:
     html = write_report(run_dir).read_text(encoding="utf-8")
 
     assert "No fault was injected" in html
+    assert "no request completed in the steady baseline" in html  # not an experiment
     assert png_size(run_dir / "figures" / "timeline.png")[0] > 0

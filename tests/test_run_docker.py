@@ -1,5 +1,9 @@
-"""End-to-end runs of `harness run` on the real engine: the numbers against the engine's own
-timestamps and an independent computation, and an interrupted run that leaves nothing."""
+"""End-to-end runs of `harness run` on the real engine, checked against facts the harness did not
+record: the kernel's word on when the killed process died (a pidfd), and a packet capture of
+what the replica sent on the run's bridge (bench.witness). Also: a fault that never recovers
+exits 1 with its reason, overlapping faults are measured on their own observations, a user's
+locustfile (Locust's own example, unchanged) loads the target, and an interrupted run leaves
+nothing behind."""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import pandas as pd
 import pytest
 import yaml
 
-from bench.engine_watch import EngineWatch
+from bench.witness import RunWitness
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
 from tests.abort import REPO, SCENARIOS
@@ -27,90 +32,169 @@ pytestmark = pytest.mark.docker
 NS = 1_000_000_000
 
 
-@pytest.fixture
-def engine_watch(docker_client: docker.DockerClient) -> Iterator[EngineWatch]:
-    watch = EngineWatch(docker_client)
-    yield watch
-    watch.close()
-
-
-def _scenario(tmp_path: Path, **changes: Any) -> Path:
-    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+def _scenario(tmp_path: Path, source: str = "quickstart.yaml", **changes: Any) -> Path:
+    data = yaml.safe_load((SCENARIOS / source).read_text())
     data["load"]["duration"] = "22s"
-    data["faults"][0]["at"] = "8s"
     for key, value in changes.items():
         data[key] = value
+    if source == "locust-example.yaml":  # its locustfile is relative to the scenario
+        data["load"]["locustfile"] = str(SCENARIOS / data["load"]["locustfile"])
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def _independent_ttr(run_dir: Path, t0: int, stable_for_s: float) -> float:
-    """DESIGN.md's ttr_s, computed plainly from the stored tables (requests and probes)."""
-    observations = []
-    for table in ("requests.parquet", "probes.parquet"):
-        frame = pd.read_parquet(run_dir / table)
-        ends = frame["start_ns"] + (frame["latency_ms"] * 1e6).round().astype("int64")
-        observations += list(zip(ends.tolist(), frame["ok"].tolist(), strict=True))
-    observations.sort()
-    before = [ok for end, ok in observations if end < t0]
-    baseline_rate = before.count(False) / len(before)
-    after = [(end, ok) for end, ok in observations if end >= t0]
-    detected = next(end for end, ok in after if not ok)
-    for index, (end, ok) in enumerate(after):
-        if not ok or end < detected:
-            continue
-        window = [o for e, o in after[index + 1 :] if e <= end + stable_for_s * NS]
-        if window and window.count(False) / len(window) <= baseline_rate:
-            return (end - t0) / NS
-    raise AssertionError("never recovered")
+def _command(scenario: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out)]
 
 
-def test_kill_run_matches_the_engine_and_an_independent_ttr(
-    tmp_path: Path, engine_watch: EngineWatch, docker_client: docker.DockerClient
+def _run(scenario: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(scenario, out), capture_output=True, text=True, timeout=300, check=False, cwd=REPO
+    )
+
+
+def _summary(done: subprocess.CompletedProcess[str]) -> tuple[Path, dict[str, Any]]:
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
+    return run_dir, summary
+
+
+def _nothing_left(client: docker.DockerClient, run_dir: Path) -> None:
+    label = {"label": f"{RUN_LABEL}={run_dir.name}"}
+    assert client.containers.list(all=True, filters=label) == []
+    assert client.networks.list(filters=label) == []
+
+
+@pytest.fixture
+def witness(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[RunWitness]:
+    watcher = RunWitness(docker_client, tmp_path / "runs", "web-2")
+    yield watcher
+    watcher.close()
+
+
+def test_a_kill_against_the_kernel_and_the_wire(
+    tmp_path: Path, witness: RunWitness, docker_client: docker.DockerClient
 ) -> None:
+    kill = {"kind": "container_kill", "at": "8s", "select": {"names": ["web-2"]}}
     out = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(_scenario(tmp_path)), "--out", str(out)],
-        capture_output=True,
+    process = subprocess.Popen(
+        _command(_scenario(tmp_path, faults=[kill], slo={"ttr_s": 10}), out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
-        check=False,
         cwd=REPO,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
-    assert run_dir.parent == out
-    for name in ("scenario.yaml", "manifest.json", "requests.parquet", "probes.parquet"):
-        assert (run_dir / name).exists(), name
-    assert (run_dir / "report.html").exists() and (run_dir / "figures" / "timeline.png").exists()
+    witness.attach(timeout_s=120)
+    stdout, stderr = process.communicate(timeout=300)
+    facts = witness.facts()
+    assert process.returncode == 0, stderr[-3000:]
+    run_dir, summary = _summary(subprocess.CompletedProcess([], 0, stdout, stderr))
 
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "passed"
     (fault,) = summary["faults"]
-    assert fault["recovered"] and fault["restart_policy_applies"] is True
-    assert fault["failed_requests"] > 0  # users did see the crash
-    (orchestrator,) = fault["orchestrator"]
-    instance, t0 = orchestrator["instance"], fault["injected_at_ns"]
-
-    # the orchestrator's intervals against the engine's own event timestamps (within 20 ms)
-    die = engine_watch.first("die", instance, t0)
-    start = engine_watch.first("start", instance, die)
-    healthy = engine_watch.first("health_status: healthy", instance, start)
-    assert abs(orchestrator["kill_to_die_s"] - (die - t0) / NS) <= 0.020
-    assert abs(orchestrator["die_to_start_s"] - (start - die) / NS) <= 0.020
-    assert abs(orchestrator["start_to_healthy_s"] - (healthy - start) / NS) <= 0.020
-
-    # user-visible ttr against an independent computation from the stored tables
-    stable_for = summary["analysis"]["stable_for_s"]
-    assert fault["ttr_s"] == pytest.approx(_independent_ttr(run_dir, t0, stable_for), abs=0.002)
+    (engine,) = fault["orchestrator"]
+    t0, died = fault["injected_at_ns"], facts.died_at_ns
+    assert fault["view"] == "instance" and fault["impact"] == "visible" and fault["recovered"]
+    assert died is not None, "the witness never saw web-2's process die"
+    # t0 is the kill itself: before the death the kernel reported, and close to it (measured
+    # here: 5 ms, wake-up of the witness included; stamped before the fault's container
+    # listing, as before issue 7, it was 170 ms early)
+    assert 0 <= died - t0 <= 0.1 * NS
+    # the engine reports the death after the kernel saw it (measured: 150 ms after)
+    assert engine["die_at_ns"] >= died - 0.01 * NS
+    # users saw the first failure right after the death, not before
+    assert -0.05 * NS <= fault["detected_at_ns"] - died <= 1.0 * NS
+    # on the wire: web-2 answered until it died and answered again after its restart; users
+    # cannot have recovered before that first answer, and did soon after it
+    assert facts.responses > 100
+    assert facts.last_answer_before_ns is not None and facts.last_answer_before_ns < died
+    served = facts.first_answer_after_ns
+    assert served is not None, "web-2 never answered again on the wire"
+    assert engine["start_at_ns"] < served
+    recovered = fault["recovered_at_ns"]
+    assert served - 0.002 * NS <= recovered <= served + summary["analysis"]["stable_for_s"] * NS
 
     requests = pd.read_parquet(run_dir / "requests.parquet")
-    assert requests["start_ns"].dtype == "int64" and requests["ok"].dtype == "bool"
     assert set(requests["endpoint"]) == {"web-1", "web-2", "web-3"}
-    label = {"label": f"{RUN_LABEL}={run_dir.name}"}
-    assert docker_client.containers.list(all=True, filters=label) == []
-    assert docker_client.networks.list(filters=label) == []
+    _nothing_left(docker_client, run_dir)
+
+
+def test_a_fault_that_never_recovers_exits_1_with_its_reason(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    # the engine's kill is a manual stop: web-2 stays down; the only SLO is an error rate
+    kill = {"kind": "container_kill", "at": "5s", "mode": "api", "select": {"names": ["web-2"]}}
+    scenario = _scenario(tmp_path, faults=[kill], slo={"error_rate": {"after": 0.01}})
+    data = yaml.safe_load(scenario.read_text())
+    data["load"]["duration"] = "14s"
+    scenario.write_text(yaml.safe_dump(data))
+    done = _run(scenario, tmp_path / "runs")
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    run_dir, summary = _summary(done)
+    assert summary["status"] == "slo_violated"
+    assert "f1 container_kill on web-2: NOT recovered" in done.stderr
+    assert "failures continued until the end of the run" in done.stderr
+    assert "restart policy does not apply" in done.stderr
+    assert "phase after is empty: f1 never recovered" in done.stderr
+    assert "SLOs met" not in done.stderr
+    _nothing_left(docker_client, run_dir)
+
+
+def test_overlapping_faults_are_each_measured_on_their_own_replica(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    scenario = _scenario(tmp_path, "overlap.yaml")
+    data = yaml.safe_load(scenario.read_text())
+    data["faults"][0].update(at="6s", duration="8s")  # web-2 slowed 6-14 s
+    data["faults"][1]["at"] = "8s"  # web-1 killed at 8 s
+    scenario.write_text(yaml.safe_dump(data))
+    done = _run(scenario, tmp_path / "runs")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir, summary = _summary(done)
+    slow, crash = summary["faults"]
+    assert (slow["kind"], crash["kind"]) == ("latency", "container_kill")
+    assert slow["overlapped_with"] == ["f2"] and crash["overlapped_with"] == ["f1"]
+    assert slow["shared_observations_with"] == [] == crash["shared_observations_with"]
+    assert crash["observed"] == "requests sent to web-1 and probes of web-1"
+    assert crash["recovered"] is True
+
+    # recount from the stored requests, by completion, what each fault's own view holds
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    requests["end_ns"] = requests["start_ns"] + (requests["latency_ms"] * 1e6).round()
+
+    def failed(endpoint: str, fault: dict[str, Any]) -> int:
+        inside = requests["end_ns"].between(fault["injected_at_ns"], fault["window_end_ns"])
+        return int((inside & ~requests["ok"] & (requests["endpoint"] == endpoint)).sum())
+
+    assert crash["view_counts"]["failed_requests"] == failed("web-1", crash) > 0
+    assert slow["view_counts"]["failed_requests"] == failed("web-2", slow)
+    assert failed("web-1", slow) > 0  # the crash's failures fall in the slow fault's window...
+    assert slow["ttd_s"] is None or failed("web-2", slow) > 0  # ...and are not taken by it
+    _nothing_left(docker_client, run_dir)
+
+
+def test_locusts_own_example_loads_the_target_and_a_kill_is_measured(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    scenario = _scenario(tmp_path, "locust-example.yaml")
+    data = yaml.safe_load(scenario.read_text())
+    data["faults"][0]["at"] = "8s"
+    scenario.write_text(yaml.safe_dump(data))
+    done = _run(scenario, tmp_path / "runs")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir, summary = _summary(done)
+    host = summary["load"]["host"]
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    # the example's own host (127.0.0.1:8089) was overridden by the target's service address
+    assert set(requests["endpoint"]) == {urlsplit(host).netloc}
+    assert summary["baseline"]["broken"] is False
+    (fault,) = summary["faults"]
+    assert fault["view"] == "service" and fault["impact"] == "visible"
+    assert fault["recovered"] is True and fault["failed_requests"] > 0
+    _nothing_left(docker_client, run_dir)
 
 
 def test_sigint_in_the_middle_of_a_fault_leaves_nothing(
@@ -119,10 +203,11 @@ def test_sigint_in_the_middle_of_a_fault_leaves_nothing(
     scenario = _scenario(
         tmp_path,
         faults=[{"kind": "container_pause", "at": "4s", "duration": "10s"}],
+        slo={},
     )
     out = tmp_path / "runs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out)],
+        _command(scenario, out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,9 +226,7 @@ def test_sigint_in_the_middle_of_a_fault_leaves_nothing(
     _stdout, stderr = process.communicate(timeout=90)
 
     assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
-    label = {"label": f"{RUN_LABEL}={run_dir.name}"}
-    assert docker_client.containers.list(all=True, filters=label) == []
-    assert docker_client.networks.list(filters=label) == []
+    _nothing_left(docker_client, run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     actions = [e["action"] for e in read_json_lines(run_dir / "events.jsonl")]

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import FaultError, ScenarioError
-from harness.scenario import SelectorSpec, build_fault, parse_scenario, scenario_model
+from harness.scenario import (
+    SelectorSpec,
+    build_fault,
+    load_scenario,
+    parse_scenario,
+    scenario_model,
+)
 from harness.selection import select_instances
 from harness.targets.base import RUN_LABEL, Instance
 from harness.timeline import actions, expand
@@ -151,3 +157,43 @@ def test_every_bundled_scenario_validates() -> None:
             cwd=REPO,
         )
         assert done.returncode == 0, f"{path.name}: {done.stderr}"
+
+
+def test_open_loop_gets_enough_users_for_its_timeout() -> None:
+    scenario = parse_scenario("name: s\nload: {rate: 200/s, timeout: 2s}\n")
+    # each user keeps one arrival every users / rate s, which must outlast a 2 s timeout + 1 s
+    assert (scenario.load.rate, scenario.load.users, scenario.load.spawn_rate) == (200.0, 600, 600)
+    assert parse_scenario("name: s\nload: {rate: 600/min}\n").load.rate == 10.0
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario("name: s\nload: {rate: 200/s, users: 100, locustfile: x.py}\n", "o.yaml")
+    (problem,) = caught.value.problems
+    assert "load.rate paces the bundled locustfile only" in problem
+    assert "load.users 100 cannot keep load.rate 200/s" in problem
+    assert "give at least 400 users" in problem
+
+
+def test_the_detection_horizon_must_outlast_the_request_timeout() -> None:
+    assert parse_scenario("name: s\n").analysis.detection_horizon == 5.0
+    with pytest.raises(ScenarioError, match=r"detection_horizon \(5 s\) must exceed load.timeout"):
+        parse_scenario("name: s\nload: {timeout: 6s}\n")
+    scenario = parse_scenario("name: s\nload: {timeout: 6s}\nanalysis: {detection_horizon: 8s}\n")
+    assert scenario.analysis.detection_horizon == 8.0
+
+
+def test_the_warmup_defaults_to_the_time_locust_takes_to_start_its_users() -> None:
+    scenario = parse_scenario("name: s\nload: {users: 50, spawn_rate: 10}\n")
+    assert scenario.analysis.warmup_s(scenario.load) == 5.0
+    quick = parse_scenario("name: s\nload: {users: 5, spawn_rate: 10}\n")
+    assert quick.analysis.warmup_s(quick.load) == 1.0  # at least 1 s
+
+
+def test_a_relative_locustfile_is_found_beside_the_scenario(tmp_path: Path) -> None:
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "mine.py").write_text("# a locustfile\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nload: {locustfile: files/mine.py}\n")
+    assert load_scenario(path).load.locustfile == str(tmp_path / "files" / "mine.py")
+    path.write_text("name: s\nload: {locustfile: files/missing.py}\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert "load.locustfile: no such file" in caught.value.problems[0]

@@ -63,7 +63,9 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
             _header(summary),
             _load_note(summary),
             _slo_section(summary),
+            _baseline_section(summary),
             _faults_section(summary),
+            _groups_section(summary),
             _phases_section(summary),
             figures_section(figures),
         ]
@@ -138,6 +140,9 @@ def _header(summary: Mapping[str, object]) -> str:
     ]
     if error:
         lines.append(f'<p class="note">run error: {esc(error)}</p>')
+    reason = summary.get("status_reason")
+    if reason:
+        lines.append(f'<p class="note"><b>{esc(status.replace("_", " "))}:</b> {esc(reason)}</p>')
     return "\n".join(lines)
 
 
@@ -145,10 +150,22 @@ def _load_note(summary: Mapping[str, object]) -> str:
     load = as_map(summary.get("load"))
     endpoints = ", ".join(str(e) for e in as_list(load.get("endpoints"))) or NONE
     balancing = load.get("load_balancing") or "not recorded"
+    mode = (
+        f"open loop: {esc(load.get('rate_per_s'))} requests/s on a fixed schedule"
+        if load.get("mode") == "open"
+        else "closed loop: each user sends its next request when the last one completed, "
+        "so users waiting on a broken replica send nothing meanwhile"
+    )
+    routing = (
+        "each request names its replica (per-instance attribution)"
+        if load.get("routing") == "per_instance"
+        else "requests went through the service address: their replica is unknown"
+    )
     return (
         f'<p class="note"><b>How the load was spread:</b> {esc(balancing)}<br>'
-        f"endpoints: {esc(endpoints)}. When the load is spread client-side across replica "
-        "endpoints, a dead replica's share of requests fails until it is back.</p>"
+        f"endpoints: {esc(endpoints)}; Locust's host: {esc(load.get('host'))}; {routing}. "
+        "When the load is spread client-side across replica endpoints, a dead replica's share "
+        f"of requests fails until it is back.<br><b>Load:</b> {mode}.</p>"
     )
 
 
@@ -159,11 +176,51 @@ def _slo_section(summary: Mapping[str, object]) -> str:
         return "<h2>SLOs</h2><p>No SLO in this scenario.</p>"
     verdict = "passed" if slo.get("passed") else "slo_violated"
     rows = [
-        [esc(c.get("name")), esc(c.get("limit")), esc(c.get("value")), _verdict(c.get("verdict"))]
+        [
+            esc(c.get("name")),
+            esc(c.get("limit")),
+            esc(c.get("value")),
+            _verdict(c.get("verdict")),
+            esc(c.get("reason") or ""),
+        ]
         for c in checks
     ]
-    return f"<h2>SLOs {badge(verdict.replace('_', ' '), verdict)}</h2>" + table(
-        ["check", "limit", "value", "verdict"], rows
+    allowed = "allowed (slo.allow_no_data)" if slo.get("allow_no_data") else "a failure"
+    note = f"<p class='meta'>a check without data is {allowed}.</p>"
+    head = f"<h2>SLOs {badge(verdict.replace('_', ' '), verdict)}</h2>"
+    return head + table(["check", "limit", "value", "verdict", "why"], rows) + note
+
+
+def _baseline_section(summary: Mapping[str, object]) -> str:
+    baseline = as_map(summary.get("baseline"))
+    if not baseline:
+        return ""
+    state = badge("broken", "fail") if baseline.get("broken") else badge("healthy", "pass")
+    ramp = (
+        " (includes the ramp-up: the first fault came first)"
+        if baseline.get("includes_ramp_up")
+        else f" (after a {esc(baseline.get('warmup_s'))} s warm-up)"
+    )
+    row = [
+        f"{_since(summary, baseline.get('start_ns'))} → {_since(summary, baseline.get('end_ns'))}"
+        + esc(ramp),
+        f"{esc(baseline.get('failed_requests'))} / {esc(baseline.get('requests'))}",
+        _pct(baseline.get("error_rate")),
+        f"{esc(baseline.get('failed_probes'))} / {esc(baseline.get('probes'))}",
+        _pct(baseline.get("probe_error_rate")),
+        _pct(baseline.get("max_error_rate")),
+    ]
+    headers = ["steady baseline", "failed requests", "rate", "failed probes", "rate", "limit"]
+    reason = baseline.get("reason")
+    note = f'<p class="note">{esc(reason)}</p>' if reason else ""
+    return (
+        f"<h2>Baseline {state}</h2>"
+        + table(headers, [row])
+        + note
+        + (
+            "<p class='meta'>requests and probes are counted apart; a stability window may hold as "
+            "many failures as the baseline rate allows by chance (a binomial upper bound).</p>"
+        )
     )
 
 
@@ -177,46 +234,124 @@ def _faults_section(summary: Mapping[str, object]) -> str:
     if not faults:
         return "<h2>Faults</h2><p>No fault was injected: the whole run is baseline.</p>"
     rows = [_fault_row(summary, f) for f in faults]
-    headers = ["fault", "kind", "targets", "injected", "reverted", "detected (ttd)"]
-    headers += ["recovered (ttr)", "failed requests", "availability", "failed probes"]
+    headers = ["fault", "kind", "targets", "measured on", "injected", "reverted"]
+    headers += ["detected (ttd)", "recovered (ttr)", "its requests failed"]
+    headers += ["all users: failed", "availability", "failed probes", "overlapped with"]
     parts = ["<h2>Faults</h2>", table(headers, rows)]
-    parts += [_fault_detail(f) for f in faults]
+    parts += [_fault_detail(summary, f) for f in faults]
     return "\n".join(parts)
 
 
 def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> list[str]:
     targets = ", ".join(str(t) for t in as_list(fault.get("targets"))) or NONE
-    recovered = (
-        f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
-        if fault.get("recovered")
-        else badge("never recovered", "fail")
-    )
+    impact = fault.get("impact", "visible")
+    if impact == "none":
+        recovered = badge("no visible impact", "na")
+    elif impact == "unmeasured":
+        recovered = badge("not measured", "na")
+    elif fault.get("recovered"):
+        recovered = f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
+    else:
+        recovered = badge("never recovered", "fail")
+    own = as_map(fault.get("view_counts"))
+    shared = {str(x) for x in as_list(fault.get("shared_observations_with"))}
+    overlaps = [
+        f"{esc(x)}{' (shared observations)' if str(x) in shared else ''}"
+        for x in as_list(fault.get("overlapped_with"))
+    ]
     return [
         f"<b>{esc(fault.get('id'))}</b>",
         esc(fault.get("kind")),
         esc(targets),
+        esc(fault.get("view") or NONE),
         _since(summary, fault.get("injected_at_ns")),
         _since(summary, fault.get("reverted_at_ns")),
         f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
         recovered,
+        f"{esc(own.get('failed_requests'))} / {esc(own.get('requests'))}" if own else NONE,
         f"{esc(fault.get('failed_requests'))} / {esc(fault.get('requests_in_window'))}",
         _pct(fault.get("availability")),
         f"{esc(fault.get('probes_failed'))} / {esc(fault.get('probes_in_window'))}",
+        ", ".join(overlaps) or NONE,
     ]
 
 
-def _fault_detail(fault: Mapping[str, object]) -> str:
+def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) -> str:
     how = " · ".join(str(x) for x in (fault.get("mode"), fault.get("mechanism")) if x)
     parts = [
         f"<h3>{esc(fault.get('id'))}: {esc(fault.get('kind'))}</h3>",
-        f"<p class='meta'>{esc(how or 'mechanism not recorded')}</p>",
+        f"<p class='meta'>{esc(how or 'mechanism not recorded')}; measured on "
+        f"{esc(fault.get('observed') or 'every request and probe')}</p>",
         f'<p class="policy">{_policy(fault.get("restart_policy_applies"))}</p>',
     ]
     if fault.get("reason"):
         parts.append(f"<p>{esc(fault.get('reason'))}</p>")
+    overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
+    if overlapped:
+        shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
+        text = f"overlapped with {', '.join(overlapped)}: "
+        text += (
+            f"it shares observations with {', '.join(shared)}, so its numbers may include "
+            "their failures"
+            if shared
+            else "measured on different observations, neither took the other's failures"
+        )
+        parts.append(f'<p class="note">{esc(text)}</p>')
+    parts.append(_occurrence_phases(summary, as_map(fault.get("phases"))))
     parts.append(_orchestrator_table(as_list(fault.get("orchestrator"))))
     parts.append(_cluster_table(as_map(fault.get("cluster")), fault.get("ttr_s")))
     return "\n".join(parts)
+
+
+def _occurrence_phases(summary: Mapping[str, object], phases: Mapping[str, object]) -> str:
+    """This occurrence's own fault and recovery intervals, what every user saw in them."""
+    rows = []
+    for name in ("fault", "recovery"):
+        phase = as_map(phases.get(name))
+        if not phase:
+            continue
+        rows.append(
+            [
+                esc(name),
+                _since(summary, phase.get("start_ns")),
+                _secs(phase.get("duration_s"), 2),
+                f"{esc(phase.get('failures'))} / {esc(phase.get('requests'))}",
+                esc(phase.get("achieved_rps")),
+                _pct(phase.get("shortfall")),
+            ]
+        )
+    if not rows:
+        return ""
+    headers = ["its phase", "from", "duration", "failed / requests", "sent req/s", "load lost"]
+    return table(headers, rows)
+
+
+def _groups_section(summary: Mapping[str, object]) -> str:
+    groups = [as_map(g) for g in as_list(summary.get("fault_groups"))]
+    if not groups:
+        return ""
+    rows = []
+    for group in groups:
+        ttr, ttd = as_map(group.get("ttr_s")), as_map(group.get("ttd_s"))
+        rows.append(
+            [
+                f"<b>{esc(group.get('id'))}</b>",
+                esc(group.get("kind")),
+                esc(len(as_list(group.get("occurrences")))),
+                f"{_secs(ttd.get('median'))} / {_secs(ttd.get('max'))}",
+                f"{_secs(ttr.get('median'))} / {_secs(ttr.get('max'))} (n={esc(ttr.get('n'))})",
+                esc(group.get("no_impact")),
+                esc(", ".join(str(u) for u in as_list(group.get("unrecovered"))) or NONE),
+            ]
+        )
+    headers = ["entry", "kind", "occurrences", "ttd median / max", "ttr median / max"]
+    headers += ["no visible impact", "never recovered"]
+    return (
+        "<h2>Repeated faults</h2>"
+        + table(headers, rows)
+        + "<p class='meta'>each occurrence is measured on its own (rows above); an occurrence "
+        "without visible impact has no ttr and is counted apart.</p>"
+    )
 
 
 def _cluster_table(cluster: Mapping[str, object], ttr_s: object) -> str:
@@ -305,13 +440,20 @@ def _phases_section(summary: Mapping[str, object]) -> str:
                 _pct(phase.get("error_rate")),
                 esc(phase.get("throughput_rps")),
                 *(_ms(latency.get(q)) for q in ("p50", "p95", "p99", "max")),
+                esc(phase.get("intended_rps")),
+                esc(phase.get("achieved_rps")),
+                _pct(phase.get("shortfall")),
             ]
         )
     headers = ["phase", "from", "duration", "requests", "failed", "error rate", "req/s"]
-    headers += ["p50 ms", "p95 ms", "p99 ms", "max ms"]
+    headers += ["p50 ms", "p95 ms", "p99 ms", "max ms", "intended sent/s", "sent/s", "load lost"]
     note = (
         "<p class='meta'>requests counted by completion; latency over requests that started "
-        "in the phase.</p>"
+        "in the phase. A phase may be several intervals (one per fault occurrence). "
+        "<i>intended sent/s</i>: the open-loop rate, or for a closed loop the rate users kept "
+        "in the steady baseline; <i>sent/s</i>: requests started per second after the warm-up; "
+        "<i>load lost</i>: the share of the intended load that was never sent (closed-loop "
+        "users wait on broken replicas instead of sending).</p>"
     )
     return "<h2>Phases</h2>" + table(headers, rows) + note
 
