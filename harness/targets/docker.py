@@ -238,7 +238,23 @@ class DockerTarget:
         for subnet in self.subnet_pool.subnets(new_prefix=24):
             if any(subnet.overlaps(t) for t in taken):
                 continue
-            pool = IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
+            try:
+                self._create_network_on(subnet)
+            except docker.errors.APIError as exc:
+                if "overlap" in str(exc).lower():
+                    continue
+                raise TargetError(f"cannot create network {self.network_name}: {exc}") from exc
+            return ipaddress.IPv4Network(subnet)
+        raise TargetError(f"no free /24 subnet left in {self.subnet_pool} for the run's network")
+
+    def _create_network_on(self, subnet: ipaddress.IPv4Network, attempts: int = 5) -> None:
+        """Create the run's bridge network on `subnet`.
+
+        Podman lists the host's interfaces to check the subnet, and fails with "route ip+net:
+        no such network interface" when one vanishes meanwhile (another run's veth going away,
+        seen here with runs side by side): that is tried again, a few times."""
+        pool = IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
+        for attempt in range(attempts):
             try:
                 self.client.networks.create(
                     self.network_name,
@@ -246,12 +262,11 @@ class DockerTarget:
                     ipam=IPAMConfig(pool_configs=[pool]),
                     labels=self._labels(),
                 )
+                return
             except docker.errors.APIError as exc:
-                if "overlap" in str(exc).lower():
-                    continue
-                raise TargetError(f"cannot create network {self.network_name}: {exc}") from exc
-            return ipaddress.IPv4Network(subnet)
-        raise TargetError(f"no free /24 subnet left in {self.subnet_pool} for the run's network")
+                if "no such network interface" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.2)
 
     def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         subnets = []
