@@ -21,10 +21,18 @@ import yaml
 
 from harness.engines import podman
 from harness.errors import TargetError
+from harness.netfaults import rule_tag, tagged_rules
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import owner_label_value
 from harness.targets.podman import PodmanTarget
-from tests.abort import REPO, SCENARIOS, finish_with_cleanup, run_and_kill_during_fault
+from harness.tcpproxy import find_proxies
+from tests.abort import (
+    REPO,
+    SCENARIOS,
+    finish_with_cleanup,
+    run_and_kill_during_fault,
+    wait_for_lease_revert,
+)
 from tests.helpers import EventCollector, podman_leftovers, wait_until
 
 pytestmark = [
@@ -156,19 +164,28 @@ def test_harness_run_of_the_quickstart_on_podman(tmp_path: Path) -> None:
     assert podman_leftovers(manifest["run_id"]) == []
 
 
-def test_cleanup_after_a_sigkilled_podman_run_leaves_nothing(tmp_path: Path) -> None:
+def test_a_sigkilled_podman_run_is_reverted_by_its_lease_and_cleaned_up_to_nothing(
+    tmp_path: Path,
+) -> None:
     data = yaml.safe_load((SCENARIOS / "latency.yaml").read_text())
     data["target"] = "podman"
     data["workload"]["replicas"] = 2
     data["load"]["duration"] = "40s"
-    data["faults"] = [dict(data["faults"][0], at="3s", duration="30s")]  # outlives the kill
+    data["faults"] = [dict(data["faults"][0], at="3s", duration="5s")]
     scenario = tmp_path / "podman-latency.yaml"
     scenario.write_text(yaml.safe_dump(data))
     aborted = run_and_kill_during_fault(scenario, tmp_path / "runs")
+    tag = rule_tag(aborted.run_id, aborted.fault_id)
     left = podman_leftovers(aborted.run_id)
-    assert any(item.startswith("podman service") for item in left), left
-    assert any(item.startswith("container") for item in left), left
-    finish_with_cleanup(aborted)  # reverts through the run's service, then removes it all
+    try:
+        assert any(item.startswith("podman service") for item in left), left
+        assert any(item.startswith("container") for item in left), left
+        assert find_proxies(tag), "the latency fault is not in place"
+        # the reaper reverts it at its deadline, through the dead run's own Podman service
+        wait_for_lease_revert(aborted)
+        assert find_proxies(tag) == []
+        for instance in aborted.instances():
+            assert tagged_rules(instance.pid, tag) == []
+    finally:
+        finish_with_cleanup(aborted)  # then cleanup removes the rest, and stops the service
     assert podman_leftovers(aborted.run_id) == []
-    journal = [json.loads(line) for line in (aborted.run_dir / "faults.jsonl").open()]
-    assert journal[-1] == {**journal[-1], "state": "reverted", "fault_id": aborted.fault_id}
