@@ -1,0 +1,697 @@
+"""The Kubernetes target: the workload as a Deployment and a NodePort Service, driven through the
+official `kubernetes` client against any kubeconfig, by default the local lab's.
+
+A run gets a namespace of its own (`chaos-<run id>`, labelled with the run id, its owner in an
+annotation), deleted at teardown, which waits until the namespace is gone. The objects are
+built in harness.targets.kube_objects; what cannot be expressed (a restart policy other than
+always, sub-second probes) is refused by `harness validate` with the reason.
+
+Load goes through the Service, a real load balancer: `service_url()` is a node's address and
+the Service's NodePort, and that node's kube-proxy (iptables mode) spreads new connections over
+the ready endpoints at random. A pod that fails its readiness probe, or is being deleted, leaves
+the EndpointSlice and then kube-proxy's rules: users see failures only until that happens.
+
+Instances are the live pods, named after stable slots ("web-2", see kube_events): node =
+the Kubernetes node name, url = http://<pod IP>:<port> (the host reaches pod IPs on the lab;
+probes go there, and the network faults act on the pod's own interface), container_id = the
+runtime's id of the workload container, pid = its main process as this host sees it (found in
+/proc by the container id, see kube_host), so the host-side faults (kill by signal, iptables/tc
+in its netns, stress-ng in its cgroups, disk fill under /proc/PID/root) work on pods unchanged.
+
+What the Target protocol's engine actions mean here (Kubernetes has no stop, start, restart or
+pause of a pod):
+- kill_instance: the pod is deleted, which its ReplicaSet answers with a NEW pod (so
+  `api_stop_is_restarted`); SIGKILL deletes with grace 0 (forced: the object goes at once, the
+  kubelet stops the container with its minimum grace), any other signal with the pod's own
+  grace period (the kubelet sends the image's stop signal, SIGTERM by default);
+- delete_pod (the pod_delete fault): the same with a chosen grace period;
+- stop, start, restart, pause, unpause: refused (TargetError), and their fault kinds are refused
+  at validate time, with the reason.
+Faults that need the host (every kind but pod_delete, container_kill in api mode, and the lab's
+node faults) are refused at validate time on a cluster whose API server is not on this machine.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping, Sequence, Set
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import V1DeleteOptions, V1Pod
+
+from harness.errors import DeployTimeout, TargetError
+from harness.observe import probe_once
+from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
+from harness.targets.base import (
+    OWNER_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    Instance,
+    Target,
+    needs_lab,
+    owner_alive,
+    owner_label_value,
+    storage_problems,
+)
+from harness.targets.kube_cluster import Cluster, resolve
+from harness.targets.kube_events import (
+    DeploymentTracker,
+    EndpointTracker,
+    NodeTracker,
+    PodTracker,
+    SlotBook,
+)
+from harness.targets.kube_host import ContainerPids
+from harness.targets.kube_lab import (
+    ensure_lab,
+    lab_directory,
+    lab_info,
+    lab_kubeconfig,
+    lab_settings,
+    take_lab_down,
+)
+from harness.targets.kube_objects import (
+    deployment_object,
+    label_value_problem,
+    namespace_for,
+    namespace_object,
+    run_selector,
+    service_object,
+    workload_problems,
+)
+from harness.targets.kube_views import (
+    PodView,
+    deployment_view,
+    node_view,
+    pod_view,
+    slice_view,
+)
+from harness.targets.kube_watch import KubeEventStream, Resource
+
+OWNER_HOST = "chaos-harness.owner-host"  # cleanup judges only the owners of this machine
+NAMESPACE_GONE_TIMEOUT_S = 120.0
+POLL_S = 0.25
+# fault kinds with no Kubernetes counterpart, and why
+REFUSED_FAULTS = {
+    "container_stop": "Kubernetes cannot stop a pod and start it again (use pod_delete, whose "
+    "pod the ReplicaSet replaces, or container_kill)",
+    "container_start": "Kubernetes cannot start a stopped pod",
+    "container_restart": "Kubernetes has no restart of one pod (a rollout restarts them all; "
+    "use container_kill for a crash the kubelet restarts, or pod_delete)",
+    "container_pause": "Kubernetes cannot pause a pod (a cgroup freeze behind the kubelet's "
+    "back is not something Kubernetes offers)",
+    "manager_quorum_loss": "a Swarm fault: Kubernetes has no Swarm managers",
+}
+# fault kinds that act through the API only: they work on any cluster
+API_FAULTS = frozenset({"pod_delete"})
+
+
+def _liveness(spec: TargetSpec) -> bool:
+    """`target.kubernetes.liveness` (the health check also as a liveness probe), while the
+    scenario model may not have that field yet."""
+    options = getattr(spec, "kubernetes", None)
+    return bool(getattr(options, "liveness", False))
+
+
+class KubernetesTarget:
+    """The workload as a Deployment and a Service on a Kubernetes cluster."""
+
+    kind = "kubernetes"
+    api_stop_is_restarted = True  # a deleted pod is replaced by its ReplicaSet
+
+    def __init__(self, run_id: str, spec: TargetSpec) -> None:
+        problem = label_value_problem("the run id", run_id)
+        if problem is not None:
+            raise TargetError(problem)
+        self.run_id = run_id
+        self.spec = spec
+        self.namespace = spec.namespace or namespace_for(run_id)
+        self.owns_namespace = spec.namespace is None
+        self._owner = owner_label_value()
+        self._slots = SlotBook()
+        self._pids = ContainerPids()
+        self._workload: WorkloadSpec | None = None
+        self._cluster: Cluster | None = None
+        self._streams: list[KubeEventStream] = []
+        self._service_url: str | None = None
+        self._node_port: int | None = None
+        self.lab_created = False
+        self._torn_down = False
+        # teardown removes objects only of a run that deployed here, or was attached to
+        self._has_objects = False
+
+    # --- the cluster ---------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster:
+        """The connection, made on first use (a lab brought up for the run exists only then)."""
+        if self._cluster is None:
+            ref = resolve(self.spec.kubeconfig, self.spec.context, self.spec.lab is not None)
+            if ref is None:
+                raise TargetError("the Kubernetes lab of this run is not up")
+            self._cluster = Cluster(ref)
+        return self._cluster
+
+    @property
+    def host_access(self) -> bool:
+        return self.cluster.ref.host_access
+
+    @classmethod
+    def attach(cls, run_id: str, spec: TargetSpec) -> KubernetesTarget:
+        """The target of an existing run (to revert its faults and remove its namespace)."""
+        target = cls(run_id, spec)
+        target._has_objects = True
+        return target
+
+    # --- validation ----------------------------------------------------------------------------
+
+    @classmethod
+    def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
+        spec = scenario.target
+        problems = workload_problems(scenario.workload, _liveness(spec))
+        if spec.lab is not None and spec.kubeconfig is not None:
+            problems.append(
+                "target.lab brings up the local lab, target.kubeconfig names another cluster: "
+                "give one of them"
+            )
+        remote = _remote_cluster(spec)
+        for index, entry in enumerate(scenario.faults):
+            where = f"faults.{index} ({entry.kind})"
+            if entry.kind in REFUSED_FAULTS:
+                problems.append(f"{where}: {REFUSED_FAULTS[entry.kind]}")
+            elif needs_lab(entry.kind):
+                if spec.kubeconfig is not None and remote is not None:
+                    problems.append(
+                        f"{where}: acts on the nodes of the local lab, and the scenario names "
+                        f"another cluster ({remote}); run it on the lab (target.lab)"
+                    )
+            elif remote is not None and not _api_only(entry):
+                problems.append(
+                    f"{where}: acts from this machine's side (a process, its network "
+                    f"namespace or cgroups), and the cluster's API server {remote} is not on "
+                    "this machine; on a remote cluster only pod_delete and container_kill "
+                    "with mode: api work"
+                )
+        return problems + storage_problems(scenario, cls.data_root_of(spec))
+
+    @classmethod
+    def data_root_of(cls, spec: TargetSpec) -> Path | None:
+        """The local lab keeps every node's container storage (containerd's root) under its
+        directory, on this host; another cluster's storage is not here."""
+        if spec.kubeconfig is not None and _remote_cluster(spec) is not None:
+            return None
+        info = lab_info()
+        if info is not None:
+            return Path(info.lab_dir)
+        return lab_directory() if spec.lab is not None else None
+
+    # --- description ---------------------------------------------------------------------------
+
+    def engine_info(self) -> Mapping[str, str]:
+        info = {"engine": "kubernetes", "namespace": self.namespace}
+        if self._cluster is None and self.spec.lab is not None and lab_kubeconfig() is None:
+            info["cluster"] = "the local lab (brought up at deploy)"
+            info["lab_nodes"] = str(self.spec.lab.nodes)
+            return info
+        cluster = self.cluster
+        info.update(
+            engine_version=cluster.version,
+            cluster=cluster.ref.describe(),
+            kubeconfig=str(cluster.ref.kubeconfig),
+            context=cluster.ref.context or "",
+            host_access=str(cluster.ref.host_access).lower(),
+            service_type="NodePort",
+            image_pull_policy=self._pull_policy(),
+        )
+        nodes = [node_view(n) for n in self._list_nodes()]
+        info["nodes"] = str(len(nodes))
+        info["node_names"] = ",".join(sorted(n.name for n in nodes))
+        if nodes:
+            info["container_runtime"] = nodes[0].runtime_version
+            info["kubelet_version"] = nodes[0].kubelet_version
+        info.update(self._lab_settings())
+        return info
+
+    def _lab_settings(self) -> dict[str, str]:
+        """The lab's node-failure timing in force, when the cluster is the local lab."""
+        return lab_settings() if self.cluster.ref.lab else {}
+
+    def data_root(self) -> Path | None:
+        if self._cluster is not None and not self._cluster.ref.lab:
+            return None
+        return self.data_root_of(self.spec)
+
+    def load_balancing(self) -> str:
+        where = f" at {self._service_url}" if self._service_url else ""
+        return (
+            f"through the Kubernetes Service (NodePort{where}): the node's kube-proxy "
+            "(iptables mode) sends each new connection to one of the ready endpoints at "
+            "random; a pod that is not ready, or is being deleted, leaves the EndpointSlice "
+            "and then the rules, so its share of new connections moves to the others"
+        )
+
+    def service_url(self) -> str:
+        if self._service_url is None:
+            self._service_url = self._find_service_url()
+        return self._service_url
+
+    def _find_service_url(self) -> str:
+        workload = self._require_workload()
+        service = self.cluster.call(
+            f"reading Service {workload.name}",
+            self.cluster.core.read_namespaced_service,
+            workload.name,
+            self.namespace,
+        )
+        ports = service.spec.ports if service.spec is not None else None
+        node_port = next((p.node_port for p in ports or [] if p.node_port), None)
+        if node_port is None:
+            raise TargetError(f"Service {workload.name} has no NodePort")
+        self._node_port = node_port
+        ready = [n for n in map(node_view, self._list_nodes()) if n.ready == "True"]
+        addresses = sorted((n.name, n.internal_ip) for n in ready if n.internal_ip)
+        if not addresses:
+            raise TargetError("no Ready node with an InternalIP to reach the Service's NodePort")
+        return f"http://{addresses[0][1]}:{node_port}"
+
+    # --- deploy --------------------------------------------------------------------------------
+
+    def _pull_policy(self) -> str:
+        lab = self._cluster is not None and self._cluster.ref.lab
+        return (
+            "Never"
+            if lab or (self._cluster is None and self.spec.kubeconfig is None)
+            else ("IfNotPresent")
+        )
+
+    def _require_workload(self) -> WorkloadSpec:
+        if self._workload is None:
+            raise TargetError("nothing is deployed yet")
+        return self._workload
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        self._workload = workload
+        self._has_objects = True
+        self._ensure_lab(workload)
+        cluster = self.cluster
+        for stream in self._streams:
+            if not stream.watchers:  # made before the lab was up
+                self._follow(stream)
+        if self.owns_namespace:
+            self._create_namespace()
+        deployment = deployment_object(
+            workload,
+            self.run_id,
+            self._owner,
+            pull_policy=self._pull_policy(),
+            liveness=_liveness(self.spec),
+        )
+        _annotate_host(deployment.metadata)
+        cluster.call(
+            f"creating Deployment {workload.name}",
+            cluster.apps.create_namespaced_deployment,
+            self.namespace,
+            deployment,
+        )
+        service = service_object(workload, self.run_id, self._owner)
+        _annotate_host(service.metadata)
+        cluster.call(
+            f"creating Service {workload.name}",
+            cluster.core.create_namespaced_service,
+            self.namespace,
+            service,
+        )
+
+    def _ensure_lab(self, workload: WorkloadSpec) -> None:
+        """Bring the local lab up for the run when the scenario asks for one, and load the
+        workload's image into its nodes."""
+        if self.spec.kubeconfig is not None and not self.cluster.ref.lab:
+            return
+        self.lab_created = ensure_lab(self.spec.lab, workload)
+
+    def _create_namespace(self) -> None:
+        body = namespace_object(self.namespace, self.run_id, self._owner)
+        _annotate_host(body.metadata)
+        created = self.cluster.call_unless(
+            {409},
+            f"creating namespace {self.namespace}",
+            self.cluster.core.create_namespace,
+            body,
+        )
+        if created is None:
+            raise TargetError(
+                f"namespace {self.namespace} already exists; a run id is used once "
+                "(harness cleanup removes what dead runs left)"
+            )
+
+    def wait_healthy(self, timeout_s: float) -> list[Instance]:
+        workload = self._require_workload()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pods = self._pod_views()
+            live = [p for p in pods if p.live]
+            ready = [p for p in live if p.ready]
+            if len(ready) >= workload.replicas and self._answers(ready):
+                return self.instances()
+            if time.monotonic() > deadline:
+                detail = "; ".join(_pod_problem(p) for p in live) or "no pod was created"
+                raise DeployTimeout(
+                    f"{len(ready)} of {workload.replicas} pods ready after {timeout_s:g} s "
+                    f"in namespace {self.namespace} ({detail})"
+                )
+            time.sleep(POLL_S)
+
+    def _answers(self, ready: Sequence[PodView]) -> bool:
+        """The Service answers through its NodePort, and (on this host) every pod answers."""
+        workload = self._require_workload()
+        path = workload.health.path if workload.health is not None else "/"
+        try:
+            url = self.service_url()
+        except TargetError:
+            return False
+        if not probe_once(url + path, 1.0)[0]:
+            return False
+        if not self.host_access:
+            return True
+        return all(probe_once(f"http://{p.ip}:{workload.port}{path}", 1.0)[0] for p in ready)
+
+    # --- instances and events ------------------------------------------------------------------
+
+    def _pod_views(self) -> list[PodView]:
+        pods = self.cluster.call(
+            "listing the run's pods",
+            self.cluster.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=run_selector(self.run_id),
+        )
+        views = [pod_view(p) for p in pods.items]
+        self._slots.observe(views)
+        return views
+
+    def instances(self) -> list[Instance]:
+        port = self._workload.port if self._workload is not None else 8080
+        found = [self._instance(p, port) for p in self._pod_views() if p.live]
+        return sorted(found, key=lambda i: i.name)
+
+    def _instance(self, pod: PodView, port: int) -> Instance:
+        container = pod.container
+        running = container is not None and container.running_since_ns is not None
+        pid = 0
+        if running and container is not None and self.host_access:
+            pid = self._pids.pid_of(container.container_id)
+        return Instance(
+            name=self._slots.name_of(pod),
+            service=pod.labels.get(SERVICE_LABEL, ""),
+            container_id=container.container_id if container is not None else "",
+            container_name=pod.name,
+            pid=pid,
+            url=f"http://{pod.ip or '0.0.0.0'}:{port}",
+            labels=dict(pod.labels),
+            node=pod.node or None,
+            state=_state_word(pod),
+            address=pod.ip,
+            port=port,
+        )
+
+    def events(self, since_ns: int) -> KubeEventStream:
+        """The cluster's view of the run; a lab brought up for the run is followed from the
+        moment deploy() has it (its events before that are the lab's own start)."""
+        stream = KubeEventStream(since_ns)
+        self._streams.append(stream)
+        if self._cluster is not None or self._cluster_known():
+            self._follow(stream)
+        return stream
+
+    def _cluster_known(self) -> bool:
+        """Whether the cluster can be connected to now (not a lab still to be brought up)."""
+        if self.spec.kubeconfig is not None or self.spec.lab is None:
+            return True
+        return lab_kubeconfig() is not None
+
+    def _follow(self, stream: KubeEventStream) -> None:
+        cluster = self.cluster
+        selector = run_selector(self.run_id)
+        namespace = self.namespace
+
+        def namespaced(function: Any) -> Any:
+            return lambda **kw: function(namespace, label_selector=selector, **kw)
+
+        stream.follow(
+            Resource("pods", namespaced(cluster.core.list_namespaced_pod), _parse(V1Pod, pod_view)),
+            PodTracker(self._slots, self._pids.started_ns if self.host_access else None),
+        )
+        stream.follow(
+            Resource(
+                "endpointslices",
+                namespaced(cluster.discovery.list_namespaced_endpoint_slice),
+                _parse_slice,
+            ),
+            EndpointTracker(self._slots),
+        )
+        stream.follow(
+            Resource(
+                "deployments",
+                namespaced(cluster.apps.list_namespaced_deployment),
+                _parse_deployment,
+            ),
+            DeploymentTracker(),
+        )
+        stream.follow(Resource("nodes", cluster.core.list_node, _parse_node), NodeTracker())
+
+    def _list_nodes(self) -> list[Any]:
+        nodes = self.cluster.call_unless(
+            {403}, "listing the nodes", self.cluster.core.list_node
+        )  # a namespace-scoped user may not see nodes
+        return list(nodes.items) if nodes is not None else []
+
+    # --- engine actions ------------------------------------------------------------------------
+
+    def delete_pod(self, instance: Instance, grace_period_s: int | None) -> None:
+        """Delete the instance's pod (grace None: the pod's own terminationGracePeriodSeconds)."""
+        options = V1DeleteOptions(grace_period_seconds=grace_period_s)
+        deleted = self.cluster.call_unless(
+            {404},
+            f"deleting pod {instance.container_name} ({instance.name})",
+            self.cluster.core.delete_namespaced_pod,
+            instance.container_name,
+            self.namespace,
+            body=options,
+        )
+        if deleted is None:
+            raise TargetError(f"pod {instance.container_name} ({instance.name}) no longer exists")
+
+    def kill_instance(self, instance: Instance, signal: str) -> None:
+        self.delete_pod(instance, 0 if signal.upper().removeprefix("SIG") == "KILL" else None)
+
+    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
+        raise TargetError(f"cannot stop {instance.name}: {REFUSED_FAULTS['container_stop']}")
+
+    def start_instance(self, instance: Instance) -> None:
+        raise TargetError(f"cannot start {instance.name}: {REFUSED_FAULTS['container_start']}")
+
+    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
+        raise TargetError(f"cannot restart {instance.name}: {REFUSED_FAULTS['container_restart']}")
+
+    def pause_instance(self, instance: Instance) -> None:
+        raise TargetError(f"cannot pause {instance.name}: {REFUSED_FAULTS['container_pause']}")
+
+    def unpause_instance(self, instance: Instance) -> None:
+        raise TargetError(f"cannot unpause {instance.name}: {REFUSED_FAULTS['container_pause']}")
+
+    # --- teardown ------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        try:
+            if self._has_objects:
+                remove_run(self.cluster, self.namespace, self.run_id, self.owns_namespace)
+        finally:
+            self._torn_down = True
+            self.release()
+            if self.lab_created:
+                take_lab_down()
+
+    def release(self) -> None:
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    @classmethod
+    def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Delete the namespaces (and, in a namespace the harness did not make, the labelled
+        Deployments and Services) of runs of this machine whose harness is gone."""
+        try:
+            ref = resolve(spec.kubeconfig, spec.context, lab_wanted=True)
+        except TargetError:
+            return []
+        if ref is None:
+            return []
+        cluster = Cluster(ref)
+        try:
+            return _remove_orphans(cluster, keep)
+        finally:
+            cluster.close()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _annotate_host(metadata: Any) -> None:
+    if metadata is not None:
+        metadata.annotations = {**(metadata.annotations or {}), OWNER_HOST: socket.gethostname()}
+
+
+def _remote_cluster(spec: TargetSpec) -> str | None:
+    """The API server of a cluster not on this machine; None for the lab or a local one."""
+    if spec.kubeconfig is None:
+        return None
+    try:
+        ref = resolve(spec.kubeconfig, spec.context, lab_wanted=True)
+    except TargetError:
+        return None  # an unreadable kubeconfig is reported when the run connects
+    if ref is None or ref.host_access:
+        return None
+    return ref.server
+
+
+def _api_only(entry: Any) -> bool:
+    if entry.kind in API_FAULTS:
+        return True
+    return entry.kind == "container_kill" and getattr(entry, "mode", "signal") == "api"
+
+
+def _state_word(pod: PodView) -> str:
+    """The pod's state in the engine's words (running, created, restarting, exited)."""
+    container = pod.container
+    if container is None:
+        return "created"
+    if container.running_since_ns is not None:
+        return "running"
+    if container.terminated is not None:
+        return "exited"
+    return "restarting" if container.restart_count > 0 else "created"
+
+
+def _pod_problem(pod: PodView) -> str:
+    container = pod.container
+    if pod.ready:
+        return f"{pod.name}: ready"
+    if container is not None and container.waiting_reason:
+        return f"{pod.name}: {container.waiting_reason}"
+    if not pod.node:
+        return f"{pod.name}: not scheduled ({pod.reason or 'pending'})"
+    return f"{pod.name}: {pod.phase or 'pending'}, not ready"
+
+
+def _parse(model: Any, view: Any) -> Any:
+    def parse(raw: Mapping[str, Any]) -> Any:
+        parsed = model.from_dict(dict(raw))
+        return view(parsed) if parsed is not None else None
+
+    return parse
+
+
+def _parse_slice(raw: Mapping[str, Any]) -> Any:
+    from kubernetes.client import V1EndpointSlice
+
+    return _parse(V1EndpointSlice, slice_view)(raw)
+
+
+def _parse_deployment(raw: Mapping[str, Any]) -> Any:
+    from kubernetes.client import V1Deployment
+
+    return _parse(V1Deployment, deployment_view)(raw)
+
+
+def _parse_node(raw: Mapping[str, Any]) -> Any:
+    from kubernetes.client import V1Node
+
+    return _parse(V1Node, node_view)(raw)
+
+
+def remove_run(cluster: Cluster, namespace: str, run_id: str, owns_namespace: bool) -> list[str]:
+    """Delete the run's objects (its namespace, when it made one) and wait until they are gone."""
+    selector = run_selector(run_id)
+    removed = []
+    # the pods with grace 0, right after their Deployment: the demo's httpd (PID 1) ignores
+    # SIGTERM, so a graceful deletion would hold the namespace for the whole grace period
+    for what, call, grace in (
+        ("Deployments", cluster.apps.delete_collection_namespaced_deployment, None),
+        ("Services", cluster.core.delete_collection_namespaced_service, None),
+        ("pods", cluster.core.delete_collection_namespaced_pod, 0),
+    ):
+        done = cluster.call_unless(
+            {404},
+            f"deleting the run's {what} in {namespace}",
+            call,
+            namespace,
+            label_selector=selector,
+            grace_period_seconds=grace,
+        )
+        if done is not None:
+            removed.append(f"{what} of run {run_id} in {namespace}")
+    if owns_namespace:
+        gone = cluster.call_unless(
+            {404}, f"deleting namespace {namespace}", cluster.core.delete_namespace, namespace
+        )
+        if gone is not None:
+            removed.append(f"namespace {namespace}")
+        _wait_namespace_gone(cluster, namespace)
+    return removed
+
+
+def _wait_namespace_gone(cluster: Cluster, namespace: str) -> None:
+    deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT_S
+    while True:
+        found = cluster.call_unless(
+            {404}, f"reading namespace {namespace}", cluster.core.read_namespace, namespace
+        )
+        if found is None:
+            return
+        if time.monotonic() > deadline:
+            raise TargetError(
+                f"namespace {namespace} still exists {NAMESPACE_GONE_TIMEOUT_S:g} s after its "
+                "deletion (a finalizer, or a node that cannot confirm its pods' end); "
+                "'harness cleanup' tries again"
+            )
+        # pods the namespace controller deleted with their grace period: end them now
+        cluster.call_unless(
+            {404},
+            f"deleting the pods left in {namespace}",
+            cluster.core.delete_collection_namespaced_pod,
+            namespace,
+            grace_period_seconds=0,
+        )
+        time.sleep(0.5)
+
+
+def _remove_orphans(cluster: Cluster, keep: Set[str]) -> list[str]:
+    host = socket.gethostname()
+    removed = []
+    namespaces = cluster.call(
+        "listing run namespaces", cluster.core.list_namespace, label_selector=RUN_LABEL
+    )
+    for namespace in namespaces.items:
+        meta = namespace.metadata
+        if meta is None or not meta.name:
+            continue
+        labels = meta.labels or {}
+        annotations = meta.annotations or {}
+        run_id = labels.get(RUN_LABEL, "")
+        if run_id in keep or annotations.get(OWNER_HOST, host) != host:
+            continue
+        if owner_alive(annotations.get(OWNER_LABEL)):
+            continue
+        removed += [f"{r} (run {run_id})" for r in remove_run(cluster, meta.name, run_id, True)]
+    return removed
+
+
+# mypy checks the class against the protocol here, where a missing or mistyped member is
+# reported against this module (make_target only sees the protocol)
+_IS_A_TARGET: type[Target] = KubernetesTarget
