@@ -105,14 +105,15 @@ def test_a_kill_against_the_kernel_and_the_wire(
     # users saw the first failure right after the death, not before
     assert -0.05 * NS <= fault["detected_at_ns"] - died <= 1.0 * NS
     # on the wire: web-2 answered until it died and answered again after its restart; users
-    # cannot have recovered before that first answer, and did soon after it
+    # cannot have recovered before that first answer, and did soon after it: once the last
+    # request sent while web-2 was down has timed out (load.timeout 2 s) at the latest
     assert facts.responses > 100
     assert facts.last_answer_before_ns is not None and facts.last_answer_before_ns < died
     served = facts.first_answer_after_ns
     assert served is not None, "web-2 never answered again on the wire"
     assert engine["start_at_ns"] < served
     recovered = fault["recovered_at_ns"]
-    assert served - 0.002 * NS <= recovered <= served + summary["analysis"]["stable_for_s"] * NS
+    assert served - 0.002 * NS <= recovered <= served + 2.5 * NS
 
     requests = pd.read_parquet(run_dir / "requests.parquet")
     assert set(requests["endpoint"]) == {"web-1", "web-2", "web-3"}
