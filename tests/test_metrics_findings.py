@@ -458,3 +458,16 @@ def test_8_a_load_that_never_reached_the_target_is_a_broken_baseline(tmp_path: P
     assert fault["ttr_s"] is None and fault["recovered"] is None
     assert _exit_code("completed", None, summary) == 1
     assert "SLOs met" not in "\n".join(verdict_lines(summary))
+
+
+def test_a_run_error_never_prints_slos_met() -> None:
+    # a run that failed half-way: its SLO checks passed on what little data there was
+    summary = {
+        "status": "error",
+        "faults": [],
+        "slo": {"passed": True, "checks": []},
+    }
+    lines = verdict_lines(summary)
+    assert lines[-1] == "run error: no SLO verdict (the run did not complete)"
+    assert "SLOs met" not in lines
+    assert _exit_code("error", None, summary) == 3
