@@ -258,8 +258,8 @@ def single_engine_problems(scenario: ScenarioBase, target: str) -> list[str]:
     """Node faults on a target of one engine: refused, with the reason, before anything runs."""
     return [
         f"faults.{index} ({entry.kind}): acts on whole nodes, and {target} is one engine on "
-        "this machine with no nodes to take down; run it on a lab "
-        "(target: {kind: swarm, lab: {nodes: 3}})"
+        "this machine with no nodes to take down; run it on a multi-node lab "
+        "(target: {kind: swarm, lab: {nodes: 3}}, or kind: kubernetes)"
         for index, entry in enumerate(scenario.faults)
         if needs_lab(entry.kind)
     ]
