@@ -327,7 +327,7 @@ class KubeLab:
             try:
                 state = self._build(state, [pause, *self._archives(images_to_load)], progress)
             except BaseException:
-                self._down(state)
+                self._down(self.state() or state)  # the file has what was made so far
                 raise
         progress(f"Kubernetes lab up in {time.monotonic() - started:.1f} s")
         return KubeLabInfo.from_state(state)
