@@ -248,6 +248,27 @@ def wait_nodes_ready(state: KubeLabState, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def wait_default_service_account(state: KubeLabState, timeout_s: float) -> None:
+    """Until the `default` namespace's service account exists (pods are refused before)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api = core_api(state)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            api.read_namespaced_service_account("default", "default", _request_timeout=5)
+            return
+        except (ApiException, HTTPError, OSError) as exc:
+            if time.monotonic() > deadline:
+                where = controlplane.log_file(state, "kube-controller-manager")
+                raise TargetError(
+                    f"the controller manager made no default service account within "
+                    f"{timeout_s:g} s ({exc}); {where} ends:{host.log_tail(where)}"
+                ) from exc
+        time.sleep(0.2)
+
+
 # --- the lab ------------------------------------------------------------------------------------
 
 
@@ -366,6 +387,8 @@ class KubeLab:
             node.start(state, each, "kube-proxy")
         progress("waiting for the nodes to be Ready")
         wait_nodes_ready(state, NODES_TIMEOUT_S)
+        # usable means pods can be made: the controller manager has made the default account
+        wait_default_service_account(state, API_TIMEOUT_S)
         state = state.with_status("up")
         save_state(state)
         return state
