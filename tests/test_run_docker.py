@@ -163,7 +163,8 @@ def test_overlapping_faults_are_each_measured_on_their_own_replica(
 
     # recount from the stored requests, by completion, what each fault's own view holds
     requests = pd.read_parquet(run_dir / "requests.parquet")
-    requests["end_ns"] = requests["start_ns"] + (requests["latency_ms"] * 1e6).round()
+    latency_ns = (requests["latency_ms"] * 1e6).round().astype("int64")
+    requests["end_ns"] = requests["start_ns"] + latency_ns
 
     def failed(endpoint: str, fault: dict[str, Any]) -> int:
         inside = requests["end_ns"].between(fault["injected_at_ns"], fault["window_end_ns"])
