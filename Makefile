@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup engine demo test lint typecheck unit images bench cleanup clean compare-demo
 
-setup: $(STAMPS)/apt $(STAMPS)/venv engine
+setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/locust-examples engine
 
 # Checked on every run (machines start with no engine; a reboot stops the one started here):
 # an engine that answers is used as it is; otherwise docker.io is installed and dockerd started.
@@ -25,6 +25,17 @@ $(STAMPS)/apt: Makefile
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@touch $@
+
+# Locust's own example locustfiles, as Debian packages them (python3-locust's doc/examples),
+# unpacked without installing that package: a user's locustfile must run unchanged.
+LOCUST_EXAMPLES := build/locust-examples
+$(STAMPS)/locust-examples: $(STAMPS)/apt
+	@rm -rf $(LOCUST_EXAMPLES) && mkdir -p $(LOCUST_EXAMPLES) && tmp=$$(mktemp -d) && \
+	( cd $$tmp && apt-get -qq -o APT::Sandbox::User=root download python3-locust ) && \
+	dpkg-deb -x $$tmp/python3-locust_*.deb $$tmp/x && dpkg-deb -e $$tmp/python3-locust_*.deb $$tmp/control && \
+	cp -r $$tmp/x/usr/share/doc/python3-locust/examples/. $(LOCUST_EXAMPLES)/ && \
+	cp $$tmp/control/md5sums $(LOCUST_EXAMPLES)/DEBIAN.md5sums && rm -rf $$tmp
 	@touch $@
 
 $(STAMPS)/venv: pyproject.toml
