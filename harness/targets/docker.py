@@ -55,7 +55,7 @@ RECORDED_ACTIONS = frozenset(
 )
 # Candidate /24 subnets for a run's network; the first one free on the engine and on the host
 # (another engine's bridges, a lab's) is used.
-SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+SUBNET_POOL = ipaddress.IPv4Network("172.30.0.0/16")
 VIP_HOST = 254  # the service address's last octet in the run's /24: never a replica's
 
 
@@ -231,7 +231,7 @@ class DockerTarget:
             self._addresses[name] = address
             self._create_container(workload, name, address)
 
-    subnet_pool = SUBNET_POOL
+    subnet_pool: ipaddress.IPv4Network = SUBNET_POOL
 
     def _create_network(self) -> ipaddress.IPv4Network:
         taken = self._subnets_in_use() + host_routes()

@@ -224,7 +224,7 @@ class PodmanTarget(DockerTarget):
     """Replicas as containers on a Podman API service (the run's own, or the given one)."""
 
     kind = "podman"
-    subnet_pool = ipaddress.ip_network("172.29.0.0/16")
+    subnet_pool = ipaddress.IPv4Network("172.29.0.0/16")
 
     def __init__(
         self,

@@ -82,6 +82,7 @@ import glob
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import threading
@@ -97,6 +98,7 @@ from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, Up
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
+from harness.lab import PREFIX as LAB_PREFIX
 from harness.lab import Lab, LabInfo
 from harness.lab import connect as lab_connect
 from harness.observe import probe_once
@@ -329,7 +331,7 @@ class SwarmTarget(DockerTarget):
         """Node faults need the lab; on one engine they are refused up front."""
         problems = kind_problems(scenario, cls.kind)
         if scenario.target.lab is not None:
-            return problems
+            return problems + _lab_node_problems(scenario, scenario.target.lab.nodes)
         problems += single_engine_problems(scenario, "a single-node swarm")
         return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
 
@@ -881,6 +883,23 @@ def remove_services(client: docker.DockerClient, run_id: str) -> list[str]:
 def remove_swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     """What `harness cleanup` needs beyond remove_labelled: services, slot and service routes."""
     return remove_services(client, run_id) + remove_run_chains(run_id)
+
+
+def _lab_node_problems(scenario: ScenarioBase, nodes: int) -> list[str]:
+    """A node fault that names a node this lab will not have (another lab's, say), refused.
+
+    A Swarm node ID is only known once the lab is up; a lab node's name is known now."""
+    names = [f"{LAB_PREFIX}-n{i}" for i in range(1, nodes + 1)]
+    problems = []
+    for index, entry in enumerate(scenario.faults):
+        node = entry.params_dict().get("node")
+        if isinstance(node, str) and re.fullmatch(r"[a-z0-9]+-n\d+", node) and node not in names:
+            problems.append(
+                f"faults.{index} ({entry.kind}): node {node!r} is not a node of this "
+                f"{nodes}-node Swarm lab ({', '.join(names)}); name one of them, or leave node "
+                "out to take the selected instances' node"
+            )
+    return problems
 
 
 def _orphaned_service_runs(client: docker.DockerClient) -> set[str]:
