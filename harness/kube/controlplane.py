@@ -6,12 +6,15 @@ on the host or another lab, etcd listens on that namespace's loopback only, the 
 nodes reach the API server on the bridge, and every process is found by its namespace.
 
 Settings: client certificates for every identity with Node,RBAC authorization (as kubeadm sets
-a cluster up, so node and controller permissions are the real ones); one etcd member without
-fsync (a throwaway lab: a crash loses the lab anyway, and fsync stalls on a shared disk would
-show as control-plane hiccups); leader election off (one instance of each: a restarted
-controller manager would otherwise wait out its predecessor's lease). Node-failure timing is
-Kubernetes' own unless `control_plane_args` says otherwise; the values in force are in the
-state's `settings`.
+a cluster up, so node and kubelet permissions are the real ones); one etcd member without fsync
+(a throwaway lab: a crash loses the lab anyway, and fsync stalls on a shared disk would show as
+control-plane hiccups); the controller manager's controllers use its own credentials (it is in
+system:masters) rather than one service account each: measured here, getting ~30 accounts and
+tokens one after the other held its informers back, and with them the `default` service account
+that pods need, by ~5 s (a one-node lab was up in ~10 s instead of 5-7 s); leader election off
+(one instance of each: a restarted controller manager would otherwise wait out its
+predecessor's lease). Node-failure timing is Kubernetes' own unless `control_plane_args` says
+otherwise; the values in force are in the state's `settings`.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def _controller_manager(state: KubeLabState) -> list[str]:
         f"--cluster-cidr={CLUSTER_CIDR}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allocate-node-cidrs=false",
-        "--use-service-account-credentials=true",
+        "--use-service-account-credentials=false",
         "--leader-elect=false",
         "--bind-address=0.0.0.0",
         "--profiling=false",

@@ -373,15 +373,17 @@ class KubeLab:
             self._start_runtime(state, each)
         for route in node.host_routes(state):
             host.sh(["ip", "route", "replace", *route])
-        controlplane.wait_ready(state, API_TIMEOUT_S)
-        for component in ("kube-controller-manager", "kube-scheduler"):
-            controlplane.start(state, component)
+        # the images load while the API server starts; the kubelets start once it answers
+        # (started earlier, a kubelet backs its registration off for up to 7 s)
         progress(f"loading {len(archives)} image(s) into {len(state.nodes)} node(s)")
         for each in state.nodes:
             node.wait_containerd(each)
             for archive in archives:
                 images.import_archive(state, each, archive)
         images.remove_archives(self.directory / "images")
+        controlplane.wait_ready(state, API_TIMEOUT_S)
+        for component in ("kube-controller-manager", "kube-scheduler"):
+            controlplane.start(state, component)
         for each in state.nodes:
             node.start(state, each, "kubelet")
             node.start(state, each, "kube-proxy")
@@ -523,7 +525,7 @@ def leftovers(directory: Path, runtime_root: Path) -> list[str]:
         line = " ".join(host.cmdline(pid))
         if pid != os.getpid() and any(root in line for root in roots) and host.alive(pid):
             found.append(f"process {pid}: {line[:120]}")
-    found += [f"cgroup {c}" for c in host.cgroup_dirs(f"{PREFIX}-n1")]
+    found += [f"cgroup {c}" for c in host.CGROUP_ROOT.glob(f"*/{PREFIX}-n*")]
     rules = host.sh(["iptables-save"], check=False)
     found += [f"rule {r}" for r in rules.splitlines() if RULE_COMMENT in r]
     found += [f"path {p}" for p in (directory / "state.json", runtime_root) if p.exists()]

@@ -5,7 +5,7 @@ machine). Identities follow kubeadm's, so the API server's Node and RBAC authori
 component as it treats them in a real cluster:
 
     admin                    CN=chaos-harness-admin, O=system:masters   (the user's kubeconfig)
-    kube-controller-manager  CN=system:kube-controller-manager
+    kube-controller-manager  CN=system:kube-controller-manager, O=system:masters
     kube-scheduler           CN=system:kube-scheduler
     kube-proxy               CN=system:kube-proxy
     kubelet of node X        CN=system:node:X, O=system:nodes          (Node authorizer)
@@ -71,7 +71,8 @@ def cluster_identities(
     )
     return [
         Identity("admin", "chaos-harness-admin", ("system:masters",)),
-        Identity("kube-controller-manager", "system:kube-controller-manager"),
+        # in system:masters: its controllers use its own credentials (see controlplane.py)
+        Identity("kube-controller-manager", "system:kube-controller-manager", ("system:masters",)),
         Identity("kube-scheduler", "system:kube-scheduler"),
         Identity("kube-proxy", "system:kube-proxy"),
         Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
