@@ -54,7 +54,7 @@ def _fail(exc: HarnessError) -> typer.Exit:
 @app.command()
 def validate(scenario: Path) -> None:
     """Check a scenario file; print every problem with file:line (exit code 2 if any)."""
-    from harness.runner import preflight
+    from harness.preflight import preflight
     from harness.scenario import load_scenario
 
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 from faults.base import ActionClock, Fault, FaultContext, RevertRecord
 from harness import __version__
-from harness.errors import CapabilityError, HarnessError, ScenarioError
+from harness.errors import HarnessError, ScenarioError
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
 from harness.load import (
@@ -45,12 +45,13 @@ from harness.load import (
     write_requests_parquet,
 )
 from harness.observe import EventRecorder, Prober
+from harness.preflight import preflight
 from harness.results import EventLog, RunDir, write_json, write_pid_file
-from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault, resolved_yaml
+from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
-from harness.targets import make_target, target_class
+from harness.targets import make_target
 from harness.targets.base import Target
-from harness.timeline import Action, Occurrence, actions, expand
+from harness.timeline import Action, Occurrence, actions
 
 HEALTH_TIMEOUT_S = 90.0
 
@@ -97,22 +98,6 @@ class RunOutcome:
 def make_run_id(name: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{name}-{stamp}-{secrets.token_hex(2)}"
-
-
-def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, Fault]]:
-    """Build every fault and check this machine can inject it, before anything starts."""
-    planned = [(o, build_fault(o.entry)) for o in expand(scenario.faults, scenario.load.duration)]
-    unsupported = target_class(scenario.target.kind).scenario_problems(scenario)
-    if unsupported:  # the scenario asks what this orchestrator does not have: invalid input
-        raise ScenarioError([f"target {scenario.target.kind}: {p}" for p in unsupported])
-    problems = [
-        f"faults.{o.entry_index - 1} ({o.entry.kind}): {p}"
-        for o, fault in planned
-        for p in fault.check()
-    ]
-    if problems:
-        raise CapabilityError("this machine cannot run the scenario:\n  " + "\n  ".join(problems))
-    return planned
 
 
 @contextlib.contextmanager

@@ -337,6 +337,9 @@ class ScenarioBase(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
     description: str = ""
     seed: int | None = None
+    repeat: int = Field(
+        default=1, ge=1, le=100, description="trials, each on a fresh deployment (--repeat)"
+    )
     target: TargetSpec = Field(default_factory=TargetSpec)
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     load: LoadSpec = Field(default_factory=LoadSpec)
