@@ -26,7 +26,10 @@ NODE_KILLER_TOOLS = ("ip", "nsenter", "setsid")
 
 class NodeParams(FaultParams):
     node: str | None = Field(
-        default=None, description="a lab node by name or ID (default: the selected instances')"
+        default=None,
+        description="a lab node by name, address or Swarm ID; n<i> names the i-th node of either"
+        " lab (n3: chlab-n3 or chk8s-n3), so a scenario runs on both (default: the selected"
+        " instances' nodes)",
     )
 
 

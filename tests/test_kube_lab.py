@@ -141,6 +141,23 @@ def test_control_plane_args_change_the_settings_in_force(tmp_path: Path) -> None
         control_plane_args(["--node-monitor-grace-period=20s"])
 
 
+def test_a_lab_is_reused_when_it_has_what_is_asked_for(tmp_path: Path) -> None:
+    from harness.kube.lab import save_state
+
+    grace = "--node-monitor-grace-period=20s"
+    args = {"kube-controller-manager": (grace,), "kube-apiserver": ("--v=2",)}
+    save_state(replace(_plan(tmp_path, 3, **args), status="up"))
+    the_lab = KubeLab(tmp_path / "lab", Path("/run/chk8s-test"))
+    info, made = the_lab.ensure(3, {"kube-controller-manager": (grace,)})
+    assert not made and [n.name for n in info.nodes] == ["chk8s-n1", "chk8s-n2", "chk8s-n3"]
+    assert info.settings.node_monitor_grace_period_s == 20.0
+    assert the_lab.ensure(3)[1] is False
+    with pytest.raises(TargetError, match="harness lab down"):
+        the_lab.ensure(3, {"kube-controller-manager": ("--node-monitor-grace-period=30s",)})
+    with pytest.raises(TargetError, match="3 node"):
+        the_lab.ensure(2)
+
+
 # --- fast: configuration files ------------------------------------------------------------------
 
 

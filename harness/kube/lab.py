@@ -411,14 +411,20 @@ class KubeLab:
     ) -> tuple[KubeLabInfo, bool]:
         """The lab, brought up if there is none; True if this call made it.
 
-        An existing lab is reused when it has `nodes` nodes and the same control-plane args;
-        otherwise a clear error (it is not changed under another user's feet).
+        An existing lab is reused when it has `nodes` nodes and was started with every one of
+        the control-plane args asked for (more are fine: whoever started it set them on purpose,
+        and the settings in force are in its state); otherwise a clear error (a lab is not
+        changed under another user's feet).
         """
         state = self.state()
         if state is None:
             return self.up(nodes, control_plane_args, images_to_load, progress), True
         wanted = dict(control_plane_args or {})
-        if state.status != "up" or len(state.nodes) != nodes or state.control_plane_args != wanted:
+        missing = {
+            component: [a for a in args if a not in state.control_plane_args.get(component, ())]
+            for component, args in wanted.items()
+        }
+        if state.status != "up" or len(state.nodes) != nodes or any(missing.values()):
             raise TargetError(
                 f"a Kubernetes lab of {len(state.nodes)} node(s) ({state.status}, control-plane "
                 f"args {state.control_plane_args or 'none'}) exists; wanted {nodes} node(s), "
