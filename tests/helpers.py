@@ -12,6 +12,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import docker
+import docker.errors
+
 from harness.engines import podman
 from harness.hostsys import cgroup_dir, cgroup_version
 from harness.targets.base import RUN_LABEL, EngineEvent, Target
@@ -51,6 +54,21 @@ class EventCollector:
         self._thread.join(timeout=5)
         assert not self._thread.is_alive(), "close() did not end the event stream"
         return sorted(self.events, key=lambda e: e.time_ns)
+
+
+def swarm_state(client: docker.DockerClient) -> str:
+    return str((client.info().get("Swarm") or {}).get("LocalNodeState"))
+
+
+def swarm_as_before(client: docker.DockerClient, before: str) -> bool:
+    """The engine's swarm state is back as it was, unless another run (a test beside this one
+    on the shared engine) still has services on the swarm: then the last run out leaves it."""
+    if swarm_state(client) == before:
+        return True
+    try:
+        return bool(client.services.list())
+    except docker.errors.APIError:
+        return False
 
 
 def _podman(*args: str) -> list[str]:

@@ -57,6 +57,8 @@ from tests.helpers import (
     frozen,
     median_ms,
     podman_leftovers,
+    swarm_as_before,
+    swarm_state,
     wait_until,
 )
 
@@ -99,10 +101,6 @@ class Deployed:
         return dict(self.engine().api.inspect_container(container_id))
 
 
-def _swarm_state(client: docker.DockerClient) -> str:
-    return str((client.info().get("Swarm") or {}).get("LocalNodeState"))
-
-
 def _spec(kind: str) -> TargetSpec:
     if kind == "swarm":  # Swarm's 5 s default restart delay would only slow the matrix down
         return TargetSpec.model_validate({"kind": "swarm", "swarm": {"restart_delay": "1s"}})
@@ -117,7 +115,7 @@ def deployed(
     if kind == "podman" and shutil.which("podman") is None:
         pytest.skip("podman is not installed")
     host = connect(None)
-    swarm_before = _swarm_state(host)
+    swarm_before = swarm_state(host)
     target = make_target(f"matrix-{kind}-{secrets.token_hex(3)}", _spec(kind))
     started = time.monotonic()
     try:
@@ -128,7 +126,7 @@ def deployed(
     finally:
         target.teardown()
     assert labelled_objects(host, target.run_id) == []
-    assert _swarm_state(host) == swarm_before
+    assert swarm_as_before(host, swarm_before)
     assert podman_leftovers(target.run_id) == []
 
 

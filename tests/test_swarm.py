@@ -25,7 +25,7 @@ from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.swarm import SlotRouter, SwarmTarget, _answers, routing_mesh
 from harness.targets.swarm_events import TaskTracker, TaskView, parse_swarm_time
 from tests.conftest import labelled_objects
-from tests.helpers import EventCollector, wait_until
+from tests.helpers import EventCollector, swarm_as_before, swarm_state, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000
@@ -90,10 +90,6 @@ def test_slot_addresses_are_loopback_and_stable_per_run() -> None:
 # --- the real engine -------------------------------------------------------------------------
 
 
-def _swarm_state(client: docker.DockerClient) -> str:
-    return str((client.info().get("Swarm") or {}).get("LocalNodeState"))
-
-
 def _chains() -> str:
     done = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True)
     return done.stdout
@@ -102,14 +98,14 @@ def _chains() -> str:
 @pytest.fixture
 def swarm_target(docker_client: docker.DockerClient, demo_image: str) -> Iterator[SwarmTarget]:
     """A SwarmTarget (not deployed yet); afterwards the engine is in its old swarm state."""
-    before = _swarm_state(docker_client)
+    before = swarm_state(docker_client)
     target = SwarmTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="swarm"), docker_client)
     yield target
     started = time.monotonic()
     target.teardown()
     target.teardown()  # safe twice
     print(f"teardown took {time.monotonic() - started:.1f} s")
-    assert _swarm_state(docker_client) == before
+    assert swarm_as_before(docker_client, before)
     assert labelled_objects(docker_client, target.run_id) == []
     assert SlotRouter(target.run_id, 0).chain not in _chains()
 
@@ -176,7 +172,7 @@ def test_a_killed_task_is_replaced_by_a_new_task_in_its_slot(
 def test_harness_run_of_the_kill_scenario_on_swarm(
     docker_client: docker.DockerClient, demo_image: str, tmp_path: Path
 ) -> None:
-    before = _swarm_state(docker_client)
+    before = swarm_state(docker_client)
     data = yaml.safe_load((REPO / "scenarios" / "swarm-kill.yaml").read_text())
     data["load"]["duration"] = "25s"
     data["faults"][0]["at"] = "8s"
@@ -204,5 +200,5 @@ def test_harness_run_of_the_kill_scenario_on_swarm(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["target"] == "swarm"
     assert "host-mode" in manifest["load"]["load_balancing"]
-    assert _swarm_state(docker_client) == before
+    assert swarm_as_before(docker_client, before)
     assert labelled_objects(docker_client, manifest["run_id"]) == []

@@ -758,6 +758,8 @@ class SwarmTarget(DockerTarget):
             try:
                 if self.initialised_swarm:
                     self._leave_swarm()
+                elif self.lab is None:
+                    self._leave_abandoned_swarm()
             finally:
                 if self.lab_created:
                     Lab().down()
@@ -828,12 +830,14 @@ class SwarmTarget(DockerTarget):
         return found
 
     def _leave_swarm(self) -> None:
+        """Leave the swarm this run created, unless another run's services still use it: then
+        the last of those runs leaves it (`_leave_abandoned_swarm`), or `harness cleanup`."""
         others = []
         with contextlib.suppress(docker.errors.APIError):
             others = self.client.services.list()
         if others:
-            names = ", ".join(s.name or "" for s in others)
-            raise TargetError(f"not leaving the swarm this run created: services remain ({names})")
+            self.initialised_swarm = False  # handed over to the runs still using it
+            return
         try:
             self.client.swarm.leave(force=True)
         except docker.errors.APIError as exc:
@@ -841,6 +845,28 @@ class SwarmTarget(DockerTarget):
                 raise TargetError(f"cannot leave the swarm: {exc}") from exc
         self.initialised_swarm = False
         if not self._gwbridge_existed:
+            _remove_gwbridge(self.client)
+
+    def _leave_abandoned_swarm(self) -> None:
+        """A swarm another run created and left in place because this run still used it (runs
+        side by side on one engine): the last run out leaves it, once nothing of the run that
+        created it is left and no service remains."""
+        try:
+            labels = self.client.swarm.attrs.get("Spec", {}).get("Labels") or {}
+        except docker.errors.APIError:
+            return  # not a manager, or not in a swarm
+        creator = labels.get(RUN_LABEL)
+        if not creator or creator == self.run_id:
+            return
+        try:
+            if self.client.services.list() or self.client.containers.list(
+                all=True, filters={"label": f"{RUN_LABEL}={creator}"}
+            ):
+                return
+            self.client.swarm.leave(force=True)
+        except docker.errors.APIError:
+            return  # still in use, or already left: nothing to do
+        if labels.get(GWBRIDGE_LABEL) == "True":
             _remove_gwbridge(self.client)
 
 
