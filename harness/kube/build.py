@@ -284,12 +284,13 @@ def _compile(
 
     def heartbeat() -> None:
         while not done.wait(HEARTBEAT_S):
-            last = compiled[-1] if compiled else "-"
             minutes, seconds = divmod(int(time.monotonic() - started), 60)
-            progress(
-                f"[{minutes}:{seconds:02d}] compiled {len(compiled)} of at most {total} "
-                f"packages (last: {last})"
-            )
+            if compiled and compiled[-1] == MODULE_PATH:  # the main package: then the link
+                doing = f"linking ({len(compiled)} packages compiled)"
+            else:
+                last = f" (last: {compiled[-1]})" if compiled else ""
+                doing = f"compiled {len(compiled)} of at most {total} packages{last}"
+            progress(f"[{minutes}:{seconds:02d}] {doing}")
 
     ticker = threading.Thread(target=heartbeat, daemon=True)
     with subprocess.Popen(
