@@ -47,16 +47,48 @@ import numpy.typing as npt
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
+from harness.analysis.stats import (
+    ALPHA,
+    BOOTSTRAP,
+    PERMUTATIONS,
+    SEED,
+    MedianInterval,
+    bootstrap_ci,
+    median_interval,
+    midranks,
+    permutation_p_value,
+    quartiles,
+    smallest_p_value,
+)
 from harness.errors import AnalysisError, ScenarioError
 
+__all__ = [
+    "ALPHA",
+    "BOOTSTRAP",
+    "PERMUTATIONS",
+    "SEED",
+    "Comparison",
+    "FaultSample",
+    "GroupFault",
+    "RunInput",
+    "Stat",
+    "bootstrap_ci",
+    "compare_runs",
+    "judge",
+    "load_runs",
+    "midranks",
+    "permutation_p_value",
+    "smallest_p_value",
+]
+
 GROUP_BY = ("target", "scenario", "label")
-ALPHA = 0.05
-PERMUTATIONS = 10_000
-BOOTSTRAP = 10_000
-SEED = 20_240_601
 MIN_RUNS_FOR_TEST = 3
 FAULT_METRICS = ("ttr_s", "ttd_s", "failed_requests", "availability")
 ORCHESTRATOR_METRICS = ("kill_to_die_s", "die_to_start_s", "start_to_healthy_s")
+# the cluster's own view (Swarm, Kubernetes), from the injection; and when the orchestrator's
+# response (a restart in place or a replacement) happened, from the injection
+CLUSTER_METRICS = ("to_degraded_s", "to_replacement_running_s", "to_full_strength_s")
+RESPONSE_METRIC = "response_s"
 PHASE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "error_rate", "throughput_rps")
 SUMMARY_FILE = "summary.json"
 
@@ -202,12 +234,27 @@ class Stat:
     def max(self) -> float | None:
         return max(self.values) if self.values else None
 
+    @property
+    def quartiles(self) -> tuple[float, float] | None:
+        """(q1, q3): the spread of the middle half of the runs."""
+        return quartiles(self.values)
+
+    @property
+    def interval(self) -> MedianInterval | None:
+        """The 95 % interval of the median (harness.analysis.stats.median_interval)."""
+        return median_interval(self.values)
+
     def to_dict(self) -> dict[str, object]:
+        spread = self.quartiles
+        interval = self.interval
         return {
             "n": self.n,
             "median": _round(self.median, 6),
             "min": _round(self.min, 6),
             "max": _round(self.max, 6),
+            "q1": None if spread is None else _round(spread[0], 6),
+            "q3": None if spread is None else _round(spread[1], 6),
+            "median_ci95": None if interval is None else interval.to_dict(),
             "values": [_round(v, 6) for v in self.values],
         }
 
@@ -226,6 +273,7 @@ class FaultSample:
     reason: str | None
     values: Mapping[str, float | None]
     impact: str = "visible"  # visible | none | unmeasured (harness.analysis.metrics)
+    response: str | None = None  # what the orchestrator did, in words (analysis.response)
 
     @property
     def unrecovered(self) -> bool:
@@ -242,15 +290,49 @@ def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
         instances = [as_map(o) for o in as_list(fault.get("orchestrator"))]
         for metric in ORCHESTRATOR_METRICS:
             values[metric] = stat([as_number(o.get(metric)) for o in instances]).median
+        cluster = as_map(fault.get("cluster"))
+        values.update({m: as_number(cluster.get(m)) for m in CLUSTER_METRICS})
+        response = as_map(fault.get("response"))
+        values[RESPONSE_METRIC] = _response_s(response)
         impact = _impact(fault)
         recovered = (
             impact == "visible" and fault.get("recovered") is True and values["ttr_s"] is not None
         )
         reason = fault.get("reason")
         samples[key] = FaultSample(
-            run.run_id, recovered, None if reason is None else str(reason), values, impact
+            run.run_id,
+            recovered,
+            None if reason is None else str(reason),
+            values,
+            impact,
+            _response_words(response),
         )
     return samples
+
+
+def _response_s(response: Mapping[str, object]) -> float | None:
+    """When the orchestrator's repair of the last of the fault's instances happened."""
+    times = [as_number(as_map(i).get("after_s")) for i in as_list(response.get("instances"))]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _response_words(response: Mapping[str, object]) -> str | None:
+    """'restarted the same container in place' (without the time, so runs can be counted)."""
+    action, unit = response.get("action"), response.get("unit")
+    if not isinstance(action, str) or not isinstance(unit, str):
+        return None
+    if action == "mixed":
+        return "several responses"
+    return _ACTION_WORDS.get(action, action).format(unit=unit)
+
+
+_ACTION_WORDS = {
+    "replaced": "replaced the {unit} with a new one",
+    "restarted_in_place": "restarted the same {unit} in place",
+    "not_restarted": "left the {unit} dead",
+    "kept_running": "nothing: the {unit} kept running",
+}
 
 
 def _impact(fault: Mapping[str, object]) -> str:
@@ -308,10 +390,24 @@ class GroupFault:
             return stat([s.values["ttr_s"] for s in self.samples if s.recovered])
         return stat([s.values.get(metric) for s in self.samples])
 
+    @property
+    def responses(self) -> dict[str, int]:
+        """What the orchestrator did, in words, and in how many runs (most frequent first)."""
+        counts: dict[str, int] = {}
+        for sample in self.samples:
+            words = sample.response or "not recorded"
+            counts[words] = counts.get(words, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+    def describe_responses(self) -> str:
+        """'restarted the same container in place (3 of 3)'."""
+        return "; ".join(f"{words} ({n} of {self.runs})" for words, n in self.responses.items())
+
     def to_dict(self) -> dict[str, object]:
-        metrics = (*FAULT_METRICS, *ORCHESTRATOR_METRICS)
+        metrics = (*FAULT_METRICS, *ORCHESTRATOR_METRICS, *CLUSTER_METRICS, RESPONSE_METRIC)
         return {
             "runs": self.runs,
+            "responses": self.responses,
             "recovered_runs": sum(s.recovered for s in self.samples),
             "unrecovered_runs": list(self.unrecovered),
             "unrecovered_reasons": [s.reason for s in self.samples if s.unrecovered],
@@ -322,49 +418,6 @@ class GroupFault:
 
 
 # -- tests -----------------------------------------------------------------------------------
-
-
-def midranks(values: FloatArray) -> FloatArray:
-    """1-based ranks, ties sharing the mean of their ranks."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts).astype(np.float64)
-    ranks: FloatArray = (upper - (counts - 1) / 2.0)[inverse]
-    return ranks
-
-
-def permutation_p_value(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> float:
-    """Two-sided p of the rank sum of `a` (Mann-Whitney U) under relabelling of the runs.
-
-    Exact over every split when there are at most PERMUTATIONS; else PERMUTATIONS random
-    splits (seeded), with p = (hits + 1) / (PERMUTATIONS + 1). Ranks make one outlying run
-    weigh no more than any other."""
-    ranks = midranks(np.asarray([*a, *b], dtype=np.float64))
-    n_a, total = len(a), ranks.size
-    expected = n_a * (total + 1) / 2.0
-    observed = abs(float(ranks[:n_a].sum()) - expected) - 1e-9
-    if math.comb(total, n_a) <= PERMUTATIONS:
-        splits = np.array(list(itertools.combinations(range(total), n_a)), dtype=np.intp)
-        sums = ranks[splits].sum(axis=1)
-        return float(np.mean(np.abs(sums - expected) >= observed))
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permuted(np.tile(ranks, (PERMUTATIONS, 1)), axis=1)
-    hits = int(np.sum(np.abs(shuffled[:, :n_a].sum(axis=1) - expected) >= observed))
-    return (hits + 1) / (PERMUTATIONS + 1)
-
-
-def smallest_p_value(n_a: int, n_b: int) -> float:
-    """The smallest p the exact two-sided test can give with these sizes (2 / splits)."""
-    return min(1.0, 2 / math.comb(n_a + n_b, n_a))
-
-
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> tuple[float, float]:
-    """Percentile bootstrap 95 % CI of median(b) - median(a), each group resampled apart."""
-    rng = np.random.default_rng(seed)
-    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    med_a = np.median(xa[rng.integers(0, xa.size, (BOOTSTRAP, xa.size))], axis=1)
-    med_b = np.median(xb[rng.integers(0, xb.size, (BOOTSTRAP, xb.size))], axis=1)
-    low, high = np.percentile(med_b - med_a, [2.5, 97.5])
-    return float(low), float(high)
 
 
 # -- verdicts --------------------------------------------------------------------------------

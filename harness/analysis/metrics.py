@@ -32,7 +32,10 @@ inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill)
   when never recovered); `shared_observations_with`: those among them measured on the same
   observations, whose failures this fault's numbers may include;
 - `orchestrator`: per target instance, engine `die` -> `start` -> `health_status: healthy`,
-  each interval measured from its own start, never summed.
+  each interval measured from its own start, never summed;
+- `response`: what the orchestrator did about it (restarted the same unit in place, replaced
+  it with a new task or pod, left it dead, nothing), from its events
+  (harness.analysis.response).
 
 The baseline rates (per view, requests and probes apart) come from the steady baseline
 (harness.analysis.baseline).
@@ -51,6 +54,7 @@ from harness.analysis.baseline import Baseline, Rates, baseline_window, judge, r
 from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import RunData
 from harness.analysis.observations import IntArray, RunObservations, Stream, View
+from harness.analysis.response import Response, fault_response
 from harness.analysis.timebase import LoadWindow, load_window
 from harness.analysis.tolerance import Tolerance
 
@@ -179,6 +183,7 @@ class FaultMetrics:
     overlapped_with: tuple[str, ...] = ()
     shared_observations_with: tuple[str, ...] = ()
     phase_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    response: Response | None = None
 
     @property
     def impact(self) -> Impact:
@@ -256,6 +261,7 @@ class FaultMetrics:
             "shared_observations_with": list(self.shared_observations_with),
             "orchestrator": [timeline.to_dict() for timeline in self.orchestrator],
             "cluster": None if self.cluster is None else self.cluster.to_dict(),
+            "response": None if self.response is None else self.response.to_dict(),
         }
 
 
@@ -269,6 +275,7 @@ class Context:
     stable_for_ns: int
     horizon_ns: int
     confidence: float
+    target: str = "docker"
 
     @property
     def data_end_ns(self) -> int:
@@ -385,6 +392,7 @@ def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
         stable_for_ns=round(settings.stable_for_s * 1e9),
         horizon_ns=round(settings.detection_horizon_s * 1e9),
         confidence=settings.confidence,
+        target=run.manifest.target,
     )
 
 
@@ -397,10 +405,26 @@ def fault_metrics(run: RunData) -> tuple[tuple[FaultMetrics, ...], Context]:
     context = make_context(run, faults)
     views = [context.observations.view(f.targets) for f in faults]
     measured = [
-        measure_fault(fault, view, context, run.events, _cutoff(i, faults, views))
+        replace(
+            measure_fault(fault, view, context, run.events, _cutoff(i, faults, views)),
+            response=fault_response(
+                run.events, context.target, fault.targets, fault.injected_at_ns, _next_on(i, faults)
+            ),
+        )
         for i, (fault, view) in enumerate(zip(faults, views, strict=True))
     ]
     return tuple(_with_overlaps(measured)), context
+
+
+def _next_on(index: int, faults: Sequence[Fault]) -> int | None:
+    """The injection of the first later fault on any of this one's instances."""
+    this = faults[index]
+    later = [
+        f.injected_at_ns
+        for f in faults
+        if f.injected_at_ns > this.injected_at_ns and set(f.targets) & set(this.targets)
+    ]
+    return min(later, default=None)
 
 
 def _cutoff(index: int, faults: Sequence[Fault], views: Sequence[View]) -> int | None:
