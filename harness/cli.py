@@ -2,7 +2,9 @@
 
 Exit codes: 0 every SLO met, 1 an SLO violated (a check without data counts, unless the scenario
 allows it) or a broken baseline (not an experiment), 2 invalid input, 3 a target or harness
-error, 130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up).
+error, 130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up). With
+`run --repeat N`: 0 every trial met its SLOs, 1 a trial violated one (or had a broken
+baseline), 3 a trial failed to run (the others still ran and are summed up).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic.fields import FieldInfo
@@ -24,8 +26,12 @@ from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.cli_compare import compare
 from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
+from harness.cli_matrix import matrix
 from harness.errors import HarnessError, ScenarioError
 from harness.runner import Progress
+
+if TYPE_CHECKING:
+    from harness.scenario import ScenarioBase
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
@@ -114,8 +120,24 @@ def run(
     label: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE kept in the manifest (for compare)")
     ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            help="trials, each on a fresh deployment, summed up in one directory "
+            "[default: the scenario's repeat, 1]",
+            min=1,
+            max=100,
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="write a JUnit XML file: one test case per SLO check")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="write a Markdown summary (PR comment, CI job summary)")
+    ] = None,
 ) -> None:
-    """Run a scenario end to end; print the run directory as the last line."""
+    """Run a scenario end to end (N times with --repeat); print the run directory (or the
+    trials directory) as the last line."""
     from harness.analysis import analyze_run
     from harness.analysis.report import write_report
     from harness.runner import Runner, RunOptions
@@ -125,6 +147,13 @@ def run(
     try:
         loaded = with_target(load_scenario(scenario), target)
         labels = parse_labels(label or [])
+        trials = repeat if repeat is not None else loaded.repeat
+        if trials > 1:
+            raise typer.Exit(
+                _run_trials(
+                    console, loaded, str(scenario), trials, out, seed, labels, junit, markdown
+                )
+            )
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             runner = Runner(
                 loaded,
@@ -145,8 +174,59 @@ def run(
         _say(console, outcome.error, f"run {outcome.status}: ")
     if summary is not None:
         _print_verdict(console, summary)
+        _ci_outputs(console, summary, junit, markdown)
     print(outcome.run_dir)
     raise typer.Exit(_exit_code(outcome.status, outcome.signum, summary))
+
+
+def _ci_outputs(
+    console: Console, summary: Mapping[str, object], junit: Path | None, markdown: Path | None
+) -> None:
+    from harness.reporting.junit import run_junit, write_junit
+    from harness.reporting.markdown import run_markdown, write_markdown
+
+    if junit is not None:
+        _say(console, f"junit: {write_junit(run_junit(summary), junit)}")
+    if markdown is not None:
+        _say(console, f"markdown: {write_markdown(run_markdown(summary), markdown)}")
+
+
+def _run_trials(
+    console: Console,
+    scenario: ScenarioBase,
+    source: str,
+    repeat: int,
+    out: Path,
+    seed: int | None,
+    labels: dict[str, str],
+    junit: Path | None,
+    markdown: Path | None,
+) -> int:
+    """`run --repeat N`: the trials, their aggregate and report; the exit code of the set."""
+    from harness.analysis.trials_report import fault_sentences
+    from harness.cli_matrix import campaign_display
+    from harness.reporting.junit import trials_junit, write_junit
+    from harness.reporting.markdown import trials_markdown, write_markdown
+    from harness.trials import run_trials
+
+    with campaign_display(console, "trials") as show:
+        result = run_trials(scenario, source, repeat, out, seed, labels, show)
+    aggregate = result.aggregate
+    _say(console, f"report: {result.report}")
+    for sentence in fault_sentences(aggregate):
+        _say(console, sentence)
+    for trial in aggregate.trials:
+        if not trial.included:
+            _say(console, f"trial {trial.index}: {trial.status}: {trial.reason or ''} (left out)")
+    if junit is not None:
+        _say(console, f"junit: {write_junit(trials_junit(aggregate), junit)}")
+    if markdown is not None:
+        _say(console, f"markdown: {write_markdown(trials_markdown(aggregate), markdown)}")
+    _say(console, f"trials {aggregate.status}: {len(aggregate.included)} of {repeat} summed up")
+    print(result.root)
+    if aggregate.status == "interrupted" and result.signum is not None:
+        return 128 + result.signum
+    return {"passed": EXIT_OK, "slo_violated": EXIT_SLO}.get(aggregate.status, EXIT_ERROR)
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -337,6 +417,7 @@ def build_images() -> None:
 
 
 app.command("compare")(compare)
+app.command("matrix")(matrix)
 app.add_typer(lab_app, name="lab")
 app.add_typer(engine_app, name="engine")
 

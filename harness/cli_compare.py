@@ -1,26 +1,41 @@
 """`harness compare RUN_DIR... [--by target|scenario|label] [--label KEY] [--out DIR]
-[--fail-if-slower GROUP]`: the side-by-side report of several runs.
+[--fail-if-slower GROUP] [--threshold METRIC[SUBJECT]=AMOUNT]... [--baseline GROUP]
+[--fail-on-regression] [--junit FILE] [--markdown FILE]`: the side-by-side report of runs.
+
+A RUN_DIR may also be a trials directory (`run --repeat`) or a matrix directory: its runs that
+completed with a healthy baseline are taken, the others left out.
 
 `compare_command` is the plain function (returns the exit code); `compare` is its Typer
 wrapper, registered in harness/cli.py with `app.command("compare")(compare)`.
 
+Before and after (harness.analysis.thresholds): each --threshold gives a verdict per metric
+and subject, better / worse / no detectable difference, of every other group against the
+reference group (--baseline, default the first group given: the runs "before").
+
 Exit codes: 0 the report was written (and, with --fail-if-slower, the group is not decisively
-slower); 1 with --fail-if-slower GROUP when GROUP is significantly slower to recover than
-another group on some fault, or failed to recover where the other did; 2 invalid input (no run
-directory, a directory without summary.json nor data, an unknown --by or group); 3 a harness
-error while writing the report.
+slower; with --fail-on-regression, no metric is worse beyond its threshold with significance);
+1 with --fail-if-slower GROUP when GROUP is significantly slower to recover than another group
+on some fault, or failed to recover where the other did, or with --fail-on-regression when a
+metric regressed; 2 invalid input (no run directory, a directory without summary.json nor
+data, an unknown --by, group or threshold, --fail-on-regression without --threshold); 3 a
+harness error while writing the report.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.errors import HarnessError, ScenarioError
+
+if TYPE_CHECKING:
+    from harness.analysis.compare import Comparison
+    from harness.analysis.thresholds import Check
 
 EXIT_OK, EXIT_SLOWER, EXIT_INPUT = 0, 1, 2
 DEFAULT_RESULTS = Path("results")
@@ -41,29 +56,50 @@ def default_out_dir(results: Path = DEFAULT_RESULTS, now: datetime | None = None
     return path
 
 
+@dataclass(frozen=True)
+class Gates:
+    """What the comparison is asked to decide, beyond the report."""
+
+    fail_if_slower: str | None = None
+    thresholds: tuple[str, ...] = ()
+    baseline: str | None = None
+    fail_on_regression: bool = False
+    junit: Path | None = None
+    markdown: Path | None = None
+
+
 def compare_command(
     run_dirs: list[Path],
     by: str,
     out: Path | None,
     label: str | None,
     fail_if_slower: str | None = None,
+    gates: Gates | None = None,
 ) -> int:
     """Compare the runs, write the report into `out` and return the exit code.
 
     Verdict sentences go to stderr; the path of compare.html is the last line on stdout."""
-    from harness.analysis.compare import compare_runs, load_runs
+    from harness.analysis.compare import compare_runs, expand_run_dirs, load_runs
     from harness.analysis.compare_report import write_compare_report
+    from harness.analysis.thresholds import parse_thresholds, regression_checks
 
+    gates = gates or Gates(fail_if_slower=fail_if_slower)
     try:
-        runs = load_runs(run_dirs, by, label)
+        thresholds = parse_thresholds(gates.thresholds)
+        if gates.fail_on_regression and not thresholds:
+            raise ScenarioError(
+                ["--fail-on-regression needs at least one --threshold, e.g. --threshold ttr_s=10%"]
+            )
+        runs = load_runs(expand_run_dirs(run_dirs), by, label)
         comparison = compare_runs(runs, by, label)
         names = [g.name for g in comparison.groups]
-        if fail_if_slower is not None and fail_if_slower not in names:
-            raise ScenarioError(
-                [f"--fail-if-slower {fail_if_slower!r}: no such group (groups: {names})"]
-            )
+        _check_group(names, "--fail-if-slower", gates.fail_if_slower)
+        _check_group(names, "--baseline", gates.baseline)
+        reference = gates.baseline or (names[0] if names else "")
+        checks = regression_checks(comparison, thresholds, reference) if thresholds else []
         out_dir = out if out is not None else default_out_dir()
-        report = write_compare_report(comparison, out_dir)
+        report = write_compare_report(comparison, out_dir, checks)
+        _ci_outputs(comparison, checks, gates)
     except ScenarioError as exc:
         for problem in exc.problems:
             _err(f"error {problem}")
@@ -73,18 +109,44 @@ def compare_command(
         return exc.exit_code
     for sentence in comparison.sentences():
         _err(sentence)
+    for check in checks:
+        _err(check.sentence)
     print(report)
-    if fail_if_slower is None:
-        return EXIT_OK
-    losses = comparison.losses(fail_if_slower)
-    for loss in losses:
-        _err(f"--fail-if-slower {fail_if_slower}: {loss}")
-    return EXIT_SLOWER if losses else EXIT_OK
+    code = EXIT_OK
+    if gates.fail_if_slower is not None:
+        losses = comparison.losses(gates.fail_if_slower)
+        for loss in losses:
+            _err(f"--fail-if-slower {gates.fail_if_slower}: {loss}")
+        code = EXIT_SLOWER if losses else code
+    if gates.fail_on_regression:
+        regressions = [c for c in checks if c.regression]
+        for check in regressions:
+            _err(f"--fail-on-regression: {check.sentence}")
+        if not regressions:
+            _err("--fail-on-regression: no metric is worse beyond its threshold")
+        code = EXIT_SLOWER if regressions else code
+    return code
+
+
+def _check_group(names: list[str], option: str, group: str | None) -> None:
+    if group is not None and group not in names:
+        raise ScenarioError([f"{option} {group!r}: no such group (groups: {names})"])
+
+
+def _ci_outputs(comparison: Comparison, checks: list[Check], gates: Gates) -> None:
+    from harness.reporting.junit import regression_suites, write_junit
+    from harness.reporting.markdown import compare_markdown, write_markdown
+
+    if gates.junit is not None:
+        _err(f"junit: {write_junit(regression_suites(checks), gates.junit)}")
+    if gates.markdown is not None:
+        _err(f"markdown: {write_markdown(compare_markdown(comparison, checks), gates.markdown)}")
 
 
 def compare(
     run_dirs: Annotated[
-        list[Path] | None, typer.Argument(help="run directories (results/<run-id>/)")
+        list[Path] | None,
+        typer.Argument(help="run directories (results/<run-id>/), trials or matrix directories"),
     ] = None,
     by: Annotated[
         str, typer.Option(help="group runs by: target, scenario, or label (with --label)")
@@ -103,7 +165,42 @@ def compare(
             "(or fails to recover where another group did)",
         ),
     ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="METRIC[SUBJECT]=AMOUNT: the smallest change that matters, e.g. ttr_s=10% "
+            "or p95_ms[after]=5% (repeatable); gives better / worse / no detectable difference"
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="the reference group for --threshold [default: the first group]"),
+    ] = None,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-regression",
+            help="exit 1 when a metric is worse than the baseline beyond its threshold, with "
+            "significance",
+        ),
+    ] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="write a JUnit XML file: one test case per --threshold check"),
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="write a Markdown summary (PR comment, CI job summary)")
+    ] = None,
 ) -> None:
     """Compare runs side by side: a table per fault, stacked timelines, recovery-time
-    distributions, and which group recovered faster, by how much, and how sure that is."""
-    raise typer.Exit(compare_command(list(run_dirs or []), by, out, label, fail_if_slower))
+    distributions, which group recovered faster, by how much, and how sure that is; with
+    --threshold, before/after verdicts per metric."""
+    gates = Gates(
+        fail_if_slower=fail_if_slower,
+        thresholds=tuple(threshold or ()),
+        baseline=baseline,
+        fail_on_regression=fail_on_regression,
+        junit=junit,
+        markdown=markdown,
+    )
+    raise typer.Exit(compare_command(list(run_dirs or []), by, out, label, gates=gates))

@@ -142,6 +142,29 @@ def load_runs(run_dirs: Sequence[Path], by: str, label: str | None = None) -> li
     return runs
 
 
+def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Run directories, with a trials or matrix directory replaced by its runs that completed
+    with a healthy baseline (listed in its ledger: trials.json or matrix.json)."""
+    expanded: list[Path] = []
+    for path in paths:
+        ledger = next(
+            (Path(path) / n for n in ("trials.json", "matrix.json") if (Path(path) / n).is_file()),
+            None,
+        )
+        if ledger is None:
+            expanded.append(Path(path))
+            continue
+        data = read_json_object(ledger)
+        entries = as_list(data.get("trials")) or as_list(data.get("runs"))
+        for raw in entries:
+            entry = as_map(raw)
+            run_dir = entry.get("run_dir")
+            healthy = entry.get("status") in ("passed", "slo_violated")
+            if entry.get("outcome") == "completed" and healthy and isinstance(run_dir, str):
+                expanded.append(Path(path) / run_dir)
+    return expanded
+
+
 def _argument_problems(run_dirs: Sequence[Path], by: str, label: str | None) -> list[str]:
     problems = []
     if not run_dirs:
@@ -760,8 +783,12 @@ def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
     return as_number(phase.get(metric))
 
 
-def write_comparison_json(comparison: Comparison, path: Path) -> Path:
-    """compare.json: strict JSON (NaN refused; unmeasured values are null)."""
-    text = json.dumps(comparison.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+def write_comparison_json(
+    comparison: Comparison, path: Path, extra: Mapping[str, object] | None = None
+) -> Path:
+    """compare.json: strict JSON (NaN refused; unmeasured values are null); `extra` keys are
+    added at the top level (the regression checks)."""
+    data = {**comparison.to_dict(), **(extra or {})}
+    text = json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")
     return path

@@ -52,6 +52,7 @@ from harness.analysis.plots import (
     write_labels,
 )
 from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
+from harness.analysis.thresholds import Check
 from harness.errors import AnalysisError
 
 COMPARE_JSON, COMPARE_HTML = "compare.json", "compare.html"
@@ -66,17 +67,21 @@ COMPARE_CSS = """
 """
 
 
-def write_compare_report(comparison: Comparison, out_dir: Path) -> Path:
-    """Write compare.json, figures/timelines.png, figures/ttr_distribution.png, compare.html."""
+def write_compare_report(
+    comparison: Comparison, out_dir: Path, checks: Sequence[Check] = ()
+) -> Path:
+    """Write compare.json, figures/timelines.png, figures/ttr_distribution.png, compare.html;
+    with `checks` (--threshold), the before/after verdicts go in both."""
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    write_comparison_json(comparison, out_dir / COMPARE_JSON)
+    extra = {"regression_checks": [c.to_dict() for c in checks]} if checks else None
+    write_comparison_json(comparison, out_dir / COMPARE_JSON, extra)
     figures = [
         ttr_distribution_figure(comparison, figures_dir / TTR_PNG),
         timelines_figure(comparison, figures_dir / TIMELINES_PNG),
     ]
     path = out_dir / COMPARE_HTML
-    path.write_text(render_compare_html(comparison, figures), encoding="utf-8")
+    path.write_text(render_compare_html(comparison, figures, checks), encoding="utf-8")
     return path
 
 
@@ -261,14 +266,18 @@ def _ttr_panel(ax: Axes, comparison: Comparison, fault: FaultComparison) -> None
 # -- HTML ------------------------------------------------------------------------------------
 
 
-def render_compare_html(comparison: Comparison, figures: Sequence[Path]) -> str:
-    """compare.html: verdicts first, then a table per fault, phases, figures, runs, method."""
+def render_compare_html(
+    comparison: Comparison, figures: Sequence[Path], checks: Sequence[Check] = ()
+) -> str:
+    """compare.html: verdicts first (the before/after checks, when any), then a table per
+    fault, phases, figures, runs, method."""
     names = " vs ".join(g.name for g in comparison.groups)
     title = f"chaos-harness comparison: {names}"
     body = "\n".join(
         [
             f"<h1>Comparison: {esc(names)}</h1>",
             _meta(comparison),
+            _checks_section(checks),
             _verdicts_section(comparison),
             *(_fault_section(comparison, f) for f in comparison.faults),
             _phases_section(comparison),
@@ -281,6 +290,35 @@ def render_compare_html(comparison: Comparison, figures: Sequence[Path]) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}{COMPARE_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _checks_section(checks: Sequence[Check]) -> str:
+    """The before/after verdicts, one row per metric and subject."""
+    if not checks:
+        return ""
+    css = {"better": "pass", "worse": "fail", "no detectable difference": "na"}
+    rows = [
+        [
+            f"<b>{esc(c.name)}</b>",
+            esc(f"{c.candidate} vs {c.reference}"),
+            esc(c.value_text),
+            esc(c.threshold.text),
+            badge(c.verdict, css[c.verdict]),
+            esc(c.reason),
+        ]
+        for c in checks
+    ]
+    headers = ["metric", "groups", "change (medians)", "threshold", "verdict", "why"]
+    regressions = sum(c.regression for c in checks)
+    head = badge(f"{regressions} regression(s)", "fail") if regressions else badge("none", "pass")
+    return (
+        f"<h2>Before and after: regressions {head}</h2>"
+        + table(headers, rows)
+        + "<p class='meta'>worse / better: the change goes that way, is larger than the "
+        "threshold and is significant (permutation test of the ranks, p &lt; 0.05, 3 runs or "
+        "more per group); otherwise no detectable difference. The interval is a bootstrap 95 "
+        "% interval of the difference of the medians.</p>"
     )
 
 

@@ -166,29 +166,38 @@ def superiority(a: Sequence[float], b: Sequence[float]) -> Superiority:
 def rank_shares(
     groups: Mapping[str, Sequence[float]], seed: int = SEED, resamples: int = 2_000
 ) -> dict[str, list[float]]:
-    """Per group, the share of bootstrap resamples in which its median ranks 1st, 2nd, ...
+    """Per group, the share of bootstrap resamples in which it ranks 1st, 2nd, ...
 
-    Lower is better; tied medians share their ranks' shares. Groups without values get none."""
+    A value of `math.inf` is a run that never recovered. In each resample the groups are
+    ordered as the rankings are: the fewest never-recovered runs first, then the lowest median
+    of the others; groups tied on both share their places. Groups without values get none."""
     names = [g for g, values in groups.items() if len(values) > 0]
     if not names:
         return {}
     rng = np.random.default_rng(seed)
-    medians = np.empty((resamples, len(names)), dtype=np.float64)
+    keys = np.empty((resamples, len(names), 2), dtype=np.float64)
     for column, name in enumerate(names):
         values = np.asarray(groups[name], dtype=np.float64)
         picks = values[rng.integers(0, values.size, (resamples, values.size))]
-        medians[:, column] = np.median(picks, axis=1)
+        never = np.isinf(picks)
+        keys[:, column, 0] = never.mean(axis=1)
+        finite = np.where(never, np.nan, picks)
+        medians = np.full(resamples, np.inf)
+        has = ~never.all(axis=1)
+        medians[has] = np.nanmedian(finite[has], axis=1)
+        keys[:, column, 1] = medians
     shares = np.zeros((len(names), len(names)), dtype=np.float64)
-    for row in medians:
+    for row in keys:
         _add_positions(shares, row)
     shares /= resamples
     return {name: [round(float(x), 4) for x in shares[i]] for i, name in enumerate(names)}
 
 
-def _add_positions(shares: FloatArray, medians: FloatArray) -> None:
-    """Add one resample's ranking to `shares`; a tie of k groups gives each 1/k of its places."""
-    order = np.argsort(medians, kind="stable")
-    ordered = medians[order]
+def _add_positions(shares: FloatArray, keys: FloatArray) -> None:
+    """Add one resample's ranking (keys: per group, never-recovered share and median) to
+    `shares`; a tie of k groups gives each 1/k of its places."""
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    ordered = [tuple(keys[i]) for i in order]
     first = 0
     while first < order.size:
         last = first

@@ -1,0 +1,228 @@
+"""Trials of one scenario on one target, summed up: `aggregate.json` of a trials directory.
+
+A trials directory (written by harness.trials) holds one run directory per trial and
+`trials.json`, the ledger of what was planned and how each trial ended. The aggregate:
+
+- `trials[]`: every planned trial: `index`, `run_id`, `run_dir`, `status` (the run's summary
+  status: passed, slo_violated, baseline_broken; or error, interrupted, analysis_failed,
+  not_run), `included`, `reason`. Only trials that completed with a healthy baseline (passed or
+  slo_violated) are included: a trial that failed to run, was interrupted, could not be
+  analysed or had a broken baseline is listed, never averaged in.
+- `faults[]`, per fault occurrence id (`f1`, `f1#2`) and kind, over the included trials:
+  `trials`, `visible_impact`, `no_impact`, `unmeasured`, `recovered`, `unrecovered` (run ids),
+  `impact_note` ("2 of 5 had no visible impact"), `responses` (what the orchestrator did, and
+  in how many trials), and per metric (ttd_s, ttr_s, failed_requests, availability, the
+  orchestrator's intervals, the cluster's view, response_s) `n`, `median`, `min`, `max`,
+  `q1`, `q3` (the spread of the middle half), `median_ci95` {`low`, `high`, `coverage`,
+  `reaches_95`} (order statistics: with 5 trials or fewer no interval reaches 95 %; the
+  coverage says what [min, max] holds), `values`. ttr_s is over the recovered trials only, ttd_s
+  over those with a visible impact: a trial without visible impact is counted apart, never
+  as a 0 s recovery.
+- `phases`: per phase (baseline, fault, recovery, after) and metric (p50_ms, p95_ms, p99_ms,
+  error_rate, throughput_rps), the same statistics over the included trials.
+- `slo`: per check name, how many included trials passed, failed or had no data.
+- `status`: interrupted, error (a trial failed to run or could not be analysed),
+  slo_violated (a trial violated an SLO or had a broken baseline), else passed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.analysis.compare import (
+    Comparison,
+    GroupFault,
+    RunInput,
+    compare_runs,
+    read_labels,
+    read_summary,
+)
+from harness.analysis.data import read_json_object
+from harness.analysis.jsonview import as_list, as_map
+from harness.errors import AnalysisError
+
+LEDGER_FILE, AGGREGATE_FILE = "trials.json", "aggregate.json"
+INCLUDED_STATUSES = ("passed", "slo_violated")
+STATUS_ORDER = ("passed", "slo_violated", "error", "interrupted")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One planned trial and how it ended."""
+
+    index: int
+    run_dir: Path | None
+    run_id: str | None
+    status: str
+    reason: str | None
+    summary: Mapping[str, object] | None
+
+    @property
+    def included(self) -> bool:
+        return self.status in INCLUDED_STATUSES and self.summary is not None
+
+    def to_dict(self, root: Path) -> dict[str, object]:
+        where = None
+        if self.run_dir is not None:
+            inside = self.run_dir.is_relative_to(root)
+            where = str(self.run_dir.relative_to(root) if inside else self.run_dir)
+        return {
+            "index": self.index,
+            "run_id": self.run_id,
+            "run_dir": where,
+            "status": self.status,
+            "included": self.included,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class TrialsAggregate:
+    """Everything aggregate.json holds; `comparison` is the included trials as one group."""
+
+    root: Path
+    scenario: str
+    target: str
+    planned: int
+    interrupted: bool
+    trials: tuple[Trial, ...]
+    comparison: Comparison | None
+
+    @property
+    def included(self) -> tuple[Trial, ...]:
+        return tuple(t for t in self.trials if t.included)
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        statuses = {t.status for t in self.trials}
+        if statuses - {"passed", "slo_violated", "baseline_broken"}:
+            return "error"
+        return "slo_violated" if statuses - {"passed"} else "passed"
+
+    def to_dict(self) -> dict[str, object]:
+        faults, phases = [], {}
+        if self.comparison is not None:
+            group = self.comparison.groups[0].name
+            faults = [
+                {"id": f.fault_id, "kind": f.kind, **_fault_dict(f.group(group))}
+                for f in self.comparison.faults
+            ]
+            phases = {
+                phase: {m: s.to_dict() for m, s in metrics.items()}
+                for phase, metrics in self.comparison.phases[group].items()
+            }
+        return {
+            "kind": "trials",
+            "scenario": self.scenario,
+            "target": self.target,
+            "status": self.status,
+            "planned": self.planned,
+            "ran": sum(t.status != "not_run" for t in self.trials),
+            "included": len(self.included),
+            "trials": [t.to_dict(self.root) for t in self.trials],
+            "faults": faults,
+            "phases": phases,
+            "slo": slo_tally(t.summary for t in self.included if t.summary is not None),
+        }
+
+
+def _fault_dict(group: GroupFault) -> dict[str, object]:
+    data = group.to_dict()
+    metrics = {k: v for k, v in data.items() if isinstance(v, dict) and "median" in v}
+    return {
+        "trials": group.runs,
+        "visible_impact": group.runs - len(group.no_impact) - len(group.unmeasured),
+        "no_impact": len(group.no_impact),
+        "unmeasured": len(group.unmeasured),
+        "recovered": sum(s.recovered for s in group.samples),
+        "unrecovered": list(group.unrecovered),
+        "unrecovered_reasons": data["unrecovered_reasons"],
+        "impact_note": group.describe_impact() or None,
+        "responses": group.responses,
+        "metrics": metrics,
+    }
+
+
+def slo_tally(summaries: Iterable[Mapping[str, object]]) -> dict[str, dict[str, int]]:
+    """Per SLO check name: how many trials passed, failed, had no data."""
+    tally: dict[str, dict[str, int]] = {}
+    for summary in summaries:
+        for raw in as_list(as_map(summary.get("slo")).get("checks")):
+            check = as_map(raw)
+            counts = tally.setdefault(str(check.get("name")), {"pass": 0, "fail": 0, "no_data": 0})
+            verdict = str(check.get("verdict"))
+            counts[verdict] = counts.get(verdict, 0) + 1
+    return tally
+
+
+# -- the ledger ------------------------------------------------------------------------------
+
+
+def read_ledger(root: Path) -> Mapping[str, object]:
+    """trials.json of a trials directory (AnalysisError when missing or unreadable)."""
+    return read_json_object(Path(root) / LEDGER_FILE)
+
+
+def is_trials_dir(path: Path) -> bool:
+    return (Path(path) / LEDGER_FILE).is_file()
+
+
+def load_trials(root: Path) -> TrialsAggregate:
+    """Read the ledger and every trial's summary (computing it when the run has none)."""
+    root = Path(root)
+    ledger = read_ledger(root)
+    trials = tuple(_trial(root, as_map(raw)) for raw in as_list(ledger.get("trials")))
+    included = [t for t in trials if t.included]
+    comparison = None
+    if included:
+        runs = [_run_input(t, "trials") for t in included]
+        comparison = compare_runs(runs, "scenario")
+    return TrialsAggregate(
+        root=root,
+        scenario=str(ledger.get("scenario")),
+        target=str(ledger.get("target")),
+        planned=int(str(ledger.get("planned") or len(trials))),
+        interrupted=ledger.get("interrupted") is True,
+        trials=trials,
+        comparison=comparison,
+    )
+
+
+def _trial(root: Path, raw: Mapping[str, object]) -> Trial:
+    index = int(str(raw.get("index")))
+    run_dir = raw.get("run_dir")
+    outcome = str(raw.get("outcome") or "not_run")
+    reason = None if raw.get("error") is None else str(raw.get("error"))
+    if not isinstance(run_dir, str):
+        return Trial(
+            index, None, None, outcome if outcome != "completed" else "error", reason, None
+        )
+    path = root / run_dir
+    run_id = path.name
+    if outcome != "completed":
+        return Trial(index, path, run_id, outcome, reason, None)
+    try:
+        summary = read_summary(path)
+    except AnalysisError as exc:
+        return Trial(index, path, run_id, "analysis_failed", str(exc), None)
+    status = str(summary.get("status"))
+    why = summary.get("status_reason") or summary.get("error")
+    return Trial(index, path, run_id, status, None if why is None else str(why), summary)
+
+
+def _run_input(trial: Trial, group: str) -> RunInput:
+    assert trial.run_dir is not None and trial.run_id is not None and trial.summary is not None
+    return RunInput(trial.run_dir, trial.run_id, group, trial.summary, read_labels(trial.run_dir))
+
+
+def write_aggregate(aggregate: TrialsAggregate) -> Path:
+    """aggregate.json: strict JSON (NaN refused)."""
+    path = aggregate.root / AGGREGATE_FILE
+    text = json.dumps(aggregate.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,273 @@
+"""A matrix directory read back: every scenario's runs compared across targets, and ranked.
+
+`load_matrix(root)` reads `matrix.json` (the ledger harness.matrix writes) and each run's
+summary, and returns a `Matrix`: per scenario, a `Comparison` by target (harness.analysis.compare)
+of the runs that completed with a healthy baseline, and per fault a `Ranking`:
+
+- order: fewest unrecovered runs first, then the lowest median time to recover (ttr_s);
+- per pair of neighbours in that order (and the leader against every other): the difference of
+  the medians, its bootstrap 95 % interval, the permutation test of the ranks when each target
+  has 3 runs or more, and how many of the pairings of a run of one with a run of the other the
+  faster won (no test needed to read "9 of 9");
+- `rank_shares`: how often each target comes 1st, 2nd... when each target's runs are resampled
+  (a bootstrap of the ranking); with few runs it understates the uncertainty.
+- `tied_with_next`: the gap to the next target is not significant (or untested): the report
+  says the two could not be told apart.
+
+Runs that failed, were interrupted, or had a broken baseline are listed (`excluded`), never
+compared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.analysis.compare import (
+    Comparison,
+    FaultComparison,
+    GroupFault,
+    PairVerdict,
+    RunInput,
+    compare_runs,
+    judge,
+    read_labels,
+    read_summary,
+)
+from harness.analysis.data import read_json_object
+from harness.analysis.jsonview import as_list, as_map
+from harness.analysis.stats import Superiority, rank_shares, superiority
+from harness.errors import AnalysisError
+
+LEDGER_FILE, RESULT_FILE = "matrix.json", "comparison.json"
+INCLUDED = ("passed", "slo_violated")
+
+
+@dataclass(frozen=True)
+class MatrixRun:
+    """One planned run of the matrix and how it ended."""
+
+    index: int
+    scenario: str
+    target: str
+    repetition: int
+    run_dir: Path | None
+    status: str  # summary status, or error / interrupted / not_run / analysis_failed
+    reason: str | None
+    summary: Mapping[str, object] | None
+
+    @property
+    def included(self) -> bool:
+        return self.status in INCLUDED and self.summary is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "scenario": self.scenario,
+            "target": self.target,
+            "repetition": self.repetition,
+            "run_dir": None if self.run_dir is None else self.run_dir.name,
+            "status": self.status,
+            "included": self.included,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One target against the next in a ranking (or the leader against another)."""
+
+    faster: str
+    slower: str
+    verdict: PairVerdict
+    wins: Superiority
+
+    @property
+    def told_apart(self) -> bool:
+        """Significant, or decided by unrecovered runs."""
+        return self.verdict.decisive_loss
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "faster": self.faster,
+            "slower": self.slower,
+            "told_apart": self.told_apart,
+            "wins": self.wins.to_dict(),
+            **self.verdict.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The targets on one fault of one scenario, best first, with the uncertainty."""
+
+    scenario: str
+    fault: FaultComparison
+    order: tuple[str, ...]
+    steps: tuple[Step, ...]  # order[i] against order[i + 1]
+    versus_leader: tuple[Step, ...]  # order[0] against each other
+    shares: Mapping[str, list[float]]
+
+    def group(self, target: str) -> GroupFault:
+        return self.fault.group(target)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "scenario": self.scenario,
+            "fault": self.fault.key,
+            "order": list(self.order),
+            "steps": [s.to_dict() for s in self.steps],
+            "versus_leader": [s.to_dict() for s in self.versus_leader],
+            "rank_shares": {k: list(v) for k, v in self.shares.items()},
+            "targets": {g.group: g.to_dict() for g in self.fault.groups if g.runs},
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioMatrix:
+    scenario: str
+    comparison: Comparison
+    rankings: tuple[Ranking, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    root: Path
+    targets: tuple[str, ...]
+    repeat: int
+    interrupted: bool
+    runs: tuple[MatrixRun, ...]
+    scenarios: tuple[ScenarioMatrix, ...]
+
+    @property
+    def excluded(self) -> tuple[MatrixRun, ...]:
+        return tuple(r for r in self.runs if not r.included)
+
+    @property
+    def done(self) -> int:
+        return sum(r.status != "not_run" for r in self.runs)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "matrix",
+            "targets": list(self.targets),
+            "repeat": self.repeat,
+            "interrupted": self.interrupted,
+            "planned": len(self.runs),
+            "done": self.done,
+            "runs": [r.to_dict() for r in self.runs],
+            "scenarios": [
+                {
+                    "scenario": s.scenario,
+                    "rankings": [r.to_dict() for r in s.rankings],
+                    "comparison": s.comparison.to_dict(),
+                }
+                for s in self.scenarios
+            ],
+        }
+
+
+def is_matrix_dir(path: Path) -> bool:
+    return (Path(path) / LEDGER_FILE).is_file()
+
+
+def load_matrix(root: Path) -> Matrix:
+    """Read a matrix directory (module docstring); AnalysisError without its ledger."""
+    root = Path(root)
+    ledger = read_json_object(root / LEDGER_FILE)
+    targets = tuple(str(t) for t in as_list(ledger.get("targets")))
+    runs = tuple(_run(root, as_map(raw)) for raw in as_list(ledger.get("runs")))
+    names = list(dict.fromkeys(r.scenario for r in runs))
+    scenarios = tuple(
+        _scenario(name, [r for r in runs if r.scenario == name], targets) for name in names
+    )
+    return Matrix(
+        root=root,
+        targets=targets,
+        repeat=int(str(ledger.get("repeat") or 1)),
+        interrupted=ledger.get("interrupted") is True,
+        runs=runs,
+        scenarios=tuple(s for s in scenarios if s is not None),
+    )
+
+
+def _run(root: Path, raw: Mapping[str, object]) -> MatrixRun:
+    outcome = str(raw.get("outcome") or "not_run")
+    run_dir = raw.get("run_dir")
+    path = root / run_dir if isinstance(run_dir, str) else None
+    reason = None if raw.get("error") is None else str(raw.get("error"))
+
+    def made(status: str, why: object, summary: Mapping[str, object] | None) -> MatrixRun:
+        return MatrixRun(
+            index=int(str(raw.get("index"))),
+            scenario=str(raw.get("scenario")),
+            target=str(raw.get("target")),
+            repetition=int(str(raw.get("repetition") or 1)),
+            run_dir=path,
+            status=status,
+            reason=None if why is None else str(why),
+            summary=summary,
+        )
+
+    if outcome != "completed" or path is None:
+        return made(outcome if outcome != "completed" else "error", reason, None)
+    try:
+        summary = read_summary(path)
+    except AnalysisError as exc:
+        return made("analysis_failed", exc, None)
+    return made(
+        str(summary.get("status")), summary.get("status_reason") or summary.get("error"), summary
+    )
+
+
+def _scenario(
+    name: str, runs: Sequence[MatrixRun], targets: Sequence[str]
+) -> ScenarioMatrix | None:
+    included = [r for r in runs if r.included]
+    if not included:
+        return None
+    order = {t: i for i, t in enumerate(targets)}
+    included.sort(key=lambda r: (order.get(r.target, len(order)), r.repetition))
+    inputs = [_input(r) for r in included if r.run_dir is not None]
+    comparison = compare_runs(inputs, "target")
+    rankings = tuple(rank(name, fault) for fault in comparison.faults)
+    return ScenarioMatrix(name, comparison, rankings)
+
+
+def _input(run: MatrixRun) -> RunInput:
+    assert run.run_dir is not None
+    summary = as_map(run.summary)
+    run_id = str(summary.get("run_id") or run.run_dir.name)
+    return RunInput(run.run_dir, run_id, run.target, summary, read_labels(run.run_dir))
+
+
+def rank(scenario: str, fault: FaultComparison) -> Ranking:
+    """The ranking of the targets holding `fault` (module docstring)."""
+    order = fault.ranking
+    steps = tuple(_step(fault, a, b) for a, b in itertools.pairwise(order))
+    leader = tuple(_step(fault, order[0], other) for other in order[1:]) if order else ()
+    shares = rank_shares({t: _ttr_or_never(fault.group(t)) for t in order})
+    return Ranking(scenario, fault, order, steps, leader, shares)
+
+
+def _ttr_or_never(group: GroupFault) -> list[float]:
+    """Each run's time to recover, inf for a run that never recovered (no-impact runs left out)."""
+    times = list(group.ttr_values)
+    return times + [math.inf] * len(group.unrecovered)
+
+
+def _step(fault: FaultComparison, faster: str, slower: str) -> Step:
+    a, b = fault.group(faster), fault.group(slower)
+    verdict = judge(fault.key, a, b)
+    return Step(faster, slower, verdict, superiority(a.ttr_values, b.ttr_values))
+
+
+def write_matrix_json(matrix: Matrix) -> Path:
+    path = matrix.root / RESULT_FILE
+    text = json.dumps(matrix.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path

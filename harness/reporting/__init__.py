@@ -1,0 +1,1 @@
+"""Outputs for CI and code review: JUnit XML (`junit`) and Markdown summaries (`markdown`)."""

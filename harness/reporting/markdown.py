@@ -1,0 +1,231 @@
+"""Markdown summaries fit for a pull-request comment or a CI job summary ($GITHUB_STEP_SUMMARY).
+
+Short by design: the verdict first, then one table; the HTML report has the rest. Every
+function returns the text; `write_markdown` writes it. Cell text is escaped (`|`, newlines),
+so a reason quoting an error message cannot break a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.analysis.jsonview import as_list, as_map, as_number
+
+if TYPE_CHECKING:
+    from harness.analysis.aggregate import TrialsAggregate
+    from harness.analysis.compare import Comparison
+    from harness.analysis.matrix import Matrix
+    from harness.analysis.thresholds import Check
+
+MARKS = {"pass": "✅", "fail": "❌", "no_data": "⚠️", "better": "✅", "worse": "❌"}
+NONE = "—"
+
+
+def cell(value: object) -> str:
+    text = NONE if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |"]
+    lines.append("|" + "|".join("---" for _ in headers) + "|")
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return path
+
+
+def _seconds(value: object) -> str:
+    number = as_number(value)
+    return NONE if number is None else f"{number:.3f} s"
+
+
+def _percent(value: object) -> str:
+    number = as_number(value)
+    return NONE if number is None else f"{number * 100:.2f} %"
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def run_markdown(summary: Mapping[str, object]) -> str:
+    status = str(summary.get("status"))
+    mark = MARKS["pass"] if status == "passed" else MARKS["fail"]
+    lines = [
+        f"### {mark} chaos-harness: {summary.get('scenario')} on {summary.get('target')}: "
+        f"{status.replace('_', ' ')}",
+        "",
+        f"Run `{summary.get('run_id')}`"
+        + (f": {summary.get('status_reason')}" if summary.get("status_reason") else ""),
+        "",
+    ]
+    faults = [as_map(f) for f in as_list(summary.get("faults"))]
+    if faults:
+        lines += [_faults_table(faults), ""]
+    lines += [_slo_table(summary)]
+    return "\n".join(lines)
+
+
+def _outcome(fault: Mapping[str, object]) -> str:
+    impact = fault.get("impact", "visible")
+    if impact == "none":
+        return "no visible impact"
+    if impact == "unmeasured":
+        return "not measured"
+    if fault.get("recovered"):
+        return f"recovered in {_seconds(fault.get('ttr_s'))}"
+    return "**never recovered**"
+
+
+def _faults_table(faults: Sequence[Mapping[str, object]]) -> str:
+    rows = [
+        [
+            f"{f.get('id')} {f.get('kind')}",
+            ", ".join(str(t) for t in as_list(f.get("targets"))),
+            _outcome(f),
+            _seconds(f.get("ttd_s")),
+            f"{f.get('failed_requests')} of {f.get('requests_in_window')}",
+            _percent(f.get("availability")),
+            as_map(f.get("response")).get("description"),
+        ]
+        for f in faults
+    ]
+    headers = ["fault", "targets", "users", "detected", "failed requests", "availability"]
+    return md_table([*headers, "orchestrator"], rows)
+
+
+def _slo_table(summary: Mapping[str, object]) -> str:
+    checks = [as_map(c) for c in as_list(as_map(summary.get("slo")).get("checks"))]
+    if not checks:
+        return "No SLO in this scenario."
+    rows = [
+        [
+            f"{MARKS.get(str(c.get('verdict')), '')} {c.get('name')}",
+            c.get("value"),
+            c.get("limit"),
+            c.get("verdict"),
+            c.get("reason") if c.get("verdict") != "pass" else "",
+        ]
+        for c in checks
+    ]
+    return md_table(["SLO check", "value", "limit", "verdict", "why"], rows)
+
+
+# -- trials ----------------------------------------------------------------------------------
+
+
+def trials_markdown(aggregate: TrialsAggregate) -> str:
+    from harness.analysis.trials_report import fault_sentences
+    from harness.analysis.wording import interval_text, metric_format, spread_text
+
+    status = aggregate.status
+    mark = MARKS["pass"] if status == "passed" else MARKS["fail"]
+    lines = [
+        f"### {mark} chaos-harness: {aggregate.scenario} on {aggregate.target}, "
+        f"{aggregate.planned} trials: {status.replace('_', ' ')}",
+        "",
+        f"{len(aggregate.included)} of {aggregate.planned} trials summed up.",
+        "",
+        *(f"- {s}" for s in fault_sentences(aggregate)),
+        "",
+    ]
+    comparison = aggregate.comparison
+    if comparison is not None:
+        group = comparison.groups[0].name
+        rows = []
+        for fault in comparison.faults:
+            for metric in ("ttr_s", "ttd_s", "failed_requests", "availability"):
+                stat = fault.group(group).stat(metric)
+                if stat.n:
+                    rows.append(
+                        [
+                            fault.key,
+                            metric_format(metric).label,
+                            metric_format(metric).number(stat.median),
+                            spread_text(stat, metric),
+                            interval_text(stat, metric),
+                            stat.n,
+                        ]
+                    )
+        headers = ["fault", "metric", "median", "spread", "interval of the median", "n"]
+        lines += [md_table(headers, rows), ""]
+    left_out = [t for t in aggregate.trials if not t.included]
+    if left_out:
+        lines.append("Left out (never averaged in):")
+        lines += [f"- trial {t.index}: {t.status}: {t.reason or ''}" for t in left_out]
+    return "\n".join(lines)
+
+
+# -- comparisons and regression checks -------------------------------------------------------
+
+
+def compare_markdown(comparison: Comparison, checks: Sequence[Check] = ()) -> str:
+    names = " vs ".join(g.name for g in comparison.groups)
+    regressions = [c for c in checks if c.regression]
+    if checks:
+        mark = MARKS["worse"] if regressions else MARKS["better"]
+        verdict = f"{len(regressions)} regression(s)" if regressions else "no regression"
+        title = f"### {mark} chaos-harness comparison: {names}: {verdict}"
+    else:
+        title = f"### chaos-harness comparison: {names}"
+    lines = [title, "", *(f"- {s}" for s in comparison.sentences()), ""]
+    if checks:
+        rows = [
+            [
+                f"{MARKS.get(c.verdict, '➖')} {c.name}",
+                f"{c.candidate} vs {c.reference}",
+                c.value_text,
+                c.threshold.text,
+                "" if c.ci95 is None else f"{c.ci95[0]:+.4g} to {c.ci95[1]:+.4g}",
+                "" if c.p_value is None else f"{c.p_value:.3g}",
+                c.verdict,
+            ]
+            for c in checks
+        ]
+        headers = ["check", "groups", "change", "threshold", "95 % CI", "p", "verdict"]
+        lines += [md_table(headers, rows), ""]
+        lines += [f"- {c.sentence}" for c in checks if c.verdict != "no detectable difference"]
+    return "\n".join(lines)
+
+
+# -- the matrix ------------------------------------------------------------------------------
+
+
+def matrix_markdown(matrix: Matrix) -> str:
+    from harness.analysis.matrix_words import headline, what_users_saw
+
+    lines = [
+        f"### chaos-harness matrix: {', '.join(matrix.targets)} × {matrix.repeat} repetitions",
+        "",
+        f"{matrix.done} of {len(matrix.runs)} runs done"
+        + (", interrupted" if matrix.interrupted else "")
+        + (f"; {len(matrix.excluded)} left out" if matrix.excluded else "")
+        + ".",
+        "",
+    ]
+    for scenario in matrix.scenarios:
+        for ranking in scenario.rankings:
+            lines += [f"**{scenario.scenario}**: {headline(ranking)}", ""]
+            rows = []
+            for position, target in enumerate(ranking.order, start=1):
+                group = ranking.group(target)
+                ttr = group.stat("ttr_s")
+                rows.append(
+                    [
+                        position,
+                        target,
+                        NONE if ttr.median is None else f"{ttr.median:.2f} s",
+                        f"{ttr.n} of {group.runs}",
+                        group.describe_responses(),
+                        what_users_saw(group),
+                    ]
+                )
+            headers = ["rank", "target", "median ttr", "recovered", "orchestrator", "users"]
+            lines += [md_table(headers, rows), ""]
+    return "\n".join(lines)
