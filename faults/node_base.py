@@ -36,6 +36,8 @@ class NodeParams(FaultParams):
 class NodeFault(Fault):
     """A fault that acts on whole lab nodes."""
 
+    needs_nodes = True
+
     def choose(
         self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]
     ) -> tuple[list[str], str | None]:

@@ -158,7 +158,13 @@ class Runner:
         target = make_target(self.run_id, self.scenario.target)
         events = EventLog(self.dir.events)
         journal = Journal(self.dir.journal)
-        self._start_manifest(target)
+        try:
+            self._start_manifest(target)
+        except BaseException:
+            # a target can hold something from its construction on (a Podman API service)
+            self._attempt("teardown", target.teardown)
+            events.close()
+            raise
         status, error, signum = "completed", None, None
         with signals_raise():
             try:

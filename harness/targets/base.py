@@ -205,13 +205,7 @@ def needs_lab(kind: str) -> bool:
     from faults.registry import fault_kinds
 
     cls = fault_kinds().get(kind)
-    if cls is None:
-        return False
-    if getattr(cls, "needs_nodes", False):
-        return True
-    from faults.node_base import NodeFault  # until every node fault says so itself
-
-    return issubclass(cls, NodeFault)
+    return cls is not None and cls.needs_nodes
 
 
 def storage_problems(scenario: ScenarioBase, data_root: Path | None) -> list[str]:
