@@ -83,8 +83,9 @@ cleanup: setup
 clean:
 	rm -rf $(VENV) $(STAMPS) build *.egg-info
 
-# The orchestrator comparison: the same crash on Docker and on a single-node Swarm.
+# The orchestrator comparison: the same crash on Docker, Podman and a single-node Swarm.
 compare-demo: setup images
 	@d=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml | tail -1) && \
+	p=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target podman | tail -1) && \
 	s=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target swarm | tail -1) && \
-	$(BIN)/harness compare "$$d" "$$s" --by target
+	$(BIN)/harness compare "$$d" "$$p" "$$s" --by target
