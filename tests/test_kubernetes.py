@@ -33,7 +33,7 @@ from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import EngineEvent
 from harness.targets.kube_host import process_start_ns
 from harness.targets.kube_objects import namespace_for
-from harness.targets.kube_watch import Gone, Resource, Watcher
+from harness.targets.kube_routes import routes_chain
 from harness.targets.kubernetes import KubernetesTarget
 from tests.helpers import EventCollector, wait_until
 
@@ -220,6 +220,19 @@ def test_a_deleted_pod_is_replaced_by_its_replicaset(
     now = {i.name: i for i in target.instances()}
     assert now["web-1"].container_name == before["web-1"].container_name
     assert now["web-2"].container_name != old  # a new pod in the freed slot
+    # the slot keeps its address, which this host now sends on to the new pod (the pod
+    # itself says who answered: its hostname is its name)
+    assert now["web-2"].url == before["web-2"].url
+    assert now["web-2"].address != before["web-2"].address
+    chain = routes_chain(target.run_id)
+    answered = _get(f"{now['web-2'].url}/cgi-bin/work").split("host=")[1].strip()
+    assert answered == now["web-2"].container_name
+    assert (
+        chain
+        in subprocess.run(
+            ["iptables", "-t", "nat", "-S", chain], capture_output=True, text=True, check=False
+        ).stdout
+    )
     assert wait_until(lambda: "service_converged" in [e.action for e in events.events[1:]], 30)
     seen = events.close()
     actions = [(e.action, e.attributes.get("pod")) for e in seen if e.instance == "web-2"]
@@ -230,6 +243,9 @@ def test_a_deleted_pod_is_replaced_by_its_replicaset(
         "service_degraded",
         "service_converged",
     ]
+    target.teardown()  # the route goes with the run
+    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True)
+    assert chain not in rules.stdout
 
 
 def test_teardown_deletes_the_namespace_and_is_safe_twice(lab: kube_lab.KubeLabInfo) -> None:
@@ -258,28 +274,6 @@ def test_cleanup_removes_the_namespaces_of_dead_runs_only(lab: kube_lab.KubeLabI
     finally:
         for target in (dead, live):
             target.teardown()
-
-
-def test_a_watch_from_a_compacted_version_lists_again(deploy: Deploy) -> None:
-    """The API answers 410 Gone to a watch from a resourceVersion it no longer has."""
-    target = deploy(replicas=1)
-    core = target.cluster.core
-    resource: Resource[object] = Resource(
-        "pods", lambda **kw: core.list_namespaced_pod(target.namespace, **kw), lambda raw: raw
-    )
-
-    class Nothing:
-        def update(self, view: object, received_ns: int) -> list[EngineEvent]:
-            return []
-
-        deleted = update
-
-        def resync(self, views: object, received_ns: int) -> list[EngineEvent]:
-            return []
-
-    watcher = Watcher(resource, Nothing(), lambda _e: None, 0)
-    with pytest.raises(Gone):
-        watcher._watch("1")
 
 
 def test_an_unknown_cluster_is_a_clear_error(tmp_path: Path) -> None:

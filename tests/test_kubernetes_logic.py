@@ -6,6 +6,7 @@ The cluster tests are in test_kubernetes.py (the real lab).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -544,3 +545,90 @@ def test_a_containers_pid_is_found_from_its_id_alone(demo_image: str) -> None:
         assert created_ns - 10_000_000 <= host_ns <= started_ns
     finally:
         subprocess.run(["docker", "rm", "-f", container_id], capture_output=True, check=False)
+
+
+# --- the watch loop (the transport faked: the API server only says 410 after a compaction) ----
+
+
+class _Response:
+    """What the client's list function returns with _preload_content=False."""
+
+    def __init__(self, lines: list[str], data: bytes = b"") -> None:
+        self._lines = lines
+        self.data = data
+        self.status = 200
+
+    def stream(self, amt: object = None, decode_content: bool = False) -> Any:
+        del amt, decode_content
+        for line in self._lines:
+            yield (line + "\n").encode()
+
+    def release_conn(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def update(self, view: object, received_ns: int) -> list[Any]:
+        self.calls.append(("update", view))
+        return []
+
+    def deleted(self, view: object, received_ns: int) -> list[Any]:
+        self.calls.append(("deleted", view))
+        return []
+
+    def resync(self, views: object, received_ns: int) -> list[Any]:
+        self.calls.append(("resync", views))
+        return []
+
+
+def test_a_watch_told_410_gone_lists_again_and_resumes() -> None:
+    from harness.targets.kube_watch import Resource, Watcher
+
+    watches: list[object] = []
+    lists: list[int] = []
+    gone = json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410}})
+    changed = json.dumps(
+        {"type": "MODIFIED", "object": {"metadata": {"name": "p", "resourceVersion": "12"}}}
+    )
+    bookmark = json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "13"}}})
+
+    def list_call(**kwargs: Any) -> _Response:
+        if not kwargs.get("watch"):
+            lists.append(1)
+            body = {"metadata": {"resourceVersion": str(10 * len(lists))}, "items": [{}]}
+            return _Response([], json.dumps(body).encode())
+        watches.append(kwargs["resource_version"])
+        if len(watches) == 1:
+            return _Response([gone])
+        if len(watches) == 2:
+            return _Response([changed, bookmark])
+        time.sleep(0.05)
+        return _Response([])
+
+    tracker = _Recorder()
+    resource: Resource[object] = Resource("pods", list_call, lambda raw: raw.get("metadata"))
+    watcher = Watcher(resource, tracker, lambda _e: None, 0).start()
+    try:
+        assert _eventually(lambda: len(watches) >= 3)
+    finally:
+        watcher.close()
+    # list (rv 10) -> watch 10: 410 -> list again (rv 20) -> watch 20: a change and a bookmark
+    # -> the next watch resumes from the bookmark's version, without listing
+    assert watches[:3] == ["10", "20", "13"]
+    assert [c[0] for c in tracker.calls[:3]] == ["resync", "resync", "update"]
+    assert len(lists) == 2
+
+
+def _eventually(predicate: Any, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -197,6 +197,14 @@ class PodTracker:
         self.started_at = started_at
         self._pods: dict[str, _PodMemory] = {}
 
+    def live_pods(self) -> list[tuple[str, PodView]]:
+        """The live pods as last seen, with their instance names."""
+        return [
+            (self.slots.name_by_uid(uid, memory.view.name), memory.view)
+            for uid, memory in self._pods.items()
+            if memory.view.live
+        ]
+
     def resync(self, pods: Sequence[PodView], received_ns: int) -> list[EngineEvent]:
         """A full list (after a watch could not resume): changes, and pods that are gone."""
         events = [e for pod in pods for e in self.update(pod, received_ns)]

@@ -11,12 +11,14 @@ the Service's NodePort, and that node's kube-proxy (iptables mode) spreads new c
 the ready endpoints at random. A pod that fails its readiness probe, or is being deleted, leaves
 the EndpointSlice and then kube-proxy's rules: users see failures only until that happens.
 
-Instances are the live pods, named after stable slots ("web-2", see kube_events): node =
-the Kubernetes node name, url = http://<pod IP>:<port> (the host reaches pod IPs on the lab;
-probes go there, and the network faults act on the pod's own interface), container_id = the
-runtime's id of the workload container, pid = its main process as this host sees it (found in
-/proc by the container id, see kube_host), so the host-side faults (kill by signal, iptables/tc
-in its netns, stress-ng in its cgroups, disk fill under /proc/PID/root) work on pods unchanged.
+Instances are the live pods, named after stable slots ("web-2", see kube_events): node = the
+Kubernetes node name; address = the pod's own IP (the network faults act there); url = the
+slot's address: its first pod's IP, which this host keeps sending on to the slot's current pod
+once that pod is replaced (harness.targets.kube_routes), so probes and per-instance load follow
+a slot across pod deletions, evictions and lost nodes; container_id = the runtime's id of the
+workload container; pid = its main process as this host sees it (found in /proc by the
+container id, see kube_host), so the host-side faults (kill by signal, iptables/tc in its
+netns, stress-ng in its cgroups, disk fill under /proc/PID/root) work on pods unchanged.
 
 What the Target protocol's engine actions mean here (Kubernetes has no stop, start, restart or
 pause of a pod):
@@ -33,9 +35,10 @@ node faults) are refused at validate time on a cluster whose API server is not o
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from harness.targets.base import (
     OWNER_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
+    EngineEvent,
     Instance,
     Target,
     needs_lab,
@@ -81,6 +85,7 @@ from harness.targets.kube_objects import (
     service_object,
     workload_problems,
 )
+from harness.targets.kube_routes import RouteFollower, SlotRoutes
 from harness.targets.kube_views import (
     PodView,
     deployment_view,
@@ -89,6 +94,7 @@ from harness.targets.kube_views import (
     slice_view,
 )
 from harness.targets.kube_watch import KubeEventStream, Resource
+from harness.targets.service_vip import remove_run_chains
 
 OWNER_HOST = "chaos-harness.owner-host"  # cleanup judges only the owners of this machine
 NAMESPACE_GONE_TIMEOUT_S = 120.0
@@ -120,6 +126,8 @@ class KubernetesTarget:
 
     kind = "kubernetes"
     api_stop_is_restarted = True  # a deleted pod is replaced by its ReplicaSet
+    # the Service is the load balancer: the load belongs on service_url(), not on the pods
+    balances_load = True
 
     def __init__(self, run_id: str, spec: TargetSpec) -> None:
         problem = label_value_problem("the run id", run_id)
@@ -137,6 +145,8 @@ class KubernetesTarget:
         self._streams: list[KubeEventStream] = []
         self._service_url: str | None = None
         self._node_port: int | None = None
+        self._routes: SlotRoutes | None = None
+        self._follower: RouteFollower | None = None
         self.lab_created = False
         self._torn_down = False
         # teardown removes objects only of a run that deployed here, or was attached to
@@ -294,6 +304,7 @@ class KubernetesTarget:
     def deploy(self, workload: WorkloadSpec) -> None:
         self._workload = workload
         self._has_objects = True
+        self._routes = SlotRoutes(self.run_id, self._owner, workload.port)
         self._ensure_lab(workload)
         cluster = self.cluster
         for stream in self._streams:
@@ -392,8 +403,26 @@ class KubernetesTarget:
 
     def instances(self) -> list[Instance]:
         port = self._workload.port if self._workload is not None else 8080
-        found = [self._instance(p, port) for p in self._pod_views() if p.live]
-        return sorted(found, key=lambda i: i.name)
+        live = [p for p in self._pod_views() if p.live]
+        self._sync_routes([(self._slots.name_of(p), p) for p in live])
+        return sorted((self._instance(p, port) for p in live), key=lambda i: i.name)
+
+    def _sync_routes(self, live: Sequence[tuple[str, PodView]], wait: bool = True) -> None:
+        """Point each slot's address at its current pod (one that runs, with an address);
+        `wait` False: on the route thread (from a watch, which must not block)."""
+        if self._routes is None or not self.host_access:
+            return
+        current = {
+            name: pod.ip
+            for name, pod in live
+            if pod.ip and pod.container is not None and pod.container.running_since_ns
+        }
+        if wait:
+            self._routes.sync(current)
+            return
+        if self._follower is None:
+            self._follower = RouteFollower(self._routes)
+        self._follower.submit(current)
 
     def _instance(self, pod: PodView, port: int) -> Instance:
         container = pod.container
@@ -401,13 +430,17 @@ class KubernetesTarget:
         pid = 0
         if running and container is not None and self.host_access:
             pid = self._pids.pid_of(container.container_id)
+        name = self._slots.name_of(pod)
+        address = pod.ip
+        if self._routes is not None and self.host_access and pod.ip:
+            address = self._routes.address(name, pod.ip)
         return Instance(
-            name=self._slots.name_of(pod),
+            name=name,
             service=pod.labels.get(SERVICE_LABEL, ""),
             container_id=container.container_id if container is not None else "",
             container_name=pod.name,
             pid=pid,
-            url=f"http://{pod.ip or '0.0.0.0'}:{port}",
+            url=f"http://{address or '0.0.0.0'}:{port}",
             labels=dict(pod.labels),
             node=pod.node or None,
             state=_state_word(pod),
@@ -438,9 +471,14 @@ class KubernetesTarget:
         def namespaced(function: Any) -> Any:
             return lambda **kw: function(namespace, label_selector=selector, **kw)
 
+        pods = _RoutingPodTracker(
+            self._slots,
+            self._pids.started_ns if self.host_access else None,
+            lambda live: self._sync_routes(live, wait=False),
+        )
         stream.follow(
             Resource("pods", namespaced(cluster.core.list_namespaced_pod), _parse(V1Pod, pod_view)),
-            PodTracker(self._slots, self._pids.started_ns if self.host_access else None),
+            pods,
         )
         stream.follow(
             Resource(
@@ -506,7 +544,11 @@ class KubernetesTarget:
         if self._torn_down:
             return
         try:
+            self._stop_watching()
+            if self._routes is not None:
+                self._routes.remove()
             if self._has_objects:
+                remove_run_chains(self.run_id)  # routes a dead process of this run made
                 remove_run(self.cluster, self.namespace, self.run_id, self.owns_namespace)
         finally:
             self._torn_down = True
@@ -514,10 +556,17 @@ class KubernetesTarget:
             if self.lab_created:
                 take_lab_down()
 
-    def release(self) -> None:
+    def _stop_watching(self) -> None:
+        """The watches first (they move routes), then the route thread."""
         for stream in self._streams:
             stream.close()
         self._streams.clear()
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
+
+    def release(self) -> None:
+        self._stop_watching()
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
@@ -540,6 +589,33 @@ class KubernetesTarget:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+class _RoutingPodTracker(PodTracker):
+    """The pod tracker of the event stream, which also moves slot routes as pods change."""
+
+    def __init__(
+        self,
+        slots: SlotBook,
+        started_at: Callable[[str], int | None] | None,
+        on_change: Callable[[Sequence[tuple[str, PodView]]], None],
+    ) -> None:
+        super().__init__(slots, started_at)
+        self._on_change = on_change
+
+    def update(self, pod: PodView, received_ns: int) -> list[EngineEvent]:
+        events = super().update(pod, received_ns)
+        self._moved()
+        return events
+
+    def resync(self, pods: Sequence[PodView], received_ns: int) -> list[EngineEvent]:
+        events = super().resync(pods, received_ns)
+        self._moved()
+        return events
+
+    def _moved(self) -> None:
+        with contextlib.suppress(TargetError):  # a route that fails is retried on the next change
+            self._on_change(self.live_pods())
 
 
 def _annotate_host(metadata: Any) -> None:
@@ -671,24 +747,46 @@ def _wait_namespace_gone(cluster: Cluster, namespace: str) -> None:
         time.sleep(0.5)
 
 
+def _orphaned(metadata: Any, keep: Set[str], host: str) -> str | None:
+    """The run id of an object of a dead run of this host (None: keep it)."""
+    if metadata is None or not metadata.name:
+        return None
+    run_id = str((metadata.labels or {}).get(RUN_LABEL, ""))
+    annotations = metadata.annotations or {}
+    if not run_id or run_id in keep or annotations.get(OWNER_HOST, host) != host:
+        return None  # a live run, or another machine's: its owner cannot be judged here
+    return None if owner_alive(annotations.get(OWNER_LABEL)) else run_id
+
+
 def _remove_orphans(cluster: Cluster, keep: Set[str]) -> list[str]:
     host = socket.gethostname()
     removed = []
     namespaces = cluster.call(
         "listing run namespaces", cluster.core.list_namespace, label_selector=RUN_LABEL
     )
+    ours = set()
     for namespace in namespaces.items:
-        meta = namespace.metadata
-        if meta is None or not meta.name:
-            continue
-        labels = meta.labels or {}
-        annotations = meta.annotations or {}
-        run_id = labels.get(RUN_LABEL, "")
-        if run_id in keep or annotations.get(OWNER_HOST, host) != host:
-            continue
-        if owner_alive(annotations.get(OWNER_LABEL)):
-            continue
-        removed += [f"{r} (run {run_id})" for r in remove_run(cluster, meta.name, run_id, True)]
+        ours.add(namespace.metadata.name if namespace.metadata else None)
+        run_id = _orphaned(namespace.metadata, keep, host)
+        if run_id is not None and namespace.metadata is not None:
+            for line in [
+                *remove_run(cluster, str(namespace.metadata.name), run_id, True),
+                *remove_run_chains(run_id),
+            ]:
+                removed.append(f"{line} (run {run_id})")
+    # runs in a namespace the scenario named (not made by the harness): their Deployments
+    deployments = cluster.call_unless(
+        {403},
+        "listing run Deployments",
+        cluster.apps.list_deployment_for_all_namespaces,
+        label_selector=RUN_LABEL,
+    )
+    for deployment in deployments.items if deployments is not None else []:
+        meta = deployment.metadata
+        run_id = _orphaned(meta, keep, host)
+        if run_id is not None and meta is not None and meta.namespace not in ours:
+            for line in remove_run(cluster, str(meta.namespace), run_id, False):
+                removed.append(f"{line} (run {run_id})")
     return removed
 
 
