@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -20,13 +21,15 @@ from harness.analysis.compare import (
     FaultSample,
     GroupFault,
     compare_runs,
+    expand_run_dirs,
     judge,
     load_runs,
     permutation_p_value,
 )
-from harness.cli_compare import compare, compare_command
+from harness.analysis.thresholds import Check, Threshold, parse_thresholds, regression_checks
+from harness.cli_compare import Gates, compare, compare_command
 from harness.errors import ScenarioError
-from tests.synthetic_run import Req, engine, inject, series, write_run
+from tests.synthetic_run import Req, engine, inject, ns, series, write_run
 
 KILL_AT, END_AT, LATENCY_MS = 10.0, 30.0, 5.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -370,3 +373,153 @@ def test_a_fault_missing_from_a_group_is_not_compared() -> None:
     assert pair.sentence == (
         "f2 cpu_stress: only in a; b has no run with this fault, nothing to compare."
     )
+
+
+# -- before and after: thresholds ------------------------------------------------------------
+
+
+def latency_run(run_dir: Path, ttr_s: float, after_ms: float, variant: str) -> Path:
+    """make_run's kill, with requests after the recovery taking `after_ms`."""
+    make_run(run_dir, ttr_s, labels={"variant": variant})
+    frame = pd.read_parquet(run_dir / "requests.parquet")
+    late = frame["start_ns"] > ns(KILL_AT + ttr_s + 1.0)
+    frame.loc[late, "latency_ms"] = after_ms
+    frame.to_parquet(run_dir / "requests.parquet", index=False)
+    return run_dir
+
+
+def before_after(root: Path, before: Sequence[float], after: Sequence[float]) -> list[Path]:
+    """Runs labelled variant=before / variant=after with these times to recover."""
+    runs = [
+        *(make_run(root / f"before-{i}", t, labels={"variant": "before"}) for i, t in
+          enumerate(before)),
+        *(make_run(root / f"after-{i}", t, labels={"variant": "after"}) for i, t in
+          enumerate(after)),
+    ]  # fmt: skip
+    return runs
+
+
+def checks_of(runs: list[Path], *specs: str, reference: str = "before") -> list[Check]:
+    comparison = compare_runs(load_runs(runs, "label", "variant"), "label", "variant")
+    return regression_checks(comparison, parse_thresholds(list(specs)), reference)
+
+
+def test_thresholds_are_parsed_with_every_problem_at_once() -> None:
+    assert parse_thresholds(["ttr_s=10%", "p95_ms[after]=5%", "ttd_s[f1]=0.25"]) == [
+        Threshold("ttr_s", None, 0.10, True),
+        Threshold("p95_ms", "after", 0.05, True),
+        Threshold("ttd_s", "f1", 0.25, False),
+    ]
+    with pytest.raises(ScenarioError) as caught:
+        parse_thresholds(["ttr=10%", "p95_ms[f1]=5%", "ttr_s=ten%", "ttr_s"])
+    assert caught.value.problems == [
+        "--threshold 'ttr=10%': unknown metric 'ttr'; known: ttr_s, ttd_s, failed_requests, "
+        "availability, kill_to_die_s, die_to_start_s, start_to_healthy_s, to_degraded_s, "
+        "to_replacement_running_s, to_full_strength_s, response_s, p50_ms, p95_ms, p99_ms, "
+        "error_rate, throughput_rps",
+        "--threshold 'p95_ms[f1]=5%': p95_ms is per phase: the subject is one of baseline, "
+        "fault, recovery, after",
+        "--threshold 'ttr_s=ten%': amount 'ten%' is not a number nor a percentage",
+        "--threshold 'ttr_s': expected METRIC=AMOUNT or METRIC[SUBJECT]=AMOUNT, e.g. ttr_s=10%",
+    ]
+
+
+def test_a_faster_after_is_better_with_the_interval_of_the_difference(tmp_path: Path) -> None:
+    runs = before_after(tmp_path, [2.0, 2.1, 2.2, 2.3, 2.4], [1.0, 1.1, 1.2, 1.3, 1.4])
+    (check,) = checks_of(runs, "ttr_s=10%")
+
+    assert check.verdict == "better" and not check.regression
+    assert check.difference == pytest.approx(-1.0)
+    assert check.p_value == pytest.approx(2 / 252)  # exact: the most extreme of 252 splits
+    # resampled medians differ by at most 1.4 and at least 0.6; the interval excludes 0
+    assert check.ci95 is not None
+    assert -1.4 - 1e-9 <= check.ci95[0] < -1.0 < check.ci95[1] <= -0.6 + 1e-9
+    assert check.reason.startswith("2.2 s -> 1.2 s (-1 s, -45.5 %), threshold 10 % (0.22 s)")
+
+
+def test_worse_needs_both_the_threshold_and_significance(tmp_path: Path) -> None:
+    before, after = [1.00, 1.01, 1.02, 1.03, 1.04], [1.05, 1.06, 1.07, 1.08, 1.09]
+    slower = before_after(tmp_path / "a", before, after)
+    (small,) = checks_of(slower, "ttr_s=10%")
+    # every after run is slower (significant), but by 5 %: within the threshold
+    assert small.verdict == "no detectable difference"
+    assert "significant" in small.reason and "within the threshold" in small.reason
+    (zero,) = checks_of(slower, "ttr_s=0%")
+    assert zero.verdict == "worse" and zero.regression
+
+    noisy = before_after(tmp_path / "b", [1.0, 3.0, 1.2, 2.8, 1.4], [1.5, 2.9, 1.1, 3.1, 1.6])
+    (check,) = checks_of(noisy, "ttr_s=10%")
+    assert check.verdict == "no detectable difference" and "not significant" in check.reason
+
+    few = before_after(tmp_path / "c", [1.0, 1.1], [3.0, 3.1])
+    (check,) = checks_of(few, "ttr_s=10%")
+    assert check.verdict == "no detectable difference"
+    assert "too few runs to test (n=2 vs 2, 3 per group needed)" in check.reason
+
+
+def test_an_after_that_never_recovers_is_worse_whatever_the_threshold(tmp_path: Path) -> None:
+    runs = before_after(tmp_path, [1.0, 1.1, 1.2], [0.5, None, 0.6])
+    (check,) = checks_of(runs, "ttr_s=1000%")
+    assert check.verdict == "worse"
+    assert check.reason == ("more runs never recovered (before: 0 of 3 unrecovered, after: 1 of 3)")
+
+
+def test_phase_thresholds_compare_latency(tmp_path: Path) -> None:
+    runs = [
+        *(latency_run(tmp_path / f"b{i}", 1.0, 5.0 + i * 0.1, "before") for i in range(4)),
+        *(latency_run(tmp_path / f"a{i}", 1.0, 9.0 + i * 0.1, "after") for i in range(4)),
+    ]
+    checks = {c.name: c for c in checks_of(runs, "p95_ms[after]=5%", "p50_ms=50%")}
+
+    assert checks["p95_ms[after]"].verdict == "worse"
+    assert checks["p95_ms[after]"].reference_median == pytest.approx(5.15, abs=0.01)
+    assert checks["p95_ms[after]"].candidate_median == pytest.approx(9.15, abs=0.01)
+    # without a subject: every phase both groups have; baseline latencies are the same 5 ms
+    assert checks["p50_ms[baseline]"].verdict == "no detectable difference"
+    assert checks["p50_ms[after]"].verdict == "worse"  # +78 %, beyond 50 %
+
+
+@pytest.mark.parametrize(("first", "code"), [("before", 0), ("after", 1)])
+def test_fail_on_regression_gates_only_on_a_worse_verdict(
+    tmp_path: Path, first: str, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = before_after(tmp_path, [2.0, 2.1, 2.2, 2.3, 2.4], [1.0, 1.1, 1.2, 1.3, 1.4])
+    ordered = sorted(runs, key=lambda p: not p.name.startswith(first))  # first group given first
+    gates = Gates(thresholds=("ttr_s=10%",), fail_on_regression=True)
+    assert compare_command(ordered, "label", tmp_path / "out", "variant", gates=gates) == code
+    err = capsys.readouterr().err
+    if code:
+        assert "--fail-on-regression: ttr_s[f1] (before vs after): worse" in err
+    else:
+        assert "ttr_s[f1] (after vs before): better" in err
+    data = strict_json(tmp_path / "out" / "compare.json")
+    (check,) = data["regression_checks"]
+    assert check["verdict"] == ("worse" if code else "better")
+    assert "Before and after" in (tmp_path / "out" / "compare.html").read_text()
+
+
+def test_fail_on_regression_needs_a_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = before_after(tmp_path, [2.0], [1.0])
+    gates = Gates(fail_on_regression=True, baseline="nope")
+    assert compare_command(runs, "label", tmp_path / "out", "variant", gates=gates) == 2
+    assert "--fail-on-regression needs at least one --threshold" in capsys.readouterr().err
+    gates = Gates(thresholds=("ttr_s=5%",), baseline="nope")
+    assert compare_command(runs, "label", tmp_path / "out", "variant", gates=gates) == 2
+    assert "--baseline 'nope': no such group" in capsys.readouterr().err
+
+
+def test_trials_directories_are_accepted_as_runs(tmp_path: Path) -> None:
+    from tests.test_trials import completed, write_ledger
+
+    before = tmp_path / "before"
+    runs = [
+        make_run(before / f"r{i}", t, labels={"variant": "before"})
+        for i, t in enumerate([2.0, 2.2])
+    ]
+    failed = {"index": 3, "outcome": "error", "run_dir": None, "error": "x"}
+    write_ledger(before, [completed(1, runs[0]), completed(2, runs[1]), failed])
+    after = make_run(tmp_path / "after", 1.0, labels={"variant": "after"})
+    expanded = expand_run_dirs([before, after])
+    assert expanded == [*runs, after]

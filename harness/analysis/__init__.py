@@ -44,9 +44,9 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
   with their request statistics}, `orchestrator` [{`instance`,
   `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`, `die_to_start_s`,
   `start_to_healthy_s`, `restarted`}], `cluster` (Swarm's view, or null), `response`
-  {`action`: replaced | restarted_in_place | not_restarted | kept_running | mixed, `unit`
-  (container, task, pod), `description`, `instances` [{`instance`, `action`, `at_ns`,
-  `after_s`}]}: what the orchestrator did (harness.analysis.response).
+  {`action`: replaced | restarted_in_place | not_restarted | kept_running | unknown |
+  mixed, `unit` (container, task, pod), `description`, `instances` [{`instance`, `action`,
+  `at_ns`, `after_s`}]}: what the orchestrator did (harness.analysis.response).
 - `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
   `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `ttd_s` and `ttr_s` {`n`, `median`,
   `max`}, `failed_requests`.

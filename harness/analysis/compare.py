@@ -159,10 +159,18 @@ def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
         for raw in entries:
             entry = as_map(raw)
             run_dir = entry.get("run_dir")
-            healthy = entry.get("status") in ("passed", "slo_violated")
-            if entry.get("outcome") == "completed" and healthy and isinstance(run_dir, str):
-                expanded.append(Path(path) / run_dir)
+            completed = entry.get("outcome") == "completed" and isinstance(run_dir, str)
+            if completed and _healthy(Path(path) / str(run_dir)):
+                expanded.append(Path(path) / str(run_dir))
     return expanded
+
+
+def _healthy(run_dir: Path) -> bool:
+    """A run that completed with a healthy baseline (its summary computed when missing)."""
+    try:
+        return read_summary(run_dir).get("status") in ("passed", "slo_violated")
+    except AnalysisError:
+        return False
 
 
 def _argument_problems(run_dirs: Sequence[Path], by: str, label: str | None) -> list[str]:
@@ -355,6 +363,7 @@ _ACTION_WORDS = {
     "restarted_in_place": "restarted the same {unit} in place",
     "not_restarted": "left the {unit} dead",
     "kept_running": "nothing: the {unit} kept running",
+    "unknown": "unknown (no engine event after the fault)",
 }
 
 

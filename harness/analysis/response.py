@@ -9,7 +9,9 @@ same instance (or the end of the data), the engine's events say:
   policy (the same container id), or the kubelet restarting a container inside the same pod;
 - `not_restarted`: it died and nothing came back;
 - `kept_running`: it never died and was not replaced (a partition, latency, a paused
-  container: the orchestrator had nothing to do, or did not notice).
+  container: the orchestrator had nothing to do, or did not notice);
+- `unknown`: the engine reported no event at all, of any instance, after the injection: its
+  event stream was lost, so silence says nothing (seen once with a Podman API service).
 
 The unit is named after the target (container for Docker and Podman, task for Swarm, pod for
 Kubernetes), so the matrix report can put "restarted the same container in place" beside
@@ -25,7 +27,9 @@ from typing import Literal
 
 import pandas as pd
 
-Action = Literal["replaced", "restarted_in_place", "not_restarted", "kept_running", "mixed"]
+Action = Literal[
+    "replaced", "restarted_in_place", "not_restarted", "kept_running", "unknown", "mixed"
+]
 UNITS = {"docker": "container", "podman": "container", "swarm": "task", "kubernetes": "pod"}
 DIE_TOLERANCE_NS = 1_000_000  # an engine `die` may be stamped up to 1 ms before our t0
 
@@ -92,6 +96,7 @@ def _words(action: Action, unit: str) -> str:
         ),
         "not_restarted": f"left the {unit} dead (never restarted)",
         "kept_running": f"nothing: the {unit} kept running",
+        "unknown": "unknown: the engine reported no event after the fault",
         "mixed": "several responses",
     }[action]
 
@@ -103,6 +108,9 @@ def fault_response(
     the engine events up to `end_ns` (the next fault on the same instances; None: the end)."""
     engine = events[events["source"] == "engine"]
     unit = UNITS.get(target, "instance")
+    if not bool((engine["time_ns"] >= t0_ns - DIE_TOLERANCE_NS).any()):
+        silent = (InstanceResponse(name, "unknown", None, t0_ns) for name in targets)
+        return Response(unit, tuple(silent))
     return Response(unit, tuple(_instance(engine, name, t0_ns, end_ns) for name in targets))
 
 

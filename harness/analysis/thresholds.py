@@ -322,12 +322,12 @@ def _decide(check: Check, threshold: Threshold) -> Check:
     bad = check.difference < 0 if threshold.metric in HIGHER_IS_BETTER else check.difference > 0
     beyond = abs(check.difference) > allowance
     where = f"{check.value_text}, threshold {_allowance_text(threshold, allowance)}"
-    stats = _stats_text(check)
     if check.p_value is None:
         reason = f"{where}; too few runs to test (n={check.n[0]} vs {check.n[1]}, "
         reason += f"{MIN_RUNS_FOR_TEST} per group needed)"
         return _with(check, "no detectable difference", reason)
     significant = check.p_value < ALPHA
+    stats = _stats_text(check)
     if significant and beyond:
         return _with(check, "worse" if bad else "better", f"{where}; {stats}")
     if not significant:
@@ -346,6 +346,7 @@ def _allowance_text(threshold: Threshold, allowance: float) -> str:
 
 
 def _stats_text(check: Check) -> str:
+    assert check.p_value is not None
     text = f"p={check.p_value:.3g}, n={check.n[0]} vs {check.n[1]}"
     if check.ci95 is not None:
         unit = _unit(check.threshold.metric)

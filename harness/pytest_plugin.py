@@ -1,0 +1,260 @@
+"""pytest plugin: keep resilience checks beside your tests (entry point `pytest11`).
+
+Installed with chaos-harness, it gives every test the `chaos_run` fixture: it runs a scenario
+for real (deploy, load, faults, revert, teardown, analysis) and returns its summary to assert
+on:
+
+    from pathlib import Path
+
+    SCENARIO = Path(__file__).parent / "scenarios" / "checkout-crash.yaml"
+
+    def test_checkout_survives_a_crash(chaos_run):
+        summary = chaos_run(SCENARIO, overrides={"load": {"duration": "20s"}})
+        assert summary.passed, summary.verdict          # every SLO of the scenario met
+        crash = summary.fault("f1")
+        assert crash.recovered and crash.ttr_s < 5.0
+        assert summary.phase("after").error_rate < 0.01
+
+`chaos_run(scenario, *, target=None, seed=None, overrides=None, labels=None)`: `scenario` is a
+path or a mapping (the scenario itself); `overrides` are merged into it before it is validated
+(mappings merge key by key, anything else replaces: a `faults` list replaces the scenario's);
+`target` replaces the target kind as `harness run --target` does. A run that does not complete
+(the engine refused, a deploy timed out) fails the test with the run's error; Ctrl-C during a
+run cleans up and stops the session. Each run's directory is attached to the test's report
+(user property `chaos_run_dir`, which pytest's --junitxml writes).
+
+Options: `--chaos-out DIR` keeps the run directories there (default: under pytest's temporary
+directory); `--chaos-target KIND` runs every scenario on that target (for a CI matrix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.jsonview import as_list, as_map, as_number
+
+ScenarioInput = Path | str | Mapping[str, object]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos-harness")
+    group.addoption("--chaos-out", default=None, help="keep chaos run directories here")
+    group.addoption(
+        "--chaos-target",
+        default=None,
+        help="run every chaos scenario on this target (docker, podman, swarm, kubernetes)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: runs a chaos-harness scenario (takes a while)")
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    """One fault of a run, as summary.json measured it."""
+
+    data: Mapping[str, object]
+
+    @property
+    def id(self) -> str:
+        return str(self.data.get("id"))
+
+    @property
+    def impact(self) -> str:
+        """visible, none (no visible impact) or unmeasured."""
+        return str(self.data.get("impact") or "visible")
+
+    @property
+    def recovered(self) -> bool:
+        return self.data.get("recovered") is True
+
+    @property
+    def ttr_s(self) -> float | None:
+        return as_number(self.data.get("ttr_s"))
+
+    @property
+    def ttd_s(self) -> float | None:
+        return as_number(self.data.get("ttd_s"))
+
+    @property
+    def availability(self) -> float | None:
+        return as_number(self.data.get("availability"))
+
+    @property
+    def failed_requests(self) -> int:
+        return int(as_number(self.data.get("failed_requests")) or 0)
+
+    @property
+    def response(self) -> str | None:
+        """What the orchestrator did: replaced, restarted_in_place, not_restarted,
+        kept_running, unknown, mixed (harness.analysis.response)."""
+        action = as_map(self.data.get("response")).get("action")
+        return None if action is None else str(action)
+
+    def __getitem__(self, key: str) -> object:
+        return self.data[key]
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    data: Mapping[str, object]
+
+    @property
+    def error_rate(self) -> float | None:
+        return as_number(self.data.get("error_rate"))
+
+    @property
+    def throughput_rps(self) -> float | None:
+        return as_number(self.data.get("throughput_rps"))
+
+    def latency_ms(self, percentile: str = "p95") -> float | None:
+        return as_number(as_map(self.data.get("latency_ms")).get(percentile))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run's summary.json with helpers for assertions; `data` is the whole dict."""
+
+    run_dir: Path
+    data: Mapping[str, object]
+
+    @property
+    def status(self) -> str:
+        """passed, slo_violated, baseline_broken, interrupted or error."""
+        return str(self.data.get("status"))
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def verdict(self) -> str:
+        """Why the run did not pass, in words (for assertion messages)."""
+        if self.passed:
+            return "every SLO met"
+        failed = [
+            f"{c.get('name')}={c.get('value')} (limit {c.get('limit')})"
+            for c in (as_map(x) for x in as_list(as_map(self.data.get("slo")).get("checks")))
+            if c.get("verdict") != "pass"
+        ]
+        reason = self.data.get("status_reason") or self.data.get("error") or ""
+        return f"{self.status}: {reason}" + (f" [{'; '.join(failed)}]" if failed else "")
+
+    @property
+    def faults(self) -> list[FaultResult]:
+        return [FaultResult(as_map(f)) for f in as_list(self.data.get("faults"))]
+
+    def fault(self, fault_id: str) -> FaultResult:
+        for fault in self.faults:
+            if fault.id == fault_id:
+                return fault
+        known = ", ".join(f.id for f in self.faults) or "none"
+        raise KeyError(f"no fault {fault_id!r} in run {self.run_dir.name} (faults: {known})")
+
+    def phase(self, name: str) -> PhaseResult:
+        return PhaseResult(as_map(as_map(self.data.get("phases")).get(name)))
+
+    def check(self, name: str) -> Mapping[str, object]:
+        """The SLO check named `name` (e.g. ttr_s[f1])."""
+        for raw in as_list(as_map(self.data.get("slo")).get("checks")):
+            if as_map(raw).get("name") == name:
+                return as_map(raw)
+        raise KeyError(f"no SLO check {name!r} in run {self.run_dir.name}")
+
+    def __getitem__(self, key: str) -> object:
+        return self.data[key]
+
+
+def merged(base: Mapping[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
+    """`base` with `overrides` merged in: mappings key by key, anything else replaced."""
+    result = dict(base)
+    for key, value in overrides.items():
+        current = result.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            result[key] = merged(current, value)
+        else:
+            result[key] = value
+    return result
+
+
+def load_for_test(scenario: ScenarioInput, overrides: Mapping[str, object] | None) -> object:
+    """The validated scenario (ScenarioBase) from a path or a mapping, overrides applied; a
+    relative locustfile is found beside the scenario file, as `harness run` finds it."""
+    import yaml
+
+    from harness.scenario import parse_scenario
+
+    if isinstance(scenario, Mapping):
+        data, source, folder = dict(scenario), "<chaos_run scenario>", Path.cwd()
+    else:
+        path = Path(scenario)
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise pytest.UsageError(f"{path}: a scenario file holds a mapping")
+        data, source, folder = loaded, str(path), path.resolve().parent
+    data = merged(data, overrides or {})
+    load = data.get("load")
+    if isinstance(load, Mapping):
+        locustfile = load.get("locustfile")
+        if isinstance(locustfile, str) and locustfile != "default":
+            data["load"] = {**load, "locustfile": str(folder / locustfile)}
+    return parse_scenario(yaml.safe_dump(data, sort_keys=False), source)
+
+
+RunFactory = Callable[..., RunSummary]
+
+
+@pytest.fixture
+def chaos_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunFactory]:
+    """Run a scenario for real and return its summary (module docstring)."""
+    out_option = request.config.getoption("--chaos-out")
+    out = Path(out_option) if out_option else tmp_path_factory.mktemp("chaos-runs")
+    target_option = request.config.getoption("--chaos-target")
+
+    def run(
+        scenario: ScenarioInput,
+        *,
+        target: str | None = None,
+        seed: int | None = None,
+        overrides: Mapping[str, object] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> RunSummary:
+        return _run(request, out, scenario, target or target_option, seed, overrides, labels)
+
+    yield run
+
+
+def _run(
+    request: pytest.FixtureRequest,
+    out: Path,
+    scenario: ScenarioInput,
+    target: str | None,
+    seed: int | None,
+    overrides: Mapping[str, object] | None,
+    labels: Mapping[str, str] | None,
+) -> RunSummary:
+    from harness.analysis import analyze_run
+    from harness.analysis.report import write_report
+    from harness.runner import Runner, RunOptions
+    from harness.scenario import ScenarioBase, with_target
+
+    loaded = load_for_test(scenario, overrides)
+    assert isinstance(loaded, ScenarioBase)
+    run_labels = {"pytest": request.node.nodeid, **(labels or {})}
+    runner = Runner(with_target(loaded, target), RunOptions(out, seed, labels=run_labels))
+    outcome = runner.run()
+    request.node.user_properties.append(("chaos_run_dir", str(outcome.run_dir)))
+    if outcome.status == "interrupted":
+        pytest.exit(f"chaos run interrupted ({outcome.error}); everything was cleaned up", 130)
+    if outcome.status != "completed":
+        pytest.fail(f"the chaos run did not complete: {outcome.error} ({outcome.run_dir})")
+    summary = analyze_run(outcome.run_dir)
+    write_report(outcome.run_dir, summary)
+    return RunSummary(outcome.run_dir, summary)
