@@ -1,14 +1,23 @@
 """`harness cleanup`: undo what dead or interrupted runs left behind; safe to run twice.
 
-A run whose harness process is still alive is left alone, so cleanup cannot pull the rug
-from under a run in progress.
+A run whose harness process is still alive (its PID and that PID's start time) is left alone,
+so cleanup cannot pull the rug from under a run in progress.
 
 Everything follows the run's own engine: a dead run's target is rebuilt from the run
 directory's `scenario.yaml` (kind, engine, lab: the resolved target the run used), attached
 to (never deployed), and its outstanding faults reverted through it. Then every engine that
 runs may have used is swept through its target's `remove_orphans` hook: the host's Docker
 engine (the Docker and Swarm targets), Podman's store (through a short-lived API service; the
-services dead Podman runs left running are stopped), and any other engine a dead run named.
+services dead Podman runs left running are stopped), the labs that are up (the Swarm lab's
+manager and every node's own engine; the Kubernetes lab's API server), and any other engine a
+dead run named. Last, the labs themselves: one whose builder died half-way (`harness lab up`
+killed), or one built for a run whose harness is gone and that no live run uses, is taken down.
+
+A dead run's directory is finished as its harness would have: a log line torn by the kill is
+cut off, `requests.parquet` and `probes.parquet` are built from the logs the run appended as it
+went, and the manifest says `aborted`, with the harness's last sign of life and the phase it
+was in (the signal is unknown: a SIGKILL or a crash gives no word), so `harness report` can
+still build a report from it.
 """
 
 from __future__ import annotations
@@ -18,20 +27,35 @@ import json
 import os
 import random
 import signal
+import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
 
 from faults.base import FaultContext
 from harness.errors import HarnessError
-from harness.hostsys import kill_recorded
+from harness.hostsys import kill_recorded, process_start_ticks
 from harness.journal import Journal, revert_outstanding
-from harness.results import RunDir, read_pid_file
-from harness.scenario import LAB_FIELDS, TARGET_FIELDS, TargetSpec
+from harness.results import (
+    ABORTED,
+    RUNNING,
+    RunDir,
+    read_json_lines,
+    read_pid_file,
+    repair_torn_tail,
+    write_json,
+    write_observations,
+)
+from harness.scenario import LAB_FIELDS, TARGET_FIELDS, LabSpec, TargetSpec
 from harness.targets import target_class
-from harness.targets.base import Target
+from harness.targets.base import OWNER_LABEL, RUN_LABEL, Target, owner_alive
+
+if TYPE_CHECKING:
+    from harness.kube.state import KubeLabState
+    from harness.lab import LabState
 
 HOST_ENGINE = TargetSpec(kind="swarm")  # the host's Docker engine, Swarm's objects included
 
@@ -44,9 +68,13 @@ def _manifest(run: RunDir) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: object) -> bool:
+def _alive(pid: object, start_ticks: object = None) -> bool:
+    """Whether `pid` is a live process other than this one (the same one, when its start
+    time was recorded: a recycled PID is not the run's harness)."""
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
+    if isinstance(start_ticks, int):
+        return process_start_ticks(pid) == start_ticks
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,7 +86,8 @@ def _alive(pid: object) -> bool:
 
 def run_is_active(run: RunDir) -> bool:
     manifest = _manifest(run)
-    return manifest.get("status") == "running" and _alive(manifest.get("pid"))
+    alive = _alive(manifest.get("pid"), manifest.get("pid_start_ticks"))
+    return manifest.get("status") == RUNNING and alive
 
 
 def run_target_spec(run: RunDir) -> TargetSpec:
@@ -116,10 +145,95 @@ def stop_dead_run_processes(run: RunDir) -> Iterator[str]:
             yield f"{run.run_id}: stopped load process {pid}"
 
 
+# --- the dead run's directory -------------------------------------------------------------
+
+
+def finish_dead_run(run: RunDir) -> Iterator[str]:
+    """Finish the directory of a run whose harness died while it said `running`: cut torn log
+    lines, build the data files from the logs, mark the manifest `aborted`."""
+    manifest = _manifest(run)
+    if manifest.get("status") != RUNNING:
+        return
+    for log in (run.events, run.journal):
+        if repair_torn_tail(log):
+            yield f"{run.run_id}: cut a line of {log.name} torn by the kill"
+    try:
+        write_observations(run)
+    except (HarnessError, OSError, ValueError) as exc:
+        yield f"{run.run_id}: cannot build its data files: {exc}"
+    last_ns = last_sign_of_life_ns(run)
+    phase = phase_at_death(run)
+    pid = manifest.get("pid")
+    manifest.update(
+        status=ABORTED,
+        error=(
+            f"the harness (pid {pid}) died during {phase} without a word (SIGKILL, a crash or "
+            "a power loss); found dead by `harness cleanup`, which reverted and removed what "
+            "the run left"
+        ),
+        ended_at_ns=last_ns,
+        abort={
+            "signal": None,
+            "at_ns": last_ns,
+            "at_is": "the harness's last sign of life (its last probe, event or manifest write)",
+            "phase": phase,
+            "by": "harness cleanup",
+        },
+    )
+    write_json(run.manifest, manifest)
+    yield f"{run.run_id}: marked aborted (the harness died during {phase})"
+
+
+def last_sign_of_life_ns(run: RunDir) -> int | None:
+    """The last instant the run's harness was seen at work: its probe log and manifest are
+    written by the harness alone (the lease reapers write events and the undo log)."""
+    instants = []
+    for path in (run.probes_log, run.manifest):
+        with contextlib.suppress(OSError):
+            instants.append(path.stat().st_mtime_ns)
+    own = [
+        int(e["time_ns"])
+        for e in read_json_lines(run.events)
+        if e.get("source") == "harness"
+        and isinstance(e.get("time_ns"), int)
+        and (e.get("attributes") or {}).get("by") != "lease"
+    ]
+    return max([*instants, *own], default=None)
+
+
+def phase_at_death(run: RunDir) -> str:
+    """The phase the harness was in, from the last of its own events."""
+    phase = "starting"
+    active: list[str] = []
+    for event in read_json_lines(run.events):
+        if event.get("source") != "harness":
+            continue
+        action, attributes = event.get("action"), event.get("attributes") or {}
+        fault_id = str(attributes.get("fault_id", ""))
+        if attributes.get("by") == "lease":
+            continue
+        if action == "run_start":
+            phase = "deploying"
+        elif action == "deployed":
+            phase = "starting the load"
+        elif action == "load_start":
+            phase = "the load"
+        elif action == "fault_inject" and attributes.get("has_duration"):
+            active.append(fault_id)
+        elif action == "fault_revert" and fault_id in active:
+            active.remove(fault_id)
+        elif action == "load_stop":
+            phase = "the end of the run"
+    return f"fault {', '.join(active)}" if active and phase == "the load" else phase
+
+
+# --- engines and labs ---------------------------------------------------------------------
+
+
 def engines_to_sweep(dead: Iterable[TargetSpec]) -> list[TargetSpec]:
     """The host's Docker engine (as Swarm: services, then Docker's objects), Podman's store,
-    and every other engine a dead run named; each once."""
-    specs = [HOST_ENGINE, TargetSpec(kind="podman")]
+    the labs that are up, and every other engine a dead run named; each once."""
+    specs = [HOST_ENGINE, TargetSpec(kind="podman"), *labs_up()]
     seen = {_engine_key(s) for s in specs}
     for spec in dead:
         if spec.kind == "docker" and spec.engine is None:
@@ -131,17 +245,112 @@ def engines_to_sweep(dead: Iterable[TargetSpec]) -> list[TargetSpec]:
     return specs
 
 
-def _engine_key(spec: TargetSpec) -> tuple[str, str | None, str | None, str | None]:
-    return (spec.kind, spec.engine, spec.kubeconfig, spec.context)
+def labs_up() -> list[TargetSpec]:
+    """A target spec per lab whose state says it is up (the Swarm lab's shape reaches its
+    manager and nodes; the Kubernetes lab is the default cluster)."""
+    from harness import lab as swarm_lab
+    from harness.kube import lab as kube_lab
+
+    found = []
+    with contextlib.suppress(HarnessError):
+        state = swarm_lab.load_state()
+        if state is not None and state.status == "up":
+            shape = LabSpec(nodes=len(state.nodes), managers=1 if state.managers == 1 else 3)
+            found.append(TargetSpec(kind="swarm", lab=shape))
+    with contextlib.suppress(HarnessError):
+        kube = kube_lab.load_state()
+        if kube is not None and kube.status == "up":
+            found.append(TargetSpec(kind="kubernetes"))
+    return found
+
+
+def _engine_key(spec: TargetSpec) -> tuple[str, str | None, str | None, str | None, bool]:
+    return (spec.kind, spec.engine, spec.kubeconfig, spec.context, spec.lab is not None)
 
 
 def _describe(spec: TargetSpec) -> str:
-    where = spec.engine or spec.kubeconfig or "default engine"
+    where = spec.engine or spec.kubeconfig or ("the lab" if spec.lab else "default engine")
     return f"{spec.kind} ({where})"
 
 
+def take_down_orphaned_labs() -> Iterator[str]:
+    """Labs whose builder died half-way, or built for a run whose harness is gone and that
+    no live run uses: taken down from their state files."""
+    from harness import lab as swarm_lab
+    from harness.kube import lab as kube_lab
+
+    with contextlib.suppress(HarnessError):
+        state = swarm_lab.load_state()
+        if (
+            state is not None
+            and _orphaned_lab(state.status, state.creator, state.for_run)
+            and (state.status != "up" or not _swarm_lab_in_use(state))
+        ):
+            removed = swarm_lab.Lab().down()
+            yield f"took down the Swarm lab its dead builder left ({len(removed)} removed)"
+    with contextlib.suppress(HarnessError):
+        kube = kube_lab.load_state()
+        if (
+            kube is not None
+            and _orphaned_lab(kube.status, kube.creator, kube.for_run)
+            and (kube.status != "up" or not _kube_lab_in_use(kube))
+        ):
+            removed = kube_lab.KubeLab().down()
+            yield f"took down the Kubernetes lab its dead builder left ({len(removed)} removed)"
+
+
+def _orphaned_lab(status: str, creator: str | None, for_run: bool) -> bool:
+    if creator is None or owner_alive(creator):
+        return False  # a lab of an older harness, or its builder still at work
+    return status != "up" or for_run
+
+
+def _swarm_lab_in_use(state: LabState) -> bool:
+    """Whether a live run still has services on the Swarm lab's manager."""
+    from harness import lab as swarm_lab
+
+    try:
+        client = swarm_lab.connect(state.manager.url, 10)
+        services = client.services.list(filters={"label": RUN_LABEL})
+    except Exception:  # a manager that does not answer serves nobody
+        return False
+    return any(
+        owner_alive(((s.attrs.get("Spec") or {}).get("Labels") or {}).get(OWNER_LABEL))
+        for s in services
+    )
+
+
+def _kube_lab_in_use(state: KubeLabState) -> bool:
+    """Whether a live run still has a namespace on the Kubernetes lab (its owner annotation)."""
+    from harness.kube import lab as kube_lab
+
+    info = kube_lab.KubeLabInfo.from_state(state)
+    try:
+        done = subprocess.run(
+            [
+                *(info.kubectl, "--kubeconfig", str(info.kubeconfig), "get", "namespaces"),
+                *("-l", RUN_LABEL, "-o", "json", "--request-timeout=10s"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        items = json.loads(done.stdout).get("items", [])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+    return any(
+        owner_alive((i.get("metadata", {}).get("annotations") or {}).get(OWNER_LABEL))
+        for i in items
+    )
+
+
+# --- all of it ------------------------------------------------------------------------------
+
+
 def cleanup_all(results: Path) -> Iterator[str]:
-    """Revert outstanding faults of dead runs, then remove their labelled objects."""
+    """Revert outstanding faults of dead runs, finish their directories, remove their
+    labelled objects on every engine and lab, then take down orphaned labs."""
     active: set[str] = set()
     dead: list[TargetSpec] = []
     runs = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
@@ -153,6 +362,7 @@ def cleanup_all(results: Path) -> Iterator[str]:
             continue
         yield from revert_dead_run(run)
         yield from stop_dead_run_processes(run)
+        yield from finish_dead_run(run)
         dead.append(run_target_spec(run))
     for spec in engines_to_sweep(dead):
         try:
@@ -161,4 +371,5 @@ def cleanup_all(results: Path) -> Iterator[str]:
             if spec == HOST_ENGINE:
                 raise  # the host's engine must answer (make setup starts it)
             yield f"cannot clean up {_describe(spec)}: {exc}"
+    yield from take_down_orphaned_labs()
     yield "cleanup done"

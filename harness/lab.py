@@ -59,7 +59,7 @@ import docker.errors
 from harness.errors import FaultError, TargetError
 from harness.hostsys import process_start_ticks, require_tool
 from harness.labs import host
-from harness.targets.base import Instance
+from harness.targets.base import Instance, owner_label_value
 
 PREFIX = "chlab"
 BRIDGE = "chlab0"
@@ -167,6 +167,11 @@ class LabState:
     status: str = "creating"  # creating, up
     created_ns: int = 0
     version: int = STATE_VERSION
+    # "<pid>:<start ticks>" of the process that built the lab, and whether it built it for a
+    # run (Lab.ensure) rather than for `harness lab up`: `harness cleanup` takes down a lab
+    # whose builder died half-way, or one built for a run whose harness is gone
+    creator: str | None = None
+    for_run: bool = False
 
     @property
     def manager(self) -> NodeState:
@@ -205,6 +210,7 @@ def plan_state(
     managers: int,
     heartbeat_s: float,
     storage_driver: str,
+    for_run: bool = False,
 ) -> LabState:
     """The whole lab as names and command lines; nothing is made."""
     if not 2 <= nodes <= 7:
@@ -235,6 +241,8 @@ def plan_state(
         nodes=tuple(planned),
         host_rules=rules,
         created_ns=time.time_ns(),
+        creator=owner_label_value(),
+        for_run=for_run,
     )
 
 
@@ -349,7 +357,10 @@ class LabStatus:
 
 
 def connect(url: str, timeout_s: float = 10.0) -> docker.DockerClient:
-    return docker.DockerClient(base_url=url, timeout=int(max(timeout_s, 1)))
+    """A client of one node's engine; a call that gets no answer raises an APIError."""
+    from harness.targets.docker import EngineClient
+
+    return EngineClient(base_url=url, timeout=int(max(timeout_s, 1)))
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -497,8 +508,10 @@ class Lab:
         managers: int = 1,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         images: Sequence[str] = (),
+        for_run: bool = False,
     ) -> LabInfo:
-        """Build the lab; on any failure everything made so far is removed again."""
+        """Build the lab; on any failure everything made so far is removed again. `for_run`:
+        built for a run (taken down by `harness cleanup` once that run's harness is gone)."""
         check_host()
         with locked(self.directory):
             if self.state() is not None:
@@ -508,7 +521,9 @@ class Lab:
             if _exists_link(BRIDGE):
                 raise TargetError(f"bridge {BRIDGE} exists without a lab state: another lab?")
             driver = storage_driver_for(self.directory)
-            state = plan_state(self.directory, self.run_root, nodes, managers, heartbeat_s, driver)
+            state = plan_state(
+                self.directory, self.run_root, nodes, managers, heartbeat_s, driver, for_run
+            )
             save_state(state)
             try:
                 state = self._build(state)
@@ -541,7 +556,7 @@ class Lab:
         """
         state = self.state()
         if state is None:
-            return self.up(nodes, managers, heartbeat_s, images), True
+            return self.up(nodes, managers, heartbeat_s, images, for_run=True), True
         if state.status != "up" or len(state.nodes) != nodes or state.managers != managers:
             raise TargetError(
                 f"a lab of {len(state.nodes)} nodes / {state.managers} manager(s) "

@@ -49,6 +49,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -230,10 +231,20 @@ class LoadRun:
     last one is seen to have exited (wall clock, nanoseconds).
     """
 
-    def __init__(self, plan: LoadPlan, *, python: str | None = None, grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        plan: LoadPlan,
+        *,
+        python: str | None = None,
+        grace_s: float = 10.0,
+        parent_death_signal: bool = False,
+    ) -> None:
         self.plan = plan
         self.python = python or sys.executable
         self.grace_s = grace_s
+        # True: each process gets SIGTERM from the kernel when this one dies (a SIGKILLed
+        # harness), through util-linux's setpriv, so no load outlives its run
+        self.parent_death_signal = parent_death_signal
         self.started_at_ns: int | None = None
         self.ended_at_ns: int | None = None
         self._procs: list[_Proc] = []
@@ -273,6 +284,8 @@ class LoadRun:
         self.started_at_ns = time.time_ns()
         try:
             for role, argv in locust_commands(self.plan, self.python, port):
+                if self.parent_death_signal:
+                    argv = with_parent_death_signal(argv)
                 self._procs.append(_spawn(role, argv, env, record_dir))
         except LoadError:
             self.stop()
@@ -410,6 +423,14 @@ def _prepare_record_dir(record_dir: Path) -> None:
         raise LoadError(f"record dir {str(record_dir)!r} already holds request logs: {stale[:3]}")
 
 
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """`argv` run so that the kernel sends it SIGTERM when its parent dies (prctl's
+    PR_SET_PDEATHSIG, kept across exec), through util-linux's setpriv; `argv` unchanged
+    where setpriv is missing (then `harness cleanup` stops it by its recorded PID)."""
+    setpriv = shutil.which("setpriv")
+    return argv if setpriv is None else [setpriv, "--pdeathsig", "TERM", "--", *argv]
+
+
 def _spawn(role: str, argv: list[str], env: Mapping[str, str], record_dir: Path) -> _Proc:
     log_path = record_dir / f"locust-{role}.log"
     try:
@@ -482,6 +503,8 @@ def _read_record_file(path: Path) -> pd.DataFrame:
     except OSError as exc:
         raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
     data = data[: data.rfind(b"\n") + 1]  # a line cut short by a kill is dropped
+    if not data:
+        return _typed(_empty_file_frame(), worker=0)  # killed before its header was written
     header, _, body = data.partition(b"\n")
     if not header.startswith(_HEADER_PREFIX):
         raise LoadError(f"not a request log (bad header): {str(path)!r}")

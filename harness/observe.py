@@ -1,13 +1,29 @@
-"""Observers that run through the whole run: the engine's events and an HTTP prober."""
+"""Observers that run through the whole run: the engine's events, the engine's liveness and
+an HTTP prober.
+
+Nothing here may hang the run when the engine stops answering: the event stream is read on a
+thread of its own (a stream that ends before the run closed it means the engine restarted or
+went away: `EventRecorder.ended_ns`), and `EngineWatch` asks the engine for a sign of life
+every few seconds on another thread, so the runner learns of a silent engine from a timestamp
+instead of blocking on it.
+
+Probes are appended to a log as they complete (`probes.tsv` in the run directory), so a run
+whose harness was killed keeps them: `probes.parquet` is built from that log at the end, or by
+`harness cleanup` for a run that never reached its end.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import http.client
+import io
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -15,13 +31,21 @@ import pandas as pd
 from harness.results import EventLog
 from harness.targets.base import EventStream, Instance
 
+PROBE_LOG_HEADER = "#chaos-harness-probes v1\tstart_ns\tlatency_ms\tok\tinstance\terror\n"
+PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
+
 
 class EventRecorder:
-    """Copies the engine's event stream into events.jsonl on a background thread."""
+    """Copies the engine's event stream into events.jsonl on a background thread.
+
+    `ended_ns` is set when the stream ended before `stop()` closed it: the engine closed it
+    (a restart, a stop), which the runner treats as the engine lost."""
 
     def __init__(self, stream: EventStream, log: EventLog) -> None:
         self._stream = stream
         self._log = log
+        self._closing = threading.Event()
+        self.ended_ns: int | None = None
         self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
 
     def start(self) -> EventRecorder:
@@ -29,13 +53,72 @@ class EventRecorder:
         return self
 
     def _run(self) -> None:
-        for event in self._stream:
-            self._log.engine(event)
+        try:
+            for event in self._stream:
+                self._log.engine(event)
+        finally:
+            if not self._closing.is_set():
+                self.ended_ns = time.time_ns()
 
     def stop(self, grace_s: float = 1.0) -> None:
-        time.sleep(grace_s)  # let the engine deliver events of the last instants
-        self._stream.close()
+        if self.ended_ns is None:
+            time.sleep(grace_s)  # let the engine deliver events of the last instants
+        self._closing.set()
+        with contextlib.suppress(Exception):  # a stream whose engine is gone may fail to close
+            self._stream.close()
         self._thread.join(timeout=5)
+
+
+class EngineWatch:
+    """Asks the engine for a sign of life every `interval_s` on a thread of its own.
+
+    `silent_since_ns()` is the instant of the first unanswered question after the last answer
+    (None while the engine answers); each question is bounded by the check's own timeout, and
+    the thread never blocks the caller."""
+
+    def __init__(self, answers: Callable[[], bool], interval_s: float = 2.0) -> None:
+        self._answers = answers
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._last_ok_ns = time.time_ns()
+        self._asking_since_ns: int | None = None
+        self._silent_since_ns: int | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="engine-watch", daemon=True)
+
+    def start(self) -> EngineWatch:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            asked_ns = time.time_ns()
+            with self._lock:
+                self._asking_since_ns = asked_ns
+            try:
+                ok = bool(self._answers())
+            except Exception:  # any failure to answer is silence
+                ok = False
+            with self._lock:
+                self._asking_since_ns = None
+                if ok:
+                    self._last_ok_ns, self._silent_since_ns = time.time_ns(), None
+                elif self._silent_since_ns is None:
+                    self._silent_since_ns = asked_ns
+            self._stop.wait(self._interval_s)
+
+    def silent_for_s(self) -> float:
+        """Seconds since the engine last answered, when a question since has gone unanswered
+        (failed, or still waiting); 0 while it answers."""
+        with self._lock:
+            since = self._silent_since_ns or self._asking_since_ns
+            if since is None or since < self._last_ok_ns:
+                return 0.0
+            return (time.time_ns() - self._last_ok_ns) / 1e9
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=0.5)  # a question stuck on a silent engine is left behind
 
 
 @dataclass(frozen=True)
@@ -66,10 +149,18 @@ def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
 
 
 class Prober:
-    """Probes every instance at a fixed interval, independent of the load, one thread each."""
+    """Probes every instance at a fixed interval, independent of the load, one thread each.
+
+    With `log`, every result is also appended to that file as it completes (one line a
+    write), so the probes survive a harness that is killed."""
 
     def __init__(
-        self, instances: Sequence[Instance], path: str, interval_s: float, timeout_s: float
+        self,
+        instances: Sequence[Instance],
+        path: str,
+        interval_s: float,
+        timeout_s: float,
+        log: Path | None = None,
     ):
         self._targets = [(i.name, f"{i.url}{path}") for i in instances]
         self._interval_s = interval_s
@@ -77,6 +168,11 @@ class Prober:
         self._stop = threading.Event()
         self._results: list[ProbeResult] = []
         self._lock = threading.Lock()
+        self._log: IO[str] | None = None
+        if log is not None:
+            self._log = log.open("a", buffering=1, encoding="utf-8")
+            if self._log.tell() == 0:
+                self._log.write(PROBE_LOG_HEADER)
         self._threads = [
             threading.Thread(target=self._run, args=target, name=f"probe-{target[0]}", daemon=True)
             for target in self._targets
@@ -94,8 +190,11 @@ class Prober:
             started = time.perf_counter()
             ok, error = probe_once(url, self._timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
+            result = ProbeResult(start_ns, latency_ms, ok, name, error)
             with self._lock:
-                self._results.append(ProbeResult(start_ns, latency_ms, ok, name, error))
+                self._results.append(result)
+                if self._log is not None and not self._log.closed:
+                    self._log.write(_probe_line(result))
             next_at += self._interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at, time.monotonic() - self._interval_s)
@@ -104,19 +203,65 @@ class Prober:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self._timeout_s + 1)
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
 
     def frame(self) -> pd.DataFrame:
         with self._lock:
             rows = list(self._results)
-        return pd.DataFrame(
-            {
-                "start_ns": pd.Series([r.start_ns for r in rows], dtype="int64"),
-                "latency_ms": pd.Series([r.latency_ms for r in rows], dtype="float64"),
-                "ok": pd.Series([r.ok for r in rows], dtype="bool"),
-                "instance": pd.Series([r.instance for r in rows], dtype="string"),
-                "error": pd.Series([r.error for r in rows], dtype="string"),
-            }
-        ).sort_values("start_ns", ignore_index=True)
+        return probe_frame(rows)
 
     def write(self, path: Path) -> None:
-        self.frame().to_parquet(path, index=False)
+        write_probes_parquet(self.frame(), path)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
+
+
+def _probe_line(result: ProbeResult) -> str:
+    return (
+        f"{result.start_ns}\t{result.latency_ms:.3f}\t{int(result.ok)}\t"
+        f"{_clean(result.instance)}\t{_clean(result.error or '')}\n"
+    )
+
+
+def probe_frame(rows: Sequence[ProbeResult]) -> pd.DataFrame:
+    """The probes.parquet columns and dtypes of `rows`, by start time."""
+    return pd.DataFrame(
+        {
+            "start_ns": pd.Series([r.start_ns for r in rows], dtype="int64"),
+            "latency_ms": pd.Series([r.latency_ms for r in rows], dtype="float64"),
+            "ok": pd.Series([r.ok for r in rows], dtype="bool"),
+            "instance": pd.Series([r.instance for r in rows], dtype="string"),
+            "error": pd.Series([r.error for r in rows], dtype="string"),
+        }
+    ).sort_values("start_ns", ignore_index=True)
+
+
+def read_probe_log(path: Path) -> pd.DataFrame:
+    """The probes of a probe log (a line torn by a kill is dropped); empty if there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return probe_frame([])
+    rows = []
+    text = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
+    for fields in csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE):
+        if len(fields) != len(PROBE_COLUMNS) or fields[0].startswith("#"):
+            continue
+        with contextlib.suppress(ValueError):
+            start_ns, latency_ms, ok = int(fields[0]), float(fields[1]), fields[2] == "1"
+            rows.append(ProbeResult(start_ns, latency_ms, ok, fields[3], fields[4] or None))
+    return probe_frame(rows)
+
+
+def write_probes_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write probes.parquet atomically (a temporary name, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        frame.loc[:, list(PROBE_COLUMNS)].to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

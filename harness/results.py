@@ -1,4 +1,28 @@
-"""The run directory: where each file goes, and the writers that append to it safely."""
+"""The run directory: where each file goes, the writers that append to it safely, and the
+words a run ends with.
+
+Statuses, one vocabulary for every reader (manifest.json, summary.json, exit codes, trials,
+matrix and compare):
+
+    manifest.json `status`      summary.json `status`                     exit code
+    running                     (no summary: the run is under way, or its harness died and
+                                 `harness cleanup` has not seen it yet)
+    completed                   passed | slo_violated | baseline_broken    0 | 1 | 1
+    aborted                     aborted                                    128 + signal (130, 143)
+    failed                      failed                                     3
+
+`aborted`: stopped before its end by a signal (SIGINT, SIGTERM: the harness reverted and tore
+down everything itself; SIGKILL or a crash: found dead by `harness cleanup`, which marks it);
+`abort` says which signal, when and in which phase; the data recorded until then is kept.
+`failed`: the harness, the target or the engine failed; `error` says why, `failure` when and
+where. Run directories written before this vocabulary say `interrupted` and `error`:
+`normalized_status` reads them as `aborted` and `failed`.
+
+Files are written so that a crash never leaves a half-written file under its final name:
+whole files through a temporary name and a rename (`write_json`, `write_text_atomic`),
+logs one complete line per write (`append_json_line`, `EventLog`), and a line torn by a
+crash is skipped by the readers and cut off by `repair_torn_tail`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +32,25 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from harness.hostsys import process_start_ticks
 from harness.targets.base import EngineEvent
+
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+ABORTED: Final = "aborted"
+FAILED: Final = "failed"
+RUN_STATUSES: Final = (RUNNING, COMPLETED, ABORTED, FAILED)
+SUMMARY_STATUSES: Final = ("passed", "slo_violated", "baseline_broken", ABORTED, FAILED)
+LEGACY_STATUSES: Final = {"interrupted": ABORTED, "error": FAILED}
+
+
+def normalized_status(raw: object) -> str:
+    """A run's or summary's status in today's words (older run directories say `interrupted`
+    and `error`); anything unknown is returned unchanged."""
+    text = str(raw)
+    return LEGACY_STATUSES.get(text, text)
 
 
 @dataclass(frozen=True)
@@ -28,6 +67,7 @@ class RunDir:
     manifest = property(lambda self: self.path / "manifest.json")
     requests = property(lambda self: self.path / "requests.parquet")
     probes = property(lambda self: self.path / "probes.parquet")
+    probes_log = property(lambda self: self.path / "probes.tsv")  # appended as probes complete
     events = property(lambda self: self.path / "events.jsonl")
     journal = property(lambda self: self.path / "faults.jsonl")
     summary = property(lambda self: self.path / "summary.json")
@@ -43,11 +83,57 @@ class RunDir:
         return self
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a whole file so that a crash leaves the old file or the new one, never half:
+    a temporary name in the same directory, flushed to disk, then renamed over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON atomically (a crash leaves the old file or the new one, never half)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def repair_torn_tail(path: Path) -> bool:
+    """Cut off a last line that a crash left without its newline; True if one was cut.
+
+    A log is appended one complete line per write, so only the very last line can be torn
+    (a kill or a full disk in the middle of a write)."""
+    try:
+        with path.open("rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return False
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return False
+            handle.seek(max(0, size - 1_048_576))
+            tail = handle.read()
+            cut = tail.rfind(b"\n")
+            keep = size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail))
+            handle.truncate(keep)
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def write_observations(run: RunDir) -> None:
+    """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
+    request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
+    whose harness died. Each file is written atomically."""
+    from harness.load import collect_requests, write_requests_parquet
+    from harness.observe import read_probe_log, write_probes_parquet
+
+    write_requests_parquet(collect_requests(run.load_dir), run.requests)
+    write_probes_parquet(read_probe_log(run.probes_log), run.probes)
 
 
 def append_json_line(path: Path, record: Mapping[str, Any]) -> None:

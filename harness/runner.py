@@ -4,6 +4,25 @@ Everything the run starts is stopped in `finally`: outstanding faults are revert
 undo log, Locust processes are stopped by their PIDs, and every labelled object is removed,
 on success, on error, on Ctrl-C and on SIGTERM.
 
+How a run ends (the words are harness.results'): `completed`; `aborted` by SIGINT or SIGTERM
+(the signal, its instant and the phase it fell in are kept in the manifest's `abort`); or
+`failed` with the reason in `error` and `failure` (a target, fault or load error, an engine that
+stopped answering, a bug). Signals:
+- SIGINT and SIGTERM are caught from the first line of `run()`: the first one stops the run
+  where it is and cleanup follows; signals during cleanup are noted, not obeyed, so a second
+  Ctrl-C cannot cut a revert short (SIGKILL still can: the leases and `harness cleanup` are
+  there for that);
+- short critical sections (starting the Podman service, the Locust processes with their pid
+  file, a lease, an undo-log line) hold a signal until they are done, so nothing is started
+  without being recorded;
+- Locust processes get a parent-death signal, so they end with a harness that is SIGKILLed.
+
+The engine: `EngineWatch` asks the target's engine for a sign of life every 2 s (targets that
+offer `engine_answers()`), and the event stream is watched for an end the run did not ask for
+(a restart). An engine silent for `RunOptions.engine_silence_s`, or whose event stream ended,
+fails the run with the reason; cleanup then gets a bounded time for what needs the engine
+(reverts, teardown), and the rest is left to the leases and `harness cleanup`.
+
 When a fault happened: each injection and each revert gets a fresh `ActionClock`; the fault
 marks the instant of its action (the signal sent, the rule inserted) after its preparation, and
 that instant is the event's time (t0), falling back to the instant before `apply` / `revert`
@@ -22,7 +41,9 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,20 +54,25 @@ from typing import Any
 
 from faults.base import ActionClock, Fault, FaultContext, RevertRecord
 from harness import __version__
-from harness.errors import HarnessError, ScenarioError
+from harness.errors import HarnessError, ScenarioError, TargetError
+from harness.hostsys import process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
-from harness.load import (
-    LoadPath,
-    LoadPlan,
-    LoadRun,
-    collect_requests,
-    locust_version,
-    write_requests_parquet,
+from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
+from harness.observe import EngineWatch, EventRecorder, Prober
+from harness.preflight import preflight, preflight_machine
+from harness.results import (
+    ABORTED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    EventLog,
+    RunDir,
+    write_json,
+    write_observations,
+    write_pid_file,
+    write_text_atomic,
 )
-from harness.observe import EventRecorder, Prober
-from harness.preflight import preflight
-from harness.results import EventLog, RunDir, write_json, write_pid_file
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
@@ -54,14 +80,32 @@ from harness.targets.base import Target
 from harness.timeline import Action, Occurrence, actions
 
 HEALTH_TIMEOUT_S = 90.0
+ENGINE_SILENCE_S = 15.0  # an engine that has not answered for this long is lost
+ENGINE_WATCH_INTERVAL_S = 2.0
+CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
 
 
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived; the run stops and cleans up (exit code 128 + signal)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, at_ns: int | None = None) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.at_ns = at_ns if at_ns is not None else time.time_ns()
+
+
+class RunAborted(HarnessError):
+    """A signal stopped the run before its directory existed: nothing was deployed."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"aborted by {name} before anything was deployed; nothing to clean up")
+        self.exit_code = 128 + signum
+        self.signum = signum
+
+
+class EngineLost(TargetError):
+    """The engine stopped answering, or restarted, in the middle of the run."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +114,7 @@ class RunOptions:
     seed: int | None = None
     health_timeout_s: float = HEALTH_TIMEOUT_S
     labels: Mapping[str, str] = field(default_factory=dict)  # e.g. variant=before, for compare
+    engine_silence_s: float = ENGINE_SILENCE_S
 
 
 @dataclass
@@ -90,7 +135,7 @@ ProgressCallback = Callable[[Progress], None]
 @dataclass(frozen=True)
 class RunOutcome:
     run_dir: Path
-    status: str  # completed | interrupted | error
+    status: str  # completed | aborted | failed (harness.results)
     error: str | None
     signum: int | None = None
 
@@ -100,19 +145,80 @@ def make_run_id(name: str) -> str:
     return f"{name}-{stamp}-{secrets.token_hex(2)}"
 
 
+class SignalGate:
+    """SIGINT and SIGTERM as `Interrupted`, raised where the run is, with three modes:
+    open (raise at once), deferred (inside a critical section: raise when it ends) and held
+    (cleanup: note the signal, never raise). Installed by `installed()`; outside it, the
+    sections are no-ops."""
+
+    def __init__(self) -> None:
+        self.pending: Interrupted | None = None
+        self.first: Interrupted | None = None
+        self.ignored: list[str] = []
+        self._defer_depth = 0
+        self._held = False
+        self._installed = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[SignalGate]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach the main thread only: nothing to install
+            return
+        previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._installed = True
+        try:
+            yield self
+        finally:
+            self._installed = False
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        arrived = Interrupted(signum)
+        if self._held or self.first is not None:
+            self.ignored.append(signal.Signals(signum).name)
+            print(
+                f"{signal.Signals(signum).name} noted: cleaning up first (SIGKILL would leave "
+                "the rest to the leases and `harness cleanup`)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.first = arrived
+        if self._defer_depth:
+            self.pending = arrived
+            return
+        raise arrived
+
+    @contextlib.contextmanager
+    def deferred(self, release: bool = True) -> Iterator[None]:
+        """A critical section: a signal arriving inside is raised when it ends (or, with
+        release=False, at the next `release_pending()`)."""
+        self._defer_depth += 1
+        try:
+            yield
+        finally:
+            self._defer_depth -= 1
+        if release:
+            self.release_pending()
+
+    def release_pending(self) -> None:
+        """Raise a signal held by a critical section that has ended."""
+        if not self._defer_depth and self.pending is not None and not self._held:
+            pending, self.pending = self.pending, None
+            raise pending
+
+    def hold(self) -> None:
+        """From now on signals are noted only (cleanup must run to its end)."""
+        self._held = True
+        self.pending = None
+
+
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into Interrupted, so every `finally` runs."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with SignalGate().installed():
         yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def _versions(target: Target) -> dict[str, str]:
@@ -148,36 +254,83 @@ class Runner:
         self._leases: dict[str, Lease] = {}
         self._records: dict[str, RevertRecord] = {}
         self._injected_ns: dict[str, int] = {}
+        self._gate = SignalGate()
+        self._load: LoadRun | None = None
+        self._prober: Prober | None = None
+        self._recorder: EventRecorder | None = None
+        self._watch: EngineWatch | None = None
+        self._engine_lost = False
 
     # --- the run -------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        planned = preflight(self.scenario)
-        self.dir.create()
-        self.dir.scenario.write_text(resolved_yaml(self.scenario))
-        target = make_target(self.run_id, self.scenario.target)
-        events = EventLog(self.dir.events)
-        journal = Journal(self.dir.journal)
-        try:
-            self._start_manifest(target)
-        except BaseException:
-            # a target can hold something from its construction on (a Podman API service)
-            self._attempt("teardown", target.teardown)
-            events.close()
-            raise
-        status, error, signum = "completed", None, None
-        with signals_raise():
+        with self._gate.installed():
             try:
+                planned = preflight(self.scenario)
+                preflight_machine(self.scenario)
+            except Interrupted as exc:
+                raise RunAborted(exc.signum) from None
+            with self._gate.deferred(release=False):  # a run directory is a whole one
+                self.dir.create()
+                write_text_atomic(self.dir.scenario, resolved_yaml(self.scenario))
+                self._start_manifest()
+                events = EventLog(self.dir.events)
+            return self._run_in_dir(planned, events)
+
+    def _run_in_dir(
+        self, planned: Sequence[tuple[Occurrence, Fault]], events: EventLog
+    ) -> RunOutcome:
+        journal = Journal(self.dir.journal)
+        target: Target | None = None
+        status, error, signum = COMPLETED, None, None
+        try:
+            try:
+                self._gate.release_pending()
+                self._report("connecting")
+                with self._gate.deferred():  # a Podman run's API service starts here
+                    target = make_target(self.run_id, self.scenario.target)
+                self._describe_target(target)
                 self._run_with(target, events, journal, planned)
             except Interrupted as exc:
-                status, error, signum = "interrupted", f"interrupted by {exc}", exc.signum
+                status, signum = ABORTED, exc.signum
+                error = f"aborted by {exc} during {self.progress.phase}"
+                self._manifest["abort"] = {
+                    "signal": str(exc),
+                    "at_ns": exc.at_ns,
+                    "phase": self.progress.phase,
+                    "by": "the harness (it reverted and tore down what the run made)",
+                }
             except HarnessError as exc:
-                status, error = "error", str(exc)
+                status, error = FAILED, str(exc)
+                self._failure(error)
+            except Exception as exc:  # a bug: the run still ends cleaned up and recorded
+                status, error = FAILED, f"unexpected {type(exc).__name__}: {exc}"
+                self._failure(error, traceback.format_exc())
             finally:
+                self._gate.hold()
                 self._cleanup(target, events, journal)
-        events.close()
-        self._finish_manifest(status, error)
+        finally:
+            events.close()
+            self._finish_manifest(status, error)
         return RunOutcome(self.dir.path, status, error, signum)
+
+    def _describe_target(self, target: Target) -> None:
+        self._manifest["target"] = target.kind
+        self._manifest["load"]["load_balancing"] = target.load_balancing()
+        self._manifest["versions"].update(_versions(target))
+        write_json(self.dir.manifest, self._manifest)
+
+    def _failure(self, reason: str, trace: str | None = None) -> None:
+        self._manifest["failure"] = {
+            "at_ns": time.time_ns(),
+            "phase": self.progress.phase,
+            "engine_lost": self._engine_lost,
+        }
+        if trace is not None:
+            log = self.dir.logs / "harness-error.log"
+            with contextlib.suppress(OSError):
+                log.write_text(f"{reason}\n\n{trace}")
+            self._manifest["failure"]["traceback"] = str(log)
 
     def _run_with(
         self,
@@ -187,32 +340,78 @@ class Runner:
         planned: Sequence[tuple[Occurrence, Fault]],
     ) -> None:
         self._report("deploying")
-        self._recorder = EventRecorder(target.events(time.time_ns()), events).start()
+        self._watch_engine(target)
+        self._recorder = EventRecorder(_subscribe(target), events).start()
         events.harness(time.time_ns(), "run_start", run_id=self.run_id)
         target.deploy(self.scenario.workload)
+        self._check_engine()
+        self._report("waiting for healthy replicas")
         instances = target.wait_healthy(self.options.health_timeout_s)
+        self._check_engine()
         # a target may only know its engine once deployed (a lab brought up for the run)
         self._manifest["versions"].update({k: str(v) for k, v in target.engine_info().items()})
         write_json(self.dir.manifest, self._manifest)
         events.harness(time.time_ns(), "deployed", instances=[i.name for i in instances])
         probes = self.scenario.probes
         if probes.enabled:
-            self._prober = Prober(instances, probes.path, probes.interval, probes.timeout).start()
+            self._prober = Prober(
+                instances, probes.path, probes.interval, probes.timeout, self.dir.probes_log
+            ).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
         self._manifest["load"]["host"] = host
-        self._load = LoadRun(self._load_plan([(i.name, i.url) for i in instances], host))
-        self._load.start()
-        write_pid_file(self.dir.load_pids, self._load.pids)
+        self._start_load(self._load_plan([(i.name, i.url) for i in instances], host))
         load_start_ns = time.time_ns()
         events.harness(load_start_ns, "load_start")
         self._manifest["load"]["started_at_ns"] = load_start_ns
         self._manifest["load"]["endpoints"] = [i.name for i in instances]
+        write_json(self.dir.manifest, self._manifest)
         context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         faults = {o.fault_id: fault for o, fault in planned}
         self._follow_timeline(context, events, journal, faults, [o for o, _ in planned])
-        self._load.wait(timeout=self.scenario.load.duration + 30)
-        self._load.check()
+        self._report("stopping load")
+        load = self._running_load()
+        load.wait(timeout=self.scenario.load.duration + 30)
+        load.check()
         events.harness(time.time_ns(), "load_stop")
+
+    def _start_load(self, plan: LoadPlan) -> None:
+        with self._gate.deferred():  # never a Locust process without its pid file
+            self._load = LoadRun(plan, parent_death_signal=True)
+            try:
+                self._load.start()
+            finally:
+                write_pid_file(self.dir.load_pids, self._load.pids)
+
+    def _running_load(self) -> LoadRun:
+        if self._load is None:
+            raise HarnessError("the load was not started")
+        return self._load
+
+    def _watch_engine(self, target: Target) -> None:
+        answers = getattr(target, "engine_answers", None)
+        if callable(answers):
+            self._watch = EngineWatch(answers, ENGINE_WATCH_INTERVAL_S).start()
+
+    def _check_engine(self) -> None:
+        """Raise EngineLost when the engine went silent or its event stream ended."""
+        recorder, watch = self._recorder, self._watch
+        if recorder is not None and recorder.ended_ns is not None:
+            self._engine_lost = True
+            at = _clock(recorder.ended_ns)
+            raise EngineLost(
+                f"the engine's event stream ended at {at} without the run closing it: the "
+                "engine restarted or went away; the run's data until then is kept. Once the "
+                "engine answers again, run `harness cleanup` for anything left"
+            )
+        silent = watch.silent_for_s() if watch is not None else 0.0
+        if silent >= self.options.engine_silence_s:
+            self._engine_lost = True
+            raise EngineLost(
+                f"the engine has not answered for {silent:.0f} s (a ping every "
+                f"{ENGINE_WATCH_INTERVAL_S:g} s): it stopped answering in the middle of the run. "
+                "What could be reverted without it was; once the engine answers again, run "
+                "`harness cleanup` for the rest"
+            )
 
     def _follow_timeline(
         self,
@@ -225,12 +424,14 @@ class Runner:
         started = time.monotonic()
         pending = actions(occurrences)
         end_s = self.scenario.load.duration
+        load = self._running_load()
         while True:
             elapsed = time.monotonic() - started
+            self._check_engine()
             while pending and pending[0].at_s <= elapsed:
                 self._act(ctx, events, journal, faults, pending.pop(0))
             self._tick(elapsed, occurrences)
-            if elapsed >= end_s or not self._load.running():
+            if elapsed >= end_s or not load.running():
                 return
             next_at = min(pending[0].at_s if pending else end_s, end_s)
             time.sleep(max(0.0, min(0.25, next_at - (time.monotonic() - started))))
@@ -258,10 +459,11 @@ class Runner:
         deadline = None
         if o.revert_at_s is not None:
             deadline = time.time_ns() + int((o.revert_at_s - o.at_s) * 1e9)
-        journal.planned(record, deadline)
-        self._records[o.fault_id] = record
-        if deadline is not None:
-            self._leases[o.fault_id] = start_lease(self.dir.path, o.fault_id, deadline)
+        with self._gate.deferred():  # the undo line and its lease, or neither
+            journal.planned(record, deadline)
+            self._records[o.fault_id] = record
+            if deadline is not None:
+                self._leases[o.fault_id] = start_lease(self.dir.path, o.fault_id, deadline)
         own = replace(ctx, clock=ActionClock())
         before_ns = time.time_ns()
         fault.apply(own, record)
@@ -323,29 +525,66 @@ class Runner:
 
     # --- cleanup -------------------------------------------------------------------------
 
-    def _cleanup(self, target: Target, events: EventLog, journal: Journal) -> None:
-        """Undo and stop everything; each step runs even if an earlier one failed."""
+    def _cleanup(self, target: Target | None, events: EventLog, journal: Journal) -> None:
+        """Undo and stop everything; each step runs even if an earlier one failed.
+
+        With the engine lost, the steps that need it (reverts, teardown) get a bounded time
+        each; what they could not do stays in the undo log for the leases and
+        `harness cleanup`."""
+        self._report("cleaning up")
+        if self._watch is not None:
+            self._watch.stop()
+        if target is not None:
+            self._engine_step("revert faults", lambda: self._revert_all(target, events, journal))
+        self._end_leases(journal)
+        if self._load is not None:
+            self._attempt("stop load", self._load.stop)
+            self._manifest["load"]["ended_at_ns"] = time.time_ns()
+        if self._prober is not None:
+            self._attempt("stop probes", self._prober.stop)
+        if self._recorder is not None:
+            self._attempt("stop event recorder", self._recorder.stop)
+        if target is not None:
+            self._report("tearing down")
+            self._engine_step("teardown", target.teardown)
+        self._attempt("write data", lambda: write_observations(self.dir))
+
+    def _revert_all(self, target: Target, events: EventLog, journal: Journal) -> None:
         ctx = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         for record, failure in revert_outstanding(journal, ctx):
             if failure is not None:
                 self._warn(f"revert of {record.fault_id} failed: {failure}")
                 continue
             self._revert_event(events, record, time.time_ns(), by="cleanup")
-        for lease in self._leases.values():
-            end_lease(lease)
-        load = getattr(self, "_load", None)
-        if load is not None:
-            self._attempt("stop load", load.stop)
-            self._manifest["load"]["ended_at_ns"] = time.time_ns()
-        prober = getattr(self, "_prober", None)
-        if prober is not None:
-            self._attempt("stop probes", prober.stop)
-        recorder = getattr(self, "_recorder", None)
-        if recorder is not None:
-            self._attempt("stop event recorder", recorder.stop)
-        self._report("tearing down")
-        self._attempt("teardown", target.teardown)
-        self._attempt("write data", self._write_data)
+
+    def _end_leases(self, journal: Journal) -> None:
+        """End the reapers of reverted faults; a fault still in place keeps its reaper, which
+        tries again at the deadline (the engine may be back by then)."""
+        outstanding = {o.record.fault_id for o in journal.outstanding()}
+        for fault_id, lease in list(self._leases.items()):
+            if fault_id in outstanding:
+                self._warn(f"{fault_id} is still in place: its reaper stays (pid {lease.pid})")
+                continue
+            end_lease(self._leases.pop(fault_id))
+
+    def _engine_step(self, what: str, step: Callable[[], object]) -> None:
+        if not self._engine_lost:
+            self._attempt(what, step)
+            return
+        done = threading.Event()
+
+        def bounded() -> None:
+            try:
+                self._attempt(what, step)
+            finally:
+                done.set()
+
+        threading.Thread(target=bounded, name=f"cleanup-{what}", daemon=True).start()
+        if not done.wait(CLEANUP_WITHOUT_ENGINE_S):
+            self._warn(
+                f"{what} did not finish within {CLEANUP_WITHOUT_ENGINE_S:g} s (the engine does "
+                "not answer): left to `harness cleanup`"
+            )
 
     def _attempt(self, what: str, step: Callable[[], object]) -> None:
         try:
@@ -356,14 +595,6 @@ class Runner:
     def _warn(self, message: str) -> None:
         self.progress.notes.append(message)
         print(f"warning: {message}", file=sys.stderr)
-
-    def _write_data(self) -> None:
-        write_requests_parquet(collect_requests(self.dir.load_dir), self.dir.requests)
-        prober = getattr(self, "_prober", None)
-        if prober is not None:
-            prober.write(self.dir.probes)
-        else:
-            Prober([], "/", 1.0, 1.0).write(self.dir.probes)
 
     # --- manifest and progress -----------------------------------------------------------
 
@@ -386,24 +617,26 @@ class Runner:
             rate_per_s=load.rate,
         )
 
-    def _start_manifest(self, target: Target) -> None:
+    def _start_manifest(self) -> None:
         load = self.scenario.load
         analysis = self.scenario.analysis
+        pid = os.getpid()
         self._manifest = {
             "run_id": self.run_id,
             "scenario": self.scenario.name,
-            "target": target.kind,
+            "target": self.scenario.target.kind,
             "seed": self.seed,
             "labels": dict(self.options.labels),
-            "status": "running",
+            "status": RUNNING,
             "error": None,
             "started_at_ns": time.time_ns(),
             "ended_at_ns": None,
-            "pid": os.getpid(),
+            "pid": pid,
+            "pid_start_ticks": process_start_ticks(pid),
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "argv": sys.argv,
-            "versions": _versions(target),
+            "versions": {},
             "load": {
                 "users": load.users,
                 "spawn_rate": load.spawn_rate,
@@ -418,7 +651,7 @@ class Runner:
                 "routing": "per_instance" if load.locustfile == DEMO_LOCUSTFILE else "service",
                 "host": None,
                 "endpoints": [],
-                "load_balancing": target.load_balancing(),
+                "load_balancing": None,
                 "started_at_ns": None,
                 "ended_at_ns": None,
             },
@@ -434,6 +667,8 @@ class Runner:
         write_json(self.dir.manifest, self._manifest)
 
     def _finish_manifest(self, status: str, error: str | None) -> None:
+        if self._gate.ignored:
+            self._manifest["signals_during_cleanup"] = list(self._gate.ignored)
         self._manifest.update(status=status, error=error, ended_at_ns=time.time_ns())
         write_json(self.dir.manifest, self._manifest)
 
@@ -447,7 +682,7 @@ class Runner:
             phase = "after fault" if elapsed >= max(o.at_s for o in occurrences) else "between"
         else:
             phase = "load"
-        progress = self._load.poll_progress()
+        progress = self._running_load().poll_progress()
         self.progress.phase = phase
         self.progress.elapsed_s = elapsed
         self.progress.requests = progress.requests
@@ -457,6 +692,36 @@ class Runner:
     def _report(self, phase: str) -> None:
         self.progress.phase = phase
         self._on_progress(self.progress)
+
+
+def _subscribe(target: Target, timeout_s: float = 30.0) -> Any:
+    """target.events(now), asked on a thread of its own: an engine that does not answer the
+    subscription within `timeout_s` is lost (a stream's first answer has no timeout of its
+    own in the Docker SDK)."""
+    since_ns = time.time_ns()
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def subscribe() -> None:
+        try:
+            result.append(target.events(since_ns))
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=subscribe, name="engine-subscribe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if failure:
+        raise failure[0]
+    if not result:
+        raise EngineLost(
+            f"the engine did not answer the subscription to its events within {timeout_s:g} s"
+        )
+    return result[0]
+
+
+def _clock(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
 
 def action_instant(clock: ActionClock, before_ns: int) -> int:

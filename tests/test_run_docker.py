@@ -230,7 +230,9 @@ def test_sigint_in_the_middle_of_a_fault_leaves_nothing(
     assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
     _nothing_left(docker_client, run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "interrupted"
+    assert manifest["status"] == "aborted"
+    assert manifest["abort"]["signal"] == "SIGINT"
+    assert manifest["abort"]["phase"].startswith("fault")
     actions = [e["action"] for e in read_json_lines(run_dir / "events.jsonl")]
     assert "fault_revert" in actions  # reverted before the teardown, not just torn down
     pids = json.loads((run_dir / "load" / "pids.json").read_text())["processes"]

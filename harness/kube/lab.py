@@ -70,6 +70,7 @@ from harness.kube.state import (
     plan,
 )
 from harness.labs import host
+from harness.targets.base import owner_label_value
 
 DEFAULT_LAB_DIR = Path("/var/lib/chaos-harness/kube-lab")
 DEFAULT_RUN_ROOT = Path("/run/chk8s")
@@ -333,8 +334,11 @@ class KubeLab:
         control_plane_args: dict[str, tuple[str, ...]] | None = None,
         images_to_load: Sequence[str] = (),
         progress: Progress = print,
+        for_run: bool = False,
     ) -> KubeLabInfo:
-        """Build (if needed) and start the lab; on any failure everything made is removed."""
+        """Build (if needed) and start the lab; on any failure everything made is removed.
+        `for_run`: built for a run (taken down by `harness cleanup` once that run's harness is
+        gone); the builder is recorded either way (a builder that died half-way is cleaned)."""
         check_host()
         built = build.ensure_built(progress)
         pause = images.pause_archive(images.kubernetes_source_dir(), built.directory.parent)
@@ -355,6 +359,7 @@ class KubeLab:
                 control_plane_args,
                 snapshotter_for(self.directory),
             )
+            state = replace(state, creator=owner_label_value(), for_run=for_run)
             save_state(state)
             try:
                 state = self._build(state, [pause, *self._archives(images_to_load)], progress)
@@ -429,7 +434,7 @@ class KubeLab:
         """
         state = self.state()
         if state is None:
-            return self.up(nodes, control_plane_args, images_to_load, progress), True
+            return self.up(nodes, control_plane_args, images_to_load, progress, for_run=True), True
         wanted = dict(control_plane_args or {})
         missing = {
             component: [a for a in args if a not in state.control_plane_args.get(component, ())]

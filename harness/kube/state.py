@@ -125,6 +125,11 @@ class KubeLabState:
     created_ns: int = 0
     kind: str = KIND
     version: int = STATE_VERSION
+    # "<pid>:<start ticks>" of the process that built the lab, and whether it built it for a
+    # run (KubeLab.ensure) rather than for `harness lab up`: `harness cleanup` takes down a lab
+    # whose builder died half-way, or one built for a run whose harness is gone
+    creator: str | None = None
+    for_run: bool = False
 
     @property
     def control_plane_netns(self) -> str:

@@ -24,9 +24,11 @@ import time
 from collections.abc import Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool
 
@@ -50,6 +52,9 @@ from harness.targets.base import (
 from harness.targets.service_vip import VirtualService, remove_orphaned_chains, remove_run_chains
 
 NS_PER_S = 1_000_000_000
+# Every engine call times out after this (the SDK's default is 60 s); a run notices a silent
+# engine sooner through its watch (harness.observe.EngineWatch).
+ENGINE_TIMEOUT_S = 30
 RECORDED_ACTIONS = frozenset(
     {"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom", "destroy"}
 )
@@ -59,10 +64,46 @@ SUBNET_POOL = ipaddress.IPv4Network("172.30.0.0/16")
 VIP_HOST = 254  # the service address's last octet in the run's /24: never a replica's
 
 
-def connect(engine: str | None) -> docker.DockerClient:
-    """A client for the engine at `engine` (or the environment's DOCKER_HOST)."""
+class EngineUnreachable(docker.errors.APIError):
+    """The engine gave no answer: the connection failed or broke, or the call timed out.
+
+    An APIError, so every handler that translates the engine's refusals into TargetError
+    translates this too (the Docker SDK lets requests' own exceptions through unwrapped)."""
+
+
+class _GuardedAPIClient(docker.APIClient):
+    """The SDK's low-level client with every call bounded by its timeout and every failure
+    to get an answer raised as EngineUnreachable."""
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            path = urlsplit(str(url)).path
+            raise EngineUnreachable(
+                f"the engine gave no answer to {method} {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class EngineClient(docker.DockerClient):
+    """docker.DockerClient over `_GuardedAPIClient` (from_env works as well)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", ENGINE_TIMEOUT_S)
+        self.api = _GuardedAPIClient(*args, **kwargs)
+
+
+def connect(engine: str | None, timeout_s: int = ENGINE_TIMEOUT_S) -> docker.DockerClient:
+    """A client for the engine at `engine` (or the environment's DOCKER_HOST); every call
+    through it times out after `timeout_s` (a stop's own timeout is added by the SDK)."""
     try:
-        client = docker.DockerClient(base_url=engine) if engine else docker.from_env()
+        client = (
+            EngineClient(base_url=engine, timeout=timeout_s)
+            if engine
+            else EngineClient.from_env(timeout=timeout_s)
+        )
         client.ping()
     except docker.errors.DockerException as exc:
         where = engine or "DOCKER_HOST / the default socket"
@@ -201,6 +242,14 @@ class DockerTarget:
             return _data_root(self.client.info())
         except (docker.errors.DockerException, OSError):
             return None
+
+    def engine_answers(self) -> bool:
+        """Whether the engine answers a ping now (bounded by the client's timeout); the
+        runner's engine watch asks this every few seconds."""
+        try:
+            return bool(self.client.ping())
+        except (docker.errors.DockerException, OSError):
+            return False
 
     def load_balancing(self) -> str:
         return (

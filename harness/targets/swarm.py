@@ -119,6 +119,7 @@ from harness.targets.docker import (
     DockerTarget,
     _healthcheck,
     connect,
+    orphaned_run_ids,
     remove_labelled,
 )
 from harness.targets.service_vip import (
@@ -338,7 +339,10 @@ class SwarmTarget(DockerTarget):
     @classmethod
     def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
         """Services of dead runs first (their tasks would come back), then what the Docker
-        target removes, then a swarm a dead run created."""
+        target removes, then a swarm a dead run created. With `spec.lab`: the lab that is up,
+        through its manager (services) and every node's own engine (containers, networks)."""
+        if spec.lab is not None:
+            return _remove_lab_orphans(keep)
         client = connect(spec.engine)
         removed = [
             f"{run_id}: removed {what}"
@@ -473,6 +477,17 @@ class SwarmTarget(DockerTarget):
         if self.lab is None:
             return [self.client]
         return [self._engine_for(n.node_id or n.name) for n in self.lab.nodes]
+
+    def engine_answers(self) -> bool:
+        """The engine answers a ping; on the lab, any node's engine (node faults take single
+        nodes down on purpose, the manager's included)."""
+        if self.lab is None:
+            return super().engine_answers()
+        for node in self.lab.nodes:
+            with contextlib.suppress(docker.errors.DockerException, OSError, TargetError):
+                if self._engine_for(node.node_id or node.name).ping():
+                    return True
+        return False
 
     def _join_swarm(self) -> None:
         swarm = self.client.info().get("Swarm") or {}
@@ -909,6 +924,32 @@ def remove_services(client: docker.DockerClient, run_id: str) -> list[str]:
 def remove_swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     """What `harness cleanup` needs beyond remove_labelled: services, slot and service routes."""
     return remove_services(client, run_id) + remove_run_chains(run_id)
+
+
+def _remove_lab_orphans(keep: Set[str]) -> list[str]:
+    """What dead runs left on the Swarm lab: their services (through the manager), then their
+    containers and networks on every node that answers, then their slot routes."""
+    info = Lab().info()
+    if info is None:
+        return []
+    manager = lab_connect(info.manager_url, MANAGER_TIMEOUT_S)
+    removed = [
+        f"{run_id}: removed {what} on the lab"
+        for run_id in sorted(_orphaned_service_runs(manager) - set(keep))
+        for what in remove_services(manager, run_id)
+    ]
+    for node in info.nodes:
+        try:
+            engine = lab_connect(node.url, NODE_TIMEOUT_S)
+            orphaned = orphaned_run_ids(engine) - set(keep)
+            removed += [
+                f"{run_id}: removed {what} on {node.name}"
+                for run_id in sorted(orphaned)
+                for what in [*remove_run_chains(run_id), *remove_labelled(engine, run_id)]
+            ]
+        except (TargetError, docker.errors.DockerException) as exc:
+            removed.append(f"lab node {node.name} does not answer ({exc}): skipped")
+    return removed
 
 
 def _lab_node_problems(scenario: ScenarioBase, nodes: int) -> list[str]:
