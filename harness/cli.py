@@ -138,8 +138,7 @@ def run(
 ) -> None:
     """Run a scenario end to end (N times with --repeat); print the run directory (or the
     trials directory) as the last line."""
-    from harness.analysis import analyze_run
-    from harness.analysis.report import write_report
+    from harness.analysis.report import analyze_and_report
     from harness.runner import Runner, RunOptions
     from harness.scenario import load_scenario, with_target
 
@@ -165,8 +164,7 @@ def run(
         raise _fail(exc) from exc
     summary = None
     try:
-        summary = analyze_run(outcome.run_dir)
-        report = write_report(outcome.run_dir, summary)
+        summary, report = analyze_and_report(outcome.run_dir)
         _say(console, f"report: {report}")
     except HarnessError as exc:
         _say(console, str(exc), "analysis failed: ")

@@ -240,8 +240,7 @@ def _run(
     overrides: Mapping[str, object] | None,
     labels: Mapping[str, str] | None,
 ) -> RunSummary:
-    from harness.analysis import analyze_run
-    from harness.analysis.report import write_report
+    from harness.analysis.report import analyze_and_report
     from harness.runner import Runner, RunOptions
     from harness.scenario import ScenarioBase, with_target
 
@@ -255,6 +254,5 @@ def _run(
         pytest.exit(f"chaos run interrupted ({outcome.error}); everything was cleaned up", 130)
     if outcome.status != "completed":
         pytest.fail(f"the chaos run did not complete: {outcome.error} ({outcome.run_dir})")
-    summary = analyze_run(outcome.run_dir)
-    write_report(outcome.run_dir, summary)
+    summary, _report = analyze_and_report(outcome.run_dir)
     return RunSummary(outcome.run_dir, summary)

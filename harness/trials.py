@@ -149,13 +149,11 @@ def run_trials(
 
 def analyse_and_report(run_dir: Path) -> str | None:
     """summary.json and report.html of one run; its status, or None when it cannot be analysed."""
-    from harness.analysis import analyze_run
-    from harness.analysis.report import write_report
+    from harness.analysis.report import analyze_and_report
     from harness.errors import HarnessError
 
     try:
-        summary = analyze_run(run_dir)
-        write_report(run_dir, summary)
+        summary, _report = analyze_and_report(run_dir)
     except HarnessError:
         return None
     status = summary.get("status")

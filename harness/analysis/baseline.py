@@ -146,9 +146,9 @@ def _main_failure(requests: pd.DataFrame, window: BaselineWindow) -> str:
     if failed.empty:
         return ""
     keys = (
-        failed["error"].fillna("unknown error").astype(str)
+        failed["error"].astype(object).fillna("unknown error").astype(str)
         + " on "
-        + failed["endpoint"].fillna("?").astype(str)
+        + failed["endpoint"].astype(object).fillna("?").astype(str)
     )
     top = keys.value_counts()
     return f", mostly {top.index[0]} ({int(top.iloc[0])} of {len(failed)})"

@@ -2,7 +2,9 @@
 
 `load_run(run_dir)` is the only entry point. Every table gets the columns of the contract in
 docs/ARCHITECTURE.md with fixed dtypes, even when it is empty, plus `end_ns` on requests and
-probes: a request is placed in time by its completion (start + latency).
+probes: a request is placed in time by its completion (start + latency). The text columns of
+requests and probes (name, error, endpoint, instance) are pandas categoricals (compare them
+with == as strings; fill their nulls after `.astype(object)`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from harness.errors import AnalysisError
 
@@ -285,23 +290,38 @@ def _require(path: Path) -> None:
 
 
 def _read_observations(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a request or probe table, fix dtypes, add `end_ns`, sort by completion."""
+    """Read a request or probe table, fix dtypes, add `end_ns`, sort by completion.
+
+    Text columns (name, error, endpoint, instance) come back as pandas categoricals, read
+    dictionary-encoded: a handful of distinct values over millions of rows costs one byte or
+    two per row, and sorting them moves integer codes, not strings (tens of millions of rows
+    analysed in seconds, harness.analysis docs and bench/analysis_scale.py)."""
     _require(path)
     try:
-        frame = pd.read_parquet(path)
+        schema = pq.read_schema(path)
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise AnalysisError(f"{path.name}: missing columns {missing}")
+        text = [c for c in columns if pa.types.is_string(schema.field(c).type)
+                or pa.types.is_large_string(schema.field(c).type)]  # fmt: skip
+        table = pq.read_table(path, columns=list(columns), read_dictionary=text)
+        frame: pd.DataFrame = table.to_pandas(self_destruct=True, split_blocks=True)
+        del table
+    except AnalysisError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types
         raise AnalysisError(f"{path.name}: cannot read: {exc}") from exc
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise AnalysisError(f"{path.name}: missing columns {missing}")
-    frame = frame.loc[:, list(columns)].copy()
-    frame["start_ns"] = frame["start_ns"].astype("int64")
-    frame["latency_ms"] = frame["latency_ms"].astype("float64").fillna(0.0)
+    start = frame["start_ns"].to_numpy(dtype=np.int64, na_value=0)
+    latency = frame["latency_ms"].to_numpy(dtype=np.float64, na_value=0.0)
+    latency = np.nan_to_num(latency, nan=0.0)
+    frame["start_ns"] = start
+    frame["latency_ms"] = latency
     frame["ok"] = frame["ok"].fillna(False).astype("bool")
-    latency_ns = (frame["latency_ms"] * 1e6).round().astype("int64")
-    frame["end_ns"] = (frame["start_ns"] + latency_ns).astype("int64")
-    frame = frame.sort_values("end_ns", kind="stable").reset_index(drop=True)
-    return frame
+    end = start + np.rint(latency * 1e6).astype(np.int64)
+    frame["end_ns"] = end
+    if end.size > 1 and bool(np.any(end[1:] < end[:-1])):
+        frame = frame.take(np.argsort(end, kind="stable"))
+    return frame.reset_index(drop=True)
 
 
 def _read_events(path: Path) -> pd.DataFrame:

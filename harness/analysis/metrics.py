@@ -43,7 +43,7 @@ The baseline rates (per view, requests and probes apart) come from the steady ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -520,12 +520,8 @@ def recover(
 ) -> tuple[int | None, str | None]:
     """(recovered_at, None) or (None, reason) — see the module docstring."""
     stable, data_end = context.stable_for_ns, context.data_end_ns
-    candidates = np.union1d(
-        view.requests.successes_from(earliest_ns), view.probes.successes_from(earliest_ns)
-    )
     pending: int | None = None
-    for start in range(0, candidates.size, CHUNK):
-        chunk = candidates[start : start + CHUNK]
+    for chunk in candidate_chunks(view, earliest_ns):
         calm, observed = _calm(view, chunk, stable, tolerance)
         covered = chunk + stable <= data_end
         accepted = np.flatnonzero(calm & covered & observed)
@@ -541,6 +537,26 @@ def recover(
             f"(after the success at +{since:.1f} s)"
         )
     return None, _still_failing(view, context.load)
+
+
+def candidate_chunks(view: View, earliest_ns: int) -> Iterator[IntArray]:
+    """The successes of the view's requests and probes from `earliest_ns` on, merged in time
+    order, CHUNK requests at a time: recovery usually comes within the first chunk, so the
+    cost does not grow with the length of the run after it."""
+    requests, probes = view.requests, view.probes
+    r_pos, p_pos = requests.index(earliest_ns, after=False), probes.index(earliest_ns, after=False)
+    while r_pos < len(requests) or p_pos < len(probes):
+        if r_pos < len(requests):
+            r_end = min(r_pos + CHUNK, len(requests))
+            last = int(requests.end_ns[r_end - 1]) if r_end < len(requests) else None
+            p_end = len(probes) if last is None else probes.index(last, after=True)
+        else:
+            r_end, p_end = r_pos, min(p_pos + CHUNK, len(probes))
+        p_end = max(p_end, p_pos)
+        yield np.union1d(
+            requests.successes_between(r_pos, r_end), probes.successes_between(p_pos, p_end)
+        )
+        r_pos, p_pos = r_end, p_end
 
 
 def _calm(

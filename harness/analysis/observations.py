@@ -21,7 +21,7 @@ both are measured on the service stream or their targets intersect.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -102,14 +102,23 @@ class Stream:
         ends: IntArray = self.end_ns[start:][self.ok[start:]]
         return ends
 
+    def successes_between(self, lo: int, hi: int) -> IntArray:
+        """Completions of the successes among observations lo..hi-1 (positions), in order."""
+        ends: IntArray = self.end_ns[lo:hi][self.ok[lo:hi]]
+        return ends
+
 
 @dataclass(frozen=True, eq=False)
 class Coded:
-    """A stream with the replica of each observation as a code into `names`."""
+    """A stream with the replica of each observation as a code into `names`.
+
+    Selections are remembered: a run's faults hit the same few replicas again and again, and
+    each selection is a pass over every observation."""
 
     stream: Stream
-    codes: npt.NDArray[np.int64]
+    codes: npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.int64]
     names: tuple[str, ...]
+    _selected: dict[tuple[frozenset[str], bool], Stream] = field(default_factory=dict)
 
     @classmethod
     def of(cls, frame: pd.DataFrame, column: str) -> Coded:
@@ -118,7 +127,7 @@ class Coded:
         ok = frame["ok"].to_numpy(dtype=np.bool_)
         codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
         names = tuple("" if pd.isna(u) else str(u) for u in uniques)
-        codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes, dtype=_code_type(len(names)))
         if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
             order = np.argsort(ends, kind="stable")
             ends, ok, codes = ends[order], ok[order], codes[order]
@@ -129,14 +138,32 @@ class Coded:
 
     def select(self, names: Iterable[str], *, keep: bool = True) -> Stream:
         """The observations of the replicas in `names` (or, keep=False, of all the others)."""
-        wanted = set(names)
+        key = (frozenset(names), keep)
+        found = self._selected.get(key)
+        if found is None:
+            found = self._select(key[0], keep)
+            self._selected[key] = found
+        return found
+
+    def _select(self, wanted: frozenset[str], keep: bool) -> Stream:
         chosen = [i for i, n in enumerate(self.names) if n in wanted]
-        mask = np.isin(self.codes, np.asarray(chosen, dtype=np.int64))
+        if len(chosen) == 1:
+            mask = self.codes == chosen[0]
+        else:
+            mask = np.isin(self.codes, np.asarray(chosen, dtype=self.codes.dtype))
         if not keep:
             mask = ~mask
         if mask.all():
             return self.stream
         return Stream.of(self.stream.end_ns[mask], self.stream.ok[mask])
+
+
+def _code_type(count: int) -> type[np.int8] | type[np.int16] | type[np.int64]:
+    """The smallest integer type for codes in [-1, count): 1 byte per observation when the
+    replicas are few (they are), not 8."""
+    if count < 127:
+        return np.int8
+    return np.int16 if count < 32_000 else np.int64
 
 
 @dataclass(frozen=True, eq=False)

@@ -164,12 +164,16 @@ class RequestIndex:
     def of(cls, requests: pd.DataFrame) -> RequestIndex:
         end = requests["end_ns"].to_numpy(dtype=np.int64)
         ok = requests["ok"].to_numpy(dtype=np.bool_)
-        by_end = np.argsort(end, kind="stable")
         start = requests["start_ns"].to_numpy(dtype=np.int64)
-        by_start = np.argsort(start, kind="stable")
         latency = requests["latency_ms"].to_numpy(dtype=np.float64)
-        cum = np.concatenate(([0], np.cumsum(~ok[by_end], dtype=np.int64)))
-        return cls(end[by_end], cum, start[by_start], latency[by_start])
+        if not _is_sorted(end):  # load_run sorts by completion already
+            by_end = np.argsort(end, kind="stable")
+            end, ok = end[by_end], ok[by_end]
+        if not _is_sorted(start):
+            by_start = np.argsort(start, kind="stable")
+            start, latency = start[by_start], latency[by_start]
+        cum = np.concatenate(([0], np.cumsum(~ok, dtype=np.int64)))
+        return cls(end, cum, start, latency)
 
     def completed(self, intervals: Sequence[Interval]) -> tuple[int, int]:
         """(requests, failures) completed in the intervals."""
@@ -197,6 +201,10 @@ class RequestIndex:
         lo = np.searchsorted(sorted_ns, edges[:, 0], side="left").astype(np.int64)
         hi = np.searchsorted(sorted_ns, edges[:, 1], side="left").astype(np.int64)
         return lo, np.maximum(lo, hi)
+
+
+def _is_sorted(values: npt.NDArray[np.int64]) -> bool:
+    return values.size < 2 or not bool(np.any(values[1:] < values[:-1]))
 
 
 def phase_bounds(faults: Sequence[FaultMetrics], load: LoadWindow) -> tuple[Phase, ...]:
@@ -285,11 +293,20 @@ def totals(requests: pd.DataFrame, load: LoadWindow) -> RequestStats:
 def endpoint_stats(requests: pd.DataFrame, load: LoadWindow) -> dict[str, RequestStats]:
     """Requests and failures per endpoint (instance the client sent them to)."""
     duration = (load.end_ns - load.start_ns) / 1e9
-    frame = pd.DataFrame(
-        {"endpoint": requests["endpoint"].fillna("unknown").astype(str), "failed": ~requests["ok"]}
-    )
-    grouped = frame.groupby("endpoint", sort=True)["failed"].agg(["size", "sum"])
+    codes, names = pd.factorize(requests["endpoint"], sort=True, use_na_sentinel=True)
+    labels = ["unknown" if pd.isna(n) else str(n) for n in names]
+    if (codes < 0).any():  # requests without an endpoint
+        codes = np.where(codes < 0, len(labels), codes)
+        labels.append("unknown")
+    failed = ~requests["ok"].to_numpy(dtype=np.bool_)
+    sizes = np.bincount(codes, minlength=len(labels))
+    failures = np.bincount(codes, weights=failed, minlength=len(labels))
+    totals: dict[str, tuple[int, int]] = {}
+    for label, size, fails in zip(labels, sizes.tolist(), failures.tolist(), strict=True):
+        before = totals.get(label, (0, 0))
+        totals[label] = (before[0] + int(size), before[1] + int(fails))
     return {
-        str(name): RequestStats(int(row["size"]), int(row["sum"]), duration)
-        for name, row in grouped.iterrows()
+        label: RequestStats(size, fails, duration)
+        for label, (size, fails) in sorted(totals.items())
+        if size
     }

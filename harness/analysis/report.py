@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.analysis import summarize, write_summary
-from harness.analysis.data import load_run
+from harness.analysis.data import RunData, load_run
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
@@ -42,10 +42,13 @@ img { max-width: 100%; border: 1px solid #e2e2e6; }
 """
 
 
-def write_report(run_dir: Path, summary: Mapping[str, object] | None = None) -> Path:
-    """Write figures/*.png and report.html into `run_dir`; return the report's path."""
+def write_report(
+    run_dir: Path, summary: Mapping[str, object] | None = None, run: RunData | None = None
+) -> Path:
+    """Write figures/*.png and report.html into `run_dir`; return the report's path. `run`:
+    the run already loaded (a long run's data is then read once, not twice)."""
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = run if run is not None else load_run(run_dir)
     if summary is None:
         summary = summarize(run)
         write_summary(run_dir, summary)
@@ -53,6 +56,14 @@ def write_report(run_dir: Path, summary: Mapping[str, object] | None = None) -> 
     path = run_dir / REPORT_FILE
     path.write_text(render_report(summary, figures), encoding="utf-8")
     return path
+
+
+def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
+    """summary.json and report.html of a run, its data read once; (summary, report path)."""
+    run = load_run(Path(run_dir))
+    summary = summarize(run)
+    write_summary(Path(run_dir), summary)
+    return summary, write_report(run_dir, summary, run)
 
 
 def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str:
