@@ -81,8 +81,17 @@ from harness.timeline import Action, Occurrence, actions
 
 HEALTH_TIMEOUT_S = 90.0
 ENGINE_SILENCE_S = 15.0  # an engine that has not answered for this long is lost
+ENGINE_SILENCE_ENV = "CHAOS_HARNESS_ENGINE_SILENCE_S"
 ENGINE_WATCH_INTERVAL_S = 2.0
 CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
+
+
+def _env_seconds(name: str, default: float = ENGINE_SILENCE_S) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 class Interrupted(BaseException):
@@ -114,7 +123,9 @@ class RunOptions:
     seed: int | None = None
     health_timeout_s: float = HEALTH_TIMEOUT_S
     labels: Mapping[str, str] = field(default_factory=dict)  # e.g. variant=before, for compare
-    engine_silence_s: float = ENGINE_SILENCE_S
+    # how long the engine may go without answering before the run fails (a busy engine on a
+    # loaded machine can take seconds): $CHAOS_HARNESS_ENGINE_SILENCE_S, default 15 s
+    engine_silence_s: float = field(default_factory=lambda: _env_seconds(ENGINE_SILENCE_ENV))
 
 
 @dataclass

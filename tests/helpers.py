@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import threading
@@ -197,3 +200,100 @@ def frozen(pid: int) -> bool:
     if cgroup_version() == 2:
         return (cgroup_dir(pid, "") / "cgroup.freeze").read_text().strip() == "1"
     return (cgroup_dir(pid, "freezer") / "freezer.state").read_text().strip() == "FROZEN"
+
+
+# --- an engine that stops answering -------------------------------------------------------------
+
+
+class EngineProxy:
+    """A unix-socket proxy in front of the Docker engine that a test can cut.
+
+    `stall()`: every connection, open or new, stops carrying bytes (the engine "stops
+    answering": calls hang until their timeout); `resume()` lets bytes flow again. `close()`:
+    every connection is closed and new ones are refused, as when the engine goes away or
+    restarts; `reopen()` listens again. Never touches the engine itself."""
+
+    def __init__(self, path: str, upstream: str = "/var/run/docker.sock") -> None:
+        self.path = path
+        self.upstream = upstream
+        self.url = f"unix://{path}"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._listen()
+
+    def _listen(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(64)
+        self._listener = listener
+        self._closed.clear()
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        source.settimeout(0.2)
+        while not self._closed.is_set():
+            if not self._flowing.wait(0.2):
+                continue
+            try:
+                data = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            while not self._flowing.is_set() and not self._closed.is_set():
+                time.sleep(0.05)  # hold what was read while stalled
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def reopen(self) -> None:
+        self._flowing.set()
+        self._listen()

@@ -1,0 +1,137 @@
+"""An engine that stops answering, or goes away, in the middle of a run: the harness does not
+hang, the run ends `failed` with a reason that says what happened, what could be undone without
+the engine was, and `harness cleanup` removes the rest once the engine answers again.
+
+The engine is cut through a socket proxy in front of it (tests.helpers.EngineProxy, the run's
+target.engine), never by stopping the machine's daemon, which other work shares. What is left
+is checked with Docker's own view and iptables, not the harness's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from harness.journal import Journal
+from harness.results import read_json_lines
+from tests.conftest import labelled_objects
+from tests.helpers import EngineProxy, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[EngineProxy]:
+    cut = EngineProxy(str(tmp_path / "engine.sock"))
+    yield cut
+    cut.close()
+
+
+def _scenario(engine: str) -> str:
+    return f"""
+name: engine-trouble
+target: {{kind: docker, engine: "{engine}"}}
+workload: {{image: demo, replicas: 2, resources: {{cpus: 0.5, memory: 64Mi}}}}
+load: {{users: 4, spawn_rate: 4, duration: 60s}}
+probes: {{interval: 200ms}}
+faults:
+  - {{kind: packet_loss, at: 2s, duration: 40s, percent: 30, select: {{count: 1}}}}
+slo: {{}}
+"""
+
+
+def _start_run(scenario: Path, out: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "CHAOS_HARNESS_ENGINE_SILENCE_S": "6"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _applied_run(out: Path) -> Path | None:
+    for journal in out.glob("*/faults.jsonl"):
+        if any(line.get("state") == "applied" for line in read_json_lines(journal)):
+            return journal.parent
+    return None
+
+
+def _run_rules(run_id: str) -> list[str]:
+    """Host rules of the run's service address (its chains carry the run id in a comment)."""
+    listing = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if run_id in line]
+
+
+def _cleanup(out: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "cleanup", "--results", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("trouble", ["stall", "close"])
+def test_an_engine_that_stops_answering_fails_the_run_without_hanging(
+    trouble: str,
+    proxy: EngineProxy,
+    tmp_path: Path,
+    demo_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    out = tmp_path / "runs"
+    scenario = tmp_path / "engine-trouble.yaml"
+    scenario.write_text(_scenario(proxy.url))
+    process = _start_run(scenario, out)
+    try:
+        assert wait_until(lambda: _applied_run(out) is not None, 90), "no fault was applied"
+        run_dir = _applied_run(out)
+        assert run_dir is not None
+        cut_at = time.monotonic()
+        proxy.stall() if trouble == "stall" else proxy.close()
+        _stdout, stderr = process.communicate(timeout=150)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    took_s = time.monotonic() - cut_at
+
+    assert process.returncode == 3, stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    reason = manifest["error"] or ""
+    assert manifest["status"] == "failed" and manifest["failure"]["engine_lost"] is True
+    if trouble == "stall":
+        assert "has not answered for" in reason, reason
+    else:  # the engine closed every connection: its event stream ended
+        assert "event stream ended" in reason or "has not answered" in reason, reason
+    assert "harness cleanup" in reason and reason in stderr  # it says what to do
+    assert "Traceback" not in stderr
+    # bounded: 6 s of silence, then 20 s at most for each step that needs the engine (the
+    # reverts, the teardown) and the load's stop; never the SDK's 60 s per call
+    assert took_s < 90, f"the run took {took_s:.0f} s to give up"
+    assert (run_dir / "requests.parquet").exists() and (run_dir / "probes.parquet").exists()
+    # the fault needs the engine to be found again: it is still in the undo log
+    assert [o.record.fault_id for o in Journal(run_dir / "faults.jsonl").outstanding()] == ["f1"]
+
+    # the engine answers again: cleanup reaches the rest, and nothing of the run is left
+    proxy.resume() if trouble == "stall" else proxy.reopen()
+    _cleanup(out)
+    assert Journal(run_dir / "faults.jsonl").outstanding() == []
+    assert labelled_objects(docker_client, run_dir.name) == []
+    assert _run_rules(run_dir.name) == []
