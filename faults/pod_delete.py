@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
-from faults.base import Fault, FaultContext, FaultParams, RevertRecord
+from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
 from harness.errors import FaultError
 from harness.targets.base import Instance, Target
 from harness.units import Seconds
@@ -56,6 +56,12 @@ class PodDelete(Fault):
     params_model = PodDeleteParams
     has_duration = False
     restart_policy_applies = True  # the ReplicaSet replaces a deleted pod
+    # the target kinds it works on: other targets' scenario_problems can refuse it up front
+    targets: ClassVar[frozenset[str]] = frozenset({"kubernetes"})
+
+    @classmethod
+    def mechanisms(cls) -> list[Mechanism]:
+        return [Mechanism("Kubernetes API pod deletion", True, "target kubernetes only")]
 
     @property
     def params_(self) -> PodDeleteParams:
