@@ -56,8 +56,7 @@ class PodDelete(Fault):
     params_model = PodDeleteParams
     has_duration = False
     restart_policy_applies = True  # the ReplicaSet replaces a deleted pod
-    # the target kinds it works on: other targets' scenario_problems can refuse it up front
-    targets: ClassVar[frozenset[str]] = frozenset({"kubernetes"})
+    target_kinds: ClassVar[frozenset[str] | None] = frozenset({"kubernetes"})
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
