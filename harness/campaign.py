@@ -7,9 +7,9 @@ then its analysis and report. Decisions:
 - A cell that fails (the runner's error, a failed preflight, even an unexpected exception) is
   recorded with its reason and the campaign goes on: one broken run must not cost the others.
 - SIGINT or SIGTERM stops the campaign: during a run, the runner reverts its faults, tears
-  down and returns `interrupted`; between runs, the campaign's own handler stops before the
-  next one. Either way the campaign returns what was done, marked interrupted, so its ledger
-  and report are still written.
+  down and returns `aborted`; between runs, the campaign's own handler stops before the next
+  one. Either way the campaign returns what was done, marked interrupted, so its ledger and
+  report are still written.
 - The estimated time left is, for each pending cell, the mean duration of the finished cells
   of the same target (else of any target, else the load's duration plus SETUP_ESTIMATE_S),
   plus what remains of the current one.
@@ -22,12 +22,13 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
 from harness.errors import HarnessError
-from harness.runner import HEALTH_TIMEOUT_S, Progress, Runner, RunOptions
+from harness.results import ABORTED, COMPLETED, FAILED
+from harness.runner import HEALTH_TIMEOUT_S, Progress, RunAborted, Runner, RunOptions
 from harness.scenario import ScenarioBase
 
 SETUP_ESTIMATE_S = 20.0  # deploy, wait healthy, tear down, analyse: measured 15-25 s here
@@ -53,7 +54,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class CellResult:
-    """How one cell ended. outcome: completed | error | interrupted | not_run."""
+    """How one cell ended. outcome: completed | aborted | failed (the runner's words,
+    harness.results) | not_run."""
 
     cell: Cell
     outcome: str
@@ -192,12 +194,15 @@ class Campaign:
             )
             runner = Runner(cell.scenario, options, on_progress=self._run_progress)
             outcome = runner.run()
+        except RunAborted as exc:  # a signal before the run had a directory
+            result = self._failed(cell, runner, str(exc), started)
+            return replace(result, outcome=ABORTED, signum=exc.signum)
         except HarnessError as exc:  # refused before anything was deployed
             return self._failed(cell, runner, str(exc), started)
         except Exception as exc:  # a bug in one run must not cost the campaign its other runs
             return self._failed(cell, runner, f"unexpected {type(exc).__name__}: {exc}", started)
         status, signum = None, outcome.signum
-        if outcome.status != "interrupted":
+        if outcome.status != ABORTED:
             try:
                 status = self.after_run(outcome.run_dir)
             except CampaignInterrupted as exc:  # the run is done: record it, then stop
@@ -217,13 +222,13 @@ class Campaign:
     @staticmethod
     def _failed(cell: Cell, runner: Runner | None, error: str, started: float) -> CellResult:
         run_dir = runner.dir.path if runner is not None and runner.dir.path.exists() else None
-        return CellResult(cell, "error", run_dir, error, None, time.monotonic() - started)
+        return CellResult(cell, FAILED, run_dir, error, None, time.monotonic() - started)
 
     def _finish(self, result: CellResult) -> None:
         self._results.append(result)
         self.record(self._results)
         self.progress.done += 1
-        failed = result.outcome != "completed" or result.status in (None, "baseline_broken")
+        failed = result.outcome != COMPLETED or result.status in (None, "baseline_broken")
         self.progress.failed += int(failed)
         self.progress.last, self.progress.current, self.progress.run = result, None, None
         self._update()
@@ -238,7 +243,7 @@ class Campaign:
 
     def estimate_left(self) -> float:
         """Seconds left: per pending cell, the mean duration of finished ones (module doc)."""
-        finished = [r for r in self._results if r.outcome == "completed"]
+        finished = [r for r in self._results if r.outcome == COMPLETED]
         by_target: dict[str, list[float]] = {}
         for result in finished:
             by_target.setdefault(result.cell.target, []).append(result.duration_s)

@@ -28,6 +28,7 @@ from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
 from harness.cli_matrix import matrix
 from harness.errors import HarnessError, ScenarioError
+from harness.results import ABORTED, COMPLETED
 from harness.runner import Progress
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def _run_trials(
         _say(console, f"markdown: {write_markdown(trials_markdown(aggregate), markdown)}")
     _say(console, f"trials {aggregate.status}: {len(aggregate.included)} of {repeat} summed up")
     print(result.root)
-    if aggregate.status == "interrupted" and result.signum is not None:
+    if aggregate.status == ABORTED and result.signum is not None:
         return 128 + result.signum
     return {"passed": EXIT_OK, "slo_violated": EXIT_SLO}.get(aggregate.status, EXIT_ERROR)
 
@@ -237,9 +238,9 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 def _exit_code(status: str, signum: int | None, summary: Mapping[str, object] | None) -> int:
     """0 passed; 1 an SLO violated, a check without data, or a broken baseline; 3 run error."""
-    if status == "interrupted" and signum is not None:
+    if status == ABORTED and signum is not None:
         return 128 + signum
-    if status != "completed" or summary is None:
+    if status != COMPLETED or summary is None:
         return EXIT_ERROR
     verdict = summary.get("status")
     if verdict == "passed":

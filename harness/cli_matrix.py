@@ -28,6 +28,7 @@ from rich.text import Text
 
 from harness.campaign import CampaignProgress
 from harness.errors import HarnessError, ScenarioError
+from harness.results import FAILED
 
 if TYPE_CHECKING:
     from harness.analysis.matrix import Matrix
@@ -164,7 +165,7 @@ def matrix_command(
     print(result.report)
     if result.outcome.interrupted and result.outcome.signum is not None:
         return 128 + result.outcome.signum
-    failed = [r for r in result.outcome.results if r.outcome == "error"]
+    failed = [r for r in result.outcome.results if r.outcome == FAILED]
     return EXIT_ERROR if failed else EXIT_OK
 
 

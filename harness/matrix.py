@@ -8,8 +8,10 @@
 
 Order (a decision): repetition by repetition; within one, scenario by scenario, every target
 once, the targets' order rotated by one each repetition (docker, podman, swarm; then podman,
-swarm, docker...). Machine drift (a build heating the CPU, a cache warming up) then spreads
-over every target instead of favouring the one that always runs first or last.
+swarm, docker...), and the scenarios' order too. Machine drift (a build heating the CPU, a
+cache warming up) then spreads over every target and scenario instead of favouring the one
+that always runs first or last. Two scenarios on one target make a before/after experiment
+run alternately: `harness matrix before.yaml after.yaml --targets swarm --repeat 5`.
 
 Seeds: repetition r runs with seed base + r - 1 on every target (base: --seed, else the
 scenario's seed, else random), so within a repetition every target gets the same random
@@ -27,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from harness.analysis.matrix import LEDGER_FILE, Matrix, load_matrix
 from harness.campaign import (
@@ -43,6 +46,8 @@ from harness.preflight import preflight
 from harness.results import write_json
 from harness.scenario import TARGET_KINDS, ScenarioBase, with_target
 from harness.trials import analyse_and_report
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,8 @@ def plan_matrix(
     seeds = {source: base_seed(seed, scenario) for source, scenario in scenarios}
     cells: list[Cell] = []
     for repetition in range(1, repeat + 1):
-        shift = (repetition - 1) % len(targets)
-        order = [*targets[shift:], *targets[:shift]]
-        for source, scenario in scenarios:
+        order = _rotated(targets, repetition - 1)
+        for source, scenario in _rotated(scenarios, repetition - 1):
             for target in order:
                 cells.append(
                     Cell(
@@ -120,6 +124,11 @@ def plan_matrix(
                     )
                 )
     return cells
+
+
+def _rotated(items: Sequence[T], shift: int) -> list[T]:
+    shift %= max(len(items), 1)
+    return [*items[shift:], *items[:shift]]
 
 
 def matrix_root(out_dir: Path) -> Path:

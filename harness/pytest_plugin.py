@@ -125,7 +125,7 @@ class RunSummary:
 
     @property
     def status(self) -> str:
-        """passed, slo_violated, baseline_broken, interrupted or error."""
+        """passed, slo_violated, baseline_broken, aborted or failed."""
         return str(self.data.get("status"))
 
     @property
@@ -241,6 +241,7 @@ def _run(
     labels: Mapping[str, str] | None,
 ) -> RunSummary:
     from harness.analysis.report import analyze_and_report
+    from harness.results import ABORTED
     from harness.runner import Runner, RunOptions
     from harness.scenario import ScenarioBase, with_target
 
@@ -250,8 +251,8 @@ def _run(
     runner = Runner(with_target(loaded, target), RunOptions(out, seed, labels=run_labels))
     outcome = runner.run()
     request.node.user_properties.append(("chaos_run_dir", str(outcome.run_dir)))
-    if outcome.status == "interrupted":
-        pytest.exit(f"chaos run interrupted ({outcome.error}); everything was cleaned up", 130)
+    if outcome.status == ABORTED:
+        pytest.exit(f"chaos run aborted ({outcome.error}); everything was cleaned up", 130)
     if outcome.status != "completed":
         pytest.fail(f"the chaos run did not complete: {outcome.error} ({outcome.run_dir})")
     summary, _report = analyze_and_report(outcome.run_dir)

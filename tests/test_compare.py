@@ -518,7 +518,7 @@ def test_trials_directories_are_accepted_as_runs(tmp_path: Path) -> None:
         make_run(before / f"r{i}", t, labels={"variant": "before"})
         for i, t in enumerate([2.0, 2.2])
     ]
-    failed = {"index": 3, "outcome": "error", "run_dir": None, "error": "x"}
+    failed = {"index": 3, "outcome": "failed", "run_dir": None, "error": "x"}
     write_ledger(before, [completed(1, runs[0]), completed(2, runs[1]), failed])
     after = make_run(tmp_path / "after", 1.0, labels={"variant": "after"})
     expanded = expand_run_dirs([before, after])

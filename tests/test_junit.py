@@ -135,7 +135,7 @@ def test_trials_and_matrix_files_validate(
     write_ledger(
         trials,
         [completed(1, runs[0]), completed(2, runs[1]),
-         {"index": 3, "outcome": "error", "run_dir": None, "error": "engine down"}],
+         {"index": 3, "outcome": "failed", "run_dir": None, "error": "engine down"}],
     )  # fmt: skip
     path = write_junit(trials_junit(load_trials(trials)), tmp_path / "trials.xml")
     junit_schema.validate(str(path))
@@ -147,7 +147,7 @@ def test_trials_and_matrix_files_validate(
     ]
     assert root.get("errors") == "1"
     error = root[2].find("testcase/error")
-    assert error is not None and error.get("message") == "error: engine down"
+    assert error is not None and error.get("message") == "failed: engine down"
 
     matrix = synthetic_matrix(tmp_path / "matrix", {"docker": [1.0], "swarm": [7.0]})
     path = write_junit(matrix_junit(load_matrix(matrix)), tmp_path / "matrix.xml")

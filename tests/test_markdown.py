@@ -72,14 +72,14 @@ def test_trials_summary_lists_what_was_left_out(tmp_path: Path) -> None:
     runs = [make_run(tmp_path / f"run-{i}", ttr) for i, ttr in enumerate([1.0, 3.0], start=1)]
     runs.append(no_impact_run(tmp_path / "run-3"))
     entries = [completed(i, r) for i, r in enumerate(runs, start=1)]
-    entries.append({"index": 4, "outcome": "interrupted", "run_dir": None, "error": "SIGINT"})
+    entries.append({"index": 4, "outcome": "aborted", "run_dir": None, "error": "SIGINT"})
     write_ledger(tmp_path, entries)
     text = trials_markdown(load_trials(tmp_path))
 
     assert "3 of 4 trials summed up." in text
     assert "users recovered in a median of 2.000 s (range 1.000–3.000 s)" in text
     assert "1 of 3 had no visible impact (counted apart, not as 0 s)" in text
-    assert "- trial 4: interrupted: SIGINT" in text
+    assert "- trial 4: aborted: SIGINT" in text
     (table,) = well_formed(text)
     assert table[1][:3] == ["f1 container_kill", "time to recover", "2.000 s"]
 

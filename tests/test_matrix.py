@@ -44,6 +44,7 @@ def test_plan_interleaves_and_rotates_targets(tmp_path: Path) -> None:
         (1, "a", "docker"), (1, "a", "podman"), (1, "a", "swarm"),
         (1, "b", "docker"), (1, "b", "podman"), (1, "b", "swarm"),
     ]  # fmt: skip
+    assert [s for r, s, t in order if r == 2][::3] == ["b", "a"]  # scenarios rotate too
     assert [t for r, s, t in order if (r, s) == (2, "a")] == ["podman", "swarm", "docker"]
     assert [t for r, s, t in order if (r, s) == (3, "a")] == ["swarm", "docker", "podman"]
     # every target is once first, once second, once last over the 3 repetitions
@@ -108,7 +109,7 @@ def synthetic_matrix(root: Path, ttrs: dict[str, list[float | None]]) -> Path:
             "scenario": "synthetic",
             "target": "podman",
             "repetition": 1,
-            "outcome": "error",
+            "outcome": "failed",
             "run_dir": None,
             "error": "podman: cannot start the API service",
         }
@@ -133,7 +134,7 @@ def test_ranking_with_its_uncertainty(tmp_path: Path) -> None:
 
     # podman never recovered in one run: it ranks last, behind a slower swarm that always did
     assert ranking.order == ("docker", "swarm", "podman")
-    assert [r.status for r in matrix.excluded] == ["error"]
+    assert [r.status for r in matrix.excluded] == ["failed"]
     docker_swarm, swarm_podman = ranking.steps
     assert docker_swarm.wins.wins == 25 and docker_swarm.wins.pairs == 25
     assert docker_swarm.verdict.p_value is not None and docker_swarm.verdict.p_value < 0.05
@@ -235,10 +236,10 @@ def test_a_failing_run_does_not_stop_the_matrix_and_ctrl_c_still_reports(
     data = json.loads(ledger.read_text())
     assert data["interrupted"] is True
     first, second = data["runs"]
-    assert first["outcome"] == "error" and "no-such-image" in first["error"]
-    assert second["outcome"] == "interrupted"
+    assert first["outcome"] == "failed" and "no-such-image" in first["error"]
+    assert second["outcome"] == "aborted"
     html = (root / "report.html").read_text(encoding="utf-8")
-    assert "interrupted" in html and "no-such-image" in html
+    assert "interrupted" in html and "aborted" in html and "no-such-image" in html
     run_id = Path(second["run_dir"]).name
     leftovers = docker_client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
     assert leftovers == []

@@ -65,7 +65,7 @@ def trials_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = [make_run(root / f"run-{i}", ttr) for i, ttr in enumerate(ttrs, start=1)]
     runs.append(no_impact_run(root / "run-6"))
     entries = [completed(i, run) for i, run in enumerate(runs, start=1)]
-    entries.append({"index": 7, "outcome": "error", "run_dir": None, "error": "deploy timed out"})
+    entries.append({"index": 7, "outcome": "failed", "run_dir": None, "error": "deploy timed out"})
     write_ledger(root, entries)
     return root
 
@@ -76,14 +76,14 @@ def test_aggregate_counts_every_trial_and_averages_only_the_measured(trials_dir:
     data = strict_json(trials_dir / "aggregate.json")
 
     assert data["planned"] == 7 and data["included"] == 6
-    assert data["status"] == "error"  # a trial failed to run: the set is not a clean pass
+    assert data["status"] == "failed"  # a trial failed to run: the set is not a clean pass
     failed = [t for t in data["trials"] if not t["included"]]
     assert failed == [
         {
             "index": 7,
             "run_id": None,
             "run_dir": None,
-            "status": "error",
+            "status": "failed",
             "included": False,
             "reason": "deploy timed out",
         }

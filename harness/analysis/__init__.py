@@ -7,7 +7,8 @@ is null, never NaN. The definitions are in harness.analysis.metrics (faults),
 harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fields:
 
 - `run_id`, `scenario`, `target`: from the manifest.
-- `status`: `interrupted` or `error` when the run was; else `baseline_broken` when the steady
+- `status`: `aborted` or `failed` when the run was (harness.results' vocabulary; an older
+  manifest's `interrupted` or `error` reads the same); else `baseline_broken` when the steady
   baseline already failed (no recovery is measured), `slo_violated` when an SLO check failed
   or lacked data (unless `slo.allow_no_data`), else `passed`.
 - `error`: the run's error message, or null. `status_reason`: why the status is not `passed`.
@@ -74,6 +75,7 @@ from harness.analysis.phases import (
 )
 from harness.analysis.repeats import repeated_entries
 from harness.analysis.slo import SloResult, evaluate_slo
+from harness.results import ABORTED, FAILED, normalized_status
 
 __all__ = ["RunData", "analyze_run", "load_run", "summarize", "write_summary"]
 
@@ -130,8 +132,9 @@ def summarize(run: RunData) -> dict[str, object]:
 
 
 def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str, str | None]:
-    if manifest_status in ("interrupted", "error"):
-        return manifest_status, None
+    status = normalized_status(manifest_status)
+    if status in (ABORTED, FAILED):
+        return status, None
     if context.baseline.broken:
         return "baseline_broken", context.baseline.reason
     if slo.passed:

@@ -4,7 +4,7 @@ A trials directory (written by harness.trials) holds one run directory per trial
 `trials.json`, the ledger of what was planned and how each trial ended. The aggregate:
 
 - `trials[]`: every planned trial: `index`, `run_id`, `run_dir`, `status` (the run's summary
-  status: passed, slo_violated, baseline_broken; or error, interrupted, analysis_failed,
+  status: passed, slo_violated, baseline_broken; or failed, aborted, analysis_failed,
   not_run), `included`, `reason`. Only trials that completed with a healthy baseline (passed or
   slo_violated) are included: a trial that failed to run, was interrupted, could not be
   analysed or had a broken baseline is listed, never averaged in.
@@ -21,8 +21,8 @@ A trials directory (written by harness.trials) holds one run directory per trial
 - `phases`: per phase (baseline, fault, recovery, after) and metric (p50_ms, p95_ms, p99_ms,
   error_rate, throughput_rps), the same statistics over the included trials.
 - `slo`: per check name, how many included trials passed, failed or had no data.
-- `status`: interrupted, error (a trial failed to run or could not be analysed),
-  slo_violated (a trial violated an SLO or had a broken baseline), else passed.
+- `status`: aborted (stopped by a signal), failed (a trial failed to run or could not be
+  analysed), slo_violated (a trial violated an SLO or had a broken baseline), else passed.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from harness.analysis.compare import (
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map
 from harness.errors import AnalysisError
+from harness.results import ABORTED, COMPLETED, FAILED
 
 LEDGER_FILE, AGGREGATE_FILE = "trials.json", "aggregate.json"
 INCLUDED_STATUSES = ("passed", "slo_violated")
-STATUS_ORDER = ("passed", "slo_violated", "error", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,10 @@ class TrialsAggregate:
     @property
     def status(self) -> str:
         if self.interrupted:
-            return "interrupted"
+            return ABORTED
         statuses = {t.status for t in self.trials}
         if statuses - {"passed", "slo_violated", "baseline_broken"}:
-            return "error"
+            return FAILED
         return "slo_violated" if statuses - {"passed"} else "passed"
 
     def to_dict(self) -> dict[str, object]:
@@ -199,9 +199,7 @@ def _trial(root: Path, raw: Mapping[str, object]) -> Trial:
     outcome = str(raw.get("outcome") or "not_run")
     reason = None if raw.get("error") is None else str(raw.get("error"))
     if not isinstance(run_dir, str):
-        return Trial(
-            index, None, None, outcome if outcome != "completed" else "error", reason, None
-        )
+        return Trial(index, None, None, outcome if outcome != COMPLETED else FAILED, reason, None)
     path = root / run_dir
     run_id = path.name
     if outcome != "completed":

@@ -42,6 +42,7 @@ from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.stats import Superiority, rank_shares, superiority
 from harness.errors import AnalysisError
+from harness.results import COMPLETED, FAILED
 
 LEDGER_FILE, RESULT_FILE = "matrix.json", "comparison.json"
 INCLUDED = ("passed", "slo_violated")
@@ -214,7 +215,7 @@ def _run(root: Path, raw: Mapping[str, object]) -> MatrixRun:
         )
 
     if outcome != "completed" or path is None:
-        return made(outcome if outcome != "completed" else "error", reason, None)
+        return made(outcome if outcome != COMPLETED else FAILED, reason, None)
     try:
         summary = read_summary(path)
     except AnalysisError as exc:

@@ -34,7 +34,8 @@ td.num { text-align: right; }
 .meta { color: #55555a; }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 10px; font-weight: 600; }
 .passed, .pass, .yes { background: #ddf3e1; color: #145a24; }
-.slo_violated, .fail, .no, .interrupted, .error { background: #fbe0e0; color: #8a1414; }
+.slo_violated, .fail, .no, .interrupted, .error, .aborted, .failed, .baseline_broken {
+  background: #fbe0e0; color: #8a1414; }
 .no_data, .na { background: #ececef; color: #444; }
 .note { background: #fff8e1; border-left: 4px solid #e6a100; padding: 8px 12px; margin: 10px 0; }
 .policy { margin: 6px 0; font-size: 15px; }

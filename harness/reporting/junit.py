@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.analysis.jsonview import as_list, as_map, as_number
+from harness.results import ABORTED, FAILED, normalized_status
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
@@ -185,8 +186,8 @@ def run_suite(summary: Mapping[str, object], name: str | None = None) -> Suite:
             "status": str(summary.get("status")),
         },
     )
-    status = summary.get("status")
-    if status in ("error", "interrupted"):
+    status = normalized_status(summary.get("status"))
+    if status in (ABORTED, FAILED):
         message = f"run {status}: {summary.get('error') or 'no SLO verdict'}"
         suite.cases.append(Case(classname, "run", 0.0, "error", str(status), message))
     if status == "baseline_broken":
