@@ -1,16 +1,8 @@
-"""--junit: one test case per SLO check and per regression check, valid against a JUnit schema.
-
-The schema is not ours to write nor to copy into the repository: it is the JUnit schema pytest
-validates its own --junitxml output against (testing/example_scripts/junit-10.xsd, Jenkins'
-xunit schema, MIT), taken at test time from pytest's source distribution on PyPI, for the
-pytest version installed (pip verifies the archive's hash), and cached in pytest's cache.
-"""
+"""--junit: one test case per SLO check and per regression check, valid against a JUnit schema
+(tests/junit_schema.py: pytest's own, from its source distribution on PyPI)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -29,39 +21,18 @@ from harness.reporting.junit import (
     trials_junit,
     write_junit,
 )
+from tests.junit_schema import junit_schema
 from tests.synthetic_run import realistic_run
 from tests.test_compare import make_run, make_runs
 from tests.test_matrix import synthetic_matrix
 from tests.test_trials import completed, write_ledger
 
-XSD_MEMBER = "testing/example_scripts/junit-10.xsd"
-
 
 @pytest.fixture(scope="session")
-def junit_schema(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def schema(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> xmlschema.XMLSchema:
-    """pytest's JUnit schema, from its sdist on PyPI (module docstring)."""
-    cache = request.config.cache
-    folder = cache.mkdir("junit-schema") if cache is not None else tmp_path_factory.mktemp("xsd")
-    xsd = folder / f"pytest-{pytest.__version__}-junit-10.xsd"
-    if not xsd.is_file():
-        download = folder / "sdist"
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
-                *("--no-binary", ":all:", f"pytest=={pytest.__version__}", "-d", str(download)),
-            ],
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-        (archive,) = download.glob("pytest-*.tar.gz")
-        with tarfile.open(archive) as sdist:
-            member = sdist.extractfile(f"{archive.name.removesuffix('.tar.gz')}/{XSD_MEMBER}")
-            assert member is not None
-            xsd.write_bytes(member.read())
-    return xmlschema.XMLSchema(str(xsd))
+    return junit_schema(pytestconfig, tmp_path_factory)
 
 
 def cases(path: Path) -> dict[str, ET.Element]:
@@ -71,12 +42,12 @@ def cases(path: Path) -> dict[str, ET.Element]:
     }
 
 
-def test_run_slo_checks_are_test_cases(tmp_path: Path, junit_schema: xmlschema.XMLSchema) -> None:
+def test_run_slo_checks_are_test_cases(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     run = realistic_run(tmp_path / "run")
     summary = analyze_run(run)
     path = write_junit(run_junit(summary), tmp_path / "junit.xml")
 
-    junit_schema.validate(str(path))
+    schema.validate(str(path))
     found = cases(path)
     checks = summary["slo"]["checks"]  # type: ignore[index]
     assert len(found) == len(checks)
@@ -96,23 +67,21 @@ def test_run_slo_checks_are_test_cases(tmp_path: Path, junit_schema: xmlschema.X
                 assert f"{check['value']:.6g}" in message and f"{check['limit']:.6g}" in message
 
 
-def test_a_failed_check_names_value_and_limit(
-    tmp_path: Path, junit_schema: xmlschema.XMLSchema
-) -> None:
+def test_a_failed_check_names_value_and_limit(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     run = realistic_run(tmp_path / "run")
     summary = analyze_run(run)
     summary["slo"]["checks"].append(  # type: ignore[index]
         {"name": "ttr_s[f9]", "limit": 1.0, "value": 2.5, "verdict": "fail", "reason": None}
     )
     path = write_junit(run_junit(summary), tmp_path / "junit.xml")
-    junit_schema.validate(str(path))
+    schema.validate(str(path))
     failure = cases(path)["chaos.synthetic.docker::ttr_s[f9]"].find("failure")
     assert failure is not None
     assert failure.get("message") == "ttr_s[f9]: 2.5 s, limit at most 1 s"
     assert failure.get("type") == "slo"
 
 
-def test_no_data_fails_unless_allowed(tmp_path: Path, junit_schema: xmlschema.XMLSchema) -> None:
+def test_no_data_fails_unless_allowed(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     summary = analyze_run(realistic_run(tmp_path / "run"))
     check = {"name": "p95_ms[recovery]", "limit": 50.0, "value": None, "verdict": "no_data",
              "reason": "phase recovery is empty"}  # fmt: skip
@@ -121,15 +90,13 @@ def test_no_data_fails_unless_allowed(tmp_path: Path, junit_schema: xmlschema.XM
     summary["slo"]["allow_no_data"] = True  # type: ignore[index]
     allowed = write_junit(run_junit(summary), tmp_path / "allowed.xml")
     for path in (strict, allowed):
-        junit_schema.validate(str(path))
+        schema.validate(str(path))
     name = "chaos.synthetic.docker::p95_ms[recovery]"
     assert cases(strict)[name].find("failure") is not None
     assert cases(allowed)[name].find("skipped") is not None
 
 
-def test_trials_and_matrix_files_validate(
-    tmp_path: Path, junit_schema: xmlschema.XMLSchema
-) -> None:
+def test_trials_and_matrix_files_validate(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     trials = tmp_path / "trials"
     runs = [make_run(trials / f"run-{i}", ttr) for i, ttr in enumerate([1.0, 2.0], start=1)]
     write_ledger(
@@ -138,7 +105,7 @@ def test_trials_and_matrix_files_validate(
          {"index": 3, "outcome": "failed", "run_dir": None, "error": "engine down"}],
     )  # fmt: skip
     path = write_junit(trials_junit(load_trials(trials)), tmp_path / "trials.xml")
-    junit_schema.validate(str(path))
+    schema.validate(str(path))
     root = ET.parse(path).getroot()
     assert [s.get("name", "").split(" (")[0] for s in root] == [
         "synthetic on docker, trial 1",
@@ -151,20 +118,18 @@ def test_trials_and_matrix_files_validate(
 
     matrix = synthetic_matrix(tmp_path / "matrix", {"docker": [1.0], "swarm": [7.0]})
     path = write_junit(matrix_junit(load_matrix(matrix)), tmp_path / "matrix.xml")
-    junit_schema.validate(str(path))
+    schema.validate(str(path))
     assert len(ET.parse(path).getroot()) == 3  # two runs and the failed podman one
 
 
-def test_regression_checks_are_test_cases(
-    tmp_path: Path, junit_schema: xmlschema.XMLSchema
-) -> None:
+def test_regression_checks_are_test_cases(tmp_path: Path, schema: xmlschema.XMLSchema) -> None:
     before = make_runs(tmp_path / "b", "before", [1.0, 1.1, 1.2, 1.3, 1.4])
     after = make_runs(tmp_path / "a", "after", [2.0, 2.1, 2.2, 2.3, 2.4])
     comparison = compare_runs(load_runs([*before, *after], "target"), "target")
     checks = regression_checks(comparison, parse_thresholds(["ttr_s=10%", "ttd_s=50%"]), "before")
     path = write_junit(regression_suites(checks), tmp_path / "regressions.xml")
 
-    junit_schema.validate(str(path))
+    schema.validate(str(path))
     found = cases(path)
     failure = found["chaos.regression::ttr_s[f1]"].find("failure")
     assert failure is not None and failure.get("type") == "regression"

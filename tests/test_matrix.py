@@ -9,15 +9,16 @@ Rankings are checked on synthetic runs with known times to recover (tests/test_c
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import docker
 import pytest
+import xmlschema
 import yaml
 
 from harness.analysis.matrix import load_matrix
@@ -29,8 +30,17 @@ from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL
 from tests.abort import REPO
 from tests.helpers import podman_leftovers
+from tests.junit_schema import junit_schema
 from tests.test_compare import make_run, strict_json
 from tests.test_trials import short_kill
+
+
+@pytest.fixture(scope="session")
+def schema(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> xmlschema.XMLSchema:
+    return junit_schema(pytestconfig, tmp_path_factory)
+
 
 # -- the plan --------------------------------------------------------------------------------
 
@@ -280,7 +290,9 @@ def wait_for_load(out: Path, timeout_s: float = 180.0) -> Path:
 
 
 @pytest.mark.docker
-def test_docker_and_podman_matrix(tmp_path: Path, demo_image: str) -> None:
+def test_docker_and_podman_matrix(
+    tmp_path: Path, demo_image: str, schema: xmlschema.XMLSchema
+) -> None:
     done = run_matrix_cli(
         tmp_path,
         str(short_kill(tmp_path)),
@@ -324,4 +336,9 @@ def test_docker_and_podman_matrix(tmp_path: Path, demo_image: str) -> None:
     assert "| rank | target | median ttr |" in markdown
     for run in ledger["runs"]:
         assert podman_leftovers(Path(run["run_dir"]).name) == []
-    assert os.path.getsize(tmp_path / "matrix.xml") > 0
+    schema.validate(str(tmp_path / "matrix.xml"))
+    cases = list(ET.parse(tmp_path / "matrix.xml").getroot().iter("testcase"))
+    assert len(cases) == sum(
+        len(json.loads((root / r["run_dir"] / "summary.json").read_text())["slo"]["checks"])
+        for r in ledger["runs"]
+    )
