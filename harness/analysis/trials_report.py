@@ -23,7 +23,7 @@ from harness.analysis.compare import (
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
-from harness.analysis.wording import interval_text, metric_format, spread_text
+from harness.analysis.wording import interval_cell, metric_format, spread_text
 
 REPORT_FILE = "report.html"
 METRIC_ROWS = (*FAULT_METRICS, RESPONSE_METRIC, *ORCHESTRATOR_METRICS, *CLUSTER_METRICS)
@@ -140,7 +140,7 @@ def _cells(stat: Stat, metric: str) -> list[str]:
         esc(stat.n),
         esc(fmt.number(stat.median)),
         esc(spread_text(stat, metric) or NONE),
-        esc(interval_text(stat, metric) or NONE),
+        esc(interval_cell(stat, metric)),
     ]
 
 

@@ -67,6 +67,18 @@ def spread_text(stat: Stat, metric: str) -> str:
     return f"middle half {fmt.bare(quartiles[0])}–{fmt.bare(quartiles[1])}, {span}"
 
 
+def interval_cell(stat: Stat, metric: str) -> str:
+    """For a table headed "95 % interval of the median": '1.10–1.60 s', or, with too few runs,
+    'not reached: the range holds it with 50 %'."""
+    fmt = metric_format(metric)
+    interval = stat.interval
+    if interval is None or stat.n < 2:
+        return NONE
+    if interval.reaches:
+        return f"{fmt.bare(interval.low)}–{fmt.bare(interval.high)}{fmt.unit}"
+    return f"not reached: the range holds it with {interval.coverage:.0%}"
+
+
 def interval_text(stat: Stat, metric: str) -> str:
     """'95 % interval of the median 1.10–1.60 s' or, when the runs are too few to reach 95 %,
     'too few runs for a 95 % interval of the median (the range holds it with 94 %)'."""

@@ -122,7 +122,7 @@ def _slo_table(summary: Mapping[str, object]) -> str:
 
 def trials_markdown(aggregate: TrialsAggregate) -> str:
     from harness.analysis.trials_report import fault_sentences
-    from harness.analysis.wording import interval_text, metric_format, spread_text
+    from harness.analysis.wording import interval_cell, metric_format, spread_text
 
     status = aggregate.status
     mark = MARKS["pass"] if status == "passed" else MARKS["fail"]
@@ -149,11 +149,11 @@ def trials_markdown(aggregate: TrialsAggregate) -> str:
                             metric_format(metric).label,
                             metric_format(metric).number(stat.median),
                             spread_text(stat, metric),
-                            interval_text(stat, metric),
+                            interval_cell(stat, metric),
                             stat.n,
                         ]
                     )
-        headers = ["fault", "metric", "median", "spread", "interval of the median", "n"]
+        headers = ["fault", "metric", "median", "spread", "95 % interval of the median", "n"]
         lines += [md_table(headers, rows), ""]
     left_out = [t for t in aggregate.trials if not t.included]
     if left_out:
