@@ -54,6 +54,7 @@ from harness.targets.base import (
     EngineEvent,
     Instance,
     Target,
+    kind_problems,
     needs_lab,
     owner_alive,
     owner_label_value,
@@ -181,6 +182,7 @@ class KubernetesTarget:
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
         spec = scenario.target
         problems = workload_problems(scenario.workload, _liveness(spec))
+        problems += kind_problems(scenario, cls.kind)  # kinds made for other targets only
         if spec.lab is not None and spec.kubeconfig is not None:
             problems.append(
                 "target.lab brings up the local lab, target.kubeconfig names another cluster: "
