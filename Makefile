@@ -83,9 +83,15 @@ cleanup: setup
 clean:
 	rm -rf $(VENV) $(STAMPS) build *.egg-info
 
-# The orchestrator comparison: the same crash on Docker, Podman and a single-node Swarm.
-compare-demo: setup images
-	@d=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml | tail -1) && \
+# The orchestrator comparison: the same crash on Docker, Podman, a single-node Swarm and a
+# one-node Kubernetes lab (brought up for the demo when none is up, and taken down after).
+KUBE_UP = $(BIN)/python -c "import sys; from harness.kube.lab import current; sys.exit(current() is None)"
+compare-demo: setup images kube
+	@own_lab=0; $(KUBE_UP) || { $(BIN)/harness lab up --kind kubernetes --nodes 1 >/dev/null && own_lab=1; }; \
+	d=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml | tail -1) && \
 	p=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target podman | tail -1) && \
 	s=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target swarm | tail -1) && \
-	$(BIN)/harness compare "$$d" "$$p" "$$s" --by target
+	k=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml --target kubernetes | tail -1); \
+	rc=$$?; [ $$own_lab = 1 ] && $(BIN)/harness lab down --kind kubernetes >/dev/null; \
+	[ $$rc = 0 ] || exit $$rc; \
+	$(BIN)/harness compare "$$d" "$$p" "$$s" "$$k" --by target
