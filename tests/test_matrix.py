@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -342,3 +343,55 @@ def test_docker_and_podman_matrix(
         len(json.loads((root / r["run_dir"] / "summary.json").read_text())["slo"]["checks"])
         for r in ledger["runs"]
     )
+
+
+@pytest.fixture(scope="module")
+def kube_lab_up(demo_image: str) -> Iterator[None]:
+    """The Kubernetes lab that is up, or one node brought up (and taken down) for this module."""
+    from harness.kube import lab as kube_lab
+
+    del demo_image
+    if kube_lab.current() is not None:
+        yield
+        return
+    made = kube_lab.KubeLab()
+    made.up(nodes=1, progress=lambda line: print(line, file=sys.stderr))
+    try:
+        yield
+    finally:
+        made.down()
+
+
+@pytest.mark.docker
+def test_docker_and_kubernetes_say_what_each_orchestrator_did(
+    tmp_path: Path, kube_lab_up: None
+) -> None:
+    """The same crash: Docker restarts the same container, the kubelet restarts the container
+    inside the same pod; the report puts each beside what users saw."""
+    done = run_matrix_cli(
+        tmp_path,
+        str(short_kill(tmp_path)),
+        *("--targets", "docker,kubernetes", "--repeat", "1", "--seed", "5"),
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    root = Path(done.stdout.strip().splitlines()[-1]).parent
+    ledger = json.loads((root / "matrix.json").read_text())
+    responses = {}
+    for run in ledger["runs"]:
+        run_dir = root / run["run_dir"]
+        (fault,) = json.loads((run_dir / "summary.json").read_text())["faults"]
+        responses[run["target"]] = fault["response"]["description"].split(" (+")[0]
+        if run["target"] == "kubernetes":  # the kubelet's own words: same pod, a new container
+            events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+            starts = [
+                e for e in events
+                if e["action"] == "start" and e["instance"] == "web-2"
+                and e["time_ns"] > fault["injected_at_ns"]
+            ]  # fmt: skip
+            assert starts and starts[0]["attributes"]["restart_count"] == "1"
+    assert responses == {
+        "docker": "restarted the same container in place",
+        "kubernetes": "restarted the container inside the same pod",
+    }
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert "restarted the container inside the same pod" in html

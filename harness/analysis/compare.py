@@ -40,6 +40,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,7 @@ import numpy.typing as npt
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
+from harness.analysis.response import ACTIONS, Action, action_words
 from harness.analysis.stats import (
     ALPHA,
     BOOTSTRAP,
@@ -353,18 +355,9 @@ def _response_words(response: Mapping[str, object]) -> str | None:
     action, unit = response.get("action"), response.get("unit")
     if not isinstance(action, str) or not isinstance(unit, str):
         return None
-    if action == "mixed":
-        return "several responses"
-    return _ACTION_WORDS.get(action, action).format(unit=unit)
-
-
-_ACTION_WORDS = {
-    "replaced": "replaced the {unit} with a new one",
-    "restarted_in_place": "restarted the same {unit} in place",
-    "not_restarted": "left the {unit} dead",
-    "kept_running": "nothing: the {unit} kept running",
-    "unknown": "unknown (no engine event after the fault)",
-}
+    if action not in ACTIONS:
+        return action
+    return action_words(cast(Action, action), unit)
 
 
 def _impact(fault: Mapping[str, object]) -> str:

@@ -30,6 +30,9 @@ import pandas as pd
 Action = Literal[
     "replaced", "restarted_in_place", "not_restarted", "kept_running", "unknown", "mixed"
 ]
+ACTIONS = frozenset(
+    {"replaced", "restarted_in_place", "not_restarted", "kept_running", "unknown", "mixed"}
+)
 UNITS = {"docker": "container", "podman": "container", "swarm": "task", "kubernetes": "pod"}
 DIE_TOLERANCE_NS = 1_000_000  # an engine `die` may be stamped up to 1 ms before our t0
 
@@ -72,10 +75,11 @@ class Response:
         if action is None:
             return "no instance was targeted"
         if action == "mixed":
-            return "; ".join(f"{i.instance}: {_words(i.action, unit)}" for i in self.instances)
+            parts = (f"{i.instance}: {action_words(i.action, unit)}" for i in self.instances)
+            return "; ".join(parts)
         times = [i.after_s for i in self.instances if i.after_s is not None]
         when = f" (+{max(times):.2f} s)" if times else ""
-        return _words(action, unit) + when
+        return action_words(action, unit) + when
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,7 +90,8 @@ class Response:
         }
 
 
-def _words(action: Action, unit: str) -> str:
+def action_words(action: Action, unit: str) -> str:
+    """'restarted the same container in place' and the like (without the time)."""
     return {
         "replaced": f"replaced the {unit} with a new one",
         "restarted_in_place": (
@@ -96,7 +101,7 @@ def _words(action: Action, unit: str) -> str:
         ),
         "not_restarted": f"left the {unit} dead (never restarted)",
         "kept_running": f"nothing: the {unit} kept running",
-        "unknown": "unknown: the engine reported no event after the fault",
+        "unknown": "unknown (the engine reported no event after the fault)",
         "mixed": "several responses",
     }[action]
 
