@@ -395,3 +395,37 @@ def test_docker_and_kubernetes_say_what_each_orchestrator_did(
     }
     html = (root / "report.html").read_text(encoding="utf-8")
     assert "restarted the container inside the same pod" in html
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def test_plain_progress_lines_for_logs(tmp_path: Path) -> None:
+    """Off a terminal: a line when a run starts and ends, with the count and the time left."""
+    import io
+
+    from rich.console import Console
+
+    from harness.campaign import CampaignProgress, CellResult
+    from harness.cli_matrix import PlainLines, duration_text
+
+    scenario = parse_scenario("name: s\nload: {duration: 30s}\n")
+    (cell,) = plan_matrix([("s.yaml", scenario)], ["docker"], 1, tmp_path, seed=1)
+    buffer = io.StringIO()
+    show = PlainLines(Console(file=buffer, width=200), "matrix")
+    progress = CampaignProgress(total=3, current=cell, eta_s=250.0)
+    show(progress)
+    progress.done, progress.current, progress.eta_s = 1, None, 130.0
+    progress.last = CellResult(cell, "completed", None, None, "passed", 31.4)
+    show(progress)
+    assert buffer.getvalue().splitlines() == [
+        "matrix [1/3] s on docker (repetition 1): started · 0/3 runs done · about 4 min 10 s left",
+        "matrix [1/3] s on docker (repetition 1): completed, passed, 31 s · 1/3 runs done · "
+        "about 2 min 10 s left",
+    ]
+    assert [duration_text(x) for x in (None, 35, 61, 3725)] == [
+        "unknown",
+        "35 s",
+        "1 min 01 s",
+        "1 h 02 min",
+    ]

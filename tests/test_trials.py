@@ -14,10 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import docker
 import pytest
+import xmlschema
 import yaml
 
 from harness.analysis.aggregate import load_trials, write_aggregate
@@ -27,6 +29,7 @@ from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL
 from harness.trials import plan_trials
 from tests.abort import REPO, SCENARIOS
+from tests.junit_schema import junit_schema
 from tests.synthetic_run import inject, series, write_run
 from tests.test_compare import KILL_AT, make_run, strict_json
 
@@ -142,6 +145,13 @@ def test_each_trial_gets_its_own_seed(tmp_path: Path) -> None:
 # -- real trials -----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def schema(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> xmlschema.XMLSchema:
+    return junit_schema(pytestconfig, tmp_path_factory)
+
+
 class EngineWatch:
     """The engine's create and destroy events of labelled containers, read on a thread (the
     engine keeps too short a history to ask afterwards: health-check execs flood it)."""
@@ -182,13 +192,17 @@ def short_kill(tmp_path: Path, duration: str = "14s") -> Path:
 
 @pytest.mark.docker
 def test_run_repeat_runs_fresh_trials_and_sums_them_up(
-    tmp_path: Path, docker_client: docker.DockerClient, demo_image: str
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    demo_image: str,
+    schema: xmlschema.XMLSchema,
 ) -> None:
     watch = EngineWatch(docker_client)
     done = subprocess.run(
         [
             *(sys.executable, "-m", "harness", "run", str(short_kill(tmp_path))),
             *("--out", str(tmp_path / "out"), "--repeat", "2", "--seed", "3"),
+            *("--junit", str(tmp_path / "trials.xml"), "--markdown", str(tmp_path / "t.md")),
         ],
         capture_output=True,
         text=True,
@@ -221,3 +235,7 @@ def test_run_repeat_runs_fresh_trials_and_sums_them_up(
             == []
         )
     assert "trials passed: 2 of 2 summed up" in done.stderr
+    schema.validate(str(tmp_path / "trials.xml"))  # a suite per trial, its SLO checks
+    suites = ET.parse(tmp_path / "trials.xml").getroot().findall("testsuite")
+    assert [s.get("failures") for s in suites] == ["0", "0"]
+    assert (tmp_path / "t.md").read_text().startswith("### ✅ chaos-harness: trial-kill on docker")
