@@ -7,7 +7,9 @@ union built from the fault table, so a plugin's parameters are validated like th
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -22,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from yaml.constructor import SafeConstructor
 
 from faults.base import Fault
 from faults.registry import fault_kinds
@@ -38,9 +41,9 @@ OPEN_LOOP_SLACK_S = 1.0
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; values are immutable once loaded."""
+    """Unknown keys are errors; values are immutable once loaded; inf and nan are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SwarmUpdateSpec(StrictModel):
@@ -398,9 +401,14 @@ def _fault_entry_model(kind: str, fault: type[Fault]) -> type[FaultEntry]:
 
 
 def scenario_model(kinds: Mapping[str, type[Fault]] | None = None) -> type[ScenarioBase]:
-    """The Scenario model for the installed fault kinds."""
+    """The Scenario model for the installed fault kinds (built once per set of kinds)."""
     kinds = fault_kinds() if kinds is None else kinds
-    entries = tuple(_fault_entry_model(kind, cls) for kind, cls in sorted(kinds.items()))
+    return _scenario_model(tuple(sorted(kinds.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _scenario_model(kinds: tuple[tuple[str, type[Fault]], ...]) -> type[ScenarioBase]:
+    entries = tuple(_fault_entry_model(kind, cls) for kind, cls in kinds)
     entry_type: Any = (
         Annotated[Union[entries], Field(discriminator="kind")]  # noqa: UP007
         if len(entries) > 1
@@ -462,13 +470,18 @@ def _data_path(loc: Sequence[str | int], data: object, tags: set[str]) -> list[s
     return path
 
 
-def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]]) -> str:
+def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]], data: object) -> str:
     message = str(error["msg"])
     if error["type"] == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag", "")
-        message = f"unknown fault kind {tag!r}; allowed: {', '.join(sorted(kinds))}"
+        message = f"unknown fault kind {_short(tag)}; allowed: {', '.join(sorted(kinds))}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"a fault needs a kind; allowed: {', '.join(sorted(kinds))}"
     elif error["type"] == "extra_forbidden":
-        message = f"unknown key {error['loc'][-1]!r}"
+        message = f"unknown key {_short(error['loc'][-1])}"
+        allowed = allowed_keys(error["loc"][:-1], data, kinds)
+        if allowed:
+            message += f"; allowed here: {', '.join(allowed)}"
     elif error["type"] == "missing":
         message = "required field is missing"
     if message.startswith("Value error, "):
@@ -476,11 +489,24 @@ def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]]) -> str
     return message
 
 
-def _got(error: Mapping[str, Any]) -> str:
+def _got(error: Mapping[str, Any], message: str) -> str:
     value = error.get("input")
     if error["type"] in {"missing", "extra_forbidden"} or isinstance(value, Mapping | list):
         return ""
-    return f" (got {value!r})"
+    if "got " in message:
+        return ""  # the message quotes the value already
+    return f" (got {_short(value)})"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+def _segment(key: str | int) -> str:
+    """One step of a field's path as written: a plain key as is, any other quoted."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else _short(text, 40)
 
 
 def _format_errors(
@@ -490,57 +516,192 @@ def _format_errors(
     problems = []
     for error in exc.errors():
         path = _data_path(error["loc"], data, set(kinds))
-        where = ".".join(str(p) for p in path) or "(top level)"
+        where = ".".join(_segment(p) for p in path) or "(top level)"
         line = _line_of(root, path) or 1
-        problems.append(f"{source}:{line}: {where}: {_describe(error, kinds)}{_got(error)}")
+        message = _describe(error, kinds, data)
+        problems.append(f"{source}:{line}: {where}: {message}{_got(error, message)}")
     return problems
+
+
+# libyaml's parser where PyYAML has it (ten times faster; the same nodes, marks and errors)
+YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_SCENARIO_BYTES = 1_000_000
+MAX_SCENARIO_NODES = 100_000  # values in the document once YAML aliases are expanded
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> ScenarioBase:
     """Validate scenario YAML text; raise ScenarioError listing every problem with file:line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError([f"{source}:{line}: not valid YAML: {problem}"]) from exc
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(
+            [f"{source}:1: a scenario file holds at most {MAX_SCENARIO_BYTES:,} characters"]
+        )
+    root, data = _read_yaml(text, source)
     if not isinstance(data, dict):
-        raise ScenarioError([f"{source}:1: a scenario is a mapping with at least 'name'"])
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ScenarioError(
+            [f"{source}:1: a scenario is a mapping with at least 'name' (got {got})"]
+        )
     try:
         return scenario_model().model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_format_errors(source, root, data, exc)) from exc
 
 
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, object]:
+    """The document's node tree (for lines) and its data; every failure a ScenarioError."""
+    try:
+        root = yaml.compose(text, Loader=YAML_LOADER)
+        size = _expanded_size(root, {})
+        if size > MAX_SCENARIO_NODES:
+            raise ScenarioError(
+                [
+                    f"{source}:1: the document expands to {size:,} values through its aliases "
+                    f"(at most {MAX_SCENARIO_NODES:,}): write the values out, or fewer aliases"
+                ]
+            )
+        return root, None if root is None else SafeConstructor().construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([f"{source}:{line}: not valid YAML: {problem}"]) from exc
+    except RecursionError:
+        raise ScenarioError(
+            [f"{source}:1: the document is nested too deeply to read; a scenario is a few levels"]
+        ) from None
+
+
+def _expanded_size(node: yaml.Node | None, memo: dict[int, int]) -> int:
+    """How many values `node` holds once aliases are expanded (a shared node counts each time
+    it is used), without expanding them."""
+    if node is None:
+        return 0
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = total
+    return total
+
+
 def load_scenario(path: Path) -> ScenarioBase:
     """Read and validate a scenario file; a relative locustfile is found beside the file."""
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(
+                [f"{path}: a scenario file holds at most {MAX_SCENARIO_BYTES:,} bytes"]
+            )
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError([f"{path}: cannot read the scenario file: {exc.strerror}"]) from exc
+        reason = exc.strerror or str(exc)
+        raise ScenarioError([f"{path}: cannot read the scenario file: {reason}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [
+                f"{path}:{text_line_at(path, exc.start)}: not UTF-8 text (byte {exc.start}): "
+                "a scenario is a YAML text file"
+            ]
+        ) from exc
+    except ValueError as exc:  # a path with a NUL byte
+        raise ScenarioError([f"{path!r}: not a usable file name: {exc}"]) from exc
     scenario = parse_scenario(text, str(path))
-    return _with_locustfile_beside(scenario, path)
+    return _with_locustfile_beside(scenario, path, text)
 
 
-def _with_locustfile_beside(scenario: ScenarioBase, path: Path) -> ScenarioBase:
+def text_line_at(path: Path, offset: int) -> int:
+    """The 1-based line of byte `offset` in the file."""
+    try:
+        return path.read_bytes()[:offset].count(b"\n") + 1
+    except OSError:
+        return 1
+
+
+def allowed_keys(
+    loc: Sequence[str | int], data: object, kinds: Mapping[str, type[Fault]]
+) -> list[str]:
+    """The keys a mapping at `loc` (a pydantic error location) may hold, as written in YAML."""
+    annotation: Any = scenario_model(kinds)
+    node = data
+    for key in loc:
+        if isinstance(key, int):
+            annotation = _item_type(annotation)
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+            continue
+        if isinstance(node, Mapping) and key not in node and key in kinds:
+            continue  # pydantic's union tag (the fault kind) is no key of the YAML
+        model = _model_in(annotation, node, kinds)
+        fields = getattr(model, "model_fields", {})
+        info = next((f for n, f in fields.items() if key in (n, f.alias)), None)
+        annotation = info.annotation if info is not None else None
+        node = node.get(key) if isinstance(node, Mapping) else None
+    fields = getattr(_model_in(annotation, node, kinds), "model_fields", None)
+    if not fields:
+        return []
+    return [info.serialization_alias or info.alias or name for name, info in fields.items()]
+
+
+def _item_type(annotation: object) -> object:
+    """X of list[X] or Sequence[X] (through Optional)."""
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if arg is not type(None):
+            return arg
+    return None
+
+
+def _model_in(annotation: object, node: object, kinds: Mapping[str, type[Fault]]) -> Any:
+    """The pydantic model a value of `annotation` is (through Optional, Annotated and unions;
+    a fault entry's by the node's kind)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    options = (
+        [getattr(annotation, "__origin__", None)] if hasattr(annotation, "__metadata__") else []
+    )
+    options += list(getattr(annotation, "__args__", ()) or ())
+    models = [m for m in (_model_in(o, node, kinds) for o in options if o is not None) if m]
+    kind = node.get("kind") if isinstance(node, Mapping) else None
+    if any(issubclass(m, FaultEntry) for m in models):
+        return (
+            _fault_entry_model(kind, kinds[kind])
+            if isinstance(kind, str) and kind in kinds
+            else FaultEntry
+        )
+    return models[0] if models else None
+
+
+def _with_locustfile_beside(scenario: ScenarioBase, path: Path, text: str = "") -> ScenarioBase:
     """A relative locustfile path is relative to the scenario file (as compose files do)."""
     name = scenario.load.locustfile
     if name == DEMO_LOCUSTFILE:
         return scenario
-    locustfile = Path(name)
-    if not locustfile.is_absolute():
-        locustfile = (path.parent / locustfile).resolve()
-    if not locustfile.is_file():
+    where = f"{path}:{_line_in(text, ['load', 'locustfile'])}: load.locustfile"
+    try:
+        locustfile = Path(name)
+        if not locustfile.is_absolute():
+            locustfile = (path.parent / locustfile).resolve()
+        found = locustfile.is_file()
+    except (OSError, ValueError) as exc:
+        raise ScenarioError([f"{where}: not a usable path {_short(name)}: {exc}"]) from exc
+    if not found:
         raise ScenarioError(
             [
-                f"{path}: load.locustfile: no such file {str(locustfile)!r} (a relative path is "
+                f"{where}: no such file {_short(str(locustfile))} (a relative path is "
                 "relative to the scenario file)"
             ]
         )
     load = scenario.load.model_copy(update={"locustfile": str(locustfile)})
     return scenario.model_copy(update={"load": load})
+
+
+def _line_in(text: str, path: Sequence[str | int]) -> int:
+    """The line of the value at `path` in YAML `text` that was already read once (1 if none)."""
+    try:
+        return _line_of(yaml.compose(text, Loader=YAML_LOADER), path) or 1
+    except (yaml.YAMLError, RecursionError):
+        return 1
 
 
 def resolved_yaml(scenario: ScenarioBase) -> str:
