@@ -1,0 +1,626 @@
+"""Abort stress: `harness run` killed at random instants, then the machine checked for leftovers.
+
+    python -m bench.abort_stress [--runs 50] [--seed N] [--targets docker,podman,swarm,lab]
+                                 [--lab-ups 4] [--lab-kinds swarm,kubernetes] [--out DIR]
+
+Runs: each picks a scenario from a catalogue that covers every fault kind (Docker: all eleven
+container, network, process and resource kinds; Podman and a single-node Swarm: a share of
+them; the Swarm lab: node_down, node_partition, node_drain, manager_quorum_loss), a signal
+(SIGINT, SIGTERM or SIGKILL) and an instant between the start and the expected end of the run,
+all from one seeded random generator (the seed is printed). After the kill:
+- SIGINT, SIGTERM: the harness must exit 128 + signal by itself, its run `aborted` with the
+  signal; nothing else is done before the machine is checked (its own cleanup must suffice);
+- SIGKILL: each fault still in place must be reverted by its lease at its deadline (checked in
+  the undo log and the events, `by: lease`); then `harness cleanup` (the run's containers are
+  still there: nobody tore them down), and the run must say `aborted`.
+Then the machine is asked (bench.leftovers): containers, networks, volumes and services of the
+run on the host's engine, the Swarm lab's nodes and Podman's store; the run's bridges; rules of
+the run in every iptables table of the host and of every named network namespace; its
+processes (Locust, reapers, latency proxies, stress-ng: by run id or run directory in their
+command line, environment or working directory); Podman services; a lab whose nodes are not
+all ready, active, linked and running; and two bystander containers made without the run label
+(same ids, restart counts, start times, PIDs, rules, no qdisc).
+
+Lab ups (`--lab-ups` per kind): `harness lab up` killed at a random instant with a random
+signal; then `harness lab down` and `harness cleanup` must leave nothing of the lab
+(namespaces, links, processes, mounts, rules, cgroups, files), and a second `harness lab up`
+must work. A lab of that kind already up (someone else's) is left alone: that kind is skipped.
+
+Prints the counts: runs, kills per signal and per phase, leftovers (the target is zero), and
+each leftover found. Exit code 1 when anything was left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+
+from bench.leftovers import Bystanders, RunSightings, lab_health, run_leftovers
+from harness.hostsys import process_start_ticks
+from harness.journal import Journal
+from harness.lease import GRACE_NS
+from harness.results import RunDir, read_json_lines
+
+REPO = Path(__file__).resolve().parent.parent
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+LAB = {"nodes": 3, "managers": 3, "heartbeat": "2s"}
+
+
+# --- the catalogue ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scenario of the catalogue: a fault kind on a target."""
+
+    target: str  # docker, podman, swarm, lab
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    one_off: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} on {self.target}"
+
+    def scenario(self) -> dict[str, Any]:
+        lab = self.target == "lab"
+        at, duration, load = (5, 8, 22) if lab else (3, 6, 14)
+        fault: dict[str, Any] = {"kind": self.kind, "at": f"{at}s", **self.params}
+        if not self.one_off:
+            fault["duration"] = f"{duration}s"
+        if not lab and "select" not in self.params:
+            fault["select"] = {"count": 1}
+        target: Any = self.target
+        if lab:
+            target = {"kind": "swarm", "lab": LAB, "swarm": {"restart_delay": "1s"}}
+        return {
+            "name": f"abort-{self.kind.replace('_', '-')}",
+            "target": target,
+            "workload": {
+                "image": "demo",
+                "replicas": 2,
+                "resources": {"cpus": 0.25, "memory": "64Mi"},
+            },
+            "load": {"users": 4, "spawn_rate": 4, "duration": f"{load}s"},
+            "probes": {"interval": "200ms"},
+            "faults": [fault],
+            "slo": {},
+        }
+
+    def expected_s(self) -> float:
+        """Start to exit of an undisturbed run, roughly (the kill instant is drawn below it)."""
+        return 38.0 if self.target == "lab" else 24.0
+
+
+CONTAINER_FAULTS = [
+    Case("docker", "container_kill", one_off=True),
+    Case("docker", "container_stop", {"timeout": "1s"}),
+    Case("docker", "container_pause"),
+    Case("docker", "container_restart", {"timeout": "1s"}, one_off=True),
+    Case("docker", "cpu_stress", {"workers": 1}),
+    Case("docker", "memory_stress", {"percent": 50}),
+    Case("docker", "disk_fill", {"size": "16Mi"}),
+    Case("docker", "network_partition", {"from": "all"}),
+    Case("docker", "packet_loss", {"percent": 30}),
+    Case("docker", "bandwidth", {"rate": "1mbit"}),
+    Case("docker", "latency", {"delay": "50ms"}),
+]
+CATALOGUE: dict[str, list[Case]] = {
+    "docker": CONTAINER_FAULTS,
+    "podman": [
+        Case("podman", "container_kill", one_off=True),
+        Case("podman", "container_pause"),
+        Case("podman", "network_partition", {"from": "load"}),
+        Case("podman", "cpu_stress", {"workers": 1}),
+        Case("podman", "disk_fill", {"size": "16Mi"}),
+        Case("podman", "latency", {"delay": "50ms"}),
+    ],
+    "swarm": [
+        Case("swarm", "container_kill", one_off=True),
+        Case("swarm", "packet_loss", {"percent": 30}),
+        Case("swarm", "memory_stress", {"percent": 50}),
+        Case("swarm", "bandwidth", {"rate": "1mbit"}),
+    ],
+    "lab": [
+        Case("lab", "node_down", {"mode": "daemon"}),
+        Case("lab", "node_partition", {"mode": "link"}),
+        Case("lab", "node_drain"),
+        Case("lab", "manager_quorum_loss", {"mode": "daemon"}),
+    ],
+}
+
+
+def plan(
+    runs: int,
+    targets: list[str],
+    rng: random.Random,
+    signals: tuple[int, ...] | None = None,
+    kinds: tuple[str, ...] | None = None,
+    window: tuple[float, float] | None = None,
+) -> list[tuple[Case, int, float]]:
+    """`runs` (case, signal, kill instant) triples; every case of the chosen targets (and
+    kinds) at least once when `runs` allows, the rest drawn at random. `signals`: used in turn
+    instead of drawn."""
+    cases = [c for t in targets for c in CATALOGUE[t] if kinds is None or c.kind in kinds]
+    chosen = cases[:runs] + [rng.choice(cases) for _ in range(max(0, runs - len(cases)))]
+    rng.shuffle(chosen)
+    return [
+        (
+            case,
+            signals[i % len(signals)] if signals else rng.choice(SIGNALS),
+            rng.uniform(*(window or (0.3, case.expected_s()))),
+        )
+        for i, case in enumerate(chosen)
+    ]
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    case: Case
+    signum: int
+    at_s: float
+    phase: str
+    run_id: str | None
+    leftovers: list[str]
+    notes: list[str] = field(default_factory=list)
+    lease_reverts: int = 0
+
+
+def _harness(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def _harness_done(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def phase_of(out: Path) -> str:
+    """Where a run is now, from its directory: preflight, deploy, load, fault, teardown, done."""
+    dirs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+    if not dirs:
+        return "preflight"
+    run = RunDir(dirs[0])
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(run.manifest.read_text()).get("status") != "running":
+            return "done"
+    events = [e for e in read_json_lines(run.events) if e.get("source") == "harness"]
+    actions = [e.get("action") for e in events]
+    if "load_stop" in actions:
+        return "teardown"
+    lasting = [
+        e
+        for e in events
+        if e.get("action") == "fault_inject" and e["attributes"].get("has_duration")
+    ]
+    if len(lasting) > actions.count("fault_revert"):
+        return "fault"
+    if "load_start" in actions:
+        return "load"
+    return "deploy"
+
+
+class Run:
+    """One `harness run`, watched while it goes, killed at its instant, then checked."""
+
+    def __init__(self, case: Case, signum: int, at_s: float, work: Path) -> None:
+        self.case, self.signum, self.at_s = case, signum, at_s
+        self.out = work / "runs"
+        self.scenario = work / "scenario.yaml"
+        self.scenario.write_text(yaml.safe_dump(case.scenario()))
+        self.sightings = RunSightings()
+        self.notes: list[str] = []
+
+    def run_dir(self) -> Path | None:
+        dirs = [p for p in self.out.iterdir() if p.is_dir()] if self.out.exists() else []
+        return dirs[0] if dirs else None
+
+    def go(self, client: docker.DockerClient) -> Outcome:
+        process = _harness("run", str(self.scenario), "--out", str(self.out))
+        started = time.monotonic()
+        phase = "finished before the kill"
+        while time.monotonic() - started < self.at_s:
+            if process.poll() is not None:
+                break
+            self._look(client)
+            time.sleep(min(0.25, max(0.0, self.at_s - (time.monotonic() - started))))
+        if process.poll() is None:
+            phase = phase_of(self.out)
+            os.kill(process.pid, self.signum)
+        try:
+            _stdout, stderr = process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _stdout, stderr = process.communicate()
+            self.notes.append("the harness did not exit within 240 s of the signal")
+        found = list(self.notes)
+        run_dir = self.run_dir()
+        if phase == "finished before the kill":
+            lease_reverts = 0
+        elif self.signum == signal.SIGKILL:
+            lease_reverts, problems = self._after_sigkill(run_dir)
+            found += problems
+        else:
+            lease_reverts = 0
+            found += self._after_own_cleanup(process.returncode, stderr, run_dir, phase)
+        if run_dir is not None:
+            self.sightings.look(client, run_dir.name, run_dir)
+            found += run_leftovers(run_dir.name, run_dir, self.sightings, client)
+        if self.case.target == "lab":
+            found += lab_health()
+        return Outcome(
+            self.case,
+            self.signum,
+            self.at_s,
+            phase,
+            run_dir.name if run_dir else None,
+            found,
+            lease_reverts=lease_reverts,
+        )
+
+    def _look(self, client: docker.DockerClient) -> None:
+        run_dir = self.run_dir()
+        if run_dir is not None:
+            self.sightings.look(client, run_dir.name, run_dir)
+
+    def _after_own_cleanup(
+        self, code: int | None, stderr: str, run_dir: Path | None, phase: str
+    ) -> list[str]:
+        """SIGINT/SIGTERM: the harness cleaned up itself and says so."""
+        problems = []
+        if code != 128 + self.signum:
+            problems.append(f"exit code {code}, not {128 + self.signum}: {stderr[-600:]}")
+        if "Traceback" in stderr:
+            problems.append(f"a traceback: {stderr[-1500:]}")
+        if run_dir is not None:
+            manifest = json.loads(RunDir(run_dir).manifest.read_text())
+            name = signal.Signals(self.signum).name
+            if (
+                manifest.get("status") != "aborted"
+                or (manifest.get("abort") or {}).get("signal") != name
+            ):
+                problems.append(f"manifest says {manifest.get('status')} {manifest.get('abort')}")
+            outstanding = Journal(RunDir(run_dir).journal).outstanding()
+            if outstanding:
+                problems.append(f"faults left in place: {[o.record.fault_id for o in outstanding]}")
+        return problems
+
+    def _after_sigkill(self, run_dir: Path | None) -> tuple[int, list[str]]:
+        """SIGKILL: the leases revert what is in place; then `harness cleanup`."""
+        problems: list[str] = []
+        reverted = 0
+        if run_dir is not None:
+            reverted, problems = wait_for_leases(RunDir(run_dir))
+        done = _harness_done("cleanup", "--results", str(self.out))
+        if done.returncode != 0:
+            problems.append(f"harness cleanup exited {done.returncode}: {done.stderr[-800:]}")
+        if run_dir is not None:
+            status = json.loads(RunDir(run_dir).manifest.read_text()).get("status")
+            if status not in ("aborted", "completed"):
+                problems.append(f"after cleanup the manifest says {status}")
+        return reverted, problems
+
+
+def wait_for_leases(run: RunDir, slack_s: float = 20.0) -> tuple[int, list[str]]:
+    """Wait for each fault in place to be reverted by its lease; (how many, problems)."""
+    journal = Journal(run.journal)
+    pending = [o for o in journal.outstanding() if o.deadline_ns is not None]
+    if not pending:
+        return 0, []
+    limit = max(o.deadline_ns or 0 for o in pending) + GRACE_NS + int(slack_s * 1e9)
+    while time.time_ns() < limit and any(
+        o.record.fault_id in {p.record.fault_id for p in journal.outstanding()} for o in pending
+    ):
+        time.sleep(0.2)
+    left = {o.record.fault_id for o in journal.outstanding()}
+    problems = [
+        f"lease did not revert {o.record.fault_id}" for o in pending if o.record.fault_id in left
+    ]
+    by_lease = {
+        e["attributes"].get("fault_id")
+        for e in read_json_lines(run.events)
+        if e.get("action") == "fault_revert" and (e.get("attributes") or {}).get("by") == "lease"
+    }
+    return len(by_lease), problems
+
+
+# --- lab ups ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabOutcome:
+    kind: str
+    signum: int
+    at_s: float
+    phase: str
+    leftovers: list[str]
+    second_up_s: float | None
+
+
+def _lab_state(kind: str) -> Any:
+    from harness import lab
+    from harness.kube import lab as kube_lab
+
+    with contextlib.suppress(Exception):
+        return lab.load_state() if kind == "swarm" else kube_lab.load_state()
+    return "unreadable"
+
+
+def _lab_leftovers(kind: str) -> list[str]:
+    from harness import lab
+    from harness.kube import lab as kube_lab
+
+    if kind == "kubernetes":
+        return kube_lab.leftovers(kube_lab.lab_dir(), kube_lab.run_root())
+    prefix = lab.PREFIX
+
+    def out(*args: str) -> str:
+        return subprocess.run(args, capture_output=True, text=True, check=False).stdout
+
+    found = [f"netns {x}" for x in out("ip", "netns", "list").splitlines() if prefix in x]
+    found += [f"link {x}" for x in out("ip", "-br", "link").splitlines() if prefix in x]
+    found += [
+        f"process {x}"
+        for x in out("ps", "-eo", "pid,stat,args").splitlines()
+        if (prefix in x or str(lab.lab_dir()) in x) and " Z" not in x and "abort_stress" not in x
+    ]
+    found += [
+        f"mount {x}" for x in Path("/proc/self/mountinfo").read_text().splitlines() if prefix in x
+    ]
+    rules = out("iptables-save")
+    found += [f"rule {x}" for x in rules.splitlines() if lab.RULE_COMMENT in x]
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{prefix}-n*")]
+    found += [f"path {p}" for p in (Path("/run/chlab"), lab.lab_dir() / "state.json") if p.exists()]
+    return found
+
+
+def lab_up_once(kind: str, signum: int, at_s: float, results: Path) -> LabOutcome | None:
+    """Kill one `harness lab up` at `at_s`; down + cleanup; check; a second up must work."""
+    if _lab_state(kind) is not None:
+        return None  # someone's lab: never touched
+    nodes = "2" if kind == "swarm" else "1"
+    process = _harness("lab", "up", "--kind", kind, "--nodes", nodes)
+    ticks = process_start_ticks(process.pid)
+    started = time.monotonic()
+    while time.monotonic() - started < at_s and process.poll() is None:
+        time.sleep(0.05)
+    state = _lab_state(kind)
+    phase = (
+        "finished"
+        if process.poll() is not None
+        else (
+            "before its state file" if state is None else f"state {getattr(state, 'status', '?')}"
+        )
+    )
+    if process.poll() is None:
+        os.kill(process.pid, signum)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.communicate(timeout=180)
+    state = _lab_state(kind)
+    if state is not None and getattr(state, "creator", None) not in (
+        None,
+        f"{process.pid}:{ticks}",
+    ):
+        return LabOutcome(
+            kind, signum, at_s, phase, ["a lab of someone else appeared: stopped"], None
+        )
+    problems = []
+    for command in (["lab", "down", "--kind", kind], ["cleanup", "--results", str(results)]):
+        done = _harness_done(*command)
+        if done.returncode != 0:
+            problems.append(
+                f"harness {' '.join(command)}: exit {done.returncode}: {done.stderr[-600:]}"
+            )
+    problems += _lab_leftovers(kind)
+    second = time.monotonic()
+    up = _harness_done("lab", "up", "--kind", kind, "--nodes", nodes, timeout=600)
+    second_up_s: float | None = time.monotonic() - second
+    if up.returncode != 0:
+        problems.append(f"the second lab up failed: {up.stderr[-800:]}")
+        second_up_s = None
+    down = _harness_done("lab", "down", "--kind", kind)
+    if down.returncode != 0:
+        problems.append(f"lab down after the second up: {down.stderr[-600:]}")
+    problems += _lab_leftovers(kind)
+    return LabOutcome(kind, signum, at_s, phase, problems, second_up_s)
+
+
+# --- the whole stress ---------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    seed: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    labs: list[LabOutcome] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def leftovers(self) -> int:
+        return sum(len(o.leftovers) for o in self.outcomes) + sum(
+            len(o.leftovers) for o in self.labs
+        )
+
+    def lines(self) -> Iterator[str]:
+        yield f"seed {self.seed}"
+        targets = Counter(o.case.target for o in self.outcomes)
+        yield f"runs {len(self.outcomes)}: {_counts(targets)}"
+        yield "fault kinds: " + ", ".join(sorted({o.case.kind for o in self.outcomes}))
+        yield f"kills per signal: {_counts(Counter(_name(o.signum) for o in self.outcomes))}"
+        yield f"kills per phase: {_counts(Counter(o.phase for o in self.outcomes))}"
+        lease = sum(o.lease_reverts for o in self.outcomes)
+        yield f"faults reverted by their lease after a SIGKILL: {lease}"
+        if self.labs:
+            kills = Counter(f"{o.kind} {_name(o.signum)} {o.phase}" for o in self.labs)
+            yield f"lab ups killed {len(self.labs)}: {_counts(kills)}"
+            ups = [o.second_up_s for o in self.labs if o.second_up_s is not None]
+            if ups:
+                yield (
+                    f"second lab up worked {len(ups)} of {len(self.labs)} times "
+                    f"({min(ups):.1f}-{max(ups):.1f} s)"
+                )
+        yield from (f"skipped: {s}" for s in self.skipped)
+        yield f"leftovers {self.leftovers}"
+        for o in self.outcomes:
+            where = f"{o.case.name}, {_name(o.signum)} at {o.at_s:.1f} s, {o.phase}"
+            yield from (f"  {o.run_id or '-'} ({where}): {item}" for item in o.leftovers)
+        for lab in self.labs:
+            where = f"{_name(lab.signum)} at {lab.at_s:.1f} s, {lab.phase}"
+            yield from (f"  lab {lab.kind} ({where}): {item}" for item in lab.leftovers)
+
+
+def _name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
+
+
+def _lab_up(nodes: int, managers: int, heartbeat: str) -> Callable[[], None]:
+    """Bring the stress's Swarm lab up; the returned function takes it down."""
+    done = _harness_done(
+        "lab",
+        "up",
+        "--nodes",
+        str(nodes),
+        "--managers",
+        str(managers),
+        "--heartbeat",
+        heartbeat,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot bring the Swarm lab up: {done.stderr[-800:]}")
+    return lambda: _harness_done("lab", "down", "--kind", "swarm") and None
+
+
+def stress(
+    runs: int,
+    seed: int,
+    targets: list[str],
+    lab_ups: int = 0,
+    lab_kinds: tuple[str, ...] = ("swarm", "kubernetes"),
+    work: Path | None = None,
+    say: Callable[[str], None] = print,
+    signals: tuple[int, ...] | None = None,
+    kinds: tuple[str, ...] | None = None,
+    window: tuple[float, float] | None = None,
+) -> Report:
+    rng = random.Random(seed)
+    report = Report(seed)
+    work = work or Path(tempfile.mkdtemp(prefix="abort-stress-"))
+    client = docker.from_env()
+    subprocess.run(
+        [sys.executable, "-m", "harness", "build-images"],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+    )
+    bystanders = Bystanders(client)
+    take_lab_down: Callable[[], None] | None = None
+    try:
+        if "lab" in targets:
+            if _lab_state("swarm") is not None:
+                report.skipped.append("Swarm lab runs: a Swarm lab is already up (someone's)")
+                targets = [t for t in targets if t != "lab"]
+            else:
+                take_lab_down = _lab_up(LAB["nodes"], LAB["managers"], LAB["heartbeat"])
+        planned = plan(runs, targets, rng, signals, kinds, window)
+        for index, (case, signum, at_s) in enumerate(planned, start=1):
+            directory = work / f"run-{index:03d}"
+            directory.mkdir(parents=True)
+            try:
+                outcome = Run(case, signum, at_s, directory).go(client)
+            except Exception as exc:  # the stress goes on; the failure is a finding
+                outcome = Outcome(case, signum, at_s, "?", None, [f"the stress failed: {exc!r}"])
+            outcome.leftovers += bystanders.changed()
+            report.outcomes.append(outcome)
+            say(
+                f"{index}/{runs} {case.name}: {signal.Signals(signum).name} at {at_s:.1f} s "
+                f"({outcome.phase}) -> {len(outcome.leftovers)} leftover(s)"
+            )
+    finally:
+        if take_lab_down is not None:
+            take_lab_down()
+        bystanders.remove()
+    for kind in lab_kinds if lab_ups else ():
+        for round_ in range(lab_ups):
+            signum = rng.choice(SIGNALS)
+            at_s = rng.uniform(0.5, 14.0 if kind == "swarm" else 20.0)
+            result = lab_up_once(kind, signum, at_s, work / "lab-results")
+            if result is None:
+                report.skipped.append(f"{kind} lab ups: a {kind} lab is already up (someone's)")
+                break
+            report.labs.append(result)
+            say(
+                f"lab {kind} {round_ + 1}/{lab_ups}: {signal.Signals(signum).name} at {at_s:.1f} s "
+                f"({result.phase}) -> {len(result.leftovers)} leftover(s)"
+            )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--targets", default="docker,podman,swarm,lab")
+    parser.add_argument("--lab-ups", type=int, default=4, help="killed `lab up`s per lab kind")
+    parser.add_argument("--lab-kinds", default="swarm,kubernetes")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="work directory (default: a temporary one)"
+    )
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    print(f"seed {seed}", flush=True)
+    started = time.monotonic()
+    report = stress(
+        args.runs,
+        seed,
+        [t for t in args.targets.split(",") if t],
+        args.lab_ups,
+        tuple(k for k in args.lab_kinds.split(",") if k),
+        args.out,
+        say=lambda line: print(line, flush=True),
+    )
+    for line in report.lines():
+        print(line)
+    print(f"took {time.monotonic() - started:.0f} s")
+    return 1 if report.leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

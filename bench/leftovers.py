@@ -1,0 +1,304 @@
+"""What one run left on this machine, asked of the machine itself (engines' own listings, the
+kernel's /proc and /sys, iptables-save, tc, podman's CLI), never of the harness's records.
+
+    found = run_leftovers(run_id, run_dir, seen)   # [] when the run left nothing
+
+`seen` is what was observed of the run while it ran (`RunSightings`: its bridges, the chains its
+rules used), so objects that carry no run label (a bridge device, a chain) can be looked for
+after the run is gone. Bystanders (`Bystanders`) are containers and a network the stress made
+without the run label; `changed()` says how they differ from when they were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from harness.images import DEMO_IMAGE
+from harness.results import read_json_lines
+from harness.targets.base import RUN_LABEL
+from harness.targets.service_vip import run_digest
+
+BYSTANDER_LABEL = "chaos-harness-bench.bystander"
+NETNS_DIR = Path("/var/run/netns")
+TABLES = ("filter", "nat", "mangle", "raw")
+QDISC_HANDLE = "ca05:"
+
+
+def _out(*args: str, timeout: float = 30) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout
+
+
+def _tags(run_id: str) -> tuple[str, str]:
+    """The strings a run's rules, chains and processes carry: its id, and its chains' hash."""
+    return run_id, run_digest(run_id).hex()[:12].upper()
+
+
+@dataclass
+class RunSightings:
+    """What was seen of a run while it ran: its bridge devices and podman networks."""
+
+    bridges: set[str] = field(default_factory=set)
+    fill_files: set[str] = field(default_factory=set)
+
+    def look(self, client: docker.DockerClient, run_id: str, run_dir: Path) -> None:
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
+                if network.attrs.get("Driver") == "bridge":
+                    self.bridges.add(f"br-{network.id[:12]}")
+        if shutil.which("podman"):
+            listing = _out(
+                "podman",
+                "network",
+                "ls",
+                "--filter",
+                f"label={RUN_LABEL}={run_id}",
+                "--format",
+                "{{.NetworkInterface}}",
+            )
+            self.bridges.update(line.strip() for line in listing.splitlines() if line.strip())
+        for line in read_json_lines(run_dir / "faults.jsonl"):
+            record = line.get("record") or {}
+            for fill in (record.get("data") or {}).get("files", []):
+                self.fill_files.add(str(fill.get("path")))
+
+
+def host_rules(run_id: str) -> list[str]:
+    """Rules and chains of the run in every table of the host's iptables."""
+    tags = _tags(run_id)
+    found = []
+    for table in TABLES:
+        for line in _out("iptables-save", "-t", table).splitlines():
+            if any(tag in line for tag in tags):
+                found.append(f"host iptables {table}: {line}")
+    return found
+
+
+def netns_leftovers(run_id: str) -> list[str]:
+    """Rules and qdiscs of the run in every named network namespace (the labs' nodes)."""
+    tags = _tags(run_id)
+    found = []
+    if not NETNS_DIR.is_dir():
+        return found
+    for netns in sorted(NETNS_DIR.iterdir()):
+        enter = ("nsenter", f"--net={netns}")
+        rules = _out(*enter, "iptables-save")
+        found += [
+            f"netns {netns.name}: {r}" for r in rules.splitlines() if any(t in r for t in tags)
+        ]
+    return found
+
+
+def run_processes(run_id: str, run_dir: Path) -> list[str]:
+    """Live processes that belong to the run: its id or directory in their command line,
+    environment (a stress-ng leader's marker) or working directory."""
+    found = []
+    me = os.getpid()
+    needles = (run_id.encode(), str(run_dir).encode())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # a zombie holds nothing but its exit status
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = b""
+            with contextlib.suppress(OSError):
+                environ = (entry / "environ").read_bytes()
+            cwd = ""
+            with contextlib.suppress(OSError):
+                cwd = os.readlink(entry / "cwd")
+        except (OSError, IndexError):
+            continue
+        if any(n in cmdline or n in environ for n in needles) or cwd.startswith(str(run_dir)):
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")[:160]
+            found.append(f"process {entry.name}: {shown}")
+    return found
+
+
+def engine_objects(client: docker.DockerClient, run_id: str, where: str) -> list[str]:
+    label = {"label": f"{RUN_LABEL}={run_id}"}
+    found: list[str] = []
+    try:
+        found += [
+            f"{where} container {c.name}" for c in client.containers.list(all=True, filters=label)
+        ]
+        found += [f"{where} network {n.name}" for n in client.networks.list(filters=label)]
+        found += [f"{where} volume {v.name}" for v in client.volumes.list(filters=label)]
+        with contextlib.suppress(docker.errors.APIError):  # not a swarm manager
+            found += [f"{where} service {s.name}" for s in client.services.list(filters=label)]
+    except (docker.errors.DockerException, OSError) as exc:
+        found.append(f"{where}: cannot list ({exc})")
+    return found
+
+
+def podman_objects(run_id: str) -> list[str]:
+    if shutil.which("podman") is None:
+        return []
+    label = f"label={RUN_LABEL}={run_id}"
+    found = [
+        f"podman container {n}"
+        for n in _out("podman", "ps", "-a", "--filter", label, "--format", "{{.Names}}").split()
+    ]
+    found += [
+        f"podman network {n}"
+        for n in _out("podman", "network", "ls", "--filter", label, "--format", "{{.Name}}").split()
+    ]
+    found += [
+        f"podman volume {n}"
+        for n in _out("podman", "volume", "ls", "--filter", label, "--format", "{{.Name}}").split()
+    ]
+    state = Path(os.environ.get("CHAOS_HARNESS_PODMAN_DIR") or "/run/chaos-harness/podman")
+    found += [f"podman service file {p}" for p in state.glob(f"{run_id}.*")]
+    return found
+
+
+def lab_engines() -> list[tuple[str, str]]:
+    """(node name, engine url) of the Swarm lab's nodes, when a lab is up."""
+    from harness import lab
+
+    with contextlib.suppress(Exception):
+        info = lab.Lab().info()
+        if info is not None:
+            return [(n.name, n.url) for n in info.nodes]
+    return []
+
+
+def run_leftovers(
+    run_id: str, run_dir: Path, seen: RunSightings, host: docker.DockerClient
+) -> list[str]:
+    """Everything of the run still on the machine (empty: nothing)."""
+    found = engine_objects(host, run_id, "docker")
+    for name, url in lab_engines():
+        with contextlib.suppress(docker.errors.DockerException):
+            found += engine_objects(docker.DockerClient(base_url=url, timeout=10), run_id, name)
+    found += podman_objects(run_id)
+    found += host_rules(run_id)
+    found += netns_leftovers(run_id)
+    found += run_processes(run_id, run_dir)
+    found += [f"bridge {b}" for b in sorted(seen.bridges) if Path(f"/sys/class/net/{b}").exists()]
+    return found
+
+
+def lab_health() -> list[str]:
+    """A Swarm lab that is up: every node's daemon answers, every node ready and active (a
+    node fault that was not reverted shows here)."""
+    from harness import lab
+
+    problems = []
+    with contextlib.suppress(Exception):
+        status = lab.Lab().status()
+        if status is None or status.status != "up":
+            return []
+        for node in status.nodes:
+            if not node.daemon_pid:
+                problems.append(f"lab node {node.name}: its daemon is not running")
+            if node.swarm_state != "ready" or node.availability != "active":
+                problems.append(f"lab node {node.name}: {node.swarm_state}/{node.availability}")
+            link = _out("ip", "-br", "link", "show", f"{node.name}h")
+            if "DOWN" in link.split()[1:2]:
+                problems.append(f"lab node {node.name}: its link is down")
+    return problems
+
+
+# --- bystanders ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    container_id: str
+    restart_count: int
+    started_at: str
+    pid: int
+    status: str
+
+
+class Bystanders:
+    """Containers and a network without the run label, made once for the whole stress."""
+
+    def __init__(self, client: docker.DockerClient, count: int = 2) -> None:
+        self.client = client
+        self.tag = secrets.token_hex(3)
+        labels = {BYSTANDER_LABEL: self.tag}
+        self.network = client.networks.create(
+            f"bystander-{self.tag}", driver="bridge", labels=labels
+        )
+        self.containers: list[Any] = []
+        for index in range(count):
+            self.containers.append(
+                client.containers.run(
+                    DEMO_IMAGE,
+                    name=f"bystander-{self.tag}-{index}",
+                    detach=True,
+                    network=self.network.name,
+                    labels=labels,
+                    restart_policy={"Name": "always"},
+                    mem_limit="64m",
+                )
+            )
+        self.before = self.seen()
+        self.rules_before = [self._rules(s.pid) for s in self.before]
+
+    def seen(self) -> list[Seen]:
+        found = []
+        for container in self.containers:
+            container.reload()
+            state = container.attrs["State"]
+            found.append(
+                Seen(
+                    container.id,
+                    container.attrs["RestartCount"],
+                    state["StartedAt"],
+                    state["Pid"],
+                    state["Status"],
+                )
+            )
+        return found
+
+    @staticmethod
+    def _rules(pid: int) -> list[str]:
+        lines = _out("nsenter", "-t", str(pid), "-n", "iptables-save").splitlines()
+        return [re.sub(r"\[\d+:\d+\]", "", line) for line in lines if not line.startswith("#")]
+
+    def changed(self) -> list[str]:
+        problems = []
+        now = self.seen()
+        for before, after in zip(self.before, now, strict=True):
+            if before != after:
+                problems.append(
+                    f"bystander {before.container_id[:12]} changed: {before} -> {after}"
+                )
+        for seen, rules in zip(now, self.rules_before, strict=True):
+            if self._rules(seen.pid) != rules:
+                problems.append(f"bystander {seen.container_id[:12]}: its iptables rules changed")
+            qdiscs = _out("nsenter", "-t", str(seen.pid), "-n", "tc", "qdisc", "show")
+            if QDISC_HANDLE in qdiscs:
+                problems.append(f"bystander {seen.container_id[:12]}: a harness qdisc: {qdiscs}")
+        return problems
+
+    def remove(self) -> None:
+        for container in self.containers:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+        with contextlib.suppress(docker.errors.DockerException):
+            self.network.remove()
+
+
+def describe(found: list[str]) -> str:
+    return json.dumps(found, indent=2)
