@@ -9,7 +9,8 @@ APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup engine kube demo test lint typecheck unit images bench cleanup clean compare-demo
+.PHONY: setup engine kube demo test lint typecheck unit images bench before-after cleanup clean \
+	compare-demo
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/locust-examples engine
 
@@ -76,6 +77,11 @@ test: setup images kube lint typecheck
 bench: setup images
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.accuracy
+	$(BIN)/python -m bench.analysis_scale
+
+# The before/after example pair (Swarm's restart delay 5 s vs 1 s), 5 runs each: ~8 minutes.
+before-after: setup images
+	$(BIN)/python -m bench.before_after
 
 cleanup: setup
 	$(BIN)/harness cleanup
