@@ -269,15 +269,20 @@ def verdict_lines(summary: Mapping[str, object]) -> list[str]:
     slo = as_map(summary.get("slo"))
     for raw in as_list(slo.get("checks")):
         check = as_map(raw)
-        line = (
-            f"  slo {check.get('name')}: {check.get('value')} (limit {check.get('limit')}) "
-            f"-> {check.get('verdict')}"
-        )
+        line = f"  slo {_check_text(check)} -> {check.get('verdict')}"
         if check.get("verdict") != "pass" and check.get("reason"):
             line += f": {check.get('reason')}"
         lines.append(line)
     lines.append(_final_line(summary))
     return lines
+
+
+def _check_text(check: Mapping[str, object]) -> str:
+    """`ttr_s[f1]: 0.481 (limit 15)`; a check with no limit (recovered[f1]) shows no limit."""
+    value, limit = check.get("value"), check.get("limit")
+    shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+    text = f"{check.get('name')}: {shown}"
+    return text if limit is None else f"{text} (limit {limit})"
 
 
 def _fault_lines(fault: Mapping[str, object]) -> list[str]:
