@@ -938,10 +938,12 @@ def _remove_lab_orphans(keep: Set[str]) -> list[str]:
         for run_id in sorted(_orphaned_service_runs(manager) - set(keep))
         for what in remove_services(manager, run_id)
     ]
+    swept: set[str] = set()
     for node in info.nodes:
         try:
             engine = lab_connect(node.url, NODE_TIMEOUT_S)
             orphaned = orphaned_run_ids(engine) - set(keep)
+            swept |= orphaned
             removed += [
                 f"{run_id}: removed {what} on {node.name}"
                 for run_id in sorted(orphaned)
@@ -949,7 +951,28 @@ def _remove_lab_orphans(keep: Set[str]) -> list[str]:
             ]
         except (TargetError, docker.errors.DockerException) as exc:
             removed.append(f"lab node {node.name} does not answer ({exc}): skipped")
-    return removed
+    return removed + _wait_node_copies_gone(info, swept)
+
+
+def _wait_node_copies_gone(info: LabInfo, run_ids: Set[str]) -> list[str]:
+    """A worker keeps its copy of a removed overlay network until its agent hears it is gone
+    (it cannot be removed there): wait for every node's copy, as teardown does."""
+    deadline = time.monotonic() + LAB_NETWORK_WAIT_S
+    left: list[str] = []
+    while run_ids:
+        left = []
+        for node in info.nodes:
+            with contextlib.suppress(TargetError, docker.errors.DockerException):
+                engine = lab_connect(node.url, NODE_TIMEOUT_S)
+                left += [
+                    f"{run_id}: network still on {node.name}"
+                    for run_id in sorted(run_ids)
+                    for _ in engine.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+                ]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return left
 
 
 def _lab_node_problems(scenario: ScenarioBase, nodes: int) -> list[str]:
