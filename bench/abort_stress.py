@@ -275,6 +275,9 @@ class Run:
         elif self.signum == signal.SIGKILL:
             lease_reverts, problems = self._after_sigkill(run_dir)
             found += problems
+        elif phase == "done":
+            lease_reverts = 0  # the run had ended (the CLI was analysing): it stays completed
+            found += self._after_the_end(run_dir)
         else:
             lease_reverts = 0
             found += self._after_own_cleanup(process.returncode, stderr, run_dir, phase)
@@ -319,6 +322,13 @@ class Run:
             if outstanding:
                 problems.append(f"faults left in place: {[o.record.fault_id for o in outstanding]}")
         return problems
+
+    def _after_the_end(self, run_dir: Path | None) -> list[str]:
+        """A kill after the run's own end (its analysis): the run is complete as it says."""
+        if run_dir is None:
+            return ["no run directory, though the run had ended"]
+        status = json.loads(RunDir(run_dir).manifest.read_text()).get("status")
+        return [] if status == "completed" else [f"the ended run says {status}"]
 
     def _after_sigkill(self, run_dir: Path | None) -> tuple[int, list[str]]:
         """SIGKILL: the leases revert what is in place; then `harness cleanup`."""
@@ -607,6 +617,10 @@ def stress(
     return report
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -619,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    signal.signal(signal.SIGTERM, _stop)  # stopped: the bystanders and the lab still go
     print(f"seed {seed}", flush=True)
     started = time.monotonic()
     report = stress(

@@ -3,6 +3,10 @@ over harness.lab and harness.kube.lab)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -114,15 +118,39 @@ def up(
     if kind == "swarm" and control_plane_args:
         raise typer.BadParameter("--control-plane-args is for --kind kubernetes")
     try:
-        if not image:
-            build_demo_image(connect(None))
-        images = image or [DEMO_IMAGE]
-        if kind == "kubernetes":
-            _up_kubernetes(nodes, control_plane_args_of(control_plane_args), images)
-        else:
-            _up_swarm(nodes, managers, _seconds(heartbeat), images)
+        with stopped_once():
+            if not image:
+                build_demo_image(connect(None))
+            images = image or [DEMO_IMAGE]
+            if kind == "kubernetes":
+                _up_kubernetes(nodes, control_plane_args_of(control_plane_args), images)
+            else:
+                _up_swarm(nodes, managers, _seconds(heartbeat), images)
     except HarnessError as exc:
         raise _fail(exc) from exc
+
+
+@contextlib.contextmanager
+def stopped_once() -> Iterator[None]:
+    """SIGINT and SIGTERM stop `lab up` once: the first raises (SystemExit(128 + signal)), so
+    the lab's own `up` removes what it made so far; later ones are noted, never obeyed, so the
+    removal runs to its end (SIGKILL still can cut it: `harness lab down` works from the state
+    file alone)."""
+    stopping: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stopping:
+            print(f"{signal.Signals(signum).name} noted: removing what was made", flush=True)
+            return
+        stopping.append(signum)
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]]:
