@@ -59,7 +59,8 @@ from harness.results import RunDir, read_json_lines
 
 REPO = Path(__file__).resolve().parent.parent
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-LAB = {"nodes": 3, "managers": 3, "heartbeat": "2s"}
+LAB_NODES, LAB_MANAGERS, LAB_HEARTBEAT = 3, 3, "2s"
+LAB = {"nodes": LAB_NODES, "managers": LAB_MANAGERS, "heartbeat": LAB_HEARTBEAT}
 
 
 # --- the catalogue ------------------------------------------------------------------------------
@@ -548,7 +549,11 @@ def _lab_up(nodes: int, managers: int, heartbeat: str) -> Callable[[], None]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"cannot bring the Swarm lab up: {done.stderr[-800:]}")
-    return lambda: _harness_done("lab", "down", "--kind", "swarm") and None
+
+    def take_down() -> None:
+        _harness_done("lab", "down", "--kind", "swarm")
+
+    return take_down
 
 
 def stress(
@@ -581,7 +586,7 @@ def stress(
                 report.skipped.append("Swarm lab runs: a Swarm lab is already up (someone's)")
                 targets = [t for t in targets if t != "lab"]
             else:
-                take_lab_down = _lab_up(LAB["nodes"], LAB["managers"], LAB["heartbeat"])
+                take_lab_down = _lab_up(LAB_NODES, LAB_MANAGERS, LAB_HEARTBEAT)
         planned = plan(runs, targets, rng, signals, kinds, window)
         for index, (case, signum, at_s) in enumerate(planned, start=1):
             directory = work / f"run-{index:03d}"

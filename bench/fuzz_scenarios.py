@@ -67,7 +67,7 @@ SCALARS = st.one_of(
     NUMBERS,
     UNIT_TEXT,
     st.text(max_size=40),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20),
     st.sampled_from(["docker", "swarm", "podman", "kubernetes", "demo", "always", "load", "all"]),
 )
 KEYS = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=12))

@@ -60,7 +60,7 @@ class RunSightings:
         with contextlib.suppress(docker.errors.DockerException, OSError):
             for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
                 if network.attrs.get("Driver") == "bridge":
-                    self.bridges.add(f"br-{network.id[:12]}")
+                    self.bridges.add(f"br-{(network.id or "")[:12]}")
         if shutil.which("podman"):
             listing = _out(
                 "podman",
@@ -92,7 +92,7 @@ def host_rules(run_id: str) -> list[str]:
 def netns_leftovers(run_id: str) -> list[str]:
     """Rules and qdiscs of the run in every named network namespace (the labs' nodes)."""
     tags = _tags(run_id)
-    found = []
+    found: list[str] = []
     if not NETNS_DIR.is_dir():
         return found
     for netns in sorted(NETNS_DIR.iterdir()):
@@ -133,7 +133,7 @@ def run_processes(run_id: str, run_dir: Path) -> list[str]:
 
 
 def engine_objects(client: docker.DockerClient, run_id: str, where: str) -> list[str]:
-    label = {"label": f"{RUN_LABEL}={run_id}"}
+    label: dict[str, str | list[str] | bool] = {"label": f"{RUN_LABEL}={run_id}"}
     found: list[str] = []
     try:
         found += [
