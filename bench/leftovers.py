@@ -60,7 +60,7 @@ class RunSightings:
         with contextlib.suppress(docker.errors.DockerException, OSError):
             for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
                 if network.attrs.get("Driver") == "bridge":
-                    self.bridges.add(f"br-{(network.id or "")[:12]}")
+                    self.bridges.add(f"br-{(network.id or '')[:12]}")
         if shutil.which("podman"):
             listing = _out(
                 "podman",
