@@ -7,7 +7,8 @@ Use in a test:
     wait_for_lease_revert(aborted)      # the reaper reverted it at the deadline
     ... assert the fault's own leftovers are gone (rules, qdiscs, processes, files), using
         aborted.instances() (the run's containers are still there: nobody tore them down)
-    finish_with_cleanup(aborted)        # `harness cleanup` removes every labelled object
+    finish_with_cleanup(aborted)        # `harness cleanup` removes every labelled object and
+                                        # marks the run aborted
 
 Scenarios for abort tests should put the fault early (at ~3 s) with a short duration (~6 s)
 and a load long enough to still be running; `shortened()` writes such a copy.
@@ -147,4 +148,5 @@ def finish_with_cleanup(run: AbortedRun) -> None:
     assert client.networks.list(filters=label) == []
     assert podman_leftovers(run.run_id) == []
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "running"  # the harness died before it could say otherwise
+    # the harness died before it could say so; cleanup found it dead and says it for it
+    assert manifest["status"] == "aborted" and manifest["abort"]["by"] == "harness cleanup"
