@@ -111,6 +111,7 @@ def test_an_engine_that_stops_answering_fails_the_run_without_hanging(
             process.kill()
             process.wait()
     took_s = time.monotonic() - cut_at
+    print(f"engine {trouble}: the run gave up {took_s:.1f} s after the cut")
 
     assert process.returncode == 3, stderr[-3000:]
     manifest = json.loads((run_dir / "manifest.json").read_text())
