@@ -12,6 +12,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -361,3 +362,63 @@ def _lose_a_worker(info: lab.LabInfo, tmp_path: Path, fault: NodeFault, marks_do
     print(f"{node.name} ready again {(t_back - t_healed) / NS:.1f} s after the revert")
     assert all(_answers(i.url) for i in tasks.instances())
     service.remove()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_lab_built_for_a_sigkilled_run_is_taken_down_by_cleanup(
+    tmp_path: Path, demo_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`target: {kind: swarm, lab: ...}` builds a lab for the run; the run SIGKILLed, nobody
+    takes it down but `harness cleanup`, which finds its builder dead (the state's creator)."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    if Path("/sys/class/net/chlab0").exists():
+        pytest.skip("a lab is already up on this machine")
+    directory = tmp_path / "lab"
+    monkeypatch.setenv("CHAOS_HARNESS_LAB_DIR", str(directory))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: lab-for-a-run\n"
+        "target: {kind: swarm, lab: {nodes: 2, heartbeat: 2s}}\n"
+        "workload: {image: demo, replicas: 2}\n"
+        "load: {users: 2, spawn_rate: 2, duration: 60s}\n"
+    )
+    out = tmp_path / "runs"
+    repo = Path(__file__).resolve().parent.parent
+    harness = [sys.executable, "-m", "harness"]
+    process = subprocess.Popen(
+        [*harness, "run", str(scenario), "--out", str(out)],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def deployed() -> bool:
+            return any('"action":"load_start"' in p.read_text() for p in out.glob("*/events.jsonl"))
+
+        deadline = time.monotonic() + 240
+        while not deployed() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        assert deployed(), "the run never started its load"
+        os.kill(process.pid, 9)
+        process.wait(timeout=30)
+        state = lab.load_state(directory)
+        assert state is not None and state.for_run and state.status == "up"
+        done = subprocess.run(
+            [*harness, "cleanup", "--results", str(out)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "took down the Swarm lab" in done.stdout
+    finally:
+        if process.poll() is None:
+            process.kill()
+        lab.Lab(directory).down()
+    assert _leftovers(directory) == []
