@@ -928,51 +928,56 @@ def remove_swarm_leftovers(client: docker.DockerClient, run_id: str) -> list[str
 
 def _remove_lab_orphans(keep: Set[str]) -> list[str]:
     """What dead runs left on the Swarm lab: their services (through the manager), then their
-    containers and networks on every node that answers, then their slot routes."""
+    containers and networks on every node, until none is left (30 s at most).
+
+    A node just back from a fault may not answer at once, Swarm's agent may be removing a
+    task's container already, and a worker keeps its copy of a removed overlay network until
+    its agent hears of the removal (it cannot be removed there): so each node is asked again
+    until nothing of the dead runs is on it, as teardown waits for its own run."""
     info = Lab().info()
     if info is None:
         return []
     manager = lab_connect(info.manager_url, MANAGER_TIMEOUT_S)
+    dead = _orphaned_service_runs(manager) - set(keep)
     removed = [
         f"{run_id}: removed {what} on the lab"
-        for run_id in sorted(_orphaned_service_runs(manager) - set(keep))
+        for run_id in sorted(dead)
         for what in remove_services(manager, run_id)
     ]
-    swept: set[str] = set()
-    for node in info.nodes:
-        try:
-            engine = lab_connect(node.url, NODE_TIMEOUT_S)
-            orphaned = orphaned_run_ids(engine) - set(keep)
-            swept |= orphaned
-            removed += [
-                f"{run_id}: removed {what} on {node.name}"
-                for run_id in sorted(orphaned)
-                for what in [*remove_run_chains(run_id), *remove_labelled(engine, run_id)]
-            ]
-        except (TargetError, docker.errors.DockerException) as exc:
-            removed.append(f"lab node {node.name} does not answer ({exc}): skipped")
-    return removed + _wait_node_copies_gone(info, swept)
-
-
-def _wait_node_copies_gone(info: LabInfo, run_ids: Set[str]) -> list[str]:
-    """A worker keeps its copy of a removed overlay network until its agent hears it is gone
-    (it cannot be removed there): wait for every node's copy, as teardown does."""
     deadline = time.monotonic() + LAB_NETWORK_WAIT_S
-    left: list[str] = []
-    while run_ids:
-        left = []
+    first = True
+    while True:
+        left: list[str] = []
         for node in info.nodes:
-            with contextlib.suppress(TargetError, docker.errors.DockerException):
+            try:
                 engine = lab_connect(node.url, NODE_TIMEOUT_S)
-                left += [
-                    f"{run_id}: network still on {node.name}"
-                    for run_id in sorted(run_ids)
-                    for _ in engine.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+                orphaned = orphaned_run_ids(engine) - set(keep)
+                dead |= orphaned
+                done = [
+                    f"{run_id}: removed {what} on {node.name}"
+                    for run_id in sorted(orphaned)
+                    for what in [*remove_run_chains(run_id), *remove_labelled(engine, run_id)]
                 ]
+                removed += done if first else []
+                left += [
+                    f"{run_id}: {what} still on {node.name}"
+                    for run_id in sorted(dead)
+                    for what in _labelled_on(engine, run_id)
+                ]
+            except (TargetError, docker.errors.DockerException) as exc:
+                left.append(f"lab node {node.name} does not answer ({exc})")
+        first = False
         if not left or time.monotonic() > deadline:
-            break
+            return removed + left
         time.sleep(0.5)
-    return left
+
+
+def _labelled_on(engine: docker.DockerClient, run_id: str) -> list[str]:
+    label: dict[str, str | list[str] | bool] = {"label": f"{RUN_LABEL}={run_id}"}
+    return [
+        *(f"container {c.name}" for c in engine.containers.list(all=True, filters=label)),
+        *(f"network {n.name}" for n in engine.networks.list(filters=label)),
+    ]
 
 
 def _lab_node_problems(scenario: ScenarioBase, nodes: int) -> list[str]:
