@@ -183,7 +183,7 @@ class Watch:
         if "ca05:" in qdiscs:
             self.problems.append(f"{container.name}: a harness qdisc: {qdiscs}")
         self.problems += [f"{container.name}: {p}" for p in _foreign_processes(pid)]
-        if fetch(f"http://{address}:8080/health", connect_timeout_s=1.0):
+        if fetch(f"http://{address}:8080/health", connect_timeout_s=2.0, read_timeout_s=5.0):
             self.answers += 1
         else:
             self.failures += 1
