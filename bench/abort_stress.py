@@ -26,8 +26,9 @@ signal; then `harness lab down` and `harness cleanup` must leave nothing of the 
 (namespaces, links, processes, mounts, rules, cgroups, files), and a second `harness lab up`
 must work. A lab of that kind already up (someone else's) is left alone: that kind is skipped.
 
-Prints the counts: runs, kills per signal and per phase, leftovers (the target is zero), and
-each leftover found. Exit code 1 when anything was left.
+Prints the counts: runs, kills per signal and per phase, leftovers on the machine and wrong
+behaviour (an exit code, a manifest, a traceback, a lease that did not act), the target being
+zero for both, and each one found. Exit code 1 when there is any.
 """
 
 from __future__ import annotations
@@ -181,8 +182,8 @@ class Outcome:
     at_s: float
     phase: str
     run_id: str | None
-    leftovers: list[str]
-    notes: list[str] = field(default_factory=list)
+    leftovers: list[str]  # on the machine: objects, rules, processes, a lab not healthy
+    problems: list[str] = field(default_factory=list)  # behaviour: exit code, manifest, lease
     lease_reverts: int = 0
 
 
@@ -269,19 +270,20 @@ class Run:
             process.kill()
             _stdout, stderr = process.communicate()
             self.notes.append("the harness did not exit within 240 s of the signal")
-        found = list(self.notes)
+        problems = list(self.notes)
         run_dir = self.run_dir()
         if phase == "finished before the kill":
             lease_reverts = 0
         elif self.signum == signal.SIGKILL:
-            lease_reverts, problems = self._after_sigkill(run_dir)
-            found += problems
+            lease_reverts, after = self._after_sigkill(run_dir)
+            problems += after
         elif phase == "done":
             lease_reverts = 0  # the run had ended (the CLI was analysing): it stays completed
-            found += self._after_the_end(run_dir)
+            problems += self._after_the_end(run_dir)
         else:
             lease_reverts = 0
-            found += self._after_own_cleanup(process.returncode, stderr, run_dir, phase)
+            problems += self._after_own_cleanup(process.returncode, stderr, run_dir, phase)
+        found = []
         if run_dir is not None:
             self.sightings.look(client, run_dir.name, run_dir)
             found += run_leftovers(run_dir.name, run_dir, self.sightings, client)
@@ -294,6 +296,7 @@ class Run:
             phase,
             run_dir.name if run_dir else None,
             found,
+            problems=problems,
             lease_reverts=lease_reverts,
         )
 
@@ -402,6 +405,7 @@ class LabOutcome:
     phase: str
     leftovers: list[str]
     second_up_s: float | None
+    problems: list[str] = field(default_factory=list)
 
 
 def _lab_state(kind: str) -> Any:
@@ -478,7 +482,7 @@ def lab_up_once(kind: str, signum: int, at_s: float, results: Path) -> LabOutcom
             problems.append(
                 f"harness {' '.join(command)}: exit {done.returncode}: {done.stderr[-600:]}"
             )
-    problems += _lab_leftovers(kind)
+    found = _lab_leftovers(kind)
     second = time.monotonic()
     up = _harness_done("lab", "up", "--kind", kind, "--nodes", nodes, timeout=600)
     second_up_s: float | None = time.monotonic() - second
@@ -488,8 +492,8 @@ def lab_up_once(kind: str, signum: int, at_s: float, results: Path) -> LabOutcom
     down = _harness_done("lab", "down", "--kind", kind)
     if down.returncode != 0:
         problems.append(f"lab down after the second up: {down.stderr[-600:]}")
-    problems += _lab_leftovers(kind)
-    return LabOutcome(kind, signum, at_s, phase, problems, second_up_s)
+    found += [f"after the second up and down: {x}" for x in _lab_leftovers(kind)]
+    return LabOutcome(kind, signum, at_s, phase, found, second_up_s, problems)
 
 
 # --- the whole stress ---------------------------------------------------------------------------
@@ -507,6 +511,10 @@ class Report:
         return sum(len(o.leftovers) for o in self.outcomes) + sum(
             len(o.leftovers) for o in self.labs
         )
+
+    @property
+    def problems(self) -> int:
+        return sum(len(o.problems) for o in self.outcomes) + sum(len(o.problems) for o in self.labs)
 
     def lines(self) -> Iterator[str]:
         yield f"seed {self.seed}"
@@ -527,13 +535,14 @@ class Report:
                     f"({min(ups):.1f}-{max(ups):.1f} s)"
                 )
         yield from (f"skipped: {s}" for s in self.skipped)
-        yield f"leftovers {self.leftovers}"
+        yield f"leftovers on the machine {self.leftovers}"
+        yield f"wrong behaviour (exit code, manifest, traceback, lease) {self.problems}"
         for o in self.outcomes:
             where = f"{o.case.name}, {_name(o.signum)} at {o.at_s:.1f} s, {o.phase}"
-            yield from (f"  {o.run_id or '-'} ({where}): {item}" for item in o.leftovers)
+            yield from (f"  {o.run_id or '-'} ({where}): {x}" for x in o.leftovers + o.problems)
         for lab in self.labs:
             where = f"{_name(lab.signum)} at {lab.at_s:.1f} s, {lab.phase}"
-            yield from (f"  lab {lab.kind} ({where}): {item}" for item in lab.leftovers)
+            yield from (f"  lab {lab.kind} ({where}): {x}" for x in lab.leftovers + lab.problems)
 
 
 def _name(signum: int) -> str:
@@ -604,12 +613,15 @@ def stress(
             try:
                 outcome = Run(case, signum, at_s, directory).go(client)
             except Exception as exc:  # the stress goes on; the failure is a finding
-                outcome = Outcome(case, signum, at_s, "?", None, [f"the stress failed: {exc!r}"])
+                outcome = Outcome(
+                    case, signum, at_s, "?", None, [], [f"the stress failed: {exc!r}"]
+                )
             outcome.leftovers += bystanders.changed()
             report.outcomes.append(outcome)
             say(
                 f"{index}/{runs} {case.name}: {signal.Signals(signum).name} at {at_s:.1f} s "
-                f"({outcome.phase}) -> {len(outcome.leftovers)} leftover(s)"
+                f"({outcome.phase}) -> {len(outcome.leftovers)} leftover(s), "
+                f"{len(outcome.problems)} problem(s)"
             )
     finally:
         if take_lab_down is not None:
@@ -618,8 +630,8 @@ def stress(
     for kind in lab_kinds if lab_ups else ():
         for round_ in range(lab_ups):
             signum = rng.choice(SIGNALS)
-            # measured here: a 2-node Swarm lab is up in 3-8 s, a 1-node Kubernetes lab in 8-20 s
-            at_s = rng.uniform(0.2, 6.0 if kind == "swarm" else 16.0)
+            # measured here: `lab up` of 2 Swarm nodes or 1 Kubernetes node takes 3.5-7 s
+            at_s = rng.uniform(0.2, 5.0)
             result = lab_up_once(kind, signum, at_s, work / "lab-results")
             if result is None:
                 report.skipped.append(f"{kind} lab ups: a {kind} lab is already up (someone's)")
@@ -627,7 +639,8 @@ def stress(
             report.labs.append(result)
             say(
                 f"lab {kind} {round_ + 1}/{lab_ups}: {signal.Signals(signum).name} at {at_s:.1f} s "
-                f"({result.phase}) -> {len(result.leftovers)} leftover(s)"
+                f"({result.phase}) -> {len(result.leftovers)} leftover(s), "
+                f"{len(result.problems)} problem(s)"
             )
     return report
 
@@ -666,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.lines():
         print(line)
     print(f"took {time.monotonic() - started:.0f} s")
-    return 1 if report.leftovers else 0
+    return 1 if report.leftovers or report.problems else 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_runs_killed_at_random_instants_leave_nothing() -> None:
         window=(6.0, 13.0),  # the fault is on from about 6 s to 12 s after the start
     )
     lines = "\n".join(report.lines())
-    assert report.leftovers == 0, lines
+    assert report.leftovers == 0 and report.problems == 0, lines
     assert len(report.outcomes) == 3
     assert {o.signum for o in report.outcomes} == {signal.SIGINT, signal.SIGTERM, signal.SIGKILL}
     # the kills fell in the run, not after it: each run says it was aborted
