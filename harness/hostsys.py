@@ -89,3 +89,24 @@ def kill_recorded(pid: int, start_ticks: int | None, sig: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def unix_socket_server(url: str, timeout_s: float = 5.0) -> str | None:
+    """"<pid>:<start ticks>" of the process that listens on a unix:// socket (the kernel's
+    SO_PEERCRED of a fresh connection: the listener's creator); None for other addresses or
+    when nothing listens. A daemon that restarted is another process."""
+    import socket
+    import struct
+
+    if not url.startswith("unix://"):
+        return None
+    path = url[len("unix://") :]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout_s)
+            conn.connect(path)
+            raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, _uid, _gid = struct.unpack("3i", raw)
+    return f"{pid}:{process_start_ticks(pid)}"

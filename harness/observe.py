@@ -39,23 +39,32 @@ class EventRecorder:
     """Copies the engine's event stream into events.jsonl on a background thread.
 
     `ended_ns` is set when the stream ended before `stop()` closed it: the engine closed it
-    (a restart, a stop), which the runner treats as the engine lost."""
+    (a restart, a stop, or its own reasons: Podman 4.3 ends a stream now and then), which the
+    runner then looks into. `resume_ns()` is where a new subscription takes over (just after
+    the last event recorded), so nothing is recorded twice and nothing the engine kept is
+    lost."""
 
-    def __init__(self, stream: EventStream, log: EventLog) -> None:
+    def __init__(self, stream: EventStream, log: EventLog, since_ns: int = 0) -> None:
         self._stream = stream
         self._log = log
         self._closing = threading.Event()
         self.ended_ns: int | None = None
+        self.last_event_ns: int | None = None
+        self.since_ns = since_ns
         self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
 
     def start(self) -> EventRecorder:
         self._thread.start()
         return self
 
+    def resume_ns(self) -> int:
+        return self.since_ns if self.last_event_ns is None else self.last_event_ns + 1
+
     def _run(self) -> None:
         try:
             for event in self._stream:
                 self._log.engine(event)
+                self.last_event_ns = max(self.last_event_ns or 0, event.time_ns)
         finally:
             if not self._closing.is_set():
                 self.ended_ns = time.time_ns()

@@ -18,10 +18,14 @@ stopped answering, a bug). Signals:
 - Locust processes get a parent-death signal, so they end with a harness that is SIGKILLed.
 
 The engine: `EngineWatch` asks the target's engine for a sign of life every 2 s (targets that
-offer `engine_answers()`), and the event stream is watched for an end the run did not ask for
-(a restart). An engine silent for `RunOptions.engine_silence_s`, or whose event stream ended,
-fails the run with the reason; cleanup then gets a bounded time for what needs the engine
-(reverts, teardown), and the rest is left to the leases and `harness cleanup`.
+offer `engine_answers()`), and the event stream is watched for an end the run did not ask for.
+An engine silent for `RunOptions.engine_silence_s` fails the run with the reason; so does an
+event stream that ended while the engine does not answer, or answers from another process
+(a restart: targets that offer `engine_identity()`); a stream the engine ended for its own
+reasons while it runs on is taken over by a new subscription from its last event (Podman 4.3
+ends one now and then; an `events_resumed` event says so). Cleanup then gets a bounded time for
+what needs a lost engine (reverts, teardown), and the rest is left to the leases and
+`harness cleanup`.
 
 When a fault happened: each injection and each revert gets a fresh `ActionClock`; the fault
 marks the instant of its action (the signal sent, the rule inserted) after its preparation, and
@@ -84,6 +88,7 @@ ENGINE_SILENCE_S = 15.0  # an engine that has not answered for this long is lost
 ENGINE_SILENCE_ENV = "CHAOS_HARNESS_ENGINE_SILENCE_S"
 ENGINE_WATCH_INTERVAL_S = 2.0
 CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
+MAX_STREAM_RESUMES = 20  # an event stream that keeps ending is a lost engine
 
 
 def _env_seconds(name: str, default: float = ENGINE_SILENCE_S) -> float:
@@ -271,6 +276,10 @@ class Runner:
         self._recorder: EventRecorder | None = None
         self._watch: EngineWatch | None = None
         self._engine_lost = False
+        self._target: Target | None = None
+        self._events: EventLog | None = None
+        self._engine_identity: str | None = None
+        self._stream_resumes = 0
 
     # --- the run -------------------------------------------------------------------------
 
@@ -351,8 +360,11 @@ class Runner:
         planned: Sequence[tuple[Occurrence, Fault]],
     ) -> None:
         self._report("deploying")
+        self._target, self._events = target, events
+        self._engine_identity = _engine_identity(target)
         self._watch_engine(target)
-        self._recorder = EventRecorder(_subscribe(target), events).start()
+        since_ns = time.time_ns()
+        self._recorder = EventRecorder(_subscribe(target, since_ns), events, since_ns).start()
         events.harness(time.time_ns(), "run_start", run_id=self.run_id)
         target.deploy(self.scenario.workload)
         self._check_engine()
@@ -404,16 +416,12 @@ class Runner:
             self._watch = EngineWatch(answers, ENGINE_WATCH_INTERVAL_S).start()
 
     def _check_engine(self) -> None:
-        """Raise EngineLost when the engine went silent or its event stream ended."""
+        """Raise EngineLost when the engine went silent, or its event stream ended because it
+        went away or restarted; a stream the engine ended for its own reasons while it still
+        runs (Podman 4.3 does) is taken over by a new subscription from its last event."""
         recorder, watch = self._recorder, self._watch
         if recorder is not None and recorder.ended_ns is not None:
-            self._engine_lost = True
-            at = _clock(recorder.ended_ns)
-            raise EngineLost(
-                f"the engine's event stream ended at {at} without the run closing it: the "
-                "engine restarted or went away; the run's data until then is kept. Once the "
-                "engine answers again, run `harness cleanup` for anything left"
-            )
+            self._recorder = self._resubscribe(recorder)
         silent = watch.silent_for_s() if watch is not None else 0.0
         if silent >= self.options.engine_silence_s:
             self._engine_lost = True
@@ -423,6 +431,39 @@ class Runner:
                 "What could be reverted without it was; once the engine answers again, run "
                 "`harness cleanup` for the rest"
             )
+
+    def _resubscribe(self, ended: EventRecorder) -> EventRecorder:
+        """A new recorder from where `ended` stopped, or EngineLost when the engine does not
+        answer or is not the same process any more (a restart)."""
+        target, events = self._target, self._events
+        at = _clock(ended.ended_ns or time.time_ns())
+        answers = getattr(target, "engine_answers", None)
+        if target is None or events is None or not callable(answers) or not answers():
+            self._engine_lost = True
+            raise EngineLost(
+                f"the engine's event stream ended at {at} and the engine does not answer: it "
+                "stopped or went away; the run's data until then is kept. Once the engine "
+                "answers again, run `harness cleanup` for anything left"
+            )
+        identity = _engine_identity(target)
+        if identity != self._engine_identity:
+            self._engine_lost = True
+            raise EngineLost(
+                f"the engine restarted at {at} (its process was {self._engine_identity}, now "
+                f"{identity}): what it did to the run's replicas is not the fault's; the run's "
+                "data until then is kept. Run `harness cleanup` for anything left"
+            )
+        self._stream_resumes += 1
+        if self._stream_resumes > MAX_STREAM_RESUMES:
+            self._engine_lost = True
+            raise EngineLost(f"the engine's event stream ended {self._stream_resumes} times")
+        ended.stop(grace_s=0)
+        since_ns = ended.resume_ns()
+        recorder = EventRecorder(_subscribe(target, since_ns), events, since_ns).start()
+        events.harness(
+            time.time_ns(), "events_resumed", ended_at_ns=ended.ended_ns, since_ns=since_ns
+        )
+        return recorder
 
     def _follow_timeline(
         self,
@@ -705,11 +746,20 @@ class Runner:
         self._on_progress(self.progress)
 
 
-def _subscribe(target: Target, timeout_s: float = 30.0) -> Any:
-    """target.events(now), asked on a thread of its own: an engine that does not answer the
-    subscription within `timeout_s` is lost (a stream's first answer has no timeout of its
+def _engine_identity(target: Target) -> str | None:
+    """The engine's process ("<pid>:<start ticks>"), where the target can tell (a restart
+    changes it); None where it cannot."""
+    identity = getattr(target, "engine_identity", None)
+    try:
+        return str(identity()) if callable(identity) else None
+    except Exception:  # an engine that cannot say is not told apart
+        return None
+
+
+def _subscribe(target: Target, since_ns: int, timeout_s: float = 30.0) -> Any:
+    """target.events(since_ns), asked on a thread of its own: an engine that does not answer
+    the subscription within `timeout_s` is lost (a stream's first answer has no timeout of its
     own in the Docker SDK)."""
-    since_ns = time.time_ns()
     result: list[Any] = []
     failure: list[BaseException] = []
 

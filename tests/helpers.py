@@ -275,6 +275,16 @@ class EngineProxy:
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
 
+    def drop_connections(self) -> None:
+        """Close every open connection but keep listening: what an engine that ends its
+        streams for its own reasons does (Podman 4.3)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
     def stall(self) -> None:
         self._flowing.clear()
 
@@ -297,3 +307,16 @@ class EngineProxy:
     def reopen(self) -> None:
         self._flowing.set()
         self._listen()
+
+
+def serve_engine_proxy(path: str) -> None:
+    """Run an EngineProxy in this process until it is killed (a separate process stands for
+    an engine daemon: killing it and starting another is a restart)."""
+    EngineProxy(path)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_engine_proxy(sys.argv[1])

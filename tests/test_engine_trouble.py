@@ -136,3 +136,102 @@ def test_an_engine_that_stops_answering_fails_the_run_without_hanging(
     assert Journal(run_dir / "faults.jsonl").outstanding() == []
     assert labelled_objects(docker_client, run_dir.name) == []
     assert _run_rules(run_dir.name) == []
+
+
+def _events(run_dir: Path) -> list[dict[str, object]]:
+    return read_json_lines(run_dir / "events.jsonl")
+
+
+def _load_started(out: Path) -> Path | None:
+    for events in out.glob("*/events.jsonl"):
+        if any(e.get("action") == "load_start" for e in read_json_lines(events)):
+            return events.parent
+    return None
+
+
+def _kill_scenario(engine: str) -> str:
+    return f"""
+name: engine-streams
+target: {{kind: docker, engine: "{engine}"}}
+workload: {{image: demo, replicas: 2, resources: {{cpus: 0.5, memory: 64Mi}}}}
+load: {{users: 4, spawn_rate: 4, duration: 16s}}
+probes: {{interval: 200ms}}
+faults:
+  - {{kind: container_kill, at: 8s, select: {{count: 1}}}}
+slo: {{}}
+"""
+
+
+def test_a_stream_the_engine_ends_while_it_runs_on_is_taken_over(
+    proxy: EngineProxy, tmp_path: Path, demo_image: str, docker_client: docker.DockerClient
+) -> None:
+    """The engine closes the event stream (Podman 4.3 does) but still answers, as the same
+    process: the run subscribes again from its last event and completes, events included."""
+    out = tmp_path / "runs"
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(_kill_scenario(proxy.url))
+    process = _start_run(scenario, out)
+    try:
+        assert wait_until(lambda: _load_started(out) is not None, 90), "the load never started"
+        proxy.drop_connections()
+        _stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode in (0, 1), stderr[-3000:]
+    run_dir = _load_started(out)
+    assert run_dir is not None
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+    events = _events(run_dir)
+    resumed = [e for e in events if e["action"] == "events_resumed"]
+    assert len(resumed) == 1
+    # the kill came after the new subscription: the engine's die and start of it were recorded
+    (killed,) = [e for e in events if e["action"] == "fault_inject"]
+    after = {
+        e["action"] for e in events if e["source"] == "engine" and e["time_ns"] > killed["time_ns"]
+    }  # type: ignore[operator]
+    assert {"die", "start"} <= after, after
+    assert labelled_objects(docker_client, run_dir.name) == []
+
+
+def test_an_engine_that_restarts_fails_the_run(
+    tmp_path: Path, demo_image: str, docker_client: docker.DockerClient
+) -> None:
+    """The process that serves the engine's socket is replaced mid-run (a restart: the socket
+    answers again at once, from another process): the run fails and says so."""
+    path = str(tmp_path / "engine.sock")
+
+    def serve() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.helpers", path], cwd=REPO, start_new_session=True
+        )
+        assert wait_until(lambda: os.path.exists(path), 10)
+        return server
+
+    server = serve()
+    out = tmp_path / "runs"
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(_scenario(f"unix://{path}"))
+    process = _start_run(scenario, out)
+    try:
+        assert wait_until(lambda: _applied_run(out) is not None, 90), "no fault was applied"
+        server.kill()
+        server.wait()
+        server = serve()  # the engine is back at once, as another process
+        _stdout, stderr = process.communicate(timeout=150)
+        run_dir = _applied_run(out)
+        assert run_dir is not None
+        assert process.returncode == 3, stderr[-3000:]
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["status"] == "failed", manifest["error"]
+        assert "the engine restarted" in manifest["error"]
+        _cleanup(out)
+        assert labelled_objects(docker_client, run_dir.name) == []
+        assert _run_rules(run_dir.name) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        server.kill()
+        server.wait()

@@ -33,6 +33,7 @@ from docker.models.containers import Container
 from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool
 
 from harness.errors import DeployTimeout, TargetError
+from harness.hostsys import unix_socket_server
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
@@ -55,6 +56,7 @@ NS_PER_S = 1_000_000_000
 # Every engine call times out after this (the SDK's default is 60 s); a run notices a silent
 # engine sooner through its watch (harness.observe.EngineWatch).
 ENGINE_TIMEOUT_S = 30
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 RECORDED_ACTIONS = frozenset(
     {"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom", "destroy"}
 )
@@ -88,11 +90,13 @@ class _GuardedAPIClient(docker.APIClient):
 
 
 class EngineClient(docker.DockerClient):
-    """docker.DockerClient over `_GuardedAPIClient` (from_env works as well)."""
+    """docker.DockerClient over `_GuardedAPIClient` (from_env works as well); `engine_url` is
+    the address it was given (the default socket when none)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("timeout", ENGINE_TIMEOUT_S)
         self.api = _GuardedAPIClient(*args, **kwargs)
+        self.engine_url = str(kwargs.get("base_url") or DEFAULT_ENGINE)
 
 
 def connect(engine: str | None, timeout_s: int = ENGINE_TIMEOUT_S) -> docker.DockerClient:
@@ -242,6 +246,11 @@ class DockerTarget:
             return _data_root(self.client.info())
         except (docker.errors.DockerException, OSError):
             return None
+
+    def engine_identity(self) -> str | None:
+        """The engine's process, "<pid>:<start ticks>", when it listens on a unix socket of
+        this host (a restarted daemon is another process); None otherwise."""
+        return unix_socket_server(str(getattr(self.client, "engine_url", "")))
 
     def engine_answers(self) -> bool:
         """Whether the engine answers a ping now (bounded by the client's timeout); the
