@@ -92,7 +92,7 @@ def kill_recorded(pid: int, start_ticks: int | None, sig: int) -> bool:
 
 
 def unix_socket_server(url: str, timeout_s: float = 5.0) -> str | None:
-    """"<pid>:<start ticks>" of the process that listens on a unix:// socket (the kernel's
+    """The process that listens on a unix:// socket, as "<pid>:<start ticks>" (the kernel's
     SO_PEERCRED of a fresh connection: the listener's creator); None for other addresses or
     when nothing listens. A daemon that restarted is another process."""
     import socket
