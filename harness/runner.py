@@ -89,6 +89,7 @@ ENGINE_SILENCE_ENV = "CHAOS_HARNESS_ENGINE_SILENCE_S"
 ENGINE_WATCH_INTERVAL_S = 2.0
 CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
 MAX_STREAM_RESUMES = 20  # an event stream that keeps ending is a lost engine
+SERVICE_ENDPOINT = "service"  # the endpoint name of load sent through a balancing service
 
 
 def _env_seconds(name: str, default: float = ENGINE_SILENCE_S) -> float:
@@ -382,11 +383,17 @@ class Runner:
             ).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
         self._manifest["load"]["host"] = host
-        self._start_load(self._load_plan([(i.name, i.url) for i in instances], host))
+        endpoints = [(i.name, i.url) for i in instances]
+        if target.balances_load:
+            # a replaced pod has a new address the load would never learn: go through the
+            # orchestrator's balancer, and measure faults on the service-level stream
+            endpoints = [(SERVICE_ENDPOINT, host)]
+            self._manifest["load"]["routing"] = "service"
+        self._start_load(self._load_plan(endpoints, host))
         load_start_ns = time.time_ns()
         events.harness(load_start_ns, "load_start")
         self._manifest["load"]["started_at_ns"] = load_start_ns
-        self._manifest["load"]["endpoints"] = [i.name for i in instances]
+        self._manifest["load"]["endpoints"] = [name for name, _ in endpoints]
         write_json(self.dir.manifest, self._manifest)
         context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         faults = {o.fault_id: fault for o, fault in planned}

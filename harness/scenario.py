@@ -68,6 +68,16 @@ class SwarmSpec(StrictModel):
     advertise_addr: str = "127.0.0.1"
 
 
+class KubernetesSpec(StrictModel):
+    """Kubernetes workload settings; Kubernetes' own defaults when the scenario says nothing."""
+
+    liveness: bool = Field(
+        default=False,
+        description="the workload's health check also as a liveness probe: the kubelet "
+        "restarts a container that fails it (default: a readiness probe only)",
+    )
+
+
 class LabSpec(StrictModel):
     """A multi-node cluster built on this machine for the run (see `harness lab`)."""
 
@@ -80,6 +90,15 @@ class LabSpec(StrictModel):
         description="Kubernetes only: the controller manager's --node-monitor-grace-period "
         "(default: Kubernetes' own)",
     )
+    unreachable_toleration: int | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        description="Kubernetes only: seconds a pod stays bound to a not-ready or unreachable "
+        "node before it is evicted and replaced (kube-apiserver's "
+        "--default-not-ready-toleration-seconds and --default-unreachable-toleration-seconds; "
+        "default: Kubernetes' 300)",
+    )
 
 
 # Which target fields mean something to which kind; a field set for another kind is an error.
@@ -87,11 +106,11 @@ TARGET_FIELDS: dict[str, frozenset[str]] = {
     "docker": frozenset({"engine"}),
     "podman": frozenset({"engine"}),
     "swarm": frozenset({"engine", "swarm", "lab"}),
-    "kubernetes": frozenset({"lab", "kubeconfig", "context", "namespace"}),
+    "kubernetes": frozenset({"lab", "kubeconfig", "context", "namespace", "kubernetes"}),
 }
 LAB_FIELDS: dict[str, frozenset[str]] = {
     "swarm": frozenset({"nodes", "managers", "heartbeat"}),
-    "kubernetes": frozenset({"nodes", "node_monitor_grace_period"}),
+    "kubernetes": frozenset({"nodes", "node_monitor_grace_period", "unreachable_toleration"}),
 }
 
 
@@ -103,6 +122,7 @@ class TargetSpec(StrictModel):
         "podman: default a Podman API service started for the run)",
     )
     swarm: SwarmSpec = Field(default_factory=SwarmSpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
     lab: LabSpec | None = None
     kubeconfig: str | None = Field(
         default=None, description="Kubernetes: kubeconfig file (default: the local lab's)"

@@ -141,6 +141,17 @@ def test_control_plane_args_change_the_settings_in_force(tmp_path: Path) -> None
         control_plane_args(["--node-monitor-grace-period=20s"])
 
 
+def test_a_scenarios_lab_sets_the_eviction_timing_it_asks_for(tmp_path: Path) -> None:
+    from harness.scenario import LabSpec
+    from harness.targets.kube_lab import control_plane_args as scenario_args
+
+    spec = LabSpec(nodes=1, node_monitor_grace_period=15.0, unreachable_toleration=20)
+    settings = _plan(tmp_path, 1, **scenario_args(spec)).settings
+    assert (settings.node_monitor_grace_period_s, settings.not_ready_toleration_s) == (15.0, 20)
+    assert settings.unreachable_toleration_s == 20
+    assert scenario_args(LabSpec(nodes=1)) == {}
+
+
 def test_a_lab_is_reused_when_it_has_what_is_asked_for(tmp_path: Path) -> None:
     from harness.kube.lab import save_state
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -313,5 +314,12 @@ def test_quickstart_runs_on_kubernetes_and_recovers(
     view = fault["orchestrator"][0]
     assert view["restarted"] and view["die_to_start_s"] is not None
     assert view["start_to_healthy_s"] is not None
+    # the load went through the Service, as users' traffic does: one endpoint, the NodePort
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["load"]["routing"] == "service" and manifest["load"]["endpoints"] == ["service"]
+    assert fault["view"] == "service"
+    node_ips = {n.address for n in lab.nodes}
+    host = urllib.parse.urlsplit(manifest["load"]["host"])
+    assert host.hostname in node_ips and host.port is not None and 30000 <= host.port <= 32767
     assert kubectl(lab, "get", "namespace", namespace_for(summary["run_id"]), check=False) == ""
     print(json.dumps({k: fault[k] for k in ("ttd_s", "ttr_s", "availability")}), view)

@@ -116,6 +116,9 @@ class Target(Protocol):
     # Does the orchestrator bring back an instance stopped or killed through its API?
     # Docker: no (a manual stop); Swarm: yes (it schedules a new task).
     api_stop_is_restarted: bool
+    # Is the orchestrator itself the load balancer (Kubernetes' Service)? Then the load goes
+    # through service_url() rather than to each instance, whose address changes on a restart.
+    balances_load: bool
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
@@ -138,7 +141,7 @@ class Target(Protocol):
 
         The per-target cleanup hook of `harness cleanup`: Docker removes containers, networks,
         volumes and the run's iptables chains; Podman also stops the dead runs' API services;
-        Kubernetes will delete the run's namespace."""
+        Kubernetes deletes the dead runs' namespaces."""
         ...
 
     def engine_info(self) -> Mapping[str, str]:
@@ -222,17 +225,12 @@ def storage_problems(scenario: ScenarioBase, data_root: Path | None) -> list[str
     ]
 
 
-# Fault kinds whose class does not say yet which targets it works on (Fault.target_kinds).
-# Remove an entry once its class declares it.
-UNDECLARED_TARGET_KINDS: dict[str, frozenset[str]] = {"pod_delete": frozenset({"kubernetes"})}
-
-
 def target_kinds_of(fault_kind: str) -> frozenset[str] | None:
     """The target kinds a fault kind works on; None: every target."""
     from faults.registry import fault_kinds
 
-    declared = getattr(fault_kinds().get(fault_kind), "target_kinds", None)
-    return declared if declared is not None else UNDECLARED_TARGET_KINDS.get(fault_kind)
+    declared: frozenset[str] | None = getattr(fault_kinds().get(fault_kind), "target_kinds", None)
+    return declared
 
 
 def kind_problems(scenario: ScenarioBase, kind: str) -> list[str]:

@@ -180,6 +180,7 @@ class DockerTarget:
 
     kind = "docker"
     api_stop_is_restarted = False
+    balances_load = False  # the load names each replica (client-side round robin)
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
         self.run_id = run_id

@@ -40,11 +40,20 @@ def lab_kubeconfig() -> Path | None:
 
 
 def control_plane_args(spec: LabSpec | None) -> dict[str, tuple[str, ...]]:
-    """The controller manager's flags a scenario's lab asks for (Kubernetes' defaults else)."""
-    if spec is None or spec.node_monitor_grace_period is None:
-        return {}
-    grace = f"{spec.node_monitor_grace_period:g}s"
-    return {"kube-controller-manager": (f"--node-monitor-grace-period={grace}",)}
+    """The control plane's flags a scenario's lab asks for (Kubernetes' defaults else)."""
+    args: dict[str, tuple[str, ...]] = {}
+    if spec is None:
+        return args
+    if spec.node_monitor_grace_period is not None:
+        grace = f"{spec.node_monitor_grace_period:g}s"
+        args["kube-controller-manager"] = (f"--node-monitor-grace-period={grace}",)
+    if spec.unreachable_toleration is not None:
+        seconds = spec.unreachable_toleration
+        args["kube-apiserver"] = (
+            f"--default-not-ready-toleration-seconds={seconds}",
+            f"--default-unreachable-toleration-seconds={seconds}",
+        )
+    return args
 
 
 def _progress(line: str) -> None:

@@ -115,13 +115,6 @@ REFUSED_FAULTS = {
 API_FAULTS = frozenset({"pod_delete"})
 
 
-def _liveness(spec: TargetSpec) -> bool:
-    """`target.kubernetes.liveness` (the health check also as a liveness probe), while the
-    scenario model may not have that field yet."""
-    options = getattr(spec, "kubernetes", None)
-    return bool(getattr(options, "liveness", False))
-
-
 class KubernetesTarget:
     """The workload as a Deployment and a Service on a Kubernetes cluster."""
 
@@ -181,7 +174,7 @@ class KubernetesTarget:
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
         spec = scenario.target
-        problems = workload_problems(scenario.workload, _liveness(spec))
+        problems = workload_problems(scenario.workload, spec.kubernetes.liveness)
         problems += kind_problems(scenario, cls.kind)  # kinds made for other targets only
         if spec.lab is not None and spec.kubeconfig is not None:
             problems.append(
@@ -319,7 +312,7 @@ class KubernetesTarget:
             self.run_id,
             self._owner,
             pull_policy=self._pull_policy(),
-            liveness=_liveness(self.spec),
+            liveness=self.spec.kubernetes.liveness,
         )
         _annotate_host(deployment.metadata)
         cluster.call(

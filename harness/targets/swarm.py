@@ -303,8 +303,10 @@ def _iptables(*args: str, check: bool = True) -> bool:
 
 
 class SwarmTarget(DockerTarget):
-    api_stop_is_restarted = True  # Swarm has no "manually stopped": it schedules a new task
     """The workload as a replicated Swarm service on the local (or given) engine."""
+
+    api_stop_is_restarted = True  # Swarm has no "manually stopped": it schedules a new task
+    balances_load = False  # each slot has its own stable address (see the module docstring)
 
     kind = "swarm"
 
