@@ -409,8 +409,8 @@ class LabOutcome:
 
 
 def _lab_state(kind: str) -> Any:
-    from harness import lab
     from harness.kube import lab as kube_lab
+    from harness.labs import swarm as lab
 
     with contextlib.suppress(Exception):
         return lab.load_state() if kind == "swarm" else kube_lab.load_state()
@@ -418,8 +418,8 @@ def _lab_state(kind: str) -> Any:
 
 
 def _lab_leftovers(kind: str) -> list[str]:
-    from harness import lab
     from harness.kube import lab as kube_lab
+    from harness.labs import swarm as lab
 
     if kind == "kubernetes":
         return kube_lab.leftovers(kube_lab.lab_dir(), kube_lab.run_root())

@@ -171,7 +171,7 @@ def podman_objects(run_id: str) -> list[str]:
 
 def lab_engines() -> list[tuple[str, str]]:
     """(node name, engine url) of the Swarm lab's nodes, when a lab is up."""
-    from harness import lab
+    from harness.labs import swarm as lab
 
     with contextlib.suppress(Exception):
         info = lab.Lab().info()
@@ -199,7 +199,7 @@ def run_leftovers(
 def lab_health() -> list[str]:
     """A Swarm lab that is up: every node's daemon answers, every node ready and active (a
     node fault that was not reverted shows here)."""
-    from harness import lab
+    from harness.labs import swarm as lab
 
     problems = []
     with contextlib.suppress(Exception):

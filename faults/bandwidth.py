@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pydantic import Field, field_validator
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
-from harness.netfaults import apply_qdiscs, qdisc_probe, qdisc_record_data, revert_qdiscs
+from faults.mechanisms.netfaults import apply_qdiscs, qdisc_probe, qdisc_record_data, revert_qdiscs
 from harness.targets.base import Instance
 from harness.units import Bytes, Seconds
 

@@ -1,9 +1,10 @@
 """cpu_stress: burn CPU inside the selected instances' own cgroups for the fault's duration.
 
-stress-ng runs on the host but joins each container's cgroups before it forks its workers (see
-harness/stress.py), so the container's CPU limit caps it and the engine's stats count it as the
-container's own load: at `cpus: 0.5`, one worker at load 100 takes the container's half core,
-and the workload competes with it for that share, as it would with a busy neighbour thread.
+stress-ng runs on the host but joins each container's cgroups before it forks its workers
+(see faults/mechanisms/stress.py), so the container's CPU limit caps it and the engine's stats
+count it as the container's own load: at `cpus: 0.5`, one worker at load 100 takes the
+container's half core, and the workload competes with it for that share, as it would with a
+busy neighbour thread.
 """
 
 from __future__ import annotations

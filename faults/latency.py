@@ -4,10 +4,11 @@ Two mechanisms, chosen by `mechanism` (auto: netem where the kernel has it, else
 - `netem`: a tc netem root qdisc on the instance's device delays every packet it sends, so a
   request on a fresh connection pays the delay twice (the SYN-ACK and the response), one on a
   kept-alive connection once.
-- `proxy in netns`: where the kernel has no sch_netem, a small TCP proxy (harness.tcpproxy) is
-  started inside the instance's network namespace and an iptables REDIRECT (nat PREROUTING,
-  tagged) sends the service port's incoming connections to it. The proxy holds what the
-  service sends for `delay`, so every request, fresh or kept-alive, pays it once. Its own
+- `proxy in netns`: where the kernel has no sch_netem, a small TCP proxy
+  (faults.mechanisms.tcpproxy) is started inside the instance's network namespace and an
+  iptables REDIRECT (nat PREROUTING, tagged) sends the service port's incoming connections to
+  it. The proxy holds what the service sends for `delay`, so every request, fresh or
+  kept-alive, pays it once. Its own
   upstream connection to 127.0.0.1 goes through OUTPUT, not PREROUTING, so it is not
   redirected again; connections that were open before the rule keep going direct.
 The mechanism used is in the revert record, so the report says which one ran.
@@ -21,7 +22,7 @@ from typing import Literal
 from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
-from harness.netfaults import (
+from faults.mechanisms.netfaults import (
     InstanceRef,
     Rule,
     add_rules,
@@ -36,8 +37,8 @@ from harness.netfaults import (
     revert_qdiscs,
     rule_tag,
 )
+from faults.mechanisms.tcpproxy import start_proxy, stop_proxies
 from harness.targets.base import Instance
-from harness.tcpproxy import start_proxy, stop_proxies
 from harness.units import Seconds
 
 NETEM = "netem"

@@ -56,7 +56,7 @@ class ManagerQuorumLoss(NodeFault):
         self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]
     ) -> tuple[list[str], str | None]:
         """The managers other than the one the harness talks to (selection is not used)."""
-        from harness.lab import SwarmNodes
+        from harness.labs.swarm_nodes import SwarmNodes
 
         if not isinstance(lab, SwarmNodes):
             raise FaultError(f"manager_quorum_loss is a Swarm fault; this is a {lab.kind} lab")

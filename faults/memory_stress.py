@@ -1,9 +1,9 @@
 """memory_stress: allocate and hold memory inside the selected instances' own cgroups.
 
-stress-ng joins each container's cgroups before it forks (see harness/stress.py), so what it
-holds is charged to the container: its usage rises by `size` (plus stress-ng's own few MiB),
-and the memory limit applies. One vm worker touches every page once, then holds them without
-burning CPU (`--vm-hang 0`).
+stress-ng joins each container's cgroups before it forks (see faults/mechanisms/stress.py), so
+what it holds is charged to the container: its usage rises by `size` (plus stress-ng's own
+few MiB), and the memory limit applies. One vm worker touches every page once, then holds
+them without burning CPU (`--vm-hang 0`).
 
 Past the limit, the kernel's OOM killer acts inside the container's cgroup and the engine emits
 an `oom` event each time. It picks the largest process, normally the stress worker; stress-ng's
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from faults.mechanisms import stress
 from faults.stress_base import StressFault, StressParams
-from harness import stress
 from harness.errors import FaultError
 from harness.targets.base import Instance
 from harness.units import Bytes

@@ -22,8 +22,7 @@ from typing import Literal
 from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
-from harness.errors import FaultError
-from harness.netfaults import (
+from faults.mechanisms.netfaults import (
     NetnsFacts,
     Rule,
     apply_rules,
@@ -32,6 +31,7 @@ from harness.netfaults import (
     revert_rules,
     rules_record_data,
 )
+from harness.errors import FaultError
 from harness.targets.base import Instance
 
 Direction = Literal["both", "inbound", "outbound"]

@@ -15,8 +15,14 @@ from typing import Literal
 from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
+from faults.mechanisms.netfaults import (
+    Rule,
+    apply_rules,
+    iptables_probe,
+    revert_rules,
+    rules_record_data,
+)
 from harness.errors import FaultError
-from harness.netfaults import Rule, apply_rules, iptables_probe, revert_rules, rules_record_data
 from harness.targets.base import Instance
 
 MECHANISM = "iptables statistic in netns"

@@ -1,7 +1,7 @@
 """What cpu_stress and memory_stress share: stress-ng started inside each instance's cgroups.
 
 A subclass names its cgroup controller and builds stress-ng's arguments for one instance;
-planning, starting and stopping are the same for both (see harness/stress.py).
+planning, starting and stopping are the same for both (see faults/mechanisms/stress.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
-from harness import stress
+from faults.mechanisms import stress
 from harness.targets.base import Instance
 from harness.units import Seconds
 

@@ -55,7 +55,7 @@ from harness.targets.base import OWNER_LABEL, RUN_LABEL, Target, owner_alive
 
 if TYPE_CHECKING:
     from harness.kube.state import KubeLabState
-    from harness.lab import LabState
+    from harness.labs.swarm import LabState
 
 HOST_ENGINE = TargetSpec(kind="swarm")  # the host's Docker engine, Swarm's objects included
 
@@ -248,8 +248,8 @@ def engines_to_sweep(dead: Iterable[TargetSpec]) -> list[TargetSpec]:
 def labs_up() -> list[TargetSpec]:
     """A target spec per lab whose state says it is up (the Swarm lab's shape reaches its
     manager and nodes; the Kubernetes lab is the default cluster)."""
-    from harness import lab as swarm_lab
     from harness.kube import lab as kube_lab
+    from harness.labs import swarm as swarm_lab
 
     found = []
     with contextlib.suppress(HarnessError):
@@ -276,8 +276,8 @@ def _describe(spec: TargetSpec) -> str:
 def take_down_orphaned_labs() -> Iterator[str]:
     """Labs whose builder died half-way, or built for a run whose harness is gone and that
     no live run uses: taken down from their state files."""
-    from harness import lab as swarm_lab
     from harness.kube import lab as kube_lab
+    from harness.labs import swarm as swarm_lab
 
     with contextlib.suppress(HarnessError):
         state = swarm_lab.load_state()
@@ -307,7 +307,7 @@ def _orphaned_lab(status: str, creator: str | None, for_run: bool) -> bool:
 
 def _swarm_lab_in_use(state: LabState) -> bool:
     """Whether a live run still has services on the Swarm lab's manager."""
-    from harness import lab as swarm_lab
+    from harness.labs import swarm as swarm_lab
 
     try:
         client = swarm_lab.connect(state.manager.url, 10)

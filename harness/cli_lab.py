@@ -1,5 +1,5 @@
 """`harness lab ...`: a multi-node Swarm or Kubernetes cluster on this machine (thin commands
-over harness.lab and harness.kube.lab)."""
+over harness.labs.swarm and harness.kube.lab)."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]
 
 
 def _up_swarm(nodes: int, managers: int, heartbeat_s: float, images: list[str]) -> None:
-    from harness.lab import Lab
+    from harness.labs.swarm import Lab
 
     info = Lab().up(nodes, managers, heartbeat_s, images=images)
     for node in info.nodes:
@@ -180,7 +180,7 @@ def _up_kubernetes(nodes: int, args: dict[str, tuple[str, ...]], images: list[st
 def status() -> None:
     """Show the labs: each node's processes and what the cluster says of it."""
     from harness.kube.lab import KubeLab
-    from harness.lab import Lab
+    from harness.labs.swarm import Lab
 
     try:
         swarm, kube = Lab().status(), KubeLab().status()
@@ -197,7 +197,7 @@ def status() -> None:
 
 
 def _print_swarm(console: Console, found: object) -> None:
-    from harness.lab import LabStatus
+    from harness.labs.swarm import LabStatus
 
     assert isinstance(found, LabStatus)
     table = Table("node", "role", "address", "daemon", "swarm", "availability", "manager")
@@ -257,7 +257,7 @@ def down(
 ) -> None:
     """Remove every process, namespace, bridge, rule, mount and file of the labs (idempotent)."""
     from harness.kube.lab import KubeLab
-    from harness.lab import Lab
+    from harness.labs.swarm import Lab
 
     kinds = [_kind(kind)] if kind else list(KINDS)
     removed: list[str] = []

@@ -35,17 +35,17 @@ from faults.container_stop import ContainerStop, ContainerStopParams
 from faults.cpu_stress import CpuStress, CpuStressParams
 from faults.disk_fill import DiskFill, DiskFillParams
 from faults.latency import PROXY, Latency, LatencyParams
+from faults.mechanisms import stress
+from faults.mechanisms.netfaults import is_ours, root_qdisc, rule_tag, tagged_rules
+from faults.mechanisms.tcpproxy import find_proxies
 from faults.memory_stress import MemoryStress, MemoryStressParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from faults.packet_loss import PacketLoss, PacketLossParams
-from harness import stress
 from harness.hostsys import in_netns
-from harness.netfaults import is_ours, root_qdisc, rule_tag, tagged_rules
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets import make_target
 from harness.targets.base import Instance, Target
 from harness.targets.docker import connect
-from harness.tcpproxy import find_proxies
 from tests.abort import REPO
 from tests.conftest import labelled_objects
 from tests.helpers import (

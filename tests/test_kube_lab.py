@@ -37,7 +37,6 @@ from faults.node_base import NodeParams
 from faults.node_down import NodeDown, NodeDownParams
 from faults.node_drain import NodeDrain
 from faults.node_partition import NodePartition, NodePartitionParams
-from harness import lab as swarm_lab
 from harness.cli_lab import control_plane_args
 from harness.errors import FaultError, TargetError
 from harness.images import DEMO_IMAGE
@@ -45,6 +44,7 @@ from harness.kube import build, config, pki, state
 from harness.kube.lab import KubeLab, KubeLabInfo, leftovers
 from harness.kube.nodeops import KubeNodes
 from harness.labs import nodes as lab_nodes
+from harness.labs import swarm as swarm_lab
 from harness.targets.base import Instance
 
 NS = 1_000_000_000

@@ -29,10 +29,11 @@ from faults.node_base import NodeFault, NodeParams
 from faults.node_down import NodeDown, NodeDownParams
 from faults.node_drain import NodeDrain
 from faults.node_partition import NodePartition, NodePartitionParams
-from harness import lab
 from harness.cli_lab import lab_app
 from harness.errors import FaultError, TargetError
 from harness.images import DEMO_IMAGE
+from harness.labs import swarm as lab
+from harness.labs import swarm_nodes
 from harness.targets.base import RUN_LABEL, Instance
 
 NS = 1_000_000_000
@@ -120,21 +121,26 @@ def test_node_choice_never_takes_the_manager(tmp_path: Path) -> None:
     state = replace(state, nodes=tuple(replace(n, node_id=f"id{n.index}") for n in state.nodes))
     rng = random.Random(1)
     on = [_instance("web-1", "id1"), _instance("web-2", "id2"), _instance("web-3", "chlab-n3")]
-    nodes, how = lab.choose_nodes(state, on[1:], on, rng)
+    nodes, how = swarm_nodes.choose_nodes(state, on[1:], on, rng)
     assert [n.name for n in nodes] == ["chlab-n2", "chlab-n3"] and how == "selected instances"
-    nodes, how = lab.choose_nodes(state, on[:1], on, rng)  # only the manager's: another node
+    nodes, how = swarm_nodes.choose_nodes(
+        state, on[:1], on, rng
+    )  # only the manager's: another node
     assert nodes[0].name in ("chlab-n2", "chlab-n3") and how.startswith("another node")
-    assert lab.on_nodes(nodes, on) == (on[nodes[0].index - 1].name,)
-    assert lab.choose_nodes(state, on[:1], on, rng, explicit="chlab-n3")[0][0].name == "chlab-n3"
+    assert swarm_nodes.on_nodes(nodes, on) == (on[nodes[0].index - 1].name,)
+    assert (
+        swarm_nodes.choose_nodes(state, on[:1], on, rng, explicit="chlab-n3")[0][0].name
+        == "chlab-n3"
+    )
     with pytest.raises(FaultError, match="manager"):
-        lab.choose_nodes(state, on, on, rng, explicit="id1")
+        swarm_nodes.choose_nodes(state, on, on, rng, explicit="id1")
     with pytest.raises(FaultError, match="no node"):
-        lab.choose_nodes(state, [_instance("web-1", None)], on, rng)
+        swarm_nodes.choose_nodes(state, [_instance("web-1", None)], on, rng)
 
 
 def test_partition_rules_cut_only_the_other_nodes(tmp_path: Path) -> None:
     state = _plan(tmp_path)
-    rules = lab.partition_rules(state, state.node("chlab-n2"), "tag")
+    rules = swarm_nodes.partition_rules(state, state.node("chlab-n2"), "tag")
     assert sorted((r[0], r[2]) for r in rules) == [
         ("INPUT", "10.213.0.11"),
         ("INPUT", "10.213.0.13"),
@@ -147,12 +153,12 @@ def test_partition_rules_cut_only_the_other_nodes(tmp_path: Path) -> None:
 def test_a_record_of_another_lab_reverts_nothing(tmp_path: Path) -> None:
     state = replace(_plan(tmp_path), status="up")
     lab.save_state(state)
-    data = lab.node_record_data(state, [state.nodes[1]], mode="link", rules={})
-    found = lab.recorded_nodes(data)
+    data = swarm_nodes.node_record_data(state, [state.nodes[1]], mode="link", rules={})
+    found = swarm_nodes.recorded_nodes(data)
     assert found is not None and [n.name for n in found[1]] == ["chlab-n2"]
-    assert lab.recorded_nodes({**data, "lab_created_ns": 1}) is None
+    assert swarm_nodes.recorded_nodes({**data, "lab_created_ns": 1}) is None
     (tmp_path / "lab" / "state.json").unlink()
-    assert lab.recorded_nodes(data) is None  # lab gone: NodePartition.revert is a no-op
+    assert swarm_nodes.recorded_nodes(data) is None  # lab gone: NodePartition.revert is a no-op
     record = RevertRecord("f1", "node_partition", ("web-2",), "veth down", data)
     NodePartition.revert(None, record)  # type: ignore[arg-type]
 
@@ -302,7 +308,9 @@ def _measure_down(
 ) -> None:
     t_down = _wait("node marked down", marked_down, 60)
     t_moved = _wait("task rescheduled elsewhere", rescheduled, 60)
-    events = lab.node_events(lab.lab_for_fault(str(info.lab_dir)), t0, time.time_ns())
+    events = swarm_nodes.node_events(
+        swarm_nodes.lab_for_fault(str(info.lab_dir)), t0, time.time_ns()
+    )
     event_down = next(t for t, name, _old, new in events if name == node.name and new == "down")
     print(
         f"\n{node.name} lost (heartbeat {info.heartbeat_s:g} s): marked down after "

@@ -16,11 +16,11 @@ import pytest
 from faults.bandwidth import Bandwidth, BandwidthParams
 from faults.base import Fault, FaultContext, RevertRecord
 from faults.latency import PROXY, Latency, LatencyParams
+from faults.mechanisms.netfaults import is_ours, root_qdisc, rule_tag, tagged_rules
+from faults.mechanisms.tcpproxy import find_proxies, is_running
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from faults.packet_loss import PacketLoss, PacketLossParams
-from harness.netfaults import is_ours, root_qdisc, rule_tag, tagged_rules
 from harness.targets.base import Instance
-from harness.tcpproxy import find_proxies, is_running
 from tests.abort import (
     SCENARIOS,
     finish_with_cleanup,

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faults.mechanisms.netfaults import rule_tag, tagged_rules
+from faults.mechanisms.tcpproxy import find_proxies
 from harness.engines import podman
 from harness.errors import TargetError
-from harness.netfaults import rule_tag, tagged_rules
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import owner_label_value
 from harness.targets.podman import PodmanTarget
-from harness.tcpproxy import find_proxies
 from tests.abort import (
     REPO,
     SCENARIOS,

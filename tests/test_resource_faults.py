@@ -16,8 +16,8 @@ import pytest
 from faults.base import FaultContext
 from faults.cpu_stress import CpuStress, CpuStressParams
 from faults.disk_fill import DiskFill, DiskFillParams
+from faults.mechanisms import stress
 from faults.memory_stress import MemoryStress, MemoryStressParams
-from harness import stress
 from harness.errors import FaultError
 from harness.hostsys import cgroup_dir, cgroup_version
 from harness.scenario import parse_scenario

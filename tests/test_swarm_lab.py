@@ -20,8 +20,8 @@ from typing import Any
 import docker
 import pytest
 
-from harness import lab
 from harness.images import DEMO_IMAGE
+from harness.labs import swarm as lab
 from harness.targets.base import RUN_LABEL
 from harness.targets.swarm import SlotRouter
 from harness.targets.swarm_events import TaskTracker, TaskView, node_event, task_view

@@ -1,5 +1,5 @@
 """What the node faults need from a lab, whichever orchestrator it runs: one small protocol,
-implemented by the Swarm lab (harness.lab.SwarmNodes) and the Kubernetes lab
+implemented by the Swarm lab (harness.labs.swarm_nodes.SwarmNodes) and the Kubernetes lab
 (harness.kube.nodeops.KubeNodes). Nodes are named by their lab names (chlab-n2, chk8s-n2).
 
 A fault's revert works from its record alone: `record_data` names the lab (kind, directory,
@@ -86,7 +86,7 @@ def for_target(kind: str) -> LabNodes:
 
         return KubeNodes.current()
     if kind == "swarm":
-        from harness.lab import SwarmNodes
+        from harness.labs.swarm_nodes import SwarmNodes
 
         return SwarmNodes.current()
     raise FaultError(
@@ -107,6 +107,6 @@ def of_record(data: Mapping[str, Any]) -> LabNodes | None:
         from harness.kube.nodeops import KubeNodes
 
         return KubeNodes.of_lab(directory, created)
-    from harness.lab import SwarmNodes
+    from harness.labs.swarm_nodes import SwarmNodes
 
     return SwarmNodes.of_lab(directory, created)

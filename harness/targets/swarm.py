@@ -45,7 +45,7 @@ How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kern
   beside the slot URL, and the port the workload listens on. The load's packets reach a task
   through docker_gwbridge (the host-mode published port), its default route's device.
 
-The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.lab): deploy()
+The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.labs.swarm): deploy()
 brings the lab up (`Lab().ensure`, which also copies the image to every node) unless one of the
 same shape is up, and talks to its manager (node 1); the lab's swarm is never initialised or
 left here. teardown() removes the run's service, containers, network and routes, and takes the
@@ -98,9 +98,9 @@ from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, Up
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
-from harness.lab import PREFIX as LAB_PREFIX
-from harness.lab import Lab, LabInfo
-from harness.lab import connect as lab_connect
+from harness.labs.swarm import PREFIX as LAB_PREFIX
+from harness.labs.swarm import Lab, LabInfo
+from harness.labs.swarm import connect as lab_connect
 from harness.observe import probe_once
 from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (

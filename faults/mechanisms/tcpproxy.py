@@ -3,7 +3,7 @@
 Run inside an instance's network namespace (the latency fault's fallback where the kernel has
 no sch_netem, as Litmus runs toxiproxy):
 
-    nsenter --net=/proc/PID/ns/net python -m harness.tcpproxy --listen-port 0 \\
+    nsenter --net=/proc/PID/ns/net python -m faults.mechanisms.tcpproxy --listen-port 0 \\
         --upstream 127.0.0.1:8080 --delay-ms 200 [--jitter-ms 20] --tag TAG
 
 It accepts connections (an iptables REDIRECT in the namespace sends the service's port to it),
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from harness.errors import FaultError
 
-MODULE = "harness.tcpproxy"
+MODULE = "faults.mechanisms.tcpproxy"
 CHUNK = 65536
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 4.0
@@ -243,7 +243,7 @@ def _spawn(argv: Sequence[str], log_path: Path) -> tuple[int, int]:
     """posix_spawn in its own session (no Popen object whose finaliser would warn or reap)."""
     read_fd, write_fd = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     # importable from a source checkout as well as from an installed package
     paths = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
