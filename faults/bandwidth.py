@@ -74,19 +74,14 @@ class BandwidthParams(FaultParams):
         return ["tbf", "rate", rate, "burst", str(self.burst_bytes), "latency", latency_ms]
 
 
-class Bandwidth(Fault):
+class Bandwidth(Fault[BandwidthParams]):
     kind = "bandwidth"
     summary = "cap what the selected instances send at a rate (tc tbf)"
     params_model = BandwidthParams
 
     @property
-    def params_(self) -> BandwidthParams:
-        assert isinstance(self.params, BandwidthParams)
-        return self.params
-
-    @property
     def mode(self) -> str:
-        return self.params_.rate
+        return self.params.rate
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -98,7 +93,7 @@ class Bandwidth(Fault):
             kind=self.kind,
             targets=tuple(i.name for i in instances),
             mechanism=MECHANISM,
-            data=qdisc_record_data(instances, self.params_.tbf()),
+            data=qdisc_record_data(instances, self.params.tbf()),
         )
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:

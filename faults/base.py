@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -104,8 +104,12 @@ class RevertRecord:
         )
 
 
-class Fault(ABC):
-    """One fault kind. Subclasses set the class attributes and implement plan/apply/revert."""
+P = TypeVar("P", bound=FaultParams)
+
+
+class Fault(ABC, Generic[P]):
+    """One fault kind, typed by its own parameters' model (`class Latency(Fault[LatencyParams])`).
+    Subclasses set the class attributes and implement plan/apply/revert."""
 
     kind: ClassVar[str]
     summary: ClassVar[str]
@@ -120,8 +124,8 @@ class Fault(ABC):
     # target. Any other target refuses it before the run.
     target_kinds: ClassVar[frozenset[str] | None] = None
 
-    def __init__(self, params: FaultParams) -> None:
-        self.params = params
+    def __init__(self, params: P) -> None:
+        self.params: P = params
 
     @property
     def mode(self) -> str:
@@ -178,3 +182,6 @@ class Fault(ABC):
         nothing to undo.
         """
         del ctx, record
+
+
+AnyFault: TypeAlias = Fault[Any]  # a fault of any kind (the runner, the registry, the loader)

@@ -38,27 +38,22 @@ class ContainerKillParams(FaultParams):
         return name
 
 
-class ContainerKill(Fault):
+class ContainerKill(Fault[ContainerKillParams]):
     kind = "container_kill"
     summary = "kill the main process of the selected instances (a crash, or the engine's kill)"
     params_model = ContainerKillParams
     has_duration = False
 
-    @property
-    def params_(self) -> ContainerKillParams:
-        assert isinstance(self.params, ContainerKillParams)
-        return self.params
-
     def restart_policy(self, target: Target) -> bool | None:
-        return self.params_.mode == "signal" or target.api_stop_is_restarted
+        return self.params.mode == "signal" or target.api_stop_is_restarted
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         return RevertRecord(
             fault_id=fault_id,
             kind=self.kind,
             targets=tuple(i.name for i in instances),
-            mechanism="host signal to PID" if self.params_.mode == "signal" else "engine API kill",
-            data={"pids": {i.name: i.pid for i in instances}, "signal": self.params_.signal},
+            mechanism="host signal to PID" if self.params.mode == "signal" else "engine API kill",
+            data={"pids": {i.name: i.pid for i in instances}, "signal": self.params.signal},
         )
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
@@ -68,10 +63,10 @@ class ContainerKill(Fault):
             if instance is None or not instance.running:
                 raise FaultError(f"cannot kill {name}: it is not running")
             ctx.mark_action()
-            if self.params_.mode == "api":
-                ctx.target.kill_instance(instance, self.params_.signal)
+            if self.params.mode == "api":
+                ctx.target.kill_instance(instance, self.params.signal)
             else:
-                _kill_pid(instance, self.params_.signal)
+                _kill_pid(instance, self.params.signal)
 
 
 def _kill_pid(instance: Instance, signal_name: str) -> None:

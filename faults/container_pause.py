@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faults.base import Fault, FaultContext, RevertRecord
+from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from faults.engine_actions import engine_record, recorded_instances
 from harness.targets.base import Instance
 
 
-class ContainerPause(Fault):
+class ContainerPause(Fault[FaultParams]):
     kind = "container_pause"
     summary = "freeze the selected instances (connections stay open, nothing answers)"
 

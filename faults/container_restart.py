@@ -20,7 +20,7 @@ class ContainerRestartParams(FaultParams):
     timeout: Seconds = Field(default=10.0, ge=0, description="seconds between SIGTERM and SIGKILL")
 
 
-class ContainerRestart(Fault):
+class ContainerRestart(Fault[ContainerRestartParams]):
     kind = "container_restart"
     summary = "restart the selected instances through the engine (stop, then start at once)"
     params_model = ContainerRestartParams

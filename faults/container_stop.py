@@ -23,7 +23,7 @@ class ContainerStopParams(FaultParams):
     )
 
 
-class ContainerStop(Fault):
+class ContainerStop(Fault[ContainerStopParams]):
     kind = "container_stop"
     summary = "stop the selected instances gracefully; start them again at the end"
     params_model = ContainerStopParams

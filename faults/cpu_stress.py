@@ -22,19 +22,14 @@ class CpuStressParams(StressParams):
     )
 
 
-class CpuStress(StressFault):
+class CpuStress(StressFault[CpuStressParams]):
     kind = "cpu_stress"
     summary = "burn CPU inside the selected instances' cgroups (their CPU limit applies)"
     params_model = CpuStressParams
     controller = "cpu"
 
-    @property
-    def params_(self) -> CpuStressParams:
-        assert isinstance(self.params, CpuStressParams)
-        return self.params
-
     def stress_args(self, _instance: Instance) -> list[str]:
-        p = self.params_
+        p = self.params
         return [
             "--cpu", str(p.workers),
             "--cpu-load", str(p.load),

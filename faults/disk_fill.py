@@ -134,15 +134,10 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-class DiskFill(Fault):
+class DiskFill(Fault[DiskFillParams]):
     kind = "disk_fill"
     summary = "fill the filesystem of the selected instances' writable layer (or a volume)"
     params_model = DiskFillParams
-
-    @property
-    def params_(self) -> DiskFillParams:
-        assert isinstance(self.params, DiskFillParams)
-        return self.params
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -157,7 +152,7 @@ class DiskFill(Fault):
         Local overlay storage puts the writable layer on the filesystem of the engine's data
         root; the check at injection time, through the container itself, is the one that
         counts (a volume, or a percent of free space, is only known then)."""
-        p = self.params_
+        p = self.params
         if p.size is None or not data_root.is_dir():
             return []
         space = Space.of(str(data_root))
@@ -178,7 +173,7 @@ class DiskFill(Fault):
     def _plan_one(self, fault_id: str, instance: Instance) -> Fill:
         if not instance.running:
             raise FaultError(f"cannot fill the disk of {instance.name}: it is not running")
-        p = self.params_
+        p = self.params
         directory = _host_path(instance, p.directory)
         if not os.path.isdir(directory):
             raise FaultError(f"{p.directory} is not a directory in {instance.name}")
@@ -196,12 +191,12 @@ class DiskFill(Fault):
         """Fills on one filesystem add up; refuse if together they cross the margin."""
         by_fs: dict[tuple[int, int, int], tuple[Space, int, list[str]]] = {}
         for instance, fill in zip(instances, fills, strict=True):
-            space = Space.of(_host_path(instance, self.params_.directory))
+            space = Space.of(_host_path(instance, self.params.directory))
             _, total, names = by_fs.get(space.key, (space, 0, []))
             by_fs[space.key] = (space, total + fill.size, [*names, instance.name])
         for space, total, names in by_fs.values():
-            where = f"{self.params_.directory} of {', '.join(names)}"
-            reason = space.refusal(total, self.params_.safety_margin, where)
+            where = f"{self.params.directory} of {', '.join(names)}"
+            reason = space.refusal(total, self.params.safety_margin, where)
             if reason:
                 raise FaultError(f"disk_fill refused: {reason}")
 

@@ -65,20 +65,15 @@ class LatencyParams(FaultParams):
         return ["netem", "delay", f"{self.delay_ms:g}ms", *jitter]
 
 
-class Latency(Fault):
+class Latency(Fault[LatencyParams]):
     kind = "latency"
     summary = "delay what the selected instances send (tc netem, or a proxy in their netns)"
     params_model = LatencyParams
 
     @property
-    def params_(self) -> LatencyParams:
-        assert isinstance(self.params, LatencyParams)
-        return self.params
-
-    @property
     def mode(self) -> str:
-        jitter = f" +- {self.params_.jitter_ms:g} ms" if self.params_.jitter else ""
-        return f"+{self.params_.delay_ms:g} ms{jitter}"
+        jitter = f" +- {self.params.jitter_ms:g} ms" if self.params.jitter else ""
+        return f"+{self.params.delay_ms:g} ms{jitter}"
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -89,7 +84,7 @@ class Latency(Fault):
         return [netem, iptables_probe(PROXY, redirect, table="nat")]
 
     def check(self) -> list[str]:
-        wanted = self.params_.mechanism
+        wanted = self.params.mechanism
         if wanted == "auto":
             return super().check()
         name = NETEM if wanted == "netem" else PROXY
@@ -97,13 +92,13 @@ class Latency(Fault):
         return [] if found.available else [f"latency by {name} does not work: {found.detail}"]
 
     def _choose(self) -> str:
-        wanted = self.params_.mechanism
+        wanted = self.params.mechanism
         if wanted == "auto":
             return NETEM if self.mechanisms()[0].available else PROXY
         return NETEM if wanted == "netem" else PROXY
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
-        data = qdisc_record_data(instances, self.params_.netem())
+        data = qdisc_record_data(instances, self.params.netem())
         ports = {i.name: i.netns_port for i in instances}  # the workload's own, in its netns
         for raw in data["instances"]:
             raw["port"] = ports[raw["name"]]
@@ -126,8 +121,8 @@ class Latency(Fault):
             proxy = start_proxy(
                 f"/proc/{pid}/ns/net",
                 upstream_port=int(raw["port"]),
-                delay_ms=self.params_.delay_ms,
-                jitter_ms=self.params_.jitter_ms,
+                delay_ms=self.params.delay_ms,
+                jitter_ms=self.params.jitter_ms,
                 tag=tag,
                 instance=ref.name,
                 log_path=ctx.run_dir / "logs" / f"tcpproxy-{record.fault_id}-{ref.name}.log",

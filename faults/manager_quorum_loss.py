@@ -39,7 +39,7 @@ class ManagerQuorumLossParams(NodeParams):
     )
 
 
-class ManagerQuorumLoss(NodeFault):
+class ManagerQuorumLoss(NodeFault[ManagerQuorumLossParams]):
     kind = "manager_quorum_loss"
     summary = "a majority of a 3-manager Swarm lab's managers killed; started again at the end"
     params_model = ManagerQuorumLossParams

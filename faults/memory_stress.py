@@ -39,20 +39,15 @@ class MemoryStressParams(StressParams):
         return self
 
 
-class MemoryStress(StressFault):
+class MemoryStress(StressFault[MemoryStressParams]):
     kind = "memory_stress"
     summary = "hold memory inside the selected instances' cgroups (their memory limit applies)"
     params_model = MemoryStressParams
     controller = "memory"
 
-    @property
-    def params_(self) -> MemoryStressParams:
-        assert isinstance(self.params, MemoryStressParams)
-        return self.params
-
     def bytes_for(self, instance: Instance) -> int:
         """How much to hold in `instance`: the size, or the percent of its memory limit."""
-        p = self.params_
+        p = self.params
         if p.size is not None:
             return p.size
         assert p.percent is not None
@@ -69,5 +64,5 @@ class MemoryStress(StressFault):
             "--vm", "1",
             "--vm-bytes", f"{self.bytes_for(instance)}",
             "--vm-hang", "0",
-            *self.params_.timeout_arg(),
+            *self.params.timeout_arg(),
         ]  # fmt: skip

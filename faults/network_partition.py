@@ -77,19 +77,14 @@ class NetworkPartitionParams(FaultParams):
         return self.from_ or ("instances" if self.groups else "load")
 
 
-class NetworkPartition(Fault):
+class NetworkPartition(Fault[NetworkPartitionParams]):
     kind = "network_partition"
     summary = "drop the traffic of the selected instances (from load, other instances, or all)"
     params_model = NetworkPartitionParams
 
     @property
-    def params_(self) -> NetworkPartitionParams:
-        assert isinstance(self.params, NetworkPartitionParams)
-        return self.params
-
-    @property
     def mode(self) -> str:
-        return f"from {self.params_.peer}, {self.params_.direction}"
+        return f"from {self.params.peer}, {self.params.direction}"
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -105,7 +100,7 @@ class NetworkPartition(Fault):
             kind=self.kind,
             targets=tuple(i.name for i in targets),
             mechanism="iptables DROP in netns",
-            data={**rules_record_data(ctx.run_id, fault_id, rules), "from": self.params_.peer},
+            data={**rules_record_data(ctx.run_id, fault_id, rules), "from": self.params.peer},
         )
 
     def apply(self, ctx: FaultContext, record: RevertRecord) -> None:
@@ -119,7 +114,7 @@ class NetworkPartition(Fault):
 
     def _group_index(self, everyone: Sequence[Instance]) -> dict[str, int]:
         """Instance name -> its group's index; empty without groups."""
-        groups = self.params_.groups or []
+        groups = self.params.groups or []
         index = {name: n for n, group in enumerate(groups) for name in group}
         unknown = sorted(set(index) - {i.name for i in everyone})
         if unknown:
@@ -131,9 +126,9 @@ class NetworkPartition(Fault):
         self, instance: Instance, everyone: Sequence[Instance], group_of: dict[str, int]
     ) -> list[str]:
         """Addresses of the instances `instance` is cut off from."""
-        if self.params_.peer == "load":
+        if self.params.peer == "load":
             return []
-        rest = len(self.params_.groups or [])  # the group of the instances named nowhere
+        rest = len(self.params.groups or [])  # the group of the instances named nowhere
         mine = group_of.get(instance.name, rest)
         others = [
             i
@@ -146,9 +141,9 @@ class NetworkPartition(Fault):
         if not instance.running:
             raise FaultError(f"cannot partition {instance.name}: it is not running")
         facts = None
-        if self.params_.peer in ("load", "all"):
+        if self.params.peer in ("load", "all"):
             facts = netns_facts(instance.pid, instance.netns_address)
-        direction = self.params_.direction
+        direction = self.params.direction
         rules = []
         if direction in ("both", "inbound"):
             rules += drop_rules("INPUT", "-s", "-i", peers, facts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -33,7 +33,10 @@ class NodeParams(FaultParams):
     )
 
 
-class NodeFault(Fault):
+NP = TypeVar("NP", bound=NodeParams)
+
+
+class NodeFault(Fault[NP]):
     """A fault that acts on whole lab nodes."""
 
     needs_nodes = True
@@ -42,8 +45,7 @@ class NodeFault(Fault):
         self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]
     ) -> tuple[list[str], str | None]:
         """The nodes to act on and how they were chosen (the selected instances' nodes)."""
-        node = getattr(self.params, "node", None)
-        return lab.choose(instances, ctx.target.instances(), ctx.rng, node)
+        return lab.choose(instances, ctx.target.instances(), ctx.rng, self.params.node)
 
     def heals_during_fault(self, target: Target) -> bool:
         # Swarm reschedules a lost or drained node's tasks at once; Kubernetes evicts a drained

@@ -46,7 +46,7 @@ class NodeDownParams(NodeParams):
     )
 
 
-class NodeDown(NodeFault):
+class NodeDown(NodeFault[NodeDownParams]):
     kind = "node_down"
     summary = "a lab node's agent (or the whole node) is killed; started again at the end"
     params_model = NodeDownParams

@@ -20,7 +20,7 @@ from faults.node_base import NodeFault, NodeParams
 from harness.labs.nodes import LabNodes
 
 
-class NodeDrain(NodeFault):
+class NodeDrain(NodeFault[NodeParams]):
     kind = "node_drain"
     summary = "drain a lab node (its workload moves away); schedulable again at the end"
     params_model = NodeParams

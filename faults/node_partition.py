@@ -36,7 +36,7 @@ class NodePartitionParams(NodeParams):
     )
 
 
-class NodePartition(NodeFault):
+class NodePartition(NodeFault[NodePartitionParams]):
     kind = "node_partition"
     summary = "cut a lab node off from its cluster (veth down, or DROP rules)"
     params_model = NodePartitionParams

@@ -35,19 +35,14 @@ class PacketLossParams(FaultParams):
     )
 
 
-class PacketLoss(Fault):
+class PacketLoss(Fault[PacketLossParams]):
     kind = "packet_loss"
     summary = "drop a random share of the selected instances' packets"
     params_model = PacketLossParams
 
     @property
-    def params_(self) -> PacketLossParams:
-        assert isinstance(self.params, PacketLossParams)
-        return self.params
-
-    @property
     def mode(self) -> str:
-        return f"{self.params_.percent:g} % {self.params_.direction}"
+        return f"{self.params.percent:g} % {self.params.direction}"
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -58,7 +53,7 @@ class PacketLoss(Fault):
         for instance in instances:
             if not instance.running:
                 raise FaultError(f"cannot drop packets of {instance.name}: it is not running")
-        rules = loss_rules(self.params_.percent, self.params_.direction)
+        rules = loss_rules(self.params.percent, self.params.direction)
         return RevertRecord(
             fault_id=fault_id,
             kind=self.kind,

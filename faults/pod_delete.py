@@ -47,7 +47,7 @@ class PodDeleteParams(FaultParams):
         return value
 
 
-class PodDelete(Fault):
+class PodDelete(Fault[PodDeleteParams]):
     kind = "pod_delete"
     summary = (
         "delete the selected instances' pods through the Kubernetes API "
@@ -63,18 +63,13 @@ class PodDelete(Fault):
         return [Mechanism("Kubernetes API pod deletion", True, "target kubernetes only")]
 
     @property
-    def params_(self) -> PodDeleteParams:
-        assert isinstance(self.params, PodDeleteParams)
-        return self.params
-
-    @property
     def mode(self) -> str:
-        grace = self.params_.grace_period
+        grace = self.params.grace_period
         return "pod's own grace period" if grace is None else f"grace {grace:g} s"
 
     @property
     def grace_period_s(self) -> int | None:
-        grace = self.params_.grace_period
+        grace = self.params.grace_period
         return None if grace is None else round(grace)
 
     def restart_policy(self, target: Target) -> bool | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from faults.base import Fault
+from faults.base import AnyFault, Fault
 from harness.errors import HarnessError
 
 ENTRY_POINT_GROUP = "chaos_harness.faults"
@@ -33,7 +33,7 @@ BUILTIN_FAULTS: dict[str, str] = {
 }
 
 
-def _load(path: str) -> type[Fault]:
+def _load(path: str) -> type[AnyFault]:
     module_name, _, attr = path.partition(":")
     loaded = getattr(importlib.import_module(module_name), attr)
     if not (isinstance(loaded, type) and issubclass(loaded, Fault)):
@@ -41,7 +41,7 @@ def _load(path: str) -> type[Fault]:
     return loaded
 
 
-def fault_kinds() -> dict[str, type[Fault]]:
+def fault_kinds() -> dict[str, type[AnyFault]]:
     """Every known fault kind by name: built-ins first, then installed plugins."""
     kinds = {name: _load(path) for name, path in BUILTIN_FAULTS.items()}
     for entry in entry_points(group=ENTRY_POINT_GROUP):

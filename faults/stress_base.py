@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from pydantic import Field
 
@@ -30,7 +30,10 @@ class StressParams(FaultParams):
         return ["--timeout", f"{max(1, round(self.safety_timeout))}s"]
 
 
-class StressFault(Fault):
+SP = TypeVar("SP", bound=StressParams)
+
+
+class StressFault(Fault[SP]):
     controller: ClassVar[str]
 
     @classmethod

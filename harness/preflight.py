@@ -32,7 +32,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from faults.base import Fault
+from faults.base import AnyFault
 from harness.errors import CapabilityError, ScenarioError, TargetError
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, TargetSpec, build_fault
 from harness.targets import target_class
@@ -43,7 +43,7 @@ SWARM_PORT = 2377
 DEMO_IMAGES = ("demo",)
 
 
-def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, Fault]]:
+def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, AnyFault]]:
     """Build every fault and check this machine can inject it, before anything starts."""
     planned = [(o, build_fault(o.entry)) for o in expand(scenario.faults, scenario.load.duration)]
     unsupported = target_class(scenario.target.kind).scenario_problems(scenario)

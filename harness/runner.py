@@ -56,7 +56,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from faults.base import ActionClock, Fault, FaultContext, RevertRecord
+from faults.base import ActionClock, AnyFault, FaultContext, RevertRecord
 from harness import __version__
 from harness.errors import HarnessError, ScenarioError, TargetError
 from harness.hostsys import process_start_ticks
@@ -299,7 +299,7 @@ class Runner:
             return self._run_in_dir(planned, events)
 
     def _run_in_dir(
-        self, planned: Sequence[tuple[Occurrence, Fault]], events: EventLog
+        self, planned: Sequence[tuple[Occurrence, AnyFault]], events: EventLog
     ) -> RunOutcome:
         journal = Journal(self.dir.journal)
         target: Target | None = None
@@ -358,7 +358,7 @@ class Runner:
         target: Target,
         events: EventLog,
         journal: Journal,
-        planned: Sequence[tuple[Occurrence, Fault]],
+        planned: Sequence[tuple[Occurrence, AnyFault]],
     ) -> None:
         self._report("deploying")
         self._target, self._events = target, events
@@ -477,7 +477,7 @@ class Runner:
         ctx: FaultContext,
         events: EventLog,
         journal: Journal,
-        faults: dict[str, Fault],
+        faults: dict[str, AnyFault],
         occurrences: Sequence[Occurrence],
     ) -> None:
         started = time.monotonic()
@@ -500,7 +500,7 @@ class Runner:
         ctx: FaultContext,
         events: EventLog,
         journal: Journal,
-        faults: dict[str, Fault],
+        faults: dict[str, AnyFault],
         action: Action,
     ) -> None:
         occurrence = action.occurrence
@@ -511,7 +511,7 @@ class Runner:
             self._revert(ctx, events, journal, fault, self._records.pop(occurrence.fault_id))
 
     def _inject(
-        self, ctx: FaultContext, events: EventLog, journal: Journal, fault: Fault, o: Occurrence
+        self, ctx: FaultContext, events: EventLog, journal: Journal, fault: AnyFault, o: Occurrence
     ) -> None:
         chosen = select_instances(ctx.target.instances(), o.entry.select, self.run_id, ctx.rng)
         record = fault.plan(ctx, o.fault_id, chosen)
@@ -556,7 +556,7 @@ class Runner:
         ctx: FaultContext,
         events: EventLog,
         journal: Journal,
-        fault: Fault,
+        fault: AnyFault,
         record: RevertRecord,
     ) -> None:
         own = replace(ctx, clock=ActionClock())

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from yaml.constructor import SafeConstructor
 
-from faults.base import Fault
+from faults.base import AnyFault
 from faults.registry import fault_kinds
 from harness.errors import ScenarioError
 from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
@@ -396,7 +396,7 @@ class ScenarioBase(StrictModel):
         return self
 
 
-def _fault_entry_model(kind: str, fault: type[Fault]) -> type[FaultEntry]:
+def _fault_entry_model(kind: str, fault: type[AnyFault]) -> type[FaultEntry]:
     params = {
         name: (info.annotation, info) for name, info in fault.params_model.model_fields.items()
     }
@@ -420,14 +420,14 @@ def _fault_entry_model(kind: str, fault: type[Fault]) -> type[FaultEntry]:
     )
 
 
-def scenario_model(kinds: Mapping[str, type[Fault]] | None = None) -> type[ScenarioBase]:
+def scenario_model(kinds: Mapping[str, type[AnyFault]] | None = None) -> type[ScenarioBase]:
     """The Scenario model for the installed fault kinds (built once per set of kinds)."""
     kinds = fault_kinds() if kinds is None else kinds
     return _scenario_model(tuple(sorted(kinds.items())))
 
 
 @functools.lru_cache(maxsize=8)
-def _scenario_model(kinds: tuple[tuple[str, type[Fault]], ...]) -> type[ScenarioBase]:
+def _scenario_model(kinds: tuple[tuple[str, type[AnyFault]], ...]) -> type[ScenarioBase]:
     entries = tuple(_fault_entry_model(kind, cls) for kind, cls in kinds)
     entry_type: Any = (
         Annotated[Union[entries], Field(discriminator="kind")]  # noqa: UP007
@@ -441,11 +441,11 @@ def _scenario_model(kinds: tuple[tuple[str, type[Fault]], ...]) -> type[Scenario
     )
 
 
-def fault_class(entry: FaultEntry) -> type[Fault]:
+def fault_class(entry: FaultEntry) -> type[AnyFault]:
     return fault_kinds()[entry.kind]
 
 
-def build_fault(entry: FaultEntry) -> Fault:
+def build_fault(entry: FaultEntry) -> AnyFault:
     """The fault object of one scenario entry, its params validated by the kind's model."""
     cls = fault_class(entry)
     return cls(cls.params_model.model_validate(entry.params_dict()))
@@ -490,7 +490,7 @@ def _data_path(loc: Sequence[str | int], data: object, tags: set[str]) -> list[s
     return path
 
 
-def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[Fault]], data: object) -> str:
+def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[AnyFault]], data: object) -> str:
     message = str(error["msg"])
     if error["type"] == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag", "")
@@ -641,7 +641,7 @@ def text_line_at(path: Path, offset: int) -> int:
 
 
 def allowed_keys(
-    loc: Sequence[str | int], data: object, kinds: Mapping[str, type[Fault]]
+    loc: Sequence[str | int], data: object, kinds: Mapping[str, type[AnyFault]]
 ) -> list[str]:
     """The keys a mapping at `loc` (a pydantic error location) may hold, as written in YAML."""
     annotation: Any = scenario_model(kinds)
@@ -672,7 +672,7 @@ def _item_type(annotation: object) -> object:
     return None
 
 
-def _model_in(annotation: object, node: object, kinds: Mapping[str, type[Fault]]) -> Any:
+def _model_in(annotation: object, node: object, kinds: Mapping[str, type[AnyFault]]) -> Any:
     """The pydantic model a value of `annotation` is (through Optional, Annotated and unions;
     a fault entry's by the node's kind)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
