@@ -222,11 +222,31 @@ def lab_health() -> list[str]:
 
 @dataclass(frozen=True)
 class Seen:
+    """A bystander as the engine and the kernel see it."""
+
     container_id: str
     restart_count: int
     started_at: str
     pid: int
     status: str
+
+
+def seen_of(container: Any) -> Seen:
+    container.reload()
+    state = container.attrs["State"]
+    return Seen(
+        container.id,
+        container.attrs["RestartCount"],
+        state["StartedAt"],
+        state["Pid"],
+        state["Status"],
+    )
+
+
+def netns_rules(pid: int) -> list[str]:
+    """The iptables rules and chains of a process's netns, without the date and counters."""
+    lines = _out("nsenter", "-t", str(pid), "-n", "iptables-save").splitlines()
+    return [re.sub(r"\[\d+:\d+\]", "", line) for line in lines if not line.startswith("#")]
 
 
 class Bystanders:
@@ -253,28 +273,10 @@ class Bystanders:
                 )
             )
         self.before = self.seen()
-        self.rules_before = [self._rules(s.pid) for s in self.before]
+        self.rules_before = [netns_rules(s.pid) for s in self.before]
 
     def seen(self) -> list[Seen]:
-        found = []
-        for container in self.containers:
-            container.reload()
-            state = container.attrs["State"]
-            found.append(
-                Seen(
-                    container.id,
-                    container.attrs["RestartCount"],
-                    state["StartedAt"],
-                    state["Pid"],
-                    state["Status"],
-                )
-            )
-        return found
-
-    @staticmethod
-    def _rules(pid: int) -> list[str]:
-        lines = _out("nsenter", "-t", str(pid), "-n", "iptables-save").splitlines()
-        return [re.sub(r"\[\d+:\d+\]", "", line) for line in lines if not line.startswith("#")]
+        return [seen_of(container) for container in self.containers]
 
     def changed(self) -> list[str]:
         problems = []
@@ -285,7 +287,7 @@ class Bystanders:
                     f"bystander {before.container_id[:12]} changed: {before} -> {after}"
                 )
         for seen, rules in zip(now, self.rules_before, strict=True):
-            if self._rules(seen.pid) != rules:
+            if netns_rules(seen.pid) != rules:
                 problems.append(f"bystander {seen.container_id[:12]}: its iptables rules changed")
             qdiscs = _out("nsenter", "-t", str(seen.pid), "-n", "tc", "qdisc", "show")
             if QDISC_HANDLE in qdiscs:

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 from harness.errors import HarnessError
+from harness.hostsys import on_stop_signals
 from harness.results import ABORTED, COMPLETED, FAILED
 from harness.runner import HEALTH_TIMEOUT_S, Progress, RunAborted, Runner, RunOptions
 from harness.scenario import ScenarioBase
@@ -119,12 +120,8 @@ def _signals_stop() -> Iterator[None]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         raise CampaignInterrupted(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(handler):
         yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 @dataclass(frozen=True)
@@ -136,6 +133,29 @@ class CampaignOutcome:
 
 AfterRun = Callable[[Path], str | None]  # analyse a run dir; its summary status (or None)
 Recorder = Callable[[Sequence[CellResult]], None]  # the ledger, rewritten after every cell
+
+
+Ledger = Callable[[Sequence[CellResult], bool], None]  # (results so far, interrupted)
+
+
+def run_campaign(
+    cells: Sequence[Cell],
+    ledger: Ledger,
+    after_run: AfterRun,
+    on_progress: ProgressCallback | None = None,
+) -> CampaignOutcome:
+    """Run `cells` with their ledger written before the first, after each and at the end
+    (marked interrupted when a signal stopped the campaign)."""
+    ledger([], False)
+    campaign = Campaign(
+        cells,
+        after_run=after_run,
+        record=lambda results: ledger(results, False),
+        on_progress=on_progress,
+    )
+    outcome = campaign.run()
+    ledger(outcome.results, outcome.interrupted)
+    return outcome
 
 
 class Campaign:

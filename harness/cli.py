@@ -27,6 +27,7 @@ from harness.cli_compare import compare
 from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
 from harness.cli_matrix import matrix
+from harness.cli_options import JunitOption, MarkdownOption
 from harness.errors import HarnessError, ScenarioError
 from harness.results import ABORTED, COMPLETED
 from harness.runner import Progress
@@ -130,12 +131,8 @@ def run(
             max=100,
         ),
     ] = None,
-    junit: Annotated[
-        Path | None, typer.Option(help="write a JUnit XML file: one test case per SLO check")
-    ] = None,
-    markdown: Annotated[
-        Path | None, typer.Option(help="write a Markdown summary (PR comment, CI job summary)")
-    ] = None,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
 ) -> None:
     """Run a scenario end to end (N times with --repeat); print the run directory (or the
     trials directory) as the last line."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from harness.cli_options import MarkdownOption
 from harness.errors import HarnessError, ScenarioError
 
 if TYPE_CHECKING:
@@ -188,9 +189,7 @@ def compare(
         Path | None,
         typer.Option(help="write a JUnit XML file: one test case per --threshold check"),
     ] = None,
-    markdown: Annotated[
-        Path | None, typer.Option(help="write a Markdown summary (PR comment, CI job summary)")
-    ] = None,
+    markdown: MarkdownOption = None,
 ) -> None:
     """Compare runs side by side: a table per fault, stacked timelines, recovery-time
     distributions, which group recovered faster, by how much, and how sure that is; with

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.hostsys import on_stop_signals
 from harness.units import parse_duration
 
 KINDS = ("swarm", "kubernetes")
@@ -145,12 +146,8 @@ def stopped_once() -> Iterator[None]:
         stopping.append(signum)
         raise SystemExit(128 + signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(handler):
         yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]]:

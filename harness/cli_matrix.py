@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.campaign import CampaignProgress
+from harness.cli_options import JunitOption, MarkdownOption
 from harness.errors import HarnessError, ScenarioError
 from harness.results import FAILED
 
@@ -207,12 +208,8 @@ def matrix(
     label: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE kept in every run's manifest")
     ] = None,
-    junit: Annotated[
-        Path | None, typer.Option(help="write a JUnit XML file: one test case per SLO check")
-    ] = None,
-    markdown: Annotated[
-        Path | None, typer.Option(help="write a Markdown summary (PR comment, CI job summary)")
-    ] = None,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
 ) -> None:
     """Run every scenario on every target N times, interleaved, then write one report that
     ranks the targets per fault: which recovers faster, by how much, and how sure that is."""

@@ -7,10 +7,13 @@ in the image. Every failure becomes a FaultError that quotes the command and its
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 from harness.errors import CapabilityError, FaultError
 
@@ -110,3 +113,17 @@ def unix_socket_server(url: str, timeout_s: float = 5.0) -> str | None:
         return None
     pid, _uid, _gid = struct.unpack("3i", raw)
     return f"{pid}:{process_start_ticks(pid)}"
+
+
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: SignalHandler) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM inside the block, the previous handlers after it."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -34,12 +34,12 @@ from typing import TypeVar
 from harness.analysis.matrix import LEDGER_FILE, Matrix, load_matrix
 from harness.campaign import (
     AfterRun,
-    Campaign,
     CampaignOutcome,
     Cell,
     CellResult,
     ProgressCallback,
     base_seed,
+    run_campaign,
 )
 from harness.errors import CapabilityError, HarnessError, ScenarioError
 from harness.preflight import preflight
@@ -192,15 +192,14 @@ def run_matrix(
     root = matrix_root(out_dir)
     root.mkdir(parents=True)
     cells = plan_matrix(scenarios, targets, repeat, root, seed, labels)
-    write_ledger(root, targets, repeat, cells, [])
-    campaign = Campaign(
+    outcome = run_campaign(
         cells,
-        after_run=after_run or analyse_and_report,
-        record=lambda results: write_ledger(root, targets, repeat, cells, results),
-        on_progress=on_progress,
+        lambda results, interrupted: write_ledger(
+            root, targets, repeat, cells, results, interrupted
+        ),
+        after_run or analyse_and_report,
+        on_progress,
     )
-    outcome = campaign.run()
-    write_ledger(root, targets, repeat, cells, outcome.results, outcome.interrupted)
     matrix = load_matrix(root)
     report = write_matrix_report(matrix)
     return MatrixResult(root, matrix, outcome, report)

@@ -59,7 +59,7 @@ from typing import Any
 from faults.base import ActionClock, AnyFault, FaultContext, RevertRecord
 from harness import __version__
 from harness.errors import HarnessError, ScenarioError, TargetError
-from harness.hostsys import process_start_ticks
+from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
 from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
@@ -181,14 +181,12 @@ class SignalGate:
         if threading.current_thread() is not threading.main_thread():
             yield self  # signals reach the main thread only: nothing to install
             return
-        previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        self._installed = True
-        try:
-            yield self
-        finally:
-            self._installed = False
-            for signum, old in previous.items():
-                signal.signal(signum, old)
+        with on_stop_signals(self._handler):
+            self._installed = True
+            try:
+                yield self
+            finally:
+                self._installed = False
 
     def _handler(self, signum: int, _frame: FrameType | None) -> None:
         arrived = Interrupted(signum)

@@ -27,12 +27,12 @@ from harness.analysis.aggregate import (
 )
 from harness.campaign import (
     AfterRun,
-    Campaign,
     CampaignOutcome,
     Cell,
     CellResult,
     ProgressCallback,
     base_seed,
+    run_campaign,
 )
 from harness.results import write_json
 from harness.scenario import ScenarioBase
@@ -132,15 +132,14 @@ def run_trials(
     root = trials_root(out_dir, scenario)
     root.mkdir(parents=True)
     cells = plan_trials(scenario, scenario_file, repeat, root, seed, labels or {})
-    write_ledger(root, scenario, scenario_file, cells, [])
-    campaign = Campaign(
+    outcome = run_campaign(
         cells,
-        after_run=after_run or analyse_and_report,
-        record=lambda results: write_ledger(root, scenario, scenario_file, cells, results),
-        on_progress=on_progress,
+        lambda results, interrupted: write_ledger(
+            root, scenario, scenario_file, cells, results, interrupted
+        ),
+        after_run or analyse_and_report,
+        on_progress,
     )
-    outcome = campaign.run()
-    write_ledger(root, scenario, scenario_file, cells, outcome.results, outcome.interrupted)
     aggregate = load_trials(root)
     write_aggregate(aggregate)
     report = write_trials_report(aggregate)

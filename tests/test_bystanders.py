@@ -12,13 +12,11 @@ processes in their cgroups, their root filesystems, and their answers to HTTP du
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import docker
 import pytest
 import yaml
 
+from bench.leftovers import netns_rules, seen_of
 from harness.hostsys import cgroup_dir
 from harness.images import DEMO_IMAGE
 from harness.results import read_json_lines
@@ -38,29 +37,6 @@ BYSTANDER_LABEL = "chaos-harness-test.bystander"  # not the run label: the harne
 pytestmark = pytest.mark.docker
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A bystander as the engine and the kernel see it."""
-
-    container_id: str
-    restart_count: int
-    started_at: str
-    pid: int
-    status: str
-
-
-def _seen(container: Any) -> Seen:
-    container.reload()
-    state = container.attrs["State"]
-    return Seen(
-        container.id,
-        container.attrs["RestartCount"],
-        state["StartedAt"],
-        state["Pid"],
-        state["Status"],
-    )
-
-
 def _in_netns(pid: int, *command: str) -> str:
     return subprocess.run(
         ["nsenter", "-t", str(pid), "-n", *command],
@@ -69,12 +45,6 @@ def _in_netns(pid: int, *command: str) -> str:
         check=True,
         timeout=20,
     ).stdout
-
-
-def _rules(pid: int) -> list[str]:
-    """The netns's iptables rules and chains, without the dump's date and packet counters."""
-    lines = _in_netns(pid, "iptables-save").splitlines()
-    return [re.sub(r"\[\d+:\d+\]", "", line) for line in lines if not line.startswith("#")]
 
 
 def _foreign_processes(pid: int) -> list[str]:
@@ -192,8 +162,8 @@ class Watch:
 def test_a_run_that_selects_everything_leaves_bystanders_alone(
     bystanders: list[Any], docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    before = [_seen(c) for c in bystanders]
-    rules_before = [_rules(s.pid) for s in before]
+    before = [seen_of(c) for c in bystanders]
+    rules_before = [netns_rules(s.pid) for s in before]
     qdiscs_before = [_in_netns(s.pid, "tc", "qdisc", "show") for s in before]
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "harness", "run", str(_scenario(tmp_path / "s.yaml"))]
@@ -219,9 +189,9 @@ def test_a_run_that_selects_everything_leaves_bystanders_alone(
     # and nothing of it reached the bystanders, during the run or after it
     assert watch.problems == []
     assert watch.failures == 0 and watch.answers > 20
-    after = [_seen(c) for c in bystanders]
+    after = [seen_of(c) for c in bystanders]
     assert after == before  # same ids, restart counts, start times, PIDs, running
-    assert [_rules(s.pid) for s in after] == rules_before
+    assert [netns_rules(s.pid) for s in after] == rules_before
     assert [_in_netns(s.pid, "tc", "qdisc", "show") for s in after] == qdiscs_before
     for seen in after:
         fills = subprocess.run(

@@ -42,8 +42,6 @@ Measured here (2 cores shared with other engineers' test runs, cgroups v1, ext4)
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -95,12 +93,7 @@ def run_root() -> Path:
 
 def load_state(directory: Path | None = None) -> KubeLabState | None:
     path = (directory or lab_dir()) / "state.json"
-    try:
-        return KubeLabState.from_json(json.loads(path.read_text()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TargetError(f"unreadable Kubernetes lab state {path}: {exc}") from exc
+    return host.load_json(path, KubeLabState.from_json, "Kubernetes lab state")
 
 
 def save_state(state: KubeLabState) -> None:
@@ -490,11 +483,7 @@ class KubeLab:
         with host.locked(self.directory):
             state = self.state()
             removed = [] if state is None else self._down(state)
-        with contextlib.suppress(OSError):
-            (self.directory / ".lock").unlink()
-            self.directory.rmdir()  # only if nothing else is in it
-            if self.directory.parent.name == "chaos-harness":
-                self.directory.parent.rmdir()  # the default's parent, again only if empty
+        host.remove_lab_dir(self.directory)
         return removed
 
     def _down(self, state: KubeLabState) -> list[str]:

@@ -17,9 +17,10 @@ import ipaddress
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.errors import TargetError
+from harness.labs.host import NamedNode
 
 KIND = "kubernetes"
 PREFIX = "chk8s"
@@ -51,31 +52,17 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class NodeState:
-    """One Kubernetes node: its namespace, addresses, directories and processes."""
+class NodeState(NamedNode):
+    """One Kubernetes node (its name is the Kubernetes node name): its namespace, addresses,
+    directories and processes."""
+
+    prefix: ClassVar[str] = PREFIX
 
     index: int
     address: str
     pod_cidr: str
     data_dir: str  # persistent: containerd root, kubelet root, configs, logs
     run_dir: str  # volatile: sockets, containerd state, the mount namespace file
-
-    @property
-    def name(self) -> str:
-        """The Kubernetes node name, and the name of its network namespace."""
-        return f"{PREFIX}-n{self.index}"
-
-    @property
-    def netns(self) -> str:
-        return self.name
-
-    @property
-    def veth_host(self) -> str:
-        return f"{self.name}h"
-
-    @property
-    def veth_node(self) -> str:
-        return f"{self.name}c"
 
     @property
     def cgroup_root(self) -> str:

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from harness.errors import FaultError, TargetError
 from harness.hostsys import run
@@ -358,7 +358,47 @@ def remove_tree(path: Path) -> bool:
     return True
 
 
+# --- node names -------------------------------------------------------------------------------
+
+
+class NamedNode:
+    """What every lab derives from a node's index: its name (`<prefix>-n<index>`), which is
+    also its network namespace, and its veth pair (`...h` on the bridge, `...c` inside)."""
+
+    prefix: ClassVar[str]
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.prefix}-n{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return self.name
+
+    @property
+    def veth_host(self) -> str:
+        return f"{self.name}h"
+
+    @property
+    def veth_node(self) -> str:
+        return f"{self.name}c"
+
+
 # --- state files ------------------------------------------------------------------------------
+
+
+StateT = TypeVar("StateT")
+
+
+def load_json(path: Path, parse: Callable[[Any], StateT], what: str) -> StateT | None:
+    """A lab's state from its file; None when there is none, a TargetError when unreadable."""
+    try:
+        return parse(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TargetError(f"unreadable {what} {path}: {exc}") from exc
 
 
 def save_json(path: Path, raw: Any) -> None:
@@ -370,6 +410,16 @@ def save_json(path: Path, raw: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+def remove_lab_dir(directory: Path) -> None:
+    """A lab's directory after its `down`: its lock, then the directory and the default's
+    parent (/var/lib/chaos-harness), each only if nothing else is left in it."""
+    with contextlib.suppress(OSError):
+        (directory / ".lock").unlink()
+        directory.rmdir()
+        if directory.parent.name == "chaos-harness":
+            directory.parent.rmdir()
 
 
 @contextlib.contextmanager

@@ -42,14 +42,12 @@ daemons mounted, and is safe to run twice and after a crash.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import docker.errors
@@ -57,6 +55,7 @@ import docker.errors
 from harness.errors import TargetError
 from harness.hostsys import process_start_ticks, require_tool
 from harness.labs import host
+from harness.labs.host import NamedNode
 from harness.targets.base import owner_label_value
 
 PREFIX = "chlab"
@@ -86,8 +85,11 @@ def lab_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class NodeState:
-    """One node of the lab: every name and path it uses, and its daemon's command line."""
+class NodeState(NamedNode):
+    """One node of the lab: every name and path it uses, and its daemon's command line. Its
+    name is also its hostname and its containerd namespace."""
+
+    prefix: ClassVar[str] = PREFIX
 
     index: int
     role: str  # "manager" or "worker"
@@ -98,23 +100,6 @@ class NodeState:
     pid: int | None = None
     start_ticks: int | None = None
     node_id: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The node's hostname, network namespace and containerd namespace."""
-        return f"{PREFIX}-n{self.index}"
-
-    @property
-    def netns(self) -> str:
-        return self.name
-
-    @property
-    def veth_host(self) -> str:
-        return f"{self.name}h"
-
-    @property
-    def veth_node(self) -> str:
-        return f"{self.name}c"
 
     @property
     def socket(self) -> str:
@@ -267,13 +252,7 @@ def daemon_argv(node: NodeState, storage_driver: str) -> list[str]:
 
 def load_state(directory: Path | None = None) -> LabState | None:
     """The lab's state, or None when there is no lab."""
-    path = (directory or lab_dir()) / "state.json"
-    try:
-        return LabState.from_json(json.loads(path.read_text()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TargetError(f"unreadable lab state {path}: {exc}") from exc
+    return host.load_json((directory or lab_dir()) / "state.json", LabState.from_json, "lab state")
 
 
 def save_state(state: LabState) -> None:
@@ -402,16 +381,7 @@ def spawn_daemon(node: NodeState) -> None:
     if find_daemon(node) is not None:
         return
     _clear_stale_pidfiles(node)
-    with open(node.log_file, "ab") as log:
-        subprocess.run(
-            ["setsid", "--fork", *node.argv],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            check=True,
-            timeout=15,
-        )
+    host.spawn_detached(node.argv, Path(node.log_file))
     deadline = time.monotonic() + 10
     while find_daemon(node) is None and time.monotonic() < deadline:
         time.sleep(0.05)  # until the forked wrapper has exec'd dockerd: never start two
@@ -605,11 +575,7 @@ class Lab:
         with locked(self.directory):
             state = self.state()
             removed = [] if state is None else self._down(state)
-        with contextlib.suppress(OSError):
-            (self.directory / ".lock").unlink()
-            self.directory.rmdir()  # only if nothing else is in it
-            if self.directory.parent.name == "chaos-harness":
-                self.directory.parent.rmdir()  # the default's parent, again only if empty
+        host.remove_lab_dir(self.directory)
         return removed
 
     def _down(self, state: LabState) -> list[str]:

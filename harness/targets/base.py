@@ -6,6 +6,7 @@ container id), so N fault kinds and M targets make N + M modules, not N x M.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,16 @@ class EngineEvent:
     instance: str | None
     container_id: str | None
     attributes: Mapping[str, str]
+
+
+STREAM_CLOSED = object()  # put on an event queue to end the stream that reads it
+
+
+def queued_events(events: queue.Queue[object]) -> Iterator[EngineEvent]:
+    """The events put on `events` by watcher threads, until STREAM_CLOSED."""
+    while (item := events.get()) is not STREAM_CLOSED:
+        if isinstance(item, EngineEvent):
+            yield item
 
 
 class EventStream(Protocol):

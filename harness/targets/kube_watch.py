@@ -36,7 +36,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from harness.targets.base import EngineEvent
+from harness.targets.base import STREAM_CLOSED, EngineEvent, queued_events
 from harness.targets.kube_views import raw_resource_version
 
 WATCH_TIMEOUT_S = 60  # the server ends each watch after this; it is then resumed
@@ -211,9 +211,6 @@ class Watcher(Generic[V]):
             self._thread.join(timeout=10)
 
 
-_CLOSED = object()
-
-
 class KubeEventStream:
     """Every watcher's events in one blocking iterator; close() ends it from another thread.
 
@@ -242,12 +239,7 @@ class KubeEventStream:
             return list(self._watchers)
 
     def __iter__(self) -> Iterator[EngineEvent]:
-        while True:
-            item = self._queue.get()
-            if item is _CLOSED:
-                return
-            assert isinstance(item, EngineEvent)
-            yield item
+        return queued_events(self._queue)
 
     def close(self) -> None:
         with self._lock:
@@ -257,4 +249,4 @@ class KubeEventStream:
             watchers = list(self._watchers)
         for watcher in watchers:
             watcher.close()
-        self._queue.put(_CLOSED)
+        self._queue.put(STREAM_CLOSED)

@@ -125,6 +125,7 @@ from harness.targets.docker import (
 from harness.targets.service_vip import (
     VirtualService,
     jump_comment,
+    nat,
     remove_run_chains,
 )
 from harness.targets.swarm_events import (
@@ -211,8 +212,8 @@ class SlotRouter:
             self.reason = "iptables needs root" if shutil.which("iptables") else "no iptables"
             return False
         try:
-            _iptables("-N", self.chain)
-            _iptables("-I", *self._jump(), "-j", self.chain)
+            nat("-N", self.chain)
+            nat("-I", *self._jump(), "-j", self.chain)
         except TargetError as exc:
             self.reason = str(exc)
             self.remove()
@@ -231,10 +232,10 @@ class SlotRouter:
                 to = (self._node_address(task.node_id), task.published_port)
                 if self._routes.get(task.slot) == to:
                     continue
-                _iptables("-A", *self._rule(task.slot, to))
+                nat("-A", *self._rule(task.slot, to))
                 old = self._routes.get(task.slot)
                 if old is not None:
-                    _iptables("-D", *self._rule(task.slot, old), check=False)
+                    nat("-D", *self._rule(task.slot, old), check=False)
                     self._forget_connections(task.slot)
                 self._routes[task.slot] = to
             if self.service is not None:
@@ -281,25 +282,12 @@ class SlotRouter:
             if self.service is not None:
                 self.service.remove()
                 self.service = None
-            while _iptables("-D", *self._jump(), "-j", self.chain, check=False):
+            while nat("-D", *self._jump(), "-j", self.chain, check=False):
                 pass
-            _iptables("-F", self.chain, check=False)
-            _iptables("-X", self.chain, check=False)
+            nat("-F", self.chain, check=False)
+            nat("-X", self.chain, check=False)
             self._routes.clear()
             self.enabled = False
-
-
-def _iptables(*args: str, check: bool = True) -> bool:
-    command = ["iptables", "-w", "5", "-t", "nat", *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=15, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        if check:
-            raise TargetError(f"'{' '.join(command)}' could not run: {exc}") from exc
-        return False
-    if check and done.returncode != 0:
-        raise TargetError(f"'{' '.join(command)}' failed: {done.stderr.strip()}")
-    return done.returncode == 0
 
 
 class SwarmTarget(DockerTarget):

@@ -51,7 +51,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from harness.targets.base import RUN_LABEL, EngineEvent
+from harness.targets.base import RUN_LABEL, STREAM_CLOSED, EngineEvent, queued_events
 from harness.targets.docker import _engine_event
 
 NS_PER_S = 1_000_000_000
@@ -287,7 +287,6 @@ class TaskWatcher:
         return tasks
 
 
-_CLOSED = object()
 RESUBSCRIBE_S = 1.0
 Convert = Callable[[Mapping[str, Any]], "EngineEvent | None"]
 
@@ -453,12 +452,7 @@ class SwarmEventStream:
         return dataclasses.replace(event, instance=instance)
 
     def __iter__(self) -> Iterator[EngineEvent]:
-        while True:
-            item = self._queue.get()
-            if item is _CLOSED:
-                return
-            assert isinstance(item, EngineEvent)
-            yield item
+        return queued_events(self._queue)
 
     def close(self) -> None:
         with self._lock:
@@ -469,4 +463,4 @@ class SwarmEventStream:
         self._watcher.unsubscribe(self._on_tasks)
         for pump in pumps:
             pump.close()
-        self._queue.put(_CLOSED)
+        self._queue.put(STREAM_CLOSED)
