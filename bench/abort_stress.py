@@ -1,13 +1,20 @@
 """Abort stress: `harness run` killed at random instants, then the machine checked for leftovers.
 
-    python -m bench.abort_stress [--runs 50] [--seed N] [--targets docker,podman,swarm,lab]
+    python -m bench.abort_stress [--runs 50] [--seed N] [--targets docker,podman,swarm,lab,kube]
                                  [--lab-ups 4] [--lab-kinds swarm,kubernetes] [--out DIR]
 
-Runs: each picks a scenario from a catalogue that covers every fault kind (Docker: all eleven
-container, network, process and resource kinds; Podman and a single-node Swarm: a share of
-them; the Swarm lab: node_down, node_partition, node_drain, manager_quorum_loss), a signal
-(SIGINT, SIGTERM or SIGKILL) and an instant between the start and the expected end of the run,
-all from one seeded random generator (the seed is printed). After the kill:
+Runs: each picks a scenario from a catalogue that covers every fault kind, sixteen (Docker: all
+eleven container, network, process and resource kinds; Podman and a single-node Swarm: a share
+of them; the Swarm lab: node_down, node_partition, node_drain, manager_quorum_loss; the
+Kubernetes lab, `kube`: pod_delete, container_kill, network_partition, bandwidth, cpu_stress,
+and node_down, node_partition, node_drain on nodes 2 and 3, never node 1, where the load enters
+by its NodePort), a signal (SIGINT, SIGTERM or SIGKILL) and an instant between the start and
+the expected end of the run, all from one seeded random generator (the seed is printed); every
+case at least once when the runs allow. `--targets` defaults to all five, `kube` only when a
+Kubernetes build is cached (`harness lab build --kind kubernetes`). The stress brings up the
+labs its runs need (a 3-node Swarm lab; a 3-node Kubernetes lab with a 20 s node grace period)
+and takes them down at the end; a lab of that kind already up is someone else's: its runs are
+skipped. Between runs on a lab, the stress waits until the lab is healthy again. After the kill:
 - SIGINT, SIGTERM: the harness must exit 128 + signal by itself, its run `aborted` with the
   signal; nothing else is done before the machine is checked (its own cleanup must suffice);
 - SIGKILL: each fault still in place must be reverted by its lease at its deadline (checked in
@@ -19,7 +26,14 @@ the run in every iptables table of the host and of every named network namespace
 processes (Locust, reapers, latency proxies, stress-ng: by run id or run directory in their
 command line, environment or working directory); Podman services; a lab whose nodes are not
 all ready, active, linked and running; and two bystander containers made without the run label
-(same ids, restart counts, start times, PIDs, rules, no qdisc).
+(same ids, restart counts, start times, PIDs, rules, no qdisc). A run on the Kubernetes lab
+also: its namespace and any object labelled with the run, in any namespace (the lab's API
+server, through the official client); then, given up to a minute for Kubernetes' own cleanup,
+kube-proxy's rules for its Service, containers of pods the API server no longer has, and
+rules of the run or harness qdiscs in every pod's network namespace (entered by its
+processes: containerd keeps them in the node's mount namespace); and a lab whose control
+plane, containerd, kubelet or kube-proxy is not running, or a node NotReady, cordoned or with
+its link down.
 
 Lab ups (`--lab-ups` per kind): `harness lab up` killed at a random instant with a random
 signal; then `harness lab down` and `harness cleanup` must leave nothing of the lab
@@ -52,7 +66,15 @@ from typing import Any
 import docker
 import yaml
 
-from bench.leftovers import Bystanders, RunSightings, lab_health, run_leftovers
+from bench.leftovers import (
+    Bystanders,
+    RunSightings,
+    kube_lab_health,
+    kube_lagging,
+    kube_leftovers,
+    lab_health,
+    run_leftovers,
+)
 from harness.hostsys import process_start_ticks
 from harness.journal import Journal
 from harness.lease import GRACE_NS
@@ -62,6 +84,13 @@ REPO = Path(__file__).resolve().parent.parent
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 LAB_NODES, LAB_MANAGERS, LAB_HEARTBEAT = 3, 3, "2s"
 LAB = {"nodes": LAB_NODES, "managers": LAB_MANAGERS, "heartbeat": LAB_HEARTBEAT}
+# the Kubernetes lab: a node whose kubelet stays away is marked lost within 20 s (Kubernetes'
+# default: 50 s), so a revert that never came shows as NotReady within the health wait; the
+# node faults last 8 s, below it, so a node reverted in time is never marked lost
+KUBE_NODES = 3
+KUBE_ARGS = ("kube-controller-manager:--node-monitor-grace-period=20s",)
+NODE_FAULTS = frozenset({"node_down", "node_partition", "node_drain", "manager_quorum_loss"})
+TARGETS = ("docker", "podman", "swarm", "lab", "kube")
 
 
 # --- the catalogue ------------------------------------------------------------------------------
@@ -71,7 +100,7 @@ LAB = {"nodes": LAB_NODES, "managers": LAB_MANAGERS, "heartbeat": LAB_HEARTBEAT}
 class Case:
     """One scenario of the catalogue: a fault kind on a target."""
 
-    target: str  # docker, podman, swarm, lab
+    target: str  # docker, podman, swarm, lab (the Swarm lab), kube (the Kubernetes lab)
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
     one_off: bool = False
@@ -80,23 +109,29 @@ class Case:
     def name(self) -> str:
         return f"{self.kind} on {self.target}"
 
+    @property
+    def on_lab(self) -> bool:
+        """A run on a lab the stress brings up (whose health it waits for)."""
+        return self.target in ("lab", "kube")
+
     def scenario(self) -> dict[str, Any]:
-        lab = self.target == "lab"
+        lab = self.on_lab
         at, duration, load = (5, 8, 22) if lab else (3, 6, 14)
         fault: dict[str, Any] = {"kind": self.kind, "at": f"{at}s", **self.params}
         if not self.one_off:
             fault["duration"] = f"{duration}s"
-        if not lab and "select" not in self.params:
+        if self.kind not in NODE_FAULTS and "select" not in self.params:
             fault["select"] = {"count": 1}
-        target: Any = self.target
-        if lab:
+        target: Any = {"lab": "swarm", "kube": "kubernetes"}.get(self.target, self.target)
+        if self.target == "lab":
             target = {"kind": "swarm", "lab": LAB, "swarm": {"restart_delay": "1s"}}
         return {
             "name": f"abort-{self.kind.replace('_', '-')}",
             "target": target,
             "workload": {
                 "image": "demo",
-                "replicas": 2,
+                # on Kubernetes a pod on each of the three nodes: every node fault moves one
+                "replicas": 3 if self.target == "kube" else 2,
                 "resources": {"cpus": 0.25, "memory": "64Mi"},
             },
             "load": {"users": 4, "spawn_rate": 4, "duration": f"{load}s"},
@@ -107,7 +142,7 @@ class Case:
 
     def expected_s(self) -> float:
         """Start to exit of an undisturbed run, roughly (the kill instant is drawn below it)."""
-        return 38.0 if self.target == "lab" else 24.0
+        return 38.0 if self.on_lab else 24.0
 
 
 CONTAINER_FAULTS = [
@@ -144,6 +179,19 @@ CATALOGUE: dict[str, list[Case]] = {
         Case("lab", "node_partition", {"mode": "link"}),
         Case("lab", "node_drain"),
         Case("lab", "manager_quorum_loss", {"mode": "daemon"}),
+    ],
+    # Kubernetes refuses container_stop, _pause, _restart and manager_quorum_loss (validate)
+    "kube": [
+        Case("kube", "pod_delete", {"grace_period": "0s"}, one_off=True),
+        Case("kube", "pod_delete", {"grace_period": "2s"}, one_off=True),
+        Case("kube", "container_kill", one_off=True),
+        Case("kube", "network_partition", {"from": "all"}),
+        Case("kube", "bandwidth", {"rate": "1mbit"}),
+        Case("kube", "cpu_stress", {"workers": 1}),
+        # named nodes: never n1, whose NodePort the load enters by
+        Case("kube", "node_down", {"mode": "daemon", "node": "n3"}),
+        Case("kube", "node_partition", {"mode": "link", "node": "n2"}),
+        Case("kube", "node_drain", {"node": "n3"}),
     ],
 }
 
@@ -251,8 +299,7 @@ class Run:
         return dirs[0] if dirs else None
 
     def go(self, client: docker.DockerClient) -> Outcome:
-        if self.case.target == "lab":
-            wait_lab_healthy()  # a node fault of the run before is back (its lease restarted it)
+        wait_lab_healthy(self.case.target)  # a node fault of the run before is back
         process = _harness("run", str(self.scenario), "--out", str(self.out))
         started = time.monotonic()
         phase = "finished before the kill"
@@ -287,8 +334,11 @@ class Run:
         if run_dir is not None:
             self.sightings.look(client, run_dir.name, run_dir)
             found += run_leftovers(run_dir.name, run_dir, self.sightings, client)
-        if self.case.target == "lab":
-            found += wait_lab_healthy()
+            if self.case.target == "kube":
+                found += kube_leftovers(run_dir.name)
+        found += wait_lab_healthy(self.case.target)
+        if self.case.target == "kube" and run_dir is not None:
+            found += wait_kube_settled(run_dir.name)
         return Outcome(
             self.case,
             self.signum,
@@ -349,8 +399,7 @@ class Run:
         reverted = 0
         if run_dir is not None:
             reverted, problems = wait_for_leases(RunDir(run_dir))
-        if self.case.target == "lab":
-            wait_lab_healthy()  # `harness cleanup` once the lab's engines answer again
+        wait_lab_healthy(self.case.target)  # `harness cleanup` once the lab answers again
         done = _harness_done("cleanup", "--results", str(self.out))
         (self.out.parent / "cleanup.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -362,13 +411,26 @@ class Run:
         return reverted, problems
 
 
-def wait_lab_healthy(timeout_s: float = 90.0) -> list[str]:
-    """Wait until every node of the Swarm lab is up, ready, active and linked (a node a fault
-    took down comes back some seconds after its revert); what is still wrong after that."""
+def wait_lab_healthy(target: str, timeout_s: float = 120.0) -> list[str]:
+    """Wait until every node of the run's lab is back (a node a fault took down comes back
+    some seconds after its revert): the Swarm lab's up, ready, active and linked; the
+    Kubernetes lab's running, Ready, schedulable and linked. What is still wrong after that."""
+    health = {"lab": lab_health, "kube": kube_lab_health}.get(target)
+    if health is None:
+        return []
     deadline = time.monotonic() + timeout_s
-    while (problems := lab_health()) and time.monotonic() < deadline:
+    while (problems := health()) and time.monotonic() < deadline:
         time.sleep(1.0)
     return problems
+
+
+def wait_kube_settled(run_id: str, timeout_s: float = 60.0) -> list[str]:
+    """Give Kubernetes' own cleanup of the run (kube-proxy's next sync, the kubelet killing
+    containers of deleted pods) up to `timeout_s`; what is still there after that."""
+    deadline = time.monotonic() + timeout_s
+    while (left := kube_lagging(run_id)) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    return left
 
 
 def wait_for_leases(run: RunDir, slack_s: float = 20.0) -> tuple[int, list[str]]:
@@ -520,7 +582,8 @@ class Report:
         yield f"seed {self.seed}"
         targets = Counter(o.case.target for o in self.outcomes)
         yield f"runs {len(self.outcomes)}: {_counts(targets)}"
-        yield "fault kinds: " + ", ".join(sorted({o.case.kind for o in self.outcomes}))
+        kinds = sorted({o.case.kind for o in self.outcomes})
+        yield f"fault kinds {len(kinds)}: " + ", ".join(kinds)
         yield f"kills per signal: {_counts(Counter(_name(o.signum) for o in self.outcomes))}"
         yield f"kills per phase: {_counts(Counter(o.phase for o in self.outcomes))}"
         lease = sum(o.lease_reverts for o in self.outcomes)
@@ -553,26 +616,70 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
 
 
-def _lab_up(nodes: int, managers: int, heartbeat: str) -> Callable[[], None]:
-    """Bring the stress's Swarm lab up; the returned function takes it down."""
-    done = _harness_done(
+# the labs the runs need: (target, lab kind, `harness lab up` options, what to call it)
+RUN_LABS = (
+    (
         "lab",
-        "up",
-        "--nodes",
-        str(nodes),
-        "--managers",
-        str(managers),
-        "--heartbeat",
-        heartbeat,
-        timeout=600,
-    )
+        "swarm",
+        ("--nodes", str(LAB_NODES), "--managers", str(LAB_MANAGERS), "--heartbeat", LAB_HEARTBEAT),
+        "Swarm lab",
+    ),
+    (
+        "kube",
+        "kubernetes",
+        ("--nodes", str(KUBE_NODES), *(f"--control-plane-args={a}" for a in KUBE_ARGS)),
+        "Kubernetes lab",
+    ),
+)
+
+
+def _lab_up(kind: str, options: tuple[str, ...], what: str) -> Callable[[], None]:
+    """Bring one lab of the stress's up; the returned function takes it down."""
+    done = _harness_done("lab", "up", "--kind", kind, *options, timeout=600)
     if done.returncode != 0:
-        raise RuntimeError(f"cannot bring the Swarm lab up: {done.stderr[-800:]}")
+        _harness_done("lab", "down", "--kind", kind)  # what a failed up left, if anything
+        raise RuntimeError(f"cannot bring the {what} up: {done.stderr[-800:]}")
 
     def take_down() -> None:
-        _harness_done("lab", "down", "--kind", "swarm")
+        down = _harness_done("lab", "down", "--kind", kind)
+        if down.returncode != 0:
+            print(f"taking the {what} down failed: {down.stderr[-800:]}", file=sys.stderr)
 
     return take_down
+
+
+def labs_for(targets: list[str], report: Report) -> tuple[list[str], list[Callable[[], None]]]:
+    """Bring up the labs the targets need; a lab already up (someone's) drops its target.
+    The targets left, and what takes down each lab brought up here."""
+    downs: list[Callable[[], None]] = []
+    try:
+        for target, kind, options, what in RUN_LABS:
+            if target not in targets:
+                continue
+            if _lab_state(kind) is not None:
+                report.skipped.append(f"{what} runs: a {what} is already up (someone's)")
+                targets = [t for t in targets if t != target]
+            else:
+                downs.append(_lab_up(kind, options, what))
+    except BaseException:
+        for down in downs:
+            down()
+        raise
+    return targets, downs
+
+
+def kube_build_cached() -> bool:
+    """Whether a Kubernetes build is in the cache (`harness lab build --kind kubernetes`)."""
+    from harness.kube import build
+
+    try:
+        return build.planned()[0].valid()
+    except Exception:  # no Go, no module: no build either
+        return False
+
+
+def default_targets() -> str:
+    return ",".join(t for t in TARGETS if t != "kube" or kube_build_cached())
 
 
 def stress(
@@ -598,14 +705,9 @@ def stress(
         check=False,
     )
     bystanders = Bystanders(client)
-    take_lab_down: Callable[[], None] | None = None
+    take_labs_down: list[Callable[[], None]] = []
     try:
-        if "lab" in targets:
-            if _lab_state("swarm") is not None:
-                report.skipped.append("Swarm lab runs: a Swarm lab is already up (someone's)")
-                targets = [t for t in targets if t != "lab"]
-            else:
-                take_lab_down = _lab_up(LAB_NODES, LAB_MANAGERS, LAB_HEARTBEAT)
+        targets, take_labs_down = labs_for(targets, report)
         planned = plan(runs, targets, rng, signals, kinds, window)
         for index, (case, signum, at_s) in enumerate(planned, start=1):
             directory = work / f"run-{index:03d}"
@@ -624,8 +726,8 @@ def stress(
                 f"{len(outcome.problems)} problem(s)"
             )
     finally:
-        if take_lab_down is not None:
-            take_lab_down()
+        for take_down in take_labs_down:
+            take_down()
         bystanders.remove()
     for kind in lab_kinds if lab_ups else ():
         for round_ in range(lab_ups):
@@ -653,13 +755,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--targets", default="docker,podman,swarm,lab")
+    parser.add_argument(
+        "--targets", default=None, help=f"of {','.join(TARGETS)} (default: all; kube if built)"
+    )
     parser.add_argument("--lab-ups", type=int, default=4, help="killed `lab up`s per lab kind")
     parser.add_argument("--lab-kinds", default="swarm,kubernetes")
     parser.add_argument(
         "--out", type=Path, default=None, help="work directory (default: a temporary one)"
     )
     args = parser.parse_args(argv)
+    targets = [t for t in (args.targets or default_targets()).split(",") if t]
+    if unknown := sorted(set(targets) - set(TARGETS)):
+        parser.error(f"--targets: no target {', '.join(unknown)} (of {', '.join(TARGETS)})")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     signal.signal(signal.SIGTERM, _stop)  # stopped: the bystanders and the lab still go
     # started in the background, this process may ignore SIGINT, and its children would
@@ -670,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     report = stress(
         args.runs,
         seed,
-        [t for t in args.targets.split(",") if t],
+        targets,
         args.lab_ups,
         tuple(k for k in args.lab_kinds.split(",") if k),
         args.out,

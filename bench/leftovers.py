@@ -1,7 +1,10 @@
 """What one run left on this machine, asked of the machine itself (engines' own listings, the
-kernel's /proc and /sys, iptables-save, tc, podman's CLI), never of the harness's records.
+kernel's /proc and /sys, iptables-save, tc, podman's CLI, the Kubernetes lab's API server),
+never of the harness's records.
 
     found = run_leftovers(run_id, run_dir, seen)   # [] when the run left nothing
+    found += kube_leftovers(run_id)                # a run on the Kubernetes lab: its objects
+    found += kube_lagging(run_id)                  # what Kubernetes itself removes later
 
 `seen` is what was observed of the run while it ran (`RunSightings`: its bridges, the chains its
 rules used), so objects that carry no run label (a bridge device, a chain) can be looked for
@@ -18,6 +21,7 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +30,19 @@ import docker
 import docker.errors
 
 from harness.images import DEMO_IMAGE
+from harness.kube.state import KubeLabState
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
+from harness.targets.kube_objects import namespace_for
 from harness.targets.service_vip import run_digest
 
 BYSTANDER_LABEL = "chaos-harness-bench.bystander"
 NETNS_DIR = Path("/var/run/netns")
 TABLES = ("filter", "nat", "mangle", "raw")
 QDISC_HANDLE = "ca05:"
+# a pod's cgroup as the kubelet names it (cgroupfs driver: dashes; systemd: underscores)
+POD_CGROUP = re.compile(r"/pod([0-9a-f]{8}(?:[-_][0-9a-f]{4}){3}[-_][0-9a-f]{12})(?:/|$)")
+KUBE_API_TIMEOUT_S = 10
 
 
 def _out(*args: str, timeout: float = 30) -> str:
@@ -90,18 +99,26 @@ def host_rules(run_id: str) -> list[str]:
 
 
 def netns_leftovers(run_id: str) -> list[str]:
-    """Rules and qdiscs of the run in every named network namespace (the labs' nodes)."""
+    """Rules of the run in every named network namespace (the labs' nodes). kube-proxy's rules
+    for the run's Service are Kubernetes' own, removed at its next sync: `kube_lagging`."""
     tags = _tags(run_id)
     found: list[str] = []
-    if not NETNS_DIR.is_dir():
-        return found
-    for netns in sorted(NETNS_DIR.iterdir()):
-        enter = ("nsenter", f"--net={netns}")
-        rules = _out(*enter, "iptables-save")
+    for netns in _named_netns():
+        rules = _out("nsenter", f"--net={netns}", "iptables-save")
         found += [
-            f"netns {netns.name}: {r}" for r in rules.splitlines() if any(t in r for t in tags)
+            f"netns {netns.name}: {r}"
+            for r in rules.splitlines()
+            if any(t in r for t in tags) and not _kube_proxy_rule(r)
         ]
     return found
+
+
+def _named_netns() -> list[Path]:
+    return sorted(NETNS_DIR.iterdir()) if NETNS_DIR.is_dir() else []
+
+
+def _kube_proxy_rule(rule: str) -> bool:
+    return "KUBE-" in rule and "chaos-harness" not in rule
 
 
 def run_processes(run_id: str, run_dir: Path) -> list[str]:
@@ -214,6 +231,205 @@ def lab_health() -> list[str]:
             link = _out("ip", "-br", "link", "show", f"{node.name}h")
             if "DOWN" in link.split()[1:2]:
                 problems.append(f"lab node {node.name}: its link is down")
+    return problems
+
+
+# --- the Kubernetes lab ---------------------------------------------------------------------------
+
+
+def kube_lab_up() -> KubeLabState | None:
+    """The Kubernetes lab's state when one is up (else None)."""
+    from harness.kube import lab as kube_lab
+
+    with contextlib.suppress(Exception):
+        state = kube_lab.load_state()
+        if state is not None and state.status == "up":
+            return state
+    return None
+
+
+@dataclass(frozen=True)
+class KubeApis:
+    core: Any
+    apps: Any
+    discovery: Any
+
+
+@contextlib.contextmanager
+def kube_apis(state: KubeLabState) -> Iterator[KubeApis]:
+    """The official client as the lab's admin (its own kubeconfig), closed after."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(state.kubeconfig), persist_config=False
+    )
+    try:
+        yield KubeApis(
+            client.CoreV1Api(api_client),
+            client.AppsV1Api(api_client),
+            client.DiscoveryV1Api(api_client),
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            api_client.close()
+
+
+def kube_leftovers(run_id: str) -> list[str]:
+    """The run's namespace and every object labelled with the run, in any namespace, as the
+    lab's API server lists them (the harness waits for its namespace to be gone: at once)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    state = kube_lab_up()
+    if state is None:
+        return []
+    name = namespace_for(run_id)
+    found = []
+    try:
+        with kube_apis(state) as api:
+            try:
+                namespace = api.core.read_namespace(name, _request_timeout=KUBE_API_TIMEOUT_S)
+                found.append(f"kubernetes namespace {name} ({namespace.status.phase})")
+            except ApiException as exc:
+                if exc.status != 404:  # 404: gone, as it should be
+                    raise
+            for what, listing in _run_listings(api).items():
+                items = listing(
+                    label_selector=f"{RUN_LABEL}={run_id}", _request_timeout=KUBE_API_TIMEOUT_S
+                ).items
+                found += [f"kubernetes {what} {_where(i.metadata)}" for i in items]
+    except (ApiException, HTTPError, OSError) as exc:
+        found.append(f"kubernetes lab: cannot ask its API server ({exc})")
+    return found
+
+
+def _run_listings(api: KubeApis) -> dict[str, Any]:
+    return {
+        "namespace": api.core.list_namespace,
+        "pod": api.core.list_pod_for_all_namespaces,
+        "service": api.core.list_service_for_all_namespaces,
+        "deployment": api.apps.list_deployment_for_all_namespaces,
+        "replicaset": api.apps.list_replica_set_for_all_namespaces,
+        "endpointslice": api.discovery.list_endpoint_slice_for_all_namespaces,
+    }
+
+
+def _where(metadata: Any) -> str:
+    return f"{metadata.namespace}/{metadata.name}" if metadata.namespace else str(metadata.name)
+
+
+def kube_lagging(run_id: str) -> list[str]:
+    """What Kubernetes itself removes some seconds after the run's objects are gone: kube-proxy's
+    rules for the run's Service in the nodes' namespaces (its next sync), and containers of pods
+    the API server no longer has (the kubelet kills them; later if it was down). And in every
+    pod's network namespace, a rule of the run or a qdisc of the harness."""
+    state = kube_lab_up()
+    if state is None:
+        return []
+    name = namespace_for(run_id)
+    found = [
+        f"netns {node.netns}: kube-proxy still has {rule}"
+        for node in state.nodes
+        for rule in _out("nsenter", f"--net={NETNS_DIR / node.netns}", "iptables-save").splitlines()
+        if name in rule and _kube_proxy_rule(rule)
+    ]
+    pods = pod_processes(state)
+    known = _pod_uids(state)
+    if known is None:
+        return [*found, "kubernetes lab: cannot list its pods"]
+    found += [
+        f"{node} pod {uid}: processes {sorted(pids)} of a pod the API server no longer has"
+        for (node, uid), pids in sorted(pods.items())
+        if uid not in known
+    ]
+    return found + pod_netns_leftovers(run_id, pods)
+
+
+def pod_processes(state: KubeLabState) -> dict[tuple[str, str], set[int]]:
+    """(node, pod uid) -> the live processes in that pod's cgroup, on every node of the lab
+    (containerd keeps pod network namespaces inside the node's mount namespace: the host's
+    /var/run/netns does not show them, their processes do)."""
+    roots = {node.cgroup_root.rstrip("/") + "/": node.name for node in state.nodes}
+    found: dict[tuple[str, str], set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cgroups = (entry / "cgroup").read_text().splitlines()
+        except (OSError, IndexError):
+            continue
+        for line in cgroups:
+            path = line.split(":", 2)[-1]
+            node = next((n for root, n in roots.items() if path.startswith(root)), None)
+            match = POD_CGROUP.search(path)
+            if node is not None and match is not None:
+                found.setdefault((node, match.group(1).replace("_", "-")), set()).add(
+                    int(entry.name)
+                )
+                break
+    return found
+
+
+def _pod_uids(state: KubeLabState) -> set[str] | None:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        with kube_apis(state) as api:
+            pods = api.core.list_pod_for_all_namespaces(_request_timeout=KUBE_API_TIMEOUT_S)
+    except (ApiException, HTTPError, OSError):
+        return None
+    return {str(p.metadata.uid) for p in pods.items}
+
+
+def pod_netns_leftovers(run_id: str, pods: dict[tuple[str, str], set[int]]) -> list[str]:
+    """Rules of the run and harness qdiscs in each pod's network namespace (entered through
+    one of its processes)."""
+    tags = _tags(run_id)
+    found = []
+    seen: set[int] = set()
+    for (node, uid), pids in sorted(pods.items()):
+        for pid in sorted(pids):
+            with contextlib.suppress(OSError):
+                inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+                if inode in seen:
+                    break
+                seen.add(inode)
+                enter = ("nsenter", "-t", str(pid), "-n")
+                rules = _out(*enter, "iptables-save").splitlines()
+                found += [f"{node} pod {uid}: {r}" for r in rules if any(t in r for t in tags)]
+                qdiscs = _out(*enter, "tc", "qdisc", "show").splitlines()
+                found += [f"{node} pod {uid}: qdisc {q}" for q in qdiscs if QDISC_HANDLE in q]
+                break
+    return found
+
+
+def kube_lab_health() -> list[str]:
+    """The Kubernetes lab, when up: its control plane running, and every node's containerd,
+    kubelet and kube-proxy running, the node Ready and schedulable, its link up."""
+    from harness.kube import lab as kube_lab
+
+    try:
+        status = kube_lab.KubeLab().status()
+    except Exception as exc:  # a damaged state file is a finding, not a crash of the stress
+        return [f"kubernetes lab: cannot read its status ({exc})"]
+    if status is None or status.status != "up":
+        return []
+    problems = [
+        f"kubernetes lab: {p.component} is not running" for p in status.control_plane if not p.pid
+    ]
+    for node in status.nodes:
+        dead = [p.component for p in node.processes if not p.pid]
+        if dead:
+            problems.append(f"kubernetes lab node {node.name}: {', '.join(dead)} not running")
+        if node.ready != "True":
+            problems.append(f"kubernetes lab node {node.name}: Ready is {node.ready}")
+        if node.schedulable != "yes":
+            problems.append(f"kubernetes lab node {node.name}: cordoned")
+        if "DOWN" in _out("ip", "-br", "link", "show", f"{node.name}h").split()[1:2]:
+            problems.append(f"kubernetes lab node {node.name}: its link is down")
     return problems
 
 

@@ -49,7 +49,8 @@ def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
             continue
         reverted_ns = time.time_ns()
         fault_kinds()[item.record.kind].revert(ctx, item.record)
-        journal.reverted(fault_id)
+        # the event before the undo log's mark: whoever sees the fault reverted there finds
+        # who reverted it (a crash in between only makes `cleanup` revert it again: idempotent)
         append_json_line(
             run.events,
             {
@@ -61,6 +62,7 @@ def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
                 "attributes": {"fault_id": fault_id, "kind": item.record.kind, "by": "lease"},
             },
         )
+        journal.reverted(fault_id)
         print(f"lease expired: reverted {fault_id} ({item.record.kind})", flush=True)
 
 

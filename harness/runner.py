@@ -426,7 +426,7 @@ class Runner:
         runs (Podman 4.3 does) is taken over by a new subscription from its last event."""
         recorder, watch = self._recorder, self._watch
         if recorder is not None and recorder.ended_ns is not None:
-            self._recorder = self._resubscribe(recorder)
+            self._after_stream_end(recorder)
         silent = watch.silent_for_s() if watch is not None else 0.0
         if silent >= self.options.engine_silence_s:
             self._engine_lost = True
@@ -437,19 +437,33 @@ class Runner:
                 "`harness cleanup` for the rest"
             )
 
-    def _resubscribe(self, ended: EventRecorder) -> EventRecorder:
-        """A new recorder from where `ended` stopped, or EngineLost when the engine does not
-        answer or is not the same process any more (a restart)."""
-        target, events = self._target, self._events
-        at = _clock(ended.ended_ns or time.time_ns())
-        answers = getattr(target, "engine_answers", None)
-        if target is None or events is None or not callable(answers) or not answers():
+    def _after_stream_end(self, ended: EventRecorder) -> None:
+        """The event stream ended: once the engine answers, subscribe again (or fail if it is
+        another process: a restart); while it does not, wait, up to the silence limit (a
+        restarting engine is silent for a moment before it answers as another process)."""
+        answers = getattr(self._target, "engine_answers", None)
+        if callable(answers) and answers():
+            self._recorder = self._resubscribe(ended)
+            return
+        ended_ns = ended.ended_ns or time.time_ns()
+        silent_s = (time.time_ns() - ended_ns) / 1e9
+        if silent_s >= self.options.engine_silence_s:
             self._engine_lost = True
             raise EngineLost(
-                f"the engine's event stream ended at {at} and the engine does not answer: it "
-                "stopped or went away; the run's data until then is kept. Once the engine "
-                "answers again, run `harness cleanup` for anything left"
+                f"the engine's event stream ended at {_clock(ended_ns)} and the engine has not "
+                f"answered since ({silent_s:.0f} s): it stopped or went away; the run's data "
+                "until then is kept. Once the engine answers again, run `harness cleanup` for "
+                "anything left"
             )
+
+    def _resubscribe(self, ended: EventRecorder) -> EventRecorder:
+        """A new recorder from where `ended` stopped, or EngineLost when the engine is not the
+        same process any more (a restart)."""
+        target, events = self._target, self._events
+        at = _clock(ended.ended_ns or time.time_ns())
+        if target is None or events is None:
+            self._engine_lost = True
+            raise EngineLost(f"the engine's event stream ended at {at}")
         identity = _engine_identity(target)
         if identity != self._engine_identity:
             self._engine_lost = True

@@ -1,0 +1,314 @@
+"""The fault matrix's Kubernetes column: every fault kind on pods of the local Kubernetes lab.
+
+One Deployment (two pods, 0.5 CPU and 64 MiB each) shared by the cells, as in
+tests/test_fault_matrix.py, whose helpers these cells use. Each cell injects one fault into one
+pod, measures its effect against what the kernel, kubectl or an HTTP client sees (not the
+harness's own record), reverts it, and checks nothing of it is left. The kinds Kubernetes has
+no meaning for are refused by `harness validate`, with the reason, before anything runs.
+`pod_delete` and the node faults have their own tests (test_kubernetes.py,
+test_kubernetes_nodes.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faults.bandwidth import Bandwidth, BandwidthParams
+from faults.container_kill import ContainerKill, ContainerKillParams
+from faults.cpu_stress import CpuStress, CpuStressParams
+from faults.disk_fill import DiskFill, DiskFillParams
+from faults.latency import PROXY, Latency, LatencyParams
+from faults.mechanisms import stress
+from faults.memory_stress import MemoryStress, MemoryStressParams
+from faults.network_partition import NetworkPartition, NetworkPartitionParams
+from faults.packet_loss import PacketLoss, PacketLossParams
+from harness.kube import lab as kube_lab
+from harness.scenario import TargetSpec, WorkloadSpec
+from harness.targets.kubernetes import KubernetesTarget
+from tests.abort import REPO
+from tests.helpers import (
+    cpu_share,
+    download_mbit_s,
+    failure_rate,
+    fetch,
+    median_ms,
+    wait_until,
+)
+from tests.test_fault_matrix import (
+    MIB,
+    WORKLOAD,
+    Deployed,
+    _answers_again,
+    _apply,
+    _leftovers,
+    _revert,
+)
+from tests.test_kubernetes import kubectl, lab, pods_json
+
+pytestmark = pytest.mark.docker  # the lab's images come from the host's Docker engine
+__all__ = ["lab"]  # the module-scoped lab fixture, shared with test_kubernetes.py
+
+REFUSED = ["container_stop", "container_pause", "container_restart", "manager_quorum_loss"]
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    lab: kube_lab.KubeLabInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    target = KubernetesTarget(
+        f"matrix-kubernetes-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes")
+    )
+    started = time.monotonic()
+    try:
+        target.deploy(WorkloadSpec.model_validate(WORKLOAD))
+        target.wait_healthy(120)
+        print(f"\nkubernetes: deployed in {time.monotonic() - started:.1f} s")
+        yield Deployed("kubernetes", target, tmp_path_factory.mktemp("matrix-kubernetes"))
+    finally:
+        target.teardown()
+    assert kubectl(lab, "get", "namespace", target.namespace, check=False) == ""
+
+
+@pytest.fixture
+def cell(deployed: Deployed) -> Iterator[Deployed]:
+    """The deployment, healthy before the cell; afterwards no fault of the cell is left."""
+    deployed.target.wait_healthy(120)
+    yield deployed
+    deployed.target.wait_healthy(120)
+    for instance in deployed.target.instances():
+        assert _leftovers(deployed, instance) == [], instance.name
+
+
+def _namespace(cell: Deployed) -> str:
+    assert isinstance(cell.target, KubernetesTarget)
+    return cell.target.namespace
+
+
+def _restart_count(lab: kube_lab.KubeLabInfo, cell: Deployed, pod: str) -> int:
+    """kubectl's word for how often the kubelet restarted the pod's container."""
+    found = {p["metadata"]["name"]: p for p in pods_json(lab, _namespace(cell))}
+    return int(found[pod]["status"]["containerStatuses"][0]["restartCount"])
+
+
+def _exec(lab: kube_lab.KubeLabInfo, cell: Deployed, pod: str, *command: str) -> int:
+    """Run a command in a pod through the API server (kubectl exec); its exit code."""
+    where = ("--kubeconfig", lab.kubeconfig, "exec", "-n", _namespace(cell), pod)
+    done = subprocess.run(
+        [lab.kubectl, *where, "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode
+
+
+# --- the pod's process -------------------------------------------------------------------------
+
+
+def test_container_kill_is_a_crash_the_kubelet_restarts(
+    cell: Deployed, lab: kube_lab.KubeLabInfo
+) -> None:
+    before = cell.victim()
+    restarts = _restart_count(lab, cell, before.container_name)
+    killed = time.monotonic()
+    _apply(ContainerKill(ContainerKillParams(mode="signal")), cell, [before])
+    assert wait_until(lambda: not Path(f"/proc/{before.pid}").exists(), 5), "still alive"
+    assert wait_until(lambda: _restart_count(lab, cell, before.container_name) > restarts, 60)
+    assert _answers_again(before.name, cell, 60)
+    after = cell.victim()
+    # the same pod (its slot), a new container in it
+    assert after.container_name == before.container_name
+    assert after.container_id != before.container_id
+    print(f"\nkubernetes: kill -> answering again {time.monotonic() - killed:.2f} s")
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+def test_cpu_stress_the_pods_cgroup_uses_its_cpu_limit(cell: Deployed) -> None:
+    victim = cell.victim()
+    idle = cpu_share(victim.pid, 1.0)
+    fault = CpuStress(CpuStressParams(workers=2, load=100))
+    record = _apply(fault, cell, [victim])
+    try:
+        time.sleep(0.5)
+        inside = [
+            pid
+            for cgroup in stress.target_cgroups(victim.pid)
+            for pid in stress.stress_in_cgroup(cgroup)
+        ]
+        stressed = cpu_share(victim.pid, 2.0)
+    finally:
+        _revert(fault, cell, record)
+    print(f"\nkubernetes: cpu share idle {idle:.2f}, stressed {stressed:.2f} (limit 0.5)")
+    assert len(set(inside)) >= 3  # stress-ng and its two workers, in the container's cgroups
+    assert idle + 0.08 <= stressed <= 0.55  # the pod's CFS quota caps two busy workers
+    assert stress.leftovers(cell.target.run_id) == []
+
+
+def test_memory_stress_the_pods_usage_rises(cell: Deployed) -> None:
+    victim = cell.victim()
+    before = stress.memory_usage(victim.pid)
+    fault = MemoryStress(MemoryStressParams.model_validate({"size": "32Mi"}))
+    record = _apply(fault, cell, [victim])
+    try:
+        wait_until(lambda: stress.memory_usage(victim.pid) - before >= 32 * MIB, 10)
+        during = stress.memory_usage(victim.pid)
+    finally:
+        _revert(fault, cell, record)
+    after = stress.memory_usage(victim.pid)
+    print(f"\nkubernetes: memory {before / MIB:.1f} -> {during / MIB:.1f} -> {after / MIB:.1f} MiB")
+    assert 32 * MIB <= during - before <= 48 * MIB
+    assert after - before <= 4 * MIB
+
+
+def test_disk_fill_the_bytes_land_in_the_pods_filesystem(
+    cell: Deployed, lab: kube_lab.KubeLabInfo
+) -> None:
+    victim = cell.victim()
+    fault = DiskFill(DiskFillParams.model_validate({"size": "16Mi"}))
+    record = _apply(fault, cell, [victim])
+    inside = str(record.data["files"][0]["path"])
+    seen_by_kernel = Path(f"/proc/{victim.pid}/root") / inside.lstrip("/")
+    try:
+        assert seen_by_kernel.stat().st_blocks * 512 >= 16 * MIB  # allocated, not sparse
+        assert _exec(lab, cell, victim.container_name, "test", "-s", inside) == 0
+        data_root = cell.target.data_root()  # the node's containerd storage, on this host
+        assert data_root is not None and seen_by_kernel.stat().st_dev == data_root.stat().st_dev
+    finally:
+        _revert(fault, cell, record)
+    assert not seen_by_kernel.exists()
+    assert _exec(lab, cell, victim.container_name, "test", "-e", inside) != 0
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+def test_network_partition_requests_fail_and_pods_are_cut_apart(
+    cell: Deployed, lab: kube_lab.KubeLabInfo
+) -> None:
+    one, two = cell.victim(), cell.other()
+    fault = NetworkPartition(NetworkPartitionParams.model_validate({"from": "load"}))
+    record = _apply(fault, cell, [one])
+    try:
+        assert [fetch(f"{one.url}/health") for _ in range(3)] == [False] * 3
+        assert fetch(f"{two.url}/health")
+    finally:
+        _revert(fault, cell, record)
+    assert fetch(f"{one.url}/health")
+
+    wget = ("timeout", "2", "wget", "-q", "-O", "/dev/null", f"http://{two.address}:{two.port}/")
+    assert _exec(lab, cell, one.container_name, *wget) == 0  # pod to pod
+    groups = NetworkPartition(NetworkPartitionParams(groups=[[one.name], [two.name]]))
+    record = _apply(groups, cell, [])
+    try:
+        assert _exec(lab, cell, one.container_name, *wget) != 0
+        assert fetch(f"{one.url}/health") and fetch(f"{two.url}/health")
+    finally:
+        _revert(groups, cell, record)
+    assert _exec(lab, cell, one.container_name, *wget) == 0
+
+
+def test_packet_loss_fails_its_share_of_fresh_requests(cell: Deployed) -> None:
+    url = f"{cell.victim().url}/health"
+    fault = PacketLoss(PacketLossParams(percent=50, direction="inbound"))
+    record = _apply(fault, cell, [cell.victim()])
+    try:
+        lossy = failure_rate(url, 120, read_timeout_s=0.9)
+    finally:
+        _revert(fault, cell, record)
+    clean = failure_rate(url, 60, read_timeout_s=0.9)
+    print(f"\nkubernetes: 50 % inbound loss failed {lossy:.0%} of fresh requests, then {clean:.0%}")
+    assert 0.33 <= lossy <= 0.8  # a lost SYN costs 1 s, past the timeouts
+    assert clean <= 0.02
+
+
+def test_bandwidth_caps_the_download(cell: Deployed) -> None:
+    url = f"{cell.victim().url}/blob"
+    fault = Bandwidth(BandwidthParams(rate="10mbit"))
+    record = _apply(fault, cell, [cell.victim()])
+    try:
+        capped = download_mbit_s(url)
+    finally:
+        _revert(fault, cell, record)
+    after = download_mbit_s(url)
+    print(f"\nkubernetes: 10mbit cap measured {capped:.1f} Mbit/s, then {after:.0f} Mbit/s")
+    assert 7.0 <= capped <= 13.0
+    assert after > 50.0
+
+
+def test_latency_raises_the_median_by_the_delay(cell: Deployed) -> None:
+    url = f"{cell.victim().url}/health"
+    before = median_ms(url, 25)
+    fault = Latency(LatencyParams(delay=0.1, mechanism="proxy"))
+    record = _apply(fault, cell, [cell.victim()])
+    try:
+        assert record.mechanism == PROXY
+        during = median_ms(url, 25)
+    finally:
+        _revert(fault, cell, record)
+    after = median_ms(url, 25)
+    print(f"\nkubernetes: latency +100 ms: p50 {before:.1f} -> {during:.1f} -> {after:.1f} ms")
+    assert 80.0 <= during - before <= 125.0
+    assert after <= before + 20.0
+
+
+# --- the health check as a liveness probe ------------------------------------------------------
+
+
+def test_liveness_the_kubelet_restarts_a_pod_that_fails_its_health_check(
+    lab: kube_lab.KubeLabInfo,
+) -> None:
+    """`target.kubernetes.liveness: true`: with its health file removed (through kubectl
+    exec), the pod fails the check and the kubelet restarts its container from the image."""
+    spec = TargetSpec.model_validate({"kind": "kubernetes", "kubernetes": {"liveness": True}})
+    target = KubernetesTarget(f"test-{secrets.token_hex(3)}", spec)
+    try:
+        target.deploy(WorkloadSpec.model_validate({**WORKLOAD, "replicas": 1}))
+        target.wait_healthy(120)
+        deployed = Deployed("kubernetes", target, Path("/nonexistent"))
+        pod = target.instances()[0].container_name
+        probe = pods_json(lab, target.namespace)[0]["spec"]["containers"][0]["livenessProbe"]
+        assert probe["httpGet"]["path"] == "/health"
+        broken = time.monotonic()
+        assert _exec(lab, deployed, pod, "rm", "/www/health") == 0
+        assert wait_until(lambda: _restart_count(lab, deployed, pod) == 1, 60)
+        print(f"\nkubernetes: health removed -> restarted {time.monotonic() - broken:.1f} s")
+        assert _answers_again(target.instances()[0].name, deployed, 60)  # a fresh rootfs
+    finally:
+        target.teardown()
+
+
+# --- refused up front --------------------------------------------------------------------------
+
+
+def test_what_kubernetes_cannot_do_is_refused_by_validate(
+    lab: kube_lab.KubeLabInfo, tmp_path: Path
+) -> None:
+    del lab  # up, as a run's default cluster: validate must still refuse before deploying
+    entries = [{"kind": kind, "at": "5s", "duration": "5s"} for kind in REFUSED]
+    entries[2].pop("duration")  # container_restart is a one-off
+    path = tmp_path / "refused.yaml"
+    path.write_text(yaml.safe_dump({"name": "refused", "target": "kubernetes", "faults": entries}))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    for index, kind in enumerate(REFUSED):
+        assert f"faults.{index} ({kind}): " in done.stderr, done.stderr
+    assert "Kubernetes cannot pause a pod" in done.stderr
+    print(f"\nkubernetes: validate refused {json.dumps(REFUSED)}")
