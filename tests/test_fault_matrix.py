@@ -429,7 +429,8 @@ def test_service_url_spreads_over_replicas_and_a_killed_replicas_share_fails(
     if cell.kind != "swarm":  # Swarm brings it back by itself (a new task)
         cell.target.start_instance(cell.victim())
     # 60 s: once, in a full suite on a loaded machine, Podman's replica took longer than 30 s
-    assert _answers_again(victim.name, cell, 60), [(i.name, i.state) for i in cell.target.instances()]
+    back = _answers_again(victim.name, cell, 60)
+    assert back, [(i.name, i.state) for i in cell.target.instances()]
     cell.target.wait_healthy(60)
     time.sleep(0.3)  # Swarm: the slot route follows the new task within its poll
     again = _served_by(url, 60)
