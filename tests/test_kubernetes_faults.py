@@ -180,15 +180,33 @@ def test_disk_fill_the_bytes_land_in_the_pods_filesystem(
     record = _apply(fault, cell, [victim])
     inside = str(record.data["files"][0]["path"])
     seen_by_kernel = Path(f"/proc/{victim.pid}/root") / inside.lstrip("/")
+    on_host = _writable_layer(victim.pid) / inside.lstrip("/")
     try:
         assert seen_by_kernel.stat().st_blocks * 512 >= 16 * MIB  # allocated, not sparse
         assert _exec(lab, cell, victim.container_name, "test", "-s", inside) == 0
-        data_root = cell.target.data_root()  # the node's containerd storage, on this host
-        assert data_root is not None and seen_by_kernel.stat().st_dev == data_root.stat().st_dev
+        # the bytes are in the pod's writable layer, in the node's containerd storage here
+        data_root = cell.target.data_root()
+        assert data_root is not None and on_host.is_relative_to(data_root)
+        assert on_host.stat().st_blocks * 512 >= 16 * MIB
+        assert on_host.stat().st_dev == data_root.stat().st_dev
     finally:
         _revert(fault, cell, record)
-    assert not seen_by_kernel.exists()
+    assert not seen_by_kernel.exists() and not on_host.exists()
     assert _exec(lab, cell, victim.container_name, "test", "-e", inside) != 0
+
+
+def _writable_layer(pid: int) -> Path:
+    """Where the container's root filesystem takes writes on the host, from the kernel's own
+    mount table: an overlay's upperdir (containerd's overlayfs snapshotter)."""
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        if before.split()[4] != "/":
+            continue
+        fstype, _source, options = after.split(maxsplit=2)
+        assert fstype == "overlay", f"the pod's root is {fstype}, not an overlay"
+        upper = next(o for o in options.split(",") if o.startswith("upperdir="))
+        return Path(upper.removeprefix("upperdir="))
+    raise AssertionError(f"no root mount in /proc/{pid}/mountinfo")
 
 
 # --- network ----------------------------------------------------------------------------------
