@@ -82,6 +82,30 @@ def test_1_a_harmless_kill_does_not_take_a_later_kills_failures(tmp_path: Path) 
 # -- 2. attribution ---------------------------------------------------------------------------
 
 
+def test_2_load_through_the_orchestrators_service_is_measured_on_the_service_stream(
+    tmp_path: Path,
+) -> None:
+    # Kubernetes: the load goes through the Service, whose endpoint the manifest names
+    # "service" (routing: service). Requests started in [10.0, 11.0) fail after a kill of
+    # web-3 at 10 s. Before this was fixed the fault was measured on "requests sent to web-3"
+    # (none: "service" was taken for a replica's name) and reported no visible impact.
+    requests = every_100ms(ok=lambda i: not 100 <= i < 110, endpoint=lambda i: "service")
+    summary = run(
+        tmp_path,
+        requests,
+        [kill(10.0, "f1", target="web-3")],
+        endpoints=("service",),
+        load={"routing": "service"},
+    )
+    fault = summary["faults"][0]
+    assert fault["view"] == "service"
+    assert fault["impact"] == "visible"
+    # the request started at 10.0 fails at 10.005; the one started at 11.0 is the first ok
+    assert fault["ttd_s"] == pytest.approx(0.005)
+    assert fault["ttr_s"] == pytest.approx(1.005)
+    assert summary["load"]["routing"] == "service"
+
+
 def alternating(i: int) -> str:
     return "web-1" if i % 2 == 0 else "web-2"
 

@@ -378,7 +378,10 @@ def _opt_float(value: object) -> float | None:
 def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
     """The run's observations, its load window and its baseline."""
     load = load_window(run)
-    instances = {*run.manifest.load.endpoints, *(t for f in faults for t in f.targets)}
+    spec = run.manifest.load
+    # load sent through a balancer names its endpoint after it ("service"), not a replica
+    endpoints = () if spec.routing == "service" else spec.endpoints
+    instances = {*endpoints, *(t for f in faults for t in f.targets)}
     observations = RunObservations.of(run.requests, run.probes, instances)
     first = faults[0].injected_at_ns if faults else None
     window = baseline_window(load, first, run.manifest.warmup_s())
