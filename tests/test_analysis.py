@@ -303,6 +303,31 @@ def test_swarm_view_of_a_lost_node_next_to_what_users_saw(tmp_path: Path) -> Non
     assert fault["ttr_s"] == pytest.approx(6.805)  # users: web-2's first success, at 16.805
 
 
+def test_kubernetes_view_of_a_lost_node_finds_the_replacement_pod(tmp_path: Path) -> None:
+    def cluster_event(time_s: float, action: str, **attributes: object) -> Event:
+        return Event(time_s, "engine", action, None, attributes)
+
+    def phase(time_s: float, slot: str, uid: str, phase: str, old: str) -> Event:
+        return engine(time_s, "pod_phase", slot, pod_uid=uid, phase=phase, old_phase=old)
+
+    events = [
+        phase(1.0, "web-2", "uid-old", "Running", "Pending"),
+        inject(10.0, "f1", kind="node_partition", targets=("web-2",), heals_during_fault=True),
+        cluster_event(27.0, "node_state", node="chk8s-n2", old="ready", new="down"),
+        cluster_event(27.1, "service_degraded", running="2", desired="3"),
+        phase(30.0, "web-3", "uid-other", "Running", "Pending"),  # another slot's new pod
+        phase(37.2, "web-2", "uid-new", "Running", "Pending"),
+        cluster_event(37.8, "service_converged", running="3", desired="3"),
+        revert(50.0, "f1"),
+    ]
+    fault = analyze(tmp_path, series(0.0, 60.0, 0.1), events, load_s=(0.0, 60.0))["faults"][0]
+
+    cluster = fault["cluster"]
+    assert (cluster["node"], cluster["to_node_down_s"]) == ("chk8s-n2", 17.0)
+    assert cluster["to_replacement_running_s"] == 27.2  # web-2's new pod, not web-3's
+    assert cluster["to_full_strength_s"] == 27.8
+
+
 def test_a_docker_run_has_no_cluster_view(tmp_path: Path) -> None:
     fault = analyze(tmp_path, kill_then_flap(), [inject(10.0, "f1")], load_s=(0.0, 30.0))
     assert fault["faults"][0]["cluster"] is None

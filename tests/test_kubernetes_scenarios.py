@@ -93,6 +93,7 @@ def test_a_cut_node_is_reported_down_and_its_pod_replaced_on_another(tmp_path: P
     assert 8.0 <= cluster["to_node_down_s"] <= 30.0
     # then 10 s of toleration before the eviction, and the replacement's start
     assert cluster["to_node_down_s"] + 8.0 <= cluster["to_full_strength_s"] <= 60.0
+    assert cluster["to_node_down_s"] < cluster["to_replacement_running_s"] <= 60.0
     assert response["action"] == "replaced" and response["unit"] == "pod"
     assert fault["view"] == "service" and fault["impact"] == "visible"
     print(

@@ -1,9 +1,11 @@
-"""The orchestrator's own view of a fault, for clustered targets (Swarm): from its events.
+"""The orchestrator's own view of a fault, for clustered targets (Swarm, Kubernetes): from its
+events.
 
-Next to the user-visible numbers, a Swarm run records when the managers marked a node down,
-when the service dropped below its desired replica count, when a replacement task for an
-affected slot was running, when the service was back at full strength, and when the node was
-ready again. Each is measured from the fault's injection (never added to another interval).
+Next to the user-visible numbers, a Swarm or Kubernetes run records when the node was marked
+down, when the service dropped below its desired replica count, when a replacement task (a
+new pod, on Kubernetes) for an affected slot was running, when the service was back at full
+strength, and when the node was ready again. Each is measured from the fault's injection
+(never added to another interval).
 Targets without such events (the Docker Engine) have no cluster view.
 """
 
@@ -14,7 +16,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-CLUSTER_ACTIONS = ("task_state", "service_degraded", "service_converged", "node_state")
+# Swarm's task states; Kubernetes' pod phases; both record the service's strength and nodes
+CLUSTER_ACTIONS = (
+    "task_state",
+    "pod_phase",
+    "service_degraded",
+    "service_converged",
+    "node_state",
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,11 @@ def cluster_view(events: pd.DataFrame, t0_ns: int, targets: Sequence[str]) -> Cl
     rows = _rows(events)
     if not rows:
         return None
+    # a replacement is a task (Swarm) or pod (Kubernetes) the slot did not have before t0
     tasks_before = {
-        str(a.get("task_id")) for t, act, _i, a in rows if act == "task_state" and t < t0_ns
+        str(a.get("task_id") or a.get("pod_uid"))
+        for t, act, _i, a in rows
+        if act in ("task_state", "pod_phase") and t < t0_ns
     }
     down = _first(rows, t0_ns, lambda r: r[1] == "node_state" and r[3].get("new") == "down")
     node = None if down is None else str(down[3].get("node"))
@@ -84,10 +96,12 @@ def cluster_view(events: pd.DataFrame, t0_ns: int, targets: Sequence[str]) -> Cl
         rows,
         t0_ns,
         lambda r: (
-            r[1] == "task_state"
-            and r[2] in targets
-            and r[3].get("state") == "running"
-            and str(r[3].get("task_id")) not in tasks_before
+            r[2] in targets
+            and (
+                (r[1] == "task_state" and r[3].get("state") == "running")
+                or (r[1] == "pod_phase" and r[3].get("phase") == "Running")
+            )
+            and str(r[3].get("task_id") or r[3].get("pod_uid")) not in tasks_before
         ),
     )
     converged = _first(
