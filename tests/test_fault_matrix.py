@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from faults.bandwidth import Bandwidth, BandwidthParams
-from faults.base import Fault, FaultContext, FaultParams, RevertRecord
+from faults.base import AnyFault, FaultContext, FaultParams, RevertRecord
 from faults.container_kill import ContainerKill, ContainerKillParams
 from faults.container_pause import ContainerPause
 from faults.container_restart import ContainerRestart, ContainerRestartParams
@@ -164,14 +164,14 @@ def _devices(pid: int) -> list[str]:
     return [name for name in names if name != "lo"]
 
 
-def _apply(fault: Fault, deployed: Deployed, instances: list[Instance]) -> RevertRecord:
+def _apply(fault: AnyFault, deployed: Deployed, instances: list[Instance]) -> RevertRecord:
     ctx = deployed.context()
     record = fault.plan(ctx, fault.kind, instances)
     fault.apply(ctx, record)
     return record
 
 
-def _revert(fault: Fault, deployed: Deployed, record: RevertRecord) -> None:
+def _revert(fault: AnyFault, deployed: Deployed, record: RevertRecord) -> None:
     fault.revert(deployed.context(), record)
     fault.revert(deployed.context(), record)  # idempotent
 
@@ -251,6 +251,11 @@ def test_container_restart_a_new_process_answers(cell: Deployed) -> None:
 
 
 def test_cpu_stress_the_containers_cgroup_uses_its_cpu_limit(cell: Deployed) -> None:
+    check_cpu_stress(cell)
+
+
+def check_cpu_stress(cell: Deployed) -> None:
+    """Shared with the Kubernetes column (tests/test_kubernetes_faults.py)."""
     victim = cell.victim()
     idle = cpu_share(victim.pid, 1.0)
     fault = CpuStress(CpuStressParams(workers=2, load=100))
@@ -274,6 +279,11 @@ def test_cpu_stress_the_containers_cgroup_uses_its_cpu_limit(cell: Deployed) -> 
 
 
 def test_memory_stress_the_containers_usage_rises(cell: Deployed) -> None:
+    check_memory_stress(cell)
+
+
+def check_memory_stress(cell: Deployed) -> None:
+    """Shared with the Kubernetes column (tests/test_kubernetes_faults.py)."""
     victim = cell.victim()
     before = stress.memory_usage(victim.pid)
     fault = MemoryStress(MemoryStressParams.model_validate({"size": "32Mi"}))
@@ -339,6 +349,11 @@ def test_network_partition_requests_fail_and_instances_are_cut_apart(cell: Deplo
 
 
 def test_packet_loss_fails_its_share_of_fresh_requests(cell: Deployed) -> None:
+    check_packet_loss(cell)
+
+
+def check_packet_loss(cell: Deployed) -> None:
+    """Shared with the Kubernetes column (tests/test_kubernetes_faults.py)."""
     victim = cell.victim()
     url = f"{victim.url}/health"
     fault = PacketLoss(PacketLossParams(percent=50, direction="inbound"))
@@ -357,6 +372,11 @@ def test_packet_loss_fails_its_share_of_fresh_requests(cell: Deployed) -> None:
 
 
 def test_bandwidth_caps_the_download(cell: Deployed) -> None:
+    check_bandwidth(cell)
+
+
+def check_bandwidth(cell: Deployed) -> None:
+    """Shared with the Kubernetes column (tests/test_kubernetes_faults.py)."""
     victim = cell.victim()
     fault = Bandwidth(BandwidthParams(rate="10mbit"))
     record = _apply(fault, cell, [victim])
@@ -371,6 +391,11 @@ def test_bandwidth_caps_the_download(cell: Deployed) -> None:
 
 
 def test_latency_raises_the_median_by_the_delay(cell: Deployed) -> None:
+    check_latency(cell)
+
+
+def check_latency(cell: Deployed) -> None:
+    """Shared with the Kubernetes column (tests/test_kubernetes_faults.py)."""
     url = f"{cell.victim().url}/health"
     before = median_ms(url, 25)
     fault = Latency(LatencyParams(delay=0.1, mechanism="proxy"))

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from faults.base import Fault, FaultContext
+from faults.base import AnyFault, FaultContext
 from faults.node_base import NodeParams
 from faults.node_down import NodeDown, NodeDownParams
 from faults.node_drain import NodeDrain
@@ -570,7 +570,7 @@ def test_three_nodes_are_ready_and_pods_talk_across_them(three_nodes: KubeLabInf
         assert _get(f"http://{node.address}:30080/health") == 200
 
 
-def _fault_cases() -> dict[str, tuple[Fault, bool, bool | None]]:
+def _fault_cases() -> dict[str, tuple[AnyFault, bool, bool | None]]:
     """Each fault: (the fault, the node goes NotReady, the host still reaches its pods; None:
     not asked, an evicted pod serves until its grace period ends)."""
     return {

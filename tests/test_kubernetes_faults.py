@@ -22,25 +22,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faults.bandwidth import Bandwidth, BandwidthParams
 from faults.container_kill import ContainerKill, ContainerKillParams
-from faults.cpu_stress import CpuStress, CpuStressParams
 from faults.disk_fill import DiskFill, DiskFillParams
-from faults.latency import PROXY, Latency, LatencyParams
-from faults.mechanisms import stress
-from faults.memory_stress import MemoryStress, MemoryStressParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
-from faults.packet_loss import PacketLoss, PacketLossParams
 from harness.kube import lab as kube_lab
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.kubernetes import KubernetesTarget
 from tests.abort import REPO
 from tests.helpers import (
-    cpu_share,
-    download_mbit_s,
-    failure_rate,
     fetch,
-    median_ms,
     wait_until,
 )
 from tests.test_fault_matrix import (
@@ -51,6 +41,11 @@ from tests.test_fault_matrix import (
     _apply,
     _leftovers,
     _revert,
+    check_bandwidth,
+    check_cpu_stress,
+    check_latency,
+    check_memory_stress,
+    check_packet_loss,
 )
 from tests.test_kubernetes import kubectl, lab, pods_json
 
@@ -136,40 +131,11 @@ def test_container_kill_is_a_crash_the_kubelet_restarts(
 
 
 def test_cpu_stress_the_pods_cgroup_uses_its_cpu_limit(cell: Deployed) -> None:
-    victim = cell.victim()
-    idle = cpu_share(victim.pid, 1.0)
-    fault = CpuStress(CpuStressParams(workers=2, load=100))
-    record = _apply(fault, cell, [victim])
-    try:
-        time.sleep(0.5)
-        inside = [
-            pid
-            for cgroup in stress.target_cgroups(victim.pid)
-            for pid in stress.stress_in_cgroup(cgroup)
-        ]
-        stressed = cpu_share(victim.pid, 2.0)
-    finally:
-        _revert(fault, cell, record)
-    print(f"\nkubernetes: cpu share idle {idle:.2f}, stressed {stressed:.2f} (limit 0.5)")
-    assert len(set(inside)) >= 3  # stress-ng and its two workers, in the container's cgroups
-    assert idle + 0.08 <= stressed <= 0.55  # the pod's CFS quota caps two busy workers
-    assert stress.leftovers(cell.target.run_id) == []
+    check_cpu_stress(cell)
 
 
 def test_memory_stress_the_pods_usage_rises(cell: Deployed) -> None:
-    victim = cell.victim()
-    before = stress.memory_usage(victim.pid)
-    fault = MemoryStress(MemoryStressParams.model_validate({"size": "32Mi"}))
-    record = _apply(fault, cell, [victim])
-    try:
-        wait_until(lambda: stress.memory_usage(victim.pid) - before >= 32 * MIB, 10)
-        during = stress.memory_usage(victim.pid)
-    finally:
-        _revert(fault, cell, record)
-    after = stress.memory_usage(victim.pid)
-    print(f"\nkubernetes: memory {before / MIB:.1f} -> {during / MIB:.1f} -> {after / MIB:.1f} MiB")
-    assert 32 * MIB <= during - before <= 48 * MIB
-    assert after - before <= 4 * MIB
+    check_memory_stress(cell)
 
 
 def test_disk_fill_the_bytes_land_in_the_pods_filesystem(
@@ -238,47 +204,15 @@ def test_network_partition_requests_fail_and_pods_are_cut_apart(
 
 
 def test_packet_loss_fails_its_share_of_fresh_requests(cell: Deployed) -> None:
-    url = f"{cell.victim().url}/health"
-    fault = PacketLoss(PacketLossParams(percent=50, direction="inbound"))
-    record = _apply(fault, cell, [cell.victim()])
-    try:
-        lossy = failure_rate(url, 120, read_timeout_s=0.9)
-    finally:
-        _revert(fault, cell, record)
-    clean = failure_rate(url, 60, read_timeout_s=0.9)
-    print(f"\nkubernetes: 50 % inbound loss failed {lossy:.0%} of fresh requests, then {clean:.0%}")
-    assert 0.33 <= lossy <= 0.8  # a lost SYN costs 1 s, past the timeouts
-    assert clean <= 0.02
+    check_packet_loss(cell)
 
 
 def test_bandwidth_caps_the_download(cell: Deployed) -> None:
-    url = f"{cell.victim().url}/blob"
-    fault = Bandwidth(BandwidthParams(rate="10mbit"))
-    record = _apply(fault, cell, [cell.victim()])
-    try:
-        capped = download_mbit_s(url)
-    finally:
-        _revert(fault, cell, record)
-    after = download_mbit_s(url)
-    print(f"\nkubernetes: 10mbit cap measured {capped:.1f} Mbit/s, then {after:.0f} Mbit/s")
-    assert 7.0 <= capped <= 13.0
-    assert after > 50.0
+    check_bandwidth(cell)
 
 
 def test_latency_raises_the_median_by_the_delay(cell: Deployed) -> None:
-    url = f"{cell.victim().url}/health"
-    before = median_ms(url, 25)
-    fault = Latency(LatencyParams(delay=0.1, mechanism="proxy"))
-    record = _apply(fault, cell, [cell.victim()])
-    try:
-        assert record.mechanism == PROXY
-        during = median_ms(url, 25)
-    finally:
-        _revert(fault, cell, record)
-    after = median_ms(url, 25)
-    print(f"\nkubernetes: latency +100 ms: p50 {before:.1f} -> {during:.1f} -> {after:.1f} ms")
-    assert 80.0 <= during - before <= 125.0
-    assert after <= before + 20.0
+    check_latency(cell)
 
 
 # --- the health check as a liveness probe ------------------------------------------------------

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -259,7 +260,7 @@ def _leftovers(directory: Path) -> list[str]:
     return found
 
 
-def _node_faults() -> dict[str, tuple[NodeFault, bool]]:
+def _node_faults() -> dict[str, tuple[NodeFault[Any], bool]]:
     """Each node fault under test, and whether the managers should mark the node down."""
     return {
         "partition": (NodePartition(NodePartitionParams(mode="link")), True),
@@ -320,7 +321,9 @@ def _measure_down(
     assert info.heartbeat_s < (event_down - t0) / NS < 6 * info.heartbeat_s + 5
 
 
-def _lose_a_worker(info: lab.LabInfo, tmp_path: Path, fault: NodeFault, marks_down: bool) -> None:
+def _lose_a_worker(
+    info: lab.LabInfo, tmp_path: Path, fault: NodeFault[Any], marks_down: bool
+) -> None:
     manager = docker.DockerClient(base_url=info.manager_url)
     service = manager.services.create(  # type: ignore[no-untyped-call]
         DEMO_IMAGE,

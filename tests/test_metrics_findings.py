@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from faults.base import Fault, FaultContext, RevertRecord
+from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from harness.analysis import analyze_run
 from harness.analysis.compare import compare_runs, load_runs
 from harness.cli import _exit_code, verdict_lines
@@ -394,7 +394,7 @@ def test_6_each_occurrence_is_measured_and_phases_leave_the_gaps_out(tmp_path: P
 # -- 7. t0 is the fault's action ----------------------------------------------------------------
 
 
-class SlowToAct(Fault):
+class SlowToAct(Fault[FaultParams]):
     """Spends 0.2 s preparing (as a fault listing containers does), then acts, then 0.1 s more."""
 
     kind = "slow_to_act"

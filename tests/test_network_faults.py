@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from faults.bandwidth import Bandwidth, BandwidthParams
-from faults.base import Fault, FaultContext, RevertRecord
+from faults.base import AnyFault, FaultContext, RevertRecord
 from faults.latency import PROXY, Latency, LatencyParams
 from faults.mechanisms.netfaults import is_ours, root_qdisc, rule_tag, tagged_rules
 from faults.mechanisms.tcpproxy import find_proxies, is_running
@@ -44,7 +44,9 @@ def leftovers(instance: Instance, tag: str) -> list[str]:
 
 
 @contextmanager
-def injected(fault: Fault, ctx: FaultContext, instances: list[Instance]) -> Iterator[RevertRecord]:
+def injected(
+    fault: AnyFault, ctx: FaultContext, instances: list[Instance]
+) -> Iterator[RevertRecord]:
     """The fault in place for the block; reverted twice after it (idempotent), even on failure."""
     record = fault.plan(ctx, "f1", instances)
     try:
