@@ -104,7 +104,11 @@ def test_a_sigkilled_run_is_finished_by_cleanup_and_still_reports(
     requests = pd.read_parquet(run_dir / "requests.parquet")
     probes = pd.read_parquet(run_dir / "probes.parquet")
     assert len(requests) > 50 and len(probes) > 20
-    assert requests["start_ns"].max() < killed_ns and probes["start_ns"].max() < killed_ns
+    # Locust's processes die of their parent-death signal a few ms after the harness (once,
+    # a request 18 ms after the kill): nothing is recorded much after it
+    grace_ns = 500_000_000
+    assert requests["start_ns"].max() < killed_ns + grace_ns
+    assert probes["start_ns"].max() < killed_ns
     assert (run_dir / "events.jsonl").read_text().endswith("\n")  # the torn line was cut
     report = _harness("report", str(run_dir))
     assert report.returncode == 0, report.stderr

@@ -290,6 +290,7 @@ def wait_for_load(out: Path, timeout_s: float = 180.0) -> Path:
     raise AssertionError("the matrix's second run never started its load")
 
 
+@pytest.mark.slow  # 85 s; the Docker/Kubernetes matrix below runs the same path by default
 @pytest.mark.docker
 def test_docker_and_podman_matrix(
     tmp_path: Path, demo_image: str, schema: xmlschema.XMLSchema

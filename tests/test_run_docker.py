@@ -195,7 +195,10 @@ def test_locusts_own_example_loads_the_target_and_a_kill_is_measured(
     assert summary["baseline"]["broken"] is False
     (fault,) = summary["faults"]
     assert fault["view"] == "service" and fault["impact"] == "visible"
-    assert fault["recovered"] is True and fault["failed_requests"] > 0
+    assert fault["recovered"] is True and fault["ttr_s"] is not None
+    # the example's users wait 2-5 s between requests: a 1-2 s outage may catch none of
+    # them (once, in a full run), so the failures are the requests' or the probes'
+    assert fault["failed_requests"] + fault["probes_failed"] > 0
     _nothing_left(docker_client, run_dir)
 
 
