@@ -489,16 +489,27 @@ def test_the_kinds_without_a_cell_act_on_nodes_or_on_other_targets() -> None:
 def test_what_a_target_cannot_do_is_refused_by_validate_before_anything_runs(
     kind: str, tmp_path: Path
 ) -> None:
+    refused = _refused_kinds()
+    started = time.monotonic()
+    stderr = refused_by_validate(kind, refused, tmp_path)
+    for index, fault in enumerate(refused):
+        if fault in NODE_FAULTS:
+            assert f"faults.{index} ({fault}): acts on whole nodes" in stderr
+    assert labelled_objects(connect(None), "refused") == []  # nothing was deployed
+    print(f"\n{kind}: validate refused {len(refused)} kinds in {time.monotonic() - started:.1f} s")
+
+
+def refused_by_validate(target: str, kinds: list[str], tmp_path: Path) -> str:
+    """`harness validate` of a scenario with one entry of each kind on `target`: it must exit
+    2 and name every entry with its reason; its stderr. Shared with the Kubernetes column."""
     from faults.registry import fault_kinds
 
-    refused = _refused_kinds()
     entries = [
         {"kind": k, "at": "5s", **({"duration": "5s"} if fault_kinds()[k].has_duration else {})}
-        for k in refused
+        for k in kinds
     ]
     path = tmp_path / "refused.yaml"
-    path.write_text(yaml.safe_dump({"name": "refused", "target": kind, "faults": entries}))
-    started = time.monotonic()
+    path.write_text(yaml.safe_dump({"name": "refused", "target": target, "faults": entries}))
     done = subprocess.run(
         [sys.executable, "-m", "harness", "validate", str(path)],
         capture_output=True,
@@ -507,10 +518,6 @@ def test_what_a_target_cannot_do_is_refused_by_validate_before_anything_runs(
         cwd=REPO,
     )
     assert done.returncode == 2, done.stdout + done.stderr
-    for index, fault in enumerate(refused):
+    for index, fault in enumerate(kinds):
         assert f"faults.{index} ({fault}): " in done.stderr, done.stderr
-    for index, fault in enumerate(refused):
-        if fault in NODE_FAULTS:
-            assert f"faults.{index} ({fault}): acts on whole nodes" in done.stderr
-    assert labelled_objects(connect(None), "refused") == []  # nothing was deployed
-    print(f"\n{kind}: validate refused {len(refused)} kinds in {time.monotonic() - started:.1f} s")
+    return done.stderr

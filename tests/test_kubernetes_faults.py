@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from faults.container_kill import ContainerKill, ContainerKillParams
 from faults.disk_fill import DiskFill, DiskFillParams
@@ -28,7 +26,6 @@ from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from harness.kube import lab as kube_lab
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.kubernetes import KubernetesTarget
-from tests.abort import REPO
 from tests.helpers import (
     fetch,
     wait_until,
@@ -46,6 +43,7 @@ from tests.test_fault_matrix import (
     check_latency,
     check_memory_stress,
     check_packet_loss,
+    refused_by_validate,
 )
 from tests.test_kubernetes import kubectl, lab, pods_json
 
@@ -248,19 +246,6 @@ def test_what_kubernetes_cannot_do_is_refused_by_validate(
     lab: kube_lab.KubeLabInfo, tmp_path: Path
 ) -> None:
     del lab  # up, as a run's default cluster: validate must still refuse before deploying
-    entries = [{"kind": kind, "at": "5s", "duration": "5s"} for kind in REFUSED]
-    entries[2].pop("duration")  # container_restart is a one-off
-    path = tmp_path / "refused.yaml"
-    path.write_text(yaml.safe_dump({"name": "refused", "target": "kubernetes", "faults": entries}))
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    for index, kind in enumerate(REFUSED):
-        assert f"faults.{index} ({kind}): " in done.stderr, done.stderr
-    assert "Kubernetes cannot pause a pod" in done.stderr
+    stderr = refused_by_validate("kubernetes", REFUSED, tmp_path)
+    assert "Kubernetes cannot pause a pod" in stderr
     print(f"\nkubernetes: validate refused {json.dumps(REFUSED)}")

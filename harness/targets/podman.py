@@ -47,7 +47,6 @@ import os
 import queue
 import secrets
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Set
@@ -58,7 +57,8 @@ import docker
 import docker.errors
 
 from harness.engines import podman
-from harness.errors import TargetError
+from harness.errors import FaultError, TargetError
+from harness.hostsys import run
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
@@ -358,13 +358,8 @@ class PodmanTarget(DockerTarget):
         on the bridge (so it stays up), the host's neighbour entry kept the old MAC while it
         was REACHABLE: the replica was silent to the host for 25-30 s (measured, 7 of 16
         stop/start cycles under load), an outage of the host's, not Podman's. Forget it."""
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                ["ip", "neigh", "flush", "to", instance.netns_address],
-                capture_output=True,
-                timeout=5,
-                check=False,
-            )
+        with contextlib.suppress(FaultError):
+            run(["ip", "neigh", "flush", "to", instance.netns_address], timeout_s=5, check=False)
 
     def events(self, since_ns: int) -> PodmanEventStream:  # type: ignore[override]
         return PodmanEventStream(super().events(since_ns), self._health_feed)
