@@ -383,8 +383,9 @@ class Runner:
         self._manifest["load"]["host"] = host
         endpoints = [(i.name, i.url) for i in instances]
         if target.balances_load:
-            # a replaced pod has a new address the load would never learn: go through the
-            # orchestrator's balancer, and measure faults on the service-level stream
+            # the orchestrator's balancing (and dropping a dead replica from it) is part of
+            # what it does for recovery: load goes through it, faults are measured on that
+            # service-level stream
             endpoints = [(SERVICE_ENDPOINT, host)]
             self._manifest["load"]["routing"] = "service"
         self._start_load(self._load_plan(endpoints, host))
