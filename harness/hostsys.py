@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from harness import cgroups
 from harness.errors import CapabilityError, FaultError
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def require_tool(name: str, package: str) -> str:
@@ -49,23 +48,19 @@ def in_netns(pid: int, args: Sequence[str], timeout_s: float = 15.0, check: bool
 
 
 def cgroup_version() -> int:
-    """2 when the unified hierarchy is mounted at /sys/fs/cgroup, else 1."""
-    return 2 if (CGROUP_ROOT / "cgroup.controllers").exists() else 1
+    """2 when the machine has only the cgroup2 hierarchy, else 1 (v1 or hybrid: see
+    harness.cgroups for which hierarchy holds which controller)."""
+    return 2 if cgroups.layout().mode == "v2" else 1
 
 
 def cgroup_dir(pid: int, controller: str) -> Path:
-    """The host path of the cgroup of `pid` for a v1 controller (or the v2 unified one)."""
+    """The host directory of `pid`'s cgroup in the hierarchy holding `controller` (v1 or
+    cgroup2, wherever it is mounted; "" names the cgroup2 hierarchy)."""
+    found = cgroups.memberships(pid)
     try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError as exc:
-        raise FaultError(f"cannot read the cgroup of PID {pid}: {exc.strerror}") from exc
-    for line in lines:
-        _id, controllers, path = line.split(":", 2)
-        if cgroup_version() == 2 and controllers == "":
-            return CGROUP_ROOT / path.lstrip("/")
-        if controller in controllers.split(","):
-            return CGROUP_ROOT / controllers / path.lstrip("/")
-    raise FaultError(f"PID {pid} has no '{controller}' cgroup")
+        return cgroups.directory_for(cgroups.layout(), found, controller)
+    except FaultError as exc:
+        raise FaultError(f"PID {pid}: {exc}") from exc
 
 
 def process_start_ticks(pid: int) -> int | None:

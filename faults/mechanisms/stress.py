@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faults.base import FaultContext, JsonValue, Mechanism, RevertRecord
+from harness import cgroups
 from harness.errors import FaultError
-from harness.hostsys import CGROUP_ROOT, cgroup_dir, cgroup_version
+from harness.hostsys import cgroup_dir
 from harness.targets.base import Instance
 
 MARKER_ENV = "CHAOS_HARNESS_STRESS"
@@ -136,63 +137,40 @@ def stress_mechanism(controller: str) -> Mechanism:
     name = MECHANISM
     if shutil.which(STRESS_NG) is None:
         return Mechanism(name, False, "stress-ng is not installed: apt-get install -y stress-ng")
-    problem = _controller_problem(controller)
-    if problem:
-        return Mechanism(name, False, problem)
-    return Mechanism(name, True, f"cgroup v{cgroup_version()}, {controller} controller")
-
-
-def _controller_problem(controller: str) -> str:
-    if cgroup_version() == 2:
-        controllers = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
-        if controller not in controllers:
-            return f"the unified cgroup hierarchy has no {controller} controller"
-        where = CGROUP_ROOT
-    else:
-        where = CGROUP_ROOT / controller
-    if not os.access(where, os.R_OK | os.W_OK):
-        return f"{where} is missing or not writable (needs root)"
-    return ""
+    layout = cgroups.layout()
+    hierarchy = layout.holding(controller)
+    if hierarchy is None:
+        return Mechanism(
+            name, False, f"no cgroup hierarchy holds {controller} ({layout.describe()})"
+        )
+    if not os.access(hierarchy.mount_point, os.R_OK | os.W_OK):
+        return Mechanism(name, False, f"{hierarchy.mount_point} is not writable (needs root)")
+    where = f"{controller} on cgroup v{hierarchy.version} at {hierarchy.mount_point}"
+    return Mechanism(name, True, f"{layout.describe()}, {where}")
 
 
 # --- the target's cgroups ----------------------------------------------------------------------
 
 
 def target_cgroups(pid: int) -> tuple[str, ...]:
-    """Every cgroup directory of `pid` a joining process must enter (v2: the one unified dir)."""
-    if cgroup_version() == 2:
-        return (str(cgroup_dir(pid, "")),)
-    dirs = []
-    for controllers in _v1_controllers(pid):
-        path = cgroup_dir(pid, controllers.split(",")[0])
-        if (path / "cgroup.procs").exists():
-            dirs.append(str(path))
+    """Every cgroup directory of `pid`, in every hierarchy mounted here (v1 controllers, named
+    ones, cgroup2 in a hybrid layout too): a joining process must be where the target is in
+    each, or a limit held by the one it missed (hybrid here: hugetlb on cgroup2) misses it."""
+    layout = cgroups.layout()
+    dirs = [d for d in cgroups.directories(layout, cgroups.memberships(pid)) if _joinable(d)]
     if not dirs:
-        raise FaultError(f"PID {pid} is in no cgroup the harness can join")
-    return tuple(dirs)
+        raise FaultError(f"PID {pid} is in no cgroup the harness can join ({layout.describe()})")
+    return tuple(str(d) for d in dirs)
 
 
-def _v1_controllers(pid: int) -> list[str]:
-    """The v1 hierarchies of `pid` by controller list; named ones (name=systemd) and the
-    unified line of a hybrid setup are not resource controllers and are left alone."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError as exc:
-        raise FaultError(f"cannot read the cgroup of PID {pid}: {exc.strerror}") from exc
-    found = []
-    for line in lines:
-        controllers = line.split(":", 2)[1]
-        if controllers and not controllers.startswith("name="):
-            found.append(controllers)
-    return found
+def _joinable(directory: Path) -> bool:
+    return (directory / "cgroup.procs").exists()
 
 
 def memory_limit(pid: int) -> int | None:
     """The memory limit of `pid`'s cgroup in bytes, or None when it has none."""
-    if cgroup_version() == 2:
-        path = cgroup_dir(pid, "") / "memory.max"
-    else:
-        path = cgroup_dir(pid, "memory") / "memory.limit_in_bytes"
+    directory, version = _memory_cgroup(pid)
+    path = directory / ("memory.max" if version == 2 else "memory.limit_in_bytes")
     try:
         raw = path.read_text().strip()
     except OSError as exc:
@@ -206,11 +184,15 @@ def memory_limit(pid: int) -> int | None:
 
 def memory_usage(pid: int) -> int:
     """The bytes charged to `pid`'s memory cgroup now (page cache included)."""
-    if cgroup_version() == 2:
-        path = cgroup_dir(pid, "") / "memory.current"
-    else:
-        path = cgroup_dir(pid, "memory") / "memory.usage_in_bytes"
+    directory, version = _memory_cgroup(pid)
+    path = directory / ("memory.current" if version == 2 else "memory.usage_in_bytes")
     return int(path.read_text().strip())
+
+
+def _memory_cgroup(pid: int) -> tuple[Path, int]:
+    """The directory of `pid`'s memory cgroup and the version of the hierarchy holding it."""
+    hierarchy = cgroups.layout().holding("memory")
+    return cgroup_dir(pid, "memory"), hierarchy.version if hierarchy else 1
 
 
 # --- starting ----------------------------------------------------------------------------------

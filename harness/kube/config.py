@@ -138,6 +138,8 @@ def kubelet_config(state: KubeLabState, node: NodeState) -> str:
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": node.cgroup_root,
         "cgroupsPerQOS": True,
+        # v1 and hybrid machines boot here too: 1.34 defaults to false, 1.35 to true (refuse)
+        "failCgroupV1": False,
         "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
         "failSwapOn": False,
         "protectKernelDefaults": True,

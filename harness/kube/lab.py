@@ -536,7 +536,7 @@ def leftovers(directory: Path, runtime_root: Path) -> list[str]:
         line = " ".join(host.cmdline(pid))
         if pid != os.getpid() and any(root in line for root in roots) and host.alive(pid):
             found.append(f"process {pid}: {line[:120]}")
-    found += [f"cgroup {c}" for c in host.CGROUP_ROOT.glob(f"*/{PREFIX}-n*")]
+    found += [f"cgroup {c}" for c in host.leftover_cgroups(f"{PREFIX}-n")]
     rules = host.sh(["iptables-save"], check=False)
     found += [f"rule {r}" for r in rules.splitlines() if RULE_COMMENT in r]
     found += [f"path {p}" for p in (directory / "state.json", runtime_root) if p.exists()]

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from harness import cgroups
 from harness.errors import FaultError, TargetError
 from harness.hostsys import run
 
 NETNS_DIR = Path("/var/run/netns")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -311,26 +311,52 @@ def unmount_under(roots: Sequence[str]) -> list[str]:
 
 def cgroup_dirs(cgroup_name: str) -> list[Path]:
     """The directories of a top-level cgroup in every hierarchy mounted here (v1 and v2)."""
-    name = cgroup_name.strip("/")
-    candidates = [CGROUP_ROOT / name, *(p / name for p in CGROUP_ROOT.iterdir() if p.is_dir())]
-    return [c for c in candidates if c.is_dir()]
+    found = (h.directory(cgroup_name) for h in cgroups.layout().hierarchies)
+    return [d for d in found if d is not None and d.is_dir()]
 
 
 def cgroup_hierarchies() -> list[Path]:
     """The mount points of every cgroup hierarchy (v1 controllers, named, v2)."""
-    return [Path(p) for p, kind in mounts_with_types() if kind in ("cgroup", "cgroup2")]
+    return [h.mount_point for h in cgroups.layout().hierarchies]
 
 
 def make_cgroups(cgroup_name: str) -> None:
-    """A top-level cgroup in every hierarchy (a v1 cpuset gets its parent's cpus and mems)."""
-    name = cgroup_name.strip("/")
-    for hierarchy in cgroup_hierarchies():
-        path = hierarchy / name
+    """A top-level cgroup in every hierarchy, usable as a kubelet's cgroupRoot or a dockerd's
+    cgroup parent: a v1 cpuset gets its parent's cpus and mems (empty ones admit no task);
+    on a v2-only machine its parent passes it every controller it has (the kubelet refuses a
+    cgroupRoot that lacks cpu, cpuset, memory, hugetlb or pids)."""
+    layout = cgroups.layout()
+    for hierarchy in layout.hierarchies:
+        path = hierarchy.directory(cgroup_name)
+        if path is None:
+            continue
+        if hierarchy.version == 2 and layout.mode == "v2":
+            _delegate_controllers(path.parent)
         path.mkdir(exist_ok=True)
-        for knob in ("cpuset.cpus", "cpuset.mems"):
-            mine = path / knob
-            if mine.exists() and not mine.read_text().strip():
-                mine.write_text((hierarchy / knob).read_text())
+        if hierarchy.version == 1:
+            _copy_cpuset(path)
+
+
+def _copy_cpuset(path: Path) -> None:
+    for knob in ("cpuset.cpus", "cpuset.mems"):
+        mine = path / knob
+        if mine.exists() and not mine.read_text().strip():
+            mine.write_text((path.parent / knob).read_text())
+
+
+def _delegate_controllers(parent: Path) -> None:
+    """Enable in `parent`'s subtree_control every controller it has (as runc does); hybrid
+    layouts are left alone: their cgroup2 hierarchy is not the one the kubelet checks."""
+    enabled = set((parent / "cgroup.subtree_control").read_text().split())
+    for controller in (parent / "cgroup.controllers").read_text().split():
+        if controller in enabled:
+            continue
+        try:
+            (parent / "cgroup.subtree_control").write_text(f"+{controller}")
+        except OSError as exc:
+            raise TargetError(
+                f"cannot enable the {controller} controller under {parent}: {exc.strerror}"
+            ) from exc
 
 
 def remove_cgroups(cgroup_name: str) -> int:
@@ -346,6 +372,16 @@ def remove_cgroups(cgroup_name: str) -> int:
             top.rmdir()
             removed += 1
     return removed
+
+
+def leftover_cgroups(prefix: str) -> list[Path]:
+    """Top-level cgroups whose name starts with `prefix`, in every hierarchy mounted here."""
+    found = []
+    for hierarchy in cgroups.layout().hierarchies:
+        top = hierarchy.directory("/")
+        if top is not None:
+            found += sorted(top.glob(f"{prefix}*"))
+    return [p for p in found if p.is_dir()]
 
 
 def remove_tree(path: Path) -> bool:

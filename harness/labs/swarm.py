@@ -242,6 +242,9 @@ def daemon_argv(node: NodeState, storage_driver: str) -> list[str]:
         *("--containerd-plugins-namespace", f"{node.name}-plugins"),
         *("--bip", f"10.214.{node.index}.1/24", "--ip-masq=false"),
         *("--storage-driver", storage_driver, "--cgroup-parent", node.cgroup_parent),
+        # a path parent needs the cgroupfs driver; dockerd picks systemd on a cgroup v2 host
+        # that runs systemd, and then refuses any parent not named "*.slice"
+        *("--exec-opt", "native.cgroupdriver=cgroupfs"),
         *("--label", LAB_LABEL, "--label", f"chaos-harness.lab.node={node.name}"),
     ]
     return [
