@@ -96,10 +96,12 @@ class Layout:
 
     @property
     def mode(self) -> str:
-        """'v1', 'v2', 'hybrid' (v1 controllers and a cgroup2 mount), or 'none'."""
-        if self.v1 and self.unified:
+        """'v1', 'v2', 'hybrid' (v1 controllers and a cgroup2 mount), or 'none'. A named v1
+        hierarchy alone (name=systemd, kept for old containers) holds no resource: v2."""
+        v1_controllers = any(not c.startswith("name=") for h in self.v1 for c in h.controllers)
+        if v1_controllers and self.unified:
             return "hybrid"
-        if self.v1:
+        if v1_controllers:
             return "v1"
         return "v2" if self.unified else "none"
 

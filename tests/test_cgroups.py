@@ -148,6 +148,16 @@ def test_v2_layout_puts_every_controller_in_the_one_directory() -> None:
         cgroups.directory_for(layout, found, "freezer")
 
 
+def test_a_named_v1_hierarchy_beside_cgroup2_is_still_a_v2_machine() -> None:
+    # hosts on cgroup2 mount name=systemd as v1 for containers whose systemd wants it
+    named = "35 30 0:40 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
+    layout = layout_of(V2 + named, V2_CONTROLLERS)
+    assert layout.mode == "v2"
+    assert layout.holding("memory") == cgroups.Hierarchy(
+        2, P("/sys/fs/cgroup"), "/", frozenset(V2_CONTROLLERS[P("/sys/fs/cgroup")].split())
+    )
+
+
 def test_a_mount_of_a_subtree_shows_only_what_is_under_its_root() -> None:
     # a hierarchy mounted twice: first a subtree (as a container sees its own), then whole
     text = """\

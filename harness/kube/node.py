@@ -21,6 +21,9 @@ host as it was:
 
 cgroups: the kubelet's cgroupRoot is /<node name>, so every pod of the node lives under it in
 each hierarchy, and the node's processes are found by that cgroup or by their network namespace.
+It is made in every hierarchy mountinfo lists (harness.cgroups): v1 ones, a hybrid layout's
+cgroup2 one too (runc puts containers there as well: `0::/chk8s-n1/kubepods/...` here), or the
+one cgroup2 hierarchy, whose root must then pass it cpu, cpuset, memory, hugetlb and pids.
 
 The runtime is Debian's containerd 1.6 (its CRI plugin) and runc, one containerd per node, not
 cri-dockerd over a dockerd per node. Measured: containerd costs 27-29 MiB (PSS) per node,
