@@ -61,9 +61,13 @@ def test_detection_and_recovery_instants(tmp_path: Path) -> None:
     assert fault["ttr_s"] == pytest.approx(2.005)
     assert fault["recovered"] is True
     assert fault["reason"] is None
-    # requests completed in [10.0, 12.005]: 10 failed, 11.005 and 12.005 succeeded
-    assert (fault["failed_requests"], fault["requests_in_window"]) == (10, 12)
-    assert fault["availability"] == pytest.approx(2 / 12, abs=1e-6)
+    # the comparison window is [10, 20) (one-off: 0 s + analysis.window 10 s; before issue 15
+    # it ended at the recovery, 12.005): the 10 failures (10.05, 8 in 10.205..10.905, 11.505),
+    # 11.005 and the 80 requests started 12.0..19.9 (completed by 19.905): 91, 81 ok
+    assert (fault["failed_requests"], fault["requests_in_window"]) == (10, 91)
+    assert fault["availability"] == pytest.approx(81 / 91, abs=1e-6)
+    assert fault["window"]["duration_s"] == 10.0 and fault["window"]["cut_by"] is None
+    # probes: 10.501 failed; the one completing at 20.001 is outside
     assert (fault["probes_failed"], fault["probes_in_window"]) == (1, 1)
 
 
@@ -127,8 +131,9 @@ def test_fault_that_never_recovers(tmp_path: Path) -> None:
     assert "last failure at +29.9 s" in reason
     assert "web-2 never restarted" in reason
     assert "manual stop" in reason and "restart policy does not apply" in reason
-    # the window runs to the end of the data: 200 requests, half failed
-    assert (fault["failed_requests"], fault["requests_in_window"]) == (100, 200)
+    # the comparison window is [10, 20) (before issue 15 it ran to the end of the data): the
+    # requests started 10.0..19.9 complete by 19.905: 100, every other one failed
+    assert (fault["failed_requests"], fault["requests_in_window"]) == (50, 100)
     assert fault["orchestrator"][0]["restarted"] is False
     assert fault["orchestrator"][0]["die_to_start_s"] is None
 
@@ -156,8 +161,13 @@ def test_run_ended_before_stability(tmp_path: Path) -> None:
     summary = analyze(tmp_path, requests, [inject(10.0, "f1")], load_s=(0.0, 30.0))
     fault = summary["faults"][0]
 
+    # censored (issue 15; it read "never recovered"): the success at 29.005 s is followed by
+    # 9 successes and then the data ends (29.905 s), short of 2 s: recovered at 29.005 or
+    # later, 19.005 s after the kill at the earliest
     assert fault["recovered_at_ns"] is None
-    assert fault["reason"].startswith("run ended before 2 s of stability")
+    assert (fault["recovered"], fault["censored"]) == (None, True)
+    assert fault["ttr_at_least_s"] == pytest.approx(19.005)
+    assert fault["reason"].startswith("censored: the run ended before 2 s of stability")
 
 
 def test_fault_without_failures(tmp_path: Path) -> None:
@@ -219,9 +229,11 @@ def test_fault_with_duration_recovers_after_revert(tmp_path: Path) -> None:
 
     assert fault["reverted_at_ns"] == ns(15.0)
     assert fault["detected_at_ns"] == ns(12.0)  # the first timeout completes 2 s in
-    # the last timeout completes at 16.9 s; the success completing at 16.905 s starts 2 s clean
-    assert fault["recovered_at_ns"] == ns(16.905)
-    assert fault["ttr_s"] == pytest.approx(6.905)
+    # web-2's request sent at 15.0 s succeeds at 15.005 s; the timeouts completing until
+    # 16.9 s were all sent before 15.005 s (13.0..14.9 s): evidence of the partition, not
+    # against the recovery (issue 15: it read 16.905 s, the last timeout's successor)
+    assert fault["recovered_at_ns"] == ns(15.005)
+    assert fault["ttr_s"] == pytest.approx(5.005)
     assert fault["orchestrator"][0]["die_at_ns"] is None
 
 
@@ -375,8 +387,8 @@ def test_phase_boundaries_and_counts(tmp_path: Path) -> None:
     assert bounds == {
         "baseline": (ns(0.0), ns(10.0)),
         "fault": (ns(10.0), ns(15.0)),
-        "recovery": (ns(15.0), ns(16.905)),
-        "after": (ns(16.905), ns(30.0)),
+        "recovery": (ns(15.0), ns(15.005)),  # users' recovery at 15.005 s (issue 15)
+        "after": (ns(15.005), ns(30.0)),
     }
     expected = {name: [0, 0] for name in phases}
     for r in requests:
@@ -387,7 +399,8 @@ def test_phase_boundaries_and_counts(tmp_path: Path) -> None:
     for name, (count, failed) in expected.items():
         assert (phases[name]["requests"], phases[name]["failures"]) == (count, failed), name
     assert phases["fault"]["failures"] == 30  # timeouts completing 12.0-14.9 s
-    assert phases["recovery"]["failures"] == 20  # timeouts completing after the revert
+    # the timeout sent at 13.0 s completes at 15.0 s, in recovery; the 19 later ones in after
+    assert (phases["recovery"]["failures"], phases["after"]["failures"]) == (1, 19)
     assert phases["baseline"]["throughput_rps"] == pytest.approx(10.0)
     assert phases["fault"]["error_rate"] == pytest.approx(30 / 80)
     # 300 requests to web-1, 50 lost to the partition, 150 to web-2 once it is back
@@ -502,7 +515,8 @@ def test_slo_verdicts_and_status(tmp_path: Path) -> None:
         "recovered[f1]": (pytest.approx(2.005), "pass"),
         "ttr_s[f1]": (pytest.approx(2.005), "pass"),
         "ttd_s[f1]": (pytest.approx(0.05), "fail"),
-        "availability[f1]": (pytest.approx(2 / 12, abs=1e-6), "fail"),
+        # the comparison window [10, 20): 81 of 91 ok (see test_detection_and_recovery_instants)
+        "availability[f1]": (pytest.approx(81 / 91, abs=1e-6), "pass"),
         "error_rate[baseline]": (0.0, "pass"),
         "error_rate[recovery]": (None, "no_data"),  # an instantaneous fault: empty recovery
         "error_rate[total]": (pytest.approx(10 / 291, abs=1e-6), "pass"),

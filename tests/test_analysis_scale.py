@@ -77,9 +77,10 @@ def test_a_long_synthetic_run_measures_what_it_holds(tmp_path: Path) -> None:
     assert run.requests["end_ns"].is_monotonic_increasing
     summary = analyze_run(run_dir)
     (kill,) = summary["faults"]  # type: ignore[misc]
-    # the killed replica's requests and probes failed for 1.2 s; its last failed probe (sent
-    # at +1.1 s) timed out 1 s later, and the next request succeeded within a millisecond
+    # the killed replica's requests and probes failed for 1.2 s, and its requests succeed
+    # again from there within a millisecond. Its last failed probe (sent at +1.1 s) times out
+    # at +2.1 s: sent during the outage, it is evidence of the outage, not against the
+    # recovery (issue 15; the ttr read 2.1 s before)
     assert kill["recovered"] is True
-    last_failure_s = KILL_OUTAGE_S - 0.1 + PROBE_TIMEOUT_S
-    assert last_failure_s <= kill["ttr_s"] < last_failure_s + 0.01
+    assert KILL_OUTAGE_S <= kill["ttr_s"] < KILL_OUTAGE_S + 0.01 < KILL_OUTAGE_S + PROBE_TIMEOUT_S
     assert kill["response"]["action"] == "restarted_in_place"

@@ -136,11 +136,13 @@ def test_2_a_latency_fault_on_web2_does_not_take_the_kill_of_web1(tmp_path: Path
     # windows: f1 [10, 13.005], f2 [10.5, 13 + 5]: they overlap, on different observations
     assert f1["overlapped_with"] == ["f2"] and f2["overlapped_with"] == ["f1"]
     assert f1["shared_observations_with"] == [] and f2["shared_observations_with"] == []
-    # what every user saw in f1's window [10, 11.005]: the requests started at 10.0 .. 11.0
-    # (11: web-2's started at 10.9 takes 105 ms and completes at 11.005 too); web-1's 5 failed
-    assert (f1["requests_in_window"], f1["failed_requests"]) == (11, 5)
-    # web-1's own: 6 requests (10.0, 10.2, .. 11.0), 5 failed
-    assert f1["view_counts"]["requests"] == 6 and f1["view_counts"]["failed_requests"] == 5
+    # what every user saw in f1's comparison window [10, 20) (issue 15; it ended at f1's own
+    # recovery, 11.005): the requests started at 10.0 .. 19.9, all completed by 19.905 (web-2's
+    # slowed ones by 13.005): 100; web-1's 5 failed. f2 is on web-2: it does not cut f1's window
+    assert (f1["requests_in_window"], f1["failed_requests"]) == (100, 5)
+    assert f1["window"]["cut_by"] is None
+    # web-1's own: 50 requests (10.0, 10.2, .. 19.8), 5 failed
+    assert f1["view_counts"]["requests"] == 50 and f1["view_counts"]["failed_requests"] == 5
 
 
 def test_2_a_second_kill_in_the_first_ones_stability_window(tmp_path: Path) -> None:
@@ -174,6 +176,9 @@ def test_2_faults_on_the_same_instance_are_marked_as_sharing(tmp_path: Path) -> 
 # -- 3. no data is not a pass -----------------------------------------------------------------
 
 
+SHORT_WINDOW = {"window_s": 0.05}
+
+
 def probe_blip() -> list[Probe]:
     """web-3's probes every 0.1 s, one failing at 10.03 s (10.031) and back at 10.04 (10.041)."""
     regular = [Probe(i / 10, 1.0, True, "web-3") for i in range(300)]
@@ -181,11 +186,14 @@ def probe_blip() -> list[Probe]:
 
 
 def test_3_availability_without_any_request_in_the_window_fails(tmp_path: Path) -> None:
-    # f1 on web-3 (no request goes there): window [10.02, 10.041], requests complete at
-    # 10.005 and 10.105, so none in it: availability cannot be measured
+    # f1 on web-3 (no request goes there), an analysis window of 50 ms: its comparison window
+    # is [10.02, 10.07), requests complete at 10.005 and 10.105, so none in it: availability
+    # cannot be measured
     events = [kill(10.02, "f1", target="web-3")]
     slo = {"availability": 0.9}
-    summary = run(tmp_path, every_100ms(), events, probes=probe_blip(), slo=slo)
+    summary = run(
+        tmp_path, every_100ms(), events, probes=probe_blip(), slo=slo, analysis=SHORT_WINDOW
+    )
     fault = summary["faults"][0]
 
     assert (fault["ttd_s"], fault["ttr_s"]) == (pytest.approx(0.011), pytest.approx(0.021))
@@ -195,7 +203,7 @@ def test_3_availability_without_any_request_in_the_window_fails(tmp_path: Path) 
     (no_data,) = summary["slo"]["no_data"]
     assert no_data == {
         "name": "availability[f1]",
-        "reason": "no request completed in f1's window",
+        "reason": "no request completed in f1's comparison window",
     }
     assert "no data" in summary["status_reason"]
     assert _exit_code("completed", None, summary) == 1
@@ -204,7 +212,9 @@ def test_3_availability_without_any_request_in_the_window_fails(tmp_path: Path) 
 def test_3_allow_no_data_accepts_it(tmp_path: Path) -> None:
     events = [kill(10.02, "f1", target="web-3")]
     slo = {"availability": 0.9, "allow_no_data": True}
-    summary = run(tmp_path, every_100ms(), events, probes=probe_blip(), slo=slo)
+    summary = run(
+        tmp_path, every_100ms(), events, probes=probe_blip(), slo=slo, analysis=SHORT_WINDOW
+    )
 
     assert summary["slo"]["passed"] is True and summary["status"] == "passed"
     assert [c["name"] for c in summary["slo"]["no_data"]] == ["availability[f1]"]
@@ -277,11 +287,12 @@ def test_4_probes_failing_in_the_baseline_do_not_excuse_failed_requests(tmp_path
     summary = run(tmp_path, requests, [kill(10.0, "f1")], probes=probes)
     fault = summary["faults"][0]
 
-    # requests held to their own baseline (0 %): the last failure is the request started at
-    # 19.5 (19.505); the first success after it is the probe started at 19.51 (19.511), and
-    # nothing fails after it. Before issue 7 (one rate of 40 / 1100 over requests and probes
-    # together, 8 failures allowed in 2 s): ttr about 0.6 s
-    assert fault["ttr_s"] == pytest.approx(9.511)
+    # requests held to their own baseline (0 %): the last failure is the request sent at
+    # 19.5 (19.505); the probe sent at 19.5 succeeds at 19.501, and only observations sent at
+    # or after 19.501 can refute it (issue 15): none of them fails. Before issue 15 the failure
+    # at 19.505 refuted it (ttr 9.511); before issue 7 (one rate of 40 / 1100 over requests
+    # and probes together, 8 failures allowed in 2 s): ttr about 0.6 s
+    assert fault["ttr_s"] == pytest.approx(9.501)
     # steady baseline [1, 10): 900 probes, 36 failed (4 %); 90 requests, none failed
     assert summary["baseline"]["probe_error_rate"] == pytest.approx(0.04)
     assert summary["baseline"]["error_rate"] == 0.0
@@ -315,8 +326,9 @@ def test_5_a_fault_without_impact_has_no_ttr_and_does_not_pass_a_ttr_slo(tmp_pat
 
     assert fault["ttr_s"] is None and fault["recovered"] is None  # before: ttr 0, recovered
     assert fault["impact"] == "none"
-    # availability is measured, not assigned: [10, 15]: completions 10.005 .. 14.905, all ok
-    assert (fault["requests_in_window"], fault["availability"]) == (50, 1.0)
+    # availability is measured, not assigned: the comparison window [10, 20) (it was the
+    # horizon [10, 15] before issue 15): completions 10.005 .. 19.905, all ok
+    assert (fault["requests_in_window"], fault["availability"]) == (100, 1.0)
     assert checks["availability[f1]"]["verdict"] == "pass"
     assert checks["ttr_s[f1]"]["verdict"] == "no_data"
     assert checks["ttr_s[f1]"]["reason"].startswith("f1 had no time to detect or recover")

@@ -18,7 +18,8 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
   service: through a shared address), `endpoints`, `load_balancing`, `started_at_ns`,
   `ended_at_ns`, `duration_s`.
 - `analysis`: `stable_for_s`, `detection_horizon_s`, `warmup_s`, `confidence`,
-  `baseline_max_error_rate`, `baseline_failure_rate` (requests, steady baseline).
+  `baseline_max_error_rate`, `baseline_failure_rate` (requests, steady baseline), `window_s`
+  (each fault's comparison window after its duration; 10 s when the manifest has none).
 - `baseline`: the steady baseline `start_ns`, `end_ns`, `duration_s`, `warmup_s`,
   `includes_ramp_up`, `requests`, `failed_requests`, `error_rate`, `probes`, `failed_probes`,
   `probe_error_rate`, `max_error_rate`, `broken`, `reason`.
@@ -36,21 +37,26 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
   (which observations, in words), `injected_at_ns` (the fault's action), `reverted_at_ns`,
   `apply_s`, `active_s` (measured), `horizon_end_ns`, `impact` (visible | none | unmeasured),
   `detected_at_ns`, `recovered_at_ns`, `ttd_s`, `ttr_s` (null without visible impact),
-  `recovered` (true/false; null without visible impact), `reason`, `window_end_ns`;
+  `recovered` (true/false; null without visible impact or when censored), `censored`,
+  `ttr_at_least_s` (censored: the data ended before the recovery could be shown), `reason`,
+  `window` {`start_ns`, `end_ns`, `duration_s`, `cut_by`, `cut_by_data_end`, `requests`,
+  `failed_requests`, `successful_requests`, `availability`, `intended_requests`,
+  `lost_requests`} (the comparison window, harness.analysis.metrics), `window_end_ns`;
   `failed_requests`, `requests_in_window`, `availability` (every user's requests completed in
-  [injected, window end]), `probes_failed`, `probes_in_window` (probes of its targets), and
+  the comparison window), `probes_failed`, `probes_in_window` (probes of its targets), and
   `view_counts` {`requests`, `failed_requests`, `availability`, `probes`, `failed_probes`} (its
-  own view, same window), `baseline` (the view's steady-baseline counts), `overlapped_with`,
-  `shared_observations_with`, `phases` {`fault`, `recovery`: the occurrence's own intervals
-  with their request statistics}, `orchestrator` [{`instance`,
+  own view, same window), `baseline` (the view's steady-baseline counts, with the trimmed
+  `tolerance_error_rate` and `tolerance_probe_error_rate` its windows are judged against),
+  `overlapped_with`, `shared_observations_with`, `phases` {`fault`, `recovery`: the
+  occurrence's own intervals with their request statistics}, `orchestrator` [{`instance`,
   `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`, `die_to_start_s`,
   `start_to_healthy_s`, `restarted`}], `cluster` (Swarm's view, or null), `response`
   {`action`: replaced | restarted_in_place | not_restarted | kept_running | unknown |
   mixed, `unit` (container, task, pod), `description`, `instances` [{`instance`, `action`,
   `at_ns`, `after_s`}]}: what the orchestrator did (harness.analysis.response).
 - `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
-  `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `ttd_s` and `ttr_s` {`n`, `median`,
-  `max`}, `failed_requests`.
+  `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `censored`, `ttd_s` and `ttr_s`
+  {`n`, `median`, `max`}, `failed_requests`.
 - `slo`: `passed`, `allow_no_data`, `failed` (names), `no_data` [{`name`, `reason`}], `checks`
   [{`name`, `limit`, `value`, `verdict`: pass|fail|no_data, `reason`}].
 """
@@ -191,6 +197,7 @@ def _analysis(run: RunData, context: Context) -> dict[str, object]:
         "confidence": settings.confidence,
         "baseline_max_error_rate": settings.baseline_max_error_rate,
         "baseline_failure_rate": round(context.baseline_failure_rate, 6),
+        "window_s": settings.window_s,
     }
 
 

@@ -29,6 +29,7 @@ DEFAULT_STABLE_FOR_S = 2.0
 DEFAULT_DETECTION_HORIZON_S = 5.0
 DEFAULT_BASELINE_MAX_ERROR_RATE = 0.05
 DEFAULT_CONFIDENCE = 0.99
+DEFAULT_WINDOW_S = 10.0  # analysis.window_s: runs whose manifest does not carry it
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class AnalysisSettings:
     warmup_s: float | None = None  # None: users / spawn_rate, at least 1 s
     baseline_max_error_rate: float = DEFAULT_BASELINE_MAX_ERROR_RATE
     confidence: float = DEFAULT_CONFIDENCE
+    window_s: float = DEFAULT_WINDOW_S  # each fault's comparison window after its duration
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def _parse_analysis(analysis: Mapping[str, object]) -> AnalysisSettings:
         warmup_s=_opt_float(analysis, "warmup_s", "analysis"),
         baseline_max_error_rate=value("baseline_max_error_rate", DEFAULT_BASELINE_MAX_ERROR_RATE),
         confidence=value("confidence", DEFAULT_CONFIDENCE),
+        window_s=value("window_s", DEFAULT_WINDOW_S),
     )
 
 

@@ -10,23 +10,33 @@ inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill)
 - detection horizon: [t0, a + analysis.detection_horizon] (default 5 s), cut short at the
   injection of a later fault that shares its observations: a failure outside it is not this
   fault's impact (a kill that changed nothing must not take a later kill's failures);
-- `impact`: `visible` when the failures of the view's requests or of its probes in the horizon
-  exceed what the baseline rate allows there (harness.analysis.tolerance), `none` when they do
-  not (ttd and ttr are then null: nothing to detect, nothing to recover from), `unmeasured`
-  when no request or probe of the view completed in the horizon, or the baseline was broken;
-- `detected_at`: the completion of the first failed request or probe of the view in the horizon;
-- `recovered_at`: the completion of the first success of the view at or after `detected_at`
-  (and at or after the revert, unless the orchestrator is expected to heal while the fault is
-  on: a lost node's tasks are rescheduled before the node comes back) such that in
-  (s, s + stable_for] the view's requests hold no more failures than the baseline rate of the
-  view's requests allows, and likewise its probes; that window holds at least one observation
-  and the run's data covers it. Never recovered: null, with the reason;
+- `impact`: `visible` when the failures of the view's requests or of its probes exceed what
+  the baseline rate allows (harness.analysis.tolerance), over the whole horizon or in a short
+  window [f, f + 1 s] opened by one of its failures f (so a 150 ms outage is not diluted by a
+  5 s horizon); `none` when they do not (ttd and ttr are then null: nothing to detect, nothing
+  to recover from); `unmeasured` when no request or probe of the view completed in the
+  horizon, or the baseline was broken;
+- `detected_at`: the first failure that opens such a short window (the start of the first
+  cluster: a lone background failure before the outage is not it); the first failure of the
+  horizon when only the whole horizon exceeds;
+- `recovered_at`: the completion s of the first success of the view at or after
+  `detected_at` (and at or after the revert, unless the orchestrator is expected to heal while
+  the fault is on: a lost node's tasks are rescheduled before the node comes back) such that
+  the observations SENT at or after s and completed in [s, s + stable_for] (a failure of one
+  sent before s, a probe hanging through the outage, is evidence of the outage, not against s)
+  hold at least MIN_STABLE_OBSERVATIONS, and each kind (requests, probes) no more failures
+  than its baseline rate allows, with at least MIN_STABLE_OBSERVATIONS of a kind that failed;
+  and the data covers it. When the data ends before that while the view is calm after a
+  success s: censored (`recovered` null, `ttr_at_least_s` = s - t0). Otherwise never
+  recovered: null, with the reason;
 - `ttd_s`, `ttr_s`: from t0;
-- the fault's window is [t0, end], end being `recovered_at`, the end of the horizon when there
-  was no visible impact, or the end of the data when it never recovered. `availability`,
-  `failed_requests`, `requests_in_window`: what every user saw in it (successful / all requests
-  completed there, whatever their replica: comparable across targets); `view_counts`: the same
-  over the fault's own view, with its probes;
+- the comparison `window`: [t0, t0 + the fault's duration (planned, else measured; 0 for a
+  one-off) + analysis.window_s), the same on every run, cut at the injection of the next fault
+  sharing its observations (`cut_by`) and at the end of the data (`cut_by_data_end`), never at
+  the fault's own recovery (a later recovery must not buy a longer window of successes).
+  `availability`, `failed_requests`, `requests_in_window`: what every user saw in it; the
+  intended requests (open loop: load.rate; closed: the steady baseline's sending rate) and the
+  lost ones (intended - successful); `view_counts`: the same over the fault's own view;
 - `overlapped_with`: the faults whose windows [t0, evidence end] intersect this one's (evidence
   end: recovered_at + stable_for, the horizon's end without visible impact, the end of the data
   when never recovered); `shared_observations_with`: those among them measured on the same
@@ -50,12 +60,24 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from harness.analysis.baseline import Baseline, Rates, baseline_window, judge, rates_in
+from harness.analysis.baseline import (
+    Baseline,
+    BaselineWindow,
+    Rates,
+    baseline_window,
+    judge,
+    rates_in,
+)
 from harness.analysis.cluster import ClusterView, cluster_view
-from harness.analysis.data import RunData
+from harness.analysis.data import DEFAULT_WINDOW_S, RunData
 from harness.analysis.observations import IntArray, RunObservations, Stream, View
 from harness.analysis.response import Response, fault_response
-from harness.analysis.timebase import LoadWindow, load_window
+from harness.analysis.timebase import (
+    ComparisonWindow,
+    LoadWindow,
+    comparison_window,
+    load_window,
+)
 from harness.analysis.tolerance import Tolerance
 
 __all__ = ["Context", "Fault", "FaultMetrics", "LoadWindow", "fault_metrics", "load_window"]
@@ -65,6 +87,11 @@ MANUAL_STOP = (
     "the engine's kill through the API is a manual stop, so the restart policy does not apply"
 )
 CHUNK = 1 << 16  # recovery candidates examined per vectorised step
+SCAN_NS = 1_000_000_000  # the short windows the detection scan looks through
+# A stability window must hold this many observations, and a kind of observation with failures
+# in it this many of that kind: 2 failures of 6 requests are "at" a 5 % baseline by the
+# binomial quantile, yet 6 observations cannot tell 5 % from 33 %.
+MIN_STABLE_OBSERVATIONS = 10
 Impact = Literal["visible", "none", "unmeasured"]
 
 
@@ -89,6 +116,7 @@ class Fault:
     has_duration: bool | None = None  # None: unknown (older runs), inferred from the revert
     apply_s: float | None = None
     active_s: float | None = None
+    planned_s: float | None = None  # the scenario's duration, when the event carries it
 
     @property
     def lasts(self) -> bool:
@@ -100,6 +128,15 @@ class Fault:
     def action_end_ns(self) -> int:
         """When the fault's own action ended: its revert, or its injection for a one-off."""
         return self.reverted_at_ns if self.reverted_at_ns is not None else self.injected_at_ns
+
+    @property
+    def duration_s(self) -> float:
+        """How long the fault is on: planned, else measured (injection to revert), 0 one-off."""
+        if not self.lasts:
+            return 0.0
+        if self.planned_s is not None:
+            return self.planned_s
+        return (self.action_end_ns - self.injected_at_ns) / 1e9
 
 
 @dataclass(frozen=True)
@@ -143,7 +180,7 @@ class InstanceTimeline:
 
 @dataclass(frozen=True)
 class WindowCounts:
-    """Requests and probes completed in a fault's window [t0, end]."""
+    """Requests and probes completed in a fault's comparison window [start, end)."""
 
     end_ns: int
     requests: int
@@ -155,6 +192,10 @@ class WindowCounts:
     def availability(self) -> float | None:
         return 1.0 - self.failed_requests / self.requests if self.requests else None
 
+    @property
+    def successful_requests(self) -> int:
+        return self.requests - self.failed_requests
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -165,6 +206,9 @@ class Outcome:
     detected_at_ns: int | None = None
     recovered_at_ns: int | None = None
     reason: str | None = None
+    # the data ended while the view was calm after this success, before stable_for: the
+    # recovery is at this instant or later, unknown after (censored)
+    censored_from_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +221,8 @@ class FaultMetrics:
     outcome: Outcome
     window: WindowCounts
     users: WindowCounts
+    comparison: ComparisonWindow
+    intended_requests: float | None
     evidence_end_ns: int
     orchestrator: tuple[InstanceTimeline, ...]
     cluster: ClusterView | None = None
@@ -198,11 +244,30 @@ class FaultMetrics:
         return self.outcome.recovered_at_ns
 
     @property
+    def censored(self) -> bool:
+        return self.impact == "visible" and self.outcome.censored_from_ns is not None
+
+    @property
     def recovered(self) -> bool | None:
-        """True/False for a fault with a visible impact; None when there was none to recover."""
-        if self.impact != "visible":
+        """True/False for a fault with a visible impact; None when there was none to recover
+        or when the data ended before its recovery could be shown (censored)."""
+        if self.impact != "visible" or self.censored:
             return None
         return self.recovered_at_ns is not None
+
+    @property
+    def ttr_at_least_s(self) -> float | None:
+        """Censored: the recovery came this long after t0 or later."""
+        if not self.censored:
+            return None
+        return _interval_s(self.fault.injected_at_ns, self.outcome.censored_from_ns)
+
+    @property
+    def lost_requests(self) -> int | None:
+        """Intended minus successful requests in the comparison window (never below 0)."""
+        if self.intended_requests is None:
+            return None
+        return max(0, round(self.intended_requests) - self.users.successful_requests)
 
     @property
     def ttd_s(self) -> float | None:
@@ -242,7 +307,10 @@ class FaultMetrics:
             "ttd_s": _round(self.ttd_s),
             "ttr_s": _round(self.ttr_s),
             "recovered": self.recovered,
+            "censored": self.censored,
+            "ttr_at_least_s": _round(self.ttr_at_least_s),
             "reason": self.outcome.reason,
+            "window": self._window_dict(),
             "window_end_ns": self.window.end_ns,
             "failed_requests": self.users.failed_requests,
             "requests_in_window": self.users.requests,
@@ -264,6 +332,23 @@ class FaultMetrics:
             "response": None if self.response is None else self.response.to_dict(),
         }
 
+    def _window_dict(self) -> dict[str, object]:
+        window, users = self.comparison, self.users
+        intended = self.intended_requests
+        return {
+            "start_ns": window.start_ns,
+            "end_ns": window.end_ns,
+            "duration_s": round(window.duration_s, 3),
+            "cut_by": window.cut_by,
+            "cut_by_data_end": window.cut_by_data_end,
+            "requests": users.requests,
+            "failed_requests": users.failed_requests,
+            "successful_requests": users.successful_requests,
+            "availability": _round(users.availability, 6),
+            "intended_requests": None if intended is None else round(intended, 1),
+            "lost_requests": self.lost_requests,
+        }
+
 
 @dataclass(frozen=True, eq=False)
 class Context:
@@ -276,6 +361,8 @@ class Context:
     horizon_ns: int
     confidence: float
     target: str = "docker"
+    window_s: float = DEFAULT_WINDOW_S
+    intended_rps: float | None = None  # open loop: load.rate; closed: the baseline's sending
 
     @property
     def data_end_ns(self) -> int:
@@ -345,6 +432,7 @@ def _fault(
         has_duration=lasts if isinstance(lasts, bool) else None,
         apply_s=_opt_float(attributes.get("apply_s")),
         active_s=None if revert is None else _opt_float(revert[1].get("active_s")),
+        planned_s=_opt_float(attributes.get("planned_duration_s")),
     )
 
 
@@ -396,7 +484,21 @@ def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
         horizon_ns=round(settings.detection_horizon_s * 1e9),
         confidence=settings.confidence,
         target=run.manifest.target,
+        window_s=settings.window_s,
+        intended_rps=_intended_rps(run, window),
     )
+
+
+def _intended_rps(run: RunData, window: BaselineWindow) -> float | None:
+    """The open loop's rate, else the requests the closed loop sent per second in the
+    steady baseline (None without one)."""
+    if run.manifest.load.rate_per_s is not None:
+        return run.manifest.load.rate_per_s
+    if window.includes_ramp_up or window.duration_s <= 0:
+        return None
+    starts = run.requests["start_ns"]
+    sent = int(((starts >= window.start_ns) & (starts < window.end_ns)).sum())
+    return sent / window.duration_s
 
 
 # -- per fault --------------------------------------------------------------------------------
@@ -430,36 +532,45 @@ def _next_on(index: int, faults: Sequence[Fault]) -> int | None:
     return min(later, default=None)
 
 
-def _cutoff(index: int, faults: Sequence[Fault], views: Sequence[View]) -> int | None:
-    """The injection of the first later fault that shares this one's observations."""
+def _cutoff(index: int, faults: Sequence[Fault], views: Sequence[View]) -> tuple[str, int] | None:
+    """The first later fault that shares this one's observations, and its injection."""
     t0 = faults[index].injected_at_ns
     later = [
-        f.injected_at_ns
+        (f.injected_at_ns, f.fault_id)
         for f, v in zip(faults, views, strict=True)
         if f.injected_at_ns > t0 and v.shares_with(views[index])
     ]
-    return min(later, default=None)
+    first = min(later, default=None)
+    return None if first is None else (first[1], first[0])
 
 
 def measure_fault(
-    fault: Fault, view: View, context: Context, events: pd.DataFrame, cutoff_ns: int | None
+    fault: Fault,
+    view: View,
+    context: Context,
+    events: pd.DataFrame,
+    cut: tuple[str, int] | None,
 ) -> FaultMetrics:
     """Detection, recovery, window counts and orchestrator intervals of one fault."""
     t0 = fault.injected_at_ns
     timelines = tuple(instance_timeline(events, name, t0) for name in fault.targets)
     baseline = rates_in(view.requests, view.probes, context.baseline.window)
-    outcome = _outcome(fault, view, baseline, context, cutoff_ns)
-    if outcome.impact == "visible" and outcome.recovered_at_ns is None:
+    outcome = _outcome(fault, view, baseline, context, None if cut is None else cut[1])
+    unrecovered = outcome.recovered_at_ns is None and outcome.censored_from_ns is None
+    if outcome.impact == "visible" and unrecovered:
         outcome = replace(outcome, reason=_with_diagnosis(outcome, fault, timelines, events))
-    window_end = _window_end(outcome, context)
+    window = comparison_window(t0, fault.duration_s, context.window_s, cut, context.data_end_ns)
     cluster = cluster_view(events, t0, fault.targets)
+    users = _counts(context.observations.all_requests, Stream.empty(), window)
     metrics = FaultMetrics(
         fault=fault,
         view=view,
         baseline=baseline,
         outcome=outcome,
-        window=_counts(view.requests, view.probes, t0, window_end),
-        users=_counts(context.observations.all_requests, Stream.empty(), t0, window_end),
+        window=_counts(view.requests, view.probes, window),
+        users=users,
+        comparison=window,
+        intended_requests=_intended(context, window),
         evidence_end_ns=_evidence_end(fault, outcome, context),
         orchestrator=timelines,
         cluster=cluster,
@@ -487,19 +598,45 @@ def _outcome(
         )
     tolerance = _tolerances(baseline, context.confidence)
     allowed = (tolerance[0].one(requests[0]), tolerance[1].one(probes[0]))
-    if requests[1] <= allowed[0] and probes[1] <= allowed[1]:
+    clusters = [
+        first_cluster(stream, t0, detect_end, tol)
+        for stream, tol in zip((view.requests, view.probes), tolerance, strict=True)
+    ]
+    diffuse = requests[1] > allowed[0] or probes[1] > allowed[1]
+    found = [x for x in clusters if x is not None]
+    if not found and not diffuse:
         return Outcome("none", detect_end, reason=_no_impact(fault, requests, probes, allowed))
-    firsts = [s.first_failure(t0, detect_end) for s in (view.requests, view.probes)]
-    detected = min(x for x in firsts if x is not None)
+    if found:
+        detected = min(found)
+    else:  # spread thinly over the horizon: no short window stands out
+        firsts = [s.first_failure(t0, detect_end) for s in (view.requests, view.probes)]
+        detected = min(x for x in firsts if x is not None)
     earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
-    recovered, reason = recover(view, earliest, tolerance, context)
-    return Outcome("visible", detect_end, detected, recovered, reason)
+    outcome = recover(view, earliest, tolerance, context, t0)
+    return replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+
+
+def first_cluster(stream: Stream, lo_ns: int, hi_ns: int, tolerance: Tolerance) -> int | None:
+    """The first failure in [lo, hi] that opens a cluster: the observations completed in
+    [it, it + SCAN_NS] (within hi) hold more failures than the baseline rate allows. A lone
+    background failure does not open one (when the baseline has failures); a 150 ms outage
+    that the whole horizon dilutes does."""
+    lo, hi = stream.index(lo_ns, after=False), stream.index(hi_ns, after=True)
+    anchors = stream.end_ns[lo:hi][~stream.ok[lo:hi]]
+    if anchors.size == 0:
+        return None
+    ends = np.minimum(anchors + SCAN_NS, hi_ns)
+    first = np.searchsorted(stream.end_ns, anchors, side="left")
+    last = np.searchsorted(stream.end_ns, ends, side="right")
+    failed = stream.cum_failed[last] - stream.cum_failed[first]
+    exceeding = np.flatnonzero(failed > tolerance(last - first))
+    return None if exceeding.size == 0 else int(anchors[exceeding[0]])
 
 
 def _tolerances(baseline: Rates, confidence: float) -> tuple[Tolerance, Tolerance]:
     return (
-        Tolerance(baseline.request_rate or 0.0, confidence),
-        Tolerance(baseline.probe_rate or 0.0, confidence),
+        Tolerance(baseline.tolerance_request_rate, confidence),
+        Tolerance(baseline.tolerance_probe_rate, confidence),
     )
 
 
@@ -519,27 +656,47 @@ def _no_impact(
 
 
 def recover(
-    view: View, earliest_ns: int, tolerance: tuple[Tolerance, Tolerance], context: Context
-) -> tuple[int | None, str | None]:
-    """(recovered_at, None) or (None, reason) — see the module docstring."""
+    view: View,
+    earliest_ns: int,
+    tolerance: tuple[Tolerance, Tolerance],
+    context: Context,
+    t0_ns: int,
+) -> Outcome:
+    """The visible outcome from `earliest_ns`: recovered, censored or not recovered (with the
+    reason) — see the module docstring."""
     stable, data_end = context.stable_for_ns, context.data_end_ns
+    visible = Outcome("visible", 0, earliest_ns)
     pending: int | None = None
+    thin = False
     for chunk in candidate_chunks(view, earliest_ns):
         calm, observed = _calm(view, chunk, stable, tolerance)
         covered = chunk + stable <= data_end
         accepted = np.flatnonzero(calm & covered & observed)
         if accepted.size:
-            return int(chunk[accepted[0]]), None
+            return replace(visible, recovered_at_ns=int(chunk[accepted[0]]))
+        thin = thin or bool(np.any(calm & covered & ~observed))
         waiting = np.flatnonzero(calm & ~covered)
         if pending is None and waiting.size:
             pending = int(chunk[waiting[0]])
     if pending is not None:
-        since = context.load.seconds(pending)
-        return None, (
-            f"run ended before {stable / 1e9:g} s of stability "
-            f"(after the success at +{since:.1f} s)"
+        reason = _censored(pending, t0_ns, context)
+        return replace(visible, censored_from_ns=pending, reason=reason)
+    reason = _still_failing(view, context.load)
+    if thin:
+        reason += (
+            f"; stability windows with fewer than {MIN_STABLE_OBSERVATIONS} observations "
+            "cannot show the baseline rate (raise analysis.stable_for or the load)"
         )
-    return None, _still_failing(view, context.load)
+    return replace(visible, reason=reason)
+
+
+def _censored(pending_ns: int, t0_ns: int, context: Context) -> str:
+    since = context.load.seconds(pending_ns)
+    return (
+        f"censored: the run ended before {context.stable_for_ns / 1e9:g} s of stability "
+        f"(after the success at +{since:.1f} s): recovered in at least "
+        f"{(pending_ns - t0_ns) / 1e9:.3f} s, unknown after"
+    )
 
 
 def candidate_chunks(view: View, earliest_ns: int) -> Iterator[IntArray]:
@@ -565,11 +722,21 @@ def candidate_chunks(view: View, earliest_ns: int) -> Iterator[IntArray]:
 def _calm(
     view: View, starts: IntArray, stable_ns: int, tolerance: tuple[Tolerance, Tolerance]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per start s: (the view is at its baseline rates in (s, s + stable], it holds any)."""
-    n_requests, f_requests = view.requests.windows_after(starts, stable_ns)
-    n_probes, f_probes = view.probes.windows_after(starts, stable_ns)
-    calm = (f_requests <= tolerance[0](n_requests)) & (f_probes <= tolerance[1](n_probes))
-    return calm, (n_requests + n_probes) > 0
+    """Per candidate s, over the observations sent at or after s and completed in
+    [s, s + stable] (a failure of one sent before s is evidence of the outage, not against
+    s): (each kind at its baseline rate, with at least MIN_STABLE_OBSERVATIONS of a kind
+    that failed; the window holds at least MIN_STABLE_OBSERVATIONS)."""
+    n_requests, f_requests = view.requests.windows_sent_from(starts, stable_ns)
+    n_probes, f_probes = view.probes.windows_sent_from(starts, stable_ns)
+    calm = _at_baseline(n_requests, f_requests, tolerance[0])
+    calm &= _at_baseline(n_probes, f_probes, tolerance[1])
+    return calm, (n_requests + n_probes) >= MIN_STABLE_OBSERVATIONS
+
+
+def _at_baseline(counts: IntArray, failed: IntArray, tolerance: Tolerance) -> np.ndarray:
+    enough = (failed == 0) | (counts >= MIN_STABLE_OBSERVATIONS)
+    result: np.ndarray = (failed <= tolerance(counts)) & enough
+    return result
 
 
 def _still_failing(view: View, load: LoadWindow) -> str:
@@ -600,13 +767,9 @@ def _has_health_events(events: pd.DataFrame, timeline: InstanceTimeline) -> bool
     return bool(mask.any())
 
 
-def _window_end(outcome: Outcome, context: Context) -> int:
-    """End of the window availability is taken over (module docstring)."""
-    if outcome.impact != "visible":
-        return outcome.horizon_end_ns
-    if outcome.recovered_at_ns is not None:
-        return outcome.recovered_at_ns
-    return max(context.data_end_ns, context.load.end_ns)
+def _intended(context: Context, window: ComparisonWindow) -> float | None:
+    rate = context.intended_rps
+    return None if rate is None else rate * window.duration_s
 
 
 def _evidence_end(fault: Fault, outcome: Outcome, context: Context) -> int:
@@ -620,10 +783,10 @@ def _evidence_end(fault: Fault, outcome: Outcome, context: Context) -> int:
     return max(end, fault.action_end_ns)
 
 
-def _counts(requests: Stream, probes: Stream, t0_ns: int, end_ns: int) -> WindowCounts:
-    n_requests, f_requests = requests.closed(t0_ns, end_ns)
-    n_probes, f_probes = probes.closed(t0_ns, end_ns)
-    return WindowCounts(end_ns, n_requests, f_requests, n_probes, f_probes)
+def _counts(requests: Stream, probes: Stream, window: ComparisonWindow) -> WindowCounts:
+    n_requests, f_requests = requests.half_open(window.start_ns, window.end_ns)
+    n_probes, f_probes = probes.half_open(window.start_ns, window.end_ns)
+    return WindowCounts(window.end_ns, n_requests, f_requests, n_probes, f_probes)
 
 
 def _with_overlaps(measured: Sequence[FaultMetrics]) -> list[FaultMetrics]:

@@ -40,16 +40,20 @@ class Stream:
     end_ns: IntArray
     ok: BoolArray
     cum_failed: IntArray  # cum_failed[i] = failures among the first i observations
+    start_ns: IntArray  # when each observation was sent (its completion when unknown)
 
     @classmethod
-    def of(cls, end_ns: npt.ArrayLike, ok: npt.ArrayLike) -> Stream:
+    def of(
+        cls, end_ns: npt.ArrayLike, ok: npt.ArrayLike, start_ns: npt.ArrayLike | None = None
+    ) -> Stream:
         ends = np.asarray(end_ns, dtype=np.int64)
         oks = np.asarray(ok, dtype=np.bool_)
+        starts = ends if start_ns is None else np.asarray(start_ns, dtype=np.int64)
         if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
             order = np.argsort(ends, kind="stable")
-            ends, oks = ends[order], oks[order]
+            ends, oks, starts = ends[order], oks[order], starts[order]
         cum = np.concatenate(([0], np.cumsum(~oks, dtype=np.int64)))
-        return cls(ends, oks, cum)
+        return cls(ends, oks, cum, np.minimum(starts, ends))
 
     @classmethod
     def empty(cls) -> Stream:
@@ -78,13 +82,21 @@ class Stream:
         hi = max(lo, hi)
         return hi - lo, int(self.cum_failed[hi] - self.cum_failed[lo])
 
-    def windows_after(self, starts_ns: IntArray, length_ns: int) -> tuple[IntArray, IntArray]:
-        """Per start s: (observations, failures) completed in (s, s + length]."""
-        lo = np.searchsorted(self.end_ns, starts_ns, side="right")
+    def windows_sent_from(self, starts_ns: IntArray, length_ns: int) -> tuple[IntArray, IntArray]:
+        """Per candidate s: (observations, failures) sent at or after s and completed in
+        [s, s + length]: the evidence from after s. An observation sent before s (in flight
+        at s) completes in [s, s + length] when s lies in [max(sent + 1, end - length), end];
+        those are counted by interval stabbing and taken off the completion counts."""
+        lo = np.searchsorted(self.end_ns, starts_ns, side="left")
         hi = np.searchsorted(self.end_ns, starts_ns + length_ns, side="right")
-        counts: IntArray = (hi - lo).astype(np.int64)
-        failed: IntArray = (self.cum_failed[hi] - self.cum_failed[lo]).astype(np.int64)
-        return counts, failed
+        counts = (hi - lo).astype(np.int64)
+        failed = (self.cum_failed[hi] - self.cum_failed[lo]).astype(np.int64)
+        first = np.maximum(self.start_ns + 1, self.end_ns - length_ns)
+        valid = first <= self.end_ns
+        in_flight = _stabbed(first[valid], self.end_ns[valid], starts_ns)
+        failing = valid & ~self.ok
+        failed_in_flight = _stabbed(first[failing], self.end_ns[failing], starts_ns)
+        return counts - in_flight, failed - failed_in_flight
 
     def first_failure(self, lo_ns: int, hi_ns: int) -> int | None:
         """Completion of the first failure completed in [lo_ns, hi_ns], or None."""
@@ -108,6 +120,14 @@ class Stream:
         return ends
 
 
+def _stabbed(first: IntArray, last: IntArray, points: IntArray) -> IntArray:
+    """Per point, how many closed intervals [first[i], last[i]] contain it."""
+    opened = np.searchsorted(np.sort(first), points, side="right")
+    closed = np.searchsorted(np.sort(last), points, side="left")
+    stabbed: IntArray = (opened - closed).astype(np.int64)
+    return stabbed
+
+
 @dataclass(frozen=True, eq=False)
 class Coded:
     """A stream with the replica of each observation as a code into `names`.
@@ -125,13 +145,14 @@ class Coded:
         """From a request or probe table already sorted by `end_ns`."""
         ends = frame["end_ns"].to_numpy(dtype=np.int64)
         ok = frame["ok"].to_numpy(dtype=np.bool_)
+        sent = frame["start_ns"].to_numpy(dtype=np.int64) if "start_ns" in frame else ends
         codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
         names = tuple("" if pd.isna(u) else str(u) for u in uniques)
         codes = np.asarray(codes, dtype=_code_type(len(names)))
         if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
             order = np.argsort(ends, kind="stable")
-            ends, ok, codes = ends[order], ok[order], codes[order]
-        return cls(Stream.of(ends, ok), codes, names)
+            ends, ok, codes, sent = ends[order], ok[order], codes[order], sent[order]
+        return cls(Stream.of(ends, ok, sent), codes, names)
 
     def present(self) -> set[str]:
         return set(self.names)
@@ -155,7 +176,8 @@ class Coded:
             mask = ~mask
         if mask.all():
             return self.stream
-        return Stream.of(self.stream.end_ns[mask], self.stream.ok[mask])
+        stream = self.stream
+        return Stream.of(stream.end_ns[mask], stream.ok[mask], stream.start_ns[mask])
 
 
 def _code_type(count: int) -> type[np.int8] | type[np.int16] | type[np.int64]:

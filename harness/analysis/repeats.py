@@ -1,7 +1,8 @@
 """One line per repeated fault entry, over its occurrences (f1#1, f1#2, ...).
 
 Each occurrence is measured on its own (harness.analysis.metrics); the aggregate says how many
-had a visible impact, recovered, never recovered or had nothing to measure, and the median and
+had a visible impact, recovered, never recovered, were censored (the data ended before their
+recovery could be shown) or had nothing to measure, and the median and
 maximum of ttd_s and ttr_s over the occurrences that have one. An occurrence without visible
 impact has no ttr: it is counted apart, never as a 0 s recovery.
 """
@@ -33,6 +34,7 @@ class EntrySummary:
             "unmeasured": sum(m.impact == "unmeasured" for m in runs),
             "recovered": sum(m.recovered is True for m in runs),
             "unrecovered": [m.fault.fault_id for m in runs if m.recovered is False],
+            "censored": [m.fault.fault_id for m in runs if m.censored],
             "ttd_s": _spread([m.ttd_s for m in runs]),
             "ttr_s": _spread([m.ttr_s for m in runs if m.recovered]),
             "failed_requests": sum(m.window.failed_requests for m in runs),

@@ -7,6 +7,10 @@ fault's window), `error_rate[fault]`, `p95_ms[baseline]`,
 `slo.require_recovery` (the default), every fault with a visible impact also gets
 `recovered[f1]`, which fails when it never recovered, whatever the other limits say.
 
+A censored fault (the data ended before its recovery could be shown, `ttr_at_least_s`)
+fails `recovered[f]` and `ttr_s[f]` when `ttr_at_least_s` already exceeds the ttr limit;
+otherwise both are `no_data` with the reason: it is not known to have failed.
+
 Verdicts: `pass`, `fail`, `no_data` (with the reason: an empty phase, a fault without visible
 impact has no time to detect or recover, a window without requests). A check without data
 fails the SLO gate unless the scenario sets `slo.allow_no_data: true`: a number that could not
@@ -93,9 +97,11 @@ def _fault_checks(spec: SloSpec, faults: Sequence[FaultMetrics]) -> list[SloChec
         fid = fault.fault.fault_id
         missing = _why_no_time(fault)
         if spec.require_recovery and fault.impact == "visible":
-            checks.append(_recovered(fault))
+            checks.append(_recovered(fault, spec.ttr_s))
         if spec.ttr_s is not None:
-            if fault.impact == "visible" and fault.ttr_s is None:
+            if fault.censored:
+                checks.append(_censored(f"ttr_s[{fid}]", spec.ttr_s, fault))
+            elif fault.impact == "visible" and fault.ttr_s is None:
                 checks.append(
                     SloCheck(f"ttr_s[{fid}]", spec.ttr_s, None, "fail", fault.outcome.reason)
                 )
@@ -111,11 +117,23 @@ def _fault_checks(spec: SloSpec, faults: Sequence[FaultMetrics]) -> list[SloChec
     return checks
 
 
-def _recovered(fault: FaultMetrics) -> SloCheck:
+def _recovered(fault: FaultMetrics, ttr_limit: float | None) -> SloCheck:
     name = f"recovered[{fault.fault.fault_id}]"
+    if fault.censored:
+        return _censored(name, ttr_limit, fault)
     if fault.recovered:
         return SloCheck(name, None, fault.ttr_s, "pass")
     return SloCheck(name, None, None, "fail", f"never recovered: {fault.outcome.reason}")
+
+
+def _censored(name: str, ttr_limit: float | None, fault: FaultMetrics) -> SloCheck:
+    """A censored fault: failed when it already took longer than the limit, else unknown."""
+    at_least = fault.ttr_at_least_s
+    limit = None if name.startswith("recovered[") else ttr_limit
+    if ttr_limit is not None and at_least is not None and at_least > ttr_limit:
+        why = f"censored: recovered in at least {at_least:.3f} s, over the {ttr_limit:g} s limit"
+        return SloCheck(name, limit, at_least, "fail", why)
+    return SloCheck(name, limit, None, "no_data", fault.outcome.reason)
 
 
 def _why_no_time(fault: FaultMetrics) -> str:
@@ -128,7 +146,7 @@ def _why_no_time(fault: FaultMetrics) -> str:
 def _why_no_availability(fault: FaultMetrics) -> str:
     if fault.impact == "unmeasured":
         return f"{fault.fault.fault_id}: {fault.outcome.reason}"
-    return f"no request completed in {fault.fault.fault_id}'s window"
+    return f"no request completed in {fault.fault.fault_id}'s comparison window"
 
 
 def _phase_checks(

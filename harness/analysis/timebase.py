@@ -97,3 +97,39 @@ def subtract(intervals: Sequence[Interval], removed: Sequence[Interval]) -> list
 
 def measure_ns(intervals: Iterable[Interval]) -> int:
     return sum(end - start for start, end in intervals)
+
+
+# -- a fault's comparison window ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonWindow:
+    """[t0, t0 + the fault's duration + analysis.window_s), the same length on every run,
+    cut at the next fault sharing the observations and at the end of the data."""
+
+    start_ns: int
+    end_ns: int
+    cut_by: str | None
+    cut_by_data_end: bool
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+
+def comparison_window(
+    t0_ns: int,
+    planned_s: float,
+    window_s: float,
+    cut: tuple[str, int] | None,
+    data_end_ns: int,
+) -> ComparisonWindow:
+    """The window of a fault injected at t0 (`cut`: the next fault sharing its observations,
+    with its injection; the data's last completion belongs to the window)."""
+    end = t0_ns + round((planned_s + window_s) * 1e9)
+    cut_by = None
+    if cut is not None and cut[1] < end:
+        cut_by, end = cut[0], cut[1]
+    data_end = max(t0_ns, data_end_ns + 1)
+    cut_by_data_end = data_end < end
+    return ComparisonWindow(t0_ns, min(end, data_end), cut_by, cut_by_data_end)
