@@ -405,8 +405,16 @@ def test_phase_boundaries_and_counts(tmp_path: Path) -> None:
     assert phases["fault"]["error_rate"] == pytest.approx(30 / 80)
     # 300 requests to web-1, 50 lost to the partition, 150 to web-2 once it is back
     assert sum(p["requests"] for p in phases.values()) == summary["totals"]["requests"] == 500
-    # latency over requests that STARTED in the phase: 50 timeouts among 100 in the fault phase
-    assert phases["fault"]["latency_ms"]["max"] == 2000.0
+    # latency over the SUCCESSFUL requests that started in the phase, failures counted apart
+    # (issue 15; the 2 s timeouts were the fault phase's max before): started in [10, 15):
+    # web-1's 50 (5 ms, ok) and web-2's 50 timeouts. p99 needs 100 values: null, said why
+    fault_latency = phases["fault"]["latency_ms"]
+    assert (fault_latency["successful"], fault_latency["failed"]) == (50, 50)
+    assert (fault_latency["max"], fault_latency["p95"], fault_latency["p99"]) == (5.0, 5.0, None)
+    assert fault_latency["null_reasons"] == {
+        "p99": "p99 needs at least 100 successful requests, 50 here"
+    }
+    # recovery [15.0, 15.005): web-1's and web-2's requests sent at 15.0, both ok
     assert phases["recovery"]["latency_ms"]["max"] == 5.0
 
 

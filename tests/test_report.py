@@ -109,3 +109,26 @@ def test_report_of_empty_run(tmp_path: Path) -> None:
     assert "No fault was injected" in html
     assert "no request completed in the steady baseline" in html  # not an experiment
     assert png_size(run_dir / "figures" / "timeline.png")[0] > 0
+
+
+def test_report_shows_each_faults_window_and_the_latency_counts(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+
+    # the kill at +20 s is one-off: [20, 30); the partition 40-45 s: its 5 s + 10 s
+    assert "+20.000 s, 10.000 s" in html and "+40.000 s, 15.000 s" in html
+    assert "lost requests" in html
+    summary = json.loads((report.parent / "summary.json").read_text())
+    recovery = summary["phases"]["recovery"]["latency_ms"]
+    assert f"{recovery['successful']} / {recovery['failed']}" in html
+
+
+def test_report_says_a_fault_is_censored(tmp_path: Path) -> None:
+    # web-1 killed at 27 s: 27.0..27.9 fail, successes from 28.005 until the data ends at
+    # 29.905, short of stable_for (2 s): censored, recovered in at least 1.005 s
+    failing = [r if not 27.0 <= r.start_s < 27.95 else Req(r.start_s, 5.0, False) for r in
+               series(0.0, 30.0, 0.1)]  # fmt: skip
+    run_dir = write_run(tmp_path / "run", failing, events=[inject(27.0, "f1")])
+    html = write_report(run_dir).read_text(encoding="utf-8")
+
+    assert "censored: at least 1.005 s" in html
+    assert "(cut by the end of the data)" in html  # [27, 37) ends with the data at 29.905

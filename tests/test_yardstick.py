@@ -236,3 +236,36 @@ def test_4_a_150_ms_outage_is_not_diluted_by_the_horizon(tmp_path: Path) -> None
     assert fault["detected_at_ns"] == ns(12.005)
     # the first success after 12.105 completes at 12.155, 2 clean seconds follow
     assert fault["recovered_at_ns"] == ns(12.155)
+
+
+# -- 5. percentiles -------------------------------------------------------------------------------
+
+
+def test_5_percentiles_are_over_successes_with_their_count_and_a_minimum(tmp_path: Path) -> None:
+    # baseline phase [0, 10): 40 successful requests (sent every 0.25 s, 1..10 ms, each value
+    # 4 times) and 4 timeouts (2 s, failed) sent at 1.1, 3.1, 5.1, 7.1 s; a kill at 10 s
+    ok = [Req(i * 0.25, float(i % 10 + 1)) for i in range(40)]
+    timeouts = [Req(t, 2000.0, ok=False) for t in (1.1, 3.1, 5.1, 7.1)]
+    slo = {"p95_ms": {"baseline": 50}, "p99_ms": {"baseline": 50}}
+    summary = analyze(tmp_path, [*ok, *timeouts], [kill(10.0)], slo=slo)
+    latency = summary["phases"]["baseline"]["latency_ms"]
+
+    # sorted successes: 1 x4, 2 x4, .. 10 x4. p50 at rank 0.5 x 39 = 19.5: between 5 and 6;
+    # p95 at 37.05: 10. p99 needs 100 values: null. Before issue 15 the timeouts were among
+    # the values: p95 and p99 of 44 were 2000 ms, and p95_ms[baseline] failed.
+    assert (latency["successful"], latency["failed"]) == (40, 4)
+    assert (latency["p50"], latency["p95"], latency["p99"], latency["max"]) == (
+        5.5,
+        10.0,
+        None,
+        10.0,
+    )
+    checks = {c["name"]: c for c in summary["slo"]["checks"]}
+    assert (checks["p95_ms[baseline]"]["value"], checks["p95_ms[baseline]"]["verdict"]) == (
+        10.0,
+        "pass",
+    )
+    assert checks["p99_ms[baseline]"]["verdict"] == "no_data"
+    assert checks["p99_ms[baseline]"]["reason"] == (
+        "phase baseline: p99 needs at least 100 successful requests, 40 here"
+    )

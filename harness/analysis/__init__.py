@@ -29,8 +29,9 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
 - `phases`: `baseline`, `fault`, `recovery`, `after`, each `start_ns`, `end_ns` (first and last
   instant, null when empty), `intervals`, `duration_s` (their total), `requests` and `failures`
   (completed in the phase), `error_rate`, `throughput_rps`, `latency_ms` {`p50`, `p95`, `p99`,
-  `max`} over requests that started in the phase (null if none), `intended_rps`,
-  `achieved_rps`, `shortfall`.
+  `max`, `successful`, `failed`, `null_reasons`} over the successful requests that started in
+  the phase, failed ones counted apart, a percentile null below 1 / (1 - q) values (null if
+  no request started there), `intended_rps`, `achieved_rps`, `shortfall`.
 - `faults`: one object per fault occurrence, in injection order: `id` (`f1`, or `f1#2` for the
   2nd occurrence of a repeated entry), `entry`, `occurrence`, `name`, `kind`, `mode`,
   `mechanism`, `restart_policy_applies`, `targets`, `view` (instance | service), `observed`

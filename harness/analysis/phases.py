@@ -14,8 +14,12 @@ injection:
 so the time between two occurrences of a repeated fault is `after`, not `fault`. Without any
 fault the whole load is baseline.
 
-Requests are counted by completion, latency percentiles taken over requests that started in
-the phase. Requests completing before the load start or after its end belong to the phases at
+Requests are counted by completion, latency percentiles taken over the SUCCESSFUL requests
+that started in the phase, with their count (`successful`); the failed ones are counted apart
+(`failed`: a timeout's 2 s or a refusal's 1 ms is not a service time). A percentile q needs at
+least 1 / (1 - q) values (p50: 2, p95: 20, p99: 100), else it is null with the reason in
+`null_reasons`: below that no value lies above it, so it is the maximum in disguise (a "p99"
+of 2 values). Requests completing before the load start or after its end belong to the phases at
 those edges, so the phases' counts add up to the totals.
 
 Intended versus achieved load, per phase, over its part after the warm-up: `achieved_rps` is
@@ -67,17 +71,42 @@ class Phase:
         return not self.intervals
 
 
+PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+
+
+def minimum_count(percent: float) -> int:
+    """The fewest values a percentile needs: one value can then lie above it."""
+    return round(1.0 / (1.0 - percent / 100.0))
+
+
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency percentiles in milliseconds."""
+    """Latency percentiles in milliseconds over successful requests (null below the minimum
+    count), their count, and the failed requests counted apart."""
 
-    p50: float
-    p95: float
-    p99: float
-    max: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    successful: int
+    failed: int
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in vars(self).items()}
+    def null_reasons(self) -> dict[str, str]:
+        return {
+            name: f"{name} needs at least {minimum_count(q)} successful requests, "
+            f"{self.successful} here"
+            for name, q in PERCENTILES.items()
+            if getattr(self, name) is None
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        values = {k: _round(getattr(self, k), 3) for k in (*PERCENTILES, "max")}
+        return {
+            **values,
+            "successful": self.successful,
+            "failed": self.failed,
+            "null_reasons": self.null_reasons(),
+        }
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,7 @@ class RequestIndex:
     cum_failed: npt.NDArray[np.int64]
     start_ns: npt.NDArray[np.int64]
     latency_by_start: FloatArray
+    ok_by_start: npt.NDArray[np.bool_]
 
     @classmethod
     def of(cls, requests: pd.DataFrame) -> RequestIndex:
@@ -166,14 +196,15 @@ class RequestIndex:
         ok = requests["ok"].to_numpy(dtype=np.bool_)
         start = requests["start_ns"].to_numpy(dtype=np.int64)
         latency = requests["latency_ms"].to_numpy(dtype=np.float64)
+        ok_started = ok
         if not _is_sorted(end):  # load_run sorts by completion already
             by_end = np.argsort(end, kind="stable")
             end, ok = end[by_end], ok[by_end]
         if not _is_sorted(start):
             by_start = np.argsort(start, kind="stable")
-            start, latency = start[by_start], latency[by_start]
+            start, latency, ok_started = start[by_start], latency[by_start], ok_started[by_start]
         cum = np.concatenate(([0], np.cumsum(~ok, dtype=np.int64)))
-        return cls(end, cum, start, latency)
+        return cls(end, cum, start, latency, ok_started)
 
     def completed(self, intervals: Sequence[Interval]) -> tuple[int, int]:
         """(requests, failures) completed in the intervals."""
@@ -184,11 +215,16 @@ class RequestIndex:
         lo, hi = self._bounds(self.start_ns, intervals)
         return int((hi - lo).sum())
 
-    def latencies(self, intervals: Sequence[Interval]) -> FloatArray:
-        """Latencies of the requests started in the intervals."""
+    def latencies(self, intervals: Sequence[Interval]) -> tuple[FloatArray, int]:
+        """Latencies of the successful requests started in the intervals, and how many of
+        those started there failed."""
         lo, hi = self._bounds(self.start_ns, intervals)
-        parts = [self.latency_by_start[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+        spans = list(zip(lo.tolist(), hi.tolist(), strict=True))
+        if not spans:
+            return np.empty(0, dtype=np.float64), 0
+        ok = np.concatenate([self.ok_by_start[a:b] for a, b in spans])
+        latency = np.concatenate([self.latency_by_start[a:b] for a, b in spans])
+        return latency[ok], int((~ok).sum())
 
     @staticmethod
     def _bounds(
@@ -254,7 +290,7 @@ def interval_stats(
     """Counts (by completion), latency (by start) and load rate of one phase."""
     count, failed = index.completed(counting)
     stats = RequestStats(count, failed, phase.duration_s)
-    latency = latency_stats(index.latencies(counting))
+    latency = latency_stats(*index.latencies(counting))
     steady = subtract(list(phase.intervals), [(_MIN_NS, steady_from_ns)])
     seconds = measure_ns(steady) / 1e9
     achieved = index.started(steady) / seconds if seconds > 0 else None
@@ -276,12 +312,18 @@ def phase_stats(
     )
 
 
-def latency_stats(latency_ms: FloatArray) -> LatencyStats | None:
-    """p50/p95/p99/max (linear interpolation), None for no requests."""
-    if latency_ms.size == 0:
+def latency_stats(latency_ms: FloatArray, failed: int = 0) -> LatencyStats | None:
+    """p50/p95/p99 (linear interpolation; null below their minimum count) and max of the
+    successful requests' latencies; None when no request started at all."""
+    n = int(latency_ms.size)
+    if n == 0 and failed == 0:
         return None
-    p50, p95, p99 = np.percentile(latency_ms, [50, 95, 99])
-    return LatencyStats(float(p50), float(p95), float(p99), float(latency_ms.max()))
+    values = {
+        name: float(np.percentile(latency_ms, q)) if n >= minimum_count(q) else None
+        for name, q in PERCENTILES.items()
+    }
+    top = float(latency_ms.max()) if n else None
+    return LatencyStats(values["p50"], values["p95"], values["p99"], top, n, failed)
 
 
 def totals(requests: pd.DataFrame, load: LoadWindow) -> RequestStats:

@@ -248,7 +248,8 @@ def _faults_section(summary: Mapping[str, object]) -> str:
     rows = [_fault_row(summary, f) for f in faults]
     headers = ["fault", "kind", "targets", "measured on", "injected", "reverted"]
     headers += ["detected (ttd)", "recovered (ttr)", "its requests failed"]
-    headers += ["all users: failed", "availability", "failed probes", "overlapped with"]
+    headers += ["window", "all users: failed", "availability", "lost requests"]
+    headers += ["failed probes", "overlapped with"]
     parts = ["<h2>Faults</h2>", table(headers, rows)]
     parts += [_fault_detail(summary, f) for f in faults]
     return "\n".join(parts)
@@ -263,6 +264,9 @@ def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> li
         recovered = badge("not measured", "na")
     elif fault.get("recovered"):
         recovered = f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
+    elif fault.get("censored"):
+        at_least = _secs(fault.get("ttr_at_least_s"))
+        recovered = badge(f"censored: at least {at_least}", "no_data")
     else:
         recovered = badge("never recovered", "fail")
     own = as_map(fault.get("view_counts"))
@@ -281,11 +285,25 @@ def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> li
         f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
         recovered,
         f"{esc(own.get('failed_requests'))} / {esc(own.get('requests'))}" if own else NONE,
+        _window_cell(summary, as_map(fault.get("window"))),
         f"{esc(fault.get('failed_requests'))} / {esc(fault.get('requests_in_window'))}",
         _pct(fault.get("availability")),
+        esc(as_map(fault.get("window")).get("lost_requests")),
         f"{esc(fault.get('probes_failed'))} / {esc(fault.get('probes_in_window'))}",
         ", ".join(overlaps) or NONE,
     ]
+
+
+def _window_cell(summary: Mapping[str, object], window: Mapping[str, object]) -> str:
+    """`+10.0 s, 10.000 s (cut by f2)`: the comparison window every count of the row is over."""
+    if not window:
+        return NONE
+    text = f"{_since(summary, window.get('start_ns'))}, {_secs(window.get('duration_s'))}"
+    if window.get("cut_by"):
+        text += f" (cut by {esc(window.get('cut_by'))})"
+    if window.get("cut_by_data_end"):
+        text += " (cut by the end of the data)"
+    return text
 
 
 def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) -> str:
@@ -452,22 +470,36 @@ def _phases_section(summary: Mapping[str, object]) -> str:
                 _pct(phase.get("error_rate")),
                 esc(phase.get("throughput_rps")),
                 *(_ms(latency.get(q)) for q in ("p50", "p95", "p99", "max")),
+                _latency_counts(latency),
                 esc(phase.get("intended_rps")),
                 esc(phase.get("achieved_rps")),
                 _pct(phase.get("shortfall")),
             ]
         )
     headers = ["phase", "from", "duration", "requests", "failed", "error rate", "req/s"]
-    headers += ["p50 ms", "p95 ms", "p99 ms", "max ms", "intended sent/s", "sent/s", "load lost"]
+    headers += ["p50 ms", "p95 ms", "p99 ms", "max ms", "latency over (ok / failed)"]
+    headers += ["intended sent/s", "sent/s", "load lost"]
     note = (
-        "<p class='meta'>requests counted by completion; latency over requests that started "
-        "in the phase. A phase may be several intervals (one per fault occurrence). "
+        "<p class='meta'>requests counted by completion; latency over the successful requests "
+        "that started in the phase, failed ones counted apart; a percentile needs at least "
+        "1 / (1 - q) values (p50 2, p95 20, p99 100), else it is not shown. "
+        "A phase may be several intervals (one per fault occurrence). "
         "<i>intended sent/s</i>: the open-loop rate, or for a closed loop the rate users kept "
         "in the steady baseline; <i>sent/s</i>: requests started per second after the warm-up; "
         "<i>load lost</i>: the share of the intended load that was never sent (closed-loop "
         "users wait on broken replicas instead of sending).</p>"
     )
     return "<h2>Phases</h2>" + table(headers, rows) + note
+
+
+def _latency_counts(latency: Mapping[str, object]) -> str:
+    if not latency:
+        return NONE
+    text = f"{esc(latency.get('successful'))} / {esc(latency.get('failed'))}"
+    missing = as_map(latency.get("null_reasons"))
+    if missing:
+        text += f" ({esc('; '.join(str(v) for v in missing.values()))})"
+    return text
 
 
 def figures_section(figures: Sequence[Path]) -> str:

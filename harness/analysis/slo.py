@@ -163,9 +163,20 @@ def _phase_checks(
         checks.append(_at_most(f"error_rate[{phase}]", limit, value, why))
     for key, limits in (("p95_ms", spec.p95_ms), ("p99_ms", spec.p99_ms)):
         for phase, limit in (limits or {}).items():
-            why = _why_empty(phases, phase, faults, "started")
+            why = _why_no_percentile(phases, phase, key) or _why_empty(
+                phases, phase, faults, "started"
+            )
             checks.append(_at_most(f"{key}[{phase}]", limit, _percentile(phases, phase, key), why))
     return checks
+
+
+def _why_no_percentile(phases: Mapping[str, PhaseStats], phase: str, key: str) -> str | None:
+    """Why a phase with requests has no such percentile (too few successful requests)."""
+    found = phases.get(phase)
+    if found is None or found.latency is None:
+        return None
+    reason = found.latency.null_reasons().get(key.removesuffix("_ms"))
+    return None if reason is None else f"phase {phase}: {reason}"
 
 
 def _why_empty(
