@@ -20,6 +20,11 @@ skipped. Between runs on a lab, the stress waits until the lab is healthy again.
 - SIGKILL: each fault still in place must be reverted by its lease at its deadline (checked in
   the undo log and the events, `by: lease`); then `harness cleanup` (the run's containers are
   still there: nobody tore them down), and the run must say `aborted`.
+- killed before it wrote its manifest (phase `preflight`: no run directory; `before its
+  manifest`: a SIGKILL in the few ms between making the directory and writing the manifest
+  leaves it empty): it made nothing to undo, so nothing may be left (no process of its
+  session, none naming its results, nothing of its run id), `harness cleanup` must exit 0
+  with nothing to do for it, and a SIGINT or SIGTERM must end it by the signal, untraced.
 Then the machine is asked (bench.leftovers): containers, networks, volumes and services of the
 run on the host's engine, the Swarm lab's nodes and Podman's store; the run's bridges; rules of
 the run in every iptables table of the host and of every named network namespace; its
@@ -52,6 +57,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -73,7 +79,9 @@ from bench.leftovers import (
     kube_lagging,
     kube_leftovers,
     lab_health,
+    processes_mentioning,
     run_leftovers,
+    session_processes,
 )
 from harness.hostsys import process_start_ticks
 from harness.journal import Journal
@@ -91,6 +99,8 @@ KUBE_NODES = 3
 KUBE_ARGS = ("kube-controller-manager:--node-monitor-grace-period=20s",)
 NODE_FAULTS = frozenset({"node_down", "node_partition", "node_drain", "manager_quorum_loss"})
 TARGETS = ("docker", "podman", "swarm", "lab", "kube")
+# the phases of a run killed before it wrote anything: no run directory, or one without manifest
+PREFLIGHT, BEFORE_MANIFEST = "preflight", "before its manifest"
 
 
 # --- the catalogue ------------------------------------------------------------------------------
@@ -258,15 +268,28 @@ def _harness_done(*args: str, timeout: float = 300) -> subprocess.CompletedProce
     )
 
 
+def manifest_of(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, or None when there is none (yet): a harness killed between making
+    the run directory and writing its manifest leaves a directory without one."""
+    try:
+        data = json.loads(RunDir(run_dir).manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def phase_of(out: Path) -> str:
-    """Where a run is now, from its directory: preflight, deploy, load, fault, teardown, done."""
+    """Where a run is now, from its directory: preflight (none yet), before its manifest,
+    deploy, load, fault, teardown, done."""
     dirs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
     if not dirs:
-        return "preflight"
+        return PREFLIGHT
     run = RunDir(dirs[0])
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(run.manifest.read_text()).get("status") != "running":
-            return "done"
+    manifest = manifest_of(run.path)
+    if manifest is None:
+        return BEFORE_MANIFEST
+    if manifest.get("status") != "running":
+        return "done"
     events = [e for e in read_json_lines(run.events) if e.get("source") == "harness"]
     actions = [e.get("action") for e in events]
     if "load_stop" in actions:
@@ -301,54 +324,113 @@ class Run:
     def go(self, client: docker.DockerClient) -> Outcome:
         wait_lab_healthy(self.case.target)  # a node fault of the run before is back
         process = _harness("run", str(self.scenario), "--out", str(self.out))
-        started = time.monotonic()
-        phase = "finished before the kill"
-        while time.monotonic() - started < self.at_s:
-            if process.poll() is not None:
-                break
-            self._look(client)
-            time.sleep(min(0.25, max(0.0, self.at_s - (time.monotonic() - started))))
-        if process.poll() is None:
-            phase = phase_of(self.out)
-            os.kill(process.pid, self.signum)
+        phase = self._kill_at_instant(process, client)
         try:
             _stdout, stderr = process.communicate(timeout=240)
         except subprocess.TimeoutExpired:
             process.kill()
             _stdout, stderr = process.communicate()
             self.notes.append("the harness did not exit within 240 s of the signal")
+        return self.check(phase, process.pid, process.returncode, stderr, client)
+
+    def _kill_at_instant(self, process: subprocess.Popen[str], client: docker.DockerClient) -> str:
+        """Watch the run until its instant, then send the signal; the phase it fell in."""
+        started = time.monotonic()
+        while time.monotonic() - started < self.at_s:
+            if process.poll() is not None:
+                return "finished before the kill"
+            self._look(client)
+            time.sleep(min(0.25, max(0.0, self.at_s - (time.monotonic() - started))))
+        if process.poll() is not None:
+            return "finished before the kill"
+        phase = phase_of(self.out)
+        os.kill(process.pid, self.signum)
+        return phase
+
+    def check(
+        self, phase: str, pid: int, code: int | None, stderr: str, client: docker.DockerClient
+    ) -> Outcome:
+        """How the killed harness (`pid`, exit `code`) behaved and what its run left."""
         problems = list(self.notes)
         run_dir = self.run_dir()
+        lease_reverts = 0
         if phase == "finished before the kill":
-            lease_reverts = 0
+            pass
+        elif run_dir is None or manifest_of(run_dir) is None:
+            phase = PREFLIGHT if run_dir is None else BEFORE_MANIFEST
+            found, after = self._before_anything(pid, code, stderr, run_dir, client)
+            return self._outcome(phase, run_dir, found, problems + after)
         elif self.signum == signal.SIGKILL:
             lease_reverts, after = self._after_sigkill(run_dir)
             problems += after
         elif phase == "done":
-            lease_reverts = 0  # the run had ended (the CLI was analysing): it stays completed
-            problems += self._after_the_end(run_dir)
+            problems += self._after_the_end(run_dir)  # the CLI was analysing: still completed
         else:
-            lease_reverts = 0
-            problems += self._after_own_cleanup(process.returncode, stderr, run_dir, phase)
-        found = []
-        if run_dir is not None:
-            self.sightings.look(client, run_dir.name, run_dir)
-            found += run_leftovers(run_dir.name, run_dir, self.sightings, client)
-            if self.case.target == "kube":
-                found += kube_leftovers(run_dir.name)
+            problems += self._after_own_cleanup(code, stderr, run_dir, phase)
+        found = self._machine_leftovers(run_dir, client)
         found += wait_lab_healthy(self.case.target)
         if self.case.target == "kube" and run_dir is not None:
             found += wait_kube_settled(run_dir.name)
+        return self._outcome(phase, run_dir, found, problems, lease_reverts)
+
+    def _outcome(
+        self,
+        phase: str,
+        run_dir: Path | None,
+        leftovers: list[str],
+        problems: list[str],
+        lease_reverts: int = 0,
+    ) -> Outcome:
+        run_id = run_dir.name if run_dir else None
         return Outcome(
-            self.case,
-            self.signum,
-            self.at_s,
-            phase,
-            run_dir.name if run_dir else None,
-            found,
-            problems=problems,
-            lease_reverts=lease_reverts,
+            self.case, self.signum, self.at_s, phase, run_id, leftovers, problems, lease_reverts
         )
+
+    def _machine_leftovers(self, run_dir: Path | None, client: docker.DockerClient) -> list[str]:
+        """What the machine still holds of the run (its engines, rules, processes, lab)."""
+        if run_dir is None:
+            return []
+        self.sightings.look(client, run_dir.name, run_dir)
+        found = run_leftovers(run_dir.name, run_dir, self.sightings, client)
+        if self.case.target == "kube":
+            found += kube_leftovers(run_dir.name)
+        return found
+
+    def _before_anything(
+        self,
+        pid: int,
+        code: int | None,
+        stderr: str,
+        run_dir: Path | None,
+        client: docker.DockerClient,
+    ) -> tuple[list[str], list[str]]:
+        """A harness killed before it wrote its manifest (no run directory, or one without a
+        manifest) made nothing that needs undoing: the machine holds nothing of it (nothing
+        in its session, nothing naming its results or run), and `harness cleanup` finds
+        nothing of it to do. SIGINT and SIGTERM are deferred while the directory is made, so
+        only a SIGKILL may leave a directory without a manifest. (leftovers, problems)"""
+        problems = []
+        if self.signum != signal.SIGKILL:
+            if run_dir is not None:
+                problems.append(f"a run directory without a manifest after {_name(self.signum)}")
+            if code not in (128 + self.signum, -self.signum):
+                problems.append(f"exit code {code} before the run began: {stderr[-600:]}")
+            if "Traceback" in stderr:
+                problems.append(f"a traceback: {stderr[-1500:]}")
+        found = session_processes(pid) + processes_mentioning(str(self.out))
+        found += self._machine_leftovers(run_dir, client)
+        found += wait_lab_healthy(self.case.target)
+        done = _harness_done("cleanup", "--results", str(self.out))
+        (self.out.parent / "cleanup.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            problems.append(f"harness cleanup exited {done.returncode}: {done.stderr[-800:]}")
+        run_line = re.compile(rf"{re.escape(self.case.scenario()['name'])}-\d{{8}}-\d{{6}}-\w+: ")
+        found += [
+            f"harness cleanup had to act: {line}"
+            for line in done.stdout.splitlines()
+            if run_line.match(line) and "nothing" not in line
+        ]
+        return found, problems
 
     def _look(self, client: docker.DockerClient) -> None:
         run_dir = self.run_dir()
@@ -356,21 +438,16 @@ class Run:
             self.sightings.look(client, run_dir.name, run_dir)
 
     def _after_own_cleanup(
-        self, code: int | None, stderr: str, run_dir: Path | None, phase: str
+        self, code: int | None, stderr: str, run_dir: Path, phase: str
     ) -> list[str]:
-        """SIGINT/SIGTERM: the harness cleaned up itself and says so. Two cases besides:
-        before the harness could catch anything (preflight) SIGTERM ends it at once, having
-        made nothing; during its cleanup (teardown) a signal is noted, the cleanup goes on,
-        and a run whose load had ended says `completed`, with the signal noted."""
+        """SIGINT/SIGTERM: the harness cleaned up itself and says so. During its cleanup
+        (teardown) a signal is noted, the cleanup goes on, and a run whose load had ended
+        says `completed`, with the signal noted."""
         problems = []
         name = signal.Signals(self.signum).name
         if "Traceback" in stderr:
             problems.append(f"a traceback: {stderr[-1500:]}")
-        if run_dir is None:
-            if code not in (128 + self.signum, -self.signum):
-                problems.append(f"exit code {code} before the run began: {stderr[-600:]}")
-            return problems
-        manifest = json.loads(RunDir(run_dir).manifest.read_text())
+        manifest = manifest_of(run_dir) or {}
         noted = name in (manifest.get("signals_during_cleanup") or [])
         if phase == "teardown" and manifest.get("status") == "completed" and noted:
             pass  # the signal came during the cleanup of a run that had ended
@@ -386,28 +463,22 @@ class Run:
             problems.append(f"faults left in place: {[o.record.fault_id for o in outstanding]}")
         return problems
 
-    def _after_the_end(self, run_dir: Path | None) -> list[str]:
+    def _after_the_end(self, run_dir: Path) -> list[str]:
         """A kill after the run's own end (its analysis): the run is complete as it says."""
-        if run_dir is None:
-            return ["no run directory, though the run had ended"]
-        status = json.loads(RunDir(run_dir).manifest.read_text()).get("status")
+        status = (manifest_of(run_dir) or {}).get("status")
         return [] if status == "completed" else [f"the ended run says {status}"]
 
-    def _after_sigkill(self, run_dir: Path | None) -> tuple[int, list[str]]:
+    def _after_sigkill(self, run_dir: Path) -> tuple[int, list[str]]:
         """SIGKILL: the leases revert what is in place; then `harness cleanup`."""
-        problems: list[str] = []
-        reverted = 0
-        if run_dir is not None:
-            reverted, problems = wait_for_leases(RunDir(run_dir))
+        reverted, problems = wait_for_leases(RunDir(run_dir))
         wait_lab_healthy(self.case.target)  # `harness cleanup` once the lab answers again
         done = _harness_done("cleanup", "--results", str(self.out))
         (self.out.parent / "cleanup.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
             problems.append(f"harness cleanup exited {done.returncode}: {done.stderr[-800:]}")
-        if run_dir is not None:
-            status = json.loads(RunDir(run_dir).manifest.read_text()).get("status")
-            if status not in ("aborted", "completed"):
-                problems.append(f"after cleanup the manifest says {status}")
+        status = (manifest_of(run_dir) or {}).get("status")
+        if status not in ("aborted", "completed"):
+            problems.append(f"after cleanup the manifest says {status}")
         return reverted, problems
 
 

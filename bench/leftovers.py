@@ -124,29 +124,61 @@ def _kube_proxy_rule(rule: str) -> bool:
 def run_processes(run_id: str, run_dir: Path) -> list[str]:
     """Live processes that belong to the run: its id or directory in their command line,
     environment (a stress-ng leader's marker) or working directory."""
+    return processes_mentioning(run_id, str(run_dir))
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    """Live processes (not zombies, not this one) with one of `needles` in their command line
+    or environment, or whose working directory is under one of them."""
+    encoded = tuple(n.encode() for n in needles)
     found = []
+    for pid, _fields in _live_processes():
+        entry = Path(f"/proc/{pid}")
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        environ = b""
+        with contextlib.suppress(OSError):
+            environ = (entry / "environ").read_bytes()
+        cwd = ""
+        with contextlib.suppress(OSError):
+            cwd = os.readlink(entry / "cwd")
+        if any(n in cmdline or n in environ for n in encoded) or any(
+            cwd == n or cwd.startswith(n.rstrip("/") + "/") for n in needles
+        ):
+            found.append(f"process {pid}: {_shown(cmdline)}")
+    return found
+
+
+def session_processes(session: int) -> list[str]:
+    """Live processes of a session: a harness started as a session leader and killed leaves
+    there whatever it started that did not make a session of its own."""
+    found = []
+    for pid, fields in _live_processes():
+        if int(fields[3]) == session:  # state, ppid, pgrp, session
+            with contextlib.suppress(OSError):
+                found.append(f"process {pid}: {_shown(Path(f'/proc/{pid}/cmdline').read_bytes())}")
+    return found
+
+
+def _live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/pid/stat after the command name) of every process but this
+    one and zombies (a zombie holds nothing but its exit status)."""
     me = os.getpid()
-    needles = (run_id.encode(), str(run_dir).encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            stat = (entry / "stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # a zombie holds nothing but its exit status
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = b""
-            with contextlib.suppress(OSError):
-                environ = (entry / "environ").read_bytes()
-            cwd = ""
-            with contextlib.suppress(OSError):
-                cwd = os.readlink(entry / "cwd")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if any(n in cmdline or n in environ for n in needles) or cwd.startswith(str(run_dir)):
-            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")[:160]
-            found.append(f"process {entry.name}: {shown}")
-    return found
+        if fields and fields[0] != "Z":
+            yield int(entry.name), fields
+
+
+def _shown(cmdline: bytes) -> str:
+    return cmdline.replace(b"\0", b" ").decode(errors="replace")[:160]
 
 
 def engine_objects(client: docker.DockerClient, run_id: str, where: str) -> list[str]:

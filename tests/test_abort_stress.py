@@ -13,10 +13,15 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+from pathlib import Path
 
+import docker
 import pytest
 
-from bench.abort_stress import stress
+from bench.abort_stress import CATALOGUE, Run, phase_of, stress
+from harness.hostsys import process_start_ticks
+from harness.targets.base import OWNER_LABEL, RUN_LABEL
 
 pytestmark = pytest.mark.docker
 
@@ -38,6 +43,58 @@ def test_runs_killed_at_random_instants_leave_nothing() -> None:
     assert len(report.outcomes) == 3
     assert {o.signum for o in report.outcomes} == {signal.SIGINT, signal.SIGTERM, signal.SIGKILL}
     # the kills fell in the run, not after it: each run says it was aborted
-    assert all(o.phase not in ("preflight", "finished before the kill") for o in report.outcomes), (
-        lines
+    early = ("preflight", "before its manifest", "finished before the kill")
+    assert all(o.phase not in early for o in report.outcomes), lines
+
+
+# --- a harness killed before it wrote anything --------------------------------------------------
+# A SIGKILL between `mkdir` of the run directory and the write of its manifest (a few ms, found
+# by polling for the directory every 0.5 ms) leaves an empty directory: that is what these tests
+# build by hand, then give to the stress's checks as if its harness had just been killed.
+
+RUN_ID = "abort-container-kill-20261207-012523-aa72"  # the shape make_run_id gives
+
+
+def _killed_before_its_manifest(tmp_path: Path) -> tuple[Run, int]:
+    """A stress run whose harness died leaving an empty run directory; (run, harness pid)."""
+    run = Run(CATALOGUE["docker"][0], signal.SIGKILL, 0.05, tmp_path)
+    (run.out / RUN_ID).mkdir(parents=True)
+    harness = subprocess.Popen(["true"], start_new_session=True)  # stands for the dead harness
+    harness.wait()
+    return run, harness.pid
+
+
+def test_a_run_killed_before_its_manifest_is_a_case_not_a_failure(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    run, pid = _killed_before_its_manifest(tmp_path)
+    outcome = run.check(phase_of(run.out), pid, -signal.SIGKILL, "", docker_client)
+    assert outcome.phase == "before its manifest"
+    assert outcome.run_id == RUN_ID
+    assert outcome.problems == [] and outcome.leftovers == []
+    assert (run.out / RUN_ID / "manifest.json").exists() is False  # cleanup had nothing to mark
+
+
+def test_what_a_run_killed_before_its_manifest_left_is_found(
+    tmp_path: Path, docker_client: docker.DockerClient, demo_image: str
+) -> None:
+    run, _ = _killed_before_its_manifest(tmp_path)
+    # a process left in the harness's session, owning a container labelled with the run (a
+    # live owner: no one's `harness cleanup` removes it meanwhile)
+    left = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    owner = f"{left.pid}:{process_start_ticks(left.pid)}"
+    container = docker_client.containers.create(
+        demo_image, name=f"abort-test-{RUN_ID}", labels={RUN_LABEL: RUN_ID, OWNER_LABEL: owner}
     )
+    try:
+        outcome = run.check(phase_of(run.out), left.pid, -signal.SIGKILL, "", docker_client)
+    finally:
+        container.remove(force=True)
+        left.kill()
+        left.wait()
+    # 2 leftovers: the process in the session (sleep), the container on the host's engine
+    assert sorted(outcome.leftovers) == [
+        f"docker container abort-test-{RUN_ID}",
+        f"process {left.pid}: sleep 120 ",
+    ], outcome.leftovers
+    assert outcome.problems == []
