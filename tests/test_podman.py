@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ import yaml
 
 from faults.mechanisms.netfaults import rule_tag, tagged_rules
 from faults.mechanisms.tcpproxy import find_proxies
-from harness.engines import podman
-from harness.errors import TargetError
+from harness.engines import podman, podman_runtime
+from harness.errors import CapabilityError, TargetError
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets.base import owner_label_value
 from harness.targets.podman import PodmanTarget
@@ -123,6 +124,59 @@ def test_a_stopped_and_started_replica_answers_again_at_once(target: PodmanTarge
         print(f"\npodman: answering {time.monotonic() - started:.2f} s after the start")
 
 
+def test_a_replica_started_by_the_engine_itself_is_reachable_at_once(
+    target: PodmanTarget,
+) -> None:
+    """A start the target did not issue (here through the engine directly, as the restart
+    policy or a user would) gets a new MAC at the old address; with the engine's event stream
+    open, as during a run, the host's neighbour table must not keep the old one. Before the
+    fix: 1 of 4 such starts under load stayed silent for 33 s. Checked with `ip neigh` and the
+    container's own eth0, not the harness's records."""
+    target.deploy(WorkloadSpec.model_validate({"replicas": 2, "restart": "always"}))
+    (first, other) = target.wait_healthy(60)
+    events = EventCollector(target)
+    for cycle in range(3):
+        for _ in range(20):  # traffic keeps the host's entry for the replica REACHABLE
+            _answers(first.url)
+        assert _neighbour_mac(first.netns_address) == _container_mac(target.instances()[0].pid)
+        container = target.client.containers.get(first.container_id)
+        container.stop(timeout=1)
+        container.start()
+        assert wait_until(lambda: target.instances()[0].running, 10)
+        since_ns = time.time_ns() - 2 * 10**9
+        assert wait_until(partial(_started, events, first.name, since_ns), 5)
+        new_mac = _container_mac(target.instances()[0].pid)
+        held = _neighbour_mac(first.netns_address)
+        assert held in (None, new_mac), f"cycle {cycle}: the host still holds {held}"
+        assert wait_until(lambda: _answers(first.url), 5), "the started replica is silent"
+        assert _answers(other.url)
+    events.close()
+
+
+def _started(events: EventCollector, instance: str, since_ns: int) -> bool:
+    return any(
+        e.action == "start" and e.instance == instance and e.time_ns >= since_ns
+        for e in list(events.events)
+    )
+
+
+def _neighbour_mac(address: str) -> str | None:
+    shown = subprocess.run(
+        ["ip", "neigh", "show", "to", address], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return shown[shown.index("lladdr") + 1] if "lladdr" in shown else None
+
+
+def _container_mac(pid: int) -> str:
+    shown = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show", "eth0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return shown[shown.index("link/ether") + 1]
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
@@ -213,3 +267,40 @@ def test_a_sigkilled_podman_run_is_reverted_by_its_lease_and_cleaned_up_to_nothi
     finally:
         finish_with_cleanup(aborted)  # then cleanup removes the rest, and stops the service
     assert podman_leftovers(aborted.run_id) == []
+
+
+def test_the_runtime_is_chosen_by_trying_each_in_podmans_order(tmp_path: Path) -> None:
+    """The runtime the run's service uses is the first of crun, runc with which podman itself
+    (asked directly here, not through the harness) runs a container on this machine."""
+    service = podman.start(f"test-runtime-{os.getpid()}", owner_label_value())
+    try:
+        assert service.runtime in podman_runtime.CANDIDATES
+        assert _podman_cli_runs_a_container(service.runtime, service.conf, tmp_path)
+        earlier = podman_runtime.CANDIDATES[: podman_runtime.CANDIDATES.index(service.runtime)]
+        for refused in earlier:
+            assert not _podman_cli_runs_a_container(refused, service.conf, tmp_path)
+            assert f"{refused} refused" in (service.runtime_reason or "")
+    finally:
+        podman.stop(service)
+
+
+def test_no_runtime_that_works_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(podman_runtime, "CANDIDATES", ("no-such-oci-runtime",))
+    with pytest.raises(CapabilityError, match="no-such-oci-runtime: not installed"):
+        podman_runtime.choose("podman", Path("/nonexistent-state"), None)
+
+
+def _podman_cli_runs_a_container(runtime: str, conf: str | None, tmp_path: Path) -> bool:
+    rootfs = tmp_path / f"rootfs-{runtime}"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy2(str(shutil.which("busybox")), rootfs / "bin" / "busybox")
+    env = dict(os.environ, **({"CONTAINERS_CONF": conf} if conf else {}))
+    command = ["podman", "--runtime", runtime, "run", "--rm", "--net=none", "--rootfs"]
+    done = subprocess.run(
+        [*command, str(rootfs), "/bin/busybox", "true"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0

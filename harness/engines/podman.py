@@ -22,6 +22,10 @@ of those is refused). A containers.conf with `default_ulimits = []` makes Podman
 inherited. `needs_ulimit_override()` tries the raise with `prlimit` first and writes the file
 only where it fails. CONTAINERS_CONF is exclusive in Podman 4.3: where it is used, settings in
 /etc/containers/containers.conf do not reach the run's service.
+
+The OCI runtime is chosen by trying (`harness.engines.podman_runtime`: crun refuses a hybrid
+cgroup layout where runc works) and passed as `--runtime`; a container keeps the runtime it
+was created with, so Podman's own restarts use it too.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from harness.engines import podman_runtime
 from harness.errors import CapabilityError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
 
@@ -72,6 +77,8 @@ class PodmanService:
     log: str
     conf: str | None  # the containers.conf it reads, or None (the host's own)
     started_at_ns: int
+    runtime: str | None = None  # the OCI runtime it runs containers with (None: older record)
+    runtime_reason: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -140,10 +147,11 @@ def start(run_id: str, owner: str, timeout_s: float = START_TIMEOUT_S) -> Podman
         paths["conf"].write_text(ULIMIT_OVERRIDE)
         conf = str(paths["conf"])
         env["CONTAINERS_CONF"] = conf
+    runtime = podman_runtime.choose(binary, state_dir(), conf)
     socket = f"unix://{paths['sock']}"
     with paths["log"].open("ab") as log:
         process = subprocess.Popen(
-            [binary, "system", "service", "--time=0", socket],
+            [binary, "--runtime", runtime.path, "system", "service", "--time=0", socket],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -159,6 +167,8 @@ def start(run_id: str, owner: str, timeout_s: float = START_TIMEOUT_S) -> Podman
         log=str(paths["log"]),
         conf=conf,
         started_at_ns=time.time_ns(),
+        runtime=runtime.name,
+        runtime_reason=runtime.reason,
     )
     _write(service)
     deadline = time.monotonic() + timeout_s

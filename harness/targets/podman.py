@@ -49,7 +49,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +121,15 @@ class PodmanEventStream:
     emitted only on a change, as Docker does; a start or a die starts the status over.
     """
 
-    def __init__(self, inner: DockerEventStream, feed: HealthFeed) -> None:
+    def __init__(
+        self,
+        inner: DockerEventStream,
+        feed: HealthFeed,
+        on_start: Callable[[str], None] = lambda instance: None,
+    ) -> None:
         self._inner = inner
         self._feed = feed
+        self._on_start = on_start
         self._queue: queue.SimpleQueue[HealthResult | EngineEvent | None] = queue.SimpleQueue()
         self._health: dict[str, str] = {}
         feed.subscribe(self._queue)
@@ -147,6 +153,8 @@ class PodmanEventStream:
                 return None  # stale on Podman 4.3: the checks' own results stand in
             if item.action in ("start", "die") and item.container_id:
                 self._health.pop(item.container_id, None)
+            if item.action == "start" and item.instance:
+                self._on_start(item.instance)
             return item
         if self._health.get(item.container_id) == item.status:
             return None
@@ -304,6 +312,8 @@ class PodmanTarget(DockerTarget):
                 if conf
                 else "the host's own"
             )
+            if self.service.runtime is not None:
+                info["podman_runtime"] = f"{self.service.runtime}: {self.service.runtime_reason}"
         else:
             info["podman_service"] = f"given: {self.spec.engine}"
         info["healthchecks"] = (
@@ -346,23 +356,23 @@ class PodmanTarget(DockerTarget):
 
     def start_instance(self, instance: Instance) -> None:
         super().start_instance(instance)
-        self._forget_old_mac(instance)
+        _forget_old_mac(instance.netns_address)
 
     def restart_instance(self, instance: Instance, timeout_s: float) -> None:
         super().restart_instance(instance, timeout_s)
-        self._forget_old_mac(instance)
+        _forget_old_mac(instance.netns_address)
 
-    @staticmethod
-    def _forget_old_mac(instance: Instance) -> None:
-        """Podman gives a started container a new MAC at its old address. With other replicas
-        on the bridge (so it stays up), the host's neighbour entry kept the old MAC while it
-        was REACHABLE: the replica was silent to the host for 25-30 s (measured, 7 of 16
-        stop/start cycles under load), an outage of the host's, not Podman's. Forget it."""
-        with contextlib.suppress(FaultError):
-            run(["ip", "neigh", "flush", "to", instance.netns_address], timeout_s=5, check=False)
+    def _forget_old_mac_of(self, instance: str) -> None:
+        """Any start the engine reports, whoever asked for it (a start after a stop gets a new
+        MAC; the restart policy's restart after a crash kept it here, but need not)."""
+        address = self._addresses.get(instance)
+        if address is not None:
+            _forget_old_mac(address)
 
     def events(self, since_ns: int) -> PodmanEventStream:  # type: ignore[override]
-        return PodmanEventStream(super().events(since_ns), self._health_feed)
+        return PodmanEventStream(
+            super().events(since_ns), self._health_feed, on_start=self._forget_old_mac_of
+        )
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -385,6 +395,15 @@ class PodmanTarget(DockerTarget):
             podman.stop(service)
             self._owns_service = False
             self._service_stopped = True
+
+
+def _forget_old_mac(address: str) -> None:
+    """Podman gives a started container a new MAC at its old address. With other replicas on
+    the bridge (so it stays up), the host's neighbour entry kept the old MAC while it was
+    REACHABLE: the replica was silent to the host for up to 33 s, an outage of the host's, not
+    Podman's (figures in the README). Forget the entry: the next packet asks again."""
+    with contextlib.suppress(FaultError):
+        run(["ip", "neigh", "flush", "to", address], timeout_s=5, check=False)
 
 
 def _connect_service(service: podman.PodmanService) -> docker.DockerClient:
