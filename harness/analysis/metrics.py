@@ -598,22 +598,34 @@ def _outcome(
         )
     tolerance = _tolerances(baseline, context.confidence)
     allowed = (tolerance[0].one(requests[0]), tolerance[1].one(probes[0]))
-    clusters = [
-        first_cluster(stream, t0, detect_end, tol)
-        for stream, tol in zip((view.requests, view.probes), tolerance, strict=True)
-    ]
     diffuse = requests[1] > allowed[0] or probes[1] > allowed[1]
-    found = [x for x in clusters if x is not None]
-    if not found and not diffuse:
+    detected = _detect(view, t0, detect_end, tolerance, diffuse)
+    if detected is None:
         return Outcome("none", detect_end, reason=_no_impact(fault, requests, probes, allowed))
-    if found:
-        detected = min(found)
-    else:  # spread thinly over the horizon: no short window stands out
-        firsts = [s.first_failure(t0, detect_end) for s in (view.requests, view.probes)]
-        detected = min(x for x in firsts if x is not None)
     earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
     outcome = recover(view, earliest, tolerance, context, t0)
     return replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+
+
+def _detect(
+    view: View,
+    t0_ns: int,
+    end_ns: int,
+    tolerance: tuple[Tolerance, Tolerance],
+    diffuse: bool,
+) -> int | None:
+    """The detection instant: the start of the first cluster of either kind; when only the
+    whole horizon exceeds the tolerance (`diffuse`: thinly spread, no short window stands
+    out), its first failure; None without visible impact."""
+    streams = (view.requests, view.probes)
+    clusters = [first_cluster(s, t0_ns, end_ns, t) for s, t in zip(streams, tolerance, strict=True)]
+    found = [x for x in clusters if x is not None]
+    if found:
+        return min(found)
+    if not diffuse:
+        return None
+    firsts = [s.first_failure(t0_ns, end_ns) for s in streams]
+    return min(x for x in firsts if x is not None)
 
 
 def first_cluster(stream: Stream, lo_ns: int, hi_ns: int, tolerance: Tolerance) -> int | None:
@@ -665,7 +677,7 @@ def recover(
     """The visible outcome from `earliest_ns`: recovered, censored or not recovered (with the
     reason) — see the module docstring."""
     stable, data_end = context.stable_for_ns, context.data_end_ns
-    visible = Outcome("visible", 0, earliest_ns)
+    visible = Outcome("visible", 0)  # the caller sets the horizon and detection
     pending: int | None = None
     thin = False
     for chunk in candidate_chunks(view, earliest_ns):
