@@ -133,7 +133,12 @@ def test_groups_by_label(tmp_path: Path) -> None:
     assert pair.winner == "after" and pair.loser == "before"
     assert pair.difference_s == pytest.approx(1.0)
     assert pair.basis == "too_few_runs" and pair.significant is None
-    assert "too few runs to test (n=2 vs 2" in pair.sentence
+    assert "too few recovery times to test (n=2 vs 2; 4 per group" in pair.sentence
+    # no bootstrap from 2 runs: the ranges' difference [2.0-1.2, 2.2-1.0] = [0.8, 1.2] holds
+    # the true difference when both ranges hold their medians: (1 - 2/2^2)^2 = 25 %
+    assert pair.interval is not None and pair.ci95_s is None
+    assert (pair.interval.low, pair.interval.high) == pytest.approx((0.8, 1.2))
+    assert pair.interval.confidence == pytest.approx(0.25)
 
 
 # -- verdicts --------------------------------------------------------------------------------
@@ -181,12 +186,13 @@ def test_overlapping_groups_are_not_significant() -> None:
     assert "not significant (p=0.69" in pair.sentence
 
 
-def test_three_runs_each_cannot_reach_significance() -> None:
+def test_three_runs_each_are_not_tested() -> None:
+    # 3 vs 3: the most extreme of C(6, 3) = 20 splits, both ways: p >= 2/20 = 0.1 > 0.05
     pair = judge("f1 x", group_fault("a", [1.0, 1.1, 1.2]), group_fault("b", [5.0, 5.1, 5.2]))
 
-    assert pair.p_value == pytest.approx(0.1)
-    assert pair.significant is False
-    assert "no split of the runs can give p < 0.05: add runs" in pair.sentence
+    assert pair.p_value is None and pair.significant is None
+    assert pair.basis == "too_few_runs" and not pair.decisive_loss
+    assert "4 per group are the fewest that can reach p < 0.05" in pair.sentence
 
 
 def test_permutation_p_value_is_seeded_and_sane() -> None:
@@ -454,7 +460,7 @@ def test_worse_needs_both_the_threshold_and_significance(tmp_path: Path) -> None
     few = before_after(tmp_path / "c", [1.0, 1.1], [3.0, 3.1])
     (check,) = checks_of(few, "ttr_s=10%")
     assert check.verdict == "no detectable difference"
-    assert "too few runs to test (n=2 vs 2, 3 per group needed)" in check.reason
+    assert "too few values to test (n=2 vs 2, 4 per group are the fewest" in check.reason
 
 
 def test_an_after_that_never_recovers_is_worse_whatever_the_threshold(tmp_path: Path) -> None:

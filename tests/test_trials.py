@@ -170,8 +170,16 @@ class EngineWatch:
             labels = event.get("Actor", {}).get("Attributes", {})
             self.seen.append((labels.get(RUN_LABEL, ""), event.get("Action", "")))
 
-    def stop(self) -> list[tuple[str, str]]:
-        time.sleep(0.5)
+    def stop(
+        self, expected: dict[tuple[str, str], int], timeout_s: float = 10.0
+    ) -> list[tuple[str, str]]:
+        """What was seen, once the `expected` number of each event has arrived (the stream
+        lags the engine) or the timeout passed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(
+            self.seen.count(event) < count for event, count in expected.items()
+        ):
+            time.sleep(0.05)
         self._stream.close()
         self._thread.join(timeout=5)
         return self.seen
@@ -227,7 +235,7 @@ def test_run_repeat_runs_fresh_trials_and_sums_them_up(
             root.name
         )
     # the engine's own account: each trial created its own 3 containers and destroyed them
-    seen = watch.stop()
+    seen = watch.stop({(run_id, "destroy"): 3 for run_id in runs})
     for run_id in runs:
         assert seen.count((run_id, "create")) == 3 and seen.count((run_id, "destroy")) == 3
         assert (

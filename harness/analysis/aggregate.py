@@ -19,7 +19,10 @@ A trials directory (written by harness.trials) holds one run directory per trial
   over those with a visible impact: a trial without visible impact is counted apart, never
   as a 0 s recovery.
 - `phases`: per phase (baseline, fault, recovery, after) and metric (p50_ms, p95_ms, p99_ms,
-  error_rate, throughput_rps), the same statistics over the included trials.
+  error_rate, throughput_rps), the same statistics over the included trials (a trial's
+  percentile from fewer requests than it needs is left out: a p99 needs 500);
+- `pooled_latency_ms`: per phase, p50/p95/p99 over every included trial's successful requests
+  that started in the phase ({`value`, `n`, `reason`}: null with the reason below the count).
 - `slo`: per check name, how many included trials passed, failed or had no data.
 - `status`: aborted (stopped by a signal), failed (a trial failed to run or could not be
   analysed), slo_violated (a trial violated an SLO or had a broken baseline), else passed.
@@ -105,7 +108,7 @@ class TrialsAggregate:
         return "slo_violated" if statuses - {"passed"} else "passed"
 
     def to_dict(self) -> dict[str, object]:
-        faults, phases = [], {}
+        faults, phases, pooled = [], {}, {}
         if self.comparison is not None:
             group = self.comparison.groups[0].name
             faults = [
@@ -115,6 +118,9 @@ class TrialsAggregate:
             phases = {
                 phase: {m: s.to_dict() for m, s in metrics.items()}
                 for phase, metrics in self.comparison.phases[group].items()
+            }
+            pooled = {
+                phase: p.to_dict() for phase, p in self.comparison.pooled.get(group, {}).items()
             }
         return {
             "kind": "trials",
@@ -127,6 +133,7 @@ class TrialsAggregate:
             "trials": [t.to_dict(self.root) for t in self.trials],
             "faults": faults,
             "phases": phases,
+            "pooled_latency_ms": pooled,
             "slo": slo_tally(t.summary for t in self.included if t.summary is not None),
         }
 

@@ -13,7 +13,9 @@ For each fault and group: the runs that hold the fault, how many recovered, and 
 intervals (each run's value is the median over its affected instances). A run whose fault
 never recovered has no ttr: it is counted apart, never as 0 nor as the end of the run. Nor has
 a run in which the fault had no visible impact (or could not be measured): such runs are
-counted apart too ("2 of 5 had no visible impact"), never averaged in as a 0 s recovery.
+counted apart too ("2 of 5 had no visible impact"), never averaged in as a 0 s recovery. A run
+whose data ended before the recovery could be confirmed (`censored`, analysis) recovered in at
+least `ttr_at_least_s`: it is a ttr value known only as ">= x", never a loss.
 
 The verdict of a pair of groups on one fault (decisions):
 - a group whose fault went unrecovered in a larger share of its runs loses, whatever the
@@ -21,15 +23,19 @@ The verdict of a pair of groups on one fault (decisions):
 - a group without any run where the fault had a visible impact and recovered has no ttr to
   compare: no winner (basis no_impact), and the sentence says how many runs had no impact;
 - otherwise the lower median ttr wins, by the difference of the medians (s) and their ratio;
-- with at least MIN_RUNS_FOR_TEST runs in each group: a two-sided permutation test of the
-  ttr_s rank sum (Mann-Whitney U; exact over every split when there are at most PERMUTATIONS
-  of them, else PERMUTATIONS random ones, seeded) and a percentile bootstrap 95 % CI of the
-  difference of the medians (BOOTSTRAP resamples, seeded); significant when p < ALPHA. Ranks,
+- n is the number of ttr values compared (recovered and censored runs), not of runs;
+- with at least MIN_RUNS_FOR_TEST (4: the fewest with which p < 0.05 is reachable) values in
+  each group: a two-sided exact permutation test of Gehan's scores of ttr_s (the rank sum,
+  Mann-Whitney U, when no value is censored); significant when p < ALPHA. The interval of the
+  difference of the medians is a percentile bootstrap 95 % interval from 5 values per group
+  (BOOTSTRAP resamples, seeded), else the difference of the ranges with its real confidence
+  (stats.difference_interval); none when a value is censored. Ranks,
   not the medians, drive the test: a test on the median difference barely moves with the
   runs away from the middle (5 clearly separated runs against 5 gave p=0.048 with it, 0.008
   with ranks), and one outlying run weighs no more than another. Nothing corrects for
   several faults or several pairs being tested at once: read a lone p=0.04 among many with care;
-- with fewer runs, the difference is reported and called neither significant nor not.
+- with fewer values, the difference is reported and called neither significant nor not;
+- when the lower median is only a lower bound (a censored value at or below it), no winner.
 """
 
 from __future__ import annotations
@@ -48,16 +54,21 @@ import numpy.typing as npt
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
+from harness.analysis.pooled import QUANTILES, PooledPhase, pooled_latency
 from harness.analysis.response import ACTIONS, Action, action_words
 from harness.analysis.stats import (
     ALPHA,
     BOOTSTRAP,
-    PERMUTATIONS,
+    MIN_VALUES_FOR_BOOTSTRAP,
+    MIN_VALUES_FOR_TEST,
     SEED,
+    DifferenceInterval,
     MedianInterval,
     bootstrap_ci,
+    difference_interval,
     median_interval,
     midranks,
+    min_count_for,
     permutation_p_value,
     quartiles,
     smallest_p_value,
@@ -67,7 +78,7 @@ from harness.errors import AnalysisError, ScenarioError
 __all__ = [
     "ALPHA",
     "BOOTSTRAP",
-    "PERMUTATIONS",
+    "MIN_VALUES_FOR_BOOTSTRAP",
     "SEED",
     "Comparison",
     "FaultSample",
@@ -84,7 +95,7 @@ __all__ = [
 ]
 
 GROUP_BY = ("target", "scenario", "label")
-MIN_RUNS_FOR_TEST = 3
+MIN_RUNS_FOR_TEST = MIN_VALUES_FOR_TEST  # values per group, not runs
 FAULT_METRICS = ("ttr_s", "ttd_s", "failed_requests", "availability")
 ORCHESTRATOR_METRICS = ("kill_to_die_s", "die_to_start_s", "start_to_healthy_s")
 # the cluster's own view (Swarm, Kubernetes), from the injection; and when the orchestrator's
@@ -247,9 +258,31 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 @dataclass(frozen=True)
 class Stat:
-    """One metric over the runs of a group: the measured values (runs without one left out)."""
+    """One metric over the runs of a group: the measured values (runs without one left out).
+
+    `censored[i]` marks values[i] as a lower bound (a recovery the data ended before confirming);
+    empty when none is."""
 
     values: tuple[float, ...]
+    censored: tuple[bool, ...] = ()
+
+    @property
+    def flags(self) -> tuple[bool, ...]:
+        """Per value, whether it is censored (">= value")."""
+        return self.censored or (False,) * len(self.values)
+
+    @property
+    def censored_count(self) -> int:
+        return sum(self.flags)
+
+    @property
+    def median_is_lower_bound(self) -> bool:
+        """Whether a censored value is one the median is computed from, or below them: its
+        true value may be higher, so the median is only known to be at least this."""
+        if not self.values:
+            return False
+        upper_middle = sorted(self.values)[len(self.values) // 2]
+        return any(c and v <= upper_middle for v, c in zip(self.values, self.flags, strict=True))
 
     @property
     def n(self) -> int:
@@ -289,6 +322,8 @@ class Stat:
             "q3": None if spread is None else _round(spread[1], 6),
             "median_ci95": None if interval is None else interval.to_dict(),
             "values": [_round(v, 6) for v in self.values],
+            "censored": self.censored_count,
+            "median_is_lower_bound": self.median_is_lower_bound,
         }
 
 
@@ -307,10 +342,15 @@ class FaultSample:
     values: Mapping[str, float | None]
     impact: str = "visible"  # visible | none | unmeasured (harness.analysis.metrics)
     response: str | None = None  # what the orchestrator did, in words (analysis.response)
+    censored_at_s: float | None = None  # the data ended first: recovered in at least this
+
+    @property
+    def censored(self) -> bool:
+        return self.impact == "visible" and not self.recovered and self.censored_at_s is not None
 
     @property
     def unrecovered(self) -> bool:
-        return self.impact == "visible" and not self.recovered
+        return self.impact == "visible" and not self.recovered and not self.censored
 
 
 def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
@@ -339,8 +379,16 @@ def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
             values,
             impact,
             _response_words(response),
+            _censored_at(fault),
         )
     return samples
+
+
+def _censored_at(fault: Mapping[str, object]) -> float | None:
+    """`ttr_at_least_s` of a censored fault (summaries before censoring: None)."""
+    if fault.get("censored") is not True:
+        return None
+    return as_number(fault.get("ttr_at_least_s"))
 
 
 def _response_s(response: Mapping[str, object]) -> float | None:
@@ -393,6 +441,26 @@ class GroupFault:
     def unmeasured(self) -> tuple[str, ...]:
         return tuple(s.run_id for s in self.samples if s.impact == "unmeasured")
 
+    @property
+    def censored(self) -> tuple[str, ...]:
+        """Run ids whose data ended before the recovery was confirmed: at least x s."""
+        return tuple(s.run_id for s in self.samples if s.censored)
+
+    @property
+    def recovered_runs(self) -> int:
+        return sum(s.recovered for s in self.samples)
+
+    def describe_censored(self) -> str:
+        """ "1 of 4 recovered in at least 12.300 s (the data ended first)" (empty without)."""
+        bounds = [s.censored_at_s for s in self.samples if s.censored and s.censored_at_s]
+        if not bounds:
+            return ""
+        at_least = ", ".join(f"{b:.3f}" for b in sorted(bounds))
+        return (
+            f"{len(bounds)} of {self.runs} recovered in at least {at_least} s "
+            "(the data ended before the recovery was confirmed)"
+        )
+
     def describe_impact(self) -> str:
         """ "2 of 5 had no visible impact, 1 of 5 was not measured" (empty when all had one)."""
         parts = []
@@ -408,12 +476,27 @@ class GroupFault:
 
     @property
     def ttr_values(self) -> tuple[float, ...]:
+        """The ttr values compared: recovered runs', and censored runs' lower bounds."""
         return self.stat("ttr_s").values
 
+    @property
+    def ttr_censored(self) -> tuple[bool, ...]:
+        return self.stat("ttr_s").flags
+
     def stat(self, metric: str) -> Stat:
-        if metric == "ttr_s":  # only recovered runs have a time to recover
-            return stat([s.values["ttr_s"] for s in self.samples if s.recovered])
+        if metric == "ttr_s":  # recovered runs, and censored ones as ">= x"
+            return self._ttr_stat()
         return stat([s.values.get(metric) for s in self.samples])
+
+    def _ttr_stat(self) -> Stat:
+        pairs = [
+            (s.values["ttr_s"], False) if s.recovered else (s.censored_at_s, True)
+            for s in self.samples
+            if s.recovered or s.censored
+        ]
+        kept = [(v, c) for v, c in pairs if v is not None and math.isfinite(v)]
+        censored = tuple(c for _, c in kept)
+        return Stat(tuple(v for v, _ in kept), censored if any(censored) else ())
 
     @property
     def responses(self) -> dict[str, int]:
@@ -433,7 +516,8 @@ class GroupFault:
         return {
             "runs": self.runs,
             "responses": self.responses,
-            "recovered_runs": sum(s.recovered for s in self.samples),
+            "recovered_runs": self.recovered_runs,
+            "censored_runs": list(self.censored),
             "unrecovered_runs": list(self.unrecovered),
             "unrecovered_reasons": [s.reason for s in self.samples if s.unrecovered],
             "no_impact_runs": list(self.no_impact),
@@ -467,8 +551,21 @@ class PairVerdict:
     difference_s: float | None = None
     ratio: float | None = None
     p_value: float | None = None
-    ci95_s: tuple[float, float] | None = None
+    interval: DifferenceInterval | None = None
+    smallest_p: float | None = None  # the smallest p these values could give
     sentence: str = ""
+
+    @property
+    def n(self) -> tuple[int, int]:
+        """The ttr values compared in each group (recovered and censored runs)."""
+        return self.first.stat("ttr_s").n, self.second.stat("ttr_s").n
+
+    @property
+    def ci95_s(self) -> tuple[float, float] | None:
+        """The 95 % interval of the difference, when there is one (a bootstrap from 5 values)."""
+        if self.interval is None or self.interval.method != "bootstrap":
+            return None
+        return self.interval.low, self.interval.high
 
     @property
     def loser(self) -> str | None:
@@ -493,11 +590,15 @@ class PairVerdict:
             "slower": self.loser,
             "basis": self.basis,
             "median_ttr_s": {g.group: _round(g.stat("ttr_s").median) for g in self.pair},
-            "n": {g.group: g.runs for g in self.pair},
+            "n": {g.group: g.stat("ttr_s").n for g in self.pair},
+            "runs": {g.group: g.runs for g in self.pair},
+            "censored": {g.group: len(g.censored) for g in self.pair},
             "difference_s": _round(self.difference_s),
             "ratio": _round(self.ratio),
             "p_value": _round(self.p_value, 4),
+            "smallest_p": _round(self.smallest_p, 4),
             "ci95_s": None if self.ci95_s is None else [_round(x) for x in self.ci95_s],
+            "difference_interval": None if self.interval is None else self.interval.to_dict(),
             "significant": self.significant,
             "sentence": self.sentence,
         }
@@ -527,14 +628,17 @@ def judge(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
         return _judge_without_ttr(fault, a, b)
     if med_b < med_a:
         a, b, med_a, med_b = b, a, med_b, med_a
-    winner = None if med_a == med_b else a.group
-    p_value = ci = None
-    if a.runs >= MIN_RUNS_FOR_TEST and b.runs >= MIN_RUNS_FOR_TEST:
+    # a lower median that is only a lower bound may truly be the higher one
+    winner = None if med_a == med_b or a.stat("ttr_s").median_is_lower_bound else a.group
+    ttr_a, ttr_b = a.stat("ttr_s"), b.stat("ttr_s")
+    p_value = smallest = None
+    if ttr_a.n >= MIN_RUNS_FOR_TEST and ttr_b.n >= MIN_RUNS_FOR_TEST:
         basis = "permutation"
-        p_value = permutation_p_value(a.ttr_values, b.ttr_values)
-        ci = bootstrap_ci(a.ttr_values, b.ttr_values)
+        p_value = permutation_p_value(ttr_a.values, ttr_b.values, ttr_a.flags, ttr_b.flags)
+        smallest = smallest_p_value(ttr_a.values, ttr_b.values, ttr_a.flags, ttr_b.flags)
     else:
-        basis = "single_runs" if a.runs == 1 and b.runs == 1 else "too_few_runs"
+        basis = "single_runs" if ttr_a.n == 1 and ttr_b.n == 1 else "too_few_runs"
+    censored = ttr_a.censored_count or ttr_b.censored_count
     verdict = PairVerdict(
         fault,
         a,
@@ -544,7 +648,8 @@ def judge(fault: str, a: GroupFault, b: GroupFault) -> PairVerdict:
         difference_s=med_b - med_a,
         ratio=med_b / med_a if med_a > 0 else None,
         p_value=p_value,
-        ci95_s=ci,
+        interval=None if censored else difference_interval(ttr_a.values, ttr_b.values),
+        smallest_p=smallest,
     )
     return _with_sentence(verdict)
 
@@ -589,8 +694,13 @@ def _with_sentence(v: PairVerdict) -> PairVerdict:
     a, b = v.first, v.second
     med_a, med_b = a.stat("ttr_s").median, b.stat("ttr_s").median
     assert med_a is not None and med_b is not None and v.difference_s is not None
-    counts = f"n={a.runs} vs {b.runs}"
-    if v.winner is None:
+    counts = f"n={v.n[0]} vs {v.n[1]}"
+    if v.winner is None and med_a != med_b:
+        head = (
+            f"{v.fault}: no winner: {a.group}'s median ttr {med_a:.3f} s is only a lower bound "
+            f"({a.describe_censored()}), {b.group}'s {med_b:.3f} s"
+        )
+    elif v.winner is None:
         head = (
             f"{v.fault}: {a.group} and {b.group} recovered equally fast (median ttr {med_a:.3f} s)"
         )
@@ -602,27 +712,31 @@ def _with_sentence(v: PairVerdict) -> PairVerdict:
         )
     impact = "; ".join(f"{g.group}: {g.describe_impact()}" for g in (a, b) if g.describe_impact())
     tail = f" ({impact}: not counted as 0 s)" if impact else ""
+    censored = "; ".join(
+        f"{g.group}: {g.describe_censored()}" for g in (a, b) if g.describe_censored()
+    )
+    if censored:
+        tail += f" ({censored}: compared as at least that, never as unrecovered)"
     return replace(v, sentence=f"{head}; {_significance(v, counts)}{tail}.")
 
 
 def _significance(v: PairVerdict, counts: str) -> str:
-    a, b = v.first, v.second
+    interval = "" if v.interval is None else f"; {v.interval.describe()}"
     if v.basis == "single_runs":
         return f"from single runs ({counts}): one run each cannot be called significant"
     if v.basis == "too_few_runs":
         return (
-            f"too few runs to test ({counts}; {MIN_RUNS_FOR_TEST} per group needed): "
-            "not called significant"
+            f"too few recovery times to test ({counts}; {MIN_RUNS_FOR_TEST} per group are the "
+            f"fewest that can reach p < {ALPHA:g}): not called significant{interval}"
         )
-    assert v.p_value is not None and v.ci95_s is not None
+    assert v.p_value is not None and v.smallest_p is not None
     word = "significant" if v.significant else "not significant"
-    text = (
-        f"{word} (p={v.p_value:.3g}, {counts}; 95 % bootstrap CI of the difference "
-        f"{v.ci95_s[0]:.3f} to {v.ci95_s[1]:.3f} s)"
-    )
-    floor = smallest_p_value(a.runs, b.runs)
-    if not v.significant and floor >= ALPHA:
-        text += f"; with {counts} no split of the runs can give p < {ALPHA:g}: add runs"
+    text = f"{word} (p={v.p_value:.3g}, {counts}{interval})"
+    if not v.significant and v.smallest_p >= ALPHA:
+        text += (
+            f"; with these values (ties included) no split can give p < {ALPHA:g} "
+            f"(the smallest possible is {v.smallest_p:.3g}): add runs"
+        )
     return text
 
 
@@ -684,6 +798,8 @@ class Comparison:
     groups: tuple[Group, ...]
     faults: tuple[FaultComparison, ...]
     phases: Mapping[str, Mapping[str, Mapping[str, Stat]]] = field(default_factory=dict)
+    # per group and phase: latency percentiles over every run's requests (harness.analysis.pooled)
+    pooled: Mapping[str, Mapping[str, PooledPhase]] = field(default_factory=dict)
 
     def sentences(self) -> list[str]:
         """The verdicts, one sentence per fault and pair with the best group."""
@@ -709,13 +825,16 @@ class Comparison:
             "label": self.label,
             "method": {
                 "statistic": "difference of median ttr_s (slower - faster)",
-                "test": "two-sided permutation test of the ttr_s rank sum (Mann-Whitney U), exact "
-                "when the splits of the runs number at most `permutations`",
-                "permutations": PERMUTATIONS,
+                "test": "two-sided exact permutation test of Gehan's scores of ttr_s (the rank "
+                "sum, Mann-Whitney U, without censoring; a censored run counts as >= its bound)",
+                "n": "ttr values compared per group (recovered and censored runs)",
+                "interval": "percentile bootstrap 95 % from `min_values_for_bootstrap` values per "
+                "group, else the difference of the ranges with its real confidence",
                 "bootstrap_resamples": BOOTSTRAP,
                 "seed": SEED,
                 "alpha": ALPHA,
                 "min_runs_for_test": MIN_RUNS_FOR_TEST,
+                "min_values_for_bootstrap": MIN_VALUES_FOR_BOOTSTRAP,
             },
             "groups": [_group_dict(g) for g in self.groups],
             "verdicts": self.sentences(),
@@ -726,6 +845,10 @@ class Comparison:
                     for phase, metrics in phases.items()
                 }
                 for group, phases in self.phases.items()
+            },
+            "pooled_latency_ms": {
+                group: {phase: p.to_dict() for phase, p in phases.items()}
+                for group, phases in self.pooled.items()
             },
         }
 
@@ -761,7 +884,10 @@ def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) ->
         name = f"{key[0]} {key[1]}"
         pairs = tuple(judge(name, a, b) for a, b in itertools.combinations(per_group, 2))
         faults.append(FaultComparison(key[0], key[1], per_group, pairs))
-    return Comparison(by, label, groups, tuple(faults), phase_stats(groups))
+    pooled = {
+        g.name: pooled_latency([(r.run_id, r.run_dir, r.summary) for r in g.runs]) for g in groups
+    }
+    return Comparison(by, label, groups, tuple(faults), phase_stats(groups), pooled)
 
 
 def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]]:
@@ -780,7 +906,12 @@ def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]
 
 
 def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
-    if metric.endswith("_ms"):
+    """The run's value of a phase metric; a latency percentile of fewer requests than it needs
+    (stats.min_count_for: a p99 of 2 requests is their maximum) is left out."""
+    if metric in QUANTILES:
+        requests = as_number(phase.get("requests"))
+        if requests is None or requests < min_count_for(QUANTILES[metric]):
+            return None
         return as_number(as_map(phase.get("latency_ms")).get(metric.removesuffix("_ms")))
     return as_number(phase.get(metric))
 

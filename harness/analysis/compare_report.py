@@ -25,7 +25,7 @@ from harness.analysis.compare import (
     ALPHA,
     BOOTSTRAP,
     MIN_RUNS_FOR_TEST,
-    PERMUTATIONS,
+    MIN_VALUES_FOR_BOOTSTRAP,
     SEED,
     Comparison,
     FaultComparison,
@@ -51,8 +51,10 @@ from harness.analysis.plots import (
     time_axis,
     write_labels,
 )
+from harness.analysis.pooled import QUANTILES
 from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
 from harness.analysis.thresholds import Check
+from harness.analysis.wording import pooled_text
 from harness.errors import AnalysisError
 
 COMPARE_JSON, COMPARE_HTML = "compare.json", "compare.html"
@@ -384,9 +386,10 @@ def _fault_section(comparison: Comparison, fault: FaultComparison) -> str:
     groups = list(fault.groups)
     headers = ["", *(g.group for g in groups)]
     rows = [
-        ["runs (recovered)", *(f"{g.runs} ({g.stat('ttr_s').n})" for g in groups)],
+        ["runs (recovered)", *(f"{g.runs} ({g.recovered_runs})" for g in groups)],
         ["<b>time to recover</b>", *(_ttr_cell(g) for g in groups)],
         ["no visible impact", *(esc(g.describe_impact() or NONE) for g in groups)],
+        ["censored (at least)", *(esc(g.describe_censored() or NONE) for g in groups)],
     ]
     for metric, name, unit, scale, digits in FAULT_ROWS:
         rows.append([esc(name), *(_stat_cell(g.stat(metric), unit, scale, digits) for g in groups)])
@@ -427,12 +430,20 @@ def _phases_section(comparison: Comparison) -> str:
             cells = [
                 _stat_cell(comparison.phases[n][phase][metric], unit, scale, digits) for n in names
             ]
+            if metric in QUANTILES:
+                cells = [
+                    f"{esc(pooled_text(comparison.pooled.get(n, {}).get(phase), metric))}"
+                    f"<br><span class='meta'>per run: </span>{cell}"
+                    for n, cell in zip(names, cells, strict=True)
+                ]
             rows.append([f"<b>{esc(phase)}</b>" if metric == "p50_ms" else "", esc(label), *cells])
     note = (
         "<p class='meta'>phases are per run, not per fault: <i>fault</i> is the union of every "
         "fault's active part, <i>recovery</i> the time from there to users' recovery, "
         "<i>after</i> the rest after the first injection (between occurrences too). Latency "
-        "over requests that started in the phase, median over runs.</p>"
+        "percentiles: first over every run's successful requests that started in the phase, "
+        "pooled (a run slow throughout shows); below, the per-run values (median, range). A "
+        "percentile needs 5 requests beyond it (p50: 10, p95: 100, p99: 500), else none.</p>"
     )
     return "<h2>Phases</h2>" + _group_header_table(comparison, ["phase", "", *names], rows) + note
 
@@ -461,12 +472,17 @@ def _method_section() -> str:
     return (
         "<h2>Method</h2><p class='meta'>The faster group has the lower median time to recover; "
         "a group whose fault went unrecovered in a larger share of its runs loses, and an "
-        "unrecovered run is never given a time. With at least "
-        f"{MIN_RUNS_FOR_TEST} runs per group: a two-sided permutation test of the ttr rank "
-        f"sum (Mann–Whitney U), exact when the runs split in at most {PERMUTATIONS:,} ways, "
-        f"else {PERMUTATIONS:,} random splits; and a percentile bootstrap 95 % CI of the "
-        f"difference of the medians ({BOOTSTRAP:,} resamples); seed {SEED}; significant when "
-        f"p &lt; {ALPHA:g}. With 3 runs against 3 no split can give p &lt; 0.05 (the smallest is "
-        "0.10): 4 against 4 is the least that can. No correction is made for testing several "
-        "faults or pairs at once.</p>"
+        "unrecovered run is never given a time. A run whose data ended before its recovery "
+        "was confirmed (censored) recovered in <i>at least</i> x s: it is compared as "
+        "&ge; x, never as unrecovered. n counts the recovery times compared, not the runs. "
+        f"With at least {MIN_RUNS_FOR_TEST} values per group (3 against 3 can never give "
+        f"p &lt; {ALPHA:g}: the smallest p is 0.10; 4 against 4 is the least that can, 0.029): "
+        "a two-sided exact permutation test of Gehan's scores (the rank sum, Mann–Whitney U, "
+        "when nothing is censored), counted over every split, with the smallest p these very "
+        f"values could give (ties raise it); significant when p &lt; {ALPHA:g}. The interval "
+        f"of the difference of the medians: a percentile bootstrap 95 % interval "
+        f"({BOOTSTRAP:,} resamples, seed {SEED}) from {MIN_VALUES_FOR_BOOTSTRAP} values per "
+        "group; with fewer, the difference of the ranges with the confidence it really has "
+        "(3 against 3: at least 56 %). No correction is made for testing several faults or "
+        "pairs at once.</p>"
     )

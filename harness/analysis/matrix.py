@@ -6,9 +6,11 @@ of the runs that completed with a healthy baseline, and per fault a `Ranking`:
 
 - order: fewest unrecovered runs first, then the lowest median time to recover (ttr_s);
 - per pair of neighbours in that order (and the leader against every other): the difference of
-  the medians, its bootstrap 95 % interval, the permutation test of the ranks when each target
-  has 3 runs or more, and how many of the pairings of a run of one with a run of the other the
-  faster won (no test needed to read "9 of 9");
+  the medians, its interval (a bootstrap 95 % one from 5 recovery times per target, else the
+  ranges with their real confidence), the exact permutation test of the ranks when each target
+  has 4 recovery times or more (the fewest that can reach p < 0.05), and how many of the
+  pairings of a run of one with a run of the other the faster won (no test needed to read
+  "9 of 9"); a censored run (the data ended first) counts as "at least x s";
 - `rank_shares`: how often each target comes 1st, 2nd... when each target's runs are resampled
   (a bootstrap of the ranking); with few runs it understates the uncertainty.
 - `tied_with_next`: the gap to the next target is not significant (or untested): the report
@@ -256,7 +258,8 @@ def rank(scenario: str, fault: FaultComparison) -> Ranking:
 
 
 def _ttr_or_never(group: GroupFault) -> list[float]:
-    """Each run's time to recover, inf for a run that never recovered (no-impact runs left out)."""
+    """Each run's time to recover, inf for a run that never recovered (no-impact runs left out);
+    a censored run at its lower bound (the resampled order favours it, if anything)."""
     times = list(group.ttr_values)
     return times + [math.inf] * len(group.unrecovered)
 
@@ -264,7 +267,8 @@ def _ttr_or_never(group: GroupFault) -> list[float]:
 def _step(fault: FaultComparison, faster: str, slower: str) -> Step:
     a, b = fault.group(faster), fault.group(slower)
     verdict = judge(fault.key, a, b)
-    return Step(faster, slower, verdict, superiority(a.ttr_values, b.ttr_values))
+    wins = superiority(a.ttr_values, b.ttr_values, a.ttr_censored, b.ttr_censored)
+    return Step(faster, slower, verdict, wins)
 
 
 def write_matrix_json(matrix: Matrix) -> Path:

@@ -15,8 +15,9 @@ from harness.analysis.compare import Comparison, Group, GroupFault
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
 from harness.analysis.matrix import Matrix, Ranking, ScenarioMatrix, write_matrix_json
 from harness.analysis.matrix_words import headline, step_sentence, what_users_saw
+from harness.analysis.pooled import QUANTILES
 from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
-from harness.analysis.wording import interval_text, metric_format, spread_text
+from harness.analysis.wording import interval_text, metric_format, pooled_text, spread_text
 
 REPORT_FILE = "report.html"
 MATRIX_CSS = """
@@ -148,7 +149,9 @@ def _ranking_row(ranking: Ranking, position: int, group: GroupFault) -> list[str
     shares = ranking.shares.get(group.group)
     first = f"{shares[0]:.0%} of resamples" if shares else NONE
     spread = " · ".join(x for x in (spread_text(ttr, "ttr_s"), interval_text(ttr, "ttr_s")) if x)
-    recovered = f"{ttr.n} of {group.runs}"
+    recovered = f"{group.recovered_runs} of {group.runs}"
+    if group.censored:
+        recovered += f"<br><span class='meta'>{esc(group.describe_censored())}</span>"
     if group.unrecovered:
         recovered += " " + badge(f"{len(group.unrecovered)} never recovered", "fail")
     if group.describe_impact():
@@ -182,18 +185,32 @@ def _phases_section(scenario: ScenarioMatrix) -> str:
     for phase in ("baseline", "fault", "recovery", "after"):
         for metric in ("throughput_rps", "error_rate", "p50_ms", "p95_ms", "p99_ms"):
             stats = [comparison.phases[n][phase][metric] for n in names]
-            if not any(s.n for s in stats):
+            pooled_n = [
+                p.percentiles[metric].n
+                for p in (comparison.pooled.get(n, {}).get(phase) for n in names)
+                if p is not None and metric in p.percentiles
+            ]
+            if not any(s.n for s in stats) and not any(pooled_n):
                 continue
             fmt = metric_format(metric)
+            cells = [esc(fmt.number(s.median)) for s in stats]
+            if metric in QUANTILES:
+                pooled = [comparison.pooled.get(n, {}).get(phase) for n in names]
+                cells = [
+                    f"{esc(pooled_text(p, metric))}<br><span class='meta'>median per run "
+                    f"{cell}</span>"
+                    for p, cell in zip(pooled, cells, strict=True)
+                ]
             rows.append(
                 [
                     f"<b>{esc(phase)}</b>" if metric == "throughput_rps" else "",
                     esc(fmt.label),
-                    *(esc(fmt.number(s.median)) for s in stats),
+                    *cells,
                 ]
             )
     return (
-        "<h3>Load and latency per phase (medians over runs)</h3>"
+        "<h3>Load and latency per phase (latency pooled over every run's requests; the rest "
+        "medians over runs)</h3>"
         + table(["phase", "", *names], rows)
         + "<p class='meta'>baseline: before the first fault; fault: while faults were active; "
         "recovery: from there until users recovered; after: the rest.</p>"
@@ -231,10 +248,15 @@ def _method() -> str:
         "with replacement (2,000 resamples); with few runs it understates the uncertainty. "
         "<i>pairings of runs</i>: every run of one target against every run of the other; "
         "the faster won a pairing when its run recovered sooner. The difference's interval is "
-        "a percentile bootstrap (10,000 resamples). With 3 runs or more per target, a "
+        "a percentile bootstrap 95 % interval (10,000 resamples) from 5 recovery times per "
+        "target; with fewer, the difference of the ranges with the confidence it really has "
+        "(3 against 3: at least 56 %). A run whose data ended before its recovery was "
+        "confirmed counts as recovered in <i>at least</i> x s, never as unrecovered. With 4 "
+        "recovery times or more per target, a "
         "two-sided permutation test of the ranks (Mann–Whitney U) says whether the order is "
-        "significant (p < 0.05); with 3 runs each no order can reach it (the smallest p is "
-        "0.10): 4 repetitions are the least that can. No correction is made for several "
+        "significant (p < 0.05); with 3 each no order can reach it (the smallest p is "
+        "0.10): 4 repetitions are the least that can (0.029), and ties among the values raise "
+        "the smallest p, which is then stated. No correction is made for several "
         "faults or targets compared at once. <i>spread</i>: the middle half of the runs and "
         "their range; the interval of the median is from order statistics.</p>"
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from harness.analysis.compare import MIN_RUNS_FOR_TEST, GroupFault
 from harness.analysis.matrix import Ranking, Step
-from harness.analysis.stats import ALPHA, smallest_p_value
+from harness.analysis.stats import ALPHA
 
 
 def _median(group: GroupFault) -> float | None:
@@ -62,32 +62,37 @@ def step_sentence(step: Step) -> str:
         return verdict.sentence
     if verdict.basis in ("no_impact", "missing"):
         return verdict.sentence
-    counts = (verdict.first.stat("ttr_s").n, verdict.second.stat("ttr_s").n)
+    counts = verdict.n
     wins = step.wins.describe(a, b, "recovered faster")
     parts = [wins]
-    if verdict.ci95_s is not None:
-        low, high = sorted((abs(verdict.ci95_s[0]), abs(verdict.ci95_s[1])))
-        parts.append(f"95 % interval of the difference {low:.2f} to {high:.2f} s")
-    if verdict.p_value is not None:
+    if verdict.interval is not None:
+        parts.append(verdict.interval.describe(" s", 2))
+    if verdict.p_value is not None and verdict.smallest_p is not None:
         if verdict.significant:
             parts.append(f"significant (p={verdict.p_value:.3g})")
         else:
-            floor = smallest_p_value(*counts)
             note = f"not significant (p={verdict.p_value:.3g})"
-            if floor >= ALPHA:
+            if verdict.smallest_p >= ALPHA:
                 note += (
-                    f": with {counts[0]} and {counts[1]} runs no order of the runs can reach "
-                    f"p < {ALPHA:g} (the smallest possible is {floor:.2g}); repeat 4 times or "
-                    "more to call it"
+                    f": with these {counts[0]} and {counts[1]} recovery times (ties included) "
+                    f"no order can reach p < {ALPHA:g} (the smallest possible is "
+                    f"{verdict.smallest_p:.2g}); add repetitions to call it"
                 )
             else:
                 note += f": {a} and {b} could not be told apart"
             parts.append(note)
     else:
         parts.append(
-            f"too few runs to test ({counts[0]} and {counts[1]}; {MIN_RUNS_FOR_TEST} each "
-            "needed): not called significant"
+            f"too few recovery times to test ({counts[0]} and {counts[1]}): no order can be "
+            f"called significant below {MIN_RUNS_FOR_TEST} per target (3 against 3 gives "
+            f"p = 0.1 at best, never < {ALPHA:g}); repeat {MIN_RUNS_FOR_TEST} times or more "
+            "to call it"
         )
+    censored = [
+        f"{g.group}: {g.describe_censored()}" for g in verdict.pair if g.describe_censored()
+    ]
+    if censored:
+        parts.append("; ".join(censored) + ", compared as at least that")
     return f"{a} vs {b}: " + "; ".join(parts) + "."
 
 

@@ -8,18 +8,24 @@ distribution-free where it can be, and says what it can and cannot tell:
   about the shape of the distribution. With 5 runs or fewer no pair of order statistics
   reaches 95 % (5 runs: [min, max] covers 93.8 %); the interval is then [min, max] with its
   true coverage, and `reaches` is false, which reports say in words.
-- `permutation_p_value`: two-sided permutation test of the rank sum (Mann-Whitney U), exact
-  over every split of the runs when they split in at most PERMUTATIONS ways.
-- `bootstrap_ci`: percentile bootstrap 95 % interval of the difference of two medians.
+- `permutation_p_value`: two-sided permutation test of Gehan's scores (the rank sum, Mann-
+  Whitney U, when no value is censored; a censored value counts as ">= itself"), exact over
+  every split of the values, counted rather than enumerated. `smallest_p_value` is the
+  smallest p these very values can give (ties raise it); `MIN_VALUES_FOR_TEST` (4) the fewest
+  values per group with which the test can reach p < 0.05 at all (3 vs 3: 0.1 at best).
+- `difference_interval`: a percentile bootstrap 95 % interval of the difference of two medians
+  from MIN_VALUES_FOR_BOOTSTRAP (5) values per group; below, the difference of the ranges with
+  the confidence it really has.
 - `superiority`: the share of (a, b) run pairs in which a's value is lower (ties count 1/2):
   "docker recovered faster in 9 of 9 pairings of runs" reads plainly and needs no test.
 - `rank_shares`: how often each group ranks 1st, 2nd... when every group's runs are resampled
   (a bootstrap of the ranking). With few runs it understates the uncertainty; reports say so.
+- `percentile`: a latency percentile only from enough values (MIN_BEYOND beyond it), else
+  None with the reason.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +35,6 @@ import numpy.typing as npt
 
 ALPHA = 0.05
 LEVEL = 0.95
-PERMUTATIONS = 10_000
 BOOTSTRAP = 10_000
 SEED = 20_240_601
 
@@ -101,33 +106,159 @@ def midranks(values: FloatArray) -> FloatArray:
     return ranks
 
 
-def permutation_p_value(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> float:
-    """Two-sided p of the rank sum of `a` (Mann-Whitney U) under relabelling of the runs.
-
-    Exact over every split when there are at most PERMUTATIONS; else PERMUTATIONS random
-    splits (seeded), with p = (hits + 1) / (PERMUTATIONS + 1). Ranks make one outlying run
-    weigh no more than any other."""
-    ranks = midranks(np.asarray([*a, *b], dtype=np.float64))
-    n_a, total = len(a), ranks.size
-    expected = n_a * (total + 1) / 2.0
-    observed = abs(float(ranks[:n_a].sum()) - expected) - 1e-9
-    if math.comb(total, n_a) <= PERMUTATIONS:
-        splits = np.array(list(itertools.combinations(range(total), n_a)), dtype=np.intp)
-        sums = ranks[splits].sum(axis=1)
-        return float(np.mean(np.abs(sums - expected) >= observed))
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permuted(np.tile(ranks, (PERMUTATIONS, 1)), axis=1)
-    hits = int(np.sum(np.abs(shuffled[:, :n_a].sum(axis=1) - expected) >= observed))
-    return (hits + 1) / (PERMUTATIONS + 1)
+def _surely_below(x: float, x_censored: bool, y: float, y_censored: bool) -> bool:
+    """Whether a true value x is known to be below y (a censored value is only ">= itself"):
+    an uncensored x below y, or equal to a censored y (Gehan's convention)."""
+    return not x_censored and (x < y or (x == y and y_censored))
 
 
-def smallest_p_value(n_a: int, n_b: int) -> float:
-    """The smallest p the exact two-sided test can give with these sizes (2 / splits)."""
-    return min(1.0, 2 / math.comb(n_a + n_b, n_a))
+def gehan_scores(values: Sequence[float], censored: Sequence[bool] = ()) -> list[int]:
+    """Per value: how many others it is surely above, minus how many it is surely below
+    (Gehan's generalized Wilcoxon score). Without censoring it is 2 x midrank - (n + 1), so a
+    test of these scores is the rank-sum (Mann-Whitney) test."""
+    flags = list(censored) or [False] * len(values)
+    pairs = list(zip(values, flags, strict=True))
+    return [
+        sum(_surely_below(*other, *this) for other in pairs)
+        - sum(_surely_below(*this, *other) for other in pairs)
+        for this in pairs
+    ]
+
+
+def _split_sums(scores: Sequence[int], size: int) -> dict[int, int]:
+    """How many ways `size` of the scores can be drawn to give each total (exact counting, so
+    the permutation test needs no sampling whatever the number of splits)."""
+    ways: list[dict[int, int]] = [{0: 1}] + [{} for _ in range(size)]
+    for score in scores:
+        for taken in range(size, 0, -1):
+            row = ways[taken]
+            for total, count in ways[taken - 1].items():
+                row[total + score] = row.get(total + score, 0) + count
+    return ways[size]
+
+
+@dataclass(frozen=True)
+class _Null:
+    """The exact null distribution of a's score sum: |n x sum - n_a x total| per split."""
+
+    deviations: dict[int, int]  # deviation -> number of splits
+    observed: int
+    splits: int
+
+    def p_value(self) -> float:
+        hits = sum(c for d, c in self.deviations.items() if d >= self.observed)
+        return hits / self.splits
+
+    def smallest(self) -> float:
+        return self.deviations[max(self.deviations)] / self.splits
+
+
+def _null(
+    a: Sequence[float], b: Sequence[float], a_censored: Sequence[bool], b_censored: Sequence[bool]
+) -> _Null:
+    flags = [*(a_censored or [False] * len(a)), *(b_censored or [False] * len(b))]
+    scores = gehan_scores([*a, *b], flags)
+    n, n_a, total = len(scores), len(a), sum(scores)
+    deviations: dict[int, int] = {}
+    for split_sum, count in _split_sums(scores, n_a).items():
+        deviation = abs(n * split_sum - n_a * total)  # integers: no rounding at the edge
+        deviations[deviation] = deviations.get(deviation, 0) + count
+    observed = abs(n * sum(scores[:n_a]) - n_a * total)
+    return _Null(deviations, observed, math.comb(n, n_a))
+
+
+def permutation_p_value(
+    a: Sequence[float],
+    b: Sequence[float],
+    a_censored: Sequence[bool] = (),
+    b_censored: Sequence[bool] = (),
+) -> float:
+    """Two-sided p of a's score sum under relabelling of the values (exact, every split).
+
+    Scores are Gehan's (`gehan_scores`): the rank-sum (Mann-Whitney U) test without censoring;
+    a censored value counts as ">= itself". Ranks make one outlying run weigh no more than any
+    other."""
+    return _null(a, b, a_censored, b_censored).p_value()
+
+
+def smallest_p_value(
+    a: Sequence[float],
+    b: Sequence[float],
+    a_censored: Sequence[bool] = (),
+    b_censored: Sequence[bool] = (),
+) -> float:
+    """The smallest p the exact test can give for these values, ties and censoring included
+    (the share of splits as extreme as the most extreme one)."""
+    return _null(a, b, a_censored, b_censored).smallest()
+
+
+def min_values_per_group(alpha: float = ALPHA) -> int:
+    """The fewest values per group (two equal groups, no ties) at which the two-sided exact test
+    can reach p < alpha: its smallest p is 2 / C(2n, n) (0.1 at 3 vs 3, 0.029 at 4 vs 4)."""
+    n = 1
+    while 2 / math.comb(2 * n, n) >= alpha:
+        n += 1
+    return n
+
+
+MIN_VALUES_FOR_TEST = min_values_per_group()
+# a percentile bootstrap below this many values per group excludes a zero difference far more
+# often than its 5 % (10 % at 3 vs 3, measured: tests/test_statistics.py)
+MIN_VALUES_FOR_BOOTSTRAP = 5
+
+
+@dataclass(frozen=True)
+class DifferenceInterval:
+    """Where median(b) - median(a) lies, and with what confidence.
+
+    method "bootstrap": percentile bootstrap at 95 % (5 values per group or more); "range":
+    [min(b) - max(a), max(b) - min(a)], which holds the difference whenever each group's range
+    holds its true median: `confidence` is at least (1 - 2^(1-n_a)) (1 - 2^(1-n_b))."""
+
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+    def describe(self, unit: str = " s", digits: int = 3) -> str:
+        span = f"{self.low:.{digits}f} to {self.high:.{digits}f}{unit}"
+        if self.method == "bootstrap":
+            return f"95 % bootstrap interval of the difference {span}"
+        return (
+            f"the ranges put the difference at {span} with at least {self.confidence:.0%} "
+            f"confidence (too few runs for a 95 % interval: {MIN_VALUES_FOR_BOOTSTRAP} per "
+            "group needed)"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "low": _round(self.low),
+            "high": _round(self.high),
+            "confidence": round(self.confidence, 4),
+            "method": self.method,
+        }
+
+
+def range_confidence(n: int) -> float:
+    """How often [min, max] of n values holds their true median: 1 - 2 x 0.5^n."""
+    return max(0.0, 1.0 - 2.0 * 0.5**n)
+
+
+def difference_interval(a: Sequence[float], b: Sequence[float]) -> DifferenceInterval | None:
+    """The interval of median(b) - median(a) (see DifferenceInterval); None below 2 values in
+    a group (a single value has no spread to speak of)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if min(len(a), len(b)) >= MIN_VALUES_FOR_BOOTSTRAP:
+        low, high = bootstrap_ci(a, b)
+        return DifferenceInterval(low, high, LEVEL, "bootstrap")
+    confidence = range_confidence(len(a)) * range_confidence(len(b))
+    return DifferenceInterval(min(b) - max(a), max(b) - min(a), confidence, "range")
 
 
 def bootstrap_ci(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> tuple[float, float]:
-    """Percentile bootstrap 95 % CI of median(b) - median(a), each group resampled apart."""
+    """Percentile bootstrap 95 % CI of median(b) - median(a), each group resampled apart
+    (use `difference_interval`, which refuses it below MIN_VALUES_FOR_BOOTSTRAP)."""
     rng = np.random.default_rng(seed)
     xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     med_a = np.median(xa[rng.integers(0, xa.size, (BOOTSTRAP, xa.size))], axis=1)
@@ -155,12 +286,25 @@ class Superiority:
         return {"wins": self.wins, "pairs": self.pairs, "share": round(self.share, 4)}
 
 
-def superiority(a: Sequence[float], b: Sequence[float]) -> Superiority:
-    """The Mann-Whitney U of `a` being lower than `b`, as wins over pairings."""
-    xa = np.asarray(a, dtype=np.float64)[:, None]
-    xb = np.asarray(b, dtype=np.float64)[None, :]
-    wins = float(np.sum(xa < xb) + 0.5 * np.sum(xa == xb))
-    return Superiority(wins, int(xa.size * xb.size))
+def superiority(
+    a: Sequence[float],
+    b: Sequence[float],
+    a_censored: Sequence[bool] = (),
+    b_censored: Sequence[bool] = (),
+) -> Superiority:
+    """The Mann-Whitney U of `a` being lower than `b`, as wins over pairings: a pairing is won
+    when a's value is surely lower, half won when neither is surely lower (a tie, or a censored
+    value that may lie either side)."""
+    flags_a = list(a_censored) or [False] * len(a)
+    flags_b = list(b_censored) or [False] * len(b)
+    wins = 0.0
+    for x, x_cens in zip(a, flags_a, strict=True):
+        for y, y_cens in zip(b, flags_b, strict=True):
+            if _surely_below(x, x_cens, y, y_cens):
+                wins += 1.0
+            elif not _surely_below(y, y_cens, x, x_cens):
+                wins += 0.5
+    return Superiority(wins, len(a) * len(b))
 
 
 def rank_shares(
@@ -206,3 +350,32 @@ def _add_positions(shares: FloatArray, keys: FloatArray) -> None:
         for member in order[first : last + 1]:
             shares[member, first : last + 1] += 1.0 / (last - first + 1)
         first = last + 1
+
+
+MIN_BEYOND = 5  # values a percentile needs beyond it: a p99 of 2 requests is their maximum
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """A percentile of `n` values, or None with the reason when they are too few."""
+
+    q: float
+    value: float | None
+    n: int
+    reason: str | None
+
+
+def min_count_for(q: float) -> int:
+    """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 10,
+    p95: 100, p99: 500)."""
+    return math.ceil(MIN_BEYOND * 100 / (100 - q) - 1e-9)
+
+
+def percentile(values: Sequence[float] | FloatArray, q: float) -> Percentile:
+    """The q-th percentile (linear interpolation) when there are enough values (min_count_for),
+    else value None and the reason."""
+    n, needed = len(values), min_count_for(q)
+    if n < needed:
+        why = f"p{q:g} needs at least {needed} values ({MIN_BEYOND} beyond it); there are {n}"
+        return Percentile(q, None, n, why)
+    return Percentile(q, float(np.percentile(np.asarray(values, dtype=np.float64), q)), n, None)

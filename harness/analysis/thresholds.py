@@ -14,10 +14,11 @@ A threshold names a metric, optionally one subject, and the smallest change that
 
 Each check compares the candidate group's runs with the reference's (the `before` runs): the
 difference of the medians (candidate - reference), its percentile bootstrap 95 % interval, and a
-two-sided permutation test of the ranks (harness.analysis.stats). Decisions:
+two-sided exact permutation test of the ranks (harness.analysis.stats; a censored ttr counts as
+">= its bound"); n counts the values compared, not the runs. Decisions:
 - `worse`: the change goes the bad way (higher for times, latencies, failures and error rate;
   lower for availability and throughput), is larger than the threshold, and is significant
-  (p < 0.05 with at least 3 runs per group);
+  (p < 0.05, which needs at least 4 values per group: 3 vs 3 gives 0.1 at best);
 - `better`: the same the good way;
 - `no detectable difference` otherwise, saying which condition failed: too few runs, not
   significant, or within the threshold. A significant change smaller than the threshold is
@@ -48,7 +49,12 @@ from harness.analysis.compare import (
     Stat,
 )
 from harness.analysis.phases import PHASE_NAMES
-from harness.analysis.stats import ALPHA, bootstrap_ci, permutation_p_value
+from harness.analysis.stats import (
+    ALPHA,
+    DifferenceInterval,
+    difference_interval,
+    permutation_p_value,
+)
 from harness.errors import ScenarioError
 
 Verdict = Literal["better", "worse", "no detectable difference"]
@@ -123,8 +129,15 @@ class Check:
     candidate_median: float | None = None
     n: tuple[int, int] = (0, 0)
     difference: float | None = None
-    ci95: tuple[float, float] | None = None
+    interval: DifferenceInterval | None = None
     p_value: float | None = None
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95 % interval of the difference (a bootstrap, from 5 values per group)."""
+        if self.interval is None or self.interval.method != "bootstrap":
+            return None
+        return self.interval.low, self.interval.high
 
     @property
     def regression(self) -> bool:
@@ -168,6 +181,7 @@ class Check:
             "difference": _r(self.difference),
             "relative": _r(self.relative, 4),
             "ci95": None if self.ci95 is None else [_r(x) for x in self.ci95],
+            "difference_interval": None if self.interval is None else self.interval.to_dict(),
             "p_value": _r(self.p_value, 4),
         }
 
@@ -309,10 +323,12 @@ def judge_metric(
         (ref.n, cand.n),
         difference,
     )
+    censored = ref.censored_count or cand.censored_count
+    interval = None if censored else difference_interval(ref.values, cand.values)
+    check = replace(check, interval=interval)
     if ref.n >= MIN_RUNS_FOR_TEST and cand.n >= MIN_RUNS_FOR_TEST:
-        p_value = permutation_p_value(ref.values, cand.values)
-        ci = bootstrap_ci(ref.values, cand.values)
-        check = replace(check, p_value=p_value, ci95=ci)
+        p_value = permutation_p_value(ref.values, cand.values, ref.flags, cand.flags)
+        check = replace(check, p_value=p_value)
     return _decide(check, threshold)
 
 
@@ -323,8 +339,10 @@ def _decide(check: Check, threshold: Threshold) -> Check:
     beyond = abs(check.difference) > allowance
     where = f"{check.value_text}, threshold {_allowance_text(threshold, allowance)}"
     if check.p_value is None:
-        reason = f"{where}; too few runs to test (n={check.n[0]} vs {check.n[1]}, "
-        reason += f"{MIN_RUNS_FOR_TEST} per group needed)"
+        reason = f"{where}; too few values to test (n={check.n[0]} vs {check.n[1]}, "
+        reason += f"{MIN_RUNS_FOR_TEST} per group are the fewest that can reach p < {ALPHA:g})"
+        if check.interval is not None:
+            reason += f"; {check.interval.describe(_unit(threshold.metric), 4)}"
         return _with(check, "no detectable difference", reason)
     significant = check.p_value < ALPHA
     stats = _stats_text(check)
@@ -348,10 +366,12 @@ def _allowance_text(threshold: Threshold, allowance: float) -> str:
 def _stats_text(check: Check) -> str:
     assert check.p_value is not None
     text = f"p={check.p_value:.3g}, n={check.n[0]} vs {check.n[1]}"
+    unit = _unit(check.threshold.metric)
     if check.ci95 is not None:
-        unit = _unit(check.threshold.metric)
         text += f", 95 % CI of the difference {_signed(check.ci95[0])} to "
         text += f"{_signed(check.ci95[1])}{unit}"
+    elif check.interval is not None:
+        text += f"; {check.interval.describe(unit, 4)}"
     return text
 
 

@@ -22,8 +22,9 @@ from harness.analysis.compare import (
 )
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
 from harness.analysis.phases import PHASE_NAMES
+from harness.analysis.pooled import QUANTILES
 from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
-from harness.analysis.wording import interval_cell, metric_format, spread_text
+from harness.analysis.wording import interval_cell, metric_format, pooled_text, spread_text
 
 REPORT_FILE = "report.html"
 METRIC_ROWS = (*FAULT_METRICS, RESPONSE_METRIC, *ORCHESTRATOR_METRICS, *CLUSTER_METRICS)
@@ -66,7 +67,9 @@ def fault_sentence(name: str, group: GroupFault) -> str:
                 text += f"; 95 % interval of the median {interval.low:.3f}–{interval.high:.3f} s"
             text += ")"
         parts.append(text)
-    parts.append(f"{ttr.n} of {group.runs} trials recovered")
+    parts.append(f"{group.recovered_runs} of {group.runs} trials recovered")
+    if group.censored:
+        parts.append(group.describe_censored())
     if group.unrecovered:
         parts.append(f"{len(group.unrecovered)} of {group.runs} never recovered")
     if group.describe_impact():
@@ -158,7 +161,8 @@ def _fault_sections(aggregate: TrialsAggregate) -> list[str]:
             if group.stat(m).n
         ]
         counts = (
-            f"{group.runs} trials: {group.stat('ttr_s').n} recovered, "
+            f"{group.runs} trials: {group.recovered_runs} recovered, "
+            f"{len(group.censored)} censored (recovered in at least x s: the data ended first), "
             f"{len(group.unrecovered)} never recovered, {len(group.no_impact)} without visible "
             f"impact, {len(group.unmeasured)} not measured"
         )
@@ -175,18 +179,25 @@ def _phases_section(aggregate: TrialsAggregate) -> str:
     comparison = aggregate.comparison
     if comparison is None:
         return ""
-    phases = comparison.phases[comparison.groups[0].name]
+    group = comparison.groups[0].name
+    phases, pooled = comparison.phases[group], comparison.pooled.get(group, {})
     rows = []
     for phase in PHASE_NAMES:
         for metric in PHASE_METRICS:
             stat = phases[phase][metric]
-            if not stat.n:
+            together = pooled_text(pooled.get(phase), metric) if metric in QUANTILES else NONE
+            if not stat.n and together == NONE:
                 continue
             label = esc(metric_format(metric).label)
-            rows.append([f"<b>{esc(phase)}</b>", label, *_cells(stat, metric)])
-    return "<h2>Phases</h2>" + table(
-        ["phase", "metric", "n", "median", "spread", "95 % interval of the median"],
-        _phase_names_once(rows),
+            rows.append([f"<b>{esc(phase)}</b>", label, *_cells(stat, metric), esc(together)])
+    headers = ["phase", "metric", "n", "median", "spread", "95 % interval of the median"]
+    return (
+        "<h2>Phases</h2>"
+        + table([*headers, "pooled over every trial's requests"], _phase_names_once(rows))
+        + "<p class='meta'>Per trial values (n trials), then latency percentiles over every "
+        "trial's successful requests that started in the phase, pooled: one slow trial shows "
+        "there, not in a median of per-trial percentiles. A percentile needs 5 requests "
+        "beyond it (p50: 10, p95: 100, p99: 500), else none, with the reason.</p>"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.analysis.compare import Stat
+from harness.analysis.pooled import PooledPhase
 
 NONE = "—"
 
@@ -103,3 +104,15 @@ def stat_text(stat: Stat, metric: str) -> str:
     spread = spread_text(stat, metric)
     inside = f"{spread}, n={stat.n}" if spread else f"n={stat.n}"
     return f"{fmt.number(stat.median)} ({inside})"
+
+
+def pooled_text(pooled: PooledPhase | None, metric: str) -> str:
+    """'2000.0 ms (1800 requests of 3 runs)', or why there is none: 'none: p99 needs at least
+    500 values (5 beyond it); there are 12'."""
+    percentile = None if pooled is None else pooled.percentiles.get(metric)
+    if pooled is None or percentile is None:
+        return NONE
+    if percentile.value is None:
+        return f"none: {percentile.reason}"
+    runs = f"{pooled.runs} run{'s' * (pooled.runs != 1)}"
+    return f"{metric_format(metric).number(percentile.value)} ({percentile.n} requests of {runs})"

@@ -15,7 +15,7 @@ from harness.analysis.jsonview import as_list, as_map, as_number
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
-    from harness.analysis.compare import Comparison
+    from harness.analysis.compare import Comparison, GroupFault
     from harness.analysis.matrix import Matrix
     from harness.analysis.thresholds import Check
 
@@ -80,6 +80,8 @@ def _outcome(fault: Mapping[str, object]) -> str:
         return "not measured"
     if fault.get("recovered"):
         return f"recovered in {_seconds(fault.get('ttr_s'))}"
+    if fault.get("censored") is True:
+        return f"recovered in at least {_seconds(fault.get('ttr_at_least_s'))} (data ended)"
     return "**never recovered**"
 
 
@@ -221,7 +223,7 @@ def matrix_markdown(matrix: Matrix) -> str:
                         position,
                         target,
                         NONE if ttr.median is None else f"{ttr.median:.2f} s",
-                        f"{ttr.n} of {group.runs}",
+                        _recovered_cell(group),
                         group.describe_responses(),
                         what_users_saw(group),
                     ]
@@ -229,3 +231,9 @@ def matrix_markdown(matrix: Matrix) -> str:
             headers = ["rank", "target", "median ttr", "recovered", "orchestrator", "users"]
             lines += [md_table(headers, rows), ""]
     return "\n".join(lines)
+
+
+def _recovered_cell(group: GroupFault) -> str:
+    """'3 of 4' (recovered of runs), with the censored runs' lower bounds."""
+    text = f"{group.recovered_runs} of {group.runs}"
+    return f"{text} ({group.describe_censored()})" if group.censored else text
