@@ -19,6 +19,12 @@ reflector does:
 
 close() shuts the open response's socket down (urllib3's `shutdown`), which wakes the thread
 blocked reading it at once, then joins the threads.
+
+A watch that keeps failing is never counted silently: a refusal (401, 403: a permission the
+run lacks) at once, any other failure once it has lasted `FAILING_AFTER_S`, puts a
+`watch_failing` event in the stream (resource, error, since_ns), and `watch_resumed` (with the
+gap) when it works again, so the report says where the orchestrator's view has a hole. An API
+server that stops answering altogether fails the run through the target's liveness check.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ READ_SLACK_S = 15.0  # the client gives up reading this long after the server sh
 LIST_TIMEOUT_S = 30.0
 RETRY_S = 1.0
 HTTP_GONE = 410
+REFUSED = frozenset({401, 403})
+FAILING_AFTER_S = 10.0
 
 V = TypeVar("V")
 V_contra = TypeVar("V_contra", contravariant=True)
@@ -105,6 +113,8 @@ class Watcher(Generic[V]):
         self._response: urllib3.BaseHTTPResponse | None = None
         self.errors = 0
         self.last_error = ""
+        self._failing_since_ns: int | None = None
+        self._failing_said = False
         self._thread = threading.Thread(
             target=self._run, name=f"kube-watch-{resource.name}", daemon=True
         )
@@ -137,11 +147,36 @@ class Watcher(Generic[V]):
             return
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
+        now = time.time_ns()
+        if self._failing_since_ns is None:
+            self._failing_since_ns = now
+        refused = isinstance(exc, ApiException) and exc.status in REFUSED
+        lasting = (now - self._failing_since_ns) / 1e9 >= FAILING_AFTER_S
+        if not self._failing_said and (refused or lasting):
+            self._failing_said = True
+            self._put(self._health_event("watch_failing", now, error=self.last_error))
         self._closed.wait(RETRY_S)
+
+    def _working(self, received_ns: int) -> None:
+        """The API answered this watch again: close the gap it said was open."""
+        since = self._failing_since_ns
+        if since is not None and self._failing_said:
+            gap_s = f"{(received_ns - since) / 1e9:.3f}"
+            self._put(self._health_event("watch_resumed", received_ns, gap_s=gap_s))
+        self._failing_since_ns, self._failing_said = None, False
+
+    def _health_event(self, action: str, at_ns: int, **extra: str) -> EngineEvent:
+        attributes = {"resource": self.resource.name, **extra}
+        if self._failing_since_ns is not None:
+            attributes["since_ns"] = str(self._failing_since_ns)
+        return EngineEvent(
+            time_ns=at_ns, action=action, instance=None, container_id=None, attributes=attributes
+        )
 
     def _list(self) -> str:
         data = raw_list(self.resource.list_call)
         received_ns = time.time_ns()
+        self._working(received_ns)
         views = [v for v in map(self.resource.parse, data.get("items") or []) if v is not None]
         self._emit(self.tracker.resync(views, received_ns))
         return raw_resource_version(data)
@@ -155,6 +190,7 @@ class Watcher(Generic[V]):
             _preload_content=False,
             _request_timeout=(CONNECT_TIMEOUT_S, WATCH_TIMEOUT_S + READ_SLACK_S),
         )
+        self._working(time.time_ns())
         with self._lock:
             self._response = response
         if self._closed.is_set():
