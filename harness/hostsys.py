@@ -42,6 +42,14 @@ def run(args: Sequence[str], timeout_s: float = 15.0, check: bool = True) -> str
     return done.stdout
 
 
+def with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that the kernel sends it SIGTERM when its parent dies (prctl's
+    PR_SET_PDEATHSIG, kept across exec), through util-linux's setpriv; `argv` unchanged
+    where setpriv is missing (then `harness cleanup` stops it by its recorded PID)."""
+    setpriv = shutil.which("setpriv")
+    return list(argv) if setpriv is None else [setpriv, "--pdeathsig", "TERM", "--", *argv]
+
+
 def in_netns(pid: int, args: Sequence[str], timeout_s: float = 15.0, check: bool = True) -> str:
     """Run a host tool inside the network namespace of process `pid`."""
     return run(["nsenter", "-t", str(pid), "-n", *args], timeout_s=timeout_s, check=check)

@@ -84,6 +84,8 @@ from harness.targets.kube_views import (
 FINE_RESOLUTION_NS = 1_000  # a timestamp with a fraction of a second: microseconds at best
 HOST_RESOLUTION_NS = 10_000_000  # a process's start time: clock ticks of 10 ms
 StartedAt = Callable[[str], "int | None"]  # container id -> its process's start, if seen here
+ExitedAt = Callable[[str], "int | None"]  # container id -> its exit, as its node's runtime saw it
+EXIT_RESOLUTION_NS = 1  # containerd's /tasks/exit carries the exit instant in nanoseconds
 
 
 # --- time --------------------------------------------------------------------------------------
@@ -100,9 +102,11 @@ def stamp(
     api_ns: int | None,
     not_before: int | None = None,
     host_ns: int | None = None,
+    host_resolution_ns: int = HOST_RESOLUTION_NS,
 ) -> Stamp:
     """When a change happened, at the latest, from its receipt, the API's own timestamp and
-    (a container's start, when the host sees its process) the process's start time."""
+    what the host saw (a container's start: its process's start time; its exit: the node's
+    runtime's exit event)."""
     attributes = {"received_ns": str(received_ns), "time_source": "received"}
     at = received_ns
     if api_ns is not None:
@@ -114,9 +118,9 @@ def stamp(
             attributes["time_source"] = "api"
     if host_ns is not None:
         attributes["host_time_ns"] = str(host_ns)
-        attributes["host_resolution_ns"] = str(HOST_RESOLUTION_NS)
-        if host_ns + HOST_RESOLUTION_NS - 1 < at:
-            at = host_ns + HOST_RESOLUTION_NS - 1
+        attributes["host_resolution_ns"] = str(host_resolution_ns)
+        if host_ns + host_resolution_ns - 1 < at:
+            at = host_ns + host_resolution_ns - 1
             attributes["time_source"] = "host"
     if not_before is not None and at <= not_before:
         at = not_before + 1
@@ -192,9 +196,15 @@ class _PodMemory:
 class PodTracker:
     """Pod and container events from successive views of the run's pods."""
 
-    def __init__(self, slots: SlotBook, started_at: StartedAt | None = None) -> None:
+    def __init__(
+        self,
+        slots: SlotBook,
+        started_at: StartedAt | None = None,
+        exited_at: ExitedAt | None = None,
+    ) -> None:
         self.slots = slots
         self.started_at = started_at
+        self.exited_at = exited_at
         self._pods: dict[str, _PodMemory] = {}
 
     def live_pods(self) -> list[tuple[str, PodView]]:
@@ -254,7 +264,14 @@ class PodTracker:
             and running.container_id not in memory.died
         ):
             # the last update did not show its end: the pod went with its container
-            emit.container("die", running, None, extra={"reason": "pod deleted"})
+            emit.container(
+                "die",
+                running,
+                None,
+                extra={"reason": "pod deleted"},
+                host_ns=self._exit_seen(running.container_id),
+                host_resolution_ns=EXIT_RESOLUTION_NS,
+            )
         emit.pod("destroy", None)
         return emit.events
 
@@ -299,11 +316,17 @@ class PodTracker:
             not_before=memory.last_start_ns,
             container_id=ended.container_id,
             extra=details,
+            host_ns=self._exit_seen(ended.container_id),
+            host_resolution_ns=EXIT_RESOLUTION_NS,
         )
         if ended.reason == "OOMKilled":
             emit.container(
                 "oom", container, ended.finished_ns, container_id=ended.container_id, extra=details
             )
+
+    def _exit_seen(self, container_id: str | None) -> int | None:
+        """The exit as the node's runtime stamped it, when this host follows that runtime."""
+        return self.exited_at(container_id) if self.exited_at and container_id else None
 
     def _health_events(
         self, emit: _PodEmitter, memory: _PodMemory, before: PodView | None, pod: PodView
@@ -354,8 +377,9 @@ class _PodEmitter:
         container_id: str | None = None,
         extra: Mapping[str, str] | None = None,
         host_ns: int | None = None,
+        host_resolution_ns: int = HOST_RESOLUTION_NS,
     ) -> int:
-        at = stamp(self.received_ns, api_ns, not_before, host_ns)
+        at = stamp(self.received_ns, api_ns, not_before, host_ns, host_resolution_ns)
         attributes = {**self._attributes(), **at.attributes, **(extra or {})}
         if container.runtime:
             attributes["runtime"] = container.runtime
