@@ -10,11 +10,12 @@ Kubernetes lab, `kube`: pod_delete, container_kill, network_partition, bandwidth
 and node_down, node_partition, node_drain on nodes 2 and 3, never node 1, where the load enters
 by its NodePort), a signal (SIGINT, SIGTERM or SIGKILL) and an instant between the start and
 the expected end of the run, all from one seeded random generator (the seed is printed); every
-case at least once when the runs allow. `--targets` defaults to all five, `kube` only when a
-Kubernetes build is cached (`harness lab build --kind kubernetes`). The stress brings up the
-labs its runs need (a 3-node Swarm lab; a 3-node Kubernetes lab with a 20 s node grace period)
-and takes them down at the end; a lab of that kind already up is someone else's: its runs are
-skipped. Between runs on a lab, the stress waits until the lab is healthy again. After the kill:
+case at least once when the runs allow (fewer runs go to the targets in turn). `--targets`
+defaults to all five, `kube` only when a Kubernetes build is cached (`harness lab build --kind
+kubernetes`). The stress brings up the labs its runs need (a 3-node Swarm lab; a 3-node
+Kubernetes lab with a 20 s node grace period) and takes them down at the end; a lab of that
+kind already up is someone else's: its runs are skipped. Between runs on a lab, the stress
+waits until the lab is healthy again. After the kill:
 - SIGINT, SIGTERM: the harness must exit 128 + signal by itself, its run `aborted` with the
   signal; nothing else is done before the machine is checked (its own cleanup must suffice);
 - SIGKILL: each fault still in place must be reverted by its lease at its deadline (checked in
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -215,10 +217,14 @@ def plan(
     window: tuple[float, float] | None = None,
 ) -> list[tuple[Case, int, float]]:
     """`runs` (case, signal, kill instant) triples; every case of the chosen targets (and
-    kinds) at least once when `runs` allows, the rest drawn at random. `signals`: used in turn
-    instead of drawn."""
-    cases = [c for t in targets for c in CATALOGUE[t] if kinds is None or c.kind in kinds]
-    chosen = cases[:runs] + [rng.choice(cases) for _ in range(max(0, runs - len(cases)))]
+    kinds) at least once when `runs` allows, the rest drawn at random; fewer runs than cases
+    are shared out among the targets in turn. `signals`: used in turn instead of drawn."""
+    per_target = [[c for c in CATALOGUE[t] if kinds is None or c.kind in kinds] for t in targets]
+    cases = [c for group in per_target for c in group]
+    # in turn: 12 runs over five targets are 3, 3, 2, 2, 2, not the first target's 11 and one
+    in_turn = [c for row in itertools.zip_longest(*per_target) for c in row if c is not None]
+    first = cases if runs >= len(cases) else in_turn[:runs]
+    chosen = first + [rng.choice(cases) for _ in range(max(0, runs - len(cases)))]
     rng.shuffle(chosen)
     return [
         (
@@ -415,7 +421,12 @@ class Run:
                 problems.append(f"a run directory without a manifest after {_name(self.signum)}")
             if code not in (128 + self.signum, -self.signum):
                 problems.append(f"exit code {code} before the run began: {stderr[-600:]}")
-            if "Traceback" in stderr:
+            if stderr.rstrip().endswith("KeyboardInterrupt"):
+                problems.append(
+                    "SIGINT while Python loaded the harness's CLI (before its handlers): a "
+                    f"KeyboardInterrupt traceback, exit {code}: {stderr[-300:]}"
+                )
+            elif "Traceback" in stderr:
                 problems.append(f"a traceback: {stderr[-1500:]}")
         found = session_processes(pid) + processes_mentioning(str(self.out))
         found += self._machine_leftovers(run_dir, client)

@@ -14,12 +14,13 @@ import os
 import random
 import signal
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import docker
 import pytest
 
-from bench.abort_stress import CATALOGUE, Run, phase_of, stress
+from bench.abort_stress import CATALOGUE, TARGETS, Run, phase_of, plan, stress
 from harness.hostsys import process_start_ticks
 from harness.targets.base import OWNER_LABEL, RUN_LABEL
 
@@ -45,6 +46,15 @@ def test_runs_killed_at_random_instants_leave_nothing() -> None:
     # the kills fell in the run, not after it: each run says it was aborted
     early = ("preflight", "before its manifest", "finished before the kill")
     assert all(o.phase not in early for o in report.outcomes), lines
+
+
+def test_fewer_runs_than_cases_are_shared_out_among_the_targets() -> None:
+    planned = plan(12, list(TARGETS), random.Random(0))
+    # five targets in turn: docker, podman, swarm, lab, kube twice (10 runs), then docker and
+    # podman once more: 3, 3, 2, 2, 2
+    counts = Counter(case.target for case, _signal, _at in planned)
+    assert counts == {"docker": 3, "podman": 3, "swarm": 2, "lab": 2, "kube": 2}
+    assert len({id(case) for case, _signal, _at in planned}) == 12  # no case twice
 
 
 # --- a harness killed before it wrote anything --------------------------------------------------
