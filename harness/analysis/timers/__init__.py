@@ -1,0 +1,42 @@
+"""Each fault's measured intervals against what the orchestrator's own timers predict.
+
+`predictions(run, fault_summary)` takes one fault of summary.json (`faults[]`: its
+`orchestrator[]`, `cluster`, kind and targets) and returns, per interval the target's rules
+cover, the range the settings in force predict, the rule in one sentence, where the values came
+from (`settings`: the run's scenario.yaml or manifest; `published default`: the orchestrator's
+source or documentation, where the run does not reveal it) and a verdict (as_predicted,
+slower, faster, not_measured): harness.analysis.timers.model. One module per orchestrator holds
+its rules, each citing the source file and function it follows; a new orchestrator is one
+module plus one line in PREDICTORS. Nothing here talks to an engine: it reads the run's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from harness.analysis.data import RunData
+from harness.analysis.timers import docker, kubernetes, podman, swarm
+from harness.analysis.timers.inputs import TimerInputs, timer_inputs
+from harness.analysis.timers.model import Prediction, Verdict
+
+__all__ = ["PREDICTORS", "Prediction", "Verdict", "predictions", "predictions_for"]
+
+Predictor = Callable[[TimerInputs], list[Prediction]]
+
+PREDICTORS: Mapping[str, Predictor] = {
+    "docker": docker.predict,
+    "podman": podman.predict,
+    "swarm": swarm.predict,
+    "kubernetes": kubernetes.predict,
+}
+
+
+def predictions(run: RunData, fault_summary: Mapping[str, object]) -> list[Prediction]:
+    """What the target's timers predict for one fault of summary.json, with verdicts (empty
+    for a target without rules)."""
+    return predictions_for(run.manifest.target, timer_inputs(run, fault_summary))
+
+
+def predictions_for(target: str, inputs: TimerInputs) -> list[Prediction]:
+    predictor = PREDICTORS.get(target)
+    return [] if predictor is None else predictor(inputs)

@@ -1,0 +1,229 @@
+"""What the timer rules read: one fault's summary, the run's settings and the engine's events.
+
+Settings come from the run first: the resolved `scenario.yaml` (restart policy, health check,
+Swarm's restart delay, the Kubernetes lab's grace period and toleration) and the manifest's
+`versions` (what the target reported: `restart_delay_s`, `lab_heartbeat_s`,
+`lab_node_monitor_grace_period_s`...). A rule falls back to a published default only where
+neither says, and says so (harness.analysis.timers.model.Setting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.analysis.data import RunData
+from harness.analysis.timers.model import PUBLISHED, SETTINGS, Setting
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    time_ns: int
+    action: str
+    instance: str | None
+    container_id: str | None
+    attributes: Mapping[str, object]
+
+    def slack_s(self) -> float:
+        """How late this event's time may be: a Kubernetes stamp known to the second is up to
+        a second late (harness.targets.kube_events: time_ns is the latest instant allowed)."""
+        source = self.attributes.get("time_source")
+        if source is None or source == "host":
+            return 0.0
+        earliest = _int(self.attributes.get("api_time_ns"))
+        return 0.0 if earliest is None else max(0.0, (self.time_ns - earliest) / 1e9)
+
+
+@dataclass(frozen=True)
+class InstanceTimes:
+    """One entry of a fault's `orchestrator[]`."""
+
+    instance: str
+    die_at_ns: int | None
+    start_at_ns: int | None
+    healthy_at_ns: int | None
+    kill_to_die_s: float | None
+    die_to_start_s: float | None
+    start_to_healthy_s: float | None
+
+
+@dataclass(frozen=True)
+class ClusterTimes:
+    """A fault's `cluster` view (Swarm, Kubernetes)."""
+
+    node: str | None
+    node_down_at_ns: int | None
+    replacement_running_at_ns: int | None
+    node_ready_at_ns: int | None
+    to_node_down_s: float | None
+    to_replacement_running_s: float | None
+
+
+@dataclass(frozen=True)
+class FaultFacts:
+    fault_id: str
+    kind: str
+    mode: str | None
+    injected_at_ns: int
+    reverted_at_ns: int | None
+    targets: tuple[str, ...]
+    restart_policy_applies: bool | None
+    orchestrator: tuple[InstanceTimes, ...]
+    cluster: ClusterTimes | None
+
+
+@dataclass(frozen=True)
+class TimerInputs:
+    """Everything a target's rules read for one fault."""
+
+    fault: FaultFacts
+    scenario: Mapping[str, object]
+    versions: Mapping[str, str]
+    events: tuple[EngineEvent, ...]  # the engine's, in time order
+
+    def of_instance(self, name: str) -> list[EngineEvent]:
+        return [e for e in self.events if e.instance == name]
+
+    def event_at(self, name: str, action: str, time_ns: int | None) -> EngineEvent | None:
+        """The instance's `action` event stamped `time_ns` (the one a summary interval used)."""
+        if time_ns is None:
+            return None
+        return next(
+            (e for e in self.of_instance(name) if e.action == action and e.time_ns == time_ns),
+            None,
+        )
+
+    def setting(self, path: str, published: float, published_where: str) -> Setting:
+        """A scenario value (dotted path), else the published default."""
+        value = _dig(self.scenario, path)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Setting(float(value), SETTINGS, f"scenario.yaml {path}")
+        return Setting(published, PUBLISHED, published_where)
+
+    def reported(self, key: str, published: float, published_where: str) -> Setting:
+        """A value the target reported in the manifest's versions, else the published default."""
+        raw = self.versions.get(key)
+        try:
+            return Setting(float(str(raw)), SETTINGS, f"manifest versions.{key}")
+        except ValueError:
+            return Setting(published, PUBLISHED, published_where)
+
+    def scenario_int(self, path: str) -> int | None:
+        value = _dig(self.scenario, path)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def text(self, path: str) -> str | None:
+        value = _dig(self.scenario, path)
+        return None if value is None else str(value)
+
+
+def timer_inputs(run: RunData, fault_summary: Mapping[str, object]) -> TimerInputs:
+    return TimerInputs(
+        fault=fault_facts(fault_summary),
+        scenario=read_scenario(run.run_dir),
+        versions=run.manifest.versions,
+        events=engine_events(run),
+    )
+
+
+def read_scenario(run_dir: Path) -> Mapping[str, object]:
+    """The resolved scenario.yaml of a run ({} when absent or unreadable: defaults then)."""
+    path = Path(run_dir) / "scenario.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def engine_events(run: RunData) -> tuple[EngineEvent, ...]:
+    frame = run.events[run.events["source"] == "engine"]
+    rows = zip(
+        frame["time_ns"].tolist(),
+        frame["action"].tolist(),
+        frame["instance"].tolist(),
+        frame["container_id"].tolist(),
+        frame["attributes"].tolist(),
+        strict=True,
+    )
+    return tuple(
+        EngineEvent(int(t), str(a), _str(i), _str(c), attrs if isinstance(attrs, dict) else {})
+        for t, a, i, c, attrs in rows
+    )
+
+
+def fault_facts(summary: Mapping[str, object]) -> FaultFacts:
+    targets = summary.get("targets")
+    policy = summary.get("restart_policy_applies")
+    orchestrator = summary.get("orchestrator")
+    cluster = summary.get("cluster")
+    return FaultFacts(
+        fault_id=str(summary.get("id")),
+        kind=str(summary.get("kind")),
+        mode=_str(summary.get("mode")),
+        injected_at_ns=_int(summary.get("injected_at_ns")) or 0,
+        reverted_at_ns=_int(summary.get("reverted_at_ns")),
+        targets=tuple(str(t) for t in targets) if isinstance(targets, list) else (),
+        restart_policy_applies=policy if isinstance(policy, bool) else None,
+        orchestrator=tuple(_instance_times(o) for o in _mappings(orchestrator)),
+        cluster=_cluster_times(cluster) if isinstance(cluster, Mapping) else None,
+    )
+
+
+def _instance_times(raw: Mapping[str, object]) -> InstanceTimes:
+    return InstanceTimes(
+        instance=str(raw.get("instance")),
+        die_at_ns=_int(raw.get("die_at_ns")),
+        start_at_ns=_int(raw.get("start_at_ns")),
+        healthy_at_ns=_int(raw.get("healthy_at_ns")),
+        kill_to_die_s=_float(raw.get("kill_to_die_s")),
+        die_to_start_s=_float(raw.get("die_to_start_s")),
+        start_to_healthy_s=_float(raw.get("start_to_healthy_s")),
+    )
+
+
+def _cluster_times(raw: Mapping[str, object]) -> ClusterTimes:
+    return ClusterTimes(
+        node=_str(raw.get("node")),
+        node_down_at_ns=_int(raw.get("node_down_at_ns")),
+        replacement_running_at_ns=_int(raw.get("replacement_running_at_ns")),
+        node_ready_at_ns=_int(raw.get("node_ready_at_ns")),
+        to_node_down_s=_float(raw.get("to_node_down_s")),
+        to_replacement_running_s=_float(raw.get("to_replacement_running_s")),
+    )
+
+
+def _mappings(value: object) -> Sequence[Mapping[str, object]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _dig(tree: Mapping[str, object], path: str) -> object:
+    node: object = tree
+    for key in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _str(value: object) -> str | None:
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)
