@@ -62,7 +62,7 @@ def _fail(exc: HarnessError) -> typer.Exit:
 @app.command()
 def validate(scenario: Path) -> None:
     """Check a scenario file; print every problem with file:line (exit code 2 if any)."""
-    from harness.preflight import preflight
+    from harness.preflight import late_fault_warnings, preflight
     from harness.scenario import load_scenario
 
     try:
@@ -70,6 +70,8 @@ def validate(scenario: Path) -> None:
         preflight(loaded)
     except HarnessError as exc:
         raise _fail(exc) from exc
+    for warning in late_fault_warnings(loaded):  # worth knowing, not invalid: exit 0
+        print(f"{scenario}: warning: {warning}", file=sys.stderr)
     print(f"{scenario}: ok ({len(loaded.faults)} fault(s), target {loaded.target.kind})")
 
 

@@ -76,6 +76,8 @@ REQUEST_COLUMNS: Final = ("start_ns", "latency_ms", "ok", "name", "error", "endp
 _FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error")
 _HEADER_PREFIX: Final = b"#chaos-harness-requests v1"
 _WORKER_CONNECT_WAIT_S: Final = 30
+# the recorder writes a process's first request at once, then every 0.5 s (its flush)
+FIRST_REQUEST_SETTLE_S: Final = 0.6
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,21 @@ class LoadRun:
         cursors = self._cursors.values()
         return LoadProgress(sum(c.requests for c in cursors), sum(c.failures for c in cursors))
 
+    def wait_first_request(self, timeout_s: float, poll_s: float = 0.02) -> int | None:
+        """The start of the first request sent (wall clock, ns); None if none is recorded
+        within `timeout_s` or every process exited first.
+
+        Records come in completion order, so once the first one is seen this waits one more
+        flush of every process (FIRST_REQUEST_SETTLE_S) for a request that started earlier but
+        completed later (the first connections are slow), then takes the earliest start."""
+        deadline = time.monotonic() + timeout_s
+        while first_request_ns(self.plan.record_dir) is None:
+            if not self.running() or time.monotonic() >= deadline:
+                return None
+            time.sleep(poll_s)
+        time.sleep(FIRST_REQUEST_SETTLE_S)
+        return first_request_ns(self.plan.record_dir)
+
     def user_errors(self) -> dict[str, int]:
         """Exceptions raised by the locustfile's own code (message -> count), once it quit.
 
@@ -411,6 +428,23 @@ def read_user_errors(record_dir: Path) -> dict[str, int]:
     except OSError as exc:
         raise LoadError(f"cannot read user errors in {str(record_dir)!r}: {exc}") from exc
     return counts
+
+
+def first_request_ns(record_dir: Path) -> int | None:
+    """The earliest start among the requests recorded so far (every complete line of every
+    process's log), or None before any."""
+    earliest = None
+    for path in sorted(record_dir.glob(RECORD_GLOB)):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
+        for line in data[: data.rfind(b"\n") + 1].splitlines()[1:]:  # past the header
+            fields = line.split(b"\t", 2)
+            if len(fields) == 3 and fields[1].isdigit():
+                start = int(fields[1])
+                earliest = start if earliest is None else min(earliest, start)
+    return earliest
 
 
 def _prepare_record_dir(record_dir: Path) -> None:

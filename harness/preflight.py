@@ -86,6 +86,30 @@ def locustfile_problems(scenario: ScenarioBase) -> None:
         raise ScenarioError([f"{path}: load.locustfile cannot be read: {exc}"]) from exc
 
 
+def late_fault_warnings(scenario: ScenarioBase) -> list[str]:
+    """Occurrences whose action (a one-off's injection, else its revert) ends after
+    load.duration - detection_horizon - stable_for: the load may end before their failures
+    and a stable recovery can be seen, so their recovery is censored ("at least x s")."""
+    load, analysis = scenario.load, scenario.analysis
+    margin_s = analysis.detection_horizon + analysis.stable_for
+    latest_s = load.duration - margin_s
+    warnings = []
+    for occurrence in expand(scenario.faults, load.duration):
+        end_s = occurrence.revert_at_s if occurrence.revert_at_s is not None else occurrence.at_s
+        if end_s <= latest_s:
+            continue
+        what = "is reverted" if occurrence.revert_at_s is not None else "happens"
+        warnings.append(
+            f"faults.{occurrence.entry_index - 1} ({occurrence.entry.kind}) {occurrence.fault_id}"
+            f" {what} at {end_s:g} s, after {latest_s:g} s (load.duration {load.duration:g} s"
+            f" - analysis.detection_horizon {analysis.detection_horizon:g} s - "
+            f"analysis.stable_for {analysis.stable_for:g} s): the load may end before its "
+            "recovery can be seen, and it would be censored (recovered in at least x s); "
+            f"lengthen load.duration to at least {end_s + margin_s:g} s or move it earlier"
+        )
+    return warnings
+
+
 # --- the machine the run will use ---------------------------------------------------------
 
 

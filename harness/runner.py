@@ -64,7 +64,7 @@ from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
 from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
 from harness.observe import EngineWatch, EventRecorder, Prober
-from harness.preflight import preflight, preflight_machine
+from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.results import (
     ABORTED,
     COMPLETED,
@@ -90,6 +90,7 @@ ENGINE_WATCH_INTERVAL_S = 2.0
 CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
 MAX_STREAM_RESUMES = 20  # an event stream that keeps ending is a lost engine
 SERVICE_ENDPOINT = "service"  # the endpoint name of load sent through a balancing service
+FIRST_REQUEST_WAIT_S = 60.0  # Locust's start (imports, spawning) to its first request, at most
 
 
 def _env_seconds(name: str, default: float = ENGINE_SILENCE_S) -> float:
@@ -289,6 +290,8 @@ class Runner:
                 preflight_machine(self.scenario)
             except Interrupted as exc:
                 raise RunAborted(exc.signum) from None
+            for warning in late_fault_warnings(self.scenario):
+                self._warn(warning)
             with self._gate.deferred(release=False):  # a run directory is a whole one
                 self.dir.create()
                 write_text_atomic(self.dir.scenario, resolved_yaml(self.scenario))
@@ -380,23 +383,25 @@ class Runner:
                 instances, probes.path, probes.interval, probes.timeout, self.dir.probes_log
             ).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
-        self._manifest["load"]["host"] = host
-        endpoints = [(i.name, i.url) for i in instances]
-        if target.balances_load:
-            # the orchestrator's balancing (and dropping a dead replica from it) is part of
-            # what it does for recovery: load goes through it, faults are measured on that
-            # service-level stream
-            endpoints = [(SERVICE_ENDPOINT, host)]
-            self._manifest["load"]["routing"] = "service"
+        routing = self.scenario.load.routing
+        self._manifest["load"].update(host=host, path=target.load_path(routing))
+        # service: users reach a service, and what the orchestrator does to route around a
+        # failure is part of its recovery, so faults are measured on that stream
+        endpoints = (
+            [(SERVICE_ENDPOINT, host)]
+            if routing == "service"
+            else [(i.name, i.url) for i in instances]
+        )
         self._start_load(self._load_plan(endpoints, host))
-        load_start_ns = time.time_ns()
+        load_start_ns = self._await_first_request()
         events.harness(load_start_ns, "load_start")
         self._manifest["load"]["started_at_ns"] = load_start_ns
         self._manifest["load"]["endpoints"] = [name for name, _ in endpoints]
         write_json(self.dir.manifest, self._manifest)
         context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         faults = {o.fault_id: fault for o, fault in planned}
-        self._follow_timeline(context, events, journal, faults, [o for o, _ in planned])
+        occurrences = [o for o, _ in planned]
+        self._follow_timeline(context, events, journal, faults, occurrences, load_start_ns)
         self._report("stopping load")
         load = self._running_load()
         load.wait(timeout=self.scenario.load.duration + 30)
@@ -410,6 +415,24 @@ class Runner:
                 self._load.start()
             finally:
                 write_pid_file(self.dir.load_pids, self._load.pids)
+
+    def _await_first_request(self) -> int:
+        """The load's start: the first request Locust sent (its record), so the warm-up, the
+        phases and the faults' offsets count from real load, not from Locust's spawn (its
+        imports take seconds on a busy machine). Without any request within
+        FIRST_REQUEST_WAIT_S, the spawn instant, with a warning."""
+        self._report("starting load")
+        load = self._running_load()
+        first_ns = load.wait_first_request(FIRST_REQUEST_WAIT_S)
+        load.check()  # Locust died before sending anything: its log says why
+        if first_ns is not None:
+            return first_ns
+        spawned_ns = load.started_at_ns or time.time_ns()
+        self._warn(
+            f"no request was recorded within {FIRST_REQUEST_WAIT_S:g} s of Locust's start: "
+            "the load's start is the instant Locust was started"
+        )
+        return spawned_ns
 
     def _running_load(self) -> LoadRun:
         if self._load is None:
@@ -492,8 +515,10 @@ class Runner:
         journal: Journal,
         faults: dict[str, AnyFault],
         occurrences: Sequence[Occurrence],
+        load_start_ns: int,
     ) -> None:
-        started = time.monotonic()
+        # faults' offsets count from the first request, which came a moment ago
+        started = time.monotonic() - max(0.0, (time.time_ns() - load_start_ns) / 1e9)
         pending = actions(occurrences)
         end_s = self.scenario.load.duration
         load = self._running_load()
@@ -718,9 +743,8 @@ class Runner:
                 "mode": "open" if load.open_loop else "closed",
                 "rate_per_s": load.rate,
                 "timeout_s": load.timeout,
-                # the bundled locustfile names each request's replica; another locustfile
-                # goes through the service address, so its requests' replica is unknown
-                "routing": "per_instance" if load.locustfile == DEMO_LOCUSTFILE else "service",
+                "routing": load.routing,
+                "path": None,  # what the load's path is on this target, once deployed
                 "host": None,
                 "endpoints": [],
                 "load_balancing": None,
@@ -733,6 +757,7 @@ class Runner:
                 "warmup_s": analysis.warmup_s(load),
                 "baseline_max_error_rate": analysis.baseline_max_error_rate,
                 "confidence": analysis.confidence,
+                "window_s": analysis.window,
             },
             "slo": self.scenario.slo.model_dump(mode="json"),
         }

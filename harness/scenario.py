@@ -32,6 +32,7 @@ from harness.errors import ScenarioError
 from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 
 PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
+Routing = Literal["service", "per_instance"]
 TARGET_KINDS = ("docker", "podman", "swarm", "kubernetes")
 DEMO_LOCUSTFILE = "default"
 DEFAULT_TIMEOUT_S = 2.0
@@ -215,6 +216,13 @@ class LoadSpec(StrictModel):
         description="open loop: requests per second on a fixed schedule, e.g. 200/s "
         "(default: closed loop)",
     )
+    routing: Routing = Field(
+        default="service",
+        description="service: every request to the target's service address (Locust's "
+        "--host), so the orchestrator's routing around a failure is part of its recovery; "
+        "per_instance: the bundled locustfile spreads requests round-robin over each "
+        "replica's own address, so each request's replica is known",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -347,6 +355,12 @@ class AnalysisSpec(StrictModel):
         lt=1,
         description="a stability window may hold as many failures as this quantile of "
         "Binomial(observations, baseline rate)",
+    )
+    window: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="availability, failed and lost requests of a fault are counted over "
+        "[its action, + its duration + window], the same for every run compared",
     )
 
     def warmup_s(self, load: LoadSpec) -> float:

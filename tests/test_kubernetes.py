@@ -30,7 +30,7 @@ from faults.pod_delete import PodDelete, PodDeleteParams
 from harness.errors import TargetError
 from harness.hostsys import process_start_ticks
 from harness.kube import lab as kube_lab
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import TargetSpec, WorkloadSpec, parse_scenario
 from harness.targets.base import EngineEvent
 from harness.targets.kube_host import process_start_ns
 from harness.targets.kube_objects import namespace_for
@@ -291,6 +291,25 @@ def test_an_unknown_cluster_is_a_clear_error(tmp_path: Path) -> None:
     target.teardown()
 
 
+def test_per_instance_routing_is_refused_on_a_cluster_elsewhere(tmp_path: Path) -> None:
+    """Its pods' addresses are not reached from this machine: validate says so up front."""
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://192.0.2.10:6443'}}]\n"  # TEST-NET-1
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+    )
+    text = f"name: s\ntarget: {{kind: kubernetes, kubeconfig: {config}}}\nload: {{routing: "
+    problems = KubernetesTarget.scenario_problems(parse_scenario(text + "per_instance}"))
+    assert [p for p in problems if "load.routing" in p] == [
+        "load.routing per_instance sends the load to each pod's address, and the cluster's API "
+        "server https://192.0.2.10:6443 is not on this machine (its pods are not reached from "
+        "here); use routing: service (the Service's NodePort)"
+    ]
+    assert KubernetesTarget.scenario_problems(parse_scenario(text + "service}")) == []
+
+
 def test_quickstart_runs_on_kubernetes_and_recovers(
     lab: kube_lab.KubeLabInfo, tmp_path: Path
 ) -> None:
@@ -321,5 +340,7 @@ def test_quickstart_runs_on_kubernetes_and_recovers(
     node_ips = {n.address for n in lab.nodes}
     host = urllib.parse.urlsplit(manifest["load"]["host"])
     assert host.hostname in node_ips and host.port is not None and 30000 <= host.port <= 32767
+    assert manifest["load"]["path"].startswith(f"NodePort {host.netloc} (node ")
+    assert "through kube-proxy" in manifest["load"]["path"]
     assert kubectl(lab, "get", "namespace", namespace_for(summary["run_id"]), check=False) == ""
     print(json.dumps({k: fault[k] for k in ("ttd_s", "ttr_s", "availability")}), view)

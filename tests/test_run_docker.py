@@ -32,9 +32,13 @@ pytestmark = pytest.mark.docker
 NS = 1_000_000_000
 
 
-def _scenario(tmp_path: Path, source: str = "quickstart.yaml", **changes: Any) -> Path:
+def _scenario(
+    tmp_path: Path, source: str = "quickstart.yaml", routing: str | None = None, **changes: Any
+) -> Path:
     data = yaml.safe_load((SCENARIOS / source).read_text())
     data["load"]["duration"] = "22s"
+    if routing is not None:
+        data["load"]["routing"] = routing
     for key, value in changes.items():
         data[key] = value
     if source == "locust-example.yaml":  # its locustfile is relative to the scenario
@@ -79,7 +83,10 @@ def test_a_kill_against_the_kernel_and_the_wire(
     kill = {"kind": "container_kill", "at": "8s", "select": {"names": ["web-2"]}}
     out = tmp_path / "runs"
     process = subprocess.Popen(
-        _command(_scenario(tmp_path, faults=[kill], slo={"ttr_s": 10}), out),
+        # the dead replica's own requests: per_instance names each request's replica
+        _command(
+            _scenario(tmp_path, routing="per_instance", faults=[kill], slo={"ttr_s": 10}), out
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -125,7 +132,10 @@ def test_a_fault_that_never_recovers_exits_1_with_its_reason(
 ) -> None:
     # the engine's kill is a manual stop: web-2 stays down; the only SLO is an error rate
     kill = {"kind": "container_kill", "at": "5s", "mode": "api", "select": {"names": ["web-2"]}}
-    scenario = _scenario(tmp_path, faults=[kill], slo={"error_rate": {"after": 0.01}})
+    # web-2's own requests, which fail until the end (routing: per_instance)
+    scenario = _scenario(
+        tmp_path, routing="per_instance", faults=[kill], slo={"error_rate": {"after": 0.01}}
+    )
     data = yaml.safe_load(scenario.read_text())
     data["load"]["duration"] = "14s"
     scenario.write_text(yaml.safe_dump(data))
@@ -199,6 +209,21 @@ def test_locusts_own_example_loads_the_target_and_a_kill_is_measured(
     # the example's users wait 2-5 s between requests: a 1-2 s outage may catch none of
     # them (once, in a full run), so the failures are the requests' or the probes'
     assert fault["failed_requests"] + fault["probes_failed"] > 0
+    # the default routing: the run's virtual address, whatever the locustfile
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    load = manifest["load"]
+    assert (load["routing"], load["endpoints"]) == ("service", ["service"])
+    assert load["path"].startswith(f"iptables virtual address {urlsplit(host).netloc}")
+    assert "does not follow health" in load["path"]
+    assert manifest["analysis"]["window_s"] == 10.0
+    # the load's start is its first request, and the fault's offset counts from it
+    assert load["started_at_ns"] == int(requests["start_ns"].min())
+    events = read_json_lines(run_dir / "events.jsonl")
+    (start,) = [e["time_ns"] for e in events if e["action"] == "load_start"]
+    (inject,) = [e["time_ns"] for e in events if e["action"] == "fault_inject"]
+    assert start == load["started_at_ns"]
+    # at: 8s from the first request (from Locust's spawn it came 1-3 s early); then its plan
+    assert 8 * NS <= inject - start <= 9.5 * NS
     _nothing_left(docker_client, run_dir)
 
 

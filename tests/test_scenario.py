@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import FaultError, ScenarioError
+from harness.preflight import late_fault_warnings
 from harness.scenario import (
     SelectorSpec,
     build_fault,
@@ -33,6 +34,52 @@ def test_defaults_and_units_are_filled_in() -> None:
     assert scenario.workload.replicas == 3
     assert scenario.target.kind == "docker"
     assert scenario.analysis.stable_for == 2.0
+
+
+def test_routing_and_window_default_the_same_on_every_target() -> None:
+    for kind in ("docker", "podman", "swarm", "kubernetes"):
+        scenario = parse_scenario(f"name: s\ntarget: {kind}\n")
+        assert (scenario.load.routing, scenario.analysis.window) == ("service", 10.0)
+    chosen = parse_scenario("name: s\nload: {routing: per_instance}\nanalysis: {window: 1m}\n")
+    assert (chosen.load.routing, chosen.analysis.window) == ("per_instance", 60.0)
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario("name: s\nload: {routing: dns}\nanalysis: {window: 0s}\n", "r.yaml")
+    assert [p.split(":")[:3] for p in caught.value.problems] == [
+        ["r.yaml", "2", " load.routing"],
+        ["r.yaml", "3", " analysis.window"],
+    ]
+
+
+def test_a_fault_too_late_to_be_measured_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    # load 40 s, horizon 5 s, stable_for 2 s: the last measurable action is at 40 - 5 - 2 = 33 s.
+    # f1 kills at 33 s (in time); f2 kills at 34 s (late: needs 34 + 7 = 41 s of load); f3's
+    # pause starts at 20 s but is reverted at 20 + 14 = 34 s (late too); f4 repeats every 10 s
+    # from 13 s: 13 and 23 s in time, 33 s in time (not after 33), no 43 s (after the load).
+    text = (
+        "name: late\nload: {duration: 40s}\nanalysis: {detection_horizon: 5s, stable_for: 2s}\n"
+        "faults:\n"
+        "  - {kind: container_kill, at: 33s}\n"
+        "  - {kind: container_kill, at: 34s}\n"
+        "  - {kind: container_pause, at: 20s, duration: 14s}\n"
+        "  - {kind: container_kill, at: 13s, every: 10s}\n"
+    )
+    warnings = late_fault_warnings(parse_scenario(text))
+    assert [w.split(" ")[:3] for w in warnings] == [  # in the order of their injections
+        ["faults.2", "(container_pause)", "f3"],
+        ["faults.1", "(container_kill)", "f2"],
+    ]
+    assert "lengthen load.duration to at least 41 s" in warnings[1]
+    path = tmp_path / "late.yaml"
+    path.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(f"{path}: warning: faults.") == 2
 
 
 def test_every_error_is_reported_at_once_with_its_line() -> None:

@@ -37,6 +37,8 @@ Exceptions raised by user code (a broken task, not a failed request) are counted
 
 Hot path: the request listener appends one tuple to a list. A greenlet formats and writes the
 list every 0.5 s; test_stop, quitting and quit flush too, quit last (after the users are gone).
+The first request is written as soon as it completes: the harness takes the load's start from
+it (`harness.load.first_request_ns`), so the fault timeline starts at real load.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class Recorder:
         self.path = path
         self.pending: list[tuple[Any, ...]] = []
         self.cache: dict[tuple[Any, Any], str] = {}
+        self.first = True
         self.file = path.open("w", encoding="utf-8", newline="")
         self.file.write(f"#chaos-harness-requests v1 worker={worker} pid={os.getpid()}\n")
         self.file.flush()
@@ -130,6 +133,9 @@ class Recorder:
         if start_time is None:
             start_time = time.time() - response_time / 1000.0
         self.pending.append((start_time, response_time, name, exception, context, url))
+        if self.first:  # written at once: the harness stamps the load's start on it
+            self.first = False
+            self.flush()
 
     def flush(self, **_kwargs: Any) -> None:
         if self.file.closed or not self.pending:

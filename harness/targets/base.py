@@ -127,9 +127,6 @@ class Target(Protocol):
     # Does the orchestrator bring back an instance stopped or killed through its API?
     # Docker: no (a manual stop); Swarm: yes (it schedules a new task).
     api_stop_is_restarted: bool
-    # Is the orchestrator itself the load balancer (Kubernetes' Service)? Then the load goes
-    # through service_url() rather than to each instance, whose address changes on a restart.
-    balances_load: bool
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
@@ -172,6 +169,12 @@ class Target(Protocol):
     def service_url(self) -> str:
         """One URL that reaches the workload as a whole, spread over its replicas (for a
         load generator's --host); valid from wait_healthy() until teardown()."""
+        ...
+
+    def load_path(self, routing: str) -> str:
+        """The load's path with `routing` (service | per_instance) in one sentence for the
+        manifest and the report: the address, how it spreads, whether it follows the
+        replicas' failures, and what it adds; valid from wait_healthy() until teardown()."""
         ...
 
     def deploy(self, workload: WorkloadSpec) -> None:

@@ -1,9 +1,10 @@
 """The Docker Engine target: replicas as containers on a private bridge network.
 
-Load balancing: the engine has none of its own, so the load generator spreads requests
-round-robin across the replicas' addresses on the run's private network (each replica gets a
-fixed address, so it keeps it across restarts). When a replica dies, its share of requests
-fails until it is back: that is what users behind client-side balancing see.
+Load balancing: the engine has none of its own. With `load.routing: service` (the default)
+the load goes to one virtual address spread over the replicas (below); with `per_instance` the
+bundled locustfile spreads requests round-robin across the replicas' own addresses on the run's
+private network (each replica gets a fixed address, so it keeps it across restarts). Either
+way a dead replica's share of requests fails until it is back: nothing here follows health.
 
 The engine address is a setting (`target.engine`, else DOCKER_HOST), so the same target can
 drive Podman's Docker-compatible API as a second engine (`harness.targets.podman` adds what
@@ -13,7 +14,8 @@ components.
 One address for the whole workload (`service_url()`, for a load generator's --host): a virtual
 address in the run's own subnet (.254, never given to a replica), spread over every replica by
 iptables in the host's nat OUTPUT chain (`harness.targets.service_vip`), made on first use and
-removed at teardown.
+removed at teardown. Its backends are fixed: a killed replica keeps its share of new
+connections, which fail until the engine restarts it (tests/test_fault_matrix.py measures it).
 """
 
 from __future__ import annotations
@@ -180,7 +182,6 @@ class DockerTarget:
 
     kind = "docker"
     api_stop_is_restarted = False
-    balances_load = False  # the load names each replica (client-side round robin)
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
         self.run_id = run_id
@@ -263,9 +264,30 @@ class DockerTarget:
 
     def load_balancing(self) -> str:
         return (
-            "client-side round robin: the load generator spreads requests across every "
-            "replica's address on the run's private network (the Docker engine has no load "
-            "balancer), so a dead replica's share of requests fails until it is back"
+            "none of the engine's own: the harness spreads new connections to a virtual "
+            "address over every replica with iptables (kube-proxy style, routing: service), "
+            "or the load generator round-robins over the replicas' addresses (per_instance); "
+            "either way a dead replica's share of requests fails until it is back"
+        )
+
+    def load_path(self, routing: str) -> str:
+        port = self._workload.port if self._workload else 8080
+        count = len(self._addresses)
+        if routing == "per_instance":
+            addresses = ", ".join(sorted(self._addresses.values(), key=ipaddress.ip_address))
+            return (
+                f"client-side round robin over the {count} replicas' own addresses "
+                f"({addresses}, port {port}) on the run's bridge: each request's replica is "
+                "known and nothing stands in between, so a dead replica's share fails until "
+                "it is back"
+            )
+        where = urlsplit(self.service_url()).netloc
+        return (
+            f"iptables virtual address {where} spread at random over {count} replicas "
+            "(kube-proxy style, the host's nat OUTPUT chain: the engine has no load "
+            "balancer); each new connection is sent to one replica and stays there; the "
+            "spread does not follow health, so a dead replica keeps its share of new "
+            "connections, which fail until it is back"
         )
 
     @property

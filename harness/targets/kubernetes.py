@@ -6,10 +6,13 @@ annotation), deleted at teardown, which waits until the namespace is gone. The o
 built in harness.targets.kube_objects; what cannot be expressed (a restart policy other than
 always, sub-second probes) is refused by `harness validate` with the reason.
 
-Load goes through the Service, a real load balancer: `service_url()` is a node's address and
-the Service's NodePort, and that node's kube-proxy (iptables mode) spreads new connections over
-the ready endpoints at random. A pod that fails its readiness probe, or is being deleted, leaves
-the EndpointSlice and then kube-proxy's rules: users see failures only until that happens.
+With `load.routing: service` (the default) load goes through the Service, a real load
+balancer: `service_url()` is a node's address and the Service's NodePort, and that node's
+kube-proxy (iptables mode) spreads new connections over the ready endpoints at random. A pod
+that fails its readiness probe, or is being deleted, leaves the EndpointSlice and then
+kube-proxy's rules: users see failures only until that happens. With `per_instance` the load
+round-robins over the slots' addresses (below), bypassing the Service; that needs this host to
+reach the pods, so it is refused on a cluster elsewhere.
 
 Instances are the live pods, named after stable slots ("web-2", see kube_events): node = the
 Kubernetes node name; address = the pod's own IP (the network faults act there); url = the
@@ -41,6 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes.client import V1DeleteOptions, V1Pod
 
@@ -120,8 +124,6 @@ class KubernetesTarget:
 
     kind = "kubernetes"
     api_stop_is_restarted = True  # a deleted pod is replaced by its ReplicaSet
-    # the Service is the load balancer: the load belongs on service_url(), not on the pods
-    balances_load = True
 
     def __init__(self, run_id: str, spec: TargetSpec) -> None:
         problem = label_value_problem("the run id", run_id)
@@ -139,6 +141,7 @@ class KubernetesTarget:
         self._streams: list[KubeEventStream] = []
         self._service_url: str | None = None
         self._node_port: int | None = None
+        self._service_node: str | None = None  # the node whose NodePort the load uses
         self._routes: SlotRoutes | None = None
         self._follower: RouteFollower | None = None
         self.lab_created = False
@@ -182,6 +185,12 @@ class KubernetesTarget:
                 "give one of them"
             )
         remote = _remote_cluster(spec)
+        if remote is not None and scenario.load.routing == "per_instance":
+            problems.append(
+                f"load.routing per_instance sends the load to each pod's address, and the "
+                f"cluster's API server {remote} is not on this machine (its pods are not "
+                "reached from here); use routing: service (the Service's NodePort)"
+            )
         for index, entry in enumerate(scenario.faults):
             where = f"faults.{index} ({entry.kind})"
             if entry.kind in REFUSED_FAULTS:
@@ -257,6 +266,24 @@ class KubernetesTarget:
             "and then the rules, so its share of new connections moves to the others"
         )
 
+    def load_path(self, routing: str) -> str:
+        count = self._workload.replicas if self._workload is not None else 0
+        if routing == "per_instance":
+            return (
+                f"client-side round robin over the {count} pod slots' addresses (each slot's "
+                "first pod IP, which this host's iptables forward to the slot's current pod): "
+                "the Service, kube-proxy and the endpoints are bypassed, so a dead pod's share "
+                "fails until its slot has a running pod again"
+            )
+        address = urlsplit(self.service_url()).netloc
+        return (
+            f"NodePort {address} (node {self._service_node}) through kube-proxy (iptables "
+            f"mode) to {count} pods: each new connection goes to one ready endpoint at random "
+            "and stays there; a pod leaves the spread when it is not ready or is being deleted "
+            "(its EndpointSlice), so what Kubernetes does to route around a failure is part "
+            "of the recovery"
+        )
+
     def service_url(self) -> str:
         if self._service_url is None:
             self._service_url = self._find_service_url()
@@ -279,6 +306,7 @@ class KubernetesTarget:
         addresses = sorted((n.name, n.internal_ip) for n in ready if n.internal_ip)
         if not addresses:
             raise TargetError("no Ready node with an InternalIP to reach the Service's NodePort")
+        self._service_node = addresses[0][0]
         return f"http://{addresses[0][1]}:{node_port}"
 
     # --- deploy --------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kern
   routing mesh would give one, but needs IPVS): 127.X.Y.254, spread over the slots by the same
   kube-proxy-like rules as the Docker target's (harness.targets.service_vip). Netfilter's nat
   runs once per connection, so its rules DNAT straight to each slot's current destination and
-  follow the slot routes as they move (a moved slot's old connections are forgotten).
+  follow the slot routes as they move (a moved slot's old connections are forgotten). As
+  Swarm's mesh does, the spread holds only the slots whose task runs: a slot leaves it when
+  its task is seen to stop running (the task poll) and joins again when its new task runs.
 - Network faults act inside the task's own namespace, never on these routes: an Instance
   carries the task's address on the run's overlay network (where the other tasks reach it)
   beside the slot URL, and the port the workload listens on. The load's packets reach a task
@@ -90,6 +92,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -190,6 +193,7 @@ class SlotRouter:
         # own address on the lab (the lab sets route_localnet and MASQUERADE for this)
         self._node_address = node_address or (lambda _node_id: "127.0.0.1")
         self._routes: dict[int, tuple[str, int]] = {}
+        self._running: set[int] = set()  # slots whose task runs now: the service's spread
         self._lock = threading.Lock()
         self.service: VirtualService | None = None
 
@@ -226,6 +230,7 @@ class SlotRouter:
         if not self.enabled:
             return
         with self._lock:
+            self._running = {t.slot for t in tasks if t.running and t.published_port}
             for task in tasks:
                 if not task.running or task.published_port is None:
                     continue
@@ -242,7 +247,8 @@ class SlotRouter:
                 self.service.set_backends(self._backends())
 
     def _backends(self) -> list[tuple[str, int]]:
-        return [self._routes[slot] for slot in sorted(self._routes)]
+        """The service's spread: the routes of the slots whose task runs."""
+        return [self._routes[slot] for slot in sorted(self._routes) if slot in self._running]
 
     def service_url(self) -> str:
         """The service address, spread over every routed slot (made on first call)."""
@@ -294,7 +300,6 @@ class SwarmTarget(DockerTarget):
     """The workload as a replicated Swarm service on the local (or given) engine."""
 
     api_stop_is_restarted = True  # Swarm has no "manually stopped": it schedules a new task
-    balances_load = False  # each slot has its own stable address (see the module docstring)
 
     kind = "swarm"
 
@@ -390,6 +395,32 @@ class SwarmTarget(DockerTarget):
             "client-side round robin across every task's host-mode published port, one stable "
             "loopback address per replica slot forwarded (iptables DNAT) to the slot's current "
             f"running task{where}, so a replacement task is reached once Swarm runs it; {mesh}"
+        )
+
+    def load_path(self, routing: str) -> str:
+        router = self._router
+        if router is None or not router.enabled:
+            return self.load_balancing()
+        count = self._workload.replicas if self._workload else 0
+        port = router.port
+        where = " on its node's address" if self.spec.lab is not None else ""
+        poll = f"{float(_option(self.spec, 'task_poll', 0.1)):g}"
+        if routing == "per_instance":
+            return (
+                f"client-side round robin over the {count} replica slots' stable addresses "
+                f"({router.address(1)}..{router.address(count)}:{port}), each DNAT-ed to its "
+                f"slot's current running task's host-mode published port{where}: each "
+                "request's slot is known, and a slot's share fails from its task's failure "
+                "until Swarm runs its new task"
+            )
+        address = urlsplit(self.service_url()).netloc
+        return (
+            f"iptables virtual address {address} spread at random over the {count} replica "
+            "slots whose task runs (kube-proxy style: Swarm's ingress routing mesh needs IPVS, "
+            f"absent here), each DNAT-ed to its task's host-mode published port{where}; as "
+            f"Swarm's mesh does, it follows the task states (polled every {poll} s): a slot "
+            "leaves the spread when its task stops running and joins again when its new task "
+            "runs; each new connection stays on its task"
         )
 
     def _restart_delay_s(self) -> float:
