@@ -420,7 +420,8 @@ def test_thresholds_are_parsed_with_every_problem_at_once() -> None:
         parse_thresholds(["ttr=10%", "p95_ms[f1]=5%", "ttr_s=ten%", "ttr_s"])
     assert caught.value.problems == [
         "--threshold 'ttr=10%': unknown metric 'ttr'; known: ttr_s, ttd_s, failed_requests, "
-        "availability, kill_to_die_s, die_to_start_s, start_to_healthy_s, to_degraded_s, "
+        "availability, lost_requests, kill_to_die_s, die_to_start_s, start_to_healthy_s, "
+        "to_degraded_s, "
         "to_replacement_running_s, to_full_strength_s, response_s, p50_ms, p95_ms, p99_ms, "
         "error_rate, throughput_rps",
         "--threshold 'p95_ms[f1]=5%': p95_ms is per phase: the subject is one of baseline, "

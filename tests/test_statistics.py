@@ -224,7 +224,8 @@ def test_latency_percentiles_are_pooled_over_every_runs_requests(tmp_path: Path)
 
 
 def test_a_percentile_of_too_few_requests_is_none_with_the_reason(tmp_path: Path) -> None:
-    # 2 requests: a p99 "of" them is their maximum; p99 needs 5 beyond it: 5 / 0.01 = 500
+    # 2 requests: a p99 "of" them is their maximum; p99 needs one beyond it: 1 / 0.01 = 100,
+    # p95 1 / 0.05 = 20, p50 1 / 0.5 = 2 (so p50 is the mean of 7 and 7)
     comparison = compare_runs(
         load_runs([latency_run(tmp_path / "r", 7.0, 2, 0.5)], "target"), "target"
     )
@@ -232,6 +233,15 @@ def test_a_percentile_of_too_few_requests_is_none_with_the_reason(tmp_path: Path
     assert comparison.phases[group.name]["baseline"]["p99_ms"].n == 0
     p99 = comparison.pooled[group.name]["baseline"].percentiles["p99_ms"]
     assert p99.value is None and p99.n == 2
-    assert p99.reason == "p99 needs at least 500 values (5 beyond it); there are 2"
+    assert p99.reason == "p99 needs at least 100 successful requests, 2 here"
+    p95 = comparison.pooled[group.name]["baseline"].percentiles["p95_ms"]
+    assert p95.value is None and p95.reason == "p95 needs at least 20 successful requests, 2 here"
     p50 = comparison.pooled[group.name]["baseline"].percentiles["p50_ms"]
-    assert p50.value is None and "p50 needs at least 10 values" in str(p50.reason)
+    assert p50.value == pytest.approx(7.0)
+
+
+def test_lost_requests_are_read_from_the_fixed_comparison_window() -> None:
+    # the analysis puts intended - successful over [t0, t0 + window] in the fault's `window`
+    faults = [{**recovered(1.0), "window": {"lost_requests": n}} for n in (12, 30, 15)]
+    lost = from_summaries("a", faults).stat("lost_requests")
+    assert lost.values == (12.0, 30.0, 15.0) and lost.median == 15.0

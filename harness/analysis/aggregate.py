@@ -20,7 +20,7 @@ A trials directory (written by harness.trials) holds one run directory per trial
   as a 0 s recovery.
 - `phases`: per phase (baseline, fault, recovery, after) and metric (p50_ms, p95_ms, p99_ms,
   error_rate, throughput_rps), the same statistics over the included trials (a trial's
-  percentile from fewer requests than it needs is left out: a p99 needs 500);
+  percentile from fewer requests than it needs is left out: a p99 needs 100);
 - `pooled_latency_ms`: per phase, p50/p95/p99 over every included trial's successful requests
   that started in the phase ({`value`, `n`, `reason`}: null with the reason below the count).
 - `slo`: per check name, how many included trials passed, failed or had no data.
@@ -148,6 +148,8 @@ def _fault_dict(group: GroupFault) -> dict[str, object]:
         "unmeasured": len(group.unmeasured),
         "recovered": sum(s.recovered for s in group.samples),
         "unrecovered": list(group.unrecovered),
+        "censored": list(group.censored),
+        "censored_note": group.describe_censored() or None,
         "unrecovered_reasons": data["unrecovered_reasons"],
         "impact_note": group.describe_impact() or None,
         "responses": group.responses,

@@ -96,7 +96,9 @@ __all__ = [
 
 GROUP_BY = ("target", "scenario", "label")
 MIN_RUNS_FOR_TEST = MIN_VALUES_FOR_TEST  # values per group, not runs
-FAULT_METRICS = ("ttr_s", "ttd_s", "failed_requests", "availability")
+FAULT_METRICS = ("ttr_s", "ttd_s", "failed_requests", "availability", "lost_requests")
+# read from the fault's fixed comparison window (summary `window`), not its top level
+WINDOW_METRICS = ("lost_requests",)
 ORCHESTRATOR_METRICS = ("kill_to_die_s", "die_to_start_s", "start_to_healthy_s")
 # the cluster's own view (Swarm, Kubernetes), from the injection; and when the orchestrator's
 # response (a restart in place or a replacement) happened, from the injection
@@ -359,7 +361,11 @@ def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
     for raw in as_list(run.summary.get("faults")):
         fault = as_map(raw)
         key = (str(fault.get("id")), str(fault.get("kind")))
-        values = {m: as_number(fault.get(m)) for m in FAULT_METRICS}
+        window = as_map(fault.get("window"))
+        values = {
+            m: as_number(window.get(m) if m in WINDOW_METRICS else fault.get(m))
+            for m in FAULT_METRICS
+        }
         instances = [as_map(o) for o in as_list(fault.get("orchestrator"))]
         for metric in ORCHESTRATOR_METRICS:
             values[metric] = stat([as_number(o.get(metric)) for o in instances]).median
@@ -909,10 +915,13 @@ def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
     """The run's value of a phase metric; a latency percentile of fewer requests than it needs
     (stats.min_count_for: a p99 of 2 requests is their maximum) is left out."""
     if metric in QUANTILES:
-        requests = as_number(phase.get("requests"))
-        if requests is None or requests < min_count_for(QUANTILES[metric]):
+        latency = as_map(phase.get("latency_ms"))
+        # the successful requests the percentile is over; older summaries: every request
+        count = as_number(latency.get("successful"))
+        count = as_number(phase.get("requests")) if count is None else count
+        if count is None or count < min_count_for(QUANTILES[metric]):
             return None
-        return as_number(as_map(phase.get("latency_ms")).get(metric.removesuffix("_ms")))
+        return as_number(latency.get(metric.removesuffix("_ms")))
     return as_number(phase.get(metric))
 
 

@@ -218,7 +218,12 @@ def ttr_distribution_figure(comparison: Comparison, out: Path) -> Path:
         ax.set_axis_off()
     if not faults:
         axes[0].text(0.5, 0.5, "no fault in any run", ha="center", transform=axes[0].transAxes)
-    fig.suptitle("time to recover (ttr_s) per run", fontsize=11, x=0.01, ha="left")
+    fig.suptitle(
+        "time to recover (ttr_s) per run (▲: censored, recovered in at least that)",
+        fontsize=11,
+        x=0.01,
+        ha="left",
+    )
     fig.savefig(out, dpi=DPI)
     return out
 
@@ -237,7 +242,11 @@ def _ttr_panel(ax: Axes, comparison: Comparison, fault: FaultComparison) -> None
             for line in box["medians"]:
                 line.set_color("#222222")
         jitter = rng.uniform(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
-        ax.scatter(x + jitter[: values.size], values, s=28, color=colour, alpha=0.8, zorder=3)
+        at_least = np.asarray(group.ttr_censored, dtype=np.bool_)
+        xs = x + jitter[: values.size]
+        ax.scatter(xs[~at_least], values[~at_least], s=28, color=colour, alpha=0.8, zorder=3)
+        # a censored run: recovered in at least this (an upward triangle: ">=")
+        ax.scatter(xs[at_least], values[at_least], s=40, marker="^", color=colour, zorder=3)
         median = group.stat("ttr_s").median
         if median is not None:
             ax.hlines(median, x - 0.3, x + 0.3, color="#222222", linewidth=1.5, zorder=4)
@@ -376,6 +385,7 @@ FAULT_ROWS = (
     ("ttd_s", "time to detect", " s", 1.0, 3),
     ("failed_requests", "failed requests", "", 1.0, 0),
     ("availability", "availability", " %", 100.0, 2),
+    ("lost_requests", "lost requests (intended − successful)", "", 1.0, 0),
     ("kill_to_die_s", "fault → die", " s", 1.0, 3),
     ("die_to_start_s", "die → start", " s", 1.0, 3),
     ("start_to_healthy_s", "start → healthy", " s", 1.0, 3),
@@ -443,7 +453,7 @@ def _phases_section(comparison: Comparison) -> str:
         "<i>after</i> the rest after the first injection (between occurrences too). Latency "
         "percentiles: first over every run's successful requests that started in the phase, "
         "pooled (a run slow throughout shows); below, the per-run values (median, range). A "
-        "percentile needs 5 requests beyond it (p50: 10, p95: 100, p99: 500), else none.</p>"
+        "percentile needs one request beyond it (p50: 2, p95: 20, p99: 100), else none.</p>"
     )
     return "<h2>Phases</h2>" + _group_header_table(comparison, ["phase", "", *names], rows) + note
 

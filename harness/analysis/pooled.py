@@ -4,8 +4,8 @@ The median of per-run percentiles hides a run that was slow throughout: per-run 
 and 2000 ms have a median of 5 ms. Pooling every run's successful requests that started in the
 phase (the phase's intervals from each run's summary.json, as the run's own analysis selects
 them) gives one distribution whose p99 is 2000 ms there; reports show it beside the spread of
-the per-run values. A percentile needs enough requests (stats.percentile: 5 beyond it), else
-it is None with the reason.
+the per-run values. A percentile needs enough requests (stats.percentile: one beyond it, p99
+100, the rule of a run's own phases), else it is None with the reason.
 """
 
 from __future__ import annotations

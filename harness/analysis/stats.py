@@ -20,8 +20,8 @@ distribution-free where it can be, and says what it can and cannot tell:
   "docker recovered faster in 9 of 9 pairings of runs" reads plainly and needs no test.
 - `rank_shares`: how often each group ranks 1st, 2nd... when every group's runs are resampled
   (a bootstrap of the ranking). With few runs it understates the uncertainty; reports say so.
-- `percentile`: a latency percentile only from enough values (MIN_BEYOND beyond it), else
-  None with the reason.
+- `percentile`: a latency percentile only from enough values (one can lie beyond it: p99
+  needs 100, the rule of a run's own phases), else None with the reason.
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ def _add_positions(shares: FloatArray, keys: FloatArray) -> None:
         first = last + 1
 
 
-MIN_BEYOND = 5  # values a percentile needs beyond it: a p99 of 2 requests is their maximum
+MIN_BEYOND = 1  # values a percentile needs beyond it: a p99 of 2 requests is their maximum
 
 
 @dataclass(frozen=True)
@@ -366,8 +366,8 @@ class Percentile:
 
 
 def min_count_for(q: float) -> int:
-    """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 10,
-    p95: 100, p99: 500)."""
+    """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 2,
+    p95: 20, p99: 100; as phases.minimum_count, so a run's report and a comparison agree)."""
     return math.ceil(MIN_BEYOND * 100 / (100 - q) - 1e-9)
 
 
@@ -376,6 +376,6 @@ def percentile(values: Sequence[float] | FloatArray, q: float) -> Percentile:
     else value None and the reason."""
     n, needed = len(values), min_count_for(q)
     if n < needed:
-        why = f"p{q:g} needs at least {needed} values ({MIN_BEYOND} beyond it); there are {n}"
+        why = f"p{q:g} needs at least {needed} successful requests, {n} here"
         return Percentile(q, None, n, why)
     return Percentile(q, float(np.percentile(np.asarray(values, dtype=np.float64), q)), n, None)

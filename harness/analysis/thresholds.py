@@ -5,7 +5,7 @@
 
 A threshold names a metric, optionally one subject, and the smallest change that matters:
 - fault metrics, per fault (`ttr_s[f1]`; without a subject, every fault both groups hold):
-  ttr_s, ttd_s, failed_requests, availability, kill_to_die_s, die_to_start_s,
+  ttr_s, ttd_s, failed_requests, availability, lost_requests, kill_to_die_s, die_to_start_s,
   start_to_healthy_s, response_s;
 - phase metrics, per phase (`p95_ms[after]`; without a subject, every phase both groups
   have): p50_ms, p95_ms, p99_ms, error_rate, throughput_rps;

@@ -197,7 +197,7 @@ def _phases_section(aggregate: TrialsAggregate) -> str:
         + "<p class='meta'>Per trial values (n trials), then latency percentiles over every "
         "trial's successful requests that started in the phase, pooled: one slow trial shows "
         "there, not in a median of per-trial percentiles. A percentile needs 5 requests "
-        "beyond it (p50: 10, p95: 100, p99: 500), else none, with the reason.</p>"
+        "beyond it (p50: 2, p95: 20, p99: 100), else none, with the reason.</p>"
     )
 
 

@@ -36,6 +36,7 @@ METRICS: dict[str, MetricFormat] = {
     "ttd_s": MetricFormat("time to detect", " s"),
     "failed_requests": MetricFormat("failed requests", "", 1.0, 0),
     "availability": MetricFormat("availability", " %", 100.0, 2),
+    "lost_requests": MetricFormat("lost requests", "", 1.0, 0),
     "kill_to_die_s": MetricFormat("fault → die", " s"),
     "die_to_start_s": MetricFormat("die → start", " s"),
     "start_to_healthy_s": MetricFormat("start → healthy", " s"),
@@ -108,7 +109,7 @@ def stat_text(stat: Stat, metric: str) -> str:
 
 def pooled_text(pooled: PooledPhase | None, metric: str) -> str:
     """'2000.0 ms (1800 requests of 3 runs)', or why there is none: 'none: p99 needs at least
-    500 values (5 beyond it); there are 12'."""
+    100 successful requests, 12 here'."""
     percentile = None if pooled is None else pooled.percentiles.get(metric)
     if pooled is None or percentile is None:
         return NONE
