@@ -16,6 +16,8 @@ import pytest
 from harness.analysis import analyze_run
 from tests.synthetic_run import Event, Probe, Req, inject, ns, write_run
 
+SVC = "10.9.0.1:8080"  # a service address: the replica behind it is unknown
+
 
 def kill(at_s: float, fault_id: str = "f1", target: str = "web-1") -> Event:
     return inject(at_s, fault_id, targets=(target,), has_duration=False)
@@ -145,6 +147,24 @@ def test_3_a_probe_sent_during_the_outage_does_not_refute_the_recovery(tmp_path:
     # Before issue 15: ttr 1.505 (the first success after 11.48, the request sent at 11.5)
     assert fault["recovered_at_ns"] == ns(10.990)
     assert fault["ttr_s"] == pytest.approx(0.990)
+
+
+def test_3_a_timeout_sent_after_a_candidate_refutes_it_though_it_completes_later(
+    tmp_path: Path,
+) -> None:
+    # Through a service address (replica unknown): from the kill of web-2 at 10 s, every
+    # third request (sent at 10.2, 10.5, .. 29.7 s, i % 3 == 0) is balanced to the dead
+    # replica and times out 2 s later. A success's window [s, s + 2] always holds failing
+    # sendings, their timeouts completing after s + 2: they count, so it never recovers (a
+    # window of completions by s + 2 held none: "recovered" at 10.105 s)
+    dead = [i >= 100 and i % 3 == 0 for i in range(300)]
+    requests = [Req(i / 10, 2000.0 if dead[i] else 5.0, not dead[i], SVC) for i in range(300)]
+    fault = only_fault(analyze(tmp_path, requests, [kill(10.0, target="web-2")]))
+
+    assert fault["view"] == "service" and fault["impact"] == "visible"
+    # the last timeout completes at 31.7 s, after every success: not censored
+    assert (fault["recovered"], fault["censored"], fault["ttr_s"]) == (False, False, None)
+    assert fault["reason"].startswith("failures continued until the end of the run")
 
 
 # -- 4. robust baseline and detection -------------------------------------------------------------

@@ -22,13 +22,13 @@ inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill)
 - `recovered_at`: the completion s of the first success of the view at or after
   `detected_at` (and at or after the revert, unless the orchestrator is expected to heal while
   the fault is on: a lost node's tasks are rescheduled before the node comes back) such that
-  the observations SENT at or after s and completed in [s, s + stable_for] (a failure of one
-  sent before s, a probe hanging through the outage, is evidence of the outage, not against s)
-  hold at least MIN_STABLE_OBSERVATIONS, and each kind (requests, probes) no more failures
-  than its baseline rate allows, with at least MIN_STABLE_OBSERVATIONS of a kind that failed;
-  and the data covers it. When the data ends before that while the view is calm after a
-  success s: censored (`recovered` null, `ttr_at_least_s` = s - t0). Otherwise never
-  recovered: null, with the reason;
+  the observations SENT in [s, s + stable_for], whenever they completed (a failure of one sent
+  before s, a probe hanging through the outage, is evidence of the outage, not against s; a
+  timeout of one sent in it is against s) hold at least MIN_STABLE_OBSERVATIONS, and each kind
+  (requests, probes) no more failures than its baseline rate allows, with at least
+  MIN_STABLE_OBSERVATIONS of a kind that failed; and the data covers it. When the data ends
+  before that while the view is calm after a success s: censored (`recovered` null,
+  `ttr_at_least_s` = s - t0). Otherwise never recovered: null, with the reason;
 - `ttd_s`, `ttr_s`: from t0;
 - the comparison `window`: [t0, t0 + the fault's duration (planned, else measured; 0 for a
   one-off) + analysis.window_s), the same on every run, cut at the injection of the next fault
@@ -678,6 +678,10 @@ def recover(
     reason) — see the module docstring."""
     stable, data_end = context.stable_for_ns, context.data_end_ns
     visible = Outcome("visible", 0)  # the caller sets the horizon and detection
+    # censored only when the data ends with the view calm: no failure completed after the
+    # candidate (a timeout sent before it but still coming in is the outage going on)
+    lasts = [x for x in (view.requests.last_failure(), view.probes.last_failure()) if x]
+    last_failure = max(lasts, default=earliest_ns - 1)
     pending: int | None = None
     thin = False
     for chunk in candidate_chunks(view, earliest_ns):
@@ -687,7 +691,7 @@ def recover(
         if accepted.size:
             return replace(visible, recovered_at_ns=int(chunk[accepted[0]]))
         thin = thin or bool(np.any(calm & covered & ~observed))
-        waiting = np.flatnonzero(calm & ~covered)
+        waiting = np.flatnonzero(calm & ~covered & (chunk > last_failure))
         if pending is None and waiting.size:
             pending = int(chunk[waiting[0]])
     if pending is not None:
@@ -734,10 +738,11 @@ def candidate_chunks(view: View, earliest_ns: int) -> Iterator[IntArray]:
 def _calm(
     view: View, starts: IntArray, stable_ns: int, tolerance: tuple[Tolerance, Tolerance]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per candidate s, over the observations sent at or after s and completed in
-    [s, s + stable] (a failure of one sent before s is evidence of the outage, not against
-    s): (each kind at its baseline rate, with at least MIN_STABLE_OBSERVATIONS of a kind
-    that failed; the window holds at least MIN_STABLE_OBSERVATIONS)."""
+    """Per candidate s, over the observations sent in [s, s + stable], whatever their
+    completion (one sent before s is evidence of the outage, not against s; one sent in it
+    that times out later is against it): (each kind at its baseline rate, with at least
+    MIN_STABLE_OBSERVATIONS of a kind that failed; the window holds at least
+    MIN_STABLE_OBSERVATIONS)."""
     n_requests, f_requests = view.requests.windows_sent_from(starts, stable_ns)
     n_probes, f_probes = view.probes.windows_sent_from(starts, stable_ns)
     calm = _at_baseline(n_requests, f_requests, tolerance[0])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -82,21 +83,26 @@ class Stream:
         hi = max(lo, hi)
         return hi - lo, int(self.cum_failed[hi] - self.cum_failed[lo])
 
+    @cached_property
+    def _by_sending(self) -> tuple[IntArray, IntArray]:
+        """Sending instants sorted, and cumulative failures in that order."""
+        order = np.argsort(self.start_ns, kind="stable")
+        failed = ~self.ok[order]
+        cum: IntArray = np.concatenate(([0], np.cumsum(failed, dtype=np.int64)))
+        sent: IntArray = self.start_ns[order]
+        return sent, cum
+
     def windows_sent_from(self, starts_ns: IntArray, length_ns: int) -> tuple[IntArray, IntArray]:
-        """Per candidate s: (observations, failures) sent at or after s and completed in
-        [s, s + length]: the evidence from after s. An observation sent before s (in flight
-        at s) completes in [s, s + length] when s lies in [max(sent + 1, end - length), end];
-        those are counted by interval stabbing and taken off the completion counts."""
-        lo = np.searchsorted(self.end_ns, starts_ns, side="left")
-        hi = np.searchsorted(self.end_ns, starts_ns + length_ns, side="right")
-        counts = (hi - lo).astype(np.int64)
-        failed = (self.cum_failed[hi] - self.cum_failed[lo]).astype(np.int64)
-        first = np.maximum(self.start_ns + 1, self.end_ns - length_ns)
-        valid = first <= self.end_ns
-        in_flight = _stabbed(first[valid], self.end_ns[valid], starts_ns)
-        failing = valid & ~self.ok
-        failed_in_flight = _stabbed(first[failing], self.end_ns[failing], starts_ns)
-        return counts - in_flight, failed - failed_in_flight
+        """Per candidate s: (observations, failures) SENT in [s, s + length], whenever they
+        completed: the evidence from after s. One sent before s is left out (a probe hanging
+        through the outage is evidence of the outage), and one sent in it that fails later
+        (a 2 s timeout) is counted."""
+        sent, cum = self._by_sending
+        lo = np.searchsorted(sent, starts_ns, side="left")
+        hi = np.searchsorted(sent, starts_ns + length_ns, side="right")
+        counts: IntArray = (hi - lo).astype(np.int64)
+        failed: IntArray = (cum[hi] - cum[lo]).astype(np.int64)
+        return counts, failed
 
     def first_failure(self, lo_ns: int, hi_ns: int) -> int | None:
         """Completion of the first failure completed in [lo_ns, hi_ns], or None."""
@@ -118,14 +124,6 @@ class Stream:
         """Completions of the successes among observations lo..hi-1 (positions), in order."""
         ends: IntArray = self.end_ns[lo:hi][self.ok[lo:hi]]
         return ends
-
-
-def _stabbed(first: IntArray, last: IntArray, points: IntArray) -> IntArray:
-    """Per point, how many closed intervals [first[i], last[i]] contain it."""
-    opened = np.searchsorted(np.sort(first), points, side="right")
-    closed = np.searchsorted(np.sort(last), points, side="left")
-    stabbed: IntArray = (opened - closed).astype(np.int64)
-    return stabbed
 
 
 @dataclass(frozen=True, eq=False)
