@@ -1,114 +1,312 @@
-"""Accuracy of the harness's numbers against facts it did not record.
+"""Accuracy of the harness's numbers: a table of cases whose answer is known beforehand.
 
-Runs the quickstart crash RUNS times (`harness run`, a host SIGKILL of web-2, one of 3
-replicas) while bench.witness watches from outside: a pidfd on web-2's process (the kernel's
-instant of death) and a packet capture on the run's bridge (web-2's last HTTP answer before
-the death, its first after). Neither is the engine's event stream nor the load's request log,
-which the harness itself records. Per run it prints, in milliseconds unless said:
+Each case (bench.known_cases) is run with `harness run` on every target where it applies, RUNS
+times, and its measured value is put beside the interval a rule allows: physics (a partition
+of 5 s, a delay of 100 ms) or the orchestrator's own timers, read in its source (Docker's
+restart back-off, the kubelet's crash back-off, Swarm's restart delay, Kubernetes' node grace
+period). One more case, `crash`, checks the harness against evidence it does not record
+(bench.witness): a pidfd on the killed process (the kernel's instant of death) and a packet
+capture on the run's bridge (the replica's first HTTP answer after it).
 
-- `t0 -> death`: from the harness's t0 (the fault's marked action) to the death the kernel
-  reported: how early t0 is (the signal's delivery and the witness's wake-up included);
-- `engine die - death`: how late the engine's `die` event is (the harness's kill_to_die_s and
-  die_to_start_s inherit it);
-- `detected - death`: how long after the death users saw the first failure;
-- `outage on the wire s`: death -> web-2's first answer after it (the replica's real outage);
-- `recovered - first answer`: users' recovery (recovered_at) after that first answer;
-- `ttr s`, `ttr / outage`: users' time to recover, and how it compares with the outage.
+It prints one Markdown table: case, target, check, expected (with the rule's source),
+measured (median over the runs, and range), within expectation; then each rule in full.
+Kubernetes cases run on the local one-node lab: used as it is when up, else brought up for
+the bench and taken down after (bench.kube_session). Needs root (packet capture, host faults).
 
-    python -m bench.accuracy [--runs 3]     (from the repository's root, as root)
+    python -m bench.accuracy [--runs 2] [--targets docker,swarm] [--cases partition,latency]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import docker
 import yaml
 
+from bench.known_cases import CASES, TARGETS, Case, Check, Measured, applicable, base_scenario
 from bench.runs import REPO
 from bench.witness import Facts, RunWitness
 
 MS, S = 1e6, 1e9
+CRASH = "crash"  # the witnessed case: Docker only (the witnesses read Docker's containers)
 
 
-def _scenario(out: Path) -> Path:
-    data = yaml.safe_load((REPO / "scenarios" / "quickstart.yaml").read_text())
-    data["load"]["duration"] = "22s"
-    data["faults"] = [{"kind": "container_kill", "at": "8s", "select": {"names": ["web-2"]}}]
-    data["slo"] = {}
-    scenario = out / "accuracy.yaml"
-    scenario.write_text(yaml.safe_dump(data))
-    return scenario
+@dataclass
+class Row:
+    """One check of one case on one target, over the runs."""
+
+    case: str
+    target: str
+    check: Check
+    values: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
 
-def run_once(out: Path, client: docker.DockerClient) -> dict[str, float]:
-    witness = RunWitness(client, out, "web-2")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(_scenario(out)), "--out", str(out)],
+# --- the witnessed crash ------------------------------------------------------------------------
+
+WITNESS_CHECKS = (
+    Check(
+        "t0 -> death (pidfd)",
+        "the harness marks t0 once the signal is sent; the kernel ends the process within a "
+        "few ms of a SIGKILL, and the pidfd's thread wakes right after",
+        0.0,
+        50.0,
+        "ms",
+        source="physics: SIGKILL",
+    ),
+    Check(
+        "engine die - death (pidfd)",
+        "the engine learns of the exit after the kernel (containerd's exit event, then "
+        "dockerd's); never before it",
+        0.0,
+        100.0,
+        "ms",
+        source="physics: event path",
+    ),
+    Check(
+        "first failure - death (pidfd)",
+        "requests are in flight all the time: one to the dead replica fails at once (a reset "
+        "or a refused connection), never before the death",
+        0.0,
+        1000.0,
+        "ms",
+        source="physics: causality",
+    ),
+    Check(
+        "recovered - first answer (wire)",
+        "users recover once the replica answers again (the capture's first HTTP answer after "
+        "the death), later by at most one request timeout (1 s) of requests sent during it",
+        0.0,
+        1000.0,
+        "ms",
+        source="physics: timeouts",
+    ),
+)
+
+
+def _crash_scenario(target: str) -> dict[str, Any]:
+    data = base_scenario(CRASH, target, 20)
+    data["faults"] = [
+        {"kind": "container_kill", "name": "crash", "at": "8s", "select": {"names": ["web-2"]}}
+    ]
+    return data
+
+
+def _witness_measure(summary_fault: dict[str, Any], facts: Facts) -> Measured:
+    died, served = facts.died_at_ns, facts.first_answer_after_ns
+    if died is None or served is None:
+        raise RuntimeError(f"the witnesses missed the crash: {facts}")
+    (engine,) = summary_fault["orchestrator"]
+    t0, detected, recovered = (
+        int(summary_fault[k]) for k in ("injected_at_ns", "detected_at_ns", "recovered_at_ns")
+    )
+    values = (
+        (died - t0) / MS,
+        (int(engine["die_at_ns"]) - died) / MS,
+        (detected - died) / MS,
+        (recovered - served) / MS,
+    )
+    return list(zip(WITNESS_CHECKS, values, strict=True))
+
+
+CRASH_CASE = Case(CRASH, ("docker",), _crash_scenario, lambda target, run_dir: [])
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _start_run(scenario: dict[str, Any], out: Path) -> subprocess.Popen[str]:
+    out.mkdir(parents=True)
+    path = out / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
     )
+
+
+def _finish_run(process: subprocess.Popen[str], timeout_s: float) -> Path:
+    """The run directory of a run that completed (exit 0 or 1: SLOs are not the point)."""
     try:
-        witness.attach(timeout_s=120)
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    finally:
+        if process.poll() is None:
+            process.terminate()  # the harness cleans up on SIGTERM
+            process.wait(timeout=120)
+    if process.returncode not in (0, 1):
+        tail = stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"harness run exited {process.returncode}: {tail[0][:300]}")
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def run_case(case: Case, target: str, out: Path) -> Measured:
+    """Run the case once on the target and measure it."""
+    scenario = case.scenario(target)
+    timeout_s = _duration_s(scenario) + 600
+    if case.name != CRASH:
+        return case.measure(target, _finish_run(_start_run(scenario, out), timeout_s))
+    return _run_witnessed(scenario, out, timeout_s)
+
+
+def _run_witnessed(scenario: dict[str, Any], out: Path, timeout_s: float) -> Measured:
+    import json
+
+    witness = RunWitness(docker.from_env(), out, "web-2")
+    process = _start_run(scenario, out)
+    try:
+        witness.attach(timeout_s=180)
+        run_dir = _finish_run(process, timeout_s)
         facts = witness.facts()
     finally:
         witness.close()
         if process.poll() is None:
             process.kill()
-    if process.returncode not in (0, 1):
-        raise RuntimeError(f"harness run exited {process.returncode}:\n{stderr[-2000:]}")
-    run_dir = Path(stdout.strip().splitlines()[-1])
     (fault,) = json.loads((run_dir / "summary.json").read_text())["faults"]
-    return _row(fault, facts)
+    return _witness_measure(fault, facts)
 
 
-def _row(fault: dict[str, Any], facts: Facts) -> dict[str, float]:
-    died, served = facts.died_at_ns, facts.first_answer_after_ns
-    if died is None or served is None:
-        raise RuntimeError(f"the witnesses missed the crash: {facts}")
-    (engine,) = fault["orchestrator"]
-    t0, detected, recovered = (
-        int(fault[k]) for k in ("injected_at_ns", "detected_at_ns", "recovered_at_ns")
-    )
-    outage = (served - died) / S
-    ttr = (recovered - t0) / S
-    return {
-        "t0 -> death": (died - t0) / MS,
-        "engine die - death": (int(engine["die_at_ns"]) - died) / MS,
-        "detected - death": (detected - died) / MS,
-        "outage on the wire s": outage,
-        "recovered - first answer": (recovered - served) / MS,
-        "ttr s": ttr,
-        "ttr / outage": ttr / outage,
-    }
+def _duration_s(scenario: dict[str, Any]) -> float:
+    return float(str(scenario["load"]["duration"]).rstrip("s"))
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def _measured(row: Row) -> str:
+    values = [v for v in row.values if not math.isnan(v)]
+    if not values:
+        return "no value" + (f" ({row.failures[0]})" if row.failures else "")
+    median = statistics.median(values)
+    text = f"{median:.3g}" if abs(median) < 1000 else f"{median:.0f}"
+    if len(values) > 1:
+        text += f" ({min(values):.3g} to {max(values):.3g})"
+    return f"{text} {row.check.unit}"
+
+
+def _within(row: Row) -> str:
+    runs = len(row.values) + len(row.failures)
+    held = sum(1 for v in row.values if not math.isnan(v) and row.check.holds(v))
+    if held == runs and runs > 0:
+        return "yes"
+    return f"no ({held} of {runs})" if held else "no"
+
+
+def table(rows: list[Row], runs: int) -> str:
+    lines = [
+        f"| case | target | check | expected (source) | measured: median (range), {runs} runs "
+        "| within |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        expected = f"{row.check.interval()} ({row.check.source})"
+        lines.append(
+            f"| {row.case} | {row.target} | {row.check.name} | {expected} | {_measured(row)} "
+            f"| {_within(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def rules(rows: list[Row]) -> str:
+    """Each rule in full, once."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(f"{row.case} / {row.check.name}", row.check.expected)
+    return "\n".join(f"- {name}: {why}" for name, why in seen.items())
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def _record(rows: dict[tuple[str, str, str], Row], case: Case, target: str, got: Measured) -> None:
+    for check, value in got:
+        key = (case.name, target, check.name)
+        rows.setdefault(key, Row(case.name, target, check)).values.append(value)
+
+
+def _failed(rows: dict[tuple[str, str, str], Row], case: Case, target: str, error: str) -> None:
+    key = (case.name, target, "(the run)")
+    placeholder = Check("(the run)", "the run completed", None, None, "", source="-")
+    for (name, where, _check), row in rows.items():
+        if name == case.name and where == target:
+            row.failures.append(error)
+            return
+    rows.setdefault(key, Row(case.name, target, placeholder)).failures.append(error)
+
+
+def _pairs(cases: list[str], targets: list[str]) -> Iterator[tuple[Case, str]]:
+    if CRASH in cases and "docker" in targets:
+        yield CRASH_CASE, "docker"
+    yield from applicable([c for c in cases if c != CRASH], targets)
+
+
+def run_all(pairs: list[tuple[Case, str]], runs: int, out: Path) -> list[Row]:
+    rows: dict[tuple[str, str, str], Row] = {}
+    kube = [p for p in pairs if p[1] == "kubernetes"]
+    groups = [[p for p in pairs if p[1] != "kubernetes"], kube]
+    for group in groups:
+        with ExitStack() as stack:
+            if group is kube and group:
+                from bench.kube_session import kube_lab_for_bench
+
+                if not stack.enter_context(kube_lab_for_bench()):
+                    for case, target in group:
+                        _failed(rows, case, target, "no Kubernetes lab (build not cached)")
+                    continue
+            for index in range(1, runs + 1):  # rounds: every pair once per round
+                for case, target in group:
+                    _run_one(rows, case, target, out / f"{case.name}-{target}-{index}")
+    return list(rows.values())
+
+
+def _run_one(rows: dict[tuple[str, str, str], Row], case: Case, target: str, out: Path) -> None:
+    started = time.monotonic()
+    try:
+        got = run_case(case, target, out)
+    except Exception as error:  # a failed run is a row of the table, not the bench's end
+        _failed(rows, case, target, str(error)[:200])
+        print(f"{case.name} on {target}: failed: {error}", file=sys.stderr, flush=True)
+        return
+    _record(rows, case, target, got)
+    took = time.monotonic() - started
+    values = ", ".join(f"{c.name} {v:.3f} {c.unit}" for c, v in got)
+    print(f"{case.name} on {target} ({took:.0f} s): {values}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    rows = []
-    client = docker.from_env()
-    with tempfile.TemporaryDirectory() as tmp:
-        for index in range(1, args.runs + 1):
-            out = Path(tmp) / f"run-{index}"
-            out.mkdir()
-            row = run_once(out, client)
-            rows.append(row)
-            print(f"run {index}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    print(
-        "median: " + ", ".join(f"{k} {statistics.median(r[k] for r in rows):.3f}" for k in rows[0])
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--cases", default=",".join([CRASH, *CASES]))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where runs go (default: a temp dir)"
     )
+    args = parser.parse_args()
+    cases = [c for c in args.cases.split(",") if c]
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = [c for c in cases if c != CRASH and c not in CASES]
+    unknown += [t for t in targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown case or target: {', '.join(unknown)}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="accuracy-"))
+    print(f"runs under {out}", file=sys.stderr, flush=True)
+    rows = run_all(list(_pairs(cases, targets)), args.runs, out)
+    print(table(rows, args.runs))
+    print()
+    print(rules(rows))
 
 
 if __name__ == "__main__":

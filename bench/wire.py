@@ -135,7 +135,7 @@ def _timestamp(cmsgs: list[tuple[int, int, bytes]]) -> int | None:
     for level, kind, data in cmsgs:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack("qq", data[:16])
-            return seconds * 1_000_000_000 + nanoseconds
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
     return None
 
 

@@ -113,4 +113,4 @@ def _bridge(client: docker.DockerClient, network_name: str) -> str:
     """The Linux bridge of a Docker bridge network."""
     network = client.networks.get(network_name)
     options = network.attrs.get("Options") or {}
-    return str(options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}")
+    return str(options.get("com.docker.network.bridge.name") or f"br-{str(network.id)[:12]}")
