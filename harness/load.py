@@ -76,6 +76,7 @@ REQUEST_COLUMNS: Final = ("start_ns", "latency_ms", "ok", "name", "error", "endp
 _FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error")
 _HEADER_PREFIX: Final = b"#chaos-harness-requests v1"
 _WORKER_CONNECT_WAIT_S: Final = 30
+CONNECTIONS: Final = ("keep_alive", "per_request")
 # the recorder writes a process's first request at once, then every 0.5 s (its flush)
 FIRST_REQUEST_SETTLE_S: Final = 0.6
 
@@ -107,6 +108,7 @@ class LoadPlan:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     host: str | None = None  # Locust's --host: the target's service address
     rate_per_s: float | None = None  # open loop: total arrivals per second (bundled locustfile)
+    connections: str = "keep_alive"  # or per_request (bundled locustfile)
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -133,6 +135,7 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
         (len(plan.paths) > 0, "paths must not be empty"),
         (plan.rate_per_s is None or plan.rate_per_s > 0, f"rate must be > 0: {plan.rate_per_s!r}"),
+        (plan.connections in CONNECTIONS, f"connections must be one of {CONNECTIONS}"),
         (len(plan.endpoints) > 0 or plan.locustfile is not None, "endpoints must not be empty"),
     ]
     problems = [message for ok, message in checks if not ok]
@@ -195,6 +198,7 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
         CHAOS_HARNESS_SEED=str(plan.seed if plan.seed is not None else 0),
         CHAOS_HARNESS_RATE=repr(float(plan.rate_per_s or 0.0)),
         CHAOS_HARNESS_USERS=str(plan.users),
+        CHAOS_HARNESS_CONNECTIONS=plan.connections,
         PYTHONUNBUFFERED="1",
     )
     env.update(plan.extra_env)

@@ -712,6 +712,7 @@ class Runner:
             seed=self.seed,
             host=host,
             rate_per_s=load.rate,
+            connections=load.connections,
         )
 
     def _start_manifest(self) -> None:
@@ -744,6 +745,10 @@ class Runner:
                 "rate_per_s": load.rate,
                 "timeout_s": load.timeout,
                 "routing": load.routing,
+                # the bundled locustfile's policy; a locustfile of the user's has its own
+                "connections": load.connections
+                if load.locustfile == DEMO_LOCUSTFILE
+                else "the locustfile's own",
                 "path": None,  # what the load's path is on this target, once deployed
                 "host": None,
                 "endpoints": [],

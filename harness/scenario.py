@@ -33,6 +33,7 @@ from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 
 PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
 Routing = Literal["service", "per_instance"]
+Connections = Literal["keep_alive", "per_request"]
 TARGET_KINDS = ("docker", "podman", "swarm", "kubernetes")
 DEMO_LOCUSTFILE = "default"
 DEFAULT_TIMEOUT_S = 2.0
@@ -216,6 +217,12 @@ class LoadSpec(StrictModel):
         description="open loop: requests per second on a fixed schedule, e.g. 200/s "
         "(default: closed loop)",
     )
+    connections: Connections = Field(
+        default="keep_alive",
+        description="the bundled locustfile's connections: keep_alive (each user keeps one "
+        "open while the server allows it, and opens a fresh one after any error) or "
+        "per_request (a new connection for every request, 'Connection: close')",
+    )
     routing: Routing = Field(
         default="service",
         description="service: every request to the target's service address (Locust's "
@@ -240,6 +247,15 @@ class LoadSpec(StrictModel):
         if "spawn_rate" not in filled and isinstance(filled["users"], int):
             filled["spawn_rate"] = float(filled["users"])
         return filled
+
+    @model_validator(mode="after")
+    def _bundled_settings_only(self) -> LoadSpec:
+        if "connections" in self.model_fields_set and self.locustfile != DEMO_LOCUSTFILE:
+            raise ValueError(
+                "load.connections sets the bundled locustfile's connections; a locustfile of "
+                "your own opens its own: remove connections or use locustfile: default"
+            )
+        return self
 
     @model_validator(mode="after")
     def _open_loop_is_kept(self) -> LoadSpec:

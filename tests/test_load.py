@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -144,6 +147,45 @@ def test_the_load_starts_at_its_first_request_not_at_the_spawn(
     # Locust imports and starts for a while before it sends anything (about 1 s measured
     # here, idle; 2-4 s on a busy machine): the spawn instant is not the load's start
     assert first - run.started_at_ns > 200_000_000
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive (unlike the demo's busybox httpd, which closes every one)."""
+
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[set[tuple[str, int]]] = set()
+
+    def do_GET(self) -> None:
+        self.connections.add(self.client_address)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.mark.parametrize("policy", ["keep_alive", "per_request"])
+def test_the_connection_policy_is_the_one_asked_for(tmp_path: Path, policy: str) -> None:
+    handler = type("Handler", (_CountingHandler,), {"connections": set()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        plan = _plan(tmp_path / "load", [("web-1", url)], users=2, duration_s=2)
+        plan = LoadPlan(**{**plan.__dict__, "connections": policy})
+        _run_to_end(plan)
+    finally:
+        server.shutdown()
+        server.server_close()
+    requests = collect_requests(plan.record_dir)
+    assert len(requests) > 5 and requests["ok"].all()
+    # keep_alive: each of the 2 users keeps its one connection for the whole run;
+    # per_request: one connection (one client address) per request
+    expected = 2 if policy == "keep_alive" else len(requests)
+    assert len(handler.connections) == expected
 
 
 def test_first_request_is_the_earliest_start_recorded_by_any_process(tmp_path: Path) -> None:

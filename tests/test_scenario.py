@@ -42,6 +42,9 @@ def test_routing_and_window_default_the_same_on_every_target() -> None:
         assert (scenario.load.routing, scenario.analysis.window) == ("service", 10.0)
     chosen = parse_scenario("name: s\nload: {routing: per_instance}\nanalysis: {window: 1m}\n")
     assert (chosen.load.routing, chosen.analysis.window) == ("per_instance", 60.0)
+    assert chosen.load.connections == "keep_alive"
+    with pytest.raises(ScenarioError, match=r"load\.connections sets the bundled"):
+        parse_scenario("name: s\nload: {connections: per_request, locustfile: /x.py}\n")
     with pytest.raises(ScenarioError) as caught:
         parse_scenario("name: s\nload: {routing: dns}\nanalysis: {window: 0s}\n", "r.yaml")
     assert [p.split(":")[:3] for p in caught.value.problems] == [

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import pandas as pd
 import pytest
 import yaml
 
@@ -200,5 +201,23 @@ def test_harness_run_of_the_kill_scenario_on_swarm(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["target"] == "swarm"
     assert "host-mode" in manifest["load"]["load_balancing"]
+    # the default routing: the service address, whose spread follows the task states, as
+    # Swarm's mesh does; the new task runs after Swarm's 5 s restart delay, but users' failures
+    # end once the failed task has left the spread: by its failed state + a task poll (0.1 s)
+    # + the longest a request to it can take (load.timeout 2 s) + 0.4 s of slack
+    load = manifest["load"]
+    assert (load["routing"], load["endpoints"]) == ("service", ["service"])
+    assert load["path"].startswith("iptables virtual address") and "task states" in load["path"]
+    failed_ns = min(e["time_ns"] for e in after if e["attributes"]["state"] == "failed")
+    running_ns = max(e["time_ns"] for e in after if e["attributes"]["state"] == "running")
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    ends = requests["start_ns"] + (requests["latency_ms"] * 1e6).astype("int64")
+    last_failure_ns = int(ends[~requests["ok"]].max())
+    print(
+        f"\nswarm, service routing: task failed +{(failed_ns - inject['time_ns']) / 1e9:.2f} s, "
+        f"last failed request +{(last_failure_ns - inject['time_ns']) / 1e9:.2f} s, new task "
+        f"running +{(running_ns - inject['time_ns']) / 1e9:.2f} s"
+    )
+    assert last_failure_ns <= failed_ns + 2.5 * NS < running_ns
     assert swarm_as_before(docker_client, before)
     assert labelled_objects(docker_client, manifest["run_id"]) == []

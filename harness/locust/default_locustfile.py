@@ -18,6 +18,11 @@ Settings come from the environment (the harness sets them; see harness/load.py):
     CHAOS_HARNESS_RATE       open loop: total requests per second on a fixed schedule; 0 or
                              unset: closed loop (CHAOS_HARNESS_WAIT applies)
     CHAOS_HARNESS_USERS      the total number of users (all workers), to pace each one
+    CHAOS_HARNESS_CONNECTIONS keep_alive (default): each user keeps its connection open while
+                             the server allows it (the demo's busybox httpd closes every one)
+                             and opens a fresh one after any error (a timed-out or broken
+                             socket is closed, never reused); per_request: a new connection
+                             for every request ("Connection: close")
 
 Open loop: each user sends one request every USERS / RATE seconds, at a random phase drawn at
 its start, so the arrivals of all users make RATE per second whatever the latency (as long as
@@ -87,6 +92,8 @@ _WAIT_S = float(os.environ.get("CHAOS_HARNESS_WAIT", "0") or 0)
 _RATE = float(os.environ.get("CHAOS_HARNESS_RATE", "0") or 0)
 _USERS = max(1, int(os.environ.get("CHAOS_HARNESS_USERS", "1") or 1))
 _INTERVAL_S = _USERS / _RATE if _RATE > 0 else 0.0
+_PER_REQUEST = os.environ.get("CHAOS_HARNESS_CONNECTIONS", "keep_alive") == "per_request"
+_HEADERS = {"Connection": "close"} if _PER_REQUEST else None
 
 
 class ChaosUser(FastHttpUser):
@@ -130,4 +137,4 @@ class ChaosUser(FastHttpUser):
         row = self._targets[self._next % self._count]
         self._next += 1
         target = row[0] if self._weights is None else self._rng.choices(row, self._weights)[0]
-        self.client.get(target.url, name=target.name, context=target.context)
+        self.client.get(target.url, name=target.name, context=target.context, headers=_HEADERS)
