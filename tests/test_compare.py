@@ -25,6 +25,7 @@ from harness.analysis.compare import (
     judge,
     load_runs,
     permutation_p_value,
+    read_summary,
 )
 from harness.analysis.thresholds import Check, Threshold, parse_thresholds, regression_checks
 from harness.cli_compare import Gates, compare, compare_command
@@ -530,3 +531,53 @@ def test_trials_directories_are_accepted_as_runs(tmp_path: Path) -> None:
     after = make_run(tmp_path / "after", 1.0, labels={"variant": "after"})
     expanded = expand_run_dirs([before, after])
     assert expanded == [*runs, after]
+
+
+# -- runs measured differently are not ranked ------------------------------------------------
+
+
+def measured_as(run_dir: Path, routing: str | None, window_s: float | None) -> Path:
+    """The run's summary rewritten as if its load took `routing` and its analysis used a
+    `window_s` window (None: a summary from before the field was recorded)."""
+    read_summary(run_dir)  # computed and written
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    load, analysis = summary["load"], summary["analysis"]
+    load.pop("routing", None)
+    analysis.pop("window_s", None)
+    if routing is not None:
+        load["routing"] = routing
+    if window_s is not None:
+        analysis["window_s"] = window_s
+    summary.update(load=load, analysis=analysis)
+    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return run_dir
+
+
+def test_runs_on_different_routing_or_windows_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docker = measured_as(make_run(tmp_path / "docker-0", 1.0, "docker"), "per_instance", 10.0)
+    kube = measured_as(make_run(tmp_path / "k8s-0", 1.0, "kubernetes"), "service", 10.0)
+    assert compare_command([docker, kube], "target", tmp_path / "out", None) == 2
+    err = capsys.readouterr().err
+    assert "load.routing differs: per_instance (docker-0) vs service (k8s-0)" in err
+    assert not (tmp_path / "out").exists()
+
+    wide = measured_as(make_run(tmp_path / "k8s-1", 1.0, "kubernetes"), "per_instance", 30.0)
+    assert compare_command([docker, wide], "target", tmp_path / "out", None) == 2
+    assert "analysis.window_s differs: 10 s (docker-0) vs 30 s (k8s-1)" in capsys.readouterr().err
+
+
+def test_runs_without_the_fields_compare_only_with_runs_equally_without(tmp_path: Path) -> None:
+    new = measured_as(make_run(tmp_path / "new", 1.0, "docker"), "service", 10.0)
+    old = measured_as(make_run(tmp_path / "old", 2.0, "swarm"), "service", None)
+    with pytest.raises(ScenarioError) as info:
+        compare_runs(load_runs([new, old], "target"), "target")
+    assert "analysis.window_s differs: 10 s (new) vs not recorded (old)" in info.value.problems
+
+    older = measured_as(make_run(tmp_path / "older", 3.0, "podman"), "service", None)
+    comparison = compare_runs(load_runs([old, older], "target"), "target")
+    assert comparison.measurement is not None
+    description = comparison.measurement.describe()
+    assert "analysis.window_s not recorded" in description
+    assert "compared only with runs equally without it" in description

@@ -32,7 +32,7 @@ from harness.targets.base import RUN_LABEL
 from tests.abort import REPO
 from tests.helpers import podman_leftovers
 from tests.junit_schema import junit_schema
-from tests.test_compare import make_run, strict_json
+from tests.test_compare import make_run, measured_as, strict_json
 from tests.test_trials import short_kill
 
 
@@ -179,6 +179,26 @@ def test_three_runs_each_are_ranked_but_not_called_significant(tmp_path: Path) -
     assert "the ranges put the difference at 6.20 to 6.60 s with at least 56% confidence" in (
         sentence
     )
+
+
+def test_targets_measured_on_different_routing_are_not_ranked(tmp_path: Path) -> None:
+    root = synthetic_matrix(tmp_path, {"docker": [1.2, 1.3], "kubernetes": [0.9, 1.0]})
+    for repetition in (1, 2):
+        measured_as(root / f"docker-{repetition}", "per_instance", 10.0)
+        measured_as(root / f"kubernetes-{repetition}", "service", 10.0)
+    with pytest.raises(ScenarioError) as info:
+        load_matrix(root)
+    assert info.value.exit_code == 2
+    assert info.value.problems[0] == (
+        "load.routing differs: per_instance (docker-1, docker-2) vs service (kubernetes-1, "
+        "kubernetes-2)"
+    )
+
+    for repetition in (1, 2):  # the same routing and window: ranked, and the report says so
+        measured_as(root / f"docker-{repetition}", "service", 10.0)
+    html = write_matrix_report(load_matrix(root)).read_text(encoding="utf-8")
+    assert "Every run measured the same way: load.routing service" in html
+    assert "analysis.window_s 10 s" in html
 
 
 def test_matrix_report_reads_for_a_newcomer(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@
     compare_runs(runs)             -> Comparison      groups, faults, phases, verdicts
     Comparison.to_dict()           -> compare.json    strict JSON: null, never NaN
 
-Runs are grouped by their summary's `target` or `scenario`, or by a manifest label
+Runs measured differently are refused before anything is compared (ScenarioError, exit 2,
+harness.analysis.comparable): their load's routing, their faults' view or their analysis
+window differ, so their numbers answer different questions. Runs are grouped by their
+summary's `target` or `scenario`, or by a manifest label
 (`manifest.json` "labels": {"variant": "before"}); groups keep the order in which their first
 run was given. Faults are matched across runs by id and kind (`f1 container_kill`).
 
@@ -51,6 +54,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from harness.analysis.comparable import Measurement, measurement
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
@@ -806,6 +810,7 @@ class Comparison:
     phases: Mapping[str, Mapping[str, Mapping[str, Stat]]] = field(default_factory=dict)
     # per group and phase: latency percentiles over every run's requests (harness.analysis.pooled)
     pooled: Mapping[str, Mapping[str, PooledPhase]] = field(default_factory=dict)
+    measurement: Measurement | None = None  # how every run was measured (the same)
 
     def sentences(self) -> list[str]:
         """The verdicts, one sentence per fault and pair with the best group."""
@@ -829,6 +834,7 @@ class Comparison:
         return {
             "by": self.by,
             "label": self.label,
+            "measurement": None if self.measurement is None else self.measurement.to_dict(),
             "method": {
                 "statistic": "difference of median ttr_s (slower - faster)",
                 "test": "two-sided exact permutation test of Gehan's scores of ttr_s (the rank "
@@ -875,7 +881,10 @@ def _group_dict(group: Group) -> dict[str, object]:
 
 
 def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) -> Comparison:
-    """Group the runs, match their faults and judge every pair of groups on every fault."""
+    """Group the runs, match their faults and judge every pair of groups on every fault.
+
+    Raises ScenarioError when the runs were not measured the same way (comparable.py)."""
+    measured = measurement([(r.run_id, r.summary) for r in runs])
     groups = group_runs(runs)
     samples = [[fault_samples(r) for r in g.runs] for g in groups]  # run ids may repeat
     keys: dict[tuple[str, str], None] = {}
@@ -893,7 +902,7 @@ def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) ->
     pooled = {
         g.name: pooled_latency([(r.run_id, r.run_dir, r.summary) for r in g.runs]) for g in groups
     }
-    return Comparison(by, label, groups, tuple(faults), phase_stats(groups), pooled)
+    return Comparison(by, label, groups, tuple(faults), phase_stats(groups), pooled, measured)
 
 
 def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]]:

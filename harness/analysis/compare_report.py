@@ -339,7 +339,12 @@ def _meta(comparison: Comparison) -> str:
     groups = ", ".join(
         f"{g.name} ({len(g.runs)} run{'s' * (len(g.runs) > 1)})" for g in comparison.groups
     )
-    return f'<p class="meta">grouped by <b>{esc(by)}</b> · {runs} runs · {esc(groups)}</p>'
+    measured = ""
+    if comparison.measurement is not None:
+        measured = f"<br>every run measured the same way: {esc(comparison.measurement.describe())}"
+    return (
+        f'<p class="meta">grouped by <b>{esc(by)}</b> · {runs} runs · {esc(groups)}{measured}</p>'
+    )
 
 
 def _verdict_badge(pair: PairVerdict) -> str:

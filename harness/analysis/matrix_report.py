@@ -8,11 +8,13 @@ each target's median run. Runs that failed are listed, never compared.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 from harness.analysis.compare import Comparison, Group, GroupFault
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
+from harness.analysis.jsonview import as_map
 from harness.analysis.matrix import Matrix, Ranking, ScenarioMatrix, write_matrix_json
 from harness.analysis.matrix_words import headline, step_sentence, what_users_saw
 from harness.analysis.pooled import QUANTILES
@@ -75,6 +77,7 @@ def render_matrix_html(matrix: Matrix, figures: dict[str, list[Path]]) -> str:
     ]
     for scenario in matrix.scenarios:
         parts.append(f"<h2>Scenario {esc(scenario.scenario)}</h2>")
+        parts.append(_measured_section(scenario))
         parts += [_ranking_section(r) for r in scenario.rankings]
         if not scenario.rankings:
             parts.append("<p>No fault in this scenario: nothing to rank.</p>")
@@ -87,6 +90,32 @@ def render_matrix_html(matrix: Matrix, figures: dict[str, list[Path]]) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>chaos-harness matrix: {esc(names)} on {esc(targets)}</title>\n"
         f"<style>{CSS}{MATRIX_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def load_path(run_dir: Path) -> str | None:
+    """The manifest's `load.path`: the way the load reached the workload (None: not recorded)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    path = as_map(as_map(manifest).get("load")).get("path")
+    return path if isinstance(path, str) else None
+
+
+def _measured_section(scenario: ScenarioMatrix) -> str:
+    """How every target's runs were measured (the same: else nothing is ranked), and the path
+    the load took on each."""
+    comparison = scenario.comparison
+    measured = comparison.measurement
+    same = f"Every run measured the same way: {measured.describe()}." if measured else ""
+    paths = []
+    for group in comparison.groups:
+        path = next((p for p in map(load_path, (r.run_dir for r in group.runs)) if p), None)
+        paths.append(f"<li><b>{esc(group.name)}</b>: {esc(path or 'not recorded')}</li>")
+    return (
+        f"<p class='meta'>{esc(same)}</p><p class='meta'>The path the load took:</p>"
+        f"<ul class='meta'>{''.join(paths)}</ul>"
     )
 
 

@@ -212,6 +212,12 @@ def matrix_markdown(matrix: Matrix) -> str:
         "",
     ]
     for scenario in matrix.scenarios:
+        measured = scenario.comparison.measurement
+        if measured is not None:
+            lines += [
+                f"{scenario.scenario}: every run measured the same way: {measured.describe()}.",
+                "",
+            ]
         for ranking in scenario.rankings:
             lines += [f"**{scenario.scenario}**: {headline(ranking)}", ""]
             rows = []
