@@ -189,6 +189,25 @@ def test_an_api_kill_on_docker_predicts_no_restart(tmp_path: Path) -> None:
     assert restart.verdict == "as_predicted"
 
 
+def test_a_stopped_container_started_by_the_revert_is_no_restart(tmp_path: Path) -> None:
+    # container_stop: an API stop (kill 15, kill 9, die, stop), so no restart by the policy;
+    # the start at 75.0 s comes with the revert (recorded at 75.001 s), not from the policy
+    events = [
+        engine(0.0, "start", "web-1"),
+        engine(71.7, "kill", "web-1", signal="15"),
+        engine(72.7, "kill", "web-1", signal="9"),
+        engine(72.8, "die", "web-1", exitCode="137"),
+        engine(73.0, "stop", "web-1"),
+        engine(75.0, "start", "web-1"),
+    ]
+    run = load_run(_run_dir(tmp_path, "docker", events))
+    fault = _fault("f1", 71.66, 72.8, 75.0, kind="container_stop", policy_applies=False)
+    fault["reverted_at_ns"] = ns(75.001)
+    restart = _only(predictions(run, fault), "die_to_start")
+    assert (restart.low_s, restart.high_s, restart.measured_s) == (None, None, None)
+    assert restart.verdict == "as_predicted"
+
+
 def test_docker_health_check_first_probe_one_interval_after_start(tmp_path: Path) -> None:
     # interval 1 s, timeout 1 s: healthy 1-2 s after the start (+0.5 s for the report); the
     # container healthy 0.4 s after its start is faster than any probe can run

@@ -72,13 +72,16 @@ def restart_predictions(inputs: TimerInputs, times: InstanceTimes) -> list[Predi
         return []
     if inputs.fault.restart_policy_applies is False:
         wait = Wait(wait.crash, None, wait.ran_s, "a kill or stop through the API")
-    return [_restart_prediction(times, wait)]
+    return [_restart_prediction(times, wait, inputs.fault.started_by_revert(times))]
 
 
-def _restart_prediction(times: InstanceTimes, wait: Wait) -> Prediction:
+def _restart_prediction(times: InstanceTimes, wait: Wait, by_revert: bool) -> Prediction:
     measured = times.die_to_start_s
     if wait.wait_s is None:
+        measured = None if by_revert else measured
         why = f"Docker's restart policy does not restart after {wait.why} ({WHERE})"
+        if by_revert:
+            why += "; the fault's revert started it again"
         verdict = judge(measured, None, None, never=True)
         rule = sentence("restarted {s:.2f} s after it died", measured, why, "no restart", verdict)
         return Prediction(
@@ -100,8 +103,12 @@ def _restart_prediction(times: InstanceTimes, wait: Wait) -> Prediction:
 
 
 def policy(inputs: TimerInputs) -> str:
-    """The workload's restart policy (no, always, on-failure, unless-stopped)."""
-    return inputs.text("workload.restart") or "no"
+    """The workload's restart policy (no, always, on-failure, unless-stopped); without a
+    scenario.yaml, `always` when the fault says the policy applies (the scenario's default)."""
+    written = inputs.text("workload.restart")
+    if written is not None:
+        return written
+    return "always" if inputs.fault.restart_policy_applies is not False else "no"
 
 
 def policy_restarts(policy_name: str, exit_code: str | None, manual: bool) -> bool:

@@ -18,6 +18,8 @@ import yaml
 from harness.analysis.data import RunData
 from harness.analysis.timers.model import PUBLISHED, SETTINGS, Setting
 
+REVERT_LEAD_NS = 2_000_000_000  # a revert's start event may precede its fault_revert by this
+
 
 @dataclass(frozen=True)
 class EngineEvent:
@@ -73,6 +75,12 @@ class FaultFacts:
     restart_policy_applies: bool | None
     orchestrator: tuple[InstanceTimes, ...]
     cluster: ClusterTimes | None
+
+    def started_by_revert(self, times: InstanceTimes) -> bool:
+        """The start came with the fault's revert (container_stop's start), not the policy:
+        the revert is recorded once its action returned, so its start comes a little before."""
+        start, revert = times.start_at_ns, self.reverted_at_ns
+        return start is not None and revert is not None and start >= revert - REVERT_LEAD_NS
 
 
 @dataclass(frozen=True)

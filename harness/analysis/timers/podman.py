@@ -49,6 +49,8 @@ def _restart(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:
     measured = times.die_to_start_s
     if not policy_restarts(policy(inputs), None if code is None else str(code), manual):
         why = f"libpod's shouldRestart says no (restart policy {policy(inputs)!r}, {WHERE})"
+        if inputs.fault.started_by_revert(times):
+            measured, why = None, why + "; the fault's revert started it again"
         verdict = judge(measured, None, None, never=True)
         rule = sentence("restarted {s:.2f} s after it died", measured, why, "no restart", verdict)
         return [

@@ -20,6 +20,7 @@ from __future__ import annotations
 from harness.analysis.timers import docker
 from harness.analysis.timers.inputs import InstanceTimes, TimerInputs
 from harness.analysis.timers.model import (
+    SETTINGS,
     Prediction,
     Setting,
     combined_source,
@@ -52,9 +53,12 @@ def predict(inputs: TimerInputs) -> list[Prediction]:
 
 
 def restart_delay(inputs: TimerInputs) -> Setting:
-    return inputs.setting(
-        "target.swarm.restart_delay", DEFAULT_DELAY_S, "swarmkit defaults.Service.Task.Restart"
-    )
+    """The service's restart delay: the scenario's, else the one the target reported."""
+    where = "swarmkit defaults.Service.Task.Restart"
+    written = inputs.setting("target.swarm.restart_delay", DEFAULT_DELAY_S, where)
+    if written.source == SETTINGS:
+        return written
+    return inputs.reported("restart_delay_s", DEFAULT_DELAY_S, where)
 
 
 def _condition(inputs: TimerInputs) -> str:
@@ -70,6 +74,8 @@ def _restart(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:
     measured = times.die_to_start_s
     refused = _refusal(inputs, times, str(die.attributes.get("exitCode", "")))
     if refused is not None:
+        if inputs.fault.started_by_revert(times):
+            measured, refused = None, refused + "; the fault's revert started it again"
         verdict = judge(measured, None, None, never=True)
         rule = sentence(
             "a new task started {s:.2f} s after it died", measured, refused, "no new task", verdict
