@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.compare import (
+    FaultComparison,
     FaultSample,
     GroupFault,
     RunInput,
@@ -26,6 +27,8 @@ from harness.analysis.compare import (
     load_runs,
 )
 from harness.analysis.compare_report import render_compare_html
+from harness.analysis.matrix import rank
+from harness.analysis.matrix_words import headline
 from harness.analysis.stats import smallest_p_value
 from tests.synthetic_run import Req, write_run
 
@@ -245,3 +248,18 @@ def test_lost_requests_are_read_from_the_fixed_comparison_window() -> None:
     faults = [{**recovered(1.0), "window": {"lost_requests": n}} for n in (12, 30, 15)]
     lost = from_summaries("a", faults).stat("lost_requests")
     assert lost.values == (12.0, 30.0, 15.0) and lost.median == 15.0
+
+
+def test_a_ranking_led_by_a_lower_bound_says_the_order_is_not_established() -> None:
+    # docker: 0.5 and two ">= 2.0": sorted 0.5, 2.0, 2.0, median 2.0 but only at least that
+    # (the censored runs may lie anywhere above); swarm: 5.0, 5.1, 5.2, median 5.1
+    docker = from_summaries("docker", [recovered(0.5), CENSORED, CENSORED])
+    swarm = from_summaries("swarm", [recovered(t) for t in (5.0, 5.1, 5.2)])
+    pair = judge("f1 container_kill", docker, swarm)
+    fault = FaultComparison("f1", "container_kill", (docker, swarm), (pair,))
+    text = headline(rank("s", fault))
+
+    assert pair.winner is None
+    assert text.startswith("docker ranks first on f1 container_kill with a median of at least")
+    assert "the order is not established" in text
+    assert "recovered fastest" not in text

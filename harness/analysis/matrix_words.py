@@ -31,10 +31,16 @@ def headline(ranking: Ranking) -> str:
             for g in (ranking.group(t) for t in ranking.order)
         )
         return f"{fault}: no target has a time to recover to rank ({why})"
-    parts = [
-        f"{first.group} recovered fastest from {fault}: median {lead:.2f} s "
-        f"over {first.stat('ttr_s').n} run{'s' * (first.stat('ttr_s').n != 1)}"
-    ]
+    n = first.stat("ttr_s").n
+    runs = f"over {n} run{'s' * (n != 1)}"
+    if first.stat("ttr_s").median_is_lower_bound:  # censored runs: it may truly be slower
+        lead_text = (
+            f"{first.group} ranks first on {fault} with a median of at least {lead:.2f} s "
+            f"{runs} (a lower bound: censored runs, so the order is not established)"
+        )
+    else:
+        lead_text = f"{first.group} recovered fastest from {fault}: median {lead:.2f} s {runs}"
+    parts = [lead_text]
     for target in ranking.order[1:]:
         parts.append(_then(ranking.group(target), lead))
     return "; ".join(parts) + "."
@@ -48,7 +54,8 @@ def _then(group: GroupFault, lead: float) -> str:
         return f"{group.group} has no time to recover ({group.describe_impact()})"
     gap = median - lead
     ratio = f", {median / lead:.1f}× as long" if lead > 0 and median / lead >= 1.05 else ""
-    text = f"then {group.group} at {median:.2f} s (+{gap:.2f} s{ratio})"
+    bound = "at least " if group.stat("ttr_s").median_is_lower_bound else ""
+    text = f"then {group.group} at {bound}{median:.2f} s (+{gap:.2f} s{ratio})"
     if group.unrecovered:
         text += f", and it never recovered in {len(group.unrecovered)} of {group.runs} runs"
     return text
