@@ -35,8 +35,29 @@ from harness.runner import Progress
 if TYPE_CHECKING:
     from harness.scenario import ScenarioBase
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# Help is rendered by Click (rich_markup_mode=None): it rewraps every paragraph to the
+# terminal's width, so a docstring's hard line breaks never break a sentence in the output, and
+# text such as [default: ...] or <run-id> is shown as written (Rich markup would eat it). A
+# paragraph that must keep its lines (a list of exit codes) starts with Click's \b marker.
+APP_HELP = """Chaos experiments on container orchestrators: deploy a workload on Docker, Podman,
+Docker Swarm or Kubernetes, put load on it with Locust, inject faults, and measure how the
+service recovers (time to recover, availability, latency).
+
+Start with `harness run scenarios/quickstart.yaml`. Every command explains itself with
+`harness COMMAND --help`.
+
+\b
+Exit codes of run (matrix and compare say their own):
+  0        every SLO met
+  1        an SLO violated, or the baseline was broken (not an experiment)
+  2        invalid input: nothing was run
+  3        the target or the harness failed
+  130/143  interrupted by SIGINT/SIGTERM (everything is still cleaned up)
+"""
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP, rich_markup_mode=None)
 EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
+ScenarioArgument = Annotated[Path, typer.Argument(help="The scenario file (YAML).")]
 
 
 def _stderr() -> Console:
@@ -60,8 +81,16 @@ def _fail(exc: HarnessError) -> typer.Exit:
 
 
 @app.command()
-def validate(scenario: Path) -> None:
-    """Check a scenario file; print every problem with file:line (exit code 2 if any)."""
+def validate(scenario: ScenarioArgument) -> None:
+    """Check a scenario file without running anything.
+
+    Prints every problem with its file and line, and warnings worth knowing (such as a fault
+    that ends too late in the run to be measured). Nothing is deployed and no engine is needed:
+    use it while writing a scenario, or in CI on every scenario file.
+
+    Exit codes: 0 the scenario is valid (warnings allowed); 2 it is not; 3 this machine cannot
+    inject one of its faults.
+    """
     from harness.preflight import late_fault_warnings, preflight
     from harness.scenario import load_scenario
 
@@ -77,7 +106,11 @@ def validate(scenario: Path) -> None:
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of scenario files (for editor completion)."""
+    """Print the JSON Schema of scenario files.
+
+    Point your editor's YAML support at it to get completion and checks while you write a
+    scenario.
+    """
     from harness.scenario import scenario_model
 
     print(json.dumps(scenario_model().model_json_schema(), indent=2))
@@ -117,18 +150,35 @@ def _progress_table(progress: Progress) -> Table:
 
 @app.command()
 def run(
-    scenario: Path,
-    out: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
-    seed: Annotated[int | None, typer.Option(help="seed for random choices")] = None,
-    target: Annotated[str | None, typer.Option(help="override the scenario's target kind")] = None,
+    scenario: ScenarioArgument,
+    out: Annotated[Path, typer.Option(help="Directory that receives the run directory.")] = Path(
+        "results"
+    ),
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for the random choices (which replica a fault hits), to replay a run."
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on this target instead of the scenario's: docker, podman, swarm or "
+            "kubernetes."
+        ),
+    ] = None,
     label: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE kept in the manifest (for compare)")
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE kept in the run's manifest, to group runs with `compare --by "
+            "label` (repeatable)."
+        ),
     ] = None,
     repeat: Annotated[
         int | None,
         typer.Option(
-            help="trials, each on a fresh deployment, summed up in one directory "
-            "[default: the scenario's repeat, 1]",
+            help="Run N trials, each on a fresh deployment, summed up in one directory "
+            "[default: the scenario's repeat, else 1].",
             min=1,
             max=100,
         ),
@@ -136,8 +186,23 @@ def run(
     junit: JunitOption = None,
     markdown: MarkdownOption = None,
 ) -> None:
-    """Run a scenario end to end (N times with --repeat); print the run directory (or the
-    trials directory) as the last line."""
+    """Run a scenario end to end.
+
+    Deploys the workload, puts load on it, injects the scenario's faults, analyzes what was
+    recorded and cleans up. Progress goes to stderr; then the faults' recovery, the SLO checks
+    and the verdict. The last line on stdout is the run directory (with --repeat, the trials
+    directory), which holds report.html, summary.json and the recorded requests.
+
+    \b
+    Exit codes:
+      0        every SLO met (with --repeat: in every trial)
+      1        an SLO violated, a check without data (unless the scenario allows
+               it), or a broken baseline (not an experiment)
+      2        invalid input: nothing was deployed
+      3        the target or the harness failed (with --repeat: a trial failed to
+               run; the others still ran and are summed up)
+      130/143  interrupted by SIGINT/SIGTERM; everything is still cleaned up
+    """
     from harness.analysis.report import analyze_and_report
     from harness.runner import Runner, RunOptions
     from harness.scenario import load_scenario, with_target
@@ -353,8 +418,15 @@ def _final_line(summary: Mapping[str, object]) -> str:
 
 
 @app.command()
-def report(run_dir: Path) -> None:
-    """Rebuild summary.json, the figures and report.html from a run's stored data alone."""
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (results/<run-id>/).")],
+) -> None:
+    """Rebuild a run's report from its stored data.
+
+    Writes summary.json, the figures and report.html again from the run directory alone. Needs
+    no engine: use it after upgrading the harness, or on a run directory copied from
+    another machine. Prints the report's path.
+    """
     from harness.analysis.report import write_report
 
     try:
@@ -366,9 +438,16 @@ def report(run_dir: Path) -> None:
 
 @app.command()
 def cleanup(
-    results: Annotated[Path, typer.Option(help="where run directories are")] = Path("results"),
+    results: Annotated[Path, typer.Option(help="Directory that holds the run directories.")] = Path(
+        "results"
+    ),
 ) -> None:
-    """Revert every fault and remove every labelled object that a dead run left behind."""
+    """Undo what killed runs left behind.
+
+    Reverts every fault and removes every container, network, rule and process that a run
+    which did not finish (killed, or its machine rebooted) left on this machine; runs still
+    in progress are left alone. Safe to run at any time. Prints what it removed.
+    """
     from harness.cleanup import cleanup_all
 
     try:
@@ -390,7 +469,11 @@ def _describe_param(name: str, info: FieldInfo) -> str:
 
 @app.command("faults")
 def list_faults() -> None:
-    """List every fault kind, its parameters, and which mechanisms work on this machine."""
+    """List the fault kinds you can put in a scenario.
+
+    For each: whether it lasts a duration or happens once, its parameters with their defaults,
+    and which of its mechanisms work on this machine (a ✗ says why not).
+    """
     from faults.registry import fault_kinds
 
     console = Console()
@@ -409,7 +492,12 @@ def list_faults() -> None:
 
 @app.command("build-images")
 def build_images() -> None:
-    """Build the bundled demo workload image on the local engine."""
+    """Build the demo workload's image.
+
+    Builds the bundled demo workload's image on the local Docker engine. Runs and labs build it
+    when it is missing; build it beforehand to keep that time out of a run. Prints the image's
+    name.
+    """
     from harness.images import build_demo_image
     from harness.targets.docker import connect
 

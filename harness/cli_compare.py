@@ -147,53 +147,75 @@ def _ci_outputs(comparison: Comparison, checks: list[Check], gates: Gates) -> No
 def compare(
     run_dirs: Annotated[
         list[Path] | None,
-        typer.Argument(help="run directories (results/<run-id>/), trials or matrix directories"),
+        typer.Argument(help="Run directories (results/<run-id>/), trials or matrix directories."),
     ] = None,
     by: Annotated[
-        str, typer.Option(help="group runs by: target, scenario, or label (with --label)")
+        str, typer.Option(help="Group the runs by target, scenario, or label (with --label).")
     ] = "target",
     label: Annotated[
-        str | None, typer.Option(help="with --by label: the manifest label key, e.g. variant")
+        str | None,
+        typer.Option(help="With --by label: the label's key, such as variant (run --label)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="output directory [default: results/compare-<time>/]")
+        Path | None,
+        typer.Option(help="Where the report goes [default: results/compare-<time>/]."),
     ] = None,
     fail_if_slower: Annotated[
         str | None,
         typer.Option(
             "--fail-if-slower",
-            help="exit 1 if this group is significantly slower to recover on any fault "
-            "(or fails to recover where another group did)",
+            help="Exit 1 if this group is significantly slower to recover on any fault (or "
+            "fails to recover where another group did): a gate for CI.",
         ),
     ] = None,
     threshold: Annotated[
         list[str] | None,
         typer.Option(
-            help="METRIC[SUBJECT]=AMOUNT: the smallest change that matters, e.g. ttr_s=10% "
-            "or p95_ms[after]=5% (repeatable); gives better / worse / no detectable difference"
+            help="METRIC[SUBJECT]=AMOUNT, the smallest change that matters, such as "
+            "ttr_s=10% or p95_ms[after]=5% (repeatable): a verdict of better, worse or no "
+            "detectable difference per metric."
         ),
     ] = None,
     baseline: Annotated[
         str | None,
-        typer.Option(help="the reference group for --threshold [default: the first group]"),
+        typer.Option(
+            help="The group the others are held against for --threshold "
+            "[default: the first group given]."
+        ),
     ] = None,
     fail_on_regression: Annotated[
         bool,
         typer.Option(
             "--fail-on-regression",
-            help="exit 1 when a metric is worse than the baseline beyond its threshold, with "
-            "significance",
+            help="Exit 1 when a metric is worse than the baseline's beyond its threshold, "
+            "with significance: a gate for CI.",
         ),
     ] = False,
     junit: Annotated[
         Path | None,
-        typer.Option(help="write a JUnit XML file: one test case per --threshold check"),
+        typer.Option(help="Also write a JUnit XML file there: one test case per --threshold."),
     ] = None,
     markdown: MarkdownOption = None,
 ) -> None:
-    """Compare runs side by side: a table per fault, stacked timelines, recovery-time
-    distributions, which group recovered faster, by how much, and how sure that is; with
-    --threshold, before/after verdicts per metric."""
+    """Compare runs side by side.
+
+    Groups the runs (by target, scenario or a label) and writes compare.html: a table per
+    fault, stacked timelines, recovery-time distributions, and which group recovered faster, by
+    how much and how sure that is. With --threshold, every metric gets a before/after verdict
+    against the --baseline group: better, worse or no detectable difference. A trials directory
+    (`run --repeat`) or a matrix directory stands for its runs that completed with a healthy
+    baseline. The verdicts go to stderr; the last line on stdout is the path of compare.html.
+
+    \b
+    Exit codes:
+      0  the report was written, and no gate below failed
+      1  with --fail-if-slower GROUP: GROUP is significantly slower to recover
+         than another group on some fault, or did not recover where it did;
+         with --fail-on-regression: a metric is worse beyond its threshold
+      2  invalid input: no run directory, a directory without results, an
+         unknown --by, group or threshold, --fail-on-regression alone
+      3  the harness failed while writing the report
+    """
     gates = Gates(
         fail_if_slower=fail_if_slower,
         thresholds=tuple(threshold or ()),

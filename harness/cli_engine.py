@@ -10,7 +10,11 @@ from harness.errors import HarnessError
 engine_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="The host's Docker Engine: use the one that answers, or install and start one.",
+    rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
+    help="Start, check or stop the host's Docker engine.\n\n"
+    "Runs use the engine that answers at DOCKER_HOST (else /var/run/docker.sock). On a "
+    "machine without one, `harness engine up` installs docker.io and starts dockerd; "
+    "`harness engine stop` stops only a dockerd this project started.",
 )
 
 
@@ -21,7 +25,14 @@ def _fail(exc: HarnessError) -> typer.Exit:
 
 @engine_app.command()
 def up() -> None:
-    """Make sure a Docker engine answers: start one (installing docker.io) when none does."""
+    """Make sure a Docker engine answers.
+
+    Uses the engine that answers as it is; when none does, installs docker.io (when absent) and
+    starts dockerd, choosing a storage driver that works on this machine. Safe to run again.
+    Prints the engine's address.
+
+    Exit codes: 0 an engine answers; 3 none could be started (the reason is printed).
+    """
     from harness.engines.dockerd import ensure_engine
 
     try:
@@ -32,7 +43,11 @@ def up() -> None:
 
 @engine_app.command()
 def status() -> None:
-    """Whether an engine answers, and whether this project started it."""
+    """Show whether an engine answers.
+
+    Also whether this project started it and, if it did, its process, its log and why it uses
+    its storage driver.
+    """
     from harness.engines.dockerd import status as engine_status
 
     state = engine_status()
@@ -48,7 +63,10 @@ def status() -> None:
 
 @engine_app.command()
 def stop() -> None:
-    """Stop the dockerd this project started (never an engine it did not start)."""
+    """Stop the dockerd that `harness engine up` started.
+
+    An engine this project did not start is never stopped.
+    """
     from harness.engines.dockerd import stop_started
 
     print(stop_started())

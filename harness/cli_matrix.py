@@ -196,23 +196,49 @@ def matrix_lines(matrix: Matrix) -> list[str]:
 
 
 def matrix(
-    scenarios: Annotated[list[Path], typer.Argument(help="scenario files")],
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files (YAML).")],
     targets: Annotated[
-        str, typer.Option(help="comma-separated: docker,podman,swarm,kubernetes")
+        str, typer.Option(help="Targets, comma-separated: docker, podman, swarm, kubernetes.")
     ] = "docker,swarm",
-    repeat: Annotated[int, typer.Option(help="runs of every scenario on every target")] = 3,
-    out: Annotated[Path, typer.Option(help="where the matrix directory goes")] = Path("results"),
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="Runs of every scenario on every target (4 or more to tell "
+            "targets apart with significance)."
+        ),
+    ] = 3,
+    out: Annotated[Path, typer.Option(help="Directory that receives the matrix directory.")] = Path(
+        "results"
+    ),
     seed: Annotated[
-        int | None, typer.Option(help="first seed (repetition r: seed + r - 1)")
+        int | None,
+        typer.Option(help="The first repetition's seed (repetition r gets seed + r - 1)."),
     ] = None,
     label: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE kept in every run's manifest")
+        list[str] | None,
+        typer.Option(help="KEY=VALUE kept in every run's manifest (repeatable)."),
     ] = None,
     junit: JunitOption = None,
     markdown: MarkdownOption = None,
 ) -> None:
-    """Run every scenario on every target N times, interleaved, then write one report that
-    ranks the targets per fault: which recovers faster, by how much, and how sure that is."""
+    """Run scenarios on several targets and rank them.
+
+    Runs every scenario on every target N times, interleaved (a change in the machine's load
+    falls on every target alike), then writes one report that ranks the targets per fault:
+    which recovers faster, by how much, and how sure that is. SLO verdicts are in the report
+    (and, with --junit, in the JUnit file): a comparison is not a gate. The last line on stdout
+    is the report's path.
+
+    \b
+    Exit codes:
+      0        every run completed and the report was written
+      2        invalid input: a scenario, a target name, or a pair the target
+               cannot run
+      3        this machine cannot run the matrix, or a run failed (the others
+               still ran and the report holds them)
+      130/143  interrupted by SIGINT/SIGTERM: the run in progress cleaned up,
+               and the report holds what was done
+    """
     code = matrix_command(list(scenarios), targets, repeat, out, seed, label or [], junit, markdown)
     sys.stdout.flush()
     raise typer.Exit(code)

@@ -8,9 +8,13 @@ from typing import Annotated
 import typer
 
 JunitOption = Annotated[
-    Path | None, typer.Option("--junit", help="write a JUnit XML file: one test case per SLO check")
+    Path | None,
+    typer.Option("--junit", help="Also write a JUnit XML file there: one test case per SLO check."),
 ]
 MarkdownOption = Annotated[
     Path | None,
-    typer.Option("--markdown", help="write a Markdown summary (PR comment, CI job summary)"),
+    typer.Option(
+        "--markdown",
+        help="Also write a Markdown summary there (for a PR comment or a CI job summary).",
+    ),
 ]
