@@ -7,10 +7,22 @@ STAMPS := .stamps
 APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack podman \
 	containernetworking-plugins openssl gcc libc6-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# What `make unit` needs from Debian, and no container engine: busybox's httpd (the load tests'
+# server), openssl (the Kubernetes lab's certificates), gcc and libc6-dev (its static pause binary).
+UNIT_APT_PACKAGES := busybox-static openssl gcc libc6-dev
 PYTEST_ARGS ?=
 
-.PHONY: setup engine kube demo test lint typecheck unit images bench before-after cleanup clean \
-	compare-demo
+.PHONY: setup engine kube demo test test-slow lint typecheck unit images bench before-after \
+	cleanup clean compare-demo
+
+# Installs the Debian packages of $(1) that are missing.
+define apt_install
+@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing Debian packages:$$missing"; \
+  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+fi
+endef
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/locust-examples engine
 
@@ -21,19 +33,22 @@ engine: $(STAMPS)/apt $(STAMPS)/venv
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
+	@touch $@
+
+$(STAMPS)/apt-unit: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(UNIT_APT_PACKAGES))
 	@touch $@
 
 # Locust's own example locustfiles, as Debian packages them (python3-locust's doc/examples),
-# unpacked without installing that package: a user's locustfile must run unchanged.
+# unpacked without installing that package: a user's locustfile must run unchanged. Needs only
+# apt's package lists (read again when they are missing), so `make unit` has it too.
 LOCUST_EXAMPLES := build/locust-examples
-$(STAMPS)/locust-examples: $(STAMPS)/apt
+LOCUST_DOWNLOAD := apt-get -qq -o APT::Sandbox::User=root download python3-locust
+$(STAMPS)/locust-examples: $(STAMPS)/apt-unit
 	@rm -rf $(LOCUST_EXAMPLES) && mkdir -p $(LOCUST_EXAMPLES) && tmp=$$(mktemp -d) && \
-	( cd $$tmp && apt-get -qq -o APT::Sandbox::User=root download python3-locust ) && \
+	( cd $$tmp && { $(LOCUST_DOWNLOAD) || { $(SUDO) apt-get update -qq && $(LOCUST_DOWNLOAD); }; } ) && \
 	dpkg-deb -x $$tmp/python3-locust_*.deb $$tmp/x && dpkg-deb -e $$tmp/python3-locust_*.deb $$tmp/control && \
 	cp -r $$tmp/x/usr/share/doc/python3-locust/examples/. $(LOCUST_EXAMPLES)/ && \
 	cp $$tmp/control/md5sums $(LOCUST_EXAMPLES)/DEBIAN.md5sums && rm -rf $$tmp
@@ -68,11 +83,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+# The tests that need no container engine: installs none and starts none (no `setup`).
+unit: $(STAMPS)/apt-unit $(STAMPS)/venv $(STAMPS)/locust-examples
 	$(BIN)/pytest -m "not docker" $(PYTEST_ARGS)
 
 test: setup images kube lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests marked slow, which `make test` (and so CI) skips: minutes each. Run them before
+# calling an issue resolved.
+test-slow: setup images kube
+	$(BIN)/pytest --run-slow -m slow $(PYTEST_ARGS)
 
 bench: setup images
 	$(BIN)/python -m bench.overhead
