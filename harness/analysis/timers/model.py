@@ -36,8 +36,8 @@ class Setting:
     where: str
 
     def words(self, unit: str = "s") -> str:
-        """'5 s (settings: scenario.yaml target.swarm.restart_delay)' and the like."""
-        return f"{self.value:g} {unit} ({self.source}: {self.where})".replace("  ", " ")
+        """'5 s [settings: scenario.yaml target.swarm.restart_delay]' and the like."""
+        return f"{self.value:g} {unit} [{self.source}: {self.where}]".replace("  ", " ")
 
 
 def combined_source(*settings: Setting) -> Source:
