@@ -45,6 +45,7 @@ Lab ups (`--lab-ups` per kind): `harness lab up` killed at a random instant with
 signal; then `harness lab down` and `harness cleanup` must leave nothing of the lab
 (namespaces, links, processes, mounts, rules, cgroups, files), and a second `harness lab up`
 must work. A lab of that kind already up (someone else's) is left alone: that kind is skipped.
+`--lab-kinds` defaults to both, `kubernetes` only when its build is cached, as for `kube`.
 
 Prints the counts: runs, kills per signal and per phase, leftovers on the machine and wrong
 behaviour (an exit code, a manifest, a traceback, a lease that did not act), the target being
@@ -764,6 +765,11 @@ def default_targets() -> str:
     return ",".join(t for t in TARGETS if t != "kube" or kube_build_cached())
 
 
+def default_lab_kinds() -> str:
+    """Both kinds of lab; the Kubernetes one only when built (else its `lab up` cannot work)."""
+    return "swarm,kubernetes" if kube_build_cached() else "swarm"
+
+
 def stress(
     runs: int,
     seed: int,
@@ -841,7 +847,9 @@ def main(argv: list[str] | None = None) -> int:
         "--targets", default=None, help=f"of {','.join(TARGETS)} (default: all; kube if built)"
     )
     parser.add_argument("--lab-ups", type=int, default=4, help="killed `lab up`s per lab kind")
-    parser.add_argument("--lab-kinds", default="swarm,kubernetes")
+    parser.add_argument(
+        "--lab-kinds", default=None, help="of swarm,kubernetes (default: both; kubernetes if built)"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="work directory (default: a temporary one)"
     )
@@ -861,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         seed,
         targets,
         args.lab_ups,
-        tuple(k for k in args.lab_kinds.split(",") if k),
+        tuple(k for k in (args.lab_kinds or default_lab_kinds()).split(",") if k),
         args.out,
         say=lambda line: print(line, flush=True),
     )
