@@ -142,7 +142,21 @@ def _start_run(scenario: dict[str, Any], out: Path) -> subprocess.Popen[str]:
     )
 
 
-def _finish_run(process: subprocess.Popen[str], timeout_s: float) -> Path:
+NOT_STARTED_PHASES = ("preflight:", "connecting:", "deploying:")
+
+
+def _run_error(out: Path) -> str:
+    """`phase: error` of a failed run, from its manifest ('' when there is none)."""
+    import json
+
+    for path in out.glob("*/manifest.json"):
+        manifest = json.loads(path.read_text())
+        phase = (manifest.get("failure") or {}).get("phase", "?")
+        return f"{phase}: {str(manifest.get('error'))[:200]}"
+    return ""
+
+
+def _finish_run(process: subprocess.Popen[str], out: Path, timeout_s: float) -> Path:
     """The run directory of a run that completed (exit 0 or 1: SLOs are not the point)."""
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
@@ -151,9 +165,28 @@ def _finish_run(process: subprocess.Popen[str], timeout_s: float) -> Path:
             process.terminate()  # the harness cleans up on SIGTERM
             process.wait(timeout=120)
     if process.returncode not in (0, 1):
+        error = _run_error(out)
+        if error.startswith(NOT_STARTED_PHASES):
+            raise NotStarted(error)
         tail = stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"harness run exited {process.returncode}: {tail[0][:300]}")
+        raise RuntimeError(f"harness run exited {process.returncode}: {error or tail[0][:300]}")
     return Path(stdout.strip().splitlines()[-1])
+
+
+class NotStarted(RuntimeError):
+    """The run failed before its load started (the shared machine's trouble, not the case's)."""
+
+
+def run_case_retrying(case: Case, target: str, out: Path, attempts: int = 3) -> Measured:
+    """A run that failed before its load started is tried again (up to `attempts` in all)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_case(case, target, out / f"try-{attempt}")
+        except NotStarted as error:
+            if attempt == attempts:
+                raise
+            print(f"{case.name} on {target}: again ({error})", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
 def run_case(case: Case, target: str, out: Path) -> Measured:
@@ -161,7 +194,7 @@ def run_case(case: Case, target: str, out: Path) -> Measured:
     scenario = case.scenario(target)
     timeout_s = _duration_s(scenario) + 600
     if case.name != CRASH:
-        return case.measure(target, _finish_run(_start_run(scenario, out), timeout_s))
+        return case.measure(target, _finish_run(_start_run(scenario, out), out, timeout_s))
     return _run_witnessed(scenario, out, timeout_s)
 
 
@@ -172,7 +205,7 @@ def _run_witnessed(scenario: dict[str, Any], out: Path, timeout_s: float) -> Mea
     process = _start_run(scenario, out)
     try:
         witness.attach(timeout_s=180)
-        run_dir = _finish_run(process, timeout_s)
+        run_dir = _finish_run(process, out, timeout_s)
         facts = witness.facts()
     finally:
         witness.close()
@@ -295,7 +328,7 @@ def _rounds(
 def _run_one(rows: dict[tuple[str, str, str], Row], case: Case, target: str, out: Path) -> None:
     started = time.monotonic()
     try:
-        got = run_case(case, target, out)
+        got = run_case_retrying(case, target, out)
     except Exception as error:  # a failed run is a row of the table, not the bench's end
         _failed(rows, case, target, str(error)[:200])
         print(f"{case.name} on {target}: failed: {error}", file=sys.stderr, flush=True)
