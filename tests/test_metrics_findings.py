@@ -126,9 +126,15 @@ def test_2_a_latency_fault_on_web2_does_not_take_the_kill_of_web1(tmp_path: Path
     summary = run(tmp_path, requests, events, endpoints=("web-1", "web-2"))
     f1, f2 = by_id(summary)["f1"], by_id(summary)["f2"]
 
-    # before issue 7: f2 ttd 0.105 s (web-1's failure at 10.605), ttr 2.5 s
-    assert f2["ttd_s"] is None and f2["ttr_s"] is None
-    assert f2["view"] == "instance" and f2["impact"] == "none"
+    # before issue 7: f2 ttd 0.105 s (web-1's failure at 10.605), ttr 2.5 s. Since issue 16
+    # f2 has its own latency impact on web-2's requests (5 a second: 1.1, 1.3, ..): baseline
+    # window medians 5 ms, limit 5 + max(0, 2.5, 10) = 15 ms; its first 1 s window from
+    # 10.5 holds 10.5 .. 11.3 at 105 ms: detected at 10.5 + 0.105 = 10.605 (ttd 0.105);
+    # windows re-cut from the revert at 13.0: [13, 14) holds 13.1 .. 13.9 at 5 ms, and so
+    # does [14, 15): recovered at 13.105, ttr 13.105 - 10.5 = 2.605. No failure is its own.
+    assert (f2["ttd_s"], f2["ttr_s"]) == (pytest.approx(0.105), pytest.approx(2.605))
+    assert f2["view"] == "instance" and f2["impact"] == "visible"
+    assert f2["impact_kind"] == "latency"
     # f1 on web-1's requests: first failure 10.005, first success 11.005, clean for 2 s after
     assert f1["view"] == "instance"
     assert f1["observed"] == "requests sent to web-1 and probes of web-1"

@@ -37,6 +37,10 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
   `mechanism`, `restart_policy_applies`, `targets`, `view` (instance | service), `observed`
   (which observations, in words), `injected_at_ns` (the fault's action), `reverted_at_ns`,
   `apply_s`, `active_s` (measured), `horizon_end_ns`, `impact` (visible | none | unmeasured),
+  `impact_kind` (errors | latency | both; null without visible impact), `latency_impact`
+  {`statistic`, `window_s`, `limits` {`requests`, `probes`: {`baseline_median_ms`,
+  `limit_ms`, `baseline_windows`} or null}, `visible`, `detected_at_ns`, `recovered_at_ns`,
+  `censored_from_ns`, `ttd_s`, `ttr_s`, `reason`} (harness.analysis.latency_impact),
   `detected_at_ns`, `recovered_at_ns`, `ttd_s`, `ttr_s` (null without visible impact),
   `recovered` (true/false; null without visible impact or when censored), `censored`,
   `ttr_at_least_s` (censored: the data ended before the recovery could be shown), `reason`,

@@ -16,6 +16,10 @@ inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill)
   5 s horizon); `none` when they do not (ttd and ttr are then null: nothing to detect, nothing
   to recover from); `unmeasured` when no request or probe of the view completed in the
   horizon, or the baseline was broken;
+- latency impact (harness.analysis.latency_impact): the view's successful answers slower than
+  the baseline's own window medians allow; `impact_kind` says which impact a visible fault had
+  (errors | latency | both); with both, detection is the earlier and recovery the later of the
+  two (each must have recovered);
 - `detected_at`: the first failure that opens such a short window (the start of the first
   cluster: a lone background failure before the outage is not it); the first failure of the
   horizon when only the whole horizon exceeds;
@@ -70,6 +74,8 @@ from harness.analysis.baseline import (
 )
 from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import DEFAULT_WINDOW_S, RunData
+from harness.analysis.latency_impact import STATISTIC, WINDOW_NS, LatencyOutcome, Span
+from harness.analysis.latency_impact import latency_outcome as judge_latency
 from harness.analysis.observations import IntArray, RunObservations, Stream, View
 from harness.analysis.response import Response, fault_response
 from harness.analysis.timebase import (
@@ -93,6 +99,7 @@ SCAN_NS = 1_000_000_000  # the short windows the detection scan looks through
 # binomial quantile, yet 6 observations cannot tell 5 % from 33 %.
 MIN_STABLE_OBSERVATIONS = 10
 Impact = Literal["visible", "none", "unmeasured"]
+ImpactKind = Literal["errors", "latency", "both"]
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,8 @@ class Outcome:
     # the data ended while the view was calm after this success, before stable_for: the
     # recovery is at this instant or later, unknown after (censored)
     censored_from_ns: int | None = None
+    impact_kind: ImpactKind | None = None
+    latency: LatencyOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +311,8 @@ class FaultMetrics:
             "active_s": fault.active_s,
             "horizon_end_ns": self.outcome.horizon_end_ns,
             "impact": self.impact,
+            "impact_kind": self.outcome.impact_kind,
+            "latency_impact": self._latency_dict(),
             "detected_at_ns": self.detected_at_ns,
             "recovered_at_ns": self.recovered_at_ns,
             "ttd_s": _round(self.ttd_s),
@@ -330,6 +341,24 @@ class FaultMetrics:
             "orchestrator": [timeline.to_dict() for timeline in self.orchestrator],
             "cluster": None if self.cluster is None else self.cluster.to_dict(),
             "response": None if self.response is None else self.response.to_dict(),
+        }
+
+    def _latency_dict(self) -> dict[str, object] | None:
+        latency, t0 = self.outcome.latency, self.fault.injected_at_ns
+        if latency is None:
+            return None
+        limits = {x.kind: x.to_dict() for x in latency.limits}
+        return {
+            "statistic": STATISTIC,
+            "window_s": WINDOW_NS / 1e9,
+            "limits": {kind: limits.get(kind) for kind in ("requests", "probes")},
+            "visible": latency.visible,
+            "detected_at_ns": latency.detected_at_ns,
+            "recovered_at_ns": latency.recovered_at_ns,
+            "censored_from_ns": latency.censored_from_ns,
+            "ttd_s": _round(_interval_s(t0, latency.detected_at_ns)),
+            "ttr_s": _round(_interval_s(t0, latency.recovered_at_ns)),
+            "reason": latency.reason,
         }
 
     def _window_dict(self) -> dict[str, object]:
@@ -600,11 +629,62 @@ def _outcome(
     allowed = (tolerance[0].one(requests[0]), tolerance[1].one(probes[0]))
     diffuse = requests[1] > allowed[0] or probes[1] > allowed[1]
     detected = _detect(view, t0, detect_end, tolerance, diffuse)
-    if detected is None:
-        return Outcome("none", detect_end, reason=_no_impact(fault, requests, probes, allowed))
-    earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
-    outcome = recover(view, earliest, tolerance, context, t0)
-    return replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+    latency = _latency(fault, view, context, detect_end)
+    if detected is None and not latency.visible:
+        reason = _no_impact(fault, requests, probes, allowed)
+        return Outcome("none", detect_end, reason=reason, latency=latency)
+    errors = None
+    if detected is not None:
+        earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
+        outcome = recover(view, earliest, tolerance, context, t0)
+        errors = replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+    return _combined(errors, latency, detect_end)
+
+
+def _latency(fault: Fault, view: View, context: Context, detect_end_ns: int) -> LatencyOutcome:
+    window = context.baseline.window
+    span = Span(
+        t0_ns=fault.injected_at_ns,
+        detect_end_ns=detect_end_ns,
+        data_end_ns=context.data_end_ns,
+        stable_ns=context.stable_for_ns,
+        heals_during_fault=fault.heals_during_fault,
+        action_end_ns=fault.action_end_ns,
+    )
+    return judge_latency(view, (window.start_ns, window.end_ns), span, broken=False)
+
+
+def _combined(errors: Outcome | None, latency: LatencyOutcome, horizon_end_ns: int) -> Outcome:
+    """One visible outcome from the errors' and the latency's: detection the earlier,
+    recovery the later (both must have recovered), censored when one is and neither failed
+    to recover."""
+    if not latency.visible:
+        assert errors is not None  # the caller returns `none` when neither is visible
+        return replace(errors, impact_kind="errors", latency=latency)
+    from_latency = Outcome(
+        "visible",
+        horizon_end_ns,
+        detected_at_ns=latency.detected_at_ns,
+        recovered_at_ns=latency.recovered_at_ns,
+        reason=None if latency.reason is None else f"latency: {latency.reason}",
+        censored_from_ns=latency.censored_from_ns,
+    )
+    if errors is None:
+        return replace(from_latency, impact_kind="latency", latency=latency)
+    parts = (errors, from_latency)
+    detected = min(int(p.detected_at_ns or 0) for p in parts)
+    ends = [p.recovered_at_ns or p.censored_from_ns for p in parts]
+    unrecovered = [p for p, end in zip(parts, ends, strict=True) if end is None]
+    both = replace(errors, detected_at_ns=detected, impact_kind="both", latency=latency)
+    if unrecovered:
+        return replace(
+            both, recovered_at_ns=None, censored_from_ns=None, reason=unrecovered[0].reason
+        )
+    last = max(int(end or 0) for end in ends)
+    if any(p.censored_from_ns is not None for p in parts):
+        reason = next(p.reason for p in parts if p.censored_from_ns is not None)
+        return replace(both, recovered_at_ns=None, censored_from_ns=last, reason=reason)
+    return replace(both, recovered_at_ns=last, censored_from_ns=None, reason=None)
 
 
 def _detect(

@@ -31,6 +31,7 @@ import pandas as pd
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
 ViewKind = Literal["instance", "service"]
 
 
@@ -42,19 +43,28 @@ class Stream:
     ok: BoolArray
     cum_failed: IntArray  # cum_failed[i] = failures among the first i observations
     start_ns: IntArray  # when each observation was sent (its completion when unknown)
+    latency_ms: FloatArray  # each observation's latency (NaN when unknown)
 
     @classmethod
     def of(
-        cls, end_ns: npt.ArrayLike, ok: npt.ArrayLike, start_ns: npt.ArrayLike | None = None
+        cls,
+        end_ns: npt.ArrayLike,
+        ok: npt.ArrayLike,
+        start_ns: npt.ArrayLike | None = None,
+        latency_ms: npt.ArrayLike | None = None,
     ) -> Stream:
         ends = np.asarray(end_ns, dtype=np.int64)
         oks = np.asarray(ok, dtype=np.bool_)
         starts = ends if start_ns is None else np.asarray(start_ns, dtype=np.int64)
+        if latency_ms is None:
+            latency = np.full(ends.shape, np.nan, dtype=np.float64)
+        else:
+            latency = np.asarray(latency_ms, dtype=np.float64)
         if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
             order = np.argsort(ends, kind="stable")
-            ends, oks, starts = ends[order], oks[order], starts[order]
+            ends, oks, starts, latency = ends[order], oks[order], starts[order], latency[order]
         cum = np.concatenate(([0], np.cumsum(~oks, dtype=np.int64)))
-        return cls(ends, oks, cum, np.minimum(starts, ends))
+        return cls(ends, oks, cum, np.minimum(starts, ends), latency)
 
     @classmethod
     def empty(cls) -> Stream:
@@ -144,13 +154,15 @@ class Coded:
         ends = frame["end_ns"].to_numpy(dtype=np.int64)
         ok = frame["ok"].to_numpy(dtype=np.bool_)
         sent = frame["start_ns"].to_numpy(dtype=np.int64) if "start_ns" in frame else ends
+        latency = _latencies(frame)
         codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
         names = tuple("" if pd.isna(u) else str(u) for u in uniques)
         codes = np.asarray(codes, dtype=_code_type(len(names)))
         if ends.size > 1 and np.any(ends[1:] < ends[:-1]):
             order = np.argsort(ends, kind="stable")
             ends, ok, codes, sent = ends[order], ok[order], codes[order], sent[order]
-        return cls(Stream.of(ends, ok, sent), codes, names)
+            latency = latency[order]
+        return cls(Stream.of(ends, ok, sent, latency), codes, names)
 
     def present(self) -> set[str]:
         return set(self.names)
@@ -175,7 +187,16 @@ class Coded:
         if mask.all():
             return self.stream
         stream = self.stream
-        return Stream.of(stream.end_ns[mask], stream.ok[mask], stream.start_ns[mask])
+        return Stream.of(
+            stream.end_ns[mask], stream.ok[mask], stream.start_ns[mask], stream.latency_ms[mask]
+        )
+
+
+def _latencies(frame: pd.DataFrame) -> FloatArray:
+    if "latency_ms" not in frame:
+        return np.full(len(frame), np.nan, dtype=np.float64)
+    latency: FloatArray = frame["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return latency
 
 
 def _code_type(count: int) -> type[np.int8] | type[np.int16] | type[np.int64]:

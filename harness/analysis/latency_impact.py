@@ -1,0 +1,239 @@
+"""Latency impact: a fault that slows the view's successful answers beyond the baseline's own.
+
+Statistic: the MEDIAN latency of the successful observations SENT in each 1 s window
+(`WINDOW_NS`), requests and probes of the view apart, a window judged only when it holds at
+least `MIN_WINDOW_SUCCESSES` successes of that kind. The median, not the p95: one slow answer
+(a GC pause, a SYN retried after 1 s) does not move it, so a blip in a window is not an impact;
+a slowdown of half the answers or more does. Behind a service address a slowed replica serves
+only its share of the requests, which may not move their median: the probes of the fault's
+targets (every one of them slowed) carry it then.
+
+Tolerance per kind, from the steady baseline cut into the same 1 s windows: with `m` the
+median of the windows' medians and `mad` their median absolute deviation (x 1.4826, a standard
+deviation for normal noise), the limit is m + max(5 mad, 50 % of m, 10 ms). Median and MAD of
+the windows, not their mean and sd: a baseline window with a blip moves neither (the errors'
+trimmed rate does the same, harness.analysis.baseline). The 50 % and 10 ms floors: a baseline of
+identical windows has mad 0, and a shared machine's scheduling moves a millisecond-scale median
+by a few ms without any fault. Fewer than `MIN_BASELINE_WINDOWS` judged baseline windows: the
+kind's latency is not judged (said in the reason).
+
+Detection: the first window at or after t0 whose median exceeds its kind's limit, starting
+within the detection horizon; `detected_at` is the first completion, among that window's
+successes, of one slower than the limit. Recovery, like the errors' (evidence sent after the
+candidate): windows re-cut from max(detection, the revert) (from the detection when the
+orchestrator heals while the fault is on); the first such that it and the windows after it up
+to stable_for are judged and within the limits (each judged kind; at least one kind judged);
+`recovered_at` is the first completion of a success sent in it. So a slowdown that ends with
+its revert recovers at the revert plus the first answer's latency; one that outlasts it
+recovers at the first window edge (revert + k s: the 1 s granularity) after its median
+settles, plus that latency. When the data ends first with the judged windows calm: censored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.analysis.observations import BoolArray, FloatArray, IntArray, Stream, View
+
+WINDOW_NS = 1_000_000_000
+MIN_WINDOW_SUCCESSES = 5
+MIN_BASELINE_WINDOWS = 3
+SPREAD_FACTOR = 5.0
+RELATIVE_MARGIN = 0.5
+FLOOR_MS = 10.0
+MAD_TO_SD = 1.4826
+STATISTIC = (
+    "median latency of the successful observations sent in each 1 s window "
+    f"(judged with at least {MIN_WINDOW_SUCCESSES} of them)"
+)
+
+
+@dataclass(frozen=True)
+class LatencyLimit:
+    """One kind's tolerance: the baseline windows' median and the limit above it."""
+
+    kind: str  # requests | probes
+    baseline_ms: float
+    limit_ms: float
+    windows: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "baseline_median_ms": round(self.baseline_ms, 3),
+            "limit_ms": round(self.limit_ms, 3),
+            "baseline_windows": self.windows,
+        }
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Per 1 s window from `origin_ns`: its median (NaN: not judged) and first success."""
+
+    origin_ns: int
+    medians: FloatArray
+    first_done_ns: IntArray  # -1 without a success
+
+    def start_ns(self, index: int) -> int:
+        return self.origin_ns + index * WINDOW_NS
+
+
+@dataclass(frozen=True)
+class LatencyOutcome:
+    """Latency detection and recovery of one fault on its view."""
+
+    limits: tuple[LatencyLimit, ...]
+    detected_at_ns: int | None = None
+    recovered_at_ns: int | None = None
+    censored_from_ns: int | None = None
+    reason: str | None = None
+
+    @property
+    def visible(self) -> bool:
+        return self.detected_at_ns is not None
+
+
+def windows_of(stream: Stream, origin_ns: int, end_ns: int) -> Windows:
+    """The medians of the successes sent in [origin + k W, origin + (k+1) W), up to end_ns."""
+    count = max(0, math.ceil((end_ns - origin_ns) / WINDOW_NS))
+    medians = np.full(count, np.nan, dtype=np.float64)
+    first = np.full(count, -1, dtype=np.int64)
+    keep = stream.ok & (stream.start_ns >= origin_ns) & (stream.start_ns < end_ns)
+    keep &= ~np.isnan(stream.latency_ms)
+    index = (stream.start_ns[keep] - origin_ns) // WINDOW_NS
+    latency, done = stream.latency_ms[keep], stream.end_ns[keep]
+    for k in np.unique(index).tolist():
+        mask = index == k
+        first[k] = int(done[mask].min())
+        if int(mask.sum()) >= MIN_WINDOW_SUCCESSES:
+            medians[k] = float(np.median(latency[mask]))
+    return Windows(origin_ns, medians, first)
+
+
+def latency_limit(kind: str, stream: Stream, lo_ns: int, hi_ns: int) -> LatencyLimit | None:
+    """The kind's tolerance from the complete baseline windows in [lo, hi) (module docstring)."""
+    complete = (hi_ns - lo_ns) // WINDOW_NS
+    if complete <= 0:
+        return None
+    medians = windows_of(stream, lo_ns, lo_ns + complete * WINDOW_NS).medians
+    judged = medians[~np.isnan(medians)]
+    if judged.size < MIN_BASELINE_WINDOWS:
+        return None
+    center = float(np.median(judged))
+    spread = MAD_TO_SD * float(np.median(np.abs(judged - center)))
+    margin = max(SPREAD_FACTOR * spread, RELATIVE_MARGIN * center, FLOOR_MS)
+    return LatencyLimit(kind, center, center + margin, int(judged.size))
+
+
+@dataclass(frozen=True)
+class Span:
+    """What a fault's latency is judged over: [t0, detect_end] for detection, the data's end
+    and `stable_for` for recovery; `earliest_ns`: no recovery before it (the revert)."""
+
+    t0_ns: int
+    detect_end_ns: int
+    data_end_ns: int
+    stable_ns: int
+    heals_during_fault: bool
+    action_end_ns: int
+
+
+def latency_outcome(
+    view: View, baseline: tuple[int, int], span: Span, *, broken: bool
+) -> LatencyOutcome:
+    """Latency detection and recovery of one fault (module docstring)."""
+    streams = {"requests": view.requests, "probes": view.probes}
+    limits = [latency_limit(k, s, *baseline) for k, s in streams.items()]
+    judged = tuple(x for x in limits if x is not None)
+    if broken or not judged:
+        return LatencyOutcome(judged, reason=_unjudged(broken))
+    end = max(span.data_end_ns, span.detect_end_ns) + 1
+    windows = {x.kind: windows_of(streams[x.kind], span.t0_ns, end) for x in judged}
+    detected = _detect(judged, windows, streams, span)
+    if detected is None:
+        return LatencyOutcome(judged)
+    earliest = detected if span.heals_during_fault else max(detected, span.action_end_ns)
+    after = {x.kind: windows_of(streams[x.kind], earliest, end) for x in judged}
+    outcome = _recover(judged, after, span, earliest)
+    return LatencyOutcome(
+        judged, detected, outcome[0], outcome[1], None if outcome[0] else outcome[2]
+    )
+
+
+def _unjudged(broken: bool) -> str:
+    if broken:
+        return "latency not judged: the baseline was broken"
+    return (
+        f"latency not judged: fewer than {MIN_BASELINE_WINDOWS} baseline windows with "
+        f"{MIN_WINDOW_SUCCESSES} successes of a kind"
+    )
+
+
+def _detect(
+    limits: tuple[LatencyLimit, ...],
+    windows: dict[str, Windows],
+    streams: dict[str, Stream],
+    span: Span,
+) -> int | None:
+    """The first completion of a too-slow success in each kind's first window out of its
+    limit (starting within the horizon); the earliest over the kinds."""
+    last = (span.detect_end_ns - span.t0_ns) // WINDOW_NS
+    found = []
+    for limit in limits:
+        medians = windows[limit.kind].medians[: last + 1]
+        out = np.flatnonzero(medians > limit.limit_ms)  # NaN compares False: unjudged
+        if out.size:
+            lo = span.t0_ns + int(out[0]) * WINDOW_NS
+            found.append(_first_slow(streams[limit.kind], lo, limit.limit_ms))
+    return min(found, default=None)
+
+
+def _first_slow(stream: Stream, lo_ns: int, limit_ms: float) -> int:
+    sent = (stream.start_ns >= lo_ns) & (stream.start_ns < lo_ns + WINDOW_NS)
+    slow = sent & stream.ok & (stream.latency_ms > limit_ms)
+    return int(stream.end_ns[slow].min())
+
+
+def _recover(
+    limits: tuple[LatencyLimit, ...], windows: dict[str, Windows], span: Span, earliest_ns: int
+) -> tuple[int | None, int | None, str]:
+    """(recovered_at, censored_from, reason when neither), over windows from `earliest_ns`."""
+    needed = max(1, math.ceil(span.stable_ns / WINDOW_NS))
+    complete = (span.data_end_ns - earliest_ns) // WINDOW_NS  # windows ending by the data's end
+    calm = _calm_windows(limits, windows)
+    if complete <= 0:
+        return None, None, "the data ended before latency after the fault could be judged"
+    for k in range(int(complete)):
+        stop = k + needed
+        if stop <= complete and bool(calm[k:stop].all()):
+            return _first_done(windows, k), None, ""
+        if stop > complete and bool(calm[k:complete].all()):
+            return None, _first_done(windows, k), _censored(span)
+    return None, None, "latency stayed above its limit until the end of the data"
+
+
+def _calm_windows(limits: tuple[LatencyLimit, ...], windows: dict[str, Windows]) -> BoolArray:
+    """Per window: at least one kind judged, and every judged kind within its limit."""
+    size = min(w.medians.size for w in windows.values())
+    judged = np.zeros(size, dtype=np.bool_)
+    within = np.ones(size, dtype=np.bool_)
+    for limit in limits:
+        medians = windows[limit.kind].medians[:size]
+        seen = ~np.isnan(medians)
+        judged |= seen
+        within &= ~seen | (medians <= limit.limit_ms)
+    return judged & within
+
+
+def _first_done(windows: dict[str, Windows], index: int) -> int:
+    firsts = [int(w.first_done_ns[index]) for w in windows.values() if w.first_done_ns[index] >= 0]
+    return min(firsts)
+
+
+def _censored(span: Span) -> str:
+    return (
+        f"censored: the data ended before {span.stable_ns / 1e9:g} s of latency within its "
+        "limit could be shown"
+    )
