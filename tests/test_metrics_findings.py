@@ -128,7 +128,7 @@ def test_2_a_latency_fault_on_web2_does_not_take_the_kill_of_web1(tmp_path: Path
 
     # before issue 7: f2 ttd 0.105 s (web-1's failure at 10.605), ttr 2.5 s. Since issue 16
     # f2 has its own latency impact on web-2's requests (5 a second: 1.1, 1.3, ..): baseline
-    # window medians 5 ms, limit 5 + max(0, 2.5, 10) = 15 ms; its first 1 s window from
+    # window medians 5 ms, limit 5 + max(0, 5, 20) = 25 ms; its first 1 s window from
     # 10.5 holds 10.5 .. 11.3 at 105 ms: detected at 10.5 + 0.105 = 10.605 (ttd 0.105);
     # windows re-cut from the revert at 13.0: [13, 14) holds 13.1 .. 13.9 at 5 ms, and so
     # does [14, 15): recovered at 13.105, ttr 13.105 - 10.5 = 2.605. No failure is its own.
