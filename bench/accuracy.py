@@ -204,13 +204,19 @@ def _run_witnessed(scenario: dict[str, Any], out: Path, timeout_s: float) -> Mea
     witness = RunWitness(docker.from_env(), out, "web-2")
     process = _start_run(scenario, out)
     try:
-        witness.attach(timeout_s=180)
+        try:
+            witness.attach(timeout_s=180)
+        except TimeoutError:
+            if process.poll() is not None:  # the run ended first: say why it did
+                _finish_run(process, out, timeout_s)
+            raise
         run_dir = _finish_run(process, out, timeout_s)
         facts = witness.facts()
     finally:
         witness.close()
         if process.poll() is None:
-            process.kill()
+            process.terminate()  # the harness cleans up on SIGTERM
+            process.wait(timeout=120)
     (fault,) = json.loads((run_dir / "summary.json").read_text())["faults"]
     return _witness_measure(fault, facts)
 
