@@ -240,11 +240,14 @@ def _measured(row: Row) -> str:
 
 
 def _within(row: Row) -> str:
-    runs = len(row.values) + len(row.failures)
-    held = sum(1 for v in row.values if not math.isnan(v) and row.check.holds(v))
-    if held == runs and runs > 0:
-        return "yes"
-    return f"no ({held} of {runs})" if held else "no"
+    """yes when every measured value holds; runs that failed to run are said apart."""
+    measured = [v for v in row.values if not math.isnan(v)]
+    held = sum(1 for v in measured if row.check.holds(v))
+    missing = len(row.values) - len(measured) + len(row.failures)
+    verdict = "yes" if measured and held == len(measured) else "no"
+    if held not in (0, len(measured)):
+        verdict += f" ({held} of {len(measured)})"
+    return verdict + (f"; {missing} run(s) without a value" if missing else "")
 
 
 def table(rows: list[Row], runs: int) -> str:
