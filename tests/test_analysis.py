@@ -550,3 +550,109 @@ def test_summary_json_is_strict(tmp_path: Path) -> None:
 
     stored = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
     assert stored == returned
+
+
+# -- the orchestrator's timers, Kubernetes' Events, watch gaps (issue 16) ---------------------
+
+
+def kill_with_restart(restart_s: float) -> list[Event]:
+    """web-1 killed at 10 s (crash 1 after 14 s of running: it started at -4 s), died at
+    10.004 s, started again at `restart_s`."""
+    return [
+        engine(-4.0, "start", "web-1"),
+        inject(10.0, "f1", has_duration=False),
+        engine(10.004, "die", "web-1", exitCode="137"),
+        engine(restart_s, "start", "web-1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("restart_s", "verdict"),
+    [
+        # Docker's back-off before a first restart is 100 ms, plus up to 2.5 s of start work
+        # (harness.analysis.timers.docker): die -> start 10.3 - 10.004 = 0.296 s is within
+        # 0.1-2.6 s; 14.004 - 10.004 = 4.0 s is above 2.6 s
+        (10.3, "as_predicted"),
+        (14.004, "slower"),
+    ],
+)
+def test_a_docker_kill_carries_what_the_restart_timers_expect(
+    tmp_path: Path, restart_s: float, verdict: str
+) -> None:
+    requests = [Req(i / 10, 5.0, ok=not 100 <= i < 110) for i in range(300)]
+    fault = analyze(tmp_path, requests, kill_with_restart(restart_s), load_s=(0.0, 30.0))["faults"][
+        0
+    ]
+
+    (expected,) = [e for e in fault["expected"] if e["interval"] == "die_to_start"]
+    assert expected["instance"] == "web-1"
+    assert expected["measured_s"] == pytest.approx(restart_s - 10.004, abs=1e-3)
+    assert expected["low_s"] <= 0.1 and expected["high_s"] == pytest.approx(2.6)
+    assert expected["verdict"] == verdict
+    assert expected["source"] == "published default"  # no scenario.yaml in this run dir
+
+
+def k8s_event(time_s: float, reason: str, kind: str = "Warning", slot: str = "web-1") -> Event:
+    attributes = {"reason": reason, "type": kind, "note": f"{reason} note"}
+    return Event(time_s, "engine", "k8s_event", slot, {**attributes, "object": "Pod/web-abc"})
+
+
+def test_kubernetes_events_in_a_faults_window(tmp_path: Path) -> None:
+    # web-1's requests started in [10, 11) fail: recovered at 11.005, the evidence ends at
+    # 11.005 + stable_for 2 s = 13.005. Events at 5 and 20 s are outside [10, 13.005]
+    events = [
+        k8s_event(5.0, "Scheduled", kind="Normal"),
+        inject(10.0, "f1", has_duration=False),
+        k8s_event(10.01, "Killing", kind="Normal"),
+        Event(
+            12.5,
+            "engine",
+            "k8s_event",
+            "web-1",
+            {
+                "reason": "BackOff",
+                "type": "Warning",
+                "object": "Pod/web-abc",
+                "count": "3",
+                "note": "Back-off restarting",
+            },
+        ),
+        k8s_event(20.0, "Started", kind="Normal"),
+    ]
+    requests = [Req(i / 10, 5.0, ok=not 100 <= i < 110) for i in range(300)]
+    fault = analyze(tmp_path, requests, events, load_s=(0.0, 30.0))["faults"][0]
+
+    assert [(e["reason"], e["type"], e["time_ns"]) for e in fault["k8s_events"]] == [
+        ("Killing", "Normal", ns(10.01)),
+        ("BackOff", "Warning", ns(12.5)),
+    ]
+    assert fault["k8s_events"][1]["object"] == "Pod/web-abc"
+    assert fault["k8s_events"][1]["count"] == 3
+
+
+def test_a_failing_watch_is_a_warning_never_silent(tmp_path: Path) -> None:
+    def watch(time_s: float, action: str, **attributes: object) -> Event:
+        return Event(time_s, "engine", action, None, {"resource": "pods", **attributes})
+
+    # pods' watch failing since 20.0 s (said at 20.0), answering again at 32.0 s: a 12 s gap;
+    # events' watch failing since 25.0 s and never back: 25 -> the data's end, the last
+    # request's completion 29.9 + 0.005 = 29.905 s: 4.905 s, printed 4.9
+    events = [
+        watch(20.0, "watch_failing", error="403 Forbidden", since_ns=str(ns(20.0))),
+        watch(32.0, "watch_resumed", since_ns=str(ns(20.0)), gap_s="12.000"),
+        Event(
+            25.0,
+            "engine",
+            "watch_failing",
+            None,
+            {"resource": "events", "error": "connection refused", "since_ns": str(ns(25.0))},
+        ),
+    ]
+    summary = analyze(tmp_path, series(0.0, 30.0, 0.1), events, load_s=(0.0, 30.0))
+
+    assert summary["warnings"] == [
+        "the orchestrator's view of pods had a gap of 12.0 s from +20.0 s (403 Forbidden): "
+        "engine events in it may be missing or late",
+        "the orchestrator's view of events had a gap of 4.9 s from +25.0 s until the end of "
+        "the data (connection refused): engine events in it may be missing or late",
+    ]

@@ -59,6 +59,15 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
   {`action`: replaced | restarted_in_place | not_restarted | kept_running | unknown |
   mixed, `unit` (container, task, pod), `description`, `instances` [{`instance`, `action`,
   `at_ns`, `after_s`}]}: what the orchestrator did (harness.analysis.response).
+- `faults[].expected`: what the orchestrator's own timers predict for each measured interval
+  [{`interval`, `instance`, `rule`, `low_s`, `high_s`, `source` (settings | published default),
+  `measured_s`, `verdict` (as_predicted | slower | faster | not_measured), `tolerance_s`}]
+  (harness.analysis.timers); `faults[].k8s_events`: Kubernetes' own Events in the fault's
+  window [injection, evidence end] [{`time_ns`, `reason`, `type`, `object`, `instance`,
+  `note`, `count`}] (harness.analysis.kube_events).
+- `warnings`: what makes the run's numbers less certain without failing it: a watch of the
+  orchestrator that kept failing ("the orchestrator's view of pods had a gap of 12.0 s from
+  +20.1 s (...)"), also appended to `status_reason` when the status is not `passed`.
 - `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
   `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `censored`, `ttd_s` and `ttr_s`
   {`n`, `median`, `max`}, `failed_requests`.
@@ -72,6 +81,7 @@ import json
 from pathlib import Path
 
 from harness.analysis.data import RunData, load_run
+from harness.analysis.kube_events import KubeEvent, fault_k8s_events, kube_events, watch_gaps
 from harness.analysis.metrics import Context, FaultMetrics, fault_metrics
 from harness.analysis.phases import (
     PHASE_NAMES,
@@ -86,6 +96,7 @@ from harness.analysis.phases import (
 )
 from harness.analysis.repeats import repeated_entries
 from harness.analysis.slo import SloResult, evaluate_slo
+from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
 
 __all__ = ["RunData", "analyze_run", "load_run", "summarize", "write_summary"]
@@ -119,6 +130,10 @@ def summarize(run: RunData) -> dict[str, object]:
     total = totals(run.requests, load)
     slo = evaluate_slo(run.manifest.slo, faults, by_name, total)
     status, reason = _status(run.manifest.status, context, slo)
+    warnings = watch_gaps(run.events, load.start_ns, context.data_end_ns)
+    if warnings and reason is not None:
+        reason = "; ".join([reason, *warnings])
+    every_k8s = kube_events(run.events)
     manifest = run.manifest
     return {
         "run_id": manifest.run_id,
@@ -135,9 +150,12 @@ def summarize(run: RunData) -> dict[str, object]:
         "totals": {**total.to_dict(), **_probe_totals(run)},
         "endpoints": {k: v.to_dict() for k, v in endpoint_stats(run.requests, load).items()},
         "phases": {name: by_name[name].to_dict() for name in PHASE_NAMES},
-        "faults": [_fault_dict(f, index, steady[0], intended) for f in faults],
+        "faults": [
+            _with_timers(run, _fault_dict(f, index, steady[0], intended, every_k8s)) for f in faults
+        ],
         "fault_groups": [e.to_dict() for e in repeated_entries(faults)],
         "slo": slo.to_dict(),
+        "warnings": warnings,
         "error": manifest.error,
     }
 
@@ -159,8 +177,17 @@ def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str
     return "slo_violated", "; ".join(parts)
 
 
+def _with_timers(run: RunData, fault: dict[str, object]) -> dict[str, object]:
+    """The fault with what the orchestrator's timers predict for its measured intervals."""
+    return {**fault, "expected": [p.to_dict() for p in predictions(run, fault)]}
+
+
 def _fault_dict(
-    fault: FaultMetrics, index: RequestIndex, steady_from_ns: int, intended: float | None
+    fault: FaultMetrics,
+    index: RequestIndex,
+    steady_from_ns: int,
+    intended: float | None,
+    every_k8s: list[KubeEvent],
 ) -> dict[str, object]:
     phases = {}
     for name in ("fault", "recovery"):
@@ -168,7 +195,8 @@ def _fault_dict(
         phase = Phase(name, ((start, end),) if end > start else ())
         stats = interval_stats(index, phase, phase.intervals, steady_from_ns, intended)
         phases[name] = stats.to_dict()
-    return {**fault.to_dict(), "phases": phases}
+    t0, end = fault.fault.injected_at_ns, fault.evidence_end_ns
+    return {**fault.to_dict(), "phases": phases, "k8s_events": fault_k8s_events(every_k8s, t0, end)}
 
 
 def _duration(start_ns: int | None, end_ns: int | None) -> float | None:
