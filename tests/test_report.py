@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from harness.analysis.report import write_report
-from tests.synthetic_run import Req, inject, realistic_run, revert, series, write_run
+from tests.synthetic_run import (
+    Event,
+    Req,
+    engine,
+    inject,
+    realistic_run,
+    revert,
+    series,
+    write_run,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +42,9 @@ def test_report_is_self_contained(report: Path) -> None:
 
     assert report.name == "report.html"
     assert "data:image/png;base64," in html
-    assert html.count("data:image/png;base64,") == 2
+    # the timeline, the latency CDF per phase and (its faults' latency was judged: 150
+    # requests a second) the latency-impact figure
+    assert html.count("data:image/png;base64,") == 3
     assert "http://" not in html and "https://" not in html
     assert not re.search(r"""src=["'](?!data:)""", html), "an external resource is referenced"
     assert "<link" not in html and "<script" not in html
@@ -132,3 +143,34 @@ def test_report_says_a_fault_is_censored(tmp_path: Path) -> None:
 
     assert "censored: at least 1.005 s" in html
     assert "(cut by the end of the data)" in html  # [27, 37) ends with the data at 29.905
+
+
+def test_report_explains_impact_kind_timers_events_and_gaps(tmp_path: Path) -> None:
+    # web-1 killed at 10 s: its requests started in [10, 11) fail, those in [11, 14) succeed
+    # in 305 ms (errors and latency: both); it died at 10.004 and started at 14.004, 4 s
+    # later, where Docker's first back-off (0.1 s) plus 2.5 s of start work predict at most
+    # 2.6 s: the verdict is 'slower'. A BackOff Event at 12 s is in its window; the pods
+    # watch failed 20-26 s.
+    def request(i: int) -> Req:
+        return Req(i / 10, 305.0 if 110 <= i < 140 else 5.0, ok=not 100 <= i < 110)
+
+    events = [
+        engine(-4.0, "start", "web-1"),
+        inject(10.0, "f1", has_duration=False),
+        engine(10.004, "die", "web-1", exitCode="137"),
+        engine(14.004, "start", "web-1"),
+        Event(12.0, "engine", "k8s_event", "web-1", {"reason": "BackOff", "type": "Warning"}),
+        Event(20.0, "engine", "watch_failing", None, {"resource": "pods", "error": "403"}),
+        Event(26.0, "engine", "watch_resumed", None, {"resource": "pods", "gap_s": "6.000"}),
+    ]
+    run_dir = write_run(
+        tmp_path / "run", [request(i) for i in range(300)], events=events, load_s=(0.0, 30.0)
+    )
+    html = write_report(run_dir).read_text(encoding="utf-8")
+
+    assert '<span class="badge fail">both</span>' in html
+    assert "restarted 4.00 s after it died" in html
+    assert '<span class="badge fail">slower</span> die_to_start [web-1]' in html
+    assert "<td>+12.000 s</td>" in html and "BackOff" in html
+    assert "the orchestrator&#x27;s view of pods had a gap of 6.0 s from +20.0 s (403)" in html
+    assert (run_dir / "figures" / "latency_impact.png").exists()

@@ -3,8 +3,11 @@
 `timeline_figure` draws three stacked panels over seconds since the load started: latency
 (every request a faint point, p50/p95/p99 per second), throughput (ok and failed requests per
 second) and error rate; each fault's window is shaded in its own colour, with a dashed mark at
-detection and a solid one at recovery. `latency_by_phase_figure` draws the latency CDF of each
-phase. Requests are placed by completion, like the metrics.
+detection and a solid one at recovery; Kubernetes' own notable Events (Warnings, and the reasons
+a recovery turns on: harness.analysis.kube_events) are dotted marks on the throughput panel,
+labelled with their reason and pod. `latency_impact.png` (harness.analysis.latency_figure): each
+fault's window medians against its latency tolerance band. `latency_by_phase_figure` draws
+the latency CDF of each phase. Requests are placed by completion, like the metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from harness.analysis.data import RunData
+from harness.analysis.kube_events import KubeEvent, kube_events
+from harness.analysis.latency_figure import latency_impact_figure
 from harness.analysis.phases import PHASE_NAMES, Phase, counting_intervals
 from harness.analysis.timebase import Interval, LoadWindow, load_window
 
@@ -37,6 +42,7 @@ PHASE_COLOURS = {
     "after": "#2ca02c",
 }
 OK_COLOUR, FAIL_COLOUR = "#1f77b4", "#d62728"
+K8S_WARNING, K8S_NORMAL = "#8a1414", "#555555"
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,15 @@ class Binned:
 
 
 def write_figures(run: RunData, summary: Mapping[str, object], figures_dir: Path) -> list[Path]:
-    """Write timeline.png and latency_by_phase.png into `figures_dir`; return their paths."""
+    """Write timeline.png, latency_by_phase.png and (when a fault's latency was judged)
+    latency_impact.png into `figures_dir`; return their paths."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     timeline = figures_dir / "timeline.png"
     by_phase = figures_dir / "latency_by_phase.png"
     timeline_figure(run, summary, timeline)
     latency_by_phase_figure(run, summary, by_phase)
-    return [timeline, by_phase]
+    latency = latency_impact_figure(run, summary, figures_dir / "latency_impact.png")
+    return [timeline, by_phase, *([] if latency is None else [latency])]
 
 
 # -- the summary, typed ----------------------------------------------------------------------
@@ -196,6 +204,7 @@ def timeline_figure(run: RunData, summary: Mapping[str, object], out: Path) -> P
     error_ax.set_xlim(low, high)
     write_labels(latency_ax, _fault_labels(bands), high - low)
     write_labels(error_ax, recovery_labels(bands), high - low)
+    draw_k8s_events(rate_ax, [e for e in kube_events(run.events) if e.notable], axis, high - low)
     error_ax.set_xlabel("seconds since load start (requests placed at completion)")
     _legends(latency_ax, rate_ax, error_ax, bands)
     fig.suptitle(_title(summary), fontsize=11, x=0.01, ha="left")
@@ -306,6 +315,23 @@ def draw_faults(ax: Axes, bands: Sequence[FaultBand]) -> None:
             ax.axvline(band.detected_s, color=band.colour, linestyle="--", linewidth=1.3)
         if band.recovered_s is not None:
             ax.axvline(band.recovered_s, color=band.colour, linestyle="-", linewidth=1.3)
+
+
+def draw_k8s_events(ax: Axes, events: Sequence[KubeEvent], axis: TimeAxis, span_s: float) -> None:
+    """A dotted mark per notable Kubernetes Event, labelled 'BackOff web-1' (one label per
+    reason and pod and second: a repeated Event is one mark)."""
+    seen: set[tuple[str, str | None, int]] = set()
+    labels = []
+    for event in events:
+        at = axis.seconds(event.time_ns)
+        key = (event.reason, event.instance, int(at))
+        if key in seen:
+            continue
+        seen.add(key)
+        colour = K8S_WARNING if event.type == "Warning" else K8S_NORMAL
+        ax.axvline(at, color=colour, linestyle=":", linewidth=1.0)
+        labels.append((at, f"{event.reason} {event.instance or event.involved}", colour))
+    write_labels(ax, labels, span_s)
 
 
 def _stack_levels(spans: Sequence[tuple[float, float]]) -> list[int]:

@@ -15,6 +15,13 @@ from pathlib import Path
 
 from harness.analysis import summarize, write_summary
 from harness.analysis.data import RunData, load_run
+from harness.analysis.explain import (
+    expected_list,
+    impact_cell,
+    k8s_events_table,
+    latency_paragraph,
+    warnings_section,
+)
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
@@ -73,6 +80,7 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
     body = "\n".join(
         [
             _header(summary),
+            warnings_section(summary),
             _load_note(summary),
             _slo_section(summary),
             _baseline_section(summary),
@@ -246,7 +254,7 @@ def _faults_section(summary: Mapping[str, object]) -> str:
     if not faults:
         return "<h2>Faults</h2><p>No fault was injected: the whole run is baseline.</p>"
     rows = [_fault_row(summary, f) for f in faults]
-    headers = ["fault", "kind", "targets", "measured on", "injected", "reverted"]
+    headers = ["fault", "kind", "targets", "measured on", "impact", "injected", "reverted"]
     headers += ["detected (ttd)", "recovered (ttr)", "its requests failed"]
     headers += ["window", "all users: failed", "availability", "lost requests"]
     headers += ["failed probes", "overlapped with"]
@@ -280,6 +288,7 @@ def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> li
         esc(fault.get("kind")),
         esc(targets),
         esc(fault.get("view") or NONE),
+        impact_cell(fault),
         _since(summary, fault.get("injected_at_ns")),
         _since(summary, fault.get("reverted_at_ns")),
         f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
@@ -316,6 +325,8 @@ def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) ->
     ]
     if fault.get("reason"):
         parts.append(f"<p>{esc(fault.get('reason'))}</p>")
+    latency = as_map(fault.get("latency_impact"))
+    parts.append(latency_paragraph(fault, _since(summary, latency.get("detected_at_ns"))))
     overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
     if overlapped:
         shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
@@ -329,6 +340,8 @@ def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) ->
         parts.append(f'<p class="note">{esc(text)}</p>')
     parts.append(_occurrence_phases(summary, as_map(fault.get("phases"))))
     parts.append(_orchestrator_table(as_list(fault.get("orchestrator"))))
+    parts.append(expected_list(fault))
+    parts.append(k8s_events_table(fault, lambda time_ns: _since(summary, time_ns)))
     parts.append(_cluster_table(as_map(fault.get("cluster")), fault.get("ttr_s")))
     return "\n".join(parts)
 
