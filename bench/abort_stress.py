@@ -592,8 +592,8 @@ def _lab_leftovers(kind: str) -> list[str]:
 
 def lab_up_once(kind: str, signum: int, at_s: float, results: Path) -> LabOutcome | None:
     """Kill one `harness lab up` at `at_s`; down + cleanup; check; a second up must work."""
-    if _lab_state(kind) is not None:
-        return None  # someone's lab: never touched
+    if _lab_state(kind) is not None or _lab_bridge(kind).exists():
+        return None  # someone's lab, or one on its way: never touched
     nodes = "2" if kind == "swarm" else "1"
     process = _harness("lab", "up", "--kind", kind, "--nodes", nodes)
     ticks = process_start_ticks(process.pid)
@@ -716,34 +716,55 @@ RUN_LABS = (
 )
 
 
-def _lab_up(kind: str, options: tuple[str, ...], what: str) -> Callable[[], None]:
-    """Bring one lab of the stress's up; the returned function takes it down."""
-    done = _harness_done("lab", "up", "--kind", kind, *options, timeout=600)
-    if done.returncode != 0:
-        _harness_done("lab", "down", "--kind", kind)  # what a failed up left, if anything
-        raise RuntimeError(f"cannot bring the {what} up: {done.stderr[-800:]}")
+def _lab_up(kind: str, options: tuple[str, ...], what: str) -> Callable[[], None] | None:
+    """Bring one lab of the stress's up; the returned function takes it down. None when the
+    up failed because another lab of that kind is there or on its way (its state, or its
+    bridge before its state): someone's, never taken down here."""
+    process = _harness("lab", "up", "--kind", kind, *options)
+    mine = f"{process.pid}:{process_start_ticks(process.pid)}"
+    try:
+        _stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # a stopped `lab up` removes what it made so far
+        _stdout, stderr = process.communicate(timeout=180)
+    if process.returncode == 0:
+        return lambda: _lab_down(kind, what)
+    state = _lab_state(kind)
+    if state is None and not _lab_bridge(kind).exists():
+        raise RuntimeError(f"cannot bring the {what} up: {stderr[-800:]}")
+    if getattr(state, "creator", None) != mine:
+        return None
+    _harness_done("lab", "down", "--kind", kind)  # what our own failed up left
+    raise RuntimeError(f"cannot bring the {what} up: {stderr[-800:]}")
 
-    def take_down() -> None:
-        down = _harness_done("lab", "down", "--kind", kind)
-        if down.returncode != 0:
-            print(f"taking the {what} down failed: {down.stderr[-800:]}", file=sys.stderr)
 
-    return take_down
+def _lab_down(kind: str, what: str) -> None:
+    down = _harness_done("lab", "down", "--kind", kind)
+    if down.returncode != 0:
+        print(f"taking the {what} down failed: {down.stderr[-800:]}", file=sys.stderr)
+
+
+def _lab_bridge(kind: str) -> Path:
+    from harness.kube.state import BRIDGE as KUBE_BRIDGE
+    from harness.labs.swarm import BRIDGE as SWARM_BRIDGE
+
+    return Path("/sys/class/net") / (KUBE_BRIDGE if kind == "kubernetes" else SWARM_BRIDGE)
 
 
 def labs_for(targets: list[str], report: Report) -> tuple[list[str], list[Callable[[], None]]]:
-    """Bring up the labs the targets need; a lab already up (someone's) drops its target.
-    The targets left, and what takes down each lab brought up here."""
+    """Bring up the labs the targets need; a lab already up or coming up (someone's) drops
+    its target. The targets left, and what takes down each lab brought up here."""
     downs: list[Callable[[], None]] = []
     try:
         for target, kind, options, what in RUN_LABS:
             if target not in targets:
                 continue
-            if _lab_state(kind) is not None:
-                report.skipped.append(f"{what} runs: a {what} is already up (someone's)")
+            down = None if _lab_state(kind) is not None else _lab_up(kind, options, what)
+            if down is None:
+                report.skipped.append(f"{what} runs: another {what} is up (someone's)")
                 targets = [t for t in targets if t != target]
             else:
-                downs.append(_lab_up(kind, options, what))
+                downs.append(down)
     except BaseException:
         for down in downs:
             down()
