@@ -581,3 +581,15 @@ def test_runs_without_the_fields_compare_only_with_runs_equally_without(tmp_path
     description = comparison.measurement.describe()
     assert "analysis.window_s not recorded" in description
     assert "compared only with runs equally without it" in description
+
+
+def test_a_run_without_faults_agrees_with_any_view(tmp_path: Path) -> None:
+    calm = tmp_path / "calm"
+    write_run(calm, series(0.0, END_AT, 0.1), load_s=(0.0, END_AT))
+    faulted = make_run(tmp_path / "kill", 1.0, "swarm")
+    runs = load_runs(
+        [measured_as(calm, "service", 10.0), measured_as(faulted, "service", 10.0)], "target"
+    )
+    comparison = compare_runs(runs, "target")  # no view in calm: nothing to disagree with
+    assert comparison.measurement is not None
+    assert comparison.measurement.views == ("instance",)  # the synthetic kill's view

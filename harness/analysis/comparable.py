@@ -30,14 +30,16 @@ class Measurement:
     """How a run was measured: the load's routing, its faults' views, the analysis window."""
 
     routing: str | None
-    views: tuple[str, ...] | None
+    views: tuple[str, ...] | None  # () without faults: nothing measured, agrees with any view
     window_s: float | None
 
     def fields(self) -> dict[str, str]:
         """Each field as the refusal and the report print it."""
         return {
             "load.routing": self.routing or NOT_RECORDED,
-            "faults' view": ", ".join(self.views) if self.views else NOT_RECORDED,
+            "faults' view": NOT_RECORDED
+            if self.views is None
+            else ", ".join(self.views) or "no fault",
             "analysis.window_s": NOT_RECORDED if self.window_s is None else f"{self.window_s:g} s",
         }
 
@@ -64,17 +66,17 @@ class Measurement:
 
 
 def measurement_of(summary: Mapping[str, object]) -> Measurement:
-    """What one run's summary says of how it was measured (absent fields: None)."""
+    """What one run's summary says of how it was measured (absent fields: None; a run without
+    faults has the views ())."""
     routing = as_map(summary.get("load")).get("routing")
-    views = sorted(
-        {
-            str(view)
-            for view in (as_map(f).get("view") for f in as_list(summary.get("faults")))
-            if isinstance(view, str)
-        }
-    )
+    faults = [as_map(f) for f in as_list(summary.get("faults"))]
+    views = sorted({str(f.get("view")) for f in faults if isinstance(f.get("view"), str)})
     window = as_number(as_map(summary.get("analysis")).get("window_s"))
-    return Measurement(routing if isinstance(routing, str) else None, tuple(views) or None, window)
+    return Measurement(
+        routing if isinstance(routing, str) else None,
+        tuple(views) if views or not faults else None,
+        window,
+    )
 
 
 def measurement(runs: Sequence[tuple[str, Mapping[str, object]]]) -> Measurement | None:
@@ -88,6 +90,8 @@ def measurement(runs: Sequence[tuple[str, Mapping[str, object]]]) -> Measurement
     for name in by_run[0][1].fields():
         sides: dict[str, list[str]] = {}
         for run_id, measured in by_run:
+            if name == "faults' view" and measured.views == ():
+                continue  # a run without faults measured none: it agrees with any view
             sides.setdefault(measured.fields()[name], []).append(run_id)
         if len(sides) > 1:
             problems.append(_difference(name, sides))
@@ -100,7 +104,8 @@ def measurement(runs: Sequence[tuple[str, Mapping[str, object]]]) -> Measurement
                 "and analysis.window (scenario), or compare each kind apart",
             ]
         )
-    return by_run[0][1]
+    with_faults = [m for _, m in by_run if m.views != ()]
+    return with_faults[0] if with_faults else by_run[0][1]
 
 
 def _difference(name: str, sides: Mapping[str, list[str]]) -> str:
