@@ -35,7 +35,7 @@ settles, plus that latency. When the data ends first with the judged windows cal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +48,7 @@ SPREAD_FACTOR = 5.0
 RELATIVE_MARGIN = 1.0
 FLOOR_MS = 20.0
 MAD_TO_SD = 1.4826
+SOON_WINDOWS = 60  # windows examined for a recovery before the rest of the data
 STATISTIC = (
     "median latency of the successful observations sent in each 1 s window "
     f"(judged with at least {MIN_WINDOW_SUCCESSES} of them)"
@@ -107,11 +108,19 @@ def windows_of(stream: Stream, origin_ns: int, end_ns: int) -> Windows:
     keep &= ~np.isnan(stream.latency_ms)
     index = (stream.start_ns[keep] - origin_ns) // WINDOW_NS
     latency, done = stream.latency_ms[keep], stream.end_ns[keep]
-    for k in np.unique(index).tolist():
-        mask = index == k
-        first[k] = int(done[mask].min())
-        if int(mask.sum()) >= MIN_WINDOW_SUCCESSES:
-            medians[k] = float(np.median(latency[mask]))
+    # one sort by (window, latency): each window's median is its middle element(s), so the
+    # cost is n log n whatever the number of windows (a long run has thousands)
+    order = np.lexsort((latency, index))
+    index, latency = index[order], latency[order]
+    windows, begin, sizes = np.unique(index, return_index=True, return_counts=True)
+    judged = sizes >= MIN_WINDOW_SUCCESSES
+    low = begin + (sizes - 1) // 2
+    high = begin + sizes // 2
+    middle = (latency[low] + latency[high]) / 2
+    medians[windows[judged]] = middle[judged]
+    firsts = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(firsts, index, done[order])
+    first[windows] = firsts[windows]
     return Windows(origin_ns, medians, first)
 
 
@@ -152,7 +161,7 @@ def latency_outcome(
     judged = tuple(x for x in limits if x is not None)
     if broken or not judged:
         return LatencyOutcome(judged, reason=_unjudged(broken))
-    end = max(span.data_end_ns, span.detect_end_ns) + 1
+    end = span.detect_end_ns + 1
     windows = {x.kind: windows_of(streams[x.kind], span.t0_ns, end) for x in judged}
     found = _detect(judged, windows, streams, span)
     if not found:
@@ -160,8 +169,7 @@ def latency_outcome(
     detected = min(found.values())
     slowed = tuple(x for x in judged if x.kind in found)
     earliest = detected if span.heals_during_fault else max(detected, span.action_end_ns)
-    after = {x.kind: windows_of(streams[x.kind], earliest, end) for x in slowed}
-    outcome = _recover(slowed, after, span, earliest)
+    outcome = _recover_soon(slowed, streams, span, earliest)
     return LatencyOutcome(
         judged, detected, outcome[0], outcome[1], None if outcome[0] else outcome[2]
     )
@@ -199,6 +207,31 @@ def _first_slow(stream: Stream, lo_ns: int, limit_ms: float) -> int:
     sent = (stream.start_ns >= lo_ns) & (stream.start_ns < lo_ns + WINDOW_NS)
     slow = sent & stream.ok & (stream.latency_ms > limit_ms)
     return int(stream.end_ns[slow].min())
+
+
+def _recover_soon(
+    limits: tuple[LatencyLimit, ...], streams: dict[str, Stream], span: Span, earliest_ns: int
+) -> tuple[int | None, int | None, str]:
+    """_recover over the first SOON_WINDOWS windows, then (no recovery there) over the rest
+    of the data: a recovery usually comes soon, and a run can hold thousands of windows."""
+    needed = max(1, math.ceil(span.stable_ns / WINDOW_NS))
+    soon = earliest_ns + (needed + SOON_WINDOWS) * WINDOW_NS
+    first_end = min(soon, span.data_end_ns)
+    outcome = _recover_until(limits, streams, span, earliest_ns, first_end)
+    if outcome[0] is not None or first_end >= span.data_end_ns:
+        return outcome
+    return _recover_until(limits, streams, span, earliest_ns, span.data_end_ns)
+
+
+def _recover_until(
+    limits: tuple[LatencyLimit, ...],
+    streams: dict[str, Stream],
+    span: Span,
+    earliest_ns: int,
+    end_ns: int,
+) -> tuple[int | None, int | None, str]:
+    windows = {x.kind: windows_of(streams[x.kind], earliest_ns, end_ns + 1) for x in limits}
+    return _recover(limits, windows, replace(span, data_end_ns=end_ns), earliest_ns)
 
 
 def _recover(
