@@ -9,6 +9,9 @@ an exec in the container exits too, with its own exec id: only the init process 
 the container id) ends the container.
 
 Each `ctr` is this process's child with a parent-death signal, stopped by its PID at close().
+The kernel sends that signal when the THREAD that forked the child ends, not the process, and
+the runner subscribes from short-lived threads: so the children are forked by a keeper thread
+of their own that lives until close().
 """
 
 from __future__ import annotations
@@ -55,22 +58,38 @@ class ContainerdExits:
         self._exits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._followers: list[tuple[subprocess.Popen[str], threading.Thread]] = []
+        self._closed = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def start(self) -> ContainerdExits:
+        spawned = threading.Event()
+        self._keeper = threading.Thread(
+            target=self._keep, args=(spawned,), name="containerd-exits-keeper", daemon=True
+        )
+        self._keeper.start()
+        spawned.wait(timeout=STOP_TIMEOUT_S)
+        return self
+
+    def _keep(self, spawned: threading.Event) -> None:
+        """Fork the followers, then live (their parent-death signal is tied to this thread)."""
         for socket in self._sockets:
-            process = subprocess.Popen(
-                with_parent_death_signal(["ctr", "--address", socket, "events"]),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
+            try:
+                process = subprocess.Popen(
+                    with_parent_death_signal(["ctr", "--address", socket, "events"]),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            except OSError:
+                continue  # no ctr: dies keep the API's stamps, as on a cluster not run here
             reader = threading.Thread(
                 target=self._read, args=(process,), name="containerd-exits", daemon=True
             )
             reader.start()
             self._followers.append((process, reader))
-        return self
+        spawned.set()
+        self._closed.wait()
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
@@ -95,3 +114,6 @@ class ContainerdExits:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_S)
             reader.join(timeout=STOP_TIMEOUT_S)
+        self._closed.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=STOP_TIMEOUT_S)

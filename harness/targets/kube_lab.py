@@ -39,6 +39,17 @@ def lab_kubeconfig() -> Path | None:
     return path if path.is_file() else None
 
 
+def containerd_sockets() -> list[str]:
+    """The containerd socket of every node of the lab that is up (none: no lab)."""
+    try:
+        state = kube_lab.load_state()
+    except TargetError:
+        return []
+    if state is None or state.status != "up":
+        return []
+    return [node.containerd_socket for node in state.nodes]
+
+
 def control_plane_args(spec: LabSpec | None) -> dict[str, tuple[str, ...]]:
     """The control plane's flags a scenario's lab asks for (Kubernetes' defaults else)."""
     args: dict[str, tuple[str, ...]] = {}

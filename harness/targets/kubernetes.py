@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubernetes.client import V1DeleteOptions, V1Pod
+import urllib3
+from kubernetes.client import V1DeleteOptions, V1Pod, VersionApi
+from kubernetes.client.exceptions import ApiException
 
 from harness.errors import DeployTimeout, TargetError
 from harness.observe import probe_once
@@ -65,6 +67,7 @@ from harness.targets.base import (
     storage_problems,
 )
 from harness.targets.kube_cluster import Cluster, resolve
+from harness.targets.kube_containerd import ContainerdExits
 from harness.targets.kube_events import (
     DeploymentTracker,
     EndpointTracker,
@@ -74,6 +77,7 @@ from harness.targets.kube_events import (
 )
 from harness.targets.kube_host import ContainerPids
 from harness.targets.kube_lab import (
+    containerd_sockets,
     ensure_lab,
     lab_directory,
     lab_info,
@@ -90,6 +94,7 @@ from harness.targets.kube_objects import (
     service_object,
     workload_problems,
 )
+from harness.targets.kube_recorded import RecordedEventTracker, recorded_view
 from harness.targets.kube_routes import RouteFollower, SlotRoutes
 from harness.targets.kube_views import (
     PodView,
@@ -139,6 +144,7 @@ class KubernetesTarget:
         self._workload: WorkloadSpec | None = None
         self._cluster: Cluster | None = None
         self._streams: list[KubeEventStream] = []
+        self._exits: ContainerdExits | None = None
         self._service_url: str | None = None
         self._node_port: int | None = None
         self._service_node: str | None = None  # the node whose NodePort the load uses
@@ -498,6 +504,7 @@ class KubernetesTarget:
             self._slots,
             self._pids.started_ns if self.host_access else None,
             lambda live: self._sync_routes(live, wait=False),
+            self._containerd_exits(),
         )
         stream.follow(
             Resource("pods", namespaced(cluster.core.list_namespaced_pod), _parse(V1Pod, pod_view)),
@@ -520,6 +527,50 @@ class KubernetesTarget:
             DeploymentTracker(),
         )
         stream.follow(Resource("nodes", cluster.core.list_node, _parse_node), NodeTracker())
+        self._follow_recorded_events(stream, cluster)
+
+    def _follow_recorded_events(self, stream: KubeEventStream, cluster: Cluster) -> None:
+        """Kubernetes' own Events: the run's namespace; the nodes' too on the local lab (a
+        user's cluster may not let the run list events outside its namespace)."""
+        namespace = self.namespace
+        stream.follow(
+            Resource(
+                "events",
+                lambda **kw: cluster.core.list_namespaced_event(namespace, **kw),
+                recorded_view,
+            ),
+            RecordedEventTracker(self._slots),
+        )
+        if cluster.ref.lab:
+            stream.follow(
+                Resource(
+                    "node-events",
+                    lambda **kw: cluster.core.list_event_for_all_namespaces(
+                        field_selector="involvedObject.kind=Node", **kw
+                    ),
+                    recorded_view,
+                ),
+                RecordedEventTracker(self._slots),
+            )
+
+    def _containerd_exits(self) -> Callable[[str], int | None] | None:
+        """On the local lab, container exits as each node's containerd stamps them."""
+        if not self.cluster.ref.lab:
+            return None
+        if self._exits is None:
+            sockets = containerd_sockets()
+            if not sockets:
+                return None
+            self._exits = ContainerdExits(sockets).start()
+        return self._exits.exited_ns
+
+    def engine_answers(self) -> bool:
+        """The API server's sign of life (its /version), for the run's engine watch."""
+        try:
+            VersionApi(self.cluster.client).get_code(_request_timeout=(2, 5))
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError, TargetError):
+            return False  # silence: the run's engine watch counts it
+        return True
 
     def _list_nodes(self) -> list[Any]:
         nodes = self.cluster.call_unless(
@@ -587,6 +638,9 @@ class KubernetesTarget:
         if self._follower is not None:
             self._follower.close()
             self._follower = None
+        if self._exits is not None:
+            self._exits.close()
+            self._exits = None
 
     def release(self) -> None:
         self._stop_watching()
@@ -622,8 +676,9 @@ class _RoutingPodTracker(PodTracker):
         slots: SlotBook,
         started_at: Callable[[str], int | None] | None,
         on_change: Callable[[Sequence[tuple[str, PodView]]], None],
+        exited_at: Callable[[str], int | None] | None = None,
     ) -> None:
-        super().__init__(slots, started_at)
+        super().__init__(slots, started_at, exited_at)
         self._on_change = on_change
 
     def update(self, pod: PodView, received_ns: int) -> list[EngineEvent]:
