@@ -48,7 +48,9 @@ from harness.errors import CapabilityError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
 
 DEFAULT_STATE_DIR = Path("/run/chaos-harness/podman")
-START_TIMEOUT_S = 30.0
+# Every Podman process takes the store's lock as it starts: beside other Podman services at work
+# (runs side by side, a cleanup's sweeper) on a loaded machine, 30 s was not always enough.
+START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 PODMAN_MAX_RLIMIT = 1048576  # what Podman 4.3 sets NOFILE and NPROC to for a root container
 ULIMIT_OVERRIDE = "[containers]\ndefault_ulimits = []\n"
