@@ -322,13 +322,6 @@ class PodmanTarget(DockerTarget):
         )
         return info
 
-    def load_balancing(self) -> str:
-        return (
-            "client-side round robin: the load generator spreads requests across every "
-            "replica's address on the run's private network (Podman has no load balancer), "
-            "so a dead replica's share of requests fails until it is back"
-        )
-
     # --- deploy and health ------------------------------------------------------------------
 
     def deploy(self, workload: WorkloadSpec) -> None:
