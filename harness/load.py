@@ -49,7 +49,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +64,7 @@ from typing import IO, Final
 import pandas as pd
 
 from harness.errors import LoadError
+from harness.hostsys import with_parent_death_signal
 
 LOCUST_DIR: Final = Path(__file__).resolve().parent / "locust"
 DEFAULT_LOCUSTFILE: Final = LOCUST_DIR / "default_locustfile.py"
@@ -459,14 +459,6 @@ def _prepare_record_dir(record_dir: Path) -> None:
         raise LoadError(f"cannot create record dir {str(record_dir)!r}: {exc}") from exc
     if stale:
         raise LoadError(f"record dir {str(record_dir)!r} already holds request logs: {stale[:3]}")
-
-
-def with_parent_death_signal(argv: list[str]) -> list[str]:
-    """`argv` run so that the kernel sends it SIGTERM when its parent dies (prctl's
-    PR_SET_PDEATHSIG, kept across exec), through util-linux's setpriv; `argv` unchanged
-    where setpriv is missing (then `harness cleanup` stops it by its recorded PID)."""
-    setpriv = shutil.which("setpriv")
-    return argv if setpriv is None else [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 def _spawn(role: str, argv: list[str], env: Mapping[str, str], record_dir: Path) -> _Proc:
