@@ -174,3 +174,21 @@ def test_report_explains_impact_kind_timers_events_and_gaps(tmp_path: Path) -> N
     assert "<td>+12.000 s</td>" in html and "BackOff" in html
     assert "the orchestrator&#x27;s view of pods had a gap of 6.0 s from +20.0 s (403)" in html
     assert (run_dir / "figures" / "latency_impact.png").exists()
+
+
+def test_the_timeline_marks_kubernetes_notable_events() -> None:
+    from matplotlib.figure import Figure
+
+    from harness.analysis.kube_events import KubeEvent
+    from harness.analysis.plots import TimeAxis, draw_k8s_events
+
+    def event(at_s: float, reason: str, kind: str = "Warning") -> KubeEvent:
+        return KubeEvent(round(at_s * 1e9), reason, kind, "Pod/web-x", "web-1", "", None)
+
+    ax = Figure().subplots()
+    # two BackOff Events of web-1 in the same second are one mark; Unhealthy another
+    events = [event(12.2, "BackOff"), event(12.7, "BackOff"), event(15.0, "Unhealthy")]
+    draw_k8s_events(ax, events, TimeAxis(0, 30.0), 30.0)
+
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [12.2, 15.0]
+    assert [t.get_text() for t in ax.texts] == [" BackOff web-1", " Unhealthy web-1"]
