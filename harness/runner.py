@@ -582,6 +582,10 @@ class Runner:
             restart_policy_applies=fault.restart_policy(ctx.target),
             heals_during_fault=fault.heals_during_fault(ctx.target),
             has_duration=fault.has_duration,
+            # the comparison window's length: the same on every run, whatever the revert took
+            planned_duration_s=(
+                None if o.revert_at_s is None else round(o.revert_at_s - o.at_s, 6)
+            ),
             action_marked=own.clock.first_ns is not None,
             apply_s=round((after_ns - before_ns) / 1e9, 6),
         )
