@@ -359,11 +359,15 @@ def _fault_lines(fault: Mapping[str, object]) -> list[str]:
         outcome = "not measured"
     elif ttr is not None:
         outcome = f"recovered in {ttr:.3f} s"
+    elif fault.get("censored"):
+        outcome = f"recovered in at least {fault.get('ttr_at_least_s')} s (the data ended first)"
     else:
         outcome = "NOT recovered"
+    if fault.get("impact_kind") in ("latency", "both"):
+        outcome += f" ({fault.get('impact_kind')} impact)"
     own = as_map(fault.get("view_counts"))
     counts = f"all users: {fault.get('failed_requests')} of {fault.get('requests_in_window')}"
-    if own:
+    if own and fault.get("view") == "instance":
         counts = (
             f"its own requests: {own.get('failed_requests')} of {own.get('requests')} failed; "
             f"{counts}"
