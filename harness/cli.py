@@ -330,6 +330,7 @@ def verdict_lines(summary: Mapping[str, object]) -> list[str]:
         lines += _fault_lines(as_map(raw))
     for raw in as_list(summary.get("fault_groups")):
         lines.append(_group_line(as_map(raw)))
+    lines += [f"warning: {warning}" for warning in as_list(summary.get("warnings"))]
     slo = as_map(summary.get("slo"))
     for raw in as_list(slo.get("checks")):
         check = as_map(raw)

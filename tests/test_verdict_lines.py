@@ -30,3 +30,9 @@ def test_the_replicas_own_requests_only_on_its_own_view() -> None:
 
 def test_a_latency_impact_is_named() -> None:
     assert "(latency impact)" in _first({**BASE, "ttr_s": 2.0, "impact_kind": "latency"})
+
+
+def test_a_warning_is_printed_even_on_a_passed_run() -> None:
+    gap = "the orchestrator's view of pods had a gap of 12.0 s"
+    lines = verdict_lines({"faults": [], "warnings": [gap], "status": "passed"})
+    assert f"warning: {gap}" in lines
