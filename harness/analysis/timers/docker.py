@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs
+from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
     PUBLISHED,
     SETTINGS,
@@ -55,11 +55,7 @@ class Wait:
 
 
 def predict(inputs: TimerInputs) -> list[Prediction]:
-    found: list[Prediction] = []
-    for times in inputs.fault.orchestrator:
-        found.extend(restart_predictions(inputs, times))
-        found.extend(health_predictions(inputs, times))
-    return found
+    return per_instance(inputs, restart_predictions, health_predictions)
 
 
 def restart_predictions(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:

@@ -9,14 +9,14 @@ neither says, and says so (harness.analysis.timers.model.Setting).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from harness.analysis.data import RunData
-from harness.analysis.timers.model import PUBLISHED, SETTINGS, Setting
+from harness.analysis.timers.model import PUBLISHED, SETTINGS, Prediction, Setting
 
 REVERT_LEAD_NS = 2_000_000_000  # a revert's start event may precede its fault_revert by this
 
@@ -235,3 +235,11 @@ def _float(value: object) -> float | None:
 
 def _str(value: object) -> str | None:
     return None if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+InstanceRule = Callable[["TimerInputs", InstanceTimes], list[Prediction]]
+
+
+def per_instance(inputs: TimerInputs, *rules: InstanceRule) -> list[Prediction]:
+    """Each rule's predictions for every instance the fault's orchestrator intervals name."""
+    return [p for times in inputs.fault.orchestrator for rule in rules for p in rule(inputs, times)]

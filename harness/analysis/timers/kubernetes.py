@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 from harness.analysis.timers import kube_backoff as backoff
-from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs
+from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
     PUBLISHED,
     SETTINGS,
@@ -62,11 +62,7 @@ EVICTING_KINDS = frozenset({"node_down", "node_partition"})
 
 
 def predict(inputs: TimerInputs) -> list[Prediction]:
-    found: list[Prediction] = []
-    for times in inputs.fault.orchestrator:
-        found.extend(_restart(inputs, times))
-        found.extend(_kill_to_die(inputs, times))
-        found.extend(_ready(inputs, times))
+    found = per_instance(inputs, _restart, _kill_to_die, _ready)
     found.extend(_not_ready(inputs))
     if inputs.fault.cluster is not None:
         found.extend(_node(inputs))

@@ -15,7 +15,7 @@ after a start comes within one interval and takes at most its timeout.
 from __future__ import annotations
 
 from harness.analysis.timers.docker import policy, policy_restarts
-from harness.analysis.timers.inputs import InstanceTimes, TimerInputs
+from harness.analysis.timers.inputs import InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
     PUBLISHED,
     SETTINGS,
@@ -33,11 +33,7 @@ PROBE_REPORT_S = 0.5  # the harness's check result reaching the event stream
 
 
 def predict(inputs: TimerInputs) -> list[Prediction]:
-    found: list[Prediction] = []
-    for times in inputs.fault.orchestrator:
-        found.extend(_restart(inputs, times))
-        found.extend(_health(inputs, times))
-    return found
+    return per_instance(inputs, _restart, _health)
 
 
 def _restart(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:

@@ -18,7 +18,7 @@ elsewhere after the restart delay.
 from __future__ import annotations
 
 from harness.analysis.timers import docker
-from harness.analysis.timers.inputs import InstanceTimes, TimerInputs
+from harness.analysis.timers.inputs import InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
     SETTINGS,
     Prediction,
@@ -43,10 +43,7 @@ NODE_KINDS = frozenset({"node_down", "node_partition", "node_drain"})
 
 
 def predict(inputs: TimerInputs) -> list[Prediction]:
-    found: list[Prediction] = []
-    for times in inputs.fault.orchestrator:
-        found.extend(_restart(inputs, times))
-        found.extend(docker.health_predictions(inputs, times))
+    found = per_instance(inputs, _restart, docker.health_predictions)
     if inputs.fault.kind in NODE_KINDS and inputs.fault.cluster is not None:
         found.extend(_node(inputs))
     return found
