@@ -50,9 +50,19 @@ class EventCollector:
     def actions(self) -> list[str]:
         return [e.action for e in self.events]
 
-    def close(self, grace_s: float = 0.5) -> list[EngineEvent]:
-        """Stop reading (after a grace for late events); the events in time order."""
-        time.sleep(grace_s)
+    def close(
+        self,
+        grace_s: float = 0.5,
+        until: Callable[[list[EngineEvent]], bool] | None = None,
+        timeout_s: float = 30.0,
+    ) -> list[EngineEvent]:
+        """Stop reading; the events in time order. With `until`, once the events read so far
+        satisfy it (the caller's assertions then say what was missing after `timeout_s`);
+        without, after a grace of `grace_s` for late events."""
+        if until is None:
+            time.sleep(grace_s)
+        else:
+            wait_until(lambda: until(list(self.events)), timeout_s)
         self._stream.close()
         self._thread.join(timeout=5)
         assert not self._thread.is_alive(), "close() did not end the event stream"
@@ -184,7 +194,7 @@ def cpu_seconds(pid: int) -> float:
 def cpu_share(pid: int, seconds: float) -> float:
     """Cores used by the cgroup of `pid` over the next `seconds`."""
     before, started = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
+    time.sleep(seconds)  # the sample's interval: the measurement itself
     return (cpu_seconds(pid) - before) / (time.monotonic() - started)
 
 

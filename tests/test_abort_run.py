@@ -60,9 +60,31 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         )
 
     assert wait_until(applied, 90), "the fault never started"
-    time.sleep(1.0)  # some load and probes during the fault
     (run_dir,) = out.iterdir()
+    # load and probes during the fault, as many as the tests below ask of the stored data
+    assert wait_until(lambda: _recorded(run_dir) >= (REQUESTS_WANTED, PROBES_WANTED), 60)
     return process, run_dir
+
+
+REQUESTS_WANTED, PROBES_WANTED = 51, 21
+
+
+def _recorded(run_dir: Path) -> tuple[int, int]:
+    """Requests and probes the run has recorded so far (whole lines of its TSV files)."""
+
+    def rows(path: Path) -> int:
+        text = path.read_text() if path.is_file() else ""
+        return sum(1 for line in text.splitlines(keepends=True)[1:] if line.endswith("\n"))
+
+    requests = sum(rows(p) for p in (run_dir / "load").glob("requests-*.tsv"))
+    return requests, rows(run_dir / "probes.tsv")
+
+
+def _reverted_by_cleanup(run_dir: Path) -> bool:
+    """The first step of the cleanup is done: signals are only noted from then on."""
+    return any(
+        line.get("state") == "reverted" for line in read_json_lines(run_dir / "faults.jsonl")
+    )
 
 
 def _harness(*args: str) -> subprocess.CompletedProcess[str]:
@@ -103,7 +125,7 @@ def test_a_sigkilled_run_is_finished_by_cleanup_and_still_reports(
     # the data recorded until the kill is there, as the harness would have written it
     requests = pd.read_parquet(run_dir / "requests.parquet")
     probes = pd.read_parquet(run_dir / "probes.parquet")
-    assert len(requests) > 50 and len(probes) > 20
+    assert len(requests) >= REQUESTS_WANTED and len(probes) >= PROBES_WANTED
     # Locust's processes die of their parent-death signal a few ms after the harness (once,
     # a request 18 ms after the kill): nothing is recorded much after it
     grace_ns = 500_000_000
@@ -123,7 +145,9 @@ def test_a_second_ctrl_c_cannot_cut_the_cleanup_short(
 ) -> None:
     process, run_dir = _start(tmp_path)
     os.kill(process.pid, signal.SIGINT)
-    time.sleep(0.3)  # cleaning up now: reverting, stopping the load
+    # the second one while the cleanup runs: after it reverted the fault, before it stopped
+    # the load and removed the containers (seconds more)
+    assert wait_until(lambda: _reverted_by_cleanup(run_dir), 60), "the cleanup never reverted"
     os.kill(process.pid, signal.SIGINT)
     _stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]

@@ -47,6 +47,7 @@ from harness.targets.kube_views import (
     pod_view,
 )
 from harness.targets.kubernetes import KubernetesTarget
+from tests.helpers import wait_until
 
 NS = 1_000_000_000
 T0 = 1_800_000_000 * NS  # a whole second, as the API stamps it
@@ -528,7 +529,13 @@ def test_a_containers_pid_is_found_from_its_id_alone(demo_image: str) -> None:
         subprocess.run(
             ["docker", "exec", "-d", container_id, "sleep", "30"], check=True, capture_output=True
         )
-        time.sleep(0.3)
+
+        def company_started() -> bool:
+            top = ["docker", "top", container_id]
+            listed = subprocess.run(top, capture_output=True, text=True, check=False).stdout
+            return "sleep 30" in listed
+
+        assert wait_until(company_started, 10)
         assert scan_container_pid(container_id) == engine_pid
         assert scan_container_pid("f" * 64) == 0
         # its start time from /proc lies between the engine's own (nanosecond) Created and
@@ -608,7 +615,7 @@ def test_a_watch_told_410_gone_lists_again_and_resumes() -> None:
             return _Response([gone])
         if len(watches) == 2:
             return _Response([changed, bookmark])
-        time.sleep(0.05)
+        time.sleep(0.05)  # the fake server's idle watch: what it models, not a wait for a state
         return _Response([])
 
     tracker = _Recorder()
@@ -626,9 +633,4 @@ def test_a_watch_told_410_gone_lists_again_and_resumes() -> None:
 
 
 def _eventually(predicate: Any, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(predicate, timeout_s)
