@@ -36,6 +36,7 @@ from harness.analysis.compare import (
     write_comparison_json,
 )
 from harness.analysis.data import load_run
+from harness.analysis.formats import NONE
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import (
     DPI,
@@ -52,7 +53,7 @@ from harness.analysis.plots import (
     write_labels,
 )
 from harness.analysis.pooled import QUANTILES
-from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
+from harness.analysis.report import CSS, badge, esc, figures_section, table
 from harness.analysis.thresholds import Check
 from harness.analysis.wording import pooled_text
 from harness.errors import AnalysisError

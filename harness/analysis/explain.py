@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 
-from harness.analysis.jsonview import as_list, as_map, as_number
+from harness.analysis.formats import NONE
+from harness.analysis.formats import millis as _ms
+from harness.analysis.formats import seconds as _secs
+from harness.analysis.jsonview import as_list, as_map
 
-NONE = "—"
 DEPARTS = ("slower", "faster")
 KIND_WORDS = {
     "errors": "errors: requests or probes failed",
@@ -110,13 +112,3 @@ def warnings_section(summary: Mapping[str, object]) -> str:
         return ""
     notes = "".join(f'<p class="note">{esc(w)}</p>' for w in warnings)
     return f"<h2>Warnings</h2>{notes}"
-
-
-def _ms(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number:.1f} ms"
-
-
-def _secs(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number:.3f} s"

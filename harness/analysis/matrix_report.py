@@ -14,11 +14,12 @@ from pathlib import Path
 
 from harness.analysis.compare import Comparison, Group, GroupFault
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
+from harness.analysis.formats import NONE
 from harness.analysis.jsonview import as_map
 from harness.analysis.matrix import Matrix, Ranking, ScenarioMatrix, write_matrix_json
 from harness.analysis.matrix_words import headline, step_sentence, what_users_saw
 from harness.analysis.pooled import QUANTILES
-from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
+from harness.analysis.report import CSS, badge, esc, figures_section, table
 from harness.analysis.wording import interval_text, metric_format, pooled_text, spread_text
 
 REPORT_FILE = "report.html"

@@ -22,12 +22,14 @@ from harness.analysis.explain import (
     latency_paragraph,
     warnings_section,
 )
+from harness.analysis.formats import NONE, millis
+from harness.analysis.formats import percent as _pct
+from harness.analysis.formats import seconds as _secs
 from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
 
 REPORT_FILE = "report.html"
-NONE = "—"
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
@@ -105,21 +107,6 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
 
 def esc(value: object) -> str:
     return html.escape(NONE if value is None else str(value))
-
-
-def _secs(value: object, digits: int = 3) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number:.{digits}f} s"
-
-
-def _pct(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{100 * number:.2f} %"
-
-
-def _ms(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number:.1f}"
 
 
 def _since(summary: Mapping[str, object], time_ns: object) -> str:
@@ -482,7 +469,7 @@ def _phases_section(summary: Mapping[str, object]) -> str:
                 esc(phase.get("failures")),
                 _pct(phase.get("error_rate")),
                 esc(phase.get("throughput_rps")),
-                *(_ms(latency.get(q)) for q in ("p50", "p95", "p99", "max")),
+                *(millis(latency.get(q), unit="") for q in ("p50", "p95", "p99", "max")),
                 _latency_counts(latency),
                 esc(phase.get("intended_rps")),
                 esc(phase.get("achieved_rps")),

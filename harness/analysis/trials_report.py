@@ -21,9 +21,10 @@ from harness.analysis.compare import (
     Stat,
 )
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
+from harness.analysis.formats import NONE
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.pooled import QUANTILES
-from harness.analysis.report import CSS, NONE, badge, esc, figures_section, table
+from harness.analysis.report import CSS, badge, esc, figures_section, table
 from harness.analysis.wording import interval_cell, metric_format, pooled_text, spread_text
 
 REPORT_FILE = "report.html"

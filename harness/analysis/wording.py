@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.analysis.compare import Stat
+from harness.analysis.formats import NONE
 from harness.analysis.pooled import PooledPhase
-
-NONE = "—"
 
 
 @dataclass(frozen=True)

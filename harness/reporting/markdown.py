@@ -11,7 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis.jsonview import as_list, as_map, as_number
+from harness.analysis.formats import NONE
+from harness.analysis.formats import percent as _percent
+from harness.analysis.formats import seconds as _seconds
+from harness.analysis.jsonview import as_list, as_map
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
@@ -20,7 +23,6 @@ if TYPE_CHECKING:
     from harness.analysis.thresholds import Check
 
 MARKS = {"pass": "✅", "fail": "❌", "no_data": "⚠️", "better": "✅", "worse": "❌"}
-NONE = "—"
 
 
 def cell(value: object) -> str:
@@ -39,16 +41,6 @@ def write_markdown(text: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     return path
-
-
-def _seconds(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number:.3f} s"
-
-
-def _percent(value: object) -> str:
-    number = as_number(value)
-    return NONE if number is None else f"{number * 100:.2f} %"
 
 
 # -- one run ---------------------------------------------------------------------------------
