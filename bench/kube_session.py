@@ -33,17 +33,20 @@ def current_grace_s() -> float:
 
 
 def _wait_for_others_lab(limit_s: float = 600) -> None:
-    """A lab someone else is making or using now (a test's, say) is waited for, up to
-    `limit_s`: the bench's node faults would disturb it. One still up after that is used."""
+    """A lab someone else is making or taking down now is waited for, up to `limit_s`
+    (bringing up a second one would fail); a lab that is up is used as it is."""
     deadline = time.monotonic() + limit_s
-    while load_state() is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        state = load_state()
+        if state is None or state.status == "up":
+            return
         time.sleep(5)
 
 
 @contextmanager
 def kube_lab_for_bench() -> Iterator[bool]:
     """Yield whether a lab is up; take down only a lab this call brought up (another user's
-    lab, up or still coming up, is never touched)."""
+    lab, up or still coming up, is never taken down)."""
     _wait_for_others_lab()
     if lab_info() is not None:
         yield True
