@@ -304,3 +304,23 @@ def _podman_cli_runs_a_container(runtime: str, conf: str | None, tmp_path: Path)
         check=False,
     )
     return done.returncode == 0
+
+
+def test_a_dead_runs_service_is_stopped_even_when_cleanups_own_service_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen at load 27: cleanup's sweeper service did not answer in time, and the dead runs'
+    services were left running. They are stopped first now, by their recorded PIDs."""
+    dead = podman.start(f"test-dead-{os.getpid()}", owner="1:1")  # PID 1 at another start: dead
+    assert dead.alive
+
+    def no_sweeper(run_id: str, owner: str, timeout_s: float = 0) -> podman.PodmanService:
+        raise TargetError(f"the Podman API service for run {run_id} did not answer")
+
+    monkeypatch.setattr(podman, "start", no_sweeper)
+    try:
+        with pytest.raises(TargetError, match="stopped the Podman API service"):
+            PodmanTarget.remove_orphans(TargetSpec(kind="podman"), keep=set())
+        assert not dead.alive
+    finally:
+        podman.stop(dead)

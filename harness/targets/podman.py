@@ -271,24 +271,26 @@ class PodmanTarget(DockerTarget):
 
     @classmethod
     def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
-        """Dead runs' objects, removed through a short-lived service; then the services
-        those runs left running, stopped by their recorded PIDs."""
+        """The services dead runs left running, stopped by their recorded PIDs (no API
+        needed, so first: a sweeper that never answers must not keep them alive); then the
+        dead runs' objects, removed through a short-lived service of cleanup's own."""
         if spec.engine is not None:
             return super().remove_orphans(spec, keep)
         if shutil.which("podman") is None:
             return []  # no Podman here: nothing of a Podman run can exist
-        sweeper = podman.start(f"cleanup-{os.getpid()}-{secrets.token_hex(2)}", owner_label_value())
+        stopped = _stop_dead_services(keep)
+        try:
+            sweeper = podman.start(
+                f"cleanup-{os.getpid()}-{secrets.token_hex(2)}", owner_label_value()
+            )
+        except TargetError as exc:
+            done = "; ".join(stopped) or "no service of a dead run was running"
+            raise TargetError(f"{exc} (before that: {done})") from exc
         try:
             through = spec.model_copy(update={"engine": sweeper.socket})
-            removed = super().remove_orphans(through, keep)
+            return super().remove_orphans(through, keep) + stopped
         finally:
             podman.stop(sweeper)
-        for service in podman.recorded_services():
-            if service.run_id in keep or owner_alive(service.owner):
-                continue
-            podman.stop(service)
-            removed.append(f"{service.run_id}: stopped the Podman API service (pid {service.pid})")
-        return removed
 
     @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
@@ -388,6 +390,17 @@ class PodmanTarget(DockerTarget):
             podman.stop(service)
             self._owns_service = False
             self._service_stopped = True
+
+
+def _stop_dead_services(keep: Set[str]) -> list[str]:
+    """Stop the recorded API services whose run is not kept and whose owner is dead."""
+    stopped = []
+    for service in podman.recorded_services():
+        if service.run_id in keep or owner_alive(service.owner):
+            continue
+        podman.stop(service)
+        stopped.append(f"{service.run_id}: stopped the Podman API service (pid {service.pid})")
+    return stopped
 
 
 def _forget_old_mac(address: str) -> None:
