@@ -109,8 +109,7 @@ def test_a_drained_nodes_pods_are_evicted_and_replaced_in_their_slots(
             assert after[name].node != victim.node
     finally:
         fault.revert(ctx, record)
-    time.sleep(1)
-    seen = events.close()
+    seen = events.close(until=lambda got: _availability(got, "active"), timeout_s=60)
     cordon = [e for e in seen if e.action == "node_availability"]
     assert [(e.attributes["node"], e.attributes["new"]) for e in cordon] == [
         (victim.node, "cordoned"),
@@ -139,7 +138,7 @@ def test_a_node_whose_kubelet_died_is_reported_not_ready(
     finally:
         fault.revert(ctx, record)
     assert wait_until(lambda: _node_state(events.events, "ready"), 120)
-    seen = events.close()
+    seen = events.close(until=lambda got: _node_state(got, "ready"))
     down = next(e for e in seen if e.action == "node_state" and e.attributes["new"] == "down")
     assert down.attributes["node"] == victim.node
     assert down.attributes["condition"] == "Unknown"  # the kubelet stopped posting status
@@ -159,6 +158,10 @@ def test_a_node_whose_kubelet_died_is_reported_not_ready(
     print(
         f"kubelet killed -> node {down.attributes['new']} {(down.time_ns - killed_ns) / 1e9:.1f} s"
     )
+
+
+def _availability(events: list[EngineEvent], new: str) -> bool:
+    return any(e.action == "node_availability" and e.attributes["new"] == new for e in events)
 
 
 def _node_state(events: list[EngineEvent], new: str) -> bool:
