@@ -35,4 +35,6 @@ def test_a_crashed_replica_is_back_before_users_notice_much(chaos_run: RunFactor
     crash = summary.fault("f1")
     assert crash.recovered and crash.ttr_s < 5.0  # users saw recovery within 5 s
     assert crash.availability > 0.5  # most requests still succeeded meanwhile
-    assert summary.phase("after").error_rate == 0.0  # and nothing failed afterwards
+    # and hardly anything failed afterwards: a request sent during the outage may still time
+    # out after users' recovery (recovery is judged on what was sent after it)
+    assert summary.phase("after").error_rate < 0.001

@@ -326,7 +326,11 @@ class DockerTarget:
                     continue
                 raise TargetError(f"cannot create network {self.network_name}: {exc}") from exc
             return ipaddress.IPv4Network(subnet)
-        raise TargetError(f"no free /24 subnet left in {self.subnet_pool} for the run's network")
+        blocking = sorted({str(t) for t in taken if t.overlaps(self.subnet_pool)})[:5]
+        raise TargetError(
+            f"no free /24 subnet left in {self.subnet_pool} for the run's network "
+            f"(taken by networks or host routes: {', '.join(blocking) or 'none seen'})"
+        )
 
     def _create_network_on(self, subnet: ipaddress.IPv4Network, attempts: int = 5) -> None:
         """Create the run's bridge network on `subnet`.
