@@ -112,7 +112,7 @@ clean:
 
 # The orchestrator comparison: the same crash on Docker, Podman, a single-node Swarm and a
 # one-node Kubernetes lab (brought up for the demo when none is up, and taken down after).
-KUBE_UP = $(BIN)/python -c "import sys; from harness.kube.lab import current; sys.exit(current() is None)"
+KUBE_UP = $(BIN)/python -c "import sys; from harness.labs.kubernetes.lab import current; sys.exit(current() is None)"
 compare-demo: setup images kube
 	@own_lab=0; $(KUBE_UP) || { $(BIN)/harness lab up --kind kubernetes --nodes 1 >/dev/null && own_lab=1; }; \
 	d=$$($(BIN)/harness run scenarios/compare-docker-swarm.yaml | tail -1) && \

@@ -554,8 +554,8 @@ class LabOutcome:
 
 
 def _lab_state(kind: str) -> Any:
-    from harness.kube import lab as kube_lab
-    from harness.labs import swarm as lab
+    from harness.labs.kubernetes import lab as kube_lab
+    from harness.labs.swarm import lab
 
     with contextlib.suppress(Exception):
         return lab.load_state() if kind == "swarm" else kube_lab.load_state()
@@ -563,8 +563,8 @@ def _lab_state(kind: str) -> Any:
 
 
 def _lab_leftovers(kind: str) -> list[str]:
-    from harness.kube import lab as kube_lab
-    from harness.labs import swarm as lab
+    from harness.labs.kubernetes import lab as kube_lab
+    from harness.labs.swarm import lab
 
     if kind == "kubernetes":
         return kube_lab.leftovers(kube_lab.lab_dir(), kube_lab.run_root())
@@ -745,8 +745,8 @@ def _lab_down(kind: str, what: str) -> None:
 
 
 def _lab_bridge(kind: str) -> Path:
-    from harness.kube.state import BRIDGE as KUBE_BRIDGE
-    from harness.labs.swarm import BRIDGE as SWARM_BRIDGE
+    from harness.labs.kubernetes.state import BRIDGE as KUBE_BRIDGE
+    from harness.labs.swarm.lab import BRIDGE as SWARM_BRIDGE
 
     return Path("/sys/class/net") / (KUBE_BRIDGE if kind == "kubernetes" else SWARM_BRIDGE)
 
@@ -774,7 +774,7 @@ def labs_for(targets: list[str], report: Report) -> tuple[list[str], list[Callab
 
 def kube_build_cached() -> bool:
     """Whether a Kubernetes build is in the cache (`harness lab build --kind kubernetes`)."""
-    from harness.kube import build
+    from harness.labs.kubernetes import build
 
     try:
         return build.planned()[0].valid()

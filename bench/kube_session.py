@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench.runs import REPO
-from harness.kube.build import cache_root
-from harness.kube.lab import load_state
-from harness.targets.kube_lab import lab_info, take_lab_down
+from harness.labs.kubernetes.build import cache_root
+from harness.labs.kubernetes.lab import load_state
+from harness.labs.kubernetes.session import lab_info, take_lab_down
 
 BENCH_GRACE = "20s"  # node-monitor-grace-period of a lab the bench brings up
 

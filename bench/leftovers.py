@@ -30,10 +30,10 @@ import docker
 import docker.errors
 
 from harness.images import DEMO_IMAGE
-from harness.kube.state import KubeLabState
+from harness.labs.kubernetes.state import KubeLabState
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
-from harness.targets.kube_objects import namespace_for
+from harness.targets.kubernetes.objects import namespace_for
 from harness.targets.service_vip import run_digest
 
 BYSTANDER_LABEL = "chaos-harness-bench.bystander"
@@ -220,7 +220,7 @@ def podman_objects(run_id: str) -> list[str]:
 
 def lab_engines() -> list[tuple[str, str]]:
     """(node name, engine url) of the Swarm lab's nodes, when a lab is up."""
-    from harness.labs import swarm as lab
+    from harness.labs.swarm import lab
 
     with contextlib.suppress(Exception):
         info = lab.Lab().info()
@@ -248,7 +248,7 @@ def run_leftovers(
 def lab_health() -> list[str]:
     """A Swarm lab that is up: every node's daemon answers, every node ready and active (a
     node fault that was not reverted shows here)."""
-    from harness.labs import swarm as lab
+    from harness.labs.swarm import lab
 
     problems = []
     with contextlib.suppress(Exception):
@@ -271,7 +271,7 @@ def lab_health() -> list[str]:
 
 def kube_lab_up() -> KubeLabState | None:
     """The Kubernetes lab's state when one is up (else None)."""
-    from harness.kube import lab as kube_lab
+    from harness.labs.kubernetes import lab as kube_lab
 
     with contextlib.suppress(Exception):
         state = kube_lab.load_state()
@@ -441,7 +441,7 @@ def pod_netns_leftovers(run_id: str, pods: dict[tuple[str, str], set[int]]) -> l
 def kube_lab_health() -> list[str]:
     """The Kubernetes lab, when up: its control plane running, and every node's containerd,
     kubelet and kube-proxy running, the node Ready and schedulable, its link up."""
-    from harness.kube import lab as kube_lab
+    from harness.labs.kubernetes import lab as kube_lab
 
     try:
         status = kube_lab.KubeLab().status()

@@ -24,8 +24,9 @@ import yaml
 
 from bench.runs import harness_run
 from harness.load import DEFAULT_LOCUSTFILE, LoadPlan, plan_env
-from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets.docker import DockerTarget
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
+from harness.targets.docker.target import DockerTarget
 
 WORKLOAD = {"image": "demo", "replicas": 3, "resources": {"cpus": 0.5, "memory": "64Mi"}}
 
@@ -68,7 +69,7 @@ def bare_run_rps(users: int, seconds: int) -> float:
     Each side has exactly its own three replicas while it runs: idle replicas left standing
     would still run their health checks (an exec every second each) and tax the other side.
     """
-    target = DockerTarget(f"bench-{os.getpid()}-{time.monotonic_ns()}", TargetSpec())
+    target = DockerTarget(f"bench-{os.getpid()}-{time.monotonic_ns()}", target_spec("docker"))
     try:
         target.deploy(WorkloadSpec.model_validate(WORKLOAD))
         endpoints = [(i.name, i.url) for i in target.wait_healthy(60)]

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
 from faults.mechanisms.netfaults import apply_qdiscs, qdisc_probe, qdisc_record_data, revert_qdiscs
+from harness import capabilities
 from harness.targets.base import Instance
 from harness.units import Bytes, Seconds
 
@@ -76,6 +77,7 @@ class BandwidthParams(FaultParams):
 
 class Bandwidth(Fault[BandwidthParams]):
     kind = "bandwidth"
+    requires = (capabilities.NETNS,)
     summary = "cap what the selected instances send at a rate (tc tbf)"
     params_model = BandwidthParams
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from harness.capabilities import NODES
 from harness.targets.base import Instance, Target
 
 JsonValue = Any  # what json.dumps accepts; only at the serialisation edge
@@ -118,11 +119,9 @@ class Fault(ABC, Generic[P]):
     has_duration: ClassVar[bool] = True
     # None when the question does not arise; for kills: does the engine's restart policy apply?
     restart_policy_applies: ClassVar[bool | None] = None
-    # True: acts on whole nodes of a multi-node lab; targets of one engine refuse it up front
-    needs_nodes: ClassVar[bool] = False
-    # The target kinds the fault works on (e.g. {"kubernetes"} for pod_delete); None: every
-    # target. Any other target refuses it before the run.
-    target_kinds: ClassVar[frozenset[str] | None] = None
+    # What it needs from the target (harness.capabilities), in the order a refusal names them;
+    # a target that does not provide one refuses the fault before the run.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: P) -> None:
         self.params: P = params
@@ -131,6 +130,15 @@ class Fault(ABC, Generic[P]):
     def mode(self) -> str:
         """A short name of the variant chosen by the params (e.g. 'signal' or 'api')."""
         return str(getattr(self.params, "mode", "default"))
+
+    def needs(self) -> tuple[str, ...]:
+        """The capabilities this fault, with its params, needs from the target."""
+        return self.requires
+
+    @classmethod
+    def needs_nodes(cls) -> bool:
+        """Whether it acts on whole nodes of a multi-node lab (node_down, ...)."""
+        return NODES in cls.requires
 
     def heals_during_fault(self, target: Target) -> bool:
         """Whether the orchestrator is expected to restore service while the fault is on.

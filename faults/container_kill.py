@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
+from harness import capabilities
 from harness.errors import FaultError
 from harness.targets.base import Instance, Target
 
@@ -43,6 +44,11 @@ class ContainerKill(Fault[ContainerKillParams]):
     summary = "kill the main process of the selected instances (a crash, or the engine's kill)"
     params_model = ContainerKillParams
     has_duration = False
+
+    def needs(self) -> tuple[str, ...]:
+        if self.params.mode == "api":
+            return (capabilities.API_KILL,)
+        return (capabilities.HOST_PROCESS,)
 
     def restart_policy(self, target: Target) -> bool | None:
         return self.params.mode == "signal" or target.api_stop_is_restarted

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from faults.engine_actions import engine_record, recorded_instances
+from harness import capabilities
 from harness.targets.base import Instance
 
 
 class ContainerPause(Fault[FaultParams]):
     kind = "container_pause"
+    requires = (capabilities.API_PAUSE,)
     summary = "freeze the selected instances (connections stay open, nothing answers)"
 
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:

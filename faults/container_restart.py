@@ -12,6 +12,7 @@ from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from faults.engine_actions import engine_record, recorded_instances
+from harness import capabilities
 from harness.targets.base import Instance
 from harness.units import Seconds
 
@@ -22,6 +23,7 @@ class ContainerRestartParams(FaultParams):
 
 class ContainerRestart(Fault[ContainerRestartParams]):
     kind = "container_restart"
+    requires = (capabilities.API_RESTART,)
     summary = "restart the selected instances through the engine (stop, then start at once)"
     params_model = ContainerRestartParams
     has_duration = False

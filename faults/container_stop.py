@@ -13,6 +13,7 @@ from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from faults.engine_actions import engine_record, recorded_instances
+from harness import capabilities
 from harness.targets.base import Instance, Target
 from harness.units import Seconds
 
@@ -25,6 +26,7 @@ class ContainerStopParams(FaultParams):
 
 class ContainerStop(Fault[ContainerStopParams]):
     kind = "container_stop"
+    requires = (capabilities.API_STOP,)
     summary = "stop the selected instances gracefully; start them again at the end"
     params_model = ContainerStopParams
 

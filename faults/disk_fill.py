@@ -29,6 +29,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from faults.base import Fault, FaultContext, FaultParams, JsonValue, Mechanism, RevertRecord
+from harness import capabilities
 from harness.errors import FaultError
 from harness.targets.base import Instance
 from harness.units import Bytes
@@ -135,6 +136,7 @@ def _gib(n: int) -> str:
 
 
 class DiskFill(Fault[DiskFillParams]):
+    requires = (capabilities.HOST_PROCESS,)
     kind = "disk_fill"
     summary = "fill the filesystem of the selected instances' writable layer (or a volume)"
     params_model = DiskFillParams

@@ -38,6 +38,7 @@ from faults.mechanisms.netfaults import (
     rule_tag,
 )
 from faults.mechanisms.tcpproxy import start_proxy, stop_proxies
+from harness import capabilities
 from harness.targets.base import Instance
 from harness.units import Seconds
 
@@ -67,6 +68,7 @@ class LatencyParams(FaultParams):
 
 class Latency(Fault[LatencyParams]):
     kind = "latency"
+    requires = (capabilities.NETNS,)
     summary = "delay what the selected instances send (tc netem, or a proxy in their netns)"
     params_model = LatencyParams
 

@@ -25,6 +25,7 @@ from faults.node_base import (
     bring_nodes_back,
     take_nodes_down,
 )
+from harness import capabilities
 from harness.errors import FaultError
 from harness.labs.host import host_problem
 from harness.labs.nodes import LabNodes
@@ -43,6 +44,7 @@ class ManagerQuorumLoss(NodeFault[ManagerQuorumLossParams]):
     kind = "manager_quorum_loss"
     summary = "a majority of a 3-manager Swarm lab's managers killed; started again at the end"
     params_model = ManagerQuorumLossParams
+    requires = (capabilities.NODES, capabilities.SWARM_MANAGERS)
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:
@@ -56,7 +58,7 @@ class ManagerQuorumLoss(NodeFault[ManagerQuorumLossParams]):
         self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]
     ) -> tuple[list[str], str | None]:
         """The managers other than the one the harness talks to (selection is not used)."""
-        from harness.labs.swarm_nodes import SwarmNodes
+        from harness.labs.swarm.nodes import SwarmNodes
 
         if not isinstance(lab, SwarmNodes):
             raise FaultError(f"manager_quorum_loss is a Swarm fault; this is a {lab.kind} lab")

@@ -31,6 +31,7 @@ from faults.mechanisms.netfaults import (
     revert_rules,
     rules_record_data,
 )
+from harness import capabilities
 from harness.errors import FaultError
 from harness.targets.base import Instance
 
@@ -79,6 +80,7 @@ class NetworkPartitionParams(FaultParams):
 
 class NetworkPartition(Fault[NetworkPartitionParams]):
     kind = "network_partition"
+    requires = (capabilities.NETNS,)
     summary = "drop the traffic of the selected instances (from load, other instances, or all)"
     params_model = NetworkPartitionParams
 

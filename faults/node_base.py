@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
+from harness import capabilities
 from harness.errors import FaultError
 from harness.labs import nodes as lab_nodes
 from harness.labs.nodes import LabNodes
@@ -39,7 +40,7 @@ NP = TypeVar("NP", bound=NodeParams)
 class NodeFault(Fault[NP]):
     """A fault that acts on whole lab nodes."""
 
-    needs_nodes = True
+    requires: ClassVar[tuple[str, ...]] = (capabilities.NODES,)
 
     def choose(
         self, ctx: FaultContext, lab: LabNodes, instances: Sequence[Instance]

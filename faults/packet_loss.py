@@ -22,6 +22,7 @@ from faults.mechanisms.netfaults import (
     revert_rules,
     rules_record_data,
 )
+from harness import capabilities
 from harness.errors import FaultError
 from harness.targets.base import Instance
 
@@ -37,6 +38,7 @@ class PacketLossParams(FaultParams):
 
 class PacketLoss(Fault[PacketLossParams]):
     kind = "packet_loss"
+    requires = (capabilities.NETNS,)
     summary = "drop a random share of the selected instances' packets"
     params_model = PacketLossParams
 

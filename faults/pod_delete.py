@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
+from harness import capabilities
 from harness.errors import FaultError
 from harness.targets.base import Instance, Target
 from harness.units import Seconds
@@ -49,6 +50,7 @@ class PodDeleteParams(FaultParams):
 
 class PodDelete(Fault[PodDeleteParams]):
     kind = "pod_delete"
+    requires = (capabilities.API_DELETE,)
     summary = (
         "delete the selected instances' pods through the Kubernetes API "
         "(their ReplicaSet replaces them)"
@@ -56,7 +58,6 @@ class PodDelete(Fault[PodDeleteParams]):
     params_model = PodDeleteParams
     has_duration = False
     restart_policy_applies = True  # the ReplicaSet replaces a deleted pod
-    target_kinds: ClassVar[frozenset[str] | None] = frozenset({"kubernetes"})
 
     @classmethod
     def mechanisms(cls) -> list[Mechanism]:

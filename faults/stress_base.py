@@ -14,6 +14,7 @@ from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, Mechanism, RevertRecord
 from faults.mechanisms import stress
+from harness import capabilities
 from harness.targets.base import Instance
 from harness.units import Seconds
 
@@ -34,6 +35,7 @@ SP = TypeVar("SP", bound=StressParams)
 
 
 class StressFault(Fault[SP]):
+    requires = (capabilities.HOST_PROCESS,)
     controller: ClassVar[str]
 
     @classmethod

@@ -49,15 +49,18 @@ from harness.results import (
     write_json,
     write_observations,
 )
-from harness.scenario import LAB_FIELDS, TARGET_FIELDS, LabSpec, TargetSpec
-from harness.targets import target_class
+from harness.specs import LabSpec, TargetSpec
+from harness.targets import target_class, target_kind, target_spec
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, Target, owner_alive
 
 if TYPE_CHECKING:
-    from harness.kube.state import KubeLabState
-    from harness.labs.swarm import LabState
+    from harness.labs.kubernetes.state import KubeLabState
+    from harness.labs.swarm.lab import LabState
 
-HOST_ENGINE = TargetSpec(kind="swarm")  # the host's Docker engine, Swarm's objects included
+
+def host_engine() -> TargetSpec:
+    """The host's Docker engine, as Swarm: Swarm's objects included."""
+    return target_spec("swarm")
 
 
 def _manifest(run: RunDir) -> dict[str, object]:
@@ -101,15 +104,15 @@ def run_target_spec(run: RunDir) -> TargetSpec:
         if isinstance(raw, str):
             raw = {"kind": raw}
         kind = str(raw.get("kind", "docker"))
-        kept = {k: v for k, v in raw.items() if k in TARGET_FIELDS[kind] and v is not None}
+        model = target_kind(kind).spec
+        kept = {k: v for k, v in raw.items() if k in model.model_fields and v is not None}
         if isinstance(kept.get("lab"), dict):
-            lab_fields = LAB_FIELDS.get(kind, frozenset())
             kept["lab"] = {
-                k: v for k, v in kept["lab"].items() if k in lab_fields and v is not None
+                k: v for k, v in kept["lab"].items() if k in model.lab_fields and v is not None
             }
-        return TargetSpec.model_validate({**kept, "kind": kind})
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, ValidationError):
-        return TargetSpec.model_validate({"kind": str(_manifest(run).get("target", "docker"))})
+        return model.model_validate({**kept, "kind": kind})
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, ValidationError, HarnessError):
+        return target_spec(str(_manifest(run).get("target", "docker")))
 
 
 @contextlib.contextmanager
@@ -233,51 +236,50 @@ def phase_at_death(run: RunDir) -> str:
 def engines_to_sweep(dead: Iterable[TargetSpec]) -> list[TargetSpec]:
     """The host's Docker engine (as Swarm: services, then Docker's objects), Podman's store,
     the labs that are up, and every other engine a dead run named; each once."""
-    specs = [HOST_ENGINE, TargetSpec(kind="podman"), *labs_up()]
+    specs = [host_engine(), target_spec("podman"), *labs_up()]
     seen = {_engine_key(s) for s in specs}
     for spec in dead:
-        if spec.kind == "docker" and spec.engine is None:
+        if spec.kind == "docker" and spec.where() == "default engine":
             continue  # the host's engine: swept as Swarm above
         key = _engine_key(spec)
         if key not in seen:
             seen.add(key)
-            specs.append(TargetSpec.model_validate(spec.model_dump(exclude_unset=True)))
+            specs.append(spec.model_validate(spec.model_dump(exclude_unset=True)))
     return specs
 
 
 def labs_up() -> list[TargetSpec]:
     """A target spec per lab whose state says it is up (the Swarm lab's shape reaches its
     manager and nodes; the Kubernetes lab is the default cluster)."""
-    from harness.kube import lab as kube_lab
-    from harness.labs import swarm as swarm_lab
+    from harness.labs.kubernetes import lab as kube_lab
+    from harness.labs.swarm import lab as swarm_lab
 
     found = []
     with contextlib.suppress(HarnessError):
         state = swarm_lab.load_state()
         if state is not None and state.status == "up":
             shape = LabSpec(nodes=len(state.nodes), managers=1 if state.managers == 1 else 3)
-            found.append(TargetSpec(kind="swarm", lab=shape))
+            found.append(target_spec("swarm", lab=shape))
     with contextlib.suppress(HarnessError):
         kube = kube_lab.load_state()
         if kube is not None and kube.status == "up":
-            found.append(TargetSpec(kind="kubernetes"))
+            found.append(target_spec("kubernetes"))
     return found
 
 
-def _engine_key(spec: TargetSpec) -> tuple[str, str | None, str | None, str | None, bool]:
-    return (spec.kind, spec.engine, spec.kubeconfig, spec.context, spec.lab is not None)
+def _engine_key(spec: TargetSpec) -> tuple[str, str]:
+    return (spec.kind, spec.where())
 
 
 def _describe(spec: TargetSpec) -> str:
-    where = spec.engine or spec.kubeconfig or ("the lab" if spec.lab else "default engine")
-    return f"{spec.kind} ({where})"
+    return f"{spec.kind} ({spec.where()})"
 
 
 def take_down_orphaned_labs() -> Iterator[str]:
     """Labs whose builder died half-way, or built for a run whose harness is gone and that
     no live run uses: taken down from their state files."""
-    from harness.kube import lab as kube_lab
-    from harness.labs import swarm as swarm_lab
+    from harness.labs.kubernetes import lab as kube_lab
+    from harness.labs.swarm import lab as swarm_lab
 
     with contextlib.suppress(HarnessError):
         state = swarm_lab.load_state()
@@ -307,7 +309,7 @@ def _orphaned_lab(status: str, creator: str | None, for_run: bool) -> bool:
 
 def _swarm_lab_in_use(state: LabState) -> bool:
     """Whether a live run still has services on the Swarm lab's manager."""
-    from harness.labs import swarm as swarm_lab
+    from harness.labs.swarm import lab as swarm_lab
 
     try:
         client = swarm_lab.connect(state.manager.url, 10)
@@ -322,7 +324,7 @@ def _swarm_lab_in_use(state: LabState) -> bool:
 
 def _kube_lab_in_use(state: KubeLabState) -> bool:
     """Whether a live run still has a namespace on the Kubernetes lab (its owner annotation)."""
-    from harness.kube import lab as kube_lab
+    from harness.labs.kubernetes import lab as kube_lab
 
     info = kube_lab.KubeLabInfo.from_state(state)
     try:
@@ -368,7 +370,7 @@ def cleanup_all(results: Path) -> Iterator[str]:
         try:
             yield from target_class(spec.kind).remove_orphans(spec, active)
         except (HarnessError, ImportError) as exc:
-            if spec == HOST_ENGINE:
+            if spec == host_engine():
                 raise  # the host's engine must answer (make setup starts it)
             yield f"cannot clean up {_describe(spec)}: {exc}"
     yield from take_down_orphaned_labs()

@@ -1,5 +1,5 @@
 """`harness lab ...`: a multi-node Swarm or Kubernetes cluster on this machine (thin commands
-over harness.labs.swarm and harness.kube.lab)."""
+over harness.labs.swarm.lab and harness.labs.kubernetes.lab)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def build(
     minutes the first time on 2 cores, about a second once cached. `harness lab up --kind
     kubernetes` needs it. Prints the directory of the binaries.
     """
-    from harness.kube.build import ensure_built
+    from harness.labs.kubernetes.build import ensure_built
 
     if kind != "kubernetes":
         raise typer.BadParameter(f"--kind {kind}: only kubernetes is built (Swarm needs no build)")
@@ -137,7 +137,7 @@ def up(
     (nothing of it is left).
     """
     from harness.images import DEMO_IMAGE, build_demo_image
-    from harness.targets.docker import connect
+    from harness.targets.docker.engine import connect
 
     kind = _kind(kind)
     if kind == "swarm" and nodes < 2:
@@ -183,7 +183,7 @@ def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]
 
 
 def _up_swarm(nodes: int, managers: int, heartbeat_s: float, images: list[str]) -> None:
-    from harness.labs.swarm import Lab
+    from harness.labs.swarm.lab import Lab
 
     info = Lab().up(nodes, managers, heartbeat_s, images=images)
     for node in info.nodes:
@@ -192,7 +192,7 @@ def _up_swarm(nodes: int, managers: int, heartbeat_s: float, images: list[str]) 
 
 
 def _up_kubernetes(nodes: int, args: dict[str, tuple[str, ...]], images: list[str]) -> None:
-    from harness.kube.lab import KubeLab
+    from harness.labs.kubernetes.lab import KubeLab
 
     info = KubeLab().up(nodes, args, images, progress=_progress)
     for node in info.nodes:
@@ -207,8 +207,8 @@ def status() -> None:
 
     For each node: its processes and what the cluster says of it (Ready, schedulable, role).
     """
-    from harness.kube.lab import KubeLab
-    from harness.labs.swarm import Lab
+    from harness.labs.kubernetes.lab import KubeLab
+    from harness.labs.swarm.lab import Lab
 
     try:
         swarm, kube = Lab().status(), KubeLab().status()
@@ -225,7 +225,7 @@ def status() -> None:
 
 
 def _print_swarm(console: Console, found: object) -> None:
-    from harness.labs.swarm import LabStatus
+    from harness.labs.swarm.lab import LabStatus
 
     assert isinstance(found, LabStatus)
     table = Table("node", "role", "address", "daemon", "swarm", "availability", "manager")
@@ -253,7 +253,7 @@ def _pid(pid: int | None) -> str:
 
 
 def _print_kube(console: Console, found: object) -> None:
-    from harness.kube.lab import KubeLabStatus
+    from harness.labs.kubernetes.lab import KubeLabStatus
 
     assert isinstance(found, KubeLabStatus)
     settings = found.settings
@@ -289,8 +289,8 @@ def down(
     Removes every process, namespace, bridge, rule, mount and file of the lab. Safe to run
     again, and works after a `lab up` that was killed.
     """
-    from harness.kube.lab import KubeLab
-    from harness.labs.swarm import Lab
+    from harness.labs.kubernetes.lab import KubeLab
+    from harness.labs.swarm.lab import Lab
 
     kinds = [_kind(kind)] if kind else list(KINDS)
     removed: list[str] = []

@@ -22,31 +22,24 @@ What "a port in use" means, per target (decided here, from what each target bind
 
 from __future__ import annotations
 
-import errno
-import shutil
-import socket
-import subprocess
 import tokenize
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from faults.base import AnyFault
-from harness.errors import CapabilityError, ScenarioError, TargetError
-from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, TargetSpec, build_fault
+from harness.errors import CapabilityError, ScenarioError
+from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault
 from harness.targets import target_class
+from harness.targets.checks import target_problems
+from harness.targets.swarm.preflight import port_in_use
 from harness.timeline import Occurrence, expand
 
-ENGINE_CHECK_TIMEOUT_S = 10
-SWARM_PORT = 2377
-DEMO_IMAGES = ("demo",)
+__all__ = ["late_fault_warnings", "locustfile_problems", "port_in_use", "preflight"]
 
 
 def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, AnyFault]]:
     """Build every fault and check this machine can inject it, before anything starts."""
     planned = [(o, build_fault(o.entry)) for o in expand(scenario.faults, scenario.load.duration)]
-    unsupported = target_class(scenario.target.kind).scenario_problems(scenario)
+    unsupported = target_problems(scenario)
     if unsupported:  # the scenario asks what this orchestrator does not have: invalid input
         raise ScenarioError([f"target {scenario.target.kind}: {p}" for p in unsupported])
     locustfile_problems(scenario)
@@ -114,109 +107,6 @@ def late_fault_warnings(scenario: ScenarioBase) -> list[str]:
 
 
 def preflight_machine(scenario: ScenarioBase) -> None:
-    """The engine answers, the image is there, the run's host ports are free."""
-    spec = scenario.target
-    if spec.kind == "kubernetes":
-        return  # the Kubernetes target checks its cluster itself when it connects
-    if spec.kind == "podman" and spec.engine is None:
-        _podman_checks(scenario)
-        return
-    client = _engine(spec)
-    try:
-        _image_check(scenario, client, _where(spec))
-        if spec.kind == "swarm" and spec.lab is None:
-            _swarm_port_check(spec, client)
-    finally:
-        client.close()
-
-
-def _where(spec: TargetSpec) -> str:
-    return spec.engine or "DOCKER_HOST / unix:///var/run/docker.sock"
-
-
-def _engine(spec: TargetSpec) -> docker.DockerClient:
-    """The engine of the run (for a lab, the host's engine, which builds and holds images)."""
-    from harness.targets.docker import connect
-
-    engine = spec.engine if spec.lab is None else None
-    try:
-        return connect(engine, timeout_s=ENGINE_CHECK_TIMEOUT_S)
-    except TargetError as exc:
-        raise TargetError(
-            f"{exc}\nthe {spec.kind} target needs a running engine: start the host's with "
-            "`make setup` (it runs `harness engine up`), or point target.engine (or "
-            "DOCKER_HOST) at an engine that runs; nothing was deployed"
-        ) from exc
-
-
-def _image_check(scenario: ScenarioBase, client: docker.DockerClient, where: str) -> None:
-    image = scenario.workload.image
-    if image in DEMO_IMAGES:
-        return  # built locally on first use
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise ScenarioError(
-            [
-                f"workload.image: no image {image!r} on the engine at {where}, and no registry "
-                "can be reached from here: build it locally (docker build -t "
-                f"{image} .; docker load -i FILE for a saved one) or use image: demo"
-            ]
-        ) from None
-    except docker.errors.APIError as exc:
-        raise TargetError(f"cannot inspect image {image!r} on {where}: {exc}") from exc
-
-
-def _podman_checks(scenario: ScenarioBase) -> None:
-    podman = shutil.which("podman")
-    if podman is None:
-        raise CapabilityError(
-            "target podman needs Podman: apt-get install -y podman containernetworking-plugins"
-        )
-    image = scenario.workload.image
-    if image in DEMO_IMAGES:
-        return
-    try:
-        done = subprocess.run(
-            [podman, "image", "exists", image], capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"cannot ask Podman for image {image!r}: {exc}") from exc
-    if done.returncode == 1:
-        raise ScenarioError(
-            [
-                f"workload.image: no image {image!r} in Podman's store, and no registry can be "
-                f"reached from here: build it (podman build -t {image} .), copy it from Docker "
-                f"(docker save {image} | podman load) or use image: demo"
-            ]
-        )
-
-
-def _swarm_port_check(spec: TargetSpec, client: docker.DockerClient) -> None:
-    """The address `swarm init` will listen on must be free when the run initialises one."""
-    try:
-        state = (client.info().get("Swarm") or {}).get("LocalNodeState")
-    except docker.errors.APIError as exc:
-        raise TargetError(f"cannot read the engine's swarm state: {exc}") from exc
-    if state != "inactive":
-        return  # already in a swarm: no port is bound for this run
-    address = spec.swarm.advertise_addr
-    if port_in_use(address, SWARM_PORT):
-        raise TargetError(
-            f"port {SWARM_PORT} on {address} is in use by another process, and the run must "
-            f"initialise a swarm listening there: stop that process (ss -ltnp 'sport = "
-            f":{SWARM_PORT}' names it) or set target.swarm.advertise_addr to another local "
-            "address; nothing was deployed"
-        )
-
-
-def port_in_use(address: str, port: int) -> bool:
-    """Whether binding `address:port` over TCP fails because something holds it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # as every server sets it: a port held only by closed connections is free
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
+    """What the target's own preflight asks the machine (Target.preflight): the engine
+    answers, the image is there, the ports the run must bind are free."""
+    target_class(scenario.target.kind).preflight(scenario)

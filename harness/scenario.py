@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
@@ -29,157 +28,25 @@ from yaml.constructor import SafeConstructor
 from faults.base import AnyFault
 from faults.registry import fault_kinds
 from harness.errors import ScenarioError
-from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
+from harness.specs import (
+    HealthSpec,
+    LabSpec,
+    ResourcesSpec,
+    StrictModel,
+    TargetSpec,
+    WorkloadSpec,
+)
+from harness.targets import DEFAULT_KIND, target_kind, target_kinds
+from harness.units import PerSecond, Seconds, parse_duration, parse_rate
 
 PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
 Routing = Literal["service", "per_instance"]
 Connections = Literal["keep_alive", "per_request"]
-TARGET_KINDS = ("docker", "podman", "swarm", "kubernetes")
 DEMO_LOCUSTFILE = "default"
 DEFAULT_TIMEOUT_S = 2.0
 # Open loop: each user keeps one arrival every users / rate seconds; that interval must outlast
 # a request's timeout (plus this slack), or a user stuck on a dead replica misses its turns.
 OPEN_LOOP_SLACK_S = 1.0
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors; values are immutable once loaded; inf and nan are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class SwarmUpdateSpec(StrictModel):
-    parallelism: int = Field(default=1, ge=0)
-    delay: Seconds = 0.0
-    monitor: Seconds = 5.0
-    failure_action: Literal["pause", "continue", "rollback"] = "pause"
-    order: Literal["stop-first", "start-first"] = "stop-first"
-
-
-class SwarmSpec(StrictModel):
-    """Swarm service settings; Swarm's own defaults when the scenario says nothing."""
-
-    restart_condition: Literal["any", "on-failure", "none"] | None = Field(
-        default=None, description="default: from workload.restart (always -> any)"
-    )
-    restart_delay: Seconds = Field(default=5.0, description="Swarm's default is 5 s")
-    restart_max_attempts: int | None = Field(default=None, ge=0)
-    restart_window: Seconds | None = None
-    update: SwarmUpdateSpec | None = None
-    task_poll: Seconds = Field(default=0.1, gt=0, description="how often task states are read")
-    advertise_addr: str = "127.0.0.1"
-
-
-class KubernetesSpec(StrictModel):
-    """Kubernetes workload settings; Kubernetes' own defaults when the scenario says nothing."""
-
-    liveness: bool = Field(
-        default=False,
-        description="the workload's health check also as a liveness probe: the kubelet "
-        "restarts a container that fails it (default: a readiness probe only)",
-    )
-
-
-class LabSpec(StrictModel):
-    """A multi-node cluster built on this machine for the run (see `harness lab`)."""
-
-    nodes: int = Field(default=3, ge=1, le=7, description="Swarm: 2 or more")
-    managers: Literal[1, 3] = Field(default=1, description="Swarm only")
-    heartbeat: Seconds = Field(default=5.0, gt=0, description="Swarm only: dispatcher heartbeat")
-    node_monitor_grace_period: Seconds | None = Field(
-        default=None,
-        gt=0,
-        description="Kubernetes only: the controller manager's --node-monitor-grace-period "
-        "(default: Kubernetes' own)",
-    )
-    unreachable_toleration: int | None = Field(
-        default=None,
-        ge=0,
-        le=86400,
-        description="Kubernetes only: seconds a pod stays bound to a not-ready or unreachable "
-        "node before it is evicted and replaced (kube-apiserver's "
-        "--default-not-ready-toleration-seconds and --default-unreachable-toleration-seconds; "
-        "default: Kubernetes' 300)",
-    )
-
-
-# Which target fields mean something to which kind; a field set for another kind is an error.
-TARGET_FIELDS: dict[str, frozenset[str]] = {
-    "docker": frozenset({"engine"}),
-    "podman": frozenset({"engine"}),
-    "swarm": frozenset({"engine", "swarm", "lab"}),
-    "kubernetes": frozenset({"lab", "kubeconfig", "context", "namespace", "kubernetes"}),
-}
-LAB_FIELDS: dict[str, frozenset[str]] = {
-    "swarm": frozenset({"nodes", "managers", "heartbeat"}),
-    "kubernetes": frozenset({"nodes", "node_monitor_grace_period", "unreachable_toleration"}),
-}
-
-
-class TargetSpec(StrictModel):
-    kind: Literal["docker", "podman", "swarm", "kubernetes"] = "docker"
-    engine: str | None = Field(
-        default=None,
-        description="engine address like DOCKER_HOST (docker: default the environment's; "
-        "podman: default a Podman API service started for the run)",
-    )
-    swarm: SwarmSpec = Field(default_factory=SwarmSpec)
-    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
-    lab: LabSpec | None = None
-    kubeconfig: str | None = Field(
-        default=None, description="Kubernetes: kubeconfig file (default: the local lab's)"
-    )
-    context: str | None = Field(default=None, description="Kubernetes: kubeconfig context")
-    namespace: str | None = Field(
-        default=None, description="Kubernetes: namespace (default: one made for the run)"
-    )
-
-    @model_validator(mode="after")
-    def _fields_of_the_kind(self) -> TargetSpec:
-        problems = [
-            f"target.{name} has no meaning for kind {self.kind}; remove it"
-            for name in sorted(self.model_fields_set - {"kind"} - TARGET_FIELDS[self.kind])
-        ]
-        if self.lab is not None and self.kind in LAB_FIELDS:
-            problems += [
-                f"target.lab.{name} has no meaning for kind {self.kind}; remove it"
-                for name in sorted(self.lab.model_fields_set - LAB_FIELDS[self.kind])
-            ]
-            if self.kind == "swarm" and self.lab.nodes < 2:
-                problems.append("target.lab.nodes: a Swarm lab has 2 nodes or more")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-class HealthSpec(StrictModel):
-    path: str = "/health"
-    interval: Seconds = 1.0
-    timeout: Seconds = 1.0
-    retries: int = Field(default=3, ge=1)
-    start_period: Seconds = 0.0
-
-
-class ResourcesSpec(StrictModel):
-    cpus: float | None = Field(default=None, gt=0)
-    memory: Bytes | None = Field(default=None, ge=6 * 1024 * 1024)
-
-
-class WorkloadSpec(StrictModel):
-    name: str = Field(default="web", pattern=r"^[a-z][a-z0-9-]{0,30}$")
-    image: str = Field(default="demo", description="'demo' (built locally) or a local image")
-    replicas: int = Field(default=3, ge=1, le=50)
-    port: int = Field(default=8080, ge=1, le=65535)
-    env: dict[str, str] = Field(default_factory=dict)
-    command: list[str] | None = None
-    restart: Literal["no", "always", "on-failure", "unless-stopped"] = "always"
-    health: HealthSpec | None = Field(default_factory=HealthSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _split_command(cls, value: object) -> object:
-        return value.split() if isinstance(value, str) else value
 
 
 class PathSpec(StrictModel):
@@ -386,6 +253,10 @@ class AnalysisSpec(StrictModel):
         return max(1.0, load.users / load.spawn_rate)
 
 
+def _default_target() -> TargetSpec:
+    return target_kind(DEFAULT_KIND).spec.model_validate({"kind": DEFAULT_KIND})
+
+
 class ScenarioBase(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
     description: str = ""
@@ -393,7 +264,7 @@ class ScenarioBase(StrictModel):
     repeat: int = Field(
         default=1, ge=1, le=100, description="trials, each on a fresh deployment (--repeat)"
     )
-    target: TargetSpec = Field(default_factory=TargetSpec)
+    target: TargetSpec = Field(default_factory=_default_target)
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     load: LoadSpec = Field(default_factory=LoadSpec)
     probes: ProbeSpec = Field(default_factory=ProbeSpec)
@@ -404,7 +275,8 @@ class ScenarioBase(StrictModel):
     @field_validator("target", mode="before")
     @classmethod
     def _target_shorthand(cls, value: object) -> object:
-        return {"kind": value} if isinstance(value, str) else value
+        value = {"kind": value} if isinstance(value, str) else value
+        return _of_the_kind(value) if isinstance(value, Mapping) else value
 
     @model_validator(mode="after")
     def _faults_fit_the_load(self) -> ScenarioBase:
@@ -450,6 +322,33 @@ def _fault_entry_model(kind: str, fault: type[AnyFault]) -> type[FaultEntry]:
     )
 
 
+def _of_the_kind(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A target mapping with its kind filled in; a field of another kind of target is an
+    error that says so (rather than an unknown key)."""
+    kind = value.get("kind", DEFAULT_KIND)
+    kinds = target_kinds()
+    if not isinstance(kind, str) or kind not in kinds:
+        return value  # the union's tag check reports it
+    own = kinds[kind].spec.model_fields
+    others = {name for k in kinds.values() for name in k.spec.model_fields}
+    problems = [
+        f"target.{name} has no meaning for kind {kind}; remove it"
+        for name in sorted(str(key) for key in value)
+        if name not in own and name in others
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return {**value, "kind": kind}
+
+
+def target_union() -> Any:
+    """The `target:` field's type: the registered kinds' settings, told apart by `kind`."""
+    specs = tuple(kind.spec for kind in target_kinds().values())
+    if len(specs) == 1:
+        return specs[0]
+    return Annotated[Union[specs], Field(discriminator="kind")]  # noqa: UP007
+
+
 def scenario_model(kinds: Mapping[str, type[AnyFault]] | None = None) -> type[ScenarioBase]:
     """The Scenario model for the installed fault kinds (built once per set of kinds)."""
     kinds = fault_kinds() if kinds is None else kinds
@@ -467,6 +366,7 @@ def _scenario_model(kinds: tuple[tuple[str, type[AnyFault]], ...]) -> type[Scena
     return create_model(  # type: ignore[call-overload,no-any-return]
         "Scenario",
         __base__=ScenarioBase,
+        target=(target_union(), Field(default_factory=_default_target)),
         faults=(list[entry_type], Field(default_factory=list)),
     )
 
@@ -522,7 +422,10 @@ def _data_path(loc: Sequence[str | int], data: object, tags: set[str]) -> list[s
 
 def _describe(error: Mapping[str, Any], kinds: Mapping[str, type[AnyFault]], data: object) -> str:
     message = str(error["msg"])
-    if error["type"] == "union_tag_invalid":
+    if error["type"] == "union_tag_invalid" and tuple(error["loc"][:1]) == ("target",):
+        tag = error.get("ctx", {}).get("tag", "")
+        message = f"unknown target kind {_short(tag)}; allowed: {', '.join(target_kinds())}"
+    elif error["type"] == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag", "")
         message = f"unknown fault kind {_short(tag)}; allowed: {', '.join(sorted(kinds))}"
     elif error["type"] == "union_tag_not_found":
@@ -565,7 +468,7 @@ def _format_errors(
     kinds = fault_kinds()
     problems = []
     for error in exc.errors():
-        path = _data_path(error["loc"], data, set(kinds))
+        path = _data_path(error["loc"], data, set(kinds) | set(target_kinds()))
         where = ".".join(_segment(p) for p in path) or "(top level)"
         line = _line_of(root, path) or 1
         message = _describe(error, kinds, data)
@@ -675,14 +578,15 @@ def allowed_keys(
 ) -> list[str]:
     """The keys a mapping at `loc` (a pydantic error location) may hold, as written in YAML."""
     annotation: Any = scenario_model(kinds)
+    tags = set(kinds) | set(target_kinds())
     node = data
     for key in loc:
         if isinstance(key, int):
             annotation = _item_type(annotation)
             node = node[key] if isinstance(node, list) and key < len(node) else None
             continue
-        if isinstance(node, Mapping) and key not in node and key in kinds:
-            continue  # pydantic's union tag (the fault kind) is no key of the YAML
+        if isinstance(node, Mapping) and key not in node and key in tags:
+            continue  # pydantic's union tag (the fault or target kind) is no key of the YAML
         model = _model_in(annotation, node, kinds)
         fields = getattr(model, "model_fields", {})
         info = next((f for n, f in fields.items() if key in (n, f.alias)), None)
@@ -713,6 +617,9 @@ def _model_in(annotation: object, node: object, kinds: Mapping[str, type[AnyFaul
     options += list(getattr(annotation, "__args__", ()) or ())
     models = [m for m in (_model_in(o, node, kinds) for o in options if o is not None) if m]
     kind = node.get("kind") if isinstance(node, Mapping) else None
+    if models and all(issubclass(m, TargetSpec) for m in models):
+        chosen = kind if isinstance(kind, str) else DEFAULT_KIND
+        return next((m for m in models if m.model_fields["kind"].default == chosen), None)
     if any(issubclass(m, FaultEntry) for m in models):
         return (
             _fault_entry_model(kind, kinds[kind])
@@ -763,24 +670,41 @@ def with_target(scenario: ScenarioBase, kind: str | None) -> ScenarioBase:
     """The scenario with its target kind replaced (the command line's --target)."""
     if kind is None:
         return scenario
-    if kind not in TARGET_KINDS:
-        raise ScenarioError(
-            [f"--target: unknown target {kind!r}; allowed: {', '.join(TARGET_KINDS)}"]
-        )
+    kinds = target_kinds()
+    if kind not in kinds:
+        raise ScenarioError([f"--target: unknown target {kind!r}; allowed: {', '.join(kinds)}"])
     if kind == scenario.target.kind:
         return scenario
     # Only the scenario's portable settings travel to another kind: a Swarm lab's shape
     # means nothing to Docker, so kind-specific fields are dropped, not silently misapplied.
+    spec = kinds[kind].spec
     kept = {
         name: value
         for name, value in scenario.target.model_dump(exclude_unset=True).items()
-        if name in TARGET_FIELDS[kind] and name != "lab"
+        if name in spec.model_fields and name not in ("lab", "kind")
     }
-    lab = scenario.target.lab
-    if lab is not None and kind in LAB_FIELDS:  # a lab's shape carries over, Swarm <-> Kubernetes
-        kept["lab"] = lab.model_dump(include=set(LAB_FIELDS[kind]) & lab.model_fields_set)
+    lab: LabSpec | None = getattr(scenario.target, "lab", None)
+    if lab is not None and spec.lab_fields:  # a lab's shape carries over, Swarm <-> Kubernetes
+        kept["lab"] = lab.model_dump(include=set(spec.lab_fields) & lab.model_fields_set)
     try:
-        target = TargetSpec.model_validate({**kept, "kind": kind})
+        target = spec.model_validate({**kept, "kind": kind})
     except ValidationError as exc:
         raise ScenarioError([f"--target {kind}: {e['msg']}" for e in exc.errors()]) from exc
     return scenario.model_copy(update={"target": target})
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """TARGET_KINDS: the registered target kinds' names (read when asked: plugins count)."""
+    if name == "TARGET_KINDS":
+        return tuple(target_kinds())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "HealthSpec",
+    "LabSpec",
+    "ResourcesSpec",
+    "StrictModel",
+    "TargetSpec",
+    "WorkloadSpec",
+]

@@ -16,9 +16,10 @@ import pytest
 
 from faults.base import FaultContext
 from harness.images import build_demo_image
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
 from harness.targets.base import RUN_LABEL
-from harness.targets.docker import DockerTarget, connect
+from harness.targets.docker.target import DockerTarget, connect
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,7 +65,7 @@ def deploy(docker_client: docker.DockerClient, demo_image: str) -> Iterator[Depl
 
     def _deploy(**workload: object) -> DockerTarget:
         run_id = f"test-{secrets.token_hex(3)}"
-        target = DockerTarget(run_id, TargetSpec(), docker_client)
+        target = DockerTarget(run_id, target_spec("docker"), docker_client)
         targets.append(target)
         target.deploy(WorkloadSpec.model_validate({"replicas": 1, **workload}))
         target.wait_healthy(60)

@@ -13,6 +13,7 @@ import pytest
 from harness.cleanup import engines_to_sweep, run_target_spec
 from harness.results import RunDir
 from harness.scenario import TargetSpec, parse_scenario, resolved_yaml
+from harness.targets import target_spec
 from harness.targets.base import owner_label_value
 from harness.targets.service_vip import VirtualService, remove_orphaned_chains, run_jumps
 
@@ -30,45 +31,35 @@ def _run_dir(tmp_path: Path, target_yaml: str) -> RunDir:
 @pytest.mark.parametrize(
     ("target_yaml", "expected"),
     [
-        ("target: docker", TargetSpec(kind="docker")),
-        ("target: podman", TargetSpec(kind="podman")),
+        ("target: docker", target_spec("docker")),
+        ("target: podman", target_spec("podman")),
         (
             "target: {kind: podman, engine: 'unix:///run/p.sock'}",
-            TargetSpec(kind="podman", engine="unix:///run/p.sock"),
+            target_spec("podman", engine="unix:///run/p.sock"),
         ),
         (
             "target: {kind: swarm, lab: {nodes: 3, heartbeat: 2s}, swarm: {restart_delay: 1s}}",
-            TargetSpec.model_validate(
-                {
-                    "kind": "swarm",
-                    "lab": {"nodes": 3, "heartbeat": 2},
-                    "swarm": {"restart_delay": 1},
-                }
-            ),
+            target_spec("swarm", lab={"nodes": 3, "heartbeat": 2}, swarm={"restart_delay": 1}),
         ),
     ],
 )
 def test_the_runs_target_comes_back_from_its_resolved_scenario(
     tmp_path: Path, target_yaml: str, expected: TargetSpec
 ) -> None:
-    spec = run_target_spec(_run_dir(tmp_path, target_yaml))
-    assert spec.kind == expected.kind and spec.engine == expected.engine
-    assert spec.lab == expected.lab
-    if expected.kind == "swarm":
-        assert spec.swarm == expected.swarm
+    assert run_target_spec(_run_dir(tmp_path, target_yaml)) == expected
 
 
 def test_a_run_without_its_scenario_falls_back_to_the_manifests_kind(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "r")
     run.path.mkdir()
     run.manifest.write_text('{"target": "podman"}')
-    assert run_target_spec(run) == TargetSpec(kind="podman")
+    assert run_target_spec(run) == target_spec("podman")
 
 
 def test_every_engine_is_swept_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harness.cleanup.labs_up", lambda: [])  # no lab up, whatever this host has
-    given = TargetSpec(kind="podman", engine="unix:///run/p.sock")
-    specs = engines_to_sweep([TargetSpec(kind="docker"), given, given, TargetSpec(kind="podman")])
+    given = target_spec("podman", engine="unix:///run/p.sock")
+    specs = engines_to_sweep([target_spec("docker"), given, given, target_spec("podman")])
     keys = [(s.kind, s.engine) for s in specs]
     assert keys == [("swarm", None), ("podman", None), ("podman", "unix:///run/p.sock")]
 

@@ -44,9 +44,9 @@ from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from faults.packet_loss import PacketLoss, PacketLossParams
 from harness.hostsys import in_netns
 from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets import make_target
+from harness.targets import make_target, target_spec
 from harness.targets.base import Instance, Target
-from harness.targets.docker import connect
+from harness.targets.docker.target import connect
 from tests.abort import REPO
 from tests.conftest import labelled_objects
 from tests.helpers import (
@@ -104,8 +104,8 @@ class Deployed:
 
 def _spec(kind: str) -> TargetSpec:
     if kind == "swarm":  # Swarm's 5 s default restart delay would only slow the matrix down
-        return TargetSpec.model_validate({"kind": "swarm", "swarm": {"restart_delay": "1s"}})
-    return TargetSpec(kind=kind)  # type: ignore[arg-type]
+        return target_spec("swarm", swarm={"restart_delay": "1s"})
+    return target_spec(kind)
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -486,13 +486,15 @@ def _refused_kinds() -> list[str]:
     return sorted(set(fault_kinds()) - set(KINDS))
 
 
-def test_the_kinds_without_a_cell_act_on_nodes_or_on_other_targets() -> None:
-    from harness.targets.base import needs_lab, target_kinds_of
+def test_the_kinds_without_a_cell_need_what_these_targets_do_not_provide() -> None:
+    from faults.registry import fault_kinds
+    from harness.targets import target_kind
 
     for kind in _refused_kinds():
-        works_on = target_kinds_of(kind)
-        assert needs_lab(kind) or works_on is not None, f"{kind} has no matrix cell"
-        assert works_on is None or not set(TARGETS) & works_on, f"{kind} has no cell on {works_on}"
+        needs = set(fault_kinds()[kind].requires)
+        for target in TARGETS:
+            provided = target_kind(target).capabilities(target_spec(target)).provided
+            assert not needs <= provided, f"{kind} could have a cell on {target}"
     assert set(NODE_FAULTS) <= set(_refused_kinds())
 
 

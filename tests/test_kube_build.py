@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import TargetError
-from harness.kube import build, images
+from harness.labs.kubernetes import build, images
 
 
 @pytest.fixture(scope="module")

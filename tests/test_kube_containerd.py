@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from harness.targets.kube_containerd import parse_exit
-from harness.targets.kube_events import EXIT_RESOLUTION_NS, stamp
+from harness.targets.kubernetes.containerd import parse_exit
+from harness.targets.kubernetes.events import EXIT_RESOLUTION_NS, stamp
 
 S = 1_000_000_000
 

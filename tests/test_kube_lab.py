@@ -40,11 +40,11 @@ from faults.node_partition import NodePartition, NodePartitionParams
 from harness.cli_lab import control_plane_args
 from harness.errors import FaultError, TargetError
 from harness.images import DEMO_IMAGE
-from harness.kube import build, config, pki, state
-from harness.kube.lab import KubeLab, KubeLabInfo, leftovers
-from harness.kube.nodeops import KubeNodes
 from harness.labs import nodes as lab_nodes
-from harness.labs import swarm as swarm_lab
+from harness.labs.kubernetes import build, config, pki, state
+from harness.labs.kubernetes.lab import KubeLab, KubeLabInfo, leftovers
+from harness.labs.kubernetes.nodeops import KubeNodes
+from harness.labs.swarm import lab as swarm_lab
 from harness.targets.base import Instance
 
 NS = 1_000_000_000
@@ -91,7 +91,7 @@ def test_the_plan_refuses_impossible_labs(tmp_path: Path, nodes: int) -> None:
 
 
 def test_state_round_trips_through_the_file(tmp_path: Path) -> None:
-    from harness.kube.lab import load_state, save_state
+    from harness.labs.kubernetes.lab import load_state, save_state
 
     planned = replace(_plan(tmp_path, 2), status="up", host_dirs=("/var/lib/cni",))
     save_state(planned)
@@ -142,8 +142,8 @@ def test_control_plane_args_change_the_settings_in_force(tmp_path: Path) -> None
 
 
 def test_a_scenarios_lab_sets_the_eviction_timing_it_asks_for(tmp_path: Path) -> None:
+    from harness.labs.kubernetes.session import control_plane_args as scenario_args
     from harness.scenario import LabSpec
-    from harness.targets.kube_lab import control_plane_args as scenario_args
 
     spec = LabSpec(nodes=1, node_monitor_grace_period=15.0, unreachable_toleration=20)
     settings = _plan(tmp_path, 1, **scenario_args(spec)).settings
@@ -153,7 +153,7 @@ def test_a_scenarios_lab_sets_the_eviction_timing_it_asks_for(tmp_path: Path) ->
 
 
 def test_a_lab_is_reused_when_it_has_what_is_asked_for(tmp_path: Path) -> None:
-    from harness.kube.lab import save_state
+    from harness.labs.kubernetes.lab import save_state
 
     grace = "--node-monitor-grace-period=20s"
     args = {"kube-controller-manager": (grace,), "kube-apiserver": ("--v=2",)}
@@ -284,7 +284,7 @@ def test_cluster_partition_cuts_the_control_plane_and_other_nodes_only(tmp_path:
 
 
 def test_a_record_of_another_lab_reverts_nothing(tmp_path: Path) -> None:
-    from harness.kube.lab import save_state
+    from harness.labs.kubernetes.lab import save_state
 
     planned = replace(_plan(tmp_path, 2), status="up")
     save_state(planned)
@@ -504,7 +504,7 @@ GRACE_S = 20  # node-monitor-grace-period for the fault tests (Kubernetes' defau
 def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLabInfo]:
     _require_room_for_a_lab()
     from harness.images import build_demo_image
-    from harness.targets.docker import connect
+    from harness.targets.docker.target import connect
 
     build_demo_image(connect(None))
     root, runtime = tmp_path_factory.mktemp("kube3"), _runtime_root()

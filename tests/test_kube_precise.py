@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from bench.deathwatch import DeathWatch
-from harness.kube import lab as kube_lab
-from harness.kube.pki import Authority, Identity
-from harness.scenario import TargetSpec
-from harness.targets.kube_cluster import Cluster, ClusterRef
-from harness.targets.kube_events import PodTracker, SlotBook
-from harness.targets.kube_watch import KubeEventStream, Resource
-from harness.targets.kubernetes import KubernetesTarget
+from harness.labs.kubernetes import lab as kube_lab
+from harness.labs.kubernetes.pki import Authority, Identity
+from harness.targets import target_spec
+from harness.targets.kubernetes.cluster import Cluster, ClusterRef
+from harness.targets.kubernetes.events import PodTracker, SlotBook
+from harness.targets.kubernetes.target import KubernetesTarget
+from harness.targets.kubernetes.watch import KubeEventStream, Resource
 from tests.helpers import EventCollector, wait_until
 from tests.test_kubernetes import Deploy, deploy, kubectl, lab
 
@@ -91,7 +91,7 @@ def test_kubernetes_own_events_are_recorded_as_kubectl_shows_them(
 
 
 def test_the_api_servers_silence_is_seen(lab: kube_lab.KubeLabInfo, tmp_path: Path) -> None:
-    answering = KubernetesTarget("test-answers", TargetSpec(kind="kubernetes"))
+    answering = KubernetesTarget("test-answers", target_spec("kubernetes"))
     assert answering.engine_answers()
     answering.release()
     config = yaml.safe_load(Path(lab.kubeconfig).read_text())
@@ -101,7 +101,7 @@ def test_the_api_servers_silence_is_seen(lab: kube_lab.KubeLabInfo, tmp_path: Pa
     silent_config = tmp_path / "silent.kubeconfig"
     silent_config.write_text(yaml.safe_dump(config))
     silent = KubernetesTarget(
-        "test-silent", TargetSpec(kind="kubernetes", kubeconfig=str(silent_config))
+        "test-silent", target_spec("kubernetes", kubeconfig=str(silent_config))
     )
     started = time.monotonic()
     assert not silent.engine_answers()

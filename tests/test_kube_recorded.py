@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.targets.kube_events import SlotBook
-from harness.targets.kube_recorded import RecordedEventTracker, recorded_view
-from harness.targets.kube_views import pod_view
+from harness.targets.kubernetes.events import SlotBook
+from harness.targets.kubernetes.recorded import RecordedEventTracker, recorded_view
+from harness.targets.kubernetes.views import pod_view
 
 S = 1_000_000_000
 T0 = 1_800_000_000  # a whole second, in seconds since the epoch

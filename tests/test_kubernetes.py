@@ -1,4 +1,4 @@
-"""The Kubernetes target on the real one-node lab (harness.kube.lab): deploy, the Service as the
+"""The Kubernetes target on the real one-node lab (labs/kubernetes): deploy, the Service as the
 load balancer, a crash by signal restarted by the kubelet, a pod deleted and replaced by its
 ReplicaSet, teardown and orphan cleanup, and `harness run` of the quickstart on Kubernetes.
 
@@ -29,13 +29,15 @@ from faults.base import FaultContext
 from faults.pod_delete import PodDelete, PodDeleteParams
 from harness.errors import TargetError
 from harness.hostsys import process_start_ticks
-from harness.kube import lab as kube_lab
-from harness.scenario import TargetSpec, WorkloadSpec, parse_scenario
+from harness.labs.kubernetes import lab as kube_lab
+from harness.scenario import WorkloadSpec, parse_scenario
+from harness.targets import target_spec
 from harness.targets.base import EngineEvent
-from harness.targets.kube_host import process_start_ns
-from harness.targets.kube_objects import namespace_for
-from harness.targets.kube_routes import routes_chain
-from harness.targets.kubernetes import KubernetesTarget
+from harness.targets.checks import target_problems
+from harness.targets.kubernetes.host import process_start_ns
+from harness.targets.kubernetes.objects import namespace_for
+from harness.targets.kubernetes.routes import routes_chain
+from harness.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import EventCollector, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +89,7 @@ def deploy(lab: kube_lab.KubeLabInfo) -> Iterator[Deploy]:
     targets: list[KubernetesTarget] = []
 
     def _deploy(**workload: object) -> KubernetesTarget:
-        target = KubernetesTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes"))
+        target = KubernetesTarget(f"test-{secrets.token_hex(3)}", target_spec("kubernetes"))
         targets.append(target)
         target.deploy(WorkloadSpec.model_validate({"replicas": 2, **workload}))
         target.wait_healthy(120)
@@ -250,7 +252,7 @@ def test_a_deleted_pod_is_replaced_by_its_replicaset(
 
 
 def test_teardown_deletes_the_namespace_and_is_safe_twice(lab: kube_lab.KubeLabInfo) -> None:
-    target = KubernetesTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes"))
+    target = KubernetesTarget(f"test-{secrets.token_hex(3)}", target_spec("kubernetes"))
     target.deploy(WorkloadSpec.model_validate({"replicas": 1}))
     assert kubectl(lab, "get", "namespace", target.namespace, "-o", "name").strip()
     labels = json.loads(kubectl(lab, "get", "namespace", target.namespace, "-o", "json"))
@@ -261,14 +263,14 @@ def test_teardown_deletes_the_namespace_and_is_safe_twice(lab: kube_lab.KubeLabI
 
 
 def test_cleanup_removes_the_namespaces_of_dead_runs_only(lab: kube_lab.KubeLabInfo) -> None:
-    dead = KubernetesTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes"))
-    live = KubernetesTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes"))
+    dead = KubernetesTarget(f"test-{secrets.token_hex(3)}", target_spec("kubernetes"))
+    live = KubernetesTarget(f"test-{secrets.token_hex(3)}", target_spec("kubernetes"))
     # a harness that is gone: a PID that is no process (the kernel's limit is below 2**22)
     dead._owner = "4194305:1"
     try:
         for target in (dead, live):
             target._create_namespace()
-        removed = KubernetesTarget.remove_orphans(TargetSpec(kind="kubernetes"), keep=set())
+        removed = KubernetesTarget.remove_orphans(target_spec("kubernetes"), keep=set())
         assert any(dead.namespace in line for line in removed)
         assert kubectl(lab, "get", "namespace", dead.namespace, check=False) == ""
         assert kubectl(lab, "get", "namespace", live.namespace, "-o", "name").strip()
@@ -285,7 +287,7 @@ def test_an_unknown_cluster_is_a_clear_error(tmp_path: Path) -> None:
         "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
         "users: [{name: u, user: {token: t}}]\n"
     )
-    target = KubernetesTarget("test-x", TargetSpec(kind="kubernetes", kubeconfig=str(config)))
+    target = KubernetesTarget("test-x", target_spec("kubernetes", kubeconfig=str(config)))
     with pytest.raises(TargetError, match="cannot reach the Kubernetes API"):
         target.engine_info()
     target.teardown()
@@ -301,13 +303,13 @@ def test_per_instance_routing_is_refused_on_a_cluster_elsewhere(tmp_path: Path) 
         "users: [{name: u, user: {token: t}}]\n"
     )
     text = f"name: s\ntarget: {{kind: kubernetes, kubeconfig: {config}}}\nload: {{routing: "
-    problems = KubernetesTarget.scenario_problems(parse_scenario(text + "per_instance}"))
+    problems = target_problems(parse_scenario(text + "per_instance}"))
     assert [p for p in problems if "load.routing" in p] == [
         "load.routing per_instance sends the load to each pod's address, and the cluster's API "
         "server https://192.0.2.10:6443 is not on this machine (its pods are not reached from "
         "here); use routing: service (the Service's NodePort)"
     ]
-    assert KubernetesTarget.scenario_problems(parse_scenario(text + "service}")) == []
+    assert target_problems(parse_scenario(text + "service}")) == []
 
 
 def test_quickstart_runs_on_kubernetes_and_recovers(

@@ -23,9 +23,10 @@ import pytest
 from faults.container_kill import ContainerKill, ContainerKillParams
 from faults.disk_fill import DiskFill, DiskFillParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
-from harness.kube import lab as kube_lab
-from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets.kubernetes import KubernetesTarget
+from harness.labs.kubernetes import lab as kube_lab
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
+from harness.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import (
     fetch,
     wait_until,
@@ -58,7 +59,7 @@ def deployed(
     lab: kube_lab.KubeLabInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
     target = KubernetesTarget(
-        f"matrix-kubernetes-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes")
+        f"matrix-kubernetes-{secrets.token_hex(3)}", target_spec("kubernetes")
     )
     started = time.monotonic()
     try:
@@ -221,7 +222,7 @@ def test_liveness_the_kubelet_restarts_a_pod_that_fails_its_health_check(
 ) -> None:
     """`target.kubernetes.liveness: true`: with its health file removed (through kubectl
     exec), the pod fails the check and the kubelet restarts its container from the image."""
-    spec = TargetSpec.model_validate({"kind": "kubernetes", "kubernetes": {"liveness": True}})
+    spec = target_spec("kubernetes", kubernetes={"liveness": True})
     target = KubernetesTarget(f"test-{secrets.token_hex(3)}", spec)
     try:
         target.deploy(WorkloadSpec.model_validate({**WORKLOAD, "replicas": 1}))

@@ -20,7 +20,8 @@ from kubernetes.client import V1Pod
 
 from harness.scenario import parse_scenario
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, SERVICE_LABEL
-from harness.targets.kube_events import (
+from harness.targets.checks import target_problems
+from harness.targets.kubernetes.events import (
     DeploymentTracker,
     EndpointTracker,
     NodeTracker,
@@ -28,14 +29,14 @@ from harness.targets.kube_events import (
     SlotBook,
     stamp,
 )
-from harness.targets.kube_host import process_start_ns, scan_container_pid, server_is_local
-from harness.targets.kube_objects import (
+from harness.targets.kubernetes.host import process_start_ns, scan_container_pid, server_is_local
+from harness.targets.kubernetes.objects import (
     deployment_object,
     label_value_problem,
     namespace_for,
     service_object,
 )
-from harness.targets.kube_views import (
+from harness.targets.kubernetes.views import (
     ContainerView,
     DeploymentView,
     EndpointView,
@@ -46,7 +47,6 @@ from harness.targets.kube_views import (
     parse_time_ns,
     pod_view,
 )
-from harness.targets.kubernetes import KubernetesTarget
 from tests.helpers import wait_until
 
 NS = 1_000_000_000
@@ -125,7 +125,7 @@ def test_the_service_is_a_node_port_over_the_run_pods() -> None:
 
 
 def _problems(document: dict[str, Any]) -> list[str]:
-    return KubernetesTarget.scenario_problems(parse_scenario(yaml.safe_dump(document)))
+    return target_problems(parse_scenario(yaml.safe_dump(document)))
 
 
 def test_workload_fields_without_kubernetes_meaning_are_refused() -> None:
@@ -491,7 +491,7 @@ def test_node_conditions_cordons_and_taints() -> None:
     assert [(e.action, e.attributes["new"], e.attributes["condition"]) for e in events] == [
         ("node_state", "down", "Unknown")
     ]
-    from harness.targets.kube_views import TaintView
+    from harness.targets.kubernetes.views import TaintView
 
     tainted = replace(
         lost,
@@ -595,7 +595,7 @@ class _Recorder:
 
 
 def test_a_watch_told_410_gone_lists_again_and_resumes() -> None:
-    from harness.targets.kube_watch import Resource, Watcher
+    from harness.targets.kubernetes.watch import Resource, Watcher
 
     watches: list[object] = []
     lists: list[int] = []

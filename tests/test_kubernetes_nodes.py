@@ -21,10 +21,11 @@ from faults.base import FaultContext
 from faults.node_base import NodeParams
 from faults.node_down import NodeDown, NodeDownParams
 from faults.node_drain import NodeDrain
-from harness.kube import lab as kube_lab
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.labs.kubernetes import lab as kube_lab
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
 from harness.targets.base import EngineEvent
-from harness.targets.kubernetes import KubernetesTarget
+from harness.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import EventCollector, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -63,7 +64,7 @@ def kubectl_pods(lab: kube_lab.KubeLabInfo, namespace: str) -> list[dict[str, ob
 
 @pytest.fixture
 def target(lab3: kube_lab.KubeLabInfo) -> Iterator[KubernetesTarget]:
-    made = KubernetesTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="kubernetes"))
+    made = KubernetesTarget(f"test-{secrets.token_hex(3)}", target_spec("kubernetes"))
     try:
         made.deploy(WorkloadSpec.model_validate({"replicas": 3}))
         made.wait_healthy(180)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kube import lab as kube_lab
+from harness.labs.kubernetes import lab as kube_lab
 from harness.targets.base import RUN_LABEL
 
 REPO = Path(__file__).resolve().parent.parent

@@ -373,7 +373,7 @@ def test_docker_and_podman_matrix(
 @pytest.fixture(scope="module")
 def kube_lab_up(demo_image: str) -> Iterator[None]:
     """The Kubernetes lab that is up, or one node brought up (and taken down) for this module."""
-    from harness.kube import lab as kube_lab
+    from harness.labs.kubernetes import lab as kube_lab
 
     del demo_image
     if kube_lab.current() is not None:

@@ -25,9 +25,10 @@ from faults.mechanisms.netfaults import rule_tag, tagged_rules
 from faults.mechanisms.tcpproxy import find_proxies
 from harness.engines import podman, podman_runtime
 from harness.errors import CapabilityError, TargetError
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
 from harness.targets.base import owner_label_value
-from harness.targets.podman import PodmanTarget
+from harness.targets.podman.target import PodmanTarget
 from tests.abort import (
     REPO,
     SCENARIOS,
@@ -53,7 +54,7 @@ def _podman_cli(*args: str) -> str:
 def target() -> Iterator[PodmanTarget]:
     """A Podman target with its own service; afterwards nothing of it is left."""
     run_id = f"test-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    made = PodmanTarget(run_id, TargetSpec(kind="podman"))
+    made = PodmanTarget(run_id, target_spec("podman"))
     service = made.service
     assert service is not None and service.alive
     yield made
@@ -190,7 +191,7 @@ def _answers(url: str) -> bool:
 def test_a_given_engine_is_used_as_it_is_and_left_running(tmp_path: Path) -> None:
     service = podman.start(f"test-given-{os.getpid()}", owner_label_value())
     try:
-        spec = TargetSpec(kind="podman", engine=service.socket)
+        spec = target_spec("podman", engine=service.socket)
         made = PodmanTarget(f"test-given-run-{os.getpid()}", spec)
         assert made.service is None
         assert made.engine_info()["podman_service"] == f"given: {service.socket}"
@@ -200,7 +201,7 @@ def test_a_given_engine_is_used_as_it_is_and_left_running(tmp_path: Path) -> Non
         podman.stop(service)
     assert not service.alive
     with pytest.raises(TargetError, match="cannot reach"):
-        PodmanTarget("test-gone", TargetSpec(kind="podman", engine=service.socket))
+        PodmanTarget("test-gone", target_spec("podman", engine=service.socket))
 
 
 def _short_quickstart(out: Path) -> Path:
@@ -322,7 +323,7 @@ def test_a_dead_runs_service_is_stopped_even_when_cleanups_own_service_fails(
     monkeypatch.setattr(podman, "start", no_sweeper)
     try:
         with pytest.raises(TargetError, match="stopped the Podman API service"):
-            PodmanTarget.remove_orphans(TargetSpec(kind="podman"), keep=set())
+            PodmanTarget.remove_orphans(target_spec("podman"), keep=set())
         assert not dead.alive
     finally:
         podman.stop(dead)

@@ -21,7 +21,8 @@ from faults.memory_stress import MemoryStress, MemoryStressParams
 from harness.errors import FaultError
 from harness.scenario import parse_scenario
 from harness.targets.base import Instance
-from harness.targets.docker import DockerTarget
+from harness.targets.checks import target_problems
+from harness.targets.docker.target import DockerTarget
 from tests.abort import (
     SCENARIOS,
     finish_with_cleanup,
@@ -180,7 +181,7 @@ def test_disk_fill_refuses_a_fill_past_the_safety_margin_before_writing(
     scenario = parse_scenario(
         "name: big\nfaults: [{kind: disk_fill, at: 1s, duration: 1s, size: 100Ti}]\n"
     )
-    problems = DockerTarget.scenario_problems(scenario)  # the engine's own data root
+    problems = target_problems(scenario)  # the engine's own data root
     assert any("safety margin" in p and "faults.0 (disk_fill)" in p for p in problems), problems
 
     target = deploy(resources=LIMITS)

@@ -22,9 +22,10 @@ import yaml
 
 from faults.base import FaultContext
 from faults.container_kill import ContainerKill, ContainerKillParams
-from harness.scenario import TargetSpec, WorkloadSpec
-from harness.targets.swarm import SlotRouter, SwarmTarget, _answers, routing_mesh
-from harness.targets.swarm_events import TaskTracker, TaskView, parse_swarm_time
+from harness.scenario import WorkloadSpec
+from harness.targets import target_spec
+from harness.targets.swarm.events import TaskTracker, TaskView, parse_swarm_time
+from harness.targets.swarm.target import SlotRouter, SwarmTarget, _answers, routing_mesh
 from tests.conftest import labelled_objects
 from tests.helpers import EventCollector, swarm_as_before, swarm_state, wait_until
 
@@ -100,7 +101,7 @@ def _chains() -> str:
 def swarm_target(docker_client: docker.DockerClient, demo_image: str) -> Iterator[SwarmTarget]:
     """A SwarmTarget (not deployed yet); afterwards the engine is in its old swarm state."""
     before = swarm_state(docker_client)
-    target = SwarmTarget(f"test-{secrets.token_hex(3)}", TargetSpec(kind="swarm"), docker_client)
+    target = SwarmTarget(f"test-{secrets.token_hex(3)}", target_spec("swarm"), docker_client)
     yield target
     started = time.monotonic()
     target.teardown()

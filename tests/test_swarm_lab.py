@@ -21,10 +21,10 @@ import docker
 import pytest
 
 from harness.images import DEMO_IMAGE
-from harness.labs import swarm as lab
+from harness.labs.swarm import lab
 from harness.targets.base import RUN_LABEL
-from harness.targets.swarm import SlotRouter
-from harness.targets.swarm_events import TaskTracker, TaskView, node_event, task_view
+from harness.targets.swarm.events import TaskTracker, TaskView, node_event, task_view
+from harness.targets.swarm.target import SlotRouter
 from tests.conftest import labelled_objects
 
 REPO = Path(__file__).resolve().parent.parent

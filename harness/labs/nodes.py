@@ -1,6 +1,6 @@
 """What the node faults need from a lab, whichever orchestrator it runs: one small protocol,
-implemented by the Swarm lab (harness.labs.swarm_nodes.SwarmNodes) and the Kubernetes lab
-(harness.kube.nodeops.KubeNodes). Nodes are named by their lab names (chlab-n2, chk8s-n2).
+implemented by the Swarm lab (harness.labs.swarm.nodes.SwarmNodes) and the Kubernetes lab
+(labs.kubernetes.nodeops.KubeNodes). Nodes are named by their lab names (chlab-n2, chk8s-n2).
 
 A fault's revert works from its record alone: `record_data` names the lab (kind, directory,
 creation time) and the nodes, and `of_record` finds that same lab again, or None when it is
@@ -82,11 +82,11 @@ class LabNodes(Protocol):
 def for_target(kind: str) -> LabNodes:
     """The nodes of the lab the target `kind` runs on; a clear error when there is none."""
     if kind == "kubernetes":
-        from harness.kube.nodeops import KubeNodes
+        from harness.labs.kubernetes.nodeops import KubeNodes
 
         return KubeNodes.current()
     if kind == "swarm":
-        from harness.labs.swarm_nodes import SwarmNodes
+        from harness.labs.swarm.nodes import SwarmNodes
 
         return SwarmNodes.current()
     raise FaultError(
@@ -104,9 +104,9 @@ def of_record(data: Mapping[str, Any]) -> LabNodes | None:
     directory = Path(str(data["lab_dir"]))
     created = data.get("lab_created_ns")
     if kind == "kubernetes":
-        from harness.kube.nodeops import KubeNodes
+        from harness.labs.kubernetes.nodeops import KubeNodes
 
         return KubeNodes.of_lab(directory, created)
-    from harness.labs.swarm_nodes import SwarmNodes
+    from harness.labs.swarm.nodes import SwarmNodes
 
     return SwarmNodes.of_lab(directory, created)

@@ -6,15 +6,19 @@ container id), so N fault kinds and M targets make N + M modules, not N x M.
 
 from __future__ import annotations
 
+import importlib
 import queue
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
+from harness.capabilities import Capabilities
+from harness.specs import TargetSpec, WorkloadSpec
+
 if TYPE_CHECKING:
-    from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
+    from harness.scenario import ScenarioBase
 
 RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"
@@ -130,8 +134,20 @@ class Target(Protocol):
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        """What in `scenario` this target cannot do (a workload field with no meaning here, a
-        fault kind it cannot inject), each with the reason; checked before anything runs."""
+        """What in `scenario` this target cannot do beyond its capabilities (a workload field
+        with no meaning here), each with the reason; checked before anything runs."""
+        ...
+
+    @classmethod
+    def data_root_of(cls, spec: TargetSpec) -> Path | None:
+        """Where the engine of `spec` keeps container storage on this host; None when it is not
+        here or not known (a disk fill's safety margin is then not checked up front)."""
+        ...
+
+    @classmethod
+    def preflight(cls, scenario: ScenarioBase) -> None:
+        """Ask the machine the run will use, before anything is deployed: the engine answers,
+        the image is there, the ports it must bind are free; raise what is wrong."""
         ...
 
     @classmethod
@@ -150,6 +166,14 @@ class Target(Protocol):
         The per-target cleanup hook of `harness cleanup`: Docker removes containers, networks,
         volumes and the run's iptables chains; Podman also stops the dead runs' API services;
         Kubernetes deletes the dead runs' namespaces."""
+        ...
+
+    def engine_answers(self) -> bool:
+        """Whether the engine (every node's, on a lab) answers now; the run's watch asks."""
+        ...
+
+    def engine_identity(self) -> str | None:
+        """Which process the engine is (a restart changes it); None when it cannot be told."""
         ...
 
     def engine_info(self) -> Mapping[str, str]:
@@ -217,55 +241,21 @@ class Target(Protocol):
         ...
 
 
-def needs_lab(kind: str) -> bool:
-    """Whether the fault kind acts on whole nodes of a multi-node lab (node_down, ...)."""
-    from faults.registry import fault_kinds
+@dataclass(frozen=True)
+class TargetKind:
+    """One kind of target as the registry knows it, without importing its engine's client."""
 
-    cls = fault_kinds().get(kind)
-    return cls is not None and cls.needs_nodes
+    name: str
+    spec: type[TargetSpec]  # its `target:` settings; `kind` a Literal of `name`
+    target: str  # "module:Class" of its Target, imported when a run needs one
+    # What a target of these settings provides to faults (harness.capabilities)
+    capabilities: Callable[[TargetSpec], Capabilities]
+    # Every capability it may provide under some settings (for "works only on ..." messages)
+    may_provide: frozenset[str]
+    unit: str = "instance"  # what one replica is called in reports: container, task, pod
+    lab: str | None = None  # the kind of lab (harness.labs) it runs on, when it has one
 
-
-def storage_problems(scenario: ScenarioBase, data_root: Path | None) -> list[str]:
-    """What the scenario's faults refuse given the engine's storage root on this host (a
-    disk fill that would leave its filesystem under the safety margin); [] when unknown."""
-    if data_root is None:
-        return []
-    from harness.scenario import build_fault
-
-    return [
-        f"faults.{index} ({entry.kind}): {problem}"
-        for index, entry in enumerate(scenario.faults)
-        for problem in build_fault(entry).check_storage(data_root)
-    ]
-
-
-def target_kinds_of(fault_kind: str) -> frozenset[str] | None:
-    """The target kinds a fault kind works on; None: every target."""
-    from faults.registry import fault_kinds
-
-    declared: frozenset[str] | None = getattr(fault_kinds().get(fault_kind), "target_kinds", None)
-    return declared
-
-
-def kind_problems(scenario: ScenarioBase, kind: str) -> list[str]:
-    """Faults made for other kinds of target (Fault.target_kinds), refused before the run."""
-    problems = []
-    for index, entry in enumerate(scenario.faults):
-        works_on = target_kinds_of(entry.kind)
-        if works_on is not None and kind not in works_on:
-            problems.append(
-                f"faults.{index} ({entry.kind}): works only on target "
-                f"{' or '.join(sorted(works_on))}, not {kind}"
-            )
-    return problems
-
-
-def single_engine_problems(scenario: ScenarioBase, target: str) -> list[str]:
-    """Node faults on a target of one engine: refused, with the reason, before anything runs."""
-    return [
-        f"faults.{index} ({entry.kind}): acts on whole nodes, and {target} is one engine on "
-        "this machine with no nodes to take down; run it on a multi-node lab "
-        "(target: {kind: swarm, lab: {nodes: 3}}, or kind: kubernetes)"
-        for index, entry in enumerate(scenario.faults)
-        if needs_lab(entry.kind)
-    ]
+    def target_class(self) -> type[Target]:
+        module_name, _, attr = self.target.partition(":")
+        cls: type[Target] = getattr(importlib.import_module(module_name), attr)
+        return cls

@@ -8,7 +8,7 @@ small wrapper module (in a temporary directory, never in the repository):
   Kubernetes' own go.mod pins, and replaces every `k8s.io/X => ./staging/...` line of that
   go.mod with the published tag `k8s.io/X v0.<minor>.<patch>`; its `go` and `godebug` lines are
   Kubernetes' own (the main module's godebug decides the binary's defaults);
-- main.go (harness/kube/wrapper/main.go) runs the component named by argv[0]: etcd,
+- main.go (harness/labs/kubernetes/wrapper/main.go) runs the component named by argv[0]: etcd,
   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl.
 
 `go mod tidy` fills go.sum (checked against the Go checksum database), then one
@@ -158,7 +158,7 @@ def wrapper_go_mod(kubernetes_go_mod: str, version: str = KUBERNETES_VERSION) ->
 
 
 def wrapper_main() -> str:
-    return (resources.files("harness.kube") / "wrapper" / "main.go").read_text()
+    return (resources.files("harness.labs.kubernetes") / "wrapper" / "main.go").read_text()
 
 
 def build_key(go_mod: str, main_go: str, flags: str) -> str:

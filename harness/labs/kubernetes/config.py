@@ -12,7 +12,7 @@ in the components' source:
 - kubelet: cgroupRoot per node (its pods' cgroups live under /<node name>), its own root and pod
   log directories, `protectKernelDefaults: true` (it refuses to start rather than write the
   host's kernel settings: the node's mount namespace shows it the values it wants, see
-  harness.kube.node), image GC off (`imageGCHighThresholdPercent: 100`: the lab's images cannot
+  .node), image GC off (`imageGCHighThresholdPercent: 100`: the lab's images cannot
   be pulled again), x509 client auth from the lab's CA, AlwaysAllow authorization (the kubelet
   is reachable from this machine only).
 - kube-proxy: iptables mode (no IPVS here), `conntrack.maxPerCore: 0` and zero timeouts, so it
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.kube.state import (
+from harness.labs.kubernetes.state import (
     CLUSTER_CIDR,
     SUBNET,
     KubeLabState,

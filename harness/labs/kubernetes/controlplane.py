@@ -26,8 +26,9 @@ import urllib.request
 from pathlib import Path
 
 from harness.errors import TargetError
-from harness.kube import config, pki
-from harness.kube.state import (
+from harness.labs import host
+from harness.labs.kubernetes import config, pki
+from harness.labs.kubernetes.state import (
     API_PORT,
     CLUSTER_CIDR,
     CONTROL_PLANE_ADDRESS,
@@ -35,7 +36,6 @@ from harness.kube.state import (
     KubeLabState,
     kubernetes_service_ip,
 )
-from harness.labs import host
 
 ETCD_CLIENT = "http://127.0.0.1:2379"
 ETCD_PEER = "http://127.0.0.1:2380"

@@ -24,8 +24,8 @@ import docker.errors
 
 from harness.errors import TargetError
 from harness.hostsys import require_tool
-from harness.kube import build, config, node
-from harness.kube.state import KubeLabState, NodeState
+from harness.labs.kubernetes import build, config, node
+from harness.labs.kubernetes.state import KubeLabState, NodeState
 
 PAUSE_SOURCE = "build/pause/linux/pause.c"
 

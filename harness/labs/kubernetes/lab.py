@@ -4,14 +4,14 @@
     lab.status(); lab.down()                     # safe twice, and after a crash
 
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) runs in the
-network namespace chk8s-cp on the bridge chk8s0 (harness.kube.controlplane); each node is a
+network namespace chk8s-cp on the bridge chk8s0 (.controlplane); each node is a
 network and mount namespace of its own with its own containerd, kubelet and kube-proxy
-(harness.kube.node). Names and addresses are in harness.kube.state; the state file is written
+(.node). Names and addresses are in .state; the state file is written
 before anything it names is made, and `down()` works from it alone.
 
 For the Kubernetes target (and anything else on the host), `current()` reads the lab:
 
-    from harness.kube.lab import current
+    from harness.labs.kubernetes.lab import current
     info = current()            # KubeLabInfo, or None when no lab is up
     info.kubeconfig             # admin kubeconfig (client certificate, system:masters)
     info.server                 # https://10.220.0.2:6443
@@ -51,8 +51,9 @@ from typing import Any
 
 from harness.errors import TargetError
 from harness.hostsys import require_tool
-from harness.kube import build, controlplane, images, node
-from harness.kube.state import (
+from harness.labs import host
+from harness.labs.kubernetes import build, controlplane, images, node
+from harness.labs.kubernetes.state import (
     BRIDGE,
     BRIDGE_ADDRESS,
     CLUSTER_CIDR,
@@ -67,7 +68,6 @@ from harness.kube.state import (
     Settings,
     plan,
 )
-from harness.labs import host
 from harness.targets.base import owner_label_value
 
 DEFAULT_LAB_DIR = Path("/var/lib/chaos-harness/kube-lab")

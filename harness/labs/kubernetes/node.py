@@ -43,14 +43,14 @@ import time
 from pathlib import Path
 
 from harness.errors import TargetError
-from harness.kube import config
-from harness.kube.state import (
+from harness.labs import host
+from harness.labs.kubernetes import config
+from harness.labs.kubernetes.state import (
     BRIDGE_ADDRESS,
     SERVICE_CIDR,
     KubeLabState,
     NodeState,
 )
-from harness.labs import host
 
 # The kernel settings the kubelet insists on (setupKernelTunables, Kubernetes 1.34).
 KERNEL_TUNABLES = {

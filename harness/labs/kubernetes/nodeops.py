@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FaultError, TargetError
-from harness.kube import lab, node
-from harness.kube.state import CONTROL_PLANE_ADDRESS, KubeLabState, NodeState
 from harness.labs import host
+from harness.labs.kubernetes import lab, node
+from harness.labs.kubernetes.state import CONTROL_PLANE_ADDRESS, KubeLabState, NodeState
 from harness.targets.base import Instance
 
 EVICTION_TIMEOUT_S = 60.0

@@ -1,4 +1,4 @@
-"""The Kubernetes target's side of the local lab (harness.kube.lab): find it, bring it up for a
+"""The Kubernetes target's side of the local lab (.lab): find it, bring it up for a
 run that asks for one, load the workload's image into its nodes, take it down again.
 
 The lab is shared by whoever uses the machine: a lab that was up before the run is used as it
@@ -13,9 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.errors import TargetError
-from harness.kube import lab as kube_lab
+from harness.labs.kubernetes import lab as kube_lab
 from harness.scenario import LabSpec, WorkloadSpec
-from harness.targets.kube_objects import image_of
+from harness.targets.kubernetes.objects import image_of
 
 
 def lab_info() -> kube_lab.KubeLabInfo | None:
@@ -78,7 +78,7 @@ def ensure_lab(spec: LabSpec | None, workload: WorkloadSpec) -> bool:
     that shape is reused or brought up.
     """
     from harness.images import ensure_image
-    from harness.targets.docker import connect
+    from harness.targets.docker.engine import connect
 
     image = image_of(workload)
     ensure_image(connect(None), workload.image)  # built on the host engine, copied from there

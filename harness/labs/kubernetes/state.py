@@ -71,7 +71,7 @@ class NodeState(NamedNode):
 
     @property
     def mount_ns(self) -> str:
-        """The file that holds the node's mount namespace (see harness.kube.node)."""
+        """The file that holds the node's mount namespace (see harness.labs.kubernetes.node)."""
         return f"{self.run_dir}/mnt"
 
     @property

@@ -338,7 +338,7 @@ class LabStatus:
 
 def connect(url: str, timeout_s: float = 10.0) -> docker.DockerClient:
     """A client of one node's engine; a call that gets no answer raises an APIError."""
-    from harness.targets.docker import EngineClient
+    from harness.targets.docker.engine import EngineClient
 
     return EngineClient(base_url=url, timeout=int(max(timeout_s, 1)))
 

@@ -22,7 +22,7 @@ import docker.errors
 
 from harness.errors import FaultError, TargetError
 from harness.labs import host
-from harness.labs.swarm import (
+from harness.labs.swarm.lab import (
     NS_PER_S,
     LabState,
     NodeState,

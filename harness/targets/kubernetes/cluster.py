@@ -35,8 +35,8 @@ from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 
 from harness.errors import TargetError
-from harness.targets.kube_host import server_is_local
-from harness.targets.kube_lab import lab_kubeconfig
+from harness.labs.kubernetes.session import lab_kubeconfig
+from harness.targets.kubernetes.host import server_is_local
 
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0

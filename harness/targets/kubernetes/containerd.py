@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 
 from harness.hostsys import with_parent_death_signal
-from harness.targets.kube_views import parse_time_ns
+from harness.targets.kubernetes.views import parse_time_ns
 
 EXIT_TOPIC = "/tasks/exit"
 NAMESPACE = "k8s.io"

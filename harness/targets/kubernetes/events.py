@@ -1,6 +1,6 @@
 """Kubernetes' own view of a run, as engine events: trackers that compare successive views of
 pods, EndpointSlices, nodes and Deployments and say what changed (pure logic; the watches that
-feed them are in harness.targets.kube_watch).
+feed them are in harness.targets.kubernetes.watch).
 
 Instances are slots. A Deployment's pods have random names and a pod deleted or evicted is
 replaced by a NEW pod, so, as for Swarm's tasks, the harness names each live pod after a slot
@@ -70,7 +70,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.targets.base import SERVICE_LABEL, EngineEvent
-from harness.targets.kube_views import (
+from harness.targets.kubernetes.views import (
     NS_PER_S,
     ContainerView,
     DeploymentView,

@@ -7,7 +7,7 @@ component, count), on the pod's slot when it regards one of the run's pods. A re
 aggregates repeats into one object with a count (and a series), so an Event is new each time
 its uid or count changes. Time: the Event's own stamp (its series' last observation, else its
 eventTime in microseconds, else lastTimestamp to the second), merged with the receipt as every
-Kubernetes event is (`harness.targets.kube_events.stamp`).
+Kubernetes event is (`harness.targets.kubernetes.events.stamp`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.targets.base import EngineEvent
-from harness.targets.kube_events import SlotBook, stamp
-from harness.targets.kube_views import parse_time_ns
+from harness.targets.kubernetes.events import SlotBook, stamp
+from harness.targets.kubernetes.views import parse_time_ns
 
 
 @dataclass(frozen=True)

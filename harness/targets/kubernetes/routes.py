@@ -4,7 +4,7 @@ pod address are DNAT-ed to the slot's current pod (iptables, nat OUTPUT, this ho
 The harness gives the load generator and the probes one URL per instance when the run starts.
 A Kubernetes pod that is deleted, evicted or lost is replaced by a NEW pod with a new IP: its
 slot's URL would point at an address nobody answers on for the rest of the run, and the run
-would never be seen to recover. As the Swarm target does for its slots (harness.targets.swarm's
+would never be seen to recover. As the Swarm target does for its slots (the Swarm target's
 SlotRouter), each slot keeps an address: here its first pod's IP, which the host reaches
 already (the lab routes every node's pod range via the node). When a slot's pod changes, one
 rule per moved slot in a chain of the run sends new connections to that address on to the

@@ -3,7 +3,7 @@ official `kubernetes` client against any kubeconfig, by default the local lab's.
 
 A run gets a namespace of its own (`chaos-<run id>`, labelled with the run id, its owner in an
 annotation), deleted at teardown, which waits until the namespace is gone. The objects are
-built in harness.targets.kube_objects; what cannot be expressed (a restart policy other than
+built in harness.targets.kubernetes.objects; what cannot be expressed (a restart policy other than
 always, sub-second probes) is refused by `harness validate` with the reason.
 
 With `load.routing: service` (the default) load goes through the Service, a real load
@@ -17,7 +17,7 @@ reach the pods, so it is refused on a cluster elsewhere.
 Instances are the live pods, named after stable slots ("web-2", see kube_events): node = the
 Kubernetes node name; address = the pod's own IP (the network faults act there); url = the
 slot's address: its first pod's IP, which this host keeps sending on to the slot's current pod
-once that pod is replaced (harness.targets.kube_routes), so probes and per-instance load follow
+once that pod is replaced (.routes), so probes and per-instance load follow
 a slot across pod deletions, evictions and lost nodes; container_id = the runtime's id of the
 workload container; pid = its main process as this host sees it (found in /proc by the
 container id, see kube_host), so the host-side faults (kill by signal, iptables/tc in its
@@ -50,33 +50,9 @@ import urllib3
 from kubernetes.client import V1DeleteOptions, V1Pod, VersionApi
 from kubernetes.client.exceptions import ApiException
 
+from harness import capabilities as caps
 from harness.errors import DeployTimeout, TargetError
-from harness.observe import probe_once
-from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
-from harness.targets.base import (
-    OWNER_LABEL,
-    RUN_LABEL,
-    SERVICE_LABEL,
-    EngineEvent,
-    Instance,
-    Target,
-    kind_problems,
-    needs_lab,
-    owner_alive,
-    owner_label_value,
-    storage_problems,
-)
-from harness.targets.kube_cluster import Cluster, resolve
-from harness.targets.kube_containerd import ContainerdExits
-from harness.targets.kube_events import (
-    DeploymentTracker,
-    EndpointTracker,
-    NodeTracker,
-    PodTracker,
-    SlotBook,
-)
-from harness.targets.kube_host import ContainerPids
-from harness.targets.kube_lab import (
+from harness.labs.kubernetes.session import (
     containerd_sockets,
     ensure_lab,
     lab_directory,
@@ -85,7 +61,31 @@ from harness.targets.kube_lab import (
     lab_settings,
     take_lab_down,
 )
-from harness.targets.kube_objects import (
+from harness.observe import probe_once
+from harness.scenario import ScenarioBase
+from harness.specs import TargetSpec, WorkloadSpec
+from harness.targets.base import (
+    OWNER_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    EngineEvent,
+    Instance,
+    Target,
+    owner_alive,
+    owner_label_value,
+)
+from harness.targets.kubernetes import NOT_OFFERED
+from harness.targets.kubernetes.cluster import Cluster, resolve
+from harness.targets.kubernetes.containerd import ContainerdExits
+from harness.targets.kubernetes.events import (
+    DeploymentTracker,
+    EndpointTracker,
+    NodeTracker,
+    PodTracker,
+    SlotBook,
+)
+from harness.targets.kubernetes.host import ContainerPids
+from harness.targets.kubernetes.objects import (
     deployment_object,
     label_value_problem,
     namespace_for,
@@ -94,34 +94,29 @@ from harness.targets.kube_objects import (
     service_object,
     workload_problems,
 )
-from harness.targets.kube_recorded import RecordedEventTracker, recorded_view
-from harness.targets.kube_routes import RouteFollower, SlotRoutes
-from harness.targets.kube_views import (
+from harness.targets.kubernetes.recorded import RecordedEventTracker, recorded_view
+from harness.targets.kubernetes.routes import RouteFollower, SlotRoutes
+from harness.targets.kubernetes.spec import kube_spec
+from harness.targets.kubernetes.views import (
     PodView,
     deployment_view,
     node_view,
     pod_view,
     slice_view,
 )
-from harness.targets.kube_watch import KubeEventStream, Resource
+from harness.targets.kubernetes.watch import KubeEventStream, Resource
 from harness.targets.service_vip import remove_run_chains
 
 OWNER_HOST = "chaos-harness.owner-host"  # cleanup judges only the owners of this machine
 NAMESPACE_GONE_TIMEOUT_S = 120.0
 POLL_S = 0.25
-# fault kinds with no Kubernetes counterpart, and why
+# what the refusal stubs below say (the fault kinds that need them are refused up front)
 REFUSED_FAULTS = {
-    "container_stop": "Kubernetes cannot stop a pod and start it again (use pod_delete, whose "
-    "pod the ReplicaSet replaces, or container_kill)",
+    "container_stop": NOT_OFFERED[caps.API_STOP],
     "container_start": "Kubernetes cannot start a stopped pod",
-    "container_restart": "Kubernetes has no restart of one pod (a rollout restarts them all; "
-    "use container_kill for a crash the kubelet restarts, or pod_delete)",
-    "container_pause": "Kubernetes cannot pause a pod (a cgroup freeze behind the kubelet's "
-    "back is not something Kubernetes offers)",
-    "manager_quorum_loss": "a Swarm fault: Kubernetes has no Swarm managers",
+    "container_restart": NOT_OFFERED[caps.API_RESTART],
+    "container_pause": NOT_OFFERED[caps.API_PAUSE],
 }
-# fault kinds that act through the API only: they work on any cluster
-API_FAULTS = frozenset({"pod_delete"})
 
 
 class KubernetesTarget:
@@ -135,9 +130,9 @@ class KubernetesTarget:
         if problem is not None:
             raise TargetError(problem)
         self.run_id = run_id
-        self.spec = spec
-        self.namespace = spec.namespace or namespace_for(run_id)
-        self.owns_namespace = spec.namespace is None
+        self.spec = kube_spec(spec)
+        self.namespace = self.spec.namespace or namespace_for(run_id)
+        self.owns_namespace = self.spec.namespace is None
         self._owner = owner_label_value()
         self._slots = SlotBook()
         self._pids = ContainerPids()
@@ -182,45 +177,33 @@ class KubernetesTarget:
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        spec = scenario.target
+        spec = kube_spec(scenario.target)
         problems = workload_problems(scenario.workload, spec.kubernetes.liveness)
-        problems += kind_problems(scenario, cls.kind)  # kinds made for other targets only
         if spec.lab is not None and spec.kubeconfig is not None:
             problems.append(
                 "target.lab brings up the local lab, target.kubeconfig names another cluster: "
                 "give one of them"
             )
-        remote = _remote_cluster(spec)
+        remote = remote_cluster_of(spec)
         if remote is not None and scenario.load.routing == "per_instance":
             problems.append(
                 f"load.routing per_instance sends the load to each pod's address, and the "
                 f"cluster's API server {remote} is not on this machine (its pods are not "
                 "reached from here); use routing: service (the Service's NodePort)"
             )
-        for index, entry in enumerate(scenario.faults):
-            where = f"faults.{index} ({entry.kind})"
-            if entry.kind in REFUSED_FAULTS:
-                problems.append(f"{where}: {REFUSED_FAULTS[entry.kind]}")
-            elif needs_lab(entry.kind):
-                if spec.kubeconfig is not None and remote is not None:
-                    problems.append(
-                        f"{where}: acts on the nodes of the local lab, and the scenario names "
-                        f"another cluster ({remote}); run it on the lab (target.lab)"
-                    )
-            elif remote is not None and not _api_only(entry):
-                problems.append(
-                    f"{where}: acts from this machine's side (a process, its network "
-                    f"namespace or cgroups), and the cluster's API server {remote} is not on "
-                    "this machine; on a remote cluster only pod_delete and container_kill "
-                    "with mode: api work"
-                )
-        return problems + storage_problems(scenario, cls.data_root_of(spec))
+        return problems
+
+    @classmethod
+    def preflight(cls, scenario: ScenarioBase) -> None:
+        """Nothing here: the target checks its cluster itself when it connects."""
+        del scenario
 
     @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
         """The local lab keeps every node's container storage (containerd's root) under its
         directory, on this host; another cluster's storage is not here."""
-        if spec.kubeconfig is not None and _remote_cluster(spec) is not None:
+        spec = kube_spec(spec)
+        if spec.kubeconfig is not None and remote_cluster_of(spec) is not None:
             return None
         info = lab_info()
         if info is not None:
@@ -564,6 +547,10 @@ class KubernetesTarget:
             self._exits = ContainerdExits(sockets).start()
         return self._exits.exited_ns
 
+    def engine_identity(self) -> str | None:
+        """A cluster has no one process whose restart the run could notice."""
+        return None
+
     def engine_answers(self) -> bool:
         """The API server's sign of life (its /version), for the run's engine watch."""
         try:
@@ -652,6 +639,7 @@ class KubernetesTarget:
     def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
         """Delete the namespaces (and, in a namespace the harness did not make, the labelled
         Deployments and Services) of runs of this machine whose harness is gone."""
+        spec = kube_spec(spec)
         try:
             ref = resolve(spec.kubeconfig, spec.context, lab_wanted=True)
         except TargetError:
@@ -701,8 +689,9 @@ def _annotate_host(metadata: Any) -> None:
         metadata.annotations = {**(metadata.annotations or {}), OWNER_HOST: socket.gethostname()}
 
 
-def _remote_cluster(spec: TargetSpec) -> str | None:
+def remote_cluster_of(spec: TargetSpec) -> str | None:
     """The API server of a cluster not on this machine; None for the lab or a local one."""
+    spec = kube_spec(spec)
     if spec.kubeconfig is None:
         return None
     try:
@@ -712,12 +701,6 @@ def _remote_cluster(spec: TargetSpec) -> str | None:
     if ref is None or ref.host_access:
         return None
     return ref.server
-
-
-def _api_only(entry: Any) -> bool:
-    if entry.kind in API_FAULTS:
-        return True
-    return entry.kind == "container_kill" and getattr(entry, "mode", "signal") == "api"
 
 
 def _state_word(pod: PodView) -> str:

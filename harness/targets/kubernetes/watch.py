@@ -1,5 +1,5 @@
 """List-then-watch loops over the official client, one thread per kind of object, feeding the
-trackers of harness.targets.kube_events; and the EventStream that merges them.
+trackers of harness.targets.kubernetes.events; and the EventStream that merges them.
 
 Why not `kubernetes.watch.Watch` (read in client v37): after a 410 Gone it retries once with
 the same expired resourceVersion, then raises; with `deserialize=False` it reads a key its raw
@@ -43,7 +43,7 @@ from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from harness.targets.base import STREAM_CLOSED, EngineEvent, queued_events
-from harness.targets.kube_views import raw_resource_version
+from harness.targets.kubernetes.views import raw_resource_version
 
 WATCH_TIMEOUT_S = 60  # the server ends each watch after this; it is then resumed
 CONNECT_TIMEOUT_S = 5.0

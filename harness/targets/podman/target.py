@@ -59,7 +59,8 @@ import docker.errors
 from harness.engines import podman
 from harness.errors import FaultError, TargetError
 from harness.hostsys import run
-from harness.scenario import TargetSpec, WorkloadSpec
+from harness.scenario import ScenarioBase
+from harness.specs import TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     EngineEvent,
@@ -68,8 +69,11 @@ from harness.targets.base import (
     owner_alive,
     owner_label_value,
 )
-from harness.targets.docker import DockerEventStream, DockerTarget, connect
-from harness.targets.swarm_events import parse_swarm_time
+from harness.targets.docker.engine import DockerEventStream, connect
+from harness.targets.docker.spec import engine_spec
+from harness.targets.docker.target import DockerTarget
+from harness.targets.podman.preflight import podman_preflight
+from harness.targets.swarm.events import parse_swarm_time
 
 LIBPOD_API = "v4.0.0"
 HEALTH_CALL_TIMEOUT_S = 30.0
@@ -244,7 +248,7 @@ class PodmanTarget(DockerTarget):
         service: podman.PodmanService | None = None,
         owns_service: bool | None = None,
     ) -> None:
-        if client is None and spec.engine is None and service is None:
+        if client is None and engine_spec(spec).engine is None and service is None:
             service = podman.start(run_id, owner_label_value())
             owns_service = True
         if client is None and service is not None:
@@ -261,7 +265,7 @@ class PodmanTarget(DockerTarget):
     @classmethod
     def attach(cls, run_id: str, spec: TargetSpec) -> Target:
         """The run's own service while it lives (not stopped by release), else a new one."""
-        if spec.engine is not None:
+        if engine_spec(spec).engine is not None:
             return cls(run_id, spec)
         running = podman.recorded(run_id)
         if running is not None and running.alive and podman.answers(running.socket):
@@ -274,7 +278,7 @@ class PodmanTarget(DockerTarget):
         """The services dead runs left running, stopped by their recorded PIDs (no API
         needed, so first: a sweeper that never answers must not keep them alive); then the
         dead runs' objects, removed through a short-lived service of cleanup's own."""
-        if spec.engine is not None:
+        if engine_spec(spec).engine is not None:
             return super().remove_orphans(spec, keep)
         if shutil.which("podman") is None:
             return []  # no Podman here: nothing of a Podman run can exist
@@ -293,8 +297,16 @@ class PodmanTarget(DockerTarget):
             podman.stop(sweeper)
 
     @classmethod
+    def preflight(cls, scenario: ScenarioBase) -> None:
+        """A service of the run's own needs Podman installed; a given engine is Docker's check."""
+        if engine_spec(scenario.target).engine is not None:
+            super().preflight(scenario)
+        else:
+            podman_preflight(scenario)
+
+    @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
-        if spec.engine is not None:
+        if engine_spec(spec).engine is not None:
             return super().data_root_of(spec)
         return podman.graph_root()
 

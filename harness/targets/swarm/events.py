@@ -52,7 +52,7 @@ import docker
 import docker.errors
 
 from harness.targets.base import RUN_LABEL, STREAM_CLOSED, EngineEvent, queued_events
-from harness.targets.docker import _engine_event
+from harness.targets.docker.engine import engine_event
 
 NS_PER_S = 1_000_000_000
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
@@ -412,7 +412,7 @@ class SwarmEventStream:
         """Also read the container events of the run on this engine (a node's, if named)."""
 
         def convert(raw: Mapping[str, Any]) -> EngineEvent | None:
-            event = _engine_event(raw)
+            event = engine_event(raw)
             if event is None:
                 return None
             event = self._renamed(event)

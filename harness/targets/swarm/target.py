@@ -47,7 +47,7 @@ How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kern
   beside the slot URL, and the port the workload listens on. The load's packets reach a task
   through docker_gwbridge (the host-mode published port), its default route's device.
 
-The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.labs.swarm): deploy()
+The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.labs.swarm.lab): deploy()
 brings the lab up (`Lab().ensure`, which also copies the image to every node) unless one of the
 same shape is up, and talks to its manager (node 1); the lab's swarm is never initialised or
 left here. teardown() removes the run's service, containers, network and routes, and takes the
@@ -101,46 +101,46 @@ from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, Up
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
-from harness.labs.swarm import PREFIX as LAB_PREFIX
-from harness.labs.swarm import Lab, LabInfo
-from harness.labs.swarm import connect as lab_connect
+from harness.labs.swarm.lab import PREFIX as LAB_PREFIX
+from harness.labs.swarm.lab import Lab, LabInfo
+from harness.labs.swarm.lab import connect as lab_connect
 from harness.observe import probe_once
-from harness.scenario import ScenarioBase, TargetSpec, WorkloadSpec
+from harness.scenario import ScenarioBase
+from harness.specs import TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
     Instance,
-    kind_problems,
     owner_alive,
     owner_label_value,
-    single_engine_problems,
-    storage_problems,
 )
-from harness.targets.docker import (
-    DockerTarget,
-    _healthcheck,
+from harness.targets.docker.engine import (
     connect,
+    healthcheck,
     orphaned_run_ids,
     remove_labelled,
 )
+from harness.targets.docker.preflight import engine_preflight
+from harness.targets.docker.target import DockerTarget
 from harness.targets.service_vip import (
     VirtualService,
     jump_comment,
     nat,
     remove_run_chains,
 )
-from harness.targets.swarm_events import (
+from harness.targets.swarm.events import (
     SwarmEventStream,
     TaskView,
     TaskWatcher,
     service_name,
     task_view,
 )
+from harness.targets.swarm.preflight import swarm_port_check
+from harness.targets.swarm.spec import swarm_spec
 
 NS_PER_S = 1_000_000_000
-SWARM_DEFAULT_RESTART_DELAY_S = 5.0
 GWBRIDGE = "docker_gwbridge"
 # On a swarm the harness created: whether docker_gwbridge was created with it (to remove).
 GWBRIDGE_LABEL = "chaos-harness.remove-gwbridge"
@@ -158,13 +158,6 @@ def routing_mesh() -> tuple[bool, str]:
     if modules:
         return True, "available (ip_vs is a loadable module)"
     return False, "unavailable (no IPVS in the kernel)"
-
-
-def _option(spec: TargetSpec, name: str, default: Any) -> Any:
-    """`target.swarm.<name>`, or the default while the scenario model has no such field."""
-    swarm = getattr(spec, "swarm", None)
-    value = getattr(swarm, name, None) if swarm is not None else None
-    return default if value is None else value
 
 
 class SlotRouter:
@@ -304,12 +297,13 @@ class SwarmTarget(DockerTarget):
     kind = "swarm"
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
+        self.settings = swarm_spec(spec)
         super().__init__(run_id, spec, client)
         self.host_client = self.client  # builds the images; the swarm's manager on a single node
         self.initialised_swarm = False
         self._gwbridge_existed = True
         self._router: SlotRouter | None = None
-        self._watcher = TaskWatcher(self.client, run_id, float(_option(spec, "task_poll", 0.1)))
+        self._watcher = TaskWatcher(self.client, run_id, self.settings.swarm.task_poll)
         self._watcher.subscribe(self._on_tasks)
         self._torn_down = False
         # the multi-node lab (target.lab): known once deploy() has ensured it
@@ -324,21 +318,33 @@ class SwarmTarget(DockerTarget):
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        """Node faults need the lab; on one engine they are refused up front."""
-        problems = kind_problems(scenario, cls.kind)
-        if scenario.target.lab is not None:
-            return problems + _lab_node_problems(scenario, scenario.target.lab.nodes)
-        problems += single_engine_problems(scenario, "a single-node swarm")
-        return problems + storage_problems(scenario, cls.data_root_of(scenario.target))
+        """A node fault that names a node the lab will not have."""
+        lab = swarm_spec(scenario.target).lab
+        return [] if lab is None else _lab_node_problems(scenario, lab.nodes)
+
+    @classmethod
+    def data_root_of(cls, spec: TargetSpec) -> Path | None:
+        """The host's engine's storage; a lab's nodes keep theirs in their own namespaces."""
+        return None if swarm_spec(spec).lab is not None else super().data_root_of(spec)
+
+    @classmethod
+    def preflight(cls, scenario: ScenarioBase) -> None:
+        """The host's engine holds the image; on one engine, `swarm init`'s port is free."""
+        spec = swarm_spec(scenario.target)
+        if spec.lab is not None:
+            engine_preflight(scenario, None)
+            return
+        engine_preflight(scenario, spec.engine, lambda client: swarm_port_check(spec, client))
 
     @classmethod
     def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
         """Services of dead runs first (their tasks would come back), then what the Docker
         target removes, then a swarm a dead run created. With `spec.lab`: the lab that is up,
         through its manager (services) and every node's own engine (containers, networks)."""
-        if spec.lab is not None:
+        settings = swarm_spec(spec)
+        if settings.lab is not None:
             return _remove_lab_orphans(keep)
-        client = connect(spec.engine)
+        client = connect(settings.engine)
         removed = [
             f"{run_id}: removed {what}"
             for run_id in sorted(_orphaned_service_runs(client) - set(keep))
@@ -364,7 +370,7 @@ class SwarmTarget(DockerTarget):
             publish_mode="host",
             restart_delay_s=f"{self._restart_delay_s():g}",
         )
-        wanted = self.spec.lab
+        wanted = self.settings.lab
         if wanted is not None:
             info.update(
                 lab_nodes=str(wanted.nodes),
@@ -390,7 +396,7 @@ class SwarmTarget(DockerTarget):
                 f"taken once at the start (no per-slot routing: {router.reason}), so a "
                 f"replaced task is not reached again by the running load; {mesh}"
             )
-        where = " on its node's address" if self.spec.lab is not None else ""
+        where = " on its node's address" if self.settings.lab is not None else ""
         return (
             "client-side round robin across every task's host-mode published port, one stable "
             "loopback address per replica slot forwarded (iptables DNAT) to the slot's current "
@@ -403,8 +409,8 @@ class SwarmTarget(DockerTarget):
             return self.load_balancing()
         count = self._workload.replicas if self._workload else 0
         port = router.port
-        where = " on its node's address" if self.spec.lab is not None else ""
-        poll = f"{float(_option(self.spec, 'task_poll', 0.1)):g}"
+        where = " on its node's address" if self.settings.lab is not None else ""
+        poll = f"{self.settings.swarm.task_poll:g}"
         if routing == "per_instance":
             return (
                 f"client-side round robin over the {count} replica slots' stable addresses "
@@ -424,7 +430,7 @@ class SwarmTarget(DockerTarget):
         )
 
     def _restart_delay_s(self) -> float:
-        return float(_option(self.spec, "restart_delay", SWARM_DEFAULT_RESTART_DELAY_S))
+        return self.settings.swarm.restart_delay
 
     @property
     def service_name(self) -> str:
@@ -435,7 +441,7 @@ class SwarmTarget(DockerTarget):
 
     def deploy(self, workload: WorkloadSpec) -> None:
         self._workload = workload
-        if self.spec.lab is not None:
+        if self.settings.lab is not None:
             self._use_lab(workload)
         else:
             self._join_swarm()
@@ -454,7 +460,7 @@ class SwarmTarget(DockerTarget):
         was already up is used as it is (ensure() sets its heartbeat to the scenario's; teardown
         sets it back) and left up.
         """
-        wanted = self.spec.lab
+        wanted = self.settings.lab
         assert wanted is not None
         ensure_image(self.host_client, workload.image)
         image = DEMO_IMAGE if workload.image == "demo" else workload.image
@@ -520,7 +526,7 @@ class SwarmTarget(DockerTarget):
         if state != "inactive":
             raise TargetError(f"the engine's swarm state is {state!r}; expected inactive or active")
         self._gwbridge_existed = bool(self.client.networks.list(names=[GWBRIDGE]))
-        address = str(_option(self.spec, "advertise_addr", "127.0.0.1"))
+        address = self.settings.swarm.advertise_addr
         try:
             self.client.swarm.init(
                 advertise_addr=address,
@@ -552,7 +558,7 @@ class SwarmTarget(DockerTarget):
                 container_labels=self._labels(**{SERVICE_LABEL: workload.name}),
                 hostname=slot_name,
                 env=[*env, f"CHAOS_HARNESS_INSTANCE={slot_name}"],
-                healthcheck=_healthcheck(workload),
+                healthcheck=healthcheck(workload),
                 restart_policy=self._restart_policy(workload),
                 update_config=self._update_config(),
                 resources=Resources(
@@ -567,9 +573,9 @@ class SwarmTarget(DockerTarget):
             raise TargetError(f"cannot create service {self.service_name}: {exc}") from exc
 
     def _restart_policy(self, workload: WorkloadSpec) -> RestartPolicy:
-        condition = str(_option(self.spec, "restart_condition", CONDITIONS[workload.restart]))
-        attempts = _option(self.spec, "restart_max_attempts", 0)
-        window = float(_option(self.spec, "restart_window", 0.0))
+        condition = self.settings.swarm.restart_condition or CONDITIONS[workload.restart]
+        attempts = self.settings.swarm.restart_max_attempts or 0
+        window = self.settings.swarm.restart_window or 0.0
         return RestartPolicy(
             condition=condition,  # type: ignore[arg-type]  # from the scenario's Literal
             delay=int(self._restart_delay_s() * NS_PER_S),
@@ -578,7 +584,7 @@ class SwarmTarget(DockerTarget):
         )
 
     def _update_config(self) -> UpdateConfig | None:
-        update = _option(self.spec, "update", None)
+        update = self.settings.swarm.update
         if update is None:
             return None
         return UpdateConfig(
@@ -759,7 +765,7 @@ class SwarmTarget(DockerTarget):
         then (events from `since_ns` on are still delivered)."""
         stream = SwarmEventStream(self.run_id, since_ns, self._watcher)
         self._streams.append(stream)
-        if self.spec.lab is None or self.lab is not None:
+        if self.settings.lab is None or self.lab is not None:
             self._attach(stream)
         self._watcher.start()
         return stream
@@ -805,7 +811,7 @@ class SwarmTarget(DockerTarget):
 
     def _restore_lab_heartbeat(self) -> None:
         """A lab this run did not create gets its own heartbeat back."""
-        before, wanted = self._lab_heartbeat_before, self.spec.lab
+        before, wanted = self._lab_heartbeat_before, self.settings.lab
         if before is None or wanted is None or Lab().state() is None:
             return
         Lab().ensure(wanted.nodes, wanted.managers, before)

@@ -1,0 +1,11 @@
+"""The Podman target's scenario settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from harness.targets.docker.spec import EngineSpec
+
+
+class PodmanSpec(EngineSpec):
+    kind: Literal["podman"] = "podman"
