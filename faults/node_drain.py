@@ -33,9 +33,7 @@ class NodeDrain(NodeFault[NodeParams]):
         ]
 
     def mechanism_name(self, lab: LabNodes) -> str:
-        if lab.kind == "kubernetes":
-            return "cordon + Eviction API"
-        return "node availability drain"
+        return lab.drain_mechanism
 
     def act(self, lab: LabNodes, nodes: Sequence[str], data: Mapping[str, Any]) -> None:
         for node in nodes:

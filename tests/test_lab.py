@@ -33,8 +33,8 @@ from faults.node_partition import NodePartition, NodePartitionParams
 from harness.cli_lab import lab_app
 from harness.errors import FaultError, TargetError
 from harness.images import DEMO_IMAGE
-from harness.labs.swarm import nodes as swarm_nodes
 from harness.labs.swarm import lab
+from harness.labs.swarm import nodes as swarm_nodes
 from harness.targets.base import RUN_LABEL, Instance
 
 NS = 1_000_000_000

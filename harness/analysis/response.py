@@ -27,13 +27,14 @@ from typing import Literal
 
 import pandas as pd
 
+from harness.targets import target_kinds
+
 Action = Literal[
     "replaced", "restarted_in_place", "not_restarted", "kept_running", "unknown", "mixed"
 ]
 ACTIONS = frozenset(
     {"replaced", "restarted_in_place", "not_restarted", "kept_running", "unknown", "mixed"}
 )
-UNITS = {"docker": "container", "podman": "container", "swarm": "task", "kubernetes": "pod"}
 DIE_TOLERANCE_NS = 1_000_000  # an engine `die` may be stamped up to 1 ms before our t0
 
 
@@ -112,7 +113,7 @@ def fault_response(
     """The orchestrator's response to a fault on `targets` injected at `t0_ns`, judged from
     the engine events up to `end_ns` (the next fault on the same instances; None: the end)."""
     engine = events[events["source"] == "engine"]
-    unit = UNITS.get(target, "instance")
+    unit = unit_of(target)
     if not bool((engine["time_ns"] >= t0_ns - DIE_TOLERANCE_NS).any()):
         silent = (InstanceResponse(name, "unknown", None, t0_ns) for name in targets)
         return Response(unit, tuple(silent))
@@ -172,3 +173,9 @@ def _first_new_unit(
         if new_task or new_pod or new_container:
             found.append(int(time_ns))
     return min(found) if found else None
+
+
+def unit_of(target: str) -> str:
+    """What one replica of the target kind is called (TargetKind.unit: container, task, pod)."""
+    kind = target_kinds().get(target)
+    return kind.unit if kind is not None else "instance"

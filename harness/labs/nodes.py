@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import FaultError
+from harness.labs import lab_kinds
+from harness.targets import target_kind
 from harness.targets.base import Instance
-
-LAB_KINDS = ("swarm", "kubernetes")
 
 
 class LabNodes(Protocol):
@@ -25,6 +25,7 @@ class LabNodes(Protocol):
 
     kind: str
     agent: str  # the node agent a `daemon` node_down kills: dockerd or kubelet
+    drain_mechanism: str  # how node_drain takes a node out of scheduling, for its record
 
     def choose(
         self,
@@ -81,18 +82,13 @@ class LabNodes(Protocol):
 
 def for_target(kind: str) -> LabNodes:
     """The nodes of the lab the target `kind` runs on; a clear error when there is none."""
-    if kind == "kubernetes":
-        from harness.labs.kubernetes.nodeops import KubeNodes
-
-        return KubeNodes.current()
-    if kind == "swarm":
-        from harness.labs.swarm.nodes import SwarmNodes
-
-        return SwarmNodes.current()
-    raise FaultError(
-        f"node faults act on the nodes of a lab: target swarm or kubernetes (with target.lab or "
-        f"`harness lab up`), not {kind}"
-    )
+    lab = target_kind(kind).lab
+    if lab is None:
+        raise FaultError(
+            f"node faults act on the nodes of a lab: target swarm or kubernetes (with "
+            f"target.lab or `harness lab up`), not {kind}"
+        )
+    return lab_kinds()[lab].nodes_of().current()
 
 
 def of_record(data: Mapping[str, Any]) -> LabNodes | None:
@@ -102,11 +98,4 @@ def of_record(data: Mapping[str, Any]) -> LabNodes | None:
     """
     kind = str(data.get("lab_kind", "swarm"))
     directory = Path(str(data["lab_dir"]))
-    created = data.get("lab_created_ns")
-    if kind == "kubernetes":
-        from harness.labs.kubernetes.nodeops import KubeNodes
-
-        return KubeNodes.of_lab(directory, created)
-    from harness.labs.swarm.nodes import SwarmNodes
-
-    return SwarmNodes.of_lab(directory, created)
+    return lab_kinds()[kind].nodes_of().of_lab(directory, data.get("lab_created_ns"))

@@ -1,2 +1,11 @@
-"""Kubernetes on this machine: built from its own Go module (build), certificates (pki),
-kubeconfigs (kubeconfig) and a multi-node lab (lab) for the Kubernetes target."""
+"""The Kubernetes lab: built from its own Go module (build), certificates (pki), kubeconfigs
+(config) and nodes in network namespaces of this machine (lab, node, controlplane); the
+Kubernetes target's side of it in session, what node faults do to its nodes in nodeops."""
+
+from harness.labs import LabKind
+
+LAB = LabKind(
+    name="kubernetes",
+    lab="harness.labs.kubernetes.lab:KubeLab",
+    nodes="harness.labs.kubernetes.nodeops:KubeNodes",
+)

@@ -48,6 +48,7 @@ class KubeNodes:
 
     kind = "kubernetes"
     agent = "kubelet"
+    drain_mechanism = "cordon + Eviction API"
 
     def __init__(self, state: KubeLabState) -> None:
         self.state = state

@@ -219,6 +219,7 @@ class SwarmNodes:
 
     kind = "swarm"
     agent = "dockerd"
+    drain_mechanism = "node availability drain"
 
     def __init__(self, state: LabState) -> None:
         self.state = state
