@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +18,17 @@ from docker.models.containers import Container
 from docker.types import Healthcheck
 
 from harness.errors import TargetError
+from harness.hostsys import unix_socket_server
 from harness.specs import WorkloadSpec
-from harness.targets.base import INSTANCE_LABEL, OWNER_LABEL, RUN_LABEL, EngineEvent, owner_alive
+from harness.targets.base import (
+    INSTANCE_LABEL,
+    OWNER_LABEL,
+    RUN_LABEL,
+    EngineEvent,
+    Instance,
+    owner_alive,
+)
+from harness.targets.service_vip import remove_orphaned_chains, remove_run_chains
 
 NS_PER_S = 1_000_000_000
 # Every engine call times out after this (the SDK's default is 60 s); a run notices a silent
@@ -255,3 +264,116 @@ def healthcheck(workload: WorkloadSpec) -> Healthcheck | None:
 
 def restart_policy(restart: str) -> dict[str, Any]:
     return {"Name": "" if restart == "no" else restart}
+
+
+# --- one run on one engine: what the Docker target and the Swarm target both do --------------
+
+
+def run_labels(run_id: str, owner: str, **extra: str) -> dict[str, str]:
+    """The labels of every object a run makes: its id and its owner (cleanup reads them)."""
+    return {RUN_LABEL: run_id, OWNER_LABEL: owner, **extra}
+
+
+def describe_engine(client: docker.DockerClient) -> dict[str, str]:
+    """The engine's name, version and settings, for the manifest."""
+    try:
+        version = client.version()
+        info = client.info()
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot read the engine's version: {exc}") from exc
+    name, engine_version = engine_name_version(version)
+    return {
+        "engine": name,
+        "engine_version": engine_version,
+        "api_version": str(version.get("ApiVersion", "")),
+        "cgroup_version": str(info.get("CgroupVersion", "")),
+        "cgroup_driver": str(info.get("CgroupDriver", "")),
+        "storage_driver": str(info.get("Driver", "")),
+        "data_root": str(info.get("DockerRootDir", "")),
+        "kernel": str(info.get("KernelVersion", "")),
+    }
+
+
+def data_root_at(engine: str | None) -> Path | None:
+    """The storage root of the engine at `engine`, or None if it is unreachable (validating
+    without an engine: the run itself will say the engine is missing)."""
+    try:
+        return data_root_in(connect(engine).info())
+    except (TargetError, docker.errors.DockerException, OSError):
+        return None
+
+
+def engine_data_root(client: docker.DockerClient) -> Path | None:
+    """Where the engine keeps container storage (None when it does not answer)."""
+    try:
+        return data_root_in(client.info())
+    except (docker.errors.DockerException, OSError):
+        return None
+
+
+def engine_identity(client: docker.DockerClient) -> str | None:
+    """The engine's process, "<pid>:<start ticks>", when it listens on a unix socket of this
+    host (a restarted daemon is another process); None otherwise."""
+    return unix_socket_server(str(getattr(client, "engine_url", "")))
+
+
+def engine_answers(client: docker.DockerClient) -> bool:
+    """Whether the engine answers a ping now (bounded by the client's timeout)."""
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, OSError):
+        return False
+
+
+def run_container(client: docker.DockerClient, run_id: str, instance: Instance) -> Container:
+    """The instance's container, refused unless it carries the run's label."""
+    try:
+        container = client.containers.get(instance.container_id)
+    except docker.errors.NotFound as exc:
+        raise TargetError(f"{instance.name} no longer exists") from exc
+    if container.labels.get(RUN_LABEL) != run_id:
+        raise TargetError(f"{instance.name} is not labelled with run {run_id}")
+    return container
+
+
+class ContainerActions:
+    """The Target protocol's actions on one instance through the engine's API, on the
+    container `find` returns (the run's engine, or the engine of the instance's node)."""
+
+    def __init__(self, find: Callable[[Instance], Container]) -> None:
+        self._find = find
+
+    def act(self, instance: Instance, action: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._find(instance), action)(**kwargs)
+        except docker.errors.APIError as exc:
+            raise TargetError(f"{action} of {instance.name} failed: {exc}") from exc
+
+    def kill(self, instance: Instance, signal: str) -> None:
+        self.act(instance, "kill", signal=f"SIG{signal}")
+
+    def stop(self, instance: Instance, timeout_s: float) -> None:
+        self.act(instance, "stop", timeout=int(timeout_s))
+
+    def start(self, instance: Instance) -> None:
+        self.act(instance, "start")
+
+    def restart(self, instance: Instance, timeout_s: float) -> None:
+        self.act(instance, "restart", timeout=int(timeout_s))
+
+    def pause(self, instance: Instance) -> None:
+        self.act(instance, "pause")
+
+    def unpause(self, instance: Instance) -> None:
+        self.act(instance, "unpause")
+
+
+def remove_orphaned_runs(client: docker.DockerClient, keep: Set[str]) -> list[str]:
+    """Every labelled object (and iptables chain) of runs whose harness is gone, but `keep`."""
+    orphaned = orphaned_run_ids(client) - set(keep)
+    removed = [
+        f"{run_id}: removed {what}"
+        for run_id in sorted(orphaned)
+        for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
+    ]
+    return removed + remove_orphaned_chains(keep, orphaned)

@@ -24,7 +24,6 @@ import ipaddress
 import time
 from collections.abc import Mapping, Set
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import docker
@@ -33,13 +32,11 @@ from docker.models.containers import Container
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.errors import DeployTimeout, TargetError
-from harness.hostsys import unix_socket_server
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.scenario import ScenarioBase
 from harness.specs import TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
-    OWNER_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
     Instance,
@@ -49,21 +46,27 @@ from harness.targets.base import (
 from harness.targets.docker.engine import (
     SUBNET_POOL,
     VIP_HOST,
+    ContainerActions,
     DockerEventStream,
     address_on,
     connect,
-    data_root_in,
-    engine_name_version,
+    data_root_at,
+    describe_engine,
+    engine_answers,
+    engine_data_root,
+    engine_identity,
     healthcheck,
     host_routes,
-    orphaned_run_ids,
     readiness,
     remove_labelled,
+    remove_orphaned_runs,
     restart_policy,
+    run_container,
+    run_labels,
 )
 from harness.targets.docker.preflight import engine_preflight
 from harness.targets.docker.spec import engine_spec
-from harness.targets.service_vip import VirtualService, remove_orphaned_chains, remove_run_chains
+from harness.targets.service_vip import VirtualService, remove_run_chains
 
 
 class DockerTarget:
@@ -81,6 +84,7 @@ class DockerTarget:
         self._subnet: ipaddress.IPv4Network | None = None
         self._vip: VirtualService | None = None
         self._owner = owner_label_value()
+        self.actions = ContainerActions(lambda i: run_container(self.client, self.run_id, i))
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
@@ -94,12 +98,8 @@ class DockerTarget:
 
     @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
-        """The engine's storage root (docker info's DockerRootDir), or None if it is unreachable
-        (validating without an engine: the run itself will say the engine is missing)."""
-        try:
-            return data_root_in(connect(engine_spec(spec).engine).info())
-        except (TargetError, docker.errors.DockerException, OSError):
-            return None
+        """The engine's storage root (docker info's DockerRootDir), None when unreachable."""
+        return data_root_at(engine_spec(spec).engine)
 
     @classmethod
     def attach(cls, run_id: str, spec: TargetSpec) -> Target:
@@ -107,53 +107,22 @@ class DockerTarget:
 
     @classmethod
     def remove_orphans(cls, spec: TargetSpec, keep: Set[str]) -> list[str]:
-        client = connect(engine_spec(spec).engine)
-        orphaned = orphaned_run_ids(client) - set(keep)
-        removed = [
-            f"{run_id}: removed {what}"
-            for run_id in sorted(orphaned)
-            for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
-        ]
-        return removed + remove_orphaned_chains(keep, orphaned)
+        return remove_orphaned_runs(connect(engine_spec(spec).engine), keep)
 
     # --- description -------------------------------------------------------------------------
 
     def engine_info(self) -> Mapping[str, str]:
-        try:
-            version = self.client.version()
-            info = self.client.info()
-        except docker.errors.APIError as exc:
-            raise TargetError(f"cannot read the engine's version: {exc}") from exc
-        name, engine_version = engine_name_version(version)
-        return {
-            "engine": name,
-            "engine_version": engine_version,
-            "api_version": str(version.get("ApiVersion", "")),
-            "cgroup_version": str(info.get("CgroupVersion", "")),
-            "cgroup_driver": str(info.get("CgroupDriver", "")),
-            "storage_driver": str(info.get("Driver", "")),
-            "data_root": str(info.get("DockerRootDir", "")),
-            "kernel": str(info.get("KernelVersion", "")),
-        }
+        return describe_engine(self.client)
 
     def data_root(self) -> Path | None:
-        try:
-            return data_root_in(self.client.info())
-        except (docker.errors.DockerException, OSError):
-            return None
+        return engine_data_root(self.client)
 
     def engine_identity(self) -> str | None:
-        """The engine's process, "<pid>:<start ticks>", when it listens on a unix socket of
-        this host (a restarted daemon is another process); None otherwise."""
-        return unix_socket_server(str(getattr(self.client, "engine_url", "")))
+        return engine_identity(self.client)
 
     def engine_answers(self) -> bool:
-        """Whether the engine answers a ping now (bounded by the client's timeout); the
-        runner's engine watch asks this every few seconds."""
-        try:
-            return bool(self.client.ping())
-        except (docker.errors.DockerException, OSError):
-            return False
+        """Whether the engine answers a ping now; the runner's engine watch asks this."""
+        return engine_answers(self.client)
 
     def load_balancing(self) -> str:
         return (
@@ -188,7 +157,7 @@ class DockerTarget:
         return f"chaos-{self.run_id}"
 
     def _labels(self, **extra: str) -> dict[str, str]:
-        return {RUN_LABEL: self.run_id, OWNER_LABEL: self._owner, **extra}
+        return run_labels(self.run_id, self._owner, **extra)
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -341,38 +310,23 @@ class DockerTarget:
 
     # --- engine-side actions (faults use these) ----------------------------------------------
 
-    def _container(self, instance: Instance) -> Container:
-        try:
-            container = self.client.containers.get(instance.container_id)
-        except docker.errors.NotFound as exc:
-            raise TargetError(f"{instance.name} no longer exists") from exc
-        if container.labels.get(RUN_LABEL) != self.run_id:
-            raise TargetError(f"{instance.name} is not labelled with run {self.run_id}")
-        return container
-
-    def _act(self, instance: Instance, action: str, **kwargs: Any) -> None:
-        try:
-            getattr(self._container(instance), action)(**kwargs)
-        except docker.errors.APIError as exc:
-            raise TargetError(f"{action} of {instance.name} failed: {exc}") from exc
-
     def kill_instance(self, instance: Instance, signal: str) -> None:
-        self._act(instance, "kill", signal=f"SIG{signal}")
+        self.actions.kill(instance, signal)
 
     def stop_instance(self, instance: Instance, timeout_s: float) -> None:
-        self._act(instance, "stop", timeout=int(timeout_s))
+        self.actions.stop(instance, timeout_s)
 
     def start_instance(self, instance: Instance) -> None:
-        self._act(instance, "start")
+        self.actions.start(instance)
 
     def restart_instance(self, instance: Instance, timeout_s: float) -> None:
-        self._act(instance, "restart", timeout=int(timeout_s))
+        self.actions.restart(instance, timeout_s)
 
     def pause_instance(self, instance: Instance) -> None:
-        self._act(instance, "pause")
+        self.actions.pause(instance)
 
     def unpause_instance(self, instance: Instance) -> None:
-        self._act(instance, "unpause")
+        self.actions.unpause(instance)
 
     # --- one address for the workload -----------------------------------------------------
 
@@ -399,3 +353,8 @@ class DockerTarget:
 
     def release(self) -> None:
         """Nothing is held beyond the client: the engine is not ours to stop."""
+
+
+# mypy checks the class against the protocol here, where a missing or mistyped member is
+# reported against this module (make_target only sees the protocol)
+_IS_A_TARGET: type[Target] = DockerTarget

@@ -433,3 +433,7 @@ def _connect_service(service: podman.PodmanService) -> docker.DockerClient:
         raise TargetError(
             f"the Podman API service of run {service.run_id} (pid {service.pid}) is gone"
         ) from None
+
+
+# mypy checks the class against the protocol here (make_target only sees the protocol)
+_IS_A_TARGET: type[Target] = PodmanTarget

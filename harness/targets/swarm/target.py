@@ -113,17 +113,25 @@ from harness.targets.base import (
     RUN_LABEL,
     SERVICE_LABEL,
     Instance,
+    Target,
     owner_alive,
     owner_label_value,
 )
 from harness.targets.docker.engine import (
+    ContainerActions,
     connect,
+    data_root_at,
+    describe_engine,
+    engine_answers,
+    engine_data_root,
+    engine_identity,
     healthcheck,
     orphaned_run_ids,
     remove_labelled,
+    remove_orphaned_runs,
+    run_labels,
 )
 from harness.targets.docker.preflight import engine_preflight
-from harness.targets.docker.target import DockerTarget
 from harness.targets.service_vip import (
     VirtualService,
     jump_comment,
@@ -289,8 +297,10 @@ class SlotRouter:
             self.enabled = False
 
 
-class SwarmTarget(DockerTarget):
-    """The workload as a replicated Swarm service on the local (or given) engine."""
+class SwarmTarget:
+    """The workload as a replicated Swarm service on the local (or given) engine; the Docker
+    engine's own work (labels, actions on a container, the engine's description) is done by
+    harness.targets.docker.engine, on the engine of the instance's node."""
 
     api_stop_is_restarted = True  # Swarm has no "manually stopped": it schedules a new task
 
@@ -298,7 +308,11 @@ class SwarmTarget(DockerTarget):
 
     def __init__(self, run_id: str, spec: TargetSpec, client: docker.DockerClient | None = None):
         self.settings = swarm_spec(spec)
-        super().__init__(run_id, spec, client)
+        self.run_id = run_id
+        self.spec = self.settings
+        self.client = client or connect(self.settings.engine)
+        self._owner = owner_label_value()
+        self.actions = ContainerActions(self._container)
         self.host_client = self.client  # builds the images; the swarm's manager on a single node
         self.initialised_swarm = False
         self._gwbridge_existed = True
@@ -325,7 +339,11 @@ class SwarmTarget(DockerTarget):
     @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
         """The host's engine's storage; a lab's nodes keep theirs in their own namespaces."""
-        return None if swarm_spec(spec).lab is not None else super().data_root_of(spec)
+        return None if swarm_spec(spec).lab is not None else data_root_at(swarm_spec(spec).engine)
+
+    @classmethod
+    def attach(cls, run_id: str, spec: TargetSpec) -> SwarmTarget:
+        return cls(run_id, spec)
 
     @classmethod
     def preflight(cls, scenario: ScenarioBase) -> None:
@@ -350,7 +368,7 @@ class SwarmTarget(DockerTarget):
             for run_id in sorted(_orphaned_service_runs(client) - set(keep))
             for what in remove_services(client, run_id)
         ]
-        removed += DockerTarget.remove_orphans(spec, keep)
+        removed += remove_orphaned_runs(client, keep)
         return removed + leave_orphaned_swarm(client)
 
     # --- description -------------------------------------------------------------------------
@@ -358,7 +376,7 @@ class SwarmTarget(DockerTarget):
     def engine_info(self) -> Mapping[str, str]:
         """The engine's versions; with a lab, also its shape (the lab's daemons are the host's
         dockerd binary, so the version is the same; before deploy() the lab may not be up)."""
-        info = dict(super().engine_info())
+        info = describe_engine(self.client)
         swarm = self.client.info().get("Swarm") or {}
         _available, detail = routing_mesh()
         info.update(
@@ -505,11 +523,24 @@ class SwarmTarget(DockerTarget):
             return [self.client]
         return [self._engine_for(n.node_id or n.name) for n in self.lab.nodes]
 
+    def data_root(self) -> Path | None:
+        return engine_data_root(self.client)
+
+    def engine_identity(self) -> str | None:
+        return engine_identity(self.client)
+
+    @property
+    def network_name(self) -> str:
+        return f"chaos-{self.run_id}"
+
+    def _labels(self, **extra: str) -> dict[str, str]:
+        return run_labels(self.run_id, self._owner, **extra)
+
     def engine_answers(self) -> bool:
         """The engine answers a ping; on the lab, any node's engine (node faults take single
         nodes down on purpose, the manager's included)."""
         if self.lab is None:
-            return super().engine_answers()
+            return engine_answers(self.client)
         for node in self.lab.nodes:
             with contextlib.suppress(docker.errors.DockerException, OSError, TargetError):
                 if self._engine_for(node.node_id or node.name).ping():
@@ -740,6 +771,24 @@ class SwarmTarget(DockerTarget):
             raise TargetError(f"{instance.name} is not labelled with run {self.run_id}")
         return container
 
+    def kill_instance(self, instance: Instance, signal: str) -> None:
+        self.actions.kill(instance, signal)
+
+    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
+        self.actions.stop(instance, timeout_s)
+
+    def start_instance(self, instance: Instance) -> None:
+        self.actions.start(instance)
+
+    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
+        self.actions.restart(instance, timeout_s)
+
+    def pause_instance(self, instance: Instance) -> None:
+        self.actions.pause(instance)
+
+    def unpause_instance(self, instance: Instance) -> None:
+        self.actions.unpause(instance)
+
     def _container_ids(self) -> list[str]:
         """The run's containers on every engine, listed without inspecting each."""
         label = f"{RUN_LABEL}={self.run_id}"
@@ -759,7 +808,7 @@ class SwarmTarget(DockerTarget):
             return f"http://{self._router.address(slot)}:{port}"
         return f"http://{self._node_address(task.node_id)}:{task.published_port or 0}"
 
-    def events(self, since_ns: int) -> SwarmEventStream:  # type: ignore[override]
+    def events(self, since_ns: int) -> SwarmEventStream:
         """Container events of every engine of the swarm, task events, and on a lab the
         manager's node events. A lab is up only after deploy(): its engines join the stream
         then (events from `since_ns` on are still delivered)."""
@@ -1045,3 +1094,7 @@ def _host_mode_port(port: int) -> dict[str, Any]:
 
 def _answers(url: str, timeout_s: float = 1.0) -> bool:
     return probe_once(url, timeout_s)[0]
+
+
+# mypy checks the class against the protocol here (make_target only sees the protocol)
+_IS_A_TARGET: type[Target] = SwarmTarget
