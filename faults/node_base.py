@@ -17,8 +17,8 @@ from pydantic import Field
 
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from harness import capabilities
+from harness import labs as lab_nodes
 from harness.errors import FaultError
-from harness.labs import nodes as lab_nodes
 from harness.labs.nodes import LabNodes
 from harness.targets.base import Instance, Target
 

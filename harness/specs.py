@@ -1,14 +1,19 @@
-"""The scenario's building blocks that targets share: strict models, the workload, a lab's
-shape and the base of every target's settings. Scenario files are read in harness.scenario;
-each target package declares its own settings as a subclass of TargetSpec."""
+"""The models of a scenario: frozen, strict, and the run's own immutable description too.
+
+Nothing here knows the registries: each target package declares its settings as a subclass of
+TargetSpec, each fault kind its parameters, and harness.scenario builds the Scenario model
+(the unions of both) and reads files with it.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.units import Bytes, Seconds
+from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 
 
 class StrictModel(BaseModel):
@@ -92,3 +97,252 @@ def lab_problems(kind: str, lab: LabSpec | None, allowed: frozenset[str]) -> lis
         f"target.lab.{name} has no meaning for kind {kind}; remove it"
         for name in sorted(lab.model_fields_set - allowed)
     ]
+
+
+PhaseName = Literal["baseline", "fault", "recovery", "after", "total"]
+Routing = Literal["service", "per_instance"]
+Connections = Literal["keep_alive", "per_request"]
+DEMO_LOCUSTFILE = "default"
+DEFAULT_TIMEOUT_S = 2.0
+# Open loop: each user keeps one arrival every users / rate seconds; that interval must outlast
+# a request's timeout (plus this slack), or a user stuck on a dead replica misses its turns.
+OPEN_LOOP_SLACK_S = 1.0
+
+
+class PathSpec(StrictModel):
+    path: str = Field(pattern=r"^/")
+    name: str | None = None
+    weight: int = Field(default=1, ge=1)
+
+
+def open_loop_users(rate_per_s: float, timeout_s: float) -> int:
+    """Users enough to keep `rate_per_s` arrivals even when every request takes its timeout."""
+    return max(1, math.ceil(rate_per_s * (timeout_s + OPEN_LOOP_SLACK_S)))
+
+
+class LoadSpec(StrictModel):
+    """Closed loop (default): `users` each send a request as soon as the last one completed
+    (plus `wait`). Open loop (`rate`): a fixed arrival schedule of `rate` requests per second,
+    kept by enough users that none is still waiting on a request when its next turn comes (as
+    wrk2 and k6's arrival-rate executors do); `users` then defaults to
+    ceil(rate x (timeout + 1 s)) and `spawn_rate` to `users` (all started within a second)."""
+
+    users: int = Field(default=10, ge=1, le=10_000)
+    spawn_rate: float = Field(default=10.0, gt=0)
+    duration: Seconds = Field(default=60.0, gt=0)
+    locustfile: str = Field(
+        default=DEMO_LOCUSTFILE,
+        description="'default' or a path (relative to the scenario file); Locust's --host is "
+        "the target's service address",
+    )
+    workers: int = Field(default=0, ge=0, le=16)
+    paths: list[PathSpec] = Field(default_factory=lambda: [PathSpec(path="/")])
+    wait: Seconds = Field(default=0.0, description="pause between a user's requests")
+    timeout: Seconds = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="per-request timeout")
+    rate: PerSecond | None = Field(
+        default=None,
+        description="open loop: requests per second on a fixed schedule, e.g. 200/s "
+        "(default: closed loop)",
+    )
+    connections: Connections = Field(
+        default="keep_alive",
+        description="the bundled locustfile's connections: keep_alive (each user keeps one "
+        "open while the server allows it, and opens a fresh one after any error) or "
+        "per_request (a new connection for every request, 'Connection: close')",
+    )
+    routing: Routing = Field(
+        default="service",
+        description="service: every request to the target's service address (Locust's "
+        "--host), so the orchestrator's routing around a failure is part of its recovery; "
+        "per_instance: the bundled locustfile spreads requests round-robin over each "
+        "replica's own address, so each request's replica is known",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_loop_defaults(cls, data: object) -> object:
+        if not isinstance(data, Mapping) or data.get("rate") is None:
+            return data
+        try:
+            rate = parse_rate(data["rate"])
+            timeout = parse_duration(data.get("timeout", DEFAULT_TIMEOUT_S))
+        except ValueError:
+            return data  # the fields' own validation reports it, with its line
+        filled = dict(data)
+        if "users" not in filled:
+            filled["users"] = min(open_loop_users(rate, timeout), 10_000)
+        if "spawn_rate" not in filled and isinstance(filled["users"], int):
+            filled["spawn_rate"] = float(filled["users"])
+        return filled
+
+    @model_validator(mode="after")
+    def _bundled_settings_only(self) -> LoadSpec:
+        if "connections" in self.model_fields_set and self.locustfile != DEMO_LOCUSTFILE:
+            raise ValueError(
+                "load.connections sets the bundled locustfile's connections; a locustfile of "
+                "your own opens its own: remove connections or use locustfile: default"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _open_loop_is_kept(self) -> LoadSpec:
+        if self.rate is None:
+            return self
+        problems = []
+        if self.locustfile != DEMO_LOCUSTFILE:
+            problems.append(
+                "load.rate paces the bundled locustfile only; a locustfile of your own sets its "
+                "own wait_time (Locust's constant_pacing): remove rate or use locustfile: default"
+            )
+        if self.wait:
+            problems.append("load.wait and load.rate exclude each other: remove wait")
+        if self.users / self.rate < self.timeout:
+            needed = math.ceil(self.rate * self.timeout)
+            problems.append(
+                f"load.users {self.users} cannot keep load.rate {self.rate:g}/s when a request "
+                f"may take load.timeout {self.timeout:g} s: give at least {needed} users, or "
+                "leave users out to get enough"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+
+class ProbeSpec(StrictModel):
+    enabled: bool = True
+    interval: Seconds = Field(default=0.1, gt=0)
+    path: str = "/health"
+    timeout: Seconds = Field(default=1.0, gt=0)
+
+
+class SelectorSpec(StrictModel):
+    """Which instances a fault hits: by count or percent (random, seeded) or by name/label."""
+
+    count: int | None = Field(default=None, ge=1)
+    percent: float | None = Field(default=None, gt=0, le=100)
+    names: list[str] | None = None
+    labels: dict[str, str] | None = None
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_count(self) -> SelectorSpec:
+        chosen = [k for k in ("count", "percent", "names") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give only one of count, percent, names (got {', '.join(chosen)})")
+        return self
+
+
+class FaultEntry(StrictModel):
+    """The timing and selection every fault has; kind-specific parameters sit beside them."""
+
+    kind: str
+    name: str | None = Field(default=None, description="a label for reports")
+    at: Seconds = Field(description="offset from the start of the load")
+    duration: Seconds | None = None
+    every: Seconds | None = Field(default=None, gt=0, description="repeat with this period")
+    times: int | None = Field(default=None, ge=1, description="how many repeats (with every)")
+    select: SelectorSpec = Field(default_factory=lambda: SelectorSpec(count=1))
+
+    def params_dict(self) -> dict[str, Any]:
+        common = set(FaultEntry.model_fields)
+        return {k: v for k, v in self.model_dump().items() if k not in common}
+
+
+class SloSpec(StrictModel):
+    ttr_s: float | None = Field(default=None, gt=0, description="max time to recover, per fault")
+    ttd_s: float | None = Field(default=None, gt=0, description="max time to detect, per fault")
+    availability: float | None = Field(default=None, ge=0, le=1, description="min, per fault")
+    error_rate: dict[PhaseName, float] = Field(default_factory=dict)
+    p95_ms: dict[PhaseName, float] = Field(default_factory=dict)
+    p99_ms: dict[PhaseName, float] = Field(default_factory=dict)
+    allow_no_data: bool = Field(
+        default=False,
+        description="true: a check without data (an empty phase, a fault without visible "
+        "impact) does not fail the run",
+    )
+    require_recovery: bool = Field(
+        default=True,
+        description="a fault with a visible impact that never recovered fails the run "
+        "(check recovered[<id>]), whatever the other limits",
+    )
+
+
+class AnalysisSpec(StrictModel):
+    stable_for: Seconds = Field(
+        default=2.0, gt=0, description="how long failures must stay at the baseline rate"
+    )
+    detection_horizon: Seconds = Field(
+        default=5.0,
+        gt=0,
+        description="a failure later than this after the fault's action (its injection; its "
+        "revert for a fault with a duration) is not its impact",
+    )
+    warmup: Seconds | None = Field(
+        default=None,
+        description="ramp-up left out of the baseline; default users / spawn_rate, at least 1 s",
+    )
+    baseline_max_error_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="above this share of failed requests (or probes) in the steady baseline the "
+        "run is not an experiment: status baseline_broken, exit code 1",
+    )
+    confidence: float = Field(
+        default=0.99,
+        gt=0.5,
+        lt=1,
+        description="a stability window may hold as many failures as this quantile of "
+        "Binomial(observations, baseline rate)",
+    )
+    window: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="availability, failed and lost requests of a fault are counted over "
+        "[its action, + its duration + window], the same for every run compared",
+    )
+
+    def warmup_s(self, load: LoadSpec) -> float:
+        """The warm-up in force: the given one, else the time Locust takes to start every user."""
+        if self.warmup is not None:
+            return self.warmup
+        return max(1.0, load.users / load.spawn_rate)
+
+
+class ScenarioBase(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+    description: str = ""
+    seed: int | None = None
+    repeat: int = Field(
+        default=1, ge=1, le=100, description="trials, each on a fresh deployment (--repeat)"
+    )
+    target: TargetSpec  # the registered kinds' union, default docker (harness.scenario)
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    load: LoadSpec = Field(default_factory=LoadSpec)
+    probes: ProbeSpec = Field(default_factory=ProbeSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    slo: SloSpec = Field(default_factory=SloSpec)
+    faults: Sequence[FaultEntry] = ()
+
+    @model_validator(mode="after")
+    def _faults_fit_the_load(self) -> ScenarioBase:
+        problems = [
+            f"faults.{i}.at: {entry.at:g} s is not before the end of the load "
+            f"({self.load.duration:g} s); move it earlier or lengthen load.duration"
+            for i, entry in enumerate(self.faults)
+            if entry.at >= self.load.duration
+        ]
+        horizon = self.analysis.detection_horizon
+        if horizon <= self.load.timeout:
+            problems.append(
+                f"analysis.detection_horizon ({horizon:g} s) must exceed load.timeout "
+                f"({self.load.timeout:g} s): a request caught by a fault fails only when it "
+                "times out; lengthen the horizon or shorten the timeout"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -37,10 +37,10 @@ from faults.node_base import NodeParams
 from faults.node_down import NodeDown, NodeDownParams
 from faults.node_drain import NodeDrain
 from faults.node_partition import NodePartition, NodePartitionParams
+from harness import labs as lab_nodes
 from harness.cli_lab import control_plane_args
 from harness.errors import FaultError, TargetError
 from harness.images import DEMO_IMAGE
-from harness.labs import nodes as lab_nodes
 from harness.labs.kubernetes import build, config, pki, state
 from harness.labs.kubernetes.lab import KubeLab, KubeLabInfo, leftovers
 from harness.labs.kubernetes.nodeops import KubeNodes

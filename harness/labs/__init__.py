@@ -9,16 +9,15 @@ target kind that runs on it names it (TargetKind.lab).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from harness.errors import HarnessError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from harness.labs.nodes import LabNodes
+from harness.errors import FaultError, HarnessError
+from harness.labs.nodes import LabNodes
+from harness.targets import target_kind
 
 ENTRY_POINT_GROUP = "chaos_harness.labs"
 BUILTIN_LABS: dict[str, str] = {
@@ -76,3 +75,24 @@ def lab_kinds() -> dict[str, LabKind]:
             raise HarnessError(f"lab plugin {path!r} is not a harness.labs.LabKind")
         kinds.setdefault(name, loaded)
     return kinds
+
+
+def for_target(kind: str) -> LabNodes:
+    """The nodes of the lab the target `kind` runs on; a clear error when there is none."""
+    lab = target_kind(kind).lab
+    if lab is None:
+        raise FaultError(
+            f"node faults act on the nodes of a lab: target swarm or kubernetes (with "
+            f"target.lab or `harness lab up`), not {kind}"
+        )
+    return lab_kinds()[lab].nodes_of().current()
+
+
+def of_record(data: Mapping[str, Any]) -> LabNodes | None:
+    """The lab a record was made on, if it is still the same lab (else: nothing to revert).
+
+    Records written before there were two kinds of labs name no kind: they are Swarm's.
+    """
+    kind = str(data.get("lab_kind", "swarm"))
+    directory = Path(str(data["lab_dir"]))
+    return lab_kinds()[kind].nodes_of().of_lab(directory, data.get("lab_created_ns"))

@@ -3,20 +3,16 @@ implemented by the Swarm lab (harness.labs.swarm.nodes.SwarmNodes) and the Kuber
 (labs.kubernetes.nodeops.KubeNodes). Nodes are named by their lab names (chlab-n2, chk8s-n2).
 
 A fault's revert works from its record alone: `record_data` names the lab (kind, directory,
-creation time) and the nodes, and `of_record` finds that same lab again, or None when it is
-gone or was replaced (then nothing of the fault is left to undo).
+creation time) and the nodes, and harness.labs.of_record finds that same lab again, or None
+when it is gone or was replaced (then nothing of the fault is left to undo).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from harness.errors import FaultError
-from harness.labs import lab_kinds
-from harness.targets import target_kind
 from harness.targets.base import Instance
 
 
@@ -78,24 +74,3 @@ class LabNodes(Protocol):
     def undrain(self, node: str) -> None:
         """Schedulable again (nothing moves back by itself)."""
         ...
-
-
-def for_target(kind: str) -> LabNodes:
-    """The nodes of the lab the target `kind` runs on; a clear error when there is none."""
-    lab = target_kind(kind).lab
-    if lab is None:
-        raise FaultError(
-            f"node faults act on the nodes of a lab: target swarm or kubernetes (with "
-            f"target.lab or `harness lab up`), not {kind}"
-        )
-    return lab_kinds()[lab].nodes_of().current()
-
-
-def of_record(data: Mapping[str, Any]) -> LabNodes | None:
-    """The lab a record was made on, if it is still the same lab (else: nothing to revert).
-
-    Records written before there were two kinds of labs name no kind: they are Swarm's.
-    """
-    kind = str(data.get("lab_kind", "swarm"))
-    directory = Path(str(data["lab_dir"]))
-    return lab_kinds()[kind].nodes_of().of_lab(directory, data.get("lab_created_ns"))

@@ -11,14 +11,11 @@ import queue
 from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from harness.capabilities import Capabilities
-from harness.specs import TargetSpec, WorkloadSpec
-
-if TYPE_CHECKING:
-    from harness.scenario import ScenarioBase
+from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 
 RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.errors import TargetError
 from harness.labs.kubernetes import lab as kube_lab
-from harness.scenario import LabSpec, WorkloadSpec
+from harness.specs import LabSpec, WorkloadSpec
 from harness.targets.kubernetes.objects import image_of
 
 

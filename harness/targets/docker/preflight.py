@@ -9,7 +9,7 @@ import docker
 import docker.errors
 
 from harness.errors import ScenarioError, TargetError
-from harness.scenario import ScenarioBase
+from harness.specs import ScenarioBase
 from harness.targets.docker.engine import connect
 from harness.targets.docker.spec import EngineSpec, engine_spec
 

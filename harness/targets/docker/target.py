@@ -33,8 +33,7 @@ from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.errors import DeployTimeout, TargetError
 from harness.images import DEMO_IMAGE, ensure_image
-from harness.scenario import ScenarioBase
-from harness.specs import TargetSpec, WorkloadSpec
+from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     RUN_LABEL,

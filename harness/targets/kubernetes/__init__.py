@@ -45,7 +45,7 @@ def remote_cluster(spec: TargetSpec) -> str | None:
     """The API server of a cluster not on this machine; None for the lab or a local one."""
     if getattr(spec, "kubeconfig", None) is None:
         return None
-    from harness.targets.kubernetes.target import remote_cluster_of
+    from harness.targets.kubernetes.cluster import remote_cluster_of
 
     return remote_cluster_of(spec)
 

@@ -36,7 +36,9 @@ from kubernetes.config.config_exception import ConfigException
 
 from harness.errors import TargetError
 from harness.labs.kubernetes.session import lab_kubeconfig
+from harness.specs import TargetSpec
 from harness.targets.kubernetes.host import server_is_local
+from harness.targets.kubernetes.spec import kube_spec
 
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
@@ -176,3 +178,17 @@ class Cluster:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()  # type: ignore[no-untyped-call]
+
+
+def remote_cluster_of(spec: TargetSpec) -> str | None:
+    """The API server of a cluster not on this machine; None for the lab or a local one."""
+    spec = kube_spec(spec)
+    if spec.kubeconfig is None:
+        return None
+    try:
+        ref = resolve(spec.kubeconfig, spec.context, lab_wanted=True)
+    except TargetError:
+        return None  # an unreadable kubeconfig is reported when the run connects
+    if ref is None or ref.host_access:
+        return None
+    return ref.server

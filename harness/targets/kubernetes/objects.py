@@ -35,7 +35,7 @@ from typing import Any
 from kubernetes.client import V1Deployment, V1Namespace, V1Service
 
 from harness.images import DEMO_IMAGE
-from harness.scenario import HealthSpec, WorkloadSpec
+from harness.specs import HealthSpec, WorkloadSpec
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, SERVICE_LABEL
 
 NAMESPACE_PREFIX = "chaos-"

@@ -62,8 +62,7 @@ from harness.labs.kubernetes.session import (
     take_lab_down,
 )
 from harness.observe import probe_once
-from harness.scenario import ScenarioBase
-from harness.specs import TargetSpec, WorkloadSpec
+from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     OWNER_LABEL,
     RUN_LABEL,
@@ -75,7 +74,7 @@ from harness.targets.base import (
     owner_label_value,
 )
 from harness.targets.kubernetes import NOT_OFFERED
-from harness.targets.kubernetes.cluster import Cluster, resolve
+from harness.targets.kubernetes.cluster import Cluster, remote_cluster_of, resolve
 from harness.targets.kubernetes.containerd import ContainerdExits
 from harness.targets.kubernetes.events import (
     DeploymentTracker,
@@ -687,20 +686,6 @@ class _RoutingPodTracker(PodTracker):
 def _annotate_host(metadata: Any) -> None:
     if metadata is not None:
         metadata.annotations = {**(metadata.annotations or {}), OWNER_HOST: socket.gethostname()}
-
-
-def remote_cluster_of(spec: TargetSpec) -> str | None:
-    """The API server of a cluster not on this machine; None for the lab or a local one."""
-    spec = kube_spec(spec)
-    if spec.kubeconfig is None:
-        return None
-    try:
-        ref = resolve(spec.kubeconfig, spec.context, lab_wanted=True)
-    except TargetError:
-        return None  # an unreadable kubeconfig is reported when the run connects
-    if ref is None or ref.host_access:
-        return None
-    return ref.server
 
 
 def _state_word(pod: PodView) -> str:

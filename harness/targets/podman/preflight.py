@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from harness.errors import CapabilityError, ScenarioError, TargetError
-from harness.scenario import ScenarioBase
+from harness.specs import ScenarioBase
 from harness.targets.docker.preflight import DEMO_IMAGES
 
 

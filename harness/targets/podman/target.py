@@ -59,8 +59,7 @@ import docker.errors
 from harness.engines import podman
 from harness.errors import FaultError, TargetError
 from harness.hostsys import run
-from harness.scenario import ScenarioBase
-from harness.specs import TargetSpec, WorkloadSpec
+from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     EngineEvent,

@@ -105,8 +105,7 @@ from harness.labs.swarm.lab import PREFIX as LAB_PREFIX
 from harness.labs.swarm.lab import Lab, LabInfo
 from harness.labs.swarm.lab import connect as lab_connect
 from harness.observe import probe_once
-from harness.scenario import ScenarioBase
-from harness.specs import TargetSpec, WorkloadSpec
+from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
     OWNER_LABEL,
