@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from harness.cli import verdict_lines
+from harness.verdict import verdict_lines
 
 BASE = {"id": "f1", "kind": "container_kill", "targets": ["web-1"], "impact": "visible"}
 
