@@ -1,10 +1,12 @@
 """Analysis of a run directory: tidy data, metrics, SLOs, summary.json (report: .report).
 
 `analyze_run(run_dir)` loads the run, measures it and writes `run_dir/summary.json`; it returns
-the same dict. Times are wall-clock nanoseconds (`*_ns`), durations seconds (`*_s`), latencies
-milliseconds (`*_ms`, 3 decimals), rates fractions in [0, 1]. A value that cannot be measured
-is null, never NaN. The definitions are in harness.analysis.metrics (faults),
-harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fields:
+the same JSON object. `summarize(run)` gives the typed `Summary` (harness.results.summary, whose
+`load_summary` reads any version of the file back). Times are wall-clock nanoseconds (`*_ns`),
+durations seconds (`*_s`), latencies milliseconds (`*_ms`, 3 decimals), rates fractions in
+[0, 1]. A value that cannot be measured is null, never NaN. The definitions are in
+harness.analysis.metrics (faults), harness.analysis.baseline, harness.analysis.phases and
+harness.analysis.slo. Fields (`schema_version` first, 1 today):
 
 - `run_id`, `scenario`, `target`: from the manifest.
 - `status`: `aborted` or `failed` when the run was (harness.results' vocabulary; an older
@@ -77,7 +79,6 @@ harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fie
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.analysis.data import RunData, load_run
@@ -98,28 +99,25 @@ from harness.analysis.repeats import repeated_entries
 from harness.analysis.slo import SloResult, evaluate_slo
 from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
+from harness.results.summary import SUMMARY_FILE, Summary, write_summary_file
 
-__all__ = ["RunData", "analyze_run", "load_run", "summarize", "write_summary"]
-
-SUMMARY_FILE = "summary.json"
+__all__ = ["SUMMARY_FILE", "RunData", "analyze_run", "load_run", "summarize", "write_summary"]
 
 
 def analyze_run(run_dir: Path) -> dict[str, object]:
-    """Load `run_dir`, measure it, write summary.json there and return the summary."""
+    """Load `run_dir`, measure it, write summary.json there and return it as the file holds it."""
     summary = summarize(load_run(Path(run_dir)))
     write_summary(Path(run_dir), summary)
-    return summary
+    return summary.as_json()
 
 
-def write_summary(run_dir: Path, summary: dict[str, object]) -> Path:
+def write_summary(run_dir: Path, summary: Summary) -> Path:
     """Write summary.json (strict JSON: NaN is refused)."""
-    path = Path(run_dir) / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    return write_summary_file(Path(run_dir), summary)
 
 
-def summarize(run: RunData) -> dict[str, object]:
-    """The summary dict of a loaded run (fields in this module's docstring)."""
+def summarize(run: RunData) -> Summary:
+    """The summary of a loaded run (fields in this module's docstring), checked by its model."""
     faults, context = fault_metrics(run)
     load = context.load
     index = RequestIndex.of(run.requests)
@@ -135,7 +133,7 @@ def summarize(run: RunData) -> dict[str, object]:
         reason = "; ".join([reason, *warnings])
     every_k8s = kube_events(run.events)
     manifest = run.manifest
-    return {
+    summary = {
         "run_id": manifest.run_id,
         "scenario": manifest.scenario,
         "status": status,
@@ -158,6 +156,7 @@ def summarize(run: RunData) -> dict[str, object]:
         "warnings": warnings,
         "error": manifest.error,
     }
+    return Summary.model_validate(summary)
 
 
 def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str, str | None]:

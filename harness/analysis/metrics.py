@@ -73,7 +73,7 @@ from harness.analysis.baseline import (
     rates_in,
 )
 from harness.analysis.cluster import ClusterView, cluster_view
-from harness.analysis.data import DEFAULT_WINDOW_S, RunData
+from harness.analysis.data import RunData
 from harness.analysis.latency_impact import STATISTIC, WINDOW_NS, LatencyOutcome, Span
 from harness.analysis.latency_impact import latency_outcome as judge_latency
 from harness.analysis.observations import IntArray, RunObservations, Stream, View
@@ -85,6 +85,7 @@ from harness.analysis.timebase import (
     load_window,
 )
 from harness.analysis.tolerance import Tolerance
+from harness.results.manifest import DEFAULT_WINDOW_S
 
 __all__ = ["Context", "Fault", "FaultMetrics", "LoadWindow", "fault_metrics", "load_window"]
 

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.analysis.data import SloSpec
 from harness.analysis.metrics import FaultMetrics
 from harness.analysis.phases import PhaseStats, RequestStats
+from harness.results.manifest import SloBlock as SloSpec
 
 Verdict = Literal["pass", "fail", "no_data"]
 

@@ -32,10 +32,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from harness.hostsys import process_start_ticks
-from harness.targets.base import EngineEvent
 
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
@@ -130,7 +129,7 @@ def write_observations(run: RunDir) -> None:
     request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
     whose harness died. Each file is written atomically."""
     from harness.load import collect_requests, write_requests_parquet
-    from harness.observe import read_probe_log, write_probes_parquet
+    from harness.results.probes import read_probe_log, write_probes_parquet
 
     write_requests_parquet(collect_requests(run.load_dir), run.requests)
     write_probes_parquet(read_probe_log(run.probes_log), run.probes)
@@ -160,6 +159,21 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+class EngineEventLike(Protocol):
+    """What events.jsonl records of an engine event (harness.targets.base.EngineEvent)."""
+
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def instance(self) -> str | None: ...
+    @property
+    def container_id(self) -> str | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+
+
 class EventLog:
     """events.jsonl: engine and harness events, one JSON object a line, thread-safe."""
 
@@ -168,7 +182,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._file = path.open("a", buffering=1)
 
-    def engine(self, event: EngineEvent) -> None:
+    def engine(self, event: EngineEventLike) -> None:
         self._write(
             {
                 "time_ns": event.time_ns,
