@@ -99,7 +99,17 @@ from harness.analysis.repeats import repeated_entries
 from harness.analysis.slo import SloResult, evaluate_slo
 from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
-from harness.results.summary import SUMMARY_FILE, Summary, write_summary_file
+from harness.results.summary import (
+    SUMMARY_FILE,
+    FaultGroup,
+    FaultSummary,
+    PhaseSummary,
+    Summary,
+    SummaryAnalysis,
+    SummaryLoad,
+    Totals,
+    write_summary_file,
+)
 
 __all__ = ["SUMMARY_FILE", "RunData", "analyze_run", "load_run", "summarize", "write_summary"]
 
@@ -117,7 +127,7 @@ def write_summary(run_dir: Path, summary: Summary) -> Path:
 
 
 def summarize(run: RunData) -> Summary:
-    """The summary of a loaded run (fields in this module's docstring), checked by its model."""
+    """The summary of a loaded run (fields in this module's docstring)."""
     faults, context = fault_metrics(run)
     load = context.load
     index = RequestIndex.of(run.requests)
@@ -133,30 +143,30 @@ def summarize(run: RunData) -> Summary:
         reason = "; ".join([reason, *warnings])
     every_k8s = kube_events(run.events)
     manifest = run.manifest
-    summary = {
-        "run_id": manifest.run_id,
-        "scenario": manifest.scenario,
-        "status": status,
-        "status_reason": reason,
-        "target": manifest.target,
-        "started_at_ns": manifest.started_at_ns,
-        "ended_at_ns": manifest.ended_at_ns,
-        "duration_s": _duration(manifest.started_at_ns, manifest.ended_at_ns),
-        "load": _load(run, context),
-        "analysis": _analysis(run, context),
-        "baseline": context.baseline.to_dict(),
-        "totals": {**total.to_dict(), **_probe_totals(run)},
-        "endpoints": {k: v.to_dict() for k, v in endpoint_stats(run.requests, load).items()},
-        "phases": {name: by_name[name].to_dict() for name in PHASE_NAMES},
-        "faults": [
-            _with_timers(run, _fault_dict(f, index, steady[0], intended, every_k8s)) for f in faults
+    return Summary(
+        run_id=manifest.run_id,
+        scenario=manifest.scenario,
+        status=status,
+        status_reason=reason,
+        target=manifest.target,
+        started_at_ns=manifest.started_at_ns,
+        ended_at_ns=manifest.ended_at_ns,
+        duration_s=_duration(manifest.started_at_ns, manifest.ended_at_ns),
+        load=_load(run, context),
+        analysis=_analysis(run, context),
+        baseline=context.baseline.record(),
+        totals=Totals(**total.record().model_dump(), **_probe_totals(run)),
+        endpoints={k: v.record() for k, v in endpoint_stats(run.requests, load).items()},
+        phases={name: by_name[name].record() for name in PHASE_NAMES},
+        faults=[
+            _with_timers(run, _fault_record(f, index, steady[0], intended, every_k8s))
+            for f in faults
         ],
-        "fault_groups": [e.to_dict() for e in repeated_entries(faults)],
-        "slo": slo.to_dict(),
-        "warnings": warnings,
-        "error": manifest.error,
-    }
-    return Summary.model_validate(summary)
+        fault_groups=[FaultGroup.model_validate(e.to_dict()) for e in repeated_entries(faults)],
+        slo=slo.record(),
+        warnings=warnings,
+        error=manifest.error,
+    )
 
 
 def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str, str | None]:
@@ -176,61 +186,64 @@ def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str
     return "slo_violated", "; ".join(parts)
 
 
-def _with_timers(run: RunData, fault: dict[str, object]) -> dict[str, object]:
+def _with_timers(run: RunData, fault: FaultSummary) -> FaultSummary:
     """The fault with what the orchestrator's timers predict for its measured intervals."""
-    return {**fault, "expected": [p.to_dict() for p in predictions(run, fault)]}
+    expected = [p.record() for p in predictions(run, fault.as_json())]
+    return fault.model_copy(update={"expected": expected})
 
 
-def _fault_dict(
+def _fault_record(
     fault: FaultMetrics,
     index: RequestIndex,
     steady_from_ns: int,
     intended: float | None,
     every_k8s: list[KubeEvent],
-) -> dict[str, object]:
-    phases = {}
+) -> FaultSummary:
+    """The fault as summary.json writes it, with its occurrence's own phases and Events."""
+    phases: dict[str, PhaseSummary] = {}
     for name in ("fault", "recovery"):
         start, end = fault.phase_bounds.get(name, (0, 0))
         phase = Phase(name, ((start, end),) if end > start else ())
         stats = interval_stats(index, phase, phase.intervals, steady_from_ns, intended)
-        phases[name] = stats.to_dict()
+        phases[name] = stats.record()
     t0, end = fault.fault.injected_at_ns, fault.evidence_end_ns
-    return {**fault.to_dict(), "phases": phases, "k8s_events": fault_k8s_events(every_k8s, t0, end)}
+    k8s_events = fault_k8s_events(every_k8s, t0, end)
+    return fault.record().model_copy(update={"phases": phases, "k8s_events": k8s_events})
 
 
 def _duration(start_ns: int | None, end_ns: int | None) -> float | None:
     return None if start_ns is None or end_ns is None else round((end_ns - start_ns) / 1e9, 3)
 
 
-def _load(run: RunData, context: Context) -> dict[str, object]:
+def _load(run: RunData, context: Context) -> SummaryLoad:
     load = run.manifest.load
-    return {
-        "users": load.users,
-        "spawn_rate": load.spawn_rate,
-        "workers": load.workers,
-        "mode": load.mode,
-        "rate_per_s": load.rate_per_s,
-        "host": load.host,
-        "routing": "per_instance" if context.observations.routed else "service",
-        "endpoints": list(load.endpoints),
-        "load_balancing": load.load_balancing,
-        "started_at_ns": context.load.start_ns,
-        "ended_at_ns": context.load.end_ns,
-        "duration_s": _duration(context.load.start_ns, context.load.end_ns),
-    }
+    return SummaryLoad(
+        users=load.users,
+        spawn_rate=load.spawn_rate,
+        workers=load.workers,
+        mode=load.mode,
+        rate_per_s=load.rate_per_s,
+        host=load.host,
+        routing="per_instance" if context.observations.routed else "service",
+        endpoints=list(load.endpoints),
+        load_balancing=load.load_balancing,
+        started_at_ns=context.load.start_ns,
+        ended_at_ns=context.load.end_ns,
+        duration_s=_duration(context.load.start_ns, context.load.end_ns),
+    )
 
 
-def _analysis(run: RunData, context: Context) -> dict[str, object]:
+def _analysis(run: RunData, context: Context) -> SummaryAnalysis:
     settings = run.manifest.analysis
-    return {
-        "stable_for_s": settings.stable_for_s,
-        "detection_horizon_s": settings.detection_horizon_s,
-        "warmup_s": run.manifest.warmup_s(),
-        "confidence": settings.confidence,
-        "baseline_max_error_rate": settings.baseline_max_error_rate,
-        "baseline_failure_rate": round(context.baseline_failure_rate, 6),
-        "window_s": settings.window_s,
-    }
+    return SummaryAnalysis(
+        stable_for_s=settings.stable_for_s,
+        detection_horizon_s=settings.detection_horizon_s,
+        warmup_s=run.manifest.warmup_s(),
+        confidence=settings.confidence,
+        baseline_max_error_rate=settings.baseline_max_error_rate,
+        baseline_failure_rate=round(context.baseline_failure_rate, 6),
+        window_s=settings.window_s,
+    )
 
 
 def _probe_totals(run: RunData) -> dict[str, int]:

@@ -25,6 +25,10 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    def as_json(self) -> dict[str, Any]:
+        """As the file holds it: plain JSON values, in the file's order."""
+        return self.model_dump(mode="json")
+
     # record["key"]: scripts and notebooks written when the summary was decoded JSON keep
     # working (the value as the file holds it); new code reads attributes
     def __getitem__(self, key: str) -> Any:

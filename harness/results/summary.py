@@ -349,10 +349,6 @@ class Summary(Record):
     def fault(self, fault_id: str) -> FaultSummary | None:
         return next((f for f in self.faults if f.id == fault_id), None)
 
-    def as_json(self) -> dict[str, Any]:
-        """The summary as summary.json holds it (plain JSON values, the file's order)."""
-        return self.model_dump(mode="json")
-
 
 def _from_unversioned(raw: dict[str, Any]) -> dict[str, Any]:
     """Version 0 -> 1: the statuses in today's words, null blocks read as empty, a phase
