@@ -188,7 +188,7 @@ def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str
 
 def _with_timers(run: RunData, fault: FaultSummary) -> FaultSummary:
     """The fault with what the orchestrator's timers predict for its measured intervals."""
-    expected = [p.record() for p in predictions(run, fault.as_json())]
+    expected = [p.record() for p in predictions(run, fault)]
     return fault.model_copy(update={"expected": expected})
 
 
