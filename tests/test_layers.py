@@ -27,9 +27,6 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     # Validation helpers in targets/base.py use the fault registry; issue 17's targets
     # packages (branch targets-packages) move them out.
     frozenset({"faults.base", "faults.registry", "harness.scenario", "harness.targets.base"}),
-    # results writes the probes' parquet through observe, which logs through results; issue
-    # 17's typed results move the probe log out of observe.
-    frozenset({"harness.observe", "harness.results"}),
 )
 
 

@@ -40,13 +40,13 @@ from harness.analysis.compare import (
     compare_runs,
     judge,
     read_labels,
-    read_summary,
+    read_run_summary,
 )
-from harness.analysis.jsonview import as_map
 from harness.analysis.stats import Superiority, rank_shares, superiority
 from harness.errors import AnalysisError
 from harness.ledger import MATRIX_LEDGER, LedgerEntry, read_ledger
 from harness.results import COMPLETED, FAILED
+from harness.results.summary import Summary
 
 LEDGER_FILE, RESULT_FILE = MATRIX_LEDGER, "comparison.json"
 INCLUDED = ("passed", "slo_violated")
@@ -63,7 +63,7 @@ class MatrixRun:
     run_dir: Path | None
     status: str  # summary status, or error / interrupted / not_run / analysis_failed
     reason: str | None
-    summary: Mapping[str, object] | None
+    summary: Summary | None
 
     @property
     def included(self) -> bool:
@@ -215,12 +215,11 @@ def campaign_run(root: Path, entry: LedgerEntry) -> MatrixRun:
         status = entry.outcome if entry.outcome != COMPLETED else FAILED
         return made(status=status, reason=entry.error, summary=None)
     try:
-        summary = read_summary(path)
+        summary = read_run_summary(path)
     except AnalysisError as exc:
         return made(status="analysis_failed", reason=str(exc), summary=None)
-    why = summary.get("status_reason") or summary.get("error")
     return made(
-        status=str(summary.get("status")), reason=None if why is None else str(why), summary=summary
+        status=summary.status, reason=summary.status_reason or summary.error, summary=summary
     )
 
 
@@ -240,9 +239,9 @@ def _scenario(
 
 def _input(run: MatrixRun) -> RunInput:
     assert run.run_dir is not None
-    summary = as_map(run.summary)
-    run_id = str(summary.get("run_id") or run.run_dir.name)
-    return RunInput(run.run_dir, run_id, run.target, summary, read_labels(run.run_dir))
+    assert run.summary is not None
+    run_id = run.summary.run_id or run.run_dir.name
+    return RunInput(run.run_dir, run_id, run.target, run.summary, read_labels(run.run_dir))
 
 
 def rank(scenario: str, fault: FaultComparison) -> Ranking:
