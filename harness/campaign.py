@@ -112,12 +112,12 @@ class CampaignOutcome:
 
 AfterRun = Callable[[Path], str | None]  # analyse a run dir; its summary status (or None)
 Recorder = Callable[[Sequence[CellResult]], None]  # the ledger, rewritten after every cell
-Ledger = Callable[[Sequence[CellResult], bool], None]  # (results so far, interrupted)
+WriteLedger = Callable[[Sequence[CellResult], bool], None]  # (results so far, interrupted)
 
 
 def run_campaign(
     cells: Sequence[Cell],
-    ledger: Ledger,
+    ledger: WriteLedger,
     after_run: AfterRun,
     on_progress: ProgressCallback | None = None,
 ) -> CampaignOutcome:

@@ -69,6 +69,10 @@ class MatrixRun:
     def included(self) -> bool:
         return self.status in INCLUDED and self.summary is not None
 
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run_dir is None else self.run_dir.name
+
     def to_dict(self) -> dict[str, object]:
         return {
             "index": self.index,
