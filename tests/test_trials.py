@@ -27,13 +27,13 @@ from harness.analysis.matrix import load_matrix
 from harness.analysis.stats import median_interval
 from harness.analysis.trials_report import fault_sentences, write_trials_report
 from harness.campaign import Cell
-from harness.errors import AnalysisError
+from harness.errors import AnalysisError, ScenarioError
 from harness.ledger import read_ledger
 from harness.ledger import write_ledger as write_ledger_file
 from harness.matrix import plan_matrix
 from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL
-from harness.trials import plan_trials
+from harness.trials import plan_trials, run_trials
 from tests.abort import REPO, SCENARIOS
 from tests.junit_schema import junit_schema
 from tests.synthetic_run import inject, series, write_run
@@ -205,6 +205,21 @@ def test_a_ledger_newer_than_the_harness_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(AnalysisError, match="schema_version 99"):
         read_ledger(tmp_path)
+
+
+def test_trials_that_cannot_run_are_refused_before_the_first(tmp_path: Path) -> None:
+    """As the matrix: a scenario its target cannot run is invalid input, and nothing runs
+    (no trials directory), instead of N trials that each fail."""
+    text = (
+        "name: node\nload: {duration: 30s}\nfaults:\n"
+        "  - {kind: node_down, at: 5s, duration: 5s, select: {count: 1}}\n"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        run_trials(parse_scenario(text), "node.yaml", 3, tmp_path)
+    assert caught.value.problems and all(
+        p.startswith("node.yaml on docker: ") for p in caught.value.problems
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_trial_gets_its_own_seed(tmp_path: Path) -> None:
