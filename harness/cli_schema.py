@@ -36,7 +36,7 @@ def schema_json(file: str) -> str:
     schema = {
         "$schema": SCHEMA_DIALECT,
         "$id": f"chaos-harness/{file}/v{version}",
-        **model.model_json_schema(),
+        **model.model_json_schema(mode="serialization"),  # the file as written
     }
     schema["title"] = f"chaos-harness {file}, schema_version {version}"
     return json.dumps(schema, indent=2) + "\n"

@@ -121,9 +121,13 @@ def test_the_schema_validates_old_and_new_files(tmp_path: Path, name: str) -> No
     analyze_run(run)
     validator = jsonschema.Draft202012Validator(schema_doc)
 
-    for directory in (V0_RUN, run):
-        validator.validate(json.loads((directory / name).read_text()))
-    broken = json.loads((run / name).read_text())
+    loader = load_summary if name == "summary.json" else load_manifest
+    if name == "summary.json":
+        validator.validate(json.loads((run / name).read_text()))  # as the analysis wrote it
+    for directory in (V0_RUN, run):  # older files (the synthetic manifest too), as read today
+        validator.validate(loader(directory).as_json())
+    assert not validator.is_valid(json.loads((V0_RUN / name).read_text()))  # no version
+    broken = loader(run).as_json()
     broken["run_id"] = 42
     assert not validator.is_valid(broken)
 
@@ -139,11 +143,9 @@ def test_the_schema_command(tmp_path: Path) -> None:
 
     out = tmp_path / "manifest.schema.json"
     written = CliRunner().invoke(app, ["--manifest", "--out", str(out)])
-    assert written.exit_code == 0 and json.loads(out.read_text())["required"] == [
-        "run_id",
-        "scenario",
-        "target",
-    ]
+    required = json.loads(out.read_text())["required"]
+    assert written.exit_code == 0 and {"schema_version", "run_id", "load", "slo"} <= set(required)
+    assert "abort" not in required  # written only when the run was aborted
     assert CliRunner().invoke(app, []).exit_code == 2
 
 
@@ -202,3 +204,20 @@ def test_a_real_run_writes_files_its_readers_fully_know(tmp_path: Path, demo_ima
     manifest = load_manifest(run_dir)
     assert manifest.status == "completed" and manifest.load.started_at_ns is not None
     assert "abort" not in json.loads((run_dir / "manifest.json").read_text())  # only when aborted
+
+
+def test_the_oldest_fault_and_latency_fields_are_upgraded() -> None:
+    """Before `impact` a fault without failures said so in its reason; before `successful` a
+    phase's percentiles were over every request."""
+    summary = json.loads((V0_RUN / "summary.json").read_text())
+    fault = summary["faults"][0]
+    del fault["impact"]
+    fault["reason"] = "no user-visible failures"
+    del summary["phases"]["after"]["latency_ms"]["successful"]
+    second = {**summary["faults"][0], "id": "f2", "reason": None}
+
+    upgraded = as_summary({**summary, "faults": [fault, second]})
+    assert [f.impact for f in upgraded.faults] == ["none", "visible"]
+    latency = upgraded.phases["after"].latency_ms
+    assert latency is not None
+    assert latency.successful == summary["phases"]["after"]["requests"]

@@ -396,7 +396,7 @@ def _sample(run_id: str, fault: FaultSummary) -> FaultSample:
         values[metric] = stat([getattr(o, metric) for o in fault.orchestrator]).median
     values.update({m: getattr(fault.cluster, m, None) for m in CLUSTER_METRICS})
     values[RESPONSE_METRIC] = _response_s(fault.response)
-    impact = _impact(fault)
+    impact = fault.impact
     recovered = impact == "visible" and fault.recovered is True and values["ttr_s"] is not None
     return FaultSample(
         run_id,
@@ -427,13 +427,6 @@ def _response_words(response: Response | None) -> str | None:
     if response.action not in ACTIONS:
         return response.action
     return action_words(cast(Action, response.action), response.unit)
-
-
-def _impact(fault: FaultSummary) -> str:
-    """The fault's impact; summaries before it was recorded said "no user-visible failures"."""
-    if "impact" in fault.model_fields_set:
-        return fault.impact
-    return "none" if fault.reason == "no user-visible failures" else "visible"
 
 
 @dataclass(frozen=True)
@@ -939,10 +932,7 @@ def _phase_value(phase: PhaseSummary | None, metric: str) -> float | None:
         latency = phase.latency_ms
         if latency is None:
             return None
-        # the successful requests the percentile is over; older summaries: every request
-        counted = "successful" in latency.model_fields_set
-        count = latency.successful if counted else phase.requests
-        if count < min_count_for(QUANTILES[metric]):
+        if latency.successful < min_count_for(QUANTILES[metric]):  # the requests it is over
             return None
         return _number(getattr(latency, metric.removesuffix("_ms")))
     return _number(getattr(phase, metric))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field, field_validator
 
 from harness.results import COMPLETED, normalized_status
 from harness.results.records import Record, read_versioned
@@ -23,8 +23,10 @@ DEFAULT_DETECTION_HORIZON_S: Final = 5.0
 DEFAULT_BASELINE_MAX_ERROR_RATE: Final = 0.05
 DEFAULT_CONFIDENCE: Final = 0.99
 DEFAULT_WINDOW_S: Final = 10.0
-# written only when they happened: absent, not null, in the file
-OPTIONAL_BLOCKS: Final = ("abort", "failure", "signals_during_cleanup")
+
+
+def _absent(value: object) -> bool:
+    return value is None
 
 
 class LoadBlock(Record):
@@ -106,9 +108,12 @@ class Manifest(Record):
     load: LoadBlock = Field(default_factory=LoadBlock)
     analysis: AnalysisBlock = Field(default_factory=AnalysisBlock)
     slo: SloBlock = Field(default_factory=SloBlock)
-    abort: dict[str, Any] | None = None  # signal, at_ns, phase, by
-    failure: dict[str, Any] | None = None  # at_ns, phase, engine_lost, traceback
-    signals_during_cleanup: list[str] | None = None
+    # written only when they happened: absent, not null, in the file
+    abort: dict[str, Any] | None = Field(
+        default=None, exclude_if=_absent
+    )  # signal, at_ns, phase, by
+    failure: dict[str, Any] | None = Field(default=None, exclude_if=_absent)  # at_ns, phase, ...
+    signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=_absent)
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod
@@ -121,14 +126,6 @@ class Manifest(Record):
         if isinstance(value, dict):
             return {str(k): str(v) for k, v in value.items()}
         return value
-
-    @model_serializer(mode="wrap")
-    def _without_unset_blocks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for key in OPTIONAL_BLOCKS:
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
 
     @property
     def stable_for_s(self) -> float:

@@ -23,7 +23,8 @@ class Record(BaseModel):
     """A block of a run file. Fields a newer or older writer added are kept, not refused:
     a reader of an older version still reads what it knows."""
 
-    model_config = ConfigDict(extra="allow")
+    # the published schema is the written file's: every field with a default is always written
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     def as_json(self) -> dict[str, Any]:
         """As the file holds it: plain JSON values, in the file's order."""

@@ -243,7 +243,7 @@ class FaultSummary(Record):
     apply_s: Number | None = None
     active_s: Number | None = None
     horizon_end_ns: int | None = None
-    impact: str = "visible"  # visible | none | unmeasured (older summaries: visible)
+    impact: str = "visible"  # visible | none | unmeasured
     impact_kind: str | None = None  # errors | latency | both
     latency_impact: LatencyImpact | None = None
     detected_at_ns: int | None = None
@@ -322,10 +322,10 @@ class Summary(Record):
 
     schema_version: int = SUMMARY_VERSION
     run_id: str
-    scenario: str
-    status: str  # passed | slo_violated | baseline_broken | aborted | failed
+    scenario: str = ""
+    status: str = ""  # passed | slo_violated | baseline_broken | aborted | failed
     status_reason: str | None = None
-    target: str
+    target: str = ""
     started_at_ns: int | None = None
     ended_at_ns: int | None = None
     duration_s: Number | None = None
@@ -351,22 +351,41 @@ class Summary(Record):
 
 
 def _from_unversioned(raw: dict[str, Any]) -> dict[str, Any]:
-    """Version 0 -> 1: the statuses in today's words, null blocks read as empty, a phase
-    written before phases were interval sets as its one [start, end) interval."""
+    """Version 0 -> 1: the statuses in today's words and null blocks empty; then what the
+    oldest summaries lacked: a phase's intervals (its one [start, end)), a latency's count of
+    successful requests (its percentiles were over every request), a fault's impact (they
+    said "no user-visible failures" when there was none)."""
     upgraded = {k: v for k, v in raw.items() if v is not None or k in _NULLABLE}
-    upgraded["status"] = normalized_status(raw.get("status"))
+    if "status" in raw:
+        upgraded["status"] = normalized_status(raw["status"])
     phases = upgraded.get("phases")
     if isinstance(phases, dict):
-        upgraded["phases"] = {name: _with_intervals(p) for name, p in phases.items()}
+        upgraded["phases"] = {name: _old_phase(p) for name, p in phases.items()}
+    faults = upgraded.get("faults")
+    if isinstance(faults, list):
+        upgraded["faults"] = [_old_fault(f) for f in faults]
     return upgraded
 
 
-def _with_intervals(phase: Any) -> Any:
-    if not isinstance(phase, dict) or "intervals" in phase:
+def _old_phase(phase: Any) -> Any:
+    if not isinstance(phase, dict):
         return phase
-    start, end = phase.get("start_ns"), phase.get("end_ns")
-    whole = isinstance(start, int) and isinstance(end, int) and end > start
-    return {**phase, "intervals": [[start, end]] if whole else []}
+    upgraded = dict(phase)
+    if "intervals" not in phase:
+        start, end = phase.get("start_ns"), phase.get("end_ns")
+        whole = isinstance(start, int) and isinstance(end, int) and end > start
+        upgraded["intervals"] = [[start, end]] if whole else []
+    latency = phase.get("latency_ms")
+    if isinstance(latency, dict) and "successful" not in latency:
+        upgraded["latency_ms"] = {**latency, "successful": phase.get("requests", 0)}
+    return upgraded
+
+
+def _old_fault(fault: Any) -> Any:
+    if not isinstance(fault, dict) or "impact" in fault:
+        return fault
+    impact = "none" if fault.get("reason") == "no user-visible failures" else "visible"
+    return {**fault, "impact": impact}
 
 
 _NULLABLE: Final = frozenset({"status_reason", "started_at_ns", "ended_at_ns", "duration_s"})
