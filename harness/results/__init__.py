@@ -18,6 +18,11 @@ down everything itself; SIGKILL or a crash: found dead by `harness cleanup`, whi
 where. Run directories written before this vocabulary say `interrupted` and `error`:
 `normalized_status` reads them as `aborted` and `failed`.
 
+The files' contents: manifest.json and summary.json are typed and versioned
+(harness.results.manifest, harness.results.summary: `load_manifest`, `load_summary` read any
+version), the probe log and probes.parquet are harness.results.probes. This package imports
+nothing above it (no observer, target or analysis).
+
 Files are written so that a crash never leaves a half-written file under its final name:
 whole files through a temporary name and a rename (`write_json`, `write_text_atomic`),
 logs one complete line per write (`append_json_line`, `EventLog`), and a line torn by a
