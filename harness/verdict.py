@@ -7,7 +7,9 @@ Exit codes: 0 every SLO met; 1 an SLO violated (a check without data counts, unl
 scenario allows it) or a broken baseline (not an experiment); 2 invalid input; 3 a target or
 harness error; 128 + the signal's number when SIGINT/SIGTERM stopped it. Trials: 0 every trial
 met its SLOs, 1 a trial violated one (or had a broken baseline), 3 a trial failed to run. A
-matrix is a comparison, not a gate: 0 when every run ran, 3 when one failed to run.
+matrix is a comparison, not a gate: 0 when every run ran, 3 when one failed to run. A
+comparison is a gate only when asked: 1 when --fail-if-slower's group is decisively slower, or
+--fail-on-regression finds a metric worse beyond its threshold.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from harness.results import ABORTED, COMPLETED, FAILED
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
+    from harness.analysis.compare import Comparison
     from harness.analysis.matrix import Matrix
+    from harness.analysis.thresholds import Check
     from harness.campaign import CampaignOutcome
 
 EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
@@ -203,3 +207,24 @@ def matrix_lines(matrix: Matrix) -> list[str]:
         for r in matrix.excluded
     ]
     return lines
+
+
+def compare_gates(
+    comparison: Comparison,
+    checks: list[Check],
+    fail_if_slower: str | None,
+    fail_on_regression: bool,
+) -> tuple[int, list[str]]:
+    """The exit code of `harness compare` and the lines that say why."""
+    code, lines = EXIT_OK, []
+    if fail_if_slower is not None:
+        losses = comparison.losses(fail_if_slower)
+        lines += [f"--fail-if-slower {fail_if_slower}: {loss}" for loss in losses]
+        code = EXIT_SLO if losses else code
+    if fail_on_regression:
+        regressions = [c for c in checks if c.regression]
+        lines += [f"--fail-on-regression: {c.sentence}" for c in regressions]
+        if not regressions:
+            lines.append("--fail-on-regression: no metric is worse beyond its threshold")
+        code = EXIT_SLO if regressions else code
+    return code, lines
