@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from harness.results import EventLog
+from harness.load import collect_requests, write_requests_parquet
+from harness.results import EventLog, RunDir
 from harness.results.probes import (
     PROBE_LOG_HEADER,
     ProbeResult,
     probe_frame,
     probe_line,
+    read_probe_log,
     write_probes_parquet,
 )
 from harness.targets.base import EventStream, Instance
@@ -214,3 +216,11 @@ class Prober:
 
     def write(self, path: Path) -> None:
         write_probes_parquet(self.frame(), path)
+
+
+def write_observations(run: RunDir) -> None:
+    """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
+    request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
+    whose harness died. Each file is written atomically."""
+    write_requests_parquet(collect_requests(run.load_dir), run.requests)
+    write_probes_parquet(read_probe_log(run.probes_log), run.probes)

@@ -63,7 +63,7 @@ from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
 from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
-from harness.observe import EngineWatch, EventRecorder, Prober
+from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.results import (
     ABORTED,
@@ -73,7 +73,6 @@ from harness.results import (
     EventLog,
     RunDir,
     write_json,
-    write_observations,
     write_pid_file,
     write_text_atomic,
 )

@@ -132,7 +132,10 @@ def repair_torn_tail(path: Path) -> bool:
 def write_observations(run: RunDir) -> None:
     """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
     request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
-    whose harness died. Each file is written atomically."""
+    whose harness died. Each file is written atomically.
+
+    Moved to harness.observe (the load's logs are not the results' to read); this copy stays
+    until harness.cleanup imports that one, then goes with its import-linter ignore."""
     from harness.load import collect_requests, write_requests_parquet
     from harness.results.probes import read_probe_log, write_probes_parquet
 
