@@ -25,8 +25,17 @@ ROOT_PACKAGES = ("harness", "faults")
 # than the one listed, fails the test; remove an entry once its cycle is gone.
 KNOWN_CYCLES: tuple[frozenset[str], ...] = (
     # Validation helpers in targets/base.py use the fault registry; issue 17's targets
-    # packages (branch targets-packages) move them out.
-    frozenset({"faults.base", "faults.registry", "harness.scenario", "harness.targets.base"}),
+    # packages (branch targets-packages) move them out. The package's __init__ joins the
+    # cycle once it registers the targets.
+    frozenset(
+        {
+            "faults.base",
+            "faults.registry",
+            "harness.scenario",
+            "harness.targets",
+            "harness.targets.base",
+        }
+    ),
 )
 
 
