@@ -33,7 +33,7 @@ from harness.results import ABORTED, COMPLETED, FAILED
 from harness.runner import HEALTH_TIMEOUT_S, Progress, RunAborted, Runner, RunOptions
 from harness.scenario import ScenarioBase
 
-SETUP_ESTIMATE_S = 20.0  # deploy, wait healthy, tear down, analyse: measured 15-25 s here
+SETUP_ESTIMATE_S = 20.0  # deploy, wait healthy, tear down, analyse: until a run has finished
 
 
 @dataclass(frozen=True)
