@@ -44,7 +44,7 @@ from harness.analysis.compare import (
 )
 from harness.analysis.stats import Superiority, rank_shares, superiority
 from harness.errors import AnalysisError
-from harness.ledger import MATRIX_LEDGER, LedgerEntry, read_ledger
+from harness.ledger import MATRIX_LEDGER, Ledger, LedgerEntry, read_ledger
 from harness.results import COMPLETED, FAILED
 from harness.results.summary import Summary
 
@@ -53,8 +53,8 @@ INCLUDED = ("passed", "slo_violated")
 
 
 @dataclass(frozen=True)
-class MatrixRun:
-    """One planned run of the matrix and how it ended."""
+class CampaignRun:
+    """One planned run of a campaign (a matrix, or trials: a matrix of one) and how it ended."""
 
     index: int
     scenario: str
@@ -149,11 +149,11 @@ class Matrix:
     targets: tuple[str, ...]
     repeat: int
     interrupted: bool
-    runs: tuple[MatrixRun, ...]
+    runs: tuple[CampaignRun, ...]
     scenarios: tuple[ScenarioMatrix, ...]
 
     @property
-    def excluded(self) -> tuple[MatrixRun, ...]:
+    def excluded(self) -> tuple[CampaignRun, ...]:
         return tuple(r for r in self.runs if not r.included)
 
     @property
@@ -188,8 +188,7 @@ def load_matrix(root: Path) -> Matrix:
     """Read a campaign directory (module docstring); AnalysisError without its ledger. A trials
     directory reads as the matrix of one target it is."""
     root = Path(root)
-    ledger = read_ledger(root)
-    runs = tuple(campaign_run(root, entry) for entry in ledger.runs)
+    ledger, runs = read_runs(root)
     names = list(dict.fromkeys(r.scenario for r in runs))
     scenarios = tuple(
         _scenario(name, [r for r in runs if r.scenario == name], ledger.targets) for name in names
@@ -204,11 +203,17 @@ def load_matrix(root: Path) -> Matrix:
     )
 
 
-def campaign_run(root: Path, entry: LedgerEntry) -> MatrixRun:
+def read_runs(root: Path) -> tuple[Ledger, tuple[CampaignRun, ...]]:
+    """A campaign directory's ledger and every run it planned, with its summary when it has one."""
+    ledger = read_ledger(root)
+    return ledger, tuple(campaign_run(root, entry) for entry in ledger.runs)
+
+
+def campaign_run(root: Path, entry: LedgerEntry) -> CampaignRun:
     """One ledger entry with its summary read (the status it holds), or why there is none."""
     path = None if entry.run_dir is None else root / entry.run_dir
     made = partial(
-        MatrixRun,
+        CampaignRun,
         index=entry.index,
         scenario=str(entry.scenario),
         target=str(entry.target),
@@ -228,7 +233,7 @@ def campaign_run(root: Path, entry: LedgerEntry) -> MatrixRun:
 
 
 def _scenario(
-    name: str, runs: Sequence[MatrixRun], targets: Sequence[str]
+    name: str, runs: Sequence[CampaignRun], targets: Sequence[str]
 ) -> ScenarioMatrix | None:
     included = [r for r in runs if r.included]
     if not included:
@@ -241,7 +246,7 @@ def _scenario(
     return ScenarioMatrix(name, comparison, rankings)
 
 
-def _input(run: MatrixRun) -> RunInput:
+def _input(run: CampaignRun) -> RunInput:
     assert run.run_dir is not None
     assert run.summary is not None
     run_id = run.summary.run_id or run.run_dir.name
