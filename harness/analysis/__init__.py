@@ -1,80 +1,13 @@
 """Analysis of a run directory: tidy data, metrics, SLOs, summary.json (report: .report).
 
 `analyze_run(run_dir)` loads the run, measures it and writes `run_dir/summary.json`; it returns
-the same JSON object. `summarize(run)` gives the typed `Summary` (harness.results.summary, whose
-`load_summary` reads any version of the file back). Times are wall-clock nanoseconds (`*_ns`),
+the same JSON object. `summarize(run)` gives the typed `Summary`; its blocks and what their
+fields mean are harness.results.summary's (published by `harness schema --summary`), and
+`load_summary` reads any version of the file back. Times are wall-clock nanoseconds (`*_ns`),
 durations seconds (`*_s`), latencies milliseconds (`*_ms`, 3 decimals), rates fractions in
-[0, 1]. A value that cannot be measured is null, never NaN. The definitions are in
-harness.analysis.metrics (faults), harness.analysis.baseline, harness.analysis.phases and
-harness.analysis.slo. Fields (`schema_version` first, 1 today):
-
-- `run_id`, `scenario`, `target`: from the manifest.
-- `status`: `aborted` or `failed` when the run was (harness.results' vocabulary; an older
-  manifest's `interrupted` or `error` reads the same); else `baseline_broken` when the steady
-  baseline already failed (no recovery is measured), `slo_violated` when an SLO check failed
-  or lacked data (unless `slo.allow_no_data`), else `passed`.
-- `error`: the run's error message, or null. `status_reason`: why the status is not `passed`.
-- `started_at_ns`, `ended_at_ns`, `duration_s`: the run, from the manifest.
-- `load`: `users`, `spawn_rate`, `workers`, `mode` (closed | open), `rate_per_s` (open loop),
-  `host` (Locust's --host), `routing` (per_instance: the load named each request's replica;
-  service: through a shared address), `endpoints`, `load_balancing`, `started_at_ns`,
-  `ended_at_ns`, `duration_s`.
-- `analysis`: `stable_for_s`, `detection_horizon_s`, `warmup_s`, `confidence`,
-  `baseline_max_error_rate`, `baseline_failure_rate` (requests, steady baseline), `window_s`
-  (each fault's comparison window after its duration; 10 s when the manifest has none).
-- `baseline`: the steady baseline `start_ns`, `end_ns`, `duration_s`, `warmup_s`,
-  `includes_ramp_up`, `requests`, `failed_requests`, `error_rate`, `probes`, `failed_probes`,
-  `probe_error_rate`, `max_error_rate`, `broken`, `reason`.
-- `totals`: `requests`, `failures`, `error_rate`, `throughput_rps` (over the load window),
-  `probes`, `probe_failures`.
-- `endpoints`: per endpoint, `requests`, `failures`, `error_rate`, `throughput_rps`.
-- `phases`: `baseline`, `fault`, `recovery`, `after`, each `start_ns`, `end_ns` (first and last
-  instant, null when empty), `intervals`, `duration_s` (their total), `requests` and `failures`
-  (completed in the phase), `error_rate`, `throughput_rps`, `latency_ms` {`p50`, `p95`, `p99`,
-  `max`, `successful`, `failed`, `null_reasons`} over the successful requests that started in
-  the phase, failed ones counted apart, a percentile null below 1 / (1 - q) values (null if
-  no request started there), `intended_rps`, `achieved_rps`, `shortfall`.
-- `faults`: one object per fault occurrence, in injection order: `id` (`f1`, or `f1#2` for the
-  2nd occurrence of a repeated entry), `entry`, `occurrence`, `name`, `kind`, `mode`,
-  `mechanism`, `restart_policy_applies`, `targets`, `view` (instance | service), `observed`
-  (which observations, in words), `injected_at_ns` (the fault's action), `reverted_at_ns`,
-  `apply_s`, `active_s` (measured), `horizon_end_ns`, `impact` (visible | none | unmeasured),
-  `impact_kind` (errors | latency | both; null without visible impact), `latency_impact`
-  {`statistic`, `window_s`, `limits` {`requests`, `probes`: {`baseline_median_ms`,
-  `limit_ms`, `baseline_windows`} or null}, `visible`, `detected_at_ns`, `recovered_at_ns`,
-  `censored_from_ns`, `ttd_s`, `ttr_s`, `reason`} (harness.analysis.latency_impact),
-  `detected_at_ns`, `recovered_at_ns`, `ttd_s`, `ttr_s` (null without visible impact),
-  `recovered` (true/false; null without visible impact or when censored), `censored`,
-  `ttr_at_least_s` (censored: the data ended before the recovery could be shown), `reason`,
-  `window` {`start_ns`, `end_ns`, `duration_s`, `cut_by`, `cut_by_data_end`, `requests`,
-  `failed_requests`, `successful_requests`, `availability`, `intended_requests`,
-  `lost_requests`} (the comparison window, harness.analysis.metrics), `window_end_ns`;
-  `failed_requests`, `requests_in_window`, `availability` (every user's requests completed in
-  the comparison window), `probes_failed`, `probes_in_window` (probes of its targets), and
-  `view_counts` {`requests`, `failed_requests`, `availability`, `probes`, `failed_probes`} (its
-  own view, same window), `baseline` (the view's steady-baseline counts, with the trimmed
-  `tolerance_error_rate` and `tolerance_probe_error_rate` its windows are judged against),
-  `overlapped_with`, `shared_observations_with`, `phases` {`fault`, `recovery`: the
-  occurrence's own intervals with their request statistics}, `orchestrator` [{`instance`,
-  `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`, `die_to_start_s`,
-  `start_to_healthy_s`, `restarted`}], `cluster` (Swarm's view, or null), `response`
-  {`action`: replaced | restarted_in_place | not_restarted | kept_running | unknown |
-  mixed, `unit` (container, task, pod), `description`, `instances` [{`instance`, `action`,
-  `at_ns`, `after_s`}]}: what the orchestrator did (harness.analysis.response).
-- `faults[].expected`: what the orchestrator's own timers predict for each measured interval
-  [{`interval`, `instance`, `rule`, `low_s`, `high_s`, `source` (settings | published default),
-  `measured_s`, `verdict` (as_predicted | slower | faster | not_measured), `tolerance_s`}]
-  (harness.analysis.timers); `faults[].k8s_events`: Kubernetes' own Events in the fault's
-  window [injection, evidence end] [{`time_ns`, `reason`, `type`, `object`, `instance`,
-  `note`, `count`}] (harness.analysis.kube_events).
-- `warnings`: what makes the run's numbers less certain without failing it: a watch of the
-  orchestrator that kept failing ("the orchestrator's view of pods had a gap of 12.0 s from
-  +20.1 s (...)"), also appended to `status_reason` when the status is not `passed`.
-- `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
-  `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `censored`, `ttd_s` and `ttr_s`
-  {`n`, `median`, `max`}, `failed_requests`.
-- `slo`: `passed`, `allow_no_data`, `failed` (names), `no_data` [{`name`, `reason`}], `checks`
-  [{`name`, `limit`, `value`, `verdict`: pass|fail|no_data, `reason`}].
+[0, 1]; a value that cannot be measured is null, never NaN. The definitions are in
+harness.analysis.metrics (faults, their windows), .baseline, .phases (baseline, fault,
+recovery, after), .slo, .latency_impact, .response, .timers and .kube_events.
 """
 
 from __future__ import annotations

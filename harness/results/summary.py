@@ -1,4 +1,5 @@
-"""summary.json: what the analysis measured in one run (field meanings: harness.analysis).
+"""summary.json: what the analysis measured in one run, one model per block (each block's
+docstring says what its fields mean; `harness schema --summary` publishes them).
 
 Version 1 added `schema_version`; version 0 (no `schema_version`) is every summary written
 before, read with its statuses in today's words and the blocks it lacks empty. Names and
@@ -22,6 +23,10 @@ PASSED_STATUSES: Final = ("passed", "slo_violated")  # the run measured somethin
 
 
 class SummaryLoad(Record):
+    """The load: `mode` closed | open (`rate_per_s`: the open loop's), `host` (Locust's
+    --host), `routing` per_instance (the load named each request's replica) | service (through
+    a shared address), the load's own start, end and duration."""
+
     users: int | None = None
     spawn_rate: Number | None = None
     workers: int | None = None
@@ -37,6 +42,9 @@ class SummaryLoad(Record):
 
 
 class SummaryAnalysis(Record):
+    """The analysis settings in force; `baseline_failure_rate`: requests, steady baseline;
+    `window_s`: each fault's comparison window after its duration."""
+
     stable_for_s: Number | None = None
     detection_horizon_s: Number | None = None
     warmup_s: Number | None = None
@@ -81,6 +89,8 @@ class SummaryBaseline(Record):
 
 
 class RequestCounts(Record):
+    """Requests completed, failed, their error rate and throughput (an endpoint's, or all)."""
+
     requests: int = 0
     failures: int = 0
     error_rate: Number | None = None
@@ -88,11 +98,16 @@ class RequestCounts(Record):
 
 
 class Totals(RequestCounts):
+    """Every request (throughput over the load window) and every probe."""
+
     probes: int = 0
     probe_failures: int = 0
 
 
 class Latency(Record):
+    """Percentiles (ms) over the successful requests that started in the phase, failed ones
+    counted apart; a percentile is null below 1 / (1 - q) values (`null_reasons` says why)."""
+
     p50: Number | None = None
     p95: Number | None = None
     p99: Number | None = None
@@ -103,7 +118,9 @@ class Latency(Record):
 
 
 class PhaseSummary(Record):
-    """A phase's (or a fault's own phase's) intervals and what its requests did."""
+    """A phase's (or a fault's own phase's) intervals (first and last instant, null when
+    empty), the requests completed in it, latency over those that started in it (null if none
+    did), and the intended against the achieved sending rate (`shortfall`: the share lost)."""
 
     start_ns: int | None = None
     end_ns: int | None = None
@@ -126,6 +143,10 @@ class LatencyLimit(Record):
 
 
 class LatencyImpact(Record):
+    """The latency rule (harness.analysis.latency_impact): per kind its baseline windows'
+    median and limit, and when the view's answers were slower than the limit, its own
+    detection and recovery."""
+
     statistic: str = ""
     window_s: Number | None = None
     limits: dict[str, LatencyLimit | None] = Field(default_factory=dict)
@@ -139,6 +160,9 @@ class LatencyImpact(Record):
 
 
 class FaultWindow(Record):
+    """The fault's comparison window (harness.analysis.metrics), cut by the next fault or the
+    data's end, and every user's requests completed in it."""
+
     start_ns: int | None = None
     end_ns: int | None = None
     duration_s: Number | None = None
@@ -153,6 +177,8 @@ class FaultWindow(Record):
 
 
 class ViewCounts(Record):
+    """The fault's own view (its targets' requests and probes), same window."""
+
     requests: int = 0
     failed_requests: int = 0
     availability: Number | None = None
@@ -161,6 +187,9 @@ class ViewCounts(Record):
 
 
 class OrchestratorTimeline(Record):
+    """One targeted instance: when it died, started and was healthy again, each interval from
+    its own start (never summed)."""
+
     instance: str
     die_at_ns: int | None = None
     start_at_ns: int | None = None
@@ -179,6 +208,8 @@ class InstanceResponse(Record):
 
 
 class Response(Record):
+    """What the orchestrator did (harness.analysis.response), over the instances."""
+
     action: str  # replaced | restarted_in_place | not_restarted | kept_running | unknown | mixed
     unit: str  # container | task | pod
     description: str = ""
@@ -186,6 +217,9 @@ class Response(Record):
 
 
 class Expectation(Record):
+    """What the orchestrator's own timers predict for one measured interval
+    (harness.analysis.timers): `source` settings | published default."""
+
     interval: str
     instance: str | None = None
     rule: str = ""
@@ -198,6 +232,8 @@ class Expectation(Record):
 
 
 class KubeEventRecord(Record):
+    """One of Kubernetes' own Events in the fault's window [injection, evidence end]."""
+
     time_ns: int
     reason: str = ""
     type: str = ""
@@ -225,7 +261,13 @@ class ClusterView(Record):
 
 
 class FaultSummary(Record):
-    """One fault occurrence, in injection order."""
+    """One fault occurrence, in injection order: `id` (`f1`, `f1#2` for a repeated entry's
+    2nd), its action's instant, `impact` visible | none | unmeasured and `impact_kind` errors |
+    latency | both; detection, recovery, `ttd_s`, `ttr_s` (null without visible impact),
+    `recovered` (null when censored: `ttr_at_least_s`, the data ended first); every user's
+    requests in the window (`failed_requests`, `availability`) and its own view's
+    (`view_counts`, judged against `baseline`); what the orchestrator did, its timers
+    predicted, and Kubernetes said."""
 
     id: str
     entry: str | None = None
@@ -274,6 +316,8 @@ class FaultSummary(Record):
 
 
 class Spread(Record):
+    """The median and maximum of the known values, and how many were known."""
+
     n: int = 0
     median: Number | None = None
     max: Number | None = None
@@ -310,6 +354,9 @@ class NoData(Record):
 
 
 class SloOutcome(Record):
+    """The SLO checks (verdict pass | fail | no_data), the failed names and those without
+    data; `passed` unless a check failed or, without `allow_no_data`, lacked data."""
+
     passed: bool = True
     allow_no_data: bool = False
     failed: list[str] = Field(default_factory=list)
@@ -318,7 +365,10 @@ class SloOutcome(Record):
 
 
 class Summary(Record):
-    """summary.json."""
+    """summary.json. `status`: aborted or failed when the run was (harness.results), else
+    baseline_broken when the steady baseline failed, slo_violated when an SLO check failed or
+    lacked data, else passed; `status_reason` why not passed; `warnings` what makes the
+    numbers less certain without failing the run."""
 
     schema_version: int = SUMMARY_VERSION
     run_id: str
