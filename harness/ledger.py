@@ -2,7 +2,8 @@
 
 Trials are a matrix of one scenario on one target, so both files hold one model: the plan
 (targets, repetitions), whether a signal stopped the campaign, and one entry per planned run.
-The campaign rewrites it after every run (atomically), the analysis reads it back.
+The campaign rewrites it after every run (atomically), the analysis reads it back through the
+run files' one versioned reader (harness.results.records).
 
 The files keep the names and keys their readers know: a trials ledger lists its runs under
 `trials` and names its scenario and target at the top; a matrix ledger lists them under `runs`.
@@ -13,14 +14,14 @@ scenario and target the ledger's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, Field
 
 from harness.errors import AnalysisError
 from harness.results import write_json
+from harness.results.records import Record, read_versioned
 
 LEDGER_VERSION: Final = 1
 TRIALS_LEDGER, MATRIX_LEDGER = "trials.json", "matrix.json"
@@ -31,7 +32,7 @@ FILES: Final[dict[str, str]] = {"trials": TRIALS_LEDGER, "matrix": MATRIX_LEDGER
 RUNS_KEY: Final[dict[str, str]] = {"trials": "trials", "matrix": "runs"}
 
 
-class LedgerEntry(BaseModel):
+class LedgerEntry(Record):
     """One planned run. outcome: pending, or the campaign's words (completed, aborted,
     failed, not_run); status: its summary's status once analysed."""
 
@@ -48,7 +49,7 @@ class LedgerEntry(BaseModel):
     duration_s: float | None = None
 
 
-class Ledger(BaseModel):
+class Ledger(Record):
     schema_version: int = LEDGER_VERSION
     kind: CampaignKind
     scenario: str | None = None  # trials: the one scenario and target
@@ -58,11 +59,11 @@ class Ledger(BaseModel):
     repeat: int
     planned: int
     interrupted: bool = False
-    runs: list[LedgerEntry]
+    runs: list[LedgerEntry] = Field(validation_alias=AliasChoices("runs", "trials"))
 
     def to_json(self) -> dict[str, Any]:
-        """The file's object: a trials ledger names its runs `trials`, and has no empty
-        scenario fields in a matrix's."""
+        """The file's object: a trials ledger names its runs `trials`; a matrix's has no
+        scenario fields at the top."""
         data = self.model_dump(mode="json")
         runs = data.pop("runs")
         if self.kind == "matrix":
@@ -90,35 +91,17 @@ def read_ledger(root: Path) -> Ledger:
     path = ledger_path(root)
     if path is None:
         raise AnalysisError(f"{root}: no {MATRIX_LEDGER} nor {TRIALS_LEDGER}: not a campaign")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"{path.name}: cannot read: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise AnalysisError(f"{path.name}: expected a JSON object")
-    version = raw.get("schema_version", 0)
-    if version not in range(LEDGER_VERSION + 1):
-        raise AnalysisError(f"{path.name}: schema_version {version!r} is not one this reads")
     kind = "matrix" if path.name == MATRIX_LEDGER else "trials"
-    try:
-        return Ledger.model_validate(_upgrade(raw, kind) if version == 0 else _runs(raw, kind))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise AnalysisError(f"{path.name}: {where}: {error['msg']}") from exc
+    return read_versioned(path, Ledger, LEDGER_VERSION, {0: lambda raw: _from_v0(raw, kind)})
 
 
-def _runs(raw: dict[str, Any], kind: str) -> dict[str, Any]:
-    data = {k: v for k, v in raw.items() if k != RUNS_KEY[kind]}
-    return {**data, "kind": kind, "runs": raw.get(RUNS_KEY[kind]) or []}
-
-
-def _upgrade(raw: dict[str, Any], kind: str) -> dict[str, Any]:
+def _from_v0(raw: dict[str, Any], kind: str) -> dict[str, Any]:
     """Version 0 -> 1: the plan's fields a version 0 ledger of this kind left out."""
-    data = _runs(raw, kind)
-    runs = [dict(entry) for entry in data["runs"] if isinstance(entry, dict)]
+    runs = [dict(entry) for entry in raw.get(RUNS_KEY[kind]) or [] if isinstance(entry, dict)]
+    data = {k: v for k, v in raw.items() if k != RUNS_KEY[kind]}
+    data.setdefault("kind", kind)
     if kind == "trials":
-        data.setdefault("targets", [raw.get("target")] if raw.get("target") else [])
+        data.setdefault("targets", [raw["target"]] if raw.get("target") else [])
         data.setdefault("repeat", raw.get("planned") or len(runs))
         for entry in runs:
             entry.setdefault("repetition", entry.get("index"))
@@ -126,6 +109,4 @@ def _upgrade(raw: dict[str, Any], kind: str) -> dict[str, Any]:
                 entry.setdefault(name, raw.get(name))
     data.setdefault("planned", len(runs))
     data.setdefault("repeat", 1)
-    data["runs"] = runs
-    data["schema_version"] = LEDGER_VERSION
-    return data
+    return {**data, "runs": runs}
