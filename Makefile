@@ -76,9 +76,12 @@ images: setup
 demo: setup images
 	$(BIN)/harness run scenarios/quickstart.yaml
 
+# The layers (.importlinter): the command line over campaigns and the runner, over targets, faults,
+# load and the analysis, over results, units and errors; an import upward fails the lint.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

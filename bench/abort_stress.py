@@ -563,6 +563,7 @@ def _lab_state(kind: str) -> Any:
 
 
 def _lab_leftovers(kind: str) -> list[str]:
+    from harness.labs import host
     from harness.labs.kubernetes import lab as kube_lab
     from harness.labs.swarm import lab
 
@@ -585,7 +586,8 @@ def _lab_leftovers(kind: str) -> list[str]:
     ]
     rules = out("iptables-save")
     found += [f"rule {x}" for x in rules.splitlines() if lab.RULE_COMMENT in x]
-    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{prefix}-n*")]
+    # every hierarchy mounted here (v1, hybrid or pure v2), read from mountinfo
+    found += [f"cgroup {p}" for p in host.leftover_cgroups(f"{prefix}-n")]
     found += [f"path {p}" for p in (Path("/run/chlab"), lab.lab_dir() / "state.json") if p.exists()]
     return found
 

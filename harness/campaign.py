@@ -1,4 +1,5 @@
-"""Several runs, one after another: the engine of trials (`run --repeat`) and of `harness matrix`.
+"""Several runs, one after another: the loop of every campaign (`harness matrix`, and trials,
+`run --repeat`, which are a matrix of one; harness.matrix plans them).
 
 A campaign is a list of cells (a scenario on a target, with its seed and labels, and where its
 run directory goes). Each cell is one real run (harness.runner.Runner, a fresh deployment),
@@ -32,7 +33,7 @@ from harness.results import ABORTED, COMPLETED, FAILED
 from harness.runner import HEALTH_TIMEOUT_S, Progress, RunAborted, Runner, RunOptions
 from harness.scenario import ScenarioBase
 
-SETUP_ESTIMATE_S = 20.0  # deploy, wait healthy, tear down, analyse: measured 15-25 s here
+SETUP_ESTIMATE_S = 20.0  # deploy, wait healthy, tear down, analyse: until a run has finished
 
 
 @dataclass(frozen=True)
@@ -65,28 +66,6 @@ class CellResult:
     status: str | None  # the summary's status (passed, slo_violated...) when analysed
     duration_s: float
     signum: int | None = None
-
-    def to_dict(self, root: Path) -> dict[str, object]:
-        where = None
-        if self.run_dir is not None:
-            where = str(
-                self.run_dir.relative_to(root)
-                if self.run_dir.is_relative_to(root)
-                else self.run_dir
-            )
-        return {
-            "index": self.cell.index,
-            "scenario": self.cell.scenario.name,
-            "scenario_file": self.cell.scenario_file,
-            "target": self.cell.target,
-            "repetition": self.cell.repetition,
-            "seed": self.cell.seed,
-            "outcome": self.outcome,
-            "status": self.status,
-            "run_dir": where,
-            "error": self.error,
-            "duration_s": round(self.duration_s, 1),
-        }
 
 
 @dataclass
@@ -133,14 +112,12 @@ class CampaignOutcome:
 
 AfterRun = Callable[[Path], str | None]  # analyse a run dir; its summary status (or None)
 Recorder = Callable[[Sequence[CellResult]], None]  # the ledger, rewritten after every cell
-
-
-Ledger = Callable[[Sequence[CellResult], bool], None]  # (results so far, interrupted)
+WriteLedger = Callable[[Sequence[CellResult], bool], None]  # (results so far, interrupted)
 
 
 def run_campaign(
     cells: Sequence[Cell],
-    ledger: Ledger,
+    ledger: WriteLedger,
     after_run: AfterRun,
     on_progress: ProgressCallback | None = None,
 ) -> CampaignOutcome:
@@ -286,6 +263,18 @@ class Campaign:
             spent = time.monotonic() - self.progress.current_started
             left += max(0.0, estimate(current) - spent)
         return left
+
+
+def analyse_and_report(run_dir: Path) -> str | None:
+    """summary.json and report.html of one run; its status, or None when it cannot be analysed."""
+    from harness.analysis.report import analyze_and_report  # pandas and matplotlib: when needed
+
+    try:
+        summary, _report = analyze_and_report(run_dir)
+    except HarnessError:
+        return None
+    status = summary.get("status")
+    return None if status is None else str(status)
 
 
 def base_seed(given: int | None, scenario: ScenarioBase) -> int:

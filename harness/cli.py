@@ -1,17 +1,14 @@
 """The `harness` command line: thin Typer commands over the library; no logic lives here.
 
-Exit codes: 0 every SLO met, 1 an SLO violated (a check without data counts, unless the scenario
-allows it) or a broken baseline (not an experiment), 2 invalid input, 3 a target or harness
-error, 130/143 interrupted by SIGINT/SIGTERM (everything is still cleaned up). With
-`run --repeat N`: 0 every trial met its SLOs, 1 a trial violated one (or had a broken
-baseline), 3 a trial failed to run (the others still ran and are summed up).
+Commands parse their input, call the library and print what it returns; the exit codes and
+the verdict lines are decided in harness.verdict.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,15 +19,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.cli_compare import compare
 from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
 from harness.cli_matrix import matrix
-from harness.cli_options import JunitOption, MarkdownOption
+from harness.cli_options import JunitOption, MarkdownOption, parse_labels
+from harness.cli_progress import campaign_display, run_display
 from harness.errors import HarnessError, ScenarioError
-from harness.results import ABORTED, COMPLETED
-from harness.runner import Progress
+from harness.verdict import (
+    final_line,
+    run_exit_code,
+    trials_exit_code,
+    trials_final_line,
+    trials_lines,
+    verdict_lines,
+)
 
 if TYPE_CHECKING:
     from harness.scenario import ScenarioBase
@@ -56,7 +59,8 @@ Exit codes of run (matrix and compare say their own):
 """
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP, rich_markup_mode=None)
-EXIT_OK, EXIT_SLO, EXIT_INPUT, EXIT_ERROR = 0, 1, 2, 3
+# tests/test_metrics_findings.py imports it from here; remove once it imports harness.verdict.
+_exit_code = run_exit_code
 ScenarioArgument = Annotated[Path, typer.Argument(help="The scenario file (YAML).")]
 
 
@@ -114,38 +118,6 @@ def schema() -> None:
     from harness.scenario import scenario_model
 
     print(json.dumps(scenario_model().model_json_schema(), indent=2))
-
-
-def _progress_display(console: Console, live: Live) -> Callable[[Progress], None]:
-    """A live table on a terminal; elsewhere (CI logs, pipes) a plain line every 5 s."""
-    if console.is_terminal:
-        return lambda p: live.update(_progress_table(p))
-    last: dict[str, object] = {}
-
-    def line(progress: Progress) -> None:
-        key = (progress.phase, int(progress.elapsed_s) // 5)
-        if last.get("key") != key:
-            last["key"] = key
-            rate = progress.failures / progress.requests if progress.requests else 0.0
-            _say(
-                console,
-                f"{progress.phase}: {progress.elapsed_s:.0f}/{progress.total_s:g} s, "
-                f"{progress.requests} requests, {progress.failures} errors ({rate:.1%})",
-            )
-
-    return line
-
-
-def _progress_table(progress: Progress) -> Table:
-    table = Table.grid(padding=(0, 2))
-    rate = progress.failures / progress.requests if progress.requests else 0.0
-    table.add_row(
-        f"[bold]{progress.phase}[/bold]",
-        f"{progress.elapsed_s:5.1f} / {progress.total_s:g} s",
-        f"requests {progress.requests}",
-        f"errors {progress.failures} ({rate:.1%})",
-    )
-    return table
 
 
 @app.command()
@@ -222,7 +194,7 @@ def run(
             runner = Runner(
                 loaded,
                 RunOptions(out_dir=out, seed=seed, labels=labels),
-                on_progress=_progress_display(console, live),
+                on_progress=run_display(console, live),
             )
             outcome = runner.run()
     except HarnessError as exc:
@@ -239,7 +211,19 @@ def run(
         _print_verdict(console, summary)
         _ci_outputs(console, summary, junit, markdown)
     print(outcome.run_dir)
-    raise typer.Exit(_exit_code(outcome.status, outcome.signum, summary))
+    raise typer.Exit(run_exit_code(outcome.status, outcome.signum, summary))
+
+
+def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
+    """Every line plain, the verdict's head in red unless the SLOs were met."""
+    for line in verdict_lines(summary)[:-1]:
+        _say(console, line)
+    final = final_line(summary)
+    if final == "SLOs met":
+        _say(console, final)
+    else:
+        head, _, why = final.partition(": ")
+        _say(console, why, head + ": ")
 
 
 def _ci_outputs(
@@ -266,8 +250,6 @@ def _run_trials(
     markdown: Path | None,
 ) -> int:
     """`run --repeat N`: the trials, their aggregate and report; the exit code of the set."""
-    from harness.analysis.trials_report import fault_sentences
-    from harness.cli_matrix import campaign_display
     from harness.reporting.junit import trials_junit, write_junit
     from harness.reporting.markdown import trials_markdown, write_markdown
     from harness.trials import run_trials
@@ -276,150 +258,15 @@ def _run_trials(
         result = run_trials(scenario, source, repeat, out, seed, labels, show)
     aggregate = result.aggregate
     _say(console, f"report: {result.report}")
-    for sentence in fault_sentences(aggregate):
-        _say(console, sentence)
-    for trial in aggregate.trials:
-        if not trial.included:
-            _say(console, f"trial {trial.index}: {trial.status}: {trial.reason or ''} (left out)")
+    for line in trials_lines(aggregate):
+        _say(console, line)
     if junit is not None:
         _say(console, f"junit: {write_junit(trials_junit(aggregate), junit)}")
     if markdown is not None:
         _say(console, f"markdown: {write_markdown(trials_markdown(aggregate), markdown)}")
-    _say(console, f"trials {aggregate.status}: {len(aggregate.included)} of {repeat} summed up")
+    _say(console, trials_final_line(aggregate))
     print(result.root)
-    if aggregate.status == ABORTED and result.signum is not None:
-        return 128 + result.signum
-    return {"passed": EXIT_OK, "slo_violated": EXIT_SLO}.get(aggregate.status, EXIT_ERROR)
-
-
-def parse_labels(items: list[str]) -> dict[str, str]:
-    """KEY=VALUE pairs from --label; a malformed one is invalid input (exit code 2)."""
-    bad = [item for item in items if "=" not in item or item.startswith("=")]
-    if bad:
-        raise ScenarioError([f"--label: expected KEY=VALUE, got {item!r}" for item in bad])
-    return dict(item.split("=", 1) for item in items)
-
-
-def _exit_code(status: str, signum: int | None, summary: Mapping[str, object] | None) -> int:
-    """0 passed; 1 an SLO violated, a check without data, or a broken baseline; 3 run error."""
-    if status == ABORTED and signum is not None:
-        return 128 + signum
-    if status != COMPLETED or summary is None:
-        return EXIT_ERROR
-    verdict = summary.get("status")
-    if verdict == "passed":
-        return EXIT_OK
-    return EXIT_SLO if verdict in ("slo_violated", "baseline_broken") else EXIT_ERROR
-
-
-def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
-    lines = verdict_lines(summary)
-    for line in lines[:-1]:
-        _say(console, line)
-    final = lines[-1]
-    if final == "SLOs met":
-        _say(console, final)
-    else:
-        _say(console, final.partition(": ")[2], final.partition(": ")[0] + ": ")
-
-
-def verdict_lines(summary: Mapping[str, object]) -> list[str]:
-    """What `harness run` prints about a run: faults, SLO checks, and the verdict last."""
-    lines: list[str] = []
-    for raw in as_list(summary.get("faults")):
-        lines += _fault_lines(as_map(raw))
-    for raw in as_list(summary.get("fault_groups")):
-        lines.append(_group_line(as_map(raw)))
-    lines += [f"warning: {warning}" for warning in as_list(summary.get("warnings"))]
-    slo = as_map(summary.get("slo"))
-    for raw in as_list(slo.get("checks")):
-        check = as_map(raw)
-        line = f"  slo {_check_text(check)} -> {check.get('verdict')}"
-        if check.get("verdict") != "pass" and check.get("reason"):
-            line += f": {check.get('reason')}"
-        lines.append(line)
-    lines.append(_final_line(summary))
-    return lines
-
-
-def _check_text(check: Mapping[str, object]) -> str:
-    """`ttr_s[f1]: 0.481 (limit 15)`; a check with no limit (recovered[f1]) shows no limit."""
-    value, limit = check.get("value"), check.get("limit")
-    shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-    text = f"{check.get('name')}: {shown}"
-    return text if limit is None else f"{text} (limit {limit})"
-
-
-def _fault_lines(fault: Mapping[str, object]) -> list[str]:
-    targets = ", ".join(str(t) for t in as_list(fault.get("targets")))
-    head = f"{fault.get('id')} {fault.get('kind')} on {targets}"
-    impact, ttr = fault.get("impact", "visible"), as_number(fault.get("ttr_s"))
-    if impact == "none":
-        outcome = "no visible impact"
-    elif impact == "unmeasured":
-        outcome = "not measured"
-    elif ttr is not None:
-        outcome = f"recovered in {ttr:.3f} s"
-    elif fault.get("censored"):
-        outcome = f"recovered in at least {fault.get('ttr_at_least_s')} s (the data ended first)"
-    else:
-        outcome = "NOT recovered"
-    if fault.get("impact_kind") in ("latency", "both"):
-        outcome += f" ({fault.get('impact_kind')} impact)"
-    own = as_map(fault.get("view_counts"))
-    counts = f"all users: {fault.get('failed_requests')} of {fault.get('requests_in_window')}"
-    if own and fault.get("view") == "instance":
-        counts = (
-            f"its own requests: {own.get('failed_requests')} of {own.get('requests')} failed; "
-            f"{counts}"
-        )
-    lines = [f"{head}: {outcome}; {counts} failed in its window"]
-    if fault.get("observed"):
-        lines.append(f"  measured on {fault.get('observed')}")
-    if fault.get("reason"):
-        lines.append(f"  why: {fault.get('reason')}")
-    overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
-    if overlapped:
-        shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
-        note = f"; shares its observations with {', '.join(shared)}" if shared else ""
-        lines.append(f"  overlapped with {', '.join(overlapped)}{note}")
-    cluster = fault.get("cluster")
-    if isinstance(cluster, Mapping):
-        steps = [
-            f"{label} +{cluster[key]:.3f} s"
-            for key, label in (
-                ("to_node_down_s", "node down"),
-                ("to_degraded_s", "degraded"),
-                ("to_full_strength_s", "full strength"),
-            )
-            if cluster.get(key) is not None
-        ]
-        lines.append("  orchestrator: " + ", ".join(steps or ["no cluster events"]))
-    return lines
-
-
-def _group_line(group: Mapping[str, object]) -> str:
-    ttr = as_map(group.get("ttr_s"))
-    parts = [f"{len(as_list(group.get('occurrences')))} occurrences"]
-    if ttr.get("n"):
-        parts.append(f"ttr median {ttr.get('median')} s, max {ttr.get('max')} s (n={ttr['n']})")
-    if group.get("no_impact"):
-        parts.append(f"{group.get('no_impact')} without visible impact")
-    unrecovered = as_list(group.get("unrecovered"))
-    if unrecovered:
-        parts.append(f"never recovered: {', '.join(str(u) for u in unrecovered)}")
-    return f"{group.get('id')} {group.get('kind')} (all occurrences): " + ", ".join(parts)
-
-
-def _final_line(summary: Mapping[str, object]) -> str:
-    status, reason = summary.get("status"), summary.get("status_reason")
-    if status == "passed":
-        return "SLOs met"
-    if status == "baseline_broken":
-        return f"not an experiment: {reason}"
-    if status == "slo_violated":
-        return f"SLO violated: {reason}"
-    return f"run {status}: no SLO verdict (the run did not complete)"
+    return trials_exit_code(aggregate.status, result.signum)
 
 
 @app.command()

@@ -33,12 +33,12 @@ import typer
 
 from harness.cli_options import MarkdownOption
 from harness.errors import HarnessError, ScenarioError
+from harness.verdict import EXIT_INPUT, compare_gates
 
 if TYPE_CHECKING:
     from harness.analysis.compare import Comparison
     from harness.analysis.thresholds import Check
 
-EXIT_OK, EXIT_SLOWER, EXIT_INPUT = 0, 1, 2
 DEFAULT_RESULTS = Path("results")
 
 
@@ -113,19 +113,9 @@ def compare_command(
     for check in checks:
         _err(check.sentence)
     print(report)
-    code = EXIT_OK
-    if gates.fail_if_slower is not None:
-        losses = comparison.losses(gates.fail_if_slower)
-        for loss in losses:
-            _err(f"--fail-if-slower {gates.fail_if_slower}: {loss}")
-        code = EXIT_SLOWER if losses else code
-    if gates.fail_on_regression:
-        regressions = [c for c in checks if c.regression]
-        for check in regressions:
-            _err(f"--fail-on-regression: {check.sentence}")
-        if not regressions:
-            _err("--fail-on-regression: no metric is worse beyond its threshold")
-        code = EXIT_SLOWER if regressions else code
+    code, lines = compare_gates(comparison, checks, gates.fail_if_slower, gates.fail_on_regression)
+    for line in lines:
+        _err(line)
     return code
 
 

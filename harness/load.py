@@ -17,10 +17,17 @@ Where the load goes: Locust gets the target's service address as ``--host`` (`Lo
 one URL that reaches the workload as a whole). Locust's own rule makes ``--host`` win over a
 user class's ``host`` attribute (its runner sets ``user_class.host = environment.host`` when a
 host is given), so a locustfile written for another host, Locust's examples included, loads the
-target unchanged. The bundled locustfile does not use that address: it spreads requests
-round-robin over the per-replica endpoints itself (each user at its own offset), so every
-request's replica is known. A dead replica's share of the requests fails, as it would for any
-client-side balancer.
+target unchanged. The bundled locustfile sends every request there too, unless `endpoints`
+lists the replicas' own addresses (routing per_instance): then it spreads requests round-robin
+over them itself (each user at its own offset), so every request's replica is known.
+
+Connections (the bundled locustfile's policy, the same on every target): `connections`
+keep_alive or per_request; after any error a fresh connection; every new connection from the
+least recently used source port of the process's share, never from one whose connection timed
+out (harness/locust/source_ports.py: one host stands for many users, and a node's conntrack
+keeps an unanswered connection's NAT decision for a reused source port).
+`attribution_header`: the response header that names the replica that served a request
+(recorded as served_by, for any locustfile).
 
 Closed or open loop: by default each user sends its next request when the last one completed
 (closed loop: a user waiting on a dead replica sends nothing meanwhile). With `LoadPlan.rate_per_s`
@@ -38,7 +45,7 @@ dropped so that a run depends on its plan only (``extra_env`` may set them again
 processes run in the record directory so no stray locust.conf is read.
 
 Record files: see the docstring of harness/locust/recorder.py (a header line, then one
-tab-separated line per request: ok, start_ns, latency_ms, name, endpoint, error).
+tab-separated line per request: ok, start_ns, latency_ms, name, endpoint, error, served_by).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -72,9 +80,12 @@ RECORDER: Final = LOCUST_DIR / "recorder.py"
 RECORD_GLOB: Final = "requests-*.tsv"
 USER_ERRORS_GLOB: Final = "user-errors-*.tsv"
 STATS_PREFIX: Final = "locust-stats"
-REQUEST_COLUMNS: Final = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
-_FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error")
-_HEADER_PREFIX: Final = b"#chaos-harness-requests v1"
+REQUEST_COLUMNS: Final = (
+    *("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker", "served_by"),
+)
+_FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error", "served_by")
+_HEADER_PREFIX: Final = b"#chaos-harness-requests v"
+_HEADER_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name
 _WORKER_CONNECT_WAIT_S: Final = 30
 CONNECTIONS: Final = ("keep_alive", "per_request")
 # the recorder writes a process's first request at once, then every 0.5 s (its flush)
@@ -109,6 +120,7 @@ class LoadPlan:
     host: str | None = None  # Locust's --host: the target's service address
     rate_per_s: float | None = None  # open loop: total arrivals per second (bundled locustfile)
     connections: str = "keep_alive"  # or per_request (bundled locustfile)
+    attribution_header: str | None = None  # the response header naming the replica
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -136,6 +148,10 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (len(plan.paths) > 0, "paths must not be empty"),
         (plan.rate_per_s is None or plan.rate_per_s > 0, f"rate must be > 0: {plan.rate_per_s!r}"),
         (plan.connections in CONNECTIONS, f"connections must be one of {CONNECTIONS}"),
+        (
+            plan.attribution_header is None or bool(_HEADER_TOKEN.match(plan.attribution_header)),
+            f"attribution_header must be a header name, got {plan.attribution_header!r}",
+        ),
         (len(plan.endpoints) > 0 or plan.locustfile is not None, "endpoints must not be empty"),
     ]
     problems = [message for ok, message in checks if not ok]
@@ -199,6 +215,8 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
         CHAOS_HARNESS_RATE=repr(float(plan.rate_per_s or 0.0)),
         CHAOS_HARNESS_USERS=str(plan.users),
         CHAOS_HARNESS_CONNECTIONS=plan.connections,
+        CHAOS_HARNESS_PROCESSES=str(max(1, plan.workers)),
+        CHAOS_HARNESS_ATTRIBUTION_HEADER=plan.attribution_header or "",
         PYTHONUNBUFFERED="1",
     )
     env.update(plan.extra_env)
@@ -541,17 +559,19 @@ def _read_record_file(path: Path) -> pd.DataFrame:
     worker = _header_worker(header, path)
     if not body:
         return _typed(_empty_file_frame(), worker)
+    # v1 files (before served_by) have one column less
+    columns = _FILE_COLUMNS[:-1] if header.startswith(_HEADER_PREFIX + b"1 ") else _FILE_COLUMNS
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
             sep="\t",
             header=None,
-            names=list(_FILE_COLUMNS),
+            names=list(columns),
             quoting=csv.QUOTE_NONE,
             keep_default_na=False,
             na_values=[],
             dtype={"ok": "int8", "start_ns": "int64", "latency_ms": "float64"}
-            | {"name": str, "endpoint": str, "error": str},
+            | {"name": str, "endpoint": str, "error": str, "served_by": str},
             encoding="utf-8",
             encoding_errors="replace",
         )
@@ -575,8 +595,11 @@ def _empty_file_frame() -> pd.DataFrame:
 
 
 def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
-    """The file's columns in requests.parquet order and dtypes; empty error -> null."""
+    """The file's columns in requests.parquet order and dtypes; empty error or served_by ->
+    null."""
     error = frame["error"].astype(str)
+    served = (frame["served_by"] if "served_by" in frame else frame["error"].iloc[0:0]).astype(str)
+    served = served.reindex(frame.index, fill_value="")
     return pd.DataFrame(
         {
             "start_ns": frame["start_ns"].astype("int64"),
@@ -586,6 +609,7 @@ def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
             "error": error.where(error != ""),
             "endpoint": frame["endpoint"].astype(str),
             "worker": pd.Series(worker, index=frame.index, dtype="int64"),
+            "served_by": served.where(served != ""),
         }
     )
 

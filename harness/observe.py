@@ -7,32 +7,34 @@ went away: `EventRecorder.ended_ns`), and `EngineWatch` asks the engine for a si
 every few seconds on another thread, so the runner learns of a silent engine from a timestamp
 instead of blocking on it.
 
-Probes are appended to a log as they complete (`probes.tsv` in the run directory), so a run
-whose harness was killed keeps them: `probes.parquet` is built from that log at the end, or by
-`harness cleanup` for a run that never reached its end.
+Probes are appended to a log as they complete (`probes.tsv` in the run directory, its format
+in harness.results.probes), so a run whose harness was killed keeps them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import http.client
-import io
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from harness.results import EventLog
+from harness.load import collect_requests, write_requests_parquet
+from harness.results import EventLog, RunDir
+from harness.results.probes import (
+    PROBE_LOG_HEADER,
+    ProbeResult,
+    probe_frame,
+    probe_line,
+    read_probe_log,
+    write_probes_parquet,
+)
 from harness.targets.base import EventStream, Instance
-
-PROBE_LOG_HEADER = "#chaos-harness-probes v1\tstart_ns\tlatency_ms\tok\tinstance\terror\n"
-PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
 
 
 class EventRecorder:
@@ -130,15 +132,6 @@ class EngineWatch:
         self._thread.join(timeout=0.5)  # a question stuck on a silent engine is left behind
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    start_ns: int
-    latency_ms: float
-    ok: bool
-    instance: str
-    error: str | None
-
-
 def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
     """One GET on a fresh connection: (ok, error kind)."""
     parts = urlsplit(url)
@@ -203,7 +196,7 @@ class Prober:
             with self._lock:
                 self._results.append(result)
                 if self._log is not None and not self._log.closed:
-                    self._log.write(_probe_line(result))
+                    self._log.write(probe_line(result))
             next_at += self._interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at, time.monotonic() - self._interval_s)
@@ -225,52 +218,9 @@ class Prober:
         write_probes_parquet(self.frame(), path)
 
 
-def _clean(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
-
-
-def _probe_line(result: ProbeResult) -> str:
-    return (
-        f"{result.start_ns}\t{result.latency_ms:.3f}\t{int(result.ok)}\t"
-        f"{_clean(result.instance)}\t{_clean(result.error or '')}\n"
-    )
-
-
-def probe_frame(rows: Sequence[ProbeResult]) -> pd.DataFrame:
-    """The probes.parquet columns and dtypes of `rows`, by start time."""
-    return pd.DataFrame(
-        {
-            "start_ns": pd.Series([r.start_ns for r in rows], dtype="int64"),
-            "latency_ms": pd.Series([r.latency_ms for r in rows], dtype="float64"),
-            "ok": pd.Series([r.ok for r in rows], dtype="bool"),
-            "instance": pd.Series([r.instance for r in rows], dtype="string"),
-            "error": pd.Series([r.error for r in rows], dtype="string"),
-        }
-    ).sort_values("start_ns", ignore_index=True)
-
-
-def read_probe_log(path: Path) -> pd.DataFrame:
-    """The probes of a probe log (a line torn by a kill is dropped); empty if there is none."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return probe_frame([])
-    rows = []
-    text = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
-    for fields in csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE):
-        if len(fields) != len(PROBE_COLUMNS) or fields[0].startswith("#"):
-            continue
-        with contextlib.suppress(ValueError):
-            start_ns, latency_ms, ok = int(fields[0]), float(fields[1]), fields[2] == "1"
-            rows.append(ProbeResult(start_ns, latency_ms, ok, fields[3], fields[4] or None))
-    return probe_frame(rows)
-
-
-def write_probes_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write probes.parquet atomically (a temporary name, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        frame.loc[:, list(PROBE_COLUMNS)].to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def write_observations(run: RunDir) -> None:
+    """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
+    request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
+    whose harness died. Each file is written atomically."""
+    write_requests_parquet(collect_requests(run.load_dir), run.requests)
+    write_probes_parquet(read_probe_log(run.probes_log), run.probes)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.jsonview import as_list, as_map, as_number
+from harness.results.summary import FaultSummary, PhaseSummary, SloCheck, Summary, as_summary
 
 ScenarioInput = Path | str | Mapping[str, object]
 
@@ -56,77 +56,85 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass(frozen=True)
 class FaultResult:
-    """One fault of a run, as summary.json measured it."""
+    """One fault of a run, as summary.json measured it (`model`: every field, typed;
+    `fault["key"]`: the value as the file holds it)."""
 
-    data: Mapping[str, object]
+    model: FaultSummary
 
     @property
     def id(self) -> str:
-        return str(self.data.get("id"))
+        return self.model.id
 
     @property
     def impact(self) -> str:
         """visible, none (no visible impact) or unmeasured."""
-        return str(self.data.get("impact") or "visible")
+        return self.model.impact
 
     @property
     def recovered(self) -> bool:
-        return self.data.get("recovered") is True
+        return self.model.recovered is True
 
     @property
     def ttr_s(self) -> float | None:
-        return as_number(self.data.get("ttr_s"))
+        return self.model.ttr_s
 
     @property
     def ttd_s(self) -> float | None:
-        return as_number(self.data.get("ttd_s"))
+        return self.model.ttd_s
 
     @property
     def availability(self) -> float | None:
-        return as_number(self.data.get("availability"))
+        return self.model.availability
 
     @property
     def failed_requests(self) -> int:
-        return int(as_number(self.data.get("failed_requests")) or 0)
+        return self.model.failed_requests or 0
 
     @property
     def response(self) -> str | None:
         """What the orchestrator did: replaced, restarted_in_place, not_restarted,
         kept_running, unknown, mixed (harness.analysis.response)."""
-        action = as_map(self.data.get("response")).get("action")
-        return None if action is None else str(action)
+        return None if self.model.response is None else self.model.response.action
 
     def __getitem__(self, key: str) -> object:
-        return self.data[key]
+        return self.model[key]
 
 
 @dataclass(frozen=True)
 class PhaseResult:
-    data: Mapping[str, object]
+    model: PhaseSummary
 
     @property
     def error_rate(self) -> float | None:
-        return as_number(self.data.get("error_rate"))
+        return self.model.error_rate
 
     @property
     def throughput_rps(self) -> float | None:
-        return as_number(self.data.get("throughput_rps"))
+        return self.model.throughput_rps
 
     def latency_ms(self, percentile: str = "p95") -> float | None:
-        return as_number(as_map(self.data.get("latency_ms")).get(percentile))
+        latency = self.model.latency_ms
+        value = None if latency is None else getattr(latency, percentile, None)
+        return value if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A run's summary.json with helpers for assertions; `data` is the whole dict."""
+    """A run's summary with helpers for assertions; `model` is the whole summary, typed
+    (harness.results.summary), `summary["key"]` a value as summary.json holds it. `data`:
+    the summary as given (the model, or summary.json decoded)."""
 
     run_dir: Path
-    data: Mapping[str, object]
+    data: Summary | Mapping[str, object]
+
+    @property
+    def model(self) -> Summary:
+        return as_summary(self.data)
 
     @property
     def status(self) -> str:
         """passed, slo_violated, baseline_broken, aborted or failed."""
-        return str(self.data.get("status"))
+        return self.model.status
 
     @property
     def passed(self) -> bool:
@@ -137,37 +145,38 @@ class RunSummary:
         """Why the run did not pass, in words (for assertion messages)."""
         if self.passed:
             return "every SLO met"
+        summary = self.model
         failed = [
-            f"{c.get('name')}={c.get('value')} (limit {c.get('limit')})"
-            for c in (as_map(x) for x in as_list(as_map(self.data.get("slo")).get("checks")))
-            if c.get("verdict") != "pass"
+            f"{c.name}={c.value} (limit {c.limit})"
+            for c in summary.slo.checks
+            if c.verdict != "pass"
         ]
-        reason = self.data.get("status_reason") or self.data.get("error") or ""
+        reason = summary.status_reason or summary.error or ""
         return f"{self.status}: {reason}" + (f" [{'; '.join(failed)}]" if failed else "")
 
     @property
     def faults(self) -> list[FaultResult]:
-        return [FaultResult(as_map(f)) for f in as_list(self.data.get("faults"))]
+        return [FaultResult(f) for f in self.model.faults]
 
     def fault(self, fault_id: str) -> FaultResult:
-        for fault in self.faults:
-            if fault.id == fault_id:
-                return fault
-        known = ", ".join(f.id for f in self.faults) or "none"
-        raise KeyError(f"no fault {fault_id!r} in run {self.run_dir.name} (faults: {known})")
+        found = self.model.fault(fault_id)
+        if found is None:
+            known = ", ".join(f.id for f in self.model.faults) or "none"
+            raise KeyError(f"no fault {fault_id!r} in run {self.run_dir.name} (faults: {known})")
+        return FaultResult(found)
 
     def phase(self, name: str) -> PhaseResult:
-        return PhaseResult(as_map(as_map(self.data.get("phases")).get(name)))
+        return PhaseResult(self.model.phases.get(name) or PhaseSummary())
 
-    def check(self, name: str) -> Mapping[str, object]:
+    def check(self, name: str) -> SloCheck:
         """The SLO check named `name` (e.g. ttr_s[f1])."""
-        for raw in as_list(as_map(self.data.get("slo")).get("checks")):
-            if as_map(raw).get("name") == name:
-                return as_map(raw)
+        for check in self.model.slo.checks:
+            if check.name == name:
+                return check
         raise KeyError(f"no SLO check {name!r} in run {self.run_dir.name}")
 
     def __getitem__(self, key: str) -> object:
-        return self.data[key]
+        return self.model[key]
 
 
 def merged(base: Mapping[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
@@ -240,7 +249,7 @@ def _run(
     overrides: Mapping[str, object] | None,
     labels: Mapping[str, str] | None,
 ) -> RunSummary:
-    from harness.analysis.report import analyze_and_report
+    from harness.analysis.report import report_run
     from harness.results import ABORTED
     from harness.runner import Runner, RunOptions
     from harness.scenario import ScenarioBase, with_target
@@ -255,5 +264,5 @@ def _run(
         pytest.exit(f"chaos run aborted ({outcome.error}); everything was cleaned up", 130)
     if outcome.status != "completed":
         pytest.fail(f"the chaos run did not complete: {outcome.error} ({outcome.run_dir})")
-    summary, _report = analyze_and_report(outcome.run_dir)
+    summary, _report = report_run(outcome.run_dir)
     return RunSummary(outcome.run_dir, summary)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.waiting import wait_until
+
 if TYPE_CHECKING:
     from harness.results import RunDir
     from harness.targets.base import Target
@@ -69,11 +71,9 @@ def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
 def main(argv: list[str]) -> int:
     run_dir, fault_id, deadline_ns = Path(argv[0]), argv[1], int(argv[2])
     journal_path = run_dir / "faults.jsonl"
-    while time.time_ns() < deadline_ns:
-        if _reverted(journal_path, fault_id):
-            return 0
-        time.sleep(min(POLL_S, max(0.0, (deadline_ns - time.time_ns()) / 1e9)))
-    if not _reverted(journal_path, fault_id):
+    # the deadline is the harness's wall clock; from here on, time left is all that counts
+    left_s = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
+    if not wait_until(lambda: _reverted(journal_path, fault_id), left_s, interval_s=POLL_S):
         _revert(run_dir, fault_id)
     return 0
 

@@ -63,7 +63,7 @@ from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
 from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
-from harness.observe import EngineWatch, EventRecorder, Prober
+from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.results import (
     ABORTED,
@@ -73,10 +73,10 @@ from harness.results import (
     EventLog,
     RunDir,
     write_json,
-    write_observations,
     write_pid_file,
     write_text_atomic,
 )
+from harness.results.manifest import AnalysisBlock, LoadBlock, Manifest, SloBlock
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
@@ -266,7 +266,7 @@ class Runner:
         self.dir = RunDir(options.out_dir / self.run_id)
         self.progress = Progress(total_s=scenario.load.duration)
         self._on_progress = on_progress or (lambda _p: None)
-        self._manifest: dict[str, Any] = {}
+        self._manifest = self._planned_manifest()
         self._leases: dict[str, Lease] = {}
         self._records: dict[str, RevertRecord] = {}
         self._injected_ns: dict[str, int] = {}
@@ -316,7 +316,7 @@ class Runner:
             except Interrupted as exc:
                 status, signum = ABORTED, exc.signum
                 error = f"aborted by {exc} during {self.progress.phase}"
-                self._manifest["abort"] = {
+                self._manifest.abort = {
                     "signal": str(exc),
                     "at_ns": exc.at_ns,
                     "phase": self.progress.phase,
@@ -337,22 +337,23 @@ class Runner:
         return RunOutcome(self.dir.path, status, error, signum)
 
     def _describe_target(self, target: Target) -> None:
-        self._manifest["target"] = target.kind
-        self._manifest["load"]["load_balancing"] = target.load_balancing()
-        self._manifest["versions"].update(_versions(target))
-        write_json(self.dir.manifest, self._manifest)
+        self._manifest.target = target.kind
+        self._manifest.load.load_balancing = target.load_balancing()
+        self._manifest.versions.update(_versions(target))
+        self._write_manifest()
 
     def _failure(self, reason: str, trace: str | None = None) -> None:
-        self._manifest["failure"] = {
+        failure: dict[str, Any] = {
             "at_ns": time.time_ns(),
             "phase": self.progress.phase,
             "engine_lost": self._engine_lost,
         }
+        self._manifest.failure = failure
         if trace is not None:
             log = self.dir.logs / "harness-error.log"
             with contextlib.suppress(OSError):
                 log.write_text(f"{reason}\n\n{trace}")
-            self._manifest["failure"]["traceback"] = str(log)
+            failure["traceback"] = str(log)
 
     def _run_with(
         self,
@@ -374,8 +375,8 @@ class Runner:
         instances = target.wait_healthy(self.options.health_timeout_s)
         self._check_engine()
         # a target may only know its engine once deployed (a lab brought up for the run)
-        self._manifest["versions"].update({k: str(v) for k, v in target.engine_info().items()})
-        write_json(self.dir.manifest, self._manifest)
+        self._manifest.versions.update({k: str(v) for k, v in target.engine_info().items()})
+        self._write_manifest()
         events.harness(time.time_ns(), "deployed", instances=[i.name for i in instances])
         probes = self.scenario.probes
         if probes.enabled:
@@ -384,7 +385,7 @@ class Runner:
             ).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
-        self._manifest["load"].update(host=host, path=target.load_path(routing))
+        self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
         endpoints = (
@@ -395,9 +396,9 @@ class Runner:
         self._start_load(self._load_plan(endpoints, host))
         load_start_ns = self._await_first_request()
         events.harness(load_start_ns, "load_start")
-        self._manifest["load"]["started_at_ns"] = load_start_ns
-        self._manifest["load"]["endpoints"] = [name for name, _ in endpoints]
-        write_json(self.dir.manifest, self._manifest)
+        self._manifest.load.started_at_ns = load_start_ns
+        self._manifest.load.endpoints = [name for name, _ in endpoints]
+        self._write_manifest()
         context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
         faults = {o.fault_id: fault for o, fault in planned}
         occurrences = [o for o, _ in planned]
@@ -640,7 +641,7 @@ class Runner:
         self._end_leases(journal)
         if self._load is not None:
             self._attempt("stop load", self._load.stop)
-            self._manifest["load"]["ended_at_ns"] = time.time_ns()
+            self._manifest.load.ended_at_ns = time.time_ns()
         if self._prober is not None:
             self._attempt("stop probes", self._prober.stop)
         if self._recorder is not None:
@@ -719,64 +720,62 @@ class Runner:
             connections=load.connections,
         )
 
-    def _start_manifest(self) -> None:
+    def _planned_manifest(self) -> Manifest:
+        """The manifest before the run starts: what the scenario asked for."""
         load = self.scenario.load
         analysis = self.scenario.analysis
         pid = os.getpid()
-        self._manifest = {
-            "run_id": self.run_id,
-            "scenario": self.scenario.name,
-            "target": self.scenario.target.kind,
-            "seed": self.seed,
-            "labels": dict(self.options.labels),
-            "status": RUNNING,
-            "error": None,
-            "started_at_ns": time.time_ns(),
-            "ended_at_ns": None,
-            "pid": pid,
-            "pid_start_ticks": process_start_ticks(pid),
-            "host": socket.gethostname(),
-            "platform": platform.platform(),
-            "argv": sys.argv,
-            "versions": {},
-            "load": {
-                "users": load.users,
-                "spawn_rate": load.spawn_rate,
-                "duration_s": load.duration,
-                "workers": load.workers,
-                "locustfile": load.locustfile,
-                "mode": "open" if load.open_loop else "closed",
-                "rate_per_s": load.rate,
-                "timeout_s": load.timeout,
-                "routing": load.routing,
+        return Manifest(
+            run_id=self.run_id,
+            scenario=self.scenario.name,
+            target=self.scenario.target.kind,
+            seed=self.seed,
+            labels=dict(self.options.labels),
+            status=RUNNING,
+            pid=pid,
+            pid_start_ticks=process_start_ticks(pid),
+            host=socket.gethostname(),
+            platform=platform.platform(),
+            argv=list(sys.argv),
+            load=LoadBlock(
+                users=load.users,
+                spawn_rate=load.spawn_rate,
+                duration_s=load.duration,
+                workers=load.workers,
+                locustfile=load.locustfile,
+                mode="open" if load.open_loop else "closed",
+                rate_per_s=load.rate,
+                timeout_s=load.timeout,
+                routing=load.routing,
                 # the bundled locustfile's policy; a locustfile of the user's has its own
-                "connections": load.connections
+                connections=load.connections
                 if load.locustfile == DEMO_LOCUSTFILE
                 else "the locustfile's own",
-                "path": None,  # what the load's path is on this target, once deployed
-                "host": None,
-                "endpoints": [],
-                "load_balancing": None,
-                "started_at_ns": None,
-                "ended_at_ns": None,
-            },
-            "analysis": {
-                "stable_for_s": analysis.stable_for,
-                "detection_horizon_s": analysis.detection_horizon,
-                "warmup_s": analysis.warmup_s(load),
-                "baseline_max_error_rate": analysis.baseline_max_error_rate,
-                "confidence": analysis.confidence,
-                "window_s": analysis.window,
-            },
-            "slo": self.scenario.slo.model_dump(mode="json"),
-        }
-        write_json(self.dir.manifest, self._manifest)
+            ),
+            analysis=AnalysisBlock(
+                stable_for_s=analysis.stable_for,
+                detection_horizon_s=analysis.detection_horizon,
+                warmup_s=analysis.warmup_s(load),
+                baseline_max_error_rate=analysis.baseline_max_error_rate,
+                confidence=analysis.confidence,
+                window_s=analysis.window,
+            ),
+            slo=SloBlock.model_validate(self.scenario.slo.model_dump(mode="json")),
+        )
+
+    def _start_manifest(self) -> None:
+        self._manifest.started_at_ns = time.time_ns()
+        self._write_manifest()
 
     def _finish_manifest(self, status: str, error: str | None) -> None:
         if self._gate.ignored:
-            self._manifest["signals_during_cleanup"] = list(self._gate.ignored)
-        self._manifest.update(status=status, error=error, ended_at_ns=time.time_ns())
-        write_json(self.dir.manifest, self._manifest)
+            self._manifest.signals_during_cleanup = list(self._gate.ignored)
+        self._manifest.status, self._manifest.error = status, error
+        self._manifest.ended_at_ns = time.time_ns()
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        write_json(self.dir.manifest, self._manifest.model_dump(mode="json"))
 
     def _tick(self, elapsed: float, occurrences: Sequence[Occurrence]) -> None:
         active = [o.fault_id for o in occurrences if o.fault_id in self._records]

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
+from harness.workload import DEMO, DEMO_ATTRIBUTION_HEADER
 
 
 class StrictModel(BaseModel):
@@ -150,6 +151,13 @@ class LoadSpec(StrictModel):
         "open while the server allows it, and opens a fresh one after any error) or "
         "per_request (a new connection for every request, 'Connection: close')",
     )
+    attribution_header: str | None = Field(
+        default=None,
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="the response header in which the workload names the replica that served "
+        "a request (recorded per request, for any locustfile); default: none, X-Served-By for "
+        "the demo workload",
+    )
     routing: Routing = Field(
         default="service",
         description="service: every request to the target's service address (Locust's "
@@ -174,6 +182,12 @@ class LoadSpec(StrictModel):
         if "spawn_rate" not in filled and isinstance(filled["users"], int):
             filled["spawn_rate"] = float(filled["users"])
         return filled
+
+    def attribution_header_for(self, image: str) -> str | None:
+        """The header naming a request's server: the scenario's, else the demo's own."""
+        if self.attribution_header is not None:
+            return self.attribution_header
+        return DEMO_ATTRIBUTION_HEADER if image == DEMO else None
 
     @model_validator(mode="after")
     def _bundled_settings_only(self) -> LoadSpec:

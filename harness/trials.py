@@ -1,10 +1,8 @@
-"""Trials: one scenario run N times, each on a fresh deployment, under one parent directory.
+"""Trials: one scenario run N times on its target, each on a fresh deployment.
 
-    results/<scenario>-trials-<time>-<hex>/
-        trials.json      the ledger: what was planned, how each trial ended (rewritten after each)
-        <run-id>/        one run directory per trial, with its summary.json and report.html
-        aggregate.json   the trials summed up (harness.analysis.aggregate)
-        report.html      the trials report (harness.analysis.trials_report)
+Trials are a matrix of one scenario on one target (harness.matrix plans, checks and runs
+them, with their ledger trials.json); what is theirs is the summing up: aggregate.json
+(harness.analysis.aggregate) and the trials report (harness.analysis.trials_report).
 
 Seeds: trial i runs with seed base + i - 1, base being --seed, else the scenario's seed, else a
 random one: reproducible, yet each trial draws its own random choices (which replica a
@@ -13,28 +11,13 @@ random one: reproducible, yet each trial draws its own random choices (which rep
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.analysis.aggregate import (
-    LEDGER_FILE,
-    TrialsAggregate,
-    load_trials,
-    write_aggregate,
-)
-from harness.campaign import (
-    AfterRun,
-    CampaignOutcome,
-    Cell,
-    CellResult,
-    ProgressCallback,
-    base_seed,
-    run_campaign,
-)
-from harness.results import write_json
+from harness.analysis.aggregate import TrialsAggregate, load_trials, write_aggregate
+from harness.campaign import AfterRun, CampaignOutcome, Cell, ProgressCallback
+from harness.matrix import Plan, plan_cells, run_plan
 from harness.scenario import ScenarioBase
 
 
@@ -50,9 +33,16 @@ class TrialsResult:
         return self.outcome.signum
 
 
-def trials_root(out_dir: Path, scenario: ScenarioBase) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return out_dir / f"{scenario.name}-trials-{stamp}-{secrets.token_hex(2)}"
+def trials_plan(
+    scenario: ScenarioBase,
+    scenario_file: str,
+    repeat: int,
+    seed: int | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Plan:
+    """The matrix of `scenario` on its own target, `repeat` times."""
+    target = scenario.target.kind
+    return Plan("trials", [(scenario_file, scenario)], [target], repeat, seed, labels or {})
 
 
 def plan_trials(
@@ -64,56 +54,7 @@ def plan_trials(
     labels: Mapping[str, str],
 ) -> list[Cell]:
     """One cell per trial, in order, each with its own seed (module docstring)."""
-    first = base_seed(seed, scenario)
-    return [
-        Cell(
-            index=i,
-            scenario=scenario,
-            scenario_file=scenario_file,
-            target=scenario.target.kind,
-            repetition=i,
-            seed=first + i - 1,
-            labels={**labels, "trials": root.name, "trial": str(i)},
-            out_dir=root,
-        )
-        for i in range(1, repeat + 1)
-    ]
-
-
-def write_ledger(
-    root: Path,
-    scenario: ScenarioBase,
-    scenario_file: str,
-    cells: Sequence[Cell],
-    results: Sequence[CellResult],
-    interrupted: bool = False,
-) -> None:
-    """trials.json: the plan and every trial's end so far (atomic: a crash leaves a whole file)."""
-    ended = {r.cell.index: r for r in results}
-    trials = []
-    for cell in cells:
-        result = ended.get(cell.index)
-        entry: dict[str, object] = {
-            "index": cell.index,
-            "seed": cell.seed,
-            "outcome": "pending",
-            "run_dir": None,
-        }
-        if result is not None:
-            entry = {**entry, **result.to_dict(root)}
-        trials.append(entry)
-    write_json(
-        root / LEDGER_FILE,
-        {
-            "kind": "trials",
-            "scenario": scenario.name,
-            "scenario_file": scenario_file,
-            "target": scenario.target.kind,
-            "planned": len(cells),
-            "interrupted": interrupted,
-            "trials": trials,
-        },
-    )
+    return plan_cells(trials_plan(scenario, scenario_file, repeat, seed, labels), root)
 
 
 def run_trials(
@@ -129,31 +70,9 @@ def run_trials(
     """Run the trials, then write aggregate.json and report.html beside them."""
     from harness.analysis.trials_report import write_trials_report
 
-    root = trials_root(out_dir, scenario)
-    root.mkdir(parents=True)
-    cells = plan_trials(scenario, scenario_file, repeat, root, seed, labels or {})
-    outcome = run_campaign(
-        cells,
-        lambda results, interrupted: write_ledger(
-            root, scenario, scenario_file, cells, results, interrupted
-        ),
-        after_run or analyse_and_report,
-        on_progress,
-    )
+    plan = trials_plan(scenario, scenario_file, repeat, seed, labels)
+    root, outcome = run_plan(plan, out_dir, on_progress, after_run)
     aggregate = load_trials(root)
     write_aggregate(aggregate)
     report = write_trials_report(aggregate)
     return TrialsResult(root, aggregate, outcome, report)
-
-
-def analyse_and_report(run_dir: Path) -> str | None:
-    """summary.json and report.html of one run; its status, or None when it cannot be analysed."""
-    from harness.analysis.report import analyze_and_report
-    from harness.errors import HarnessError
-
-    try:
-        summary, _report = analyze_and_report(run_dir)
-    except HarnessError:
-        return None
-    status = summary.get("status")
-    return None if status is None else str(status)

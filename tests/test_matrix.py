@@ -432,7 +432,7 @@ def test_plain_progress_lines_for_logs(tmp_path: Path) -> None:
     from rich.console import Console
 
     from harness.campaign import CampaignProgress, CellResult
-    from harness.cli_matrix import PlainLines, duration_text
+    from harness.cli_progress import PlainLines, duration_text
 
     scenario = parse_scenario("name: s\nload: {duration: 30s}\n")
     (cell,) = plan_matrix([("s.yaml", scenario)], ["docker"], 1, tmp_path, seed=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis import load_run, summarize
 from harness.analysis.report import write_report
 from tests.synthetic_run import (
     Event,
@@ -105,7 +106,8 @@ def test_report_with_given_summary_and_text_escaped(tmp_path: Path) -> None:
     run_dir = write_run(
         tmp_path / "run", series(0.0, 10.0, 0.1), events=[inject(5.0, "f1")], load_s=(0.0, 10.0)
     )
-    summary = {"run_id": "<script>alert(1)</script>", "status": "passed", "faults": []}
+    measured = summarize(load_run(run_dir))
+    summary = measured.model_copy(update={"run_id": "<script>alert(1)</script>", "faults": []})
     html = write_report(run_dir, summary).read_text(encoding="utf-8")
 
     assert "<script>" not in html

@@ -23,11 +23,17 @@ import xmlschema
 import yaml
 
 from harness.analysis.aggregate import load_trials, write_aggregate
+from harness.analysis.matrix import load_matrix
 from harness.analysis.stats import median_interval
 from harness.analysis.trials_report import fault_sentences, write_trials_report
+from harness.campaign import Cell
+from harness.errors import AnalysisError, ScenarioError
+from harness.ledger import read_ledger
+from harness.ledger import write_ledger as write_ledger_file
+from harness.matrix import plan_matrix
 from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL
-from harness.trials import plan_trials
+from harness.trials import plan_trials, run_trials
 from tests.abort import REPO, SCENARIOS
 from tests.junit_schema import junit_schema
 from tests.synthetic_run import inject, series, write_run
@@ -131,6 +137,89 @@ def test_median_interval_is_exact_order_statistics() -> None:
     assert interval.coverage == pytest.approx(1 - 2 * (1 + 9) / 512)
     five = median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     assert five is not None and not five.reaches and five.coverage == pytest.approx(0.9375)
+
+
+def test_trials_are_a_matrix_of_one_target(tmp_path: Path) -> None:
+    """The same plan as the matrix's for one scenario on its target, labelled as trials."""
+    scenario = parse_scenario("name: s\ntarget: podman\nseed: 5\n")
+    trials = plan_trials(scenario, "s.yaml", 3, tmp_path, None, {})
+    matrix = plan_matrix([("s.yaml", scenario)], ["podman"], 3, tmp_path)
+
+    def plan(cells: list[Cell]) -> list[tuple[object, ...]]:
+        return [(c.index, c.repetition, c.seed, c.target, c.scenario) for c in cells]
+
+    assert plan(trials) == plan(matrix)
+    assert [c.labels for c in trials] == [
+        {"trials": tmp_path.name, "trial": str(i)} for i in (1, 2, 3)
+    ]
+
+
+def test_ledgers_of_every_version_read_alike(tmp_path: Path) -> None:
+    """A trials ledger written before schema_version (its pending trials without scenario or
+    target) and today's read as the same plan; a trials directory loads as a matrix."""
+    old = tmp_path / "old"
+    old.mkdir()
+    run = make_run(old / "run-1", 1.5)
+    write_ledger(
+        old,
+        [
+            completed(1, run),
+            {"index": 2, "seed": 8, "outcome": "pending", "run_dir": None},
+        ],
+    )
+    ledger = read_ledger(old)
+    assert (ledger.kind, ledger.targets, ledger.repeat, ledger.planned) == (
+        "trials",
+        ["docker"],
+        2,
+        2,
+    )
+    pending = ledger.runs[1]
+    assert (pending.scenario, pending.target, pending.repetition, pending.seed) == (
+        "synthetic",
+        "docker",
+        2,
+        8,
+    )
+    new = tmp_path / "new"
+    new.mkdir()
+    write_ledger_file(new, ledger)
+    data = json.loads((new / "trials.json").read_text())
+    assert data["schema_version"] == 1 and [t["index"] for t in data["trials"]] == [1, 2]
+    assert "runs" not in data  # the trials' readers know `trials`
+    assert read_ledger(new) == ledger
+
+    matrix = load_matrix(old)  # the runs resolve against the directory the ledger is in
+    assert matrix.targets == ("docker",) and [r.status for r in matrix.runs] == [
+        "passed",
+        "pending",
+    ]
+    (ranking,) = matrix.scenarios[0].rankings
+    assert ranking.order == ("docker",)
+    assert ranking.group("docker").stat("ttr_s").median == pytest.approx(1.5, abs=1e-6)
+
+
+def test_a_ledger_newer_than_the_harness_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "matrix.json").write_text(
+        json.dumps({"schema_version": 99, "kind": "matrix", "runs": []})
+    )
+    with pytest.raises(AnalysisError, match="schema_version 99"):
+        read_ledger(tmp_path)
+
+
+def test_trials_that_cannot_run_are_refused_before_the_first(tmp_path: Path) -> None:
+    """As the matrix: a scenario its target cannot run is invalid input, and nothing runs
+    (no trials directory), instead of N trials that each fail."""
+    text = (
+        "name: node\nload: {duration: 30s}\nfaults:\n"
+        "  - {kind: node_down, at: 5s, duration: 5s, select: {count: 1}}\n"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        run_trials(parse_scenario(text), "node.yaml", 3, tmp_path)
+    assert caught.value.problems and all(
+        p.startswith("node.yaml on docker: ") for p in caught.value.problems
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_trial_gets_its_own_seed(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ leader's start time or marker still match, so a recycled PID is never signalled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shlex
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from harness import cgroups
 from harness.errors import FaultError
 from harness.hostsys import cgroup_dir
 from harness.targets.base import Instance
+from harness.waiting import wait_until
 
 MARKER_ENV = "CHAOS_HARNESS_STRESS"
 STRESS_NG = "stress-ng"
@@ -244,18 +245,23 @@ def _write_pidfile(spec: StressSpec, pid: int) -> None:
 
 def _wait_until_exec(spec: StressSpec, pid: int, binary: str) -> None:
     """Wait until the shell has joined the cgroups and become stress-ng."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def became_stress_ng() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             raise FaultError(
                 f"stress-ng for {spec.instance} exited at once"
                 f" (exit {os.waitstatus_to_exitcode(status)}): {_tail(spec.log)}"
             )
-        if _runs_binary(pid, binary):
-            return
-        time.sleep(0.01)
-    raise FaultError(f"stress-ng for {spec.instance} did not start in {START_TIMEOUT_S:g} s")
+        return _runs_binary(pid, binary)
+
+    wait_until(
+        became_stress_ng,
+        START_TIMEOUT_S,
+        interval_s=0.01,
+        failure=f"stress-ng for {spec.instance} did not start in {START_TIMEOUT_S:g} s",
+        error=FaultError,
+    )
 
 
 def _tail(path: str, lines: int = 3) -> str:
@@ -312,24 +318,25 @@ def _belongs(pid: int, groups: set[int], marker: str, binary: str | None) -> boo
 def _reap(groups: set[int]) -> None:
     """Collect the exit status of a leader that is this process's child (no zombie left)."""
     for pid in groups:
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                done, _status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                break  # not our child, or already collected
-            if done:
-                break
-            time.sleep(0.01)
+        wait_until(functools.partial(_collected, pid), STOP_TIMEOUT_S, interval_s=0.01)
+
+
+def _collected(pid: int) -> bool:
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # not our child, or already collected
+    return done != 0
 
 
 def _wait_gone(pids: Sequence[int]) -> None:
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            left = [p for p in pids if _alive(p)]
-            raise FaultError(f"stress-ng processes {left} survived SIGKILL")
-        time.sleep(0.02)
+    wait_until(
+        lambda: not any(_alive(p) for p in pids),
+        STOP_TIMEOUT_S,
+        interval_s=0.02,
+        failure=lambda: f"stress-ng processes {[p for p in pids if _alive(p)]} survived SIGKILL",
+        error=FaultError,
+    )
 
 
 def leftovers(marker_prefix: str) -> list[int]:

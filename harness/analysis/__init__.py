@@ -1,83 +1,17 @@
 """Analysis of a run directory: tidy data, metrics, SLOs, summary.json (report: .report).
 
 `analyze_run(run_dir)` loads the run, measures it and writes `run_dir/summary.json`; it returns
-the same dict. Times are wall-clock nanoseconds (`*_ns`), durations seconds (`*_s`), latencies
-milliseconds (`*_ms`, 3 decimals), rates fractions in [0, 1]. A value that cannot be measured
-is null, never NaN. The definitions are in harness.analysis.metrics (faults),
-harness.analysis.baseline, harness.analysis.phases and harness.analysis.slo. Fields:
-
-- `run_id`, `scenario`, `target`: from the manifest.
-- `status`: `aborted` or `failed` when the run was (harness.results' vocabulary; an older
-  manifest's `interrupted` or `error` reads the same); else `baseline_broken` when the steady
-  baseline already failed (no recovery is measured), `slo_violated` when an SLO check failed
-  or lacked data (unless `slo.allow_no_data`), else `passed`.
-- `error`: the run's error message, or null. `status_reason`: why the status is not `passed`.
-- `started_at_ns`, `ended_at_ns`, `duration_s`: the run, from the manifest.
-- `load`: `users`, `spawn_rate`, `workers`, `mode` (closed | open), `rate_per_s` (open loop),
-  `host` (Locust's --host), `routing` (per_instance: the load named each request's replica;
-  service: through a shared address), `endpoints`, `load_balancing`, `started_at_ns`,
-  `ended_at_ns`, `duration_s`.
-- `analysis`: `stable_for_s`, `detection_horizon_s`, `warmup_s`, `confidence`,
-  `baseline_max_error_rate`, `baseline_failure_rate` (requests, steady baseline), `window_s`
-  (each fault's comparison window after its duration; 10 s when the manifest has none).
-- `baseline`: the steady baseline `start_ns`, `end_ns`, `duration_s`, `warmup_s`,
-  `includes_ramp_up`, `requests`, `failed_requests`, `error_rate`, `probes`, `failed_probes`,
-  `probe_error_rate`, `max_error_rate`, `broken`, `reason`.
-- `totals`: `requests`, `failures`, `error_rate`, `throughput_rps` (over the load window),
-  `probes`, `probe_failures`.
-- `endpoints`: per endpoint, `requests`, `failures`, `error_rate`, `throughput_rps`.
-- `phases`: `baseline`, `fault`, `recovery`, `after`, each `start_ns`, `end_ns` (first and last
-  instant, null when empty), `intervals`, `duration_s` (their total), `requests` and `failures`
-  (completed in the phase), `error_rate`, `throughput_rps`, `latency_ms` {`p50`, `p95`, `p99`,
-  `max`, `successful`, `failed`, `null_reasons`} over the successful requests that started in
-  the phase, failed ones counted apart, a percentile null below 1 / (1 - q) values (null if
-  no request started there), `intended_rps`, `achieved_rps`, `shortfall`.
-- `faults`: one object per fault occurrence, in injection order: `id` (`f1`, or `f1#2` for the
-  2nd occurrence of a repeated entry), `entry`, `occurrence`, `name`, `kind`, `mode`,
-  `mechanism`, `restart_policy_applies`, `targets`, `view` (instance | service), `observed`
-  (which observations, in words), `injected_at_ns` (the fault's action), `reverted_at_ns`,
-  `apply_s`, `active_s` (measured), `horizon_end_ns`, `impact` (visible | none | unmeasured),
-  `impact_kind` (errors | latency | both; null without visible impact), `latency_impact`
-  {`statistic`, `window_s`, `limits` {`requests`, `probes`: {`baseline_median_ms`,
-  `limit_ms`, `baseline_windows`} or null}, `visible`, `detected_at_ns`, `recovered_at_ns`,
-  `censored_from_ns`, `ttd_s`, `ttr_s`, `reason`} (harness.analysis.latency_impact),
-  `detected_at_ns`, `recovered_at_ns`, `ttd_s`, `ttr_s` (null without visible impact),
-  `recovered` (true/false; null without visible impact or when censored), `censored`,
-  `ttr_at_least_s` (censored: the data ended before the recovery could be shown), `reason`,
-  `window` {`start_ns`, `end_ns`, `duration_s`, `cut_by`, `cut_by_data_end`, `requests`,
-  `failed_requests`, `successful_requests`, `availability`, `intended_requests`,
-  `lost_requests`} (the comparison window, harness.analysis.metrics), `window_end_ns`;
-  `failed_requests`, `requests_in_window`, `availability` (every user's requests completed in
-  the comparison window), `probes_failed`, `probes_in_window` (probes of its targets), and
-  `view_counts` {`requests`, `failed_requests`, `availability`, `probes`, `failed_probes`} (its
-  own view, same window), `baseline` (the view's steady-baseline counts, with the trimmed
-  `tolerance_error_rate` and `tolerance_probe_error_rate` its windows are judged against),
-  `overlapped_with`, `shared_observations_with`, `phases` {`fault`, `recovery`: the
-  occurrence's own intervals with their request statistics}, `orchestrator` [{`instance`,
-  `die_at_ns`, `start_at_ns`, `healthy_at_ns`, `kill_to_die_s`, `die_to_start_s`,
-  `start_to_healthy_s`, `restarted`}], `cluster` (Swarm's view, or null), `response`
-  {`action`: replaced | restarted_in_place | not_restarted | kept_running | unknown |
-  mixed, `unit` (container, task, pod), `description`, `instances` [{`instance`, `action`,
-  `at_ns`, `after_s`}]}: what the orchestrator did (harness.analysis.response).
-- `faults[].expected`: what the orchestrator's own timers predict for each measured interval
-  [{`interval`, `instance`, `rule`, `low_s`, `high_s`, `source` (settings | published default),
-  `measured_s`, `verdict` (as_predicted | slower | faster | not_measured), `tolerance_s`}]
-  (harness.analysis.timers); `faults[].k8s_events`: Kubernetes' own Events in the fault's
-  window [injection, evidence end] [{`time_ns`, `reason`, `type`, `object`, `instance`,
-  `note`, `count`}] (harness.analysis.kube_events).
-- `warnings`: what makes the run's numbers less certain without failing it: a watch of the
-  orchestrator that kept failing ("the orchestrator's view of pods had a gap of 12.0 s from
-  +20.1 s (...)"), also appended to `status_reason` when the status is not `passed`.
-- `fault_groups`: per repeated entry, `id`, `kind`, `occurrences`, `visible_impact`,
-  `no_impact`, `unmeasured`, `recovered`, `unrecovered`, `censored`, `ttd_s` and `ttr_s`
-  {`n`, `median`, `max`}, `failed_requests`.
-- `slo`: `passed`, `allow_no_data`, `failed` (names), `no_data` [{`name`, `reason`}], `checks`
-  [{`name`, `limit`, `value`, `verdict`: pass|fail|no_data, `reason`}].
+the same JSON object. `summarize(run)` gives the typed `Summary`; its blocks and what their
+fields mean are harness.results.summary's (published by `harness schema --summary`), and
+`load_summary` reads any version of the file back. Times are wall-clock nanoseconds (`*_ns`),
+durations seconds (`*_s`), latencies milliseconds (`*_ms`, 3 decimals), rates fractions in
+[0, 1]; a value that cannot be measured is null, never NaN. The definitions are in
+harness.analysis.metrics (faults, their windows), .baseline, .phases (baseline, fault,
+recovery, after), .slo, .latency_impact, .response, .timers and .kube_events.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.analysis.data import RunData, load_run
@@ -98,28 +32,35 @@ from harness.analysis.repeats import repeated_entries
 from harness.analysis.slo import SloResult, evaluate_slo
 from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
+from harness.results.summary import (
+    SUMMARY_FILE,
+    FaultGroup,
+    FaultSummary,
+    PhaseSummary,
+    Summary,
+    SummaryAnalysis,
+    SummaryLoad,
+    Totals,
+    write_summary_file,
+)
 
-__all__ = ["RunData", "analyze_run", "load_run", "summarize", "write_summary"]
-
-SUMMARY_FILE = "summary.json"
+__all__ = ["SUMMARY_FILE", "RunData", "analyze_run", "load_run", "summarize", "write_summary"]
 
 
 def analyze_run(run_dir: Path) -> dict[str, object]:
-    """Load `run_dir`, measure it, write summary.json there and return the summary."""
+    """Load `run_dir`, measure it, write summary.json there and return it as the file holds it."""
     summary = summarize(load_run(Path(run_dir)))
     write_summary(Path(run_dir), summary)
-    return summary
+    return summary.as_json()
 
 
-def write_summary(run_dir: Path, summary: dict[str, object]) -> Path:
+def write_summary(run_dir: Path, summary: Summary) -> Path:
     """Write summary.json (strict JSON: NaN is refused)."""
-    path = Path(run_dir) / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    return write_summary_file(Path(run_dir), summary)
 
 
-def summarize(run: RunData) -> dict[str, object]:
-    """The summary dict of a loaded run (fields in this module's docstring)."""
+def summarize(run: RunData) -> Summary:
+    """The summary of a loaded run (fields in this module's docstring)."""
     faults, context = fault_metrics(run)
     load = context.load
     index = RequestIndex.of(run.requests)
@@ -135,29 +76,30 @@ def summarize(run: RunData) -> dict[str, object]:
         reason = "; ".join([reason, *warnings])
     every_k8s = kube_events(run.events)
     manifest = run.manifest
-    return {
-        "run_id": manifest.run_id,
-        "scenario": manifest.scenario,
-        "status": status,
-        "status_reason": reason,
-        "target": manifest.target,
-        "started_at_ns": manifest.started_at_ns,
-        "ended_at_ns": manifest.ended_at_ns,
-        "duration_s": _duration(manifest.started_at_ns, manifest.ended_at_ns),
-        "load": _load(run, context),
-        "analysis": _analysis(run, context),
-        "baseline": context.baseline.to_dict(),
-        "totals": {**total.to_dict(), **_probe_totals(run)},
-        "endpoints": {k: v.to_dict() for k, v in endpoint_stats(run.requests, load).items()},
-        "phases": {name: by_name[name].to_dict() for name in PHASE_NAMES},
-        "faults": [
-            _with_timers(run, _fault_dict(f, index, steady[0], intended, every_k8s)) for f in faults
+    return Summary(
+        run_id=manifest.run_id,
+        scenario=manifest.scenario,
+        status=status,
+        status_reason=reason,
+        target=manifest.target,
+        started_at_ns=manifest.started_at_ns,
+        ended_at_ns=manifest.ended_at_ns,
+        duration_s=_duration(manifest.started_at_ns, manifest.ended_at_ns),
+        load=_load(run, context),
+        analysis=_analysis(run, context),
+        baseline=context.baseline.record(),
+        totals=Totals(**total.record().model_dump(), **_probe_totals(run)),
+        endpoints={k: v.record() for k, v in endpoint_stats(run.requests, load).items()},
+        phases={name: by_name[name].record() for name in PHASE_NAMES},
+        faults=[
+            _with_timers(run, _fault_record(f, index, steady[0], intended, every_k8s))
+            for f in faults
         ],
-        "fault_groups": [e.to_dict() for e in repeated_entries(faults)],
-        "slo": slo.to_dict(),
-        "warnings": warnings,
-        "error": manifest.error,
-    }
+        fault_groups=[FaultGroup.model_validate(e.to_dict()) for e in repeated_entries(faults)],
+        slo=slo.record(),
+        warnings=warnings,
+        error=manifest.error,
+    )
 
 
 def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str, str | None]:
@@ -177,61 +119,64 @@ def _status(manifest_status: str, context: Context, slo: SloResult) -> tuple[str
     return "slo_violated", "; ".join(parts)
 
 
-def _with_timers(run: RunData, fault: dict[str, object]) -> dict[str, object]:
+def _with_timers(run: RunData, fault: FaultSummary) -> FaultSummary:
     """The fault with what the orchestrator's timers predict for its measured intervals."""
-    return {**fault, "expected": [p.to_dict() for p in predictions(run, fault)]}
+    expected = [p.record() for p in predictions(run, fault)]
+    return fault.model_copy(update={"expected": expected})
 
 
-def _fault_dict(
+def _fault_record(
     fault: FaultMetrics,
     index: RequestIndex,
     steady_from_ns: int,
     intended: float | None,
     every_k8s: list[KubeEvent],
-) -> dict[str, object]:
-    phases = {}
+) -> FaultSummary:
+    """The fault as summary.json writes it, with its occurrence's own phases and Events."""
+    phases: dict[str, PhaseSummary] = {}
     for name in ("fault", "recovery"):
         start, end = fault.phase_bounds.get(name, (0, 0))
         phase = Phase(name, ((start, end),) if end > start else ())
         stats = interval_stats(index, phase, phase.intervals, steady_from_ns, intended)
-        phases[name] = stats.to_dict()
+        phases[name] = stats.record()
     t0, end = fault.fault.injected_at_ns, fault.evidence_end_ns
-    return {**fault.to_dict(), "phases": phases, "k8s_events": fault_k8s_events(every_k8s, t0, end)}
+    k8s_events = fault_k8s_events(every_k8s, t0, end)
+    return fault.record().model_copy(update={"phases": phases, "k8s_events": k8s_events})
 
 
 def _duration(start_ns: int | None, end_ns: int | None) -> float | None:
     return None if start_ns is None or end_ns is None else round((end_ns - start_ns) / 1e9, 3)
 
 
-def _load(run: RunData, context: Context) -> dict[str, object]:
+def _load(run: RunData, context: Context) -> SummaryLoad:
     load = run.manifest.load
-    return {
-        "users": load.users,
-        "spawn_rate": load.spawn_rate,
-        "workers": load.workers,
-        "mode": load.mode,
-        "rate_per_s": load.rate_per_s,
-        "host": load.host,
-        "routing": "per_instance" if context.observations.routed else "service",
-        "endpoints": list(load.endpoints),
-        "load_balancing": load.load_balancing,
-        "started_at_ns": context.load.start_ns,
-        "ended_at_ns": context.load.end_ns,
-        "duration_s": _duration(context.load.start_ns, context.load.end_ns),
-    }
+    return SummaryLoad(
+        users=load.users,
+        spawn_rate=load.spawn_rate,
+        workers=load.workers,
+        mode=load.mode,
+        rate_per_s=load.rate_per_s,
+        host=load.host,
+        routing="per_instance" if context.observations.routed else "service",
+        endpoints=list(load.endpoints),
+        load_balancing=load.load_balancing,
+        started_at_ns=context.load.start_ns,
+        ended_at_ns=context.load.end_ns,
+        duration_s=_duration(context.load.start_ns, context.load.end_ns),
+    )
 
 
-def _analysis(run: RunData, context: Context) -> dict[str, object]:
+def _analysis(run: RunData, context: Context) -> SummaryAnalysis:
     settings = run.manifest.analysis
-    return {
-        "stable_for_s": settings.stable_for_s,
-        "detection_horizon_s": settings.detection_horizon_s,
-        "warmup_s": run.manifest.warmup_s(),
-        "confidence": settings.confidence,
-        "baseline_max_error_rate": settings.baseline_max_error_rate,
-        "baseline_failure_rate": round(context.baseline_failure_rate, 6),
-        "window_s": settings.window_s,
-    }
+    return SummaryAnalysis(
+        stable_for_s=settings.stable_for_s,
+        detection_horizon_s=settings.detection_horizon_s,
+        warmup_s=run.manifest.warmup_s(),
+        confidence=settings.confidence,
+        baseline_max_error_rate=settings.baseline_max_error_rate,
+        baseline_failure_rate=round(context.baseline_failure_rate, 6),
+        window_s=settings.window_s,
+    )
 
 
 def _probe_totals(run: RunData) -> dict[str, int]:

@@ -41,12 +41,13 @@ from harness.analysis.compare import (
     RunInput,
     compare_runs,
     read_labels,
-    read_summary,
+    read_run_summary,
 )
 from harness.analysis.data import read_json_object
 from harness.analysis.jsonview import as_list, as_map
 from harness.errors import AnalysisError
 from harness.results import ABORTED, COMPLETED, FAILED
+from harness.results.summary import Summary
 
 LEDGER_FILE, AGGREGATE_FILE = "trials.json", "aggregate.json"
 INCLUDED_STATUSES = ("passed", "slo_violated")
@@ -61,7 +62,7 @@ class Trial:
     run_id: str | None
     status: str
     reason: str | None
-    summary: Mapping[str, object] | None
+    summary: Summary | None
 
     @property
     def included(self) -> bool:
@@ -157,15 +158,13 @@ def _fault_dict(group: GroupFault) -> dict[str, object]:
     }
 
 
-def slo_tally(summaries: Iterable[Mapping[str, object]]) -> dict[str, dict[str, int]]:
+def slo_tally(summaries: Iterable[Summary]) -> dict[str, dict[str, int]]:
     """Per SLO check name: how many trials passed, failed, had no data."""
     tally: dict[str, dict[str, int]] = {}
     for summary in summaries:
-        for raw in as_list(as_map(summary.get("slo")).get("checks")):
-            check = as_map(raw)
-            counts = tally.setdefault(str(check.get("name")), {"pass": 0, "fail": 0, "no_data": 0})
-            verdict = str(check.get("verdict"))
-            counts[verdict] = counts.get(verdict, 0) + 1
+        for check in summary.slo.checks:
+            counts = tally.setdefault(check.name, {"pass": 0, "fail": 0, "no_data": 0})
+            counts[check.verdict] = counts.get(check.verdict, 0) + 1
     return tally
 
 
@@ -214,12 +213,11 @@ def _trial(root: Path, raw: Mapping[str, object]) -> Trial:
     if outcome != "completed":
         return Trial(index, path, run_id, outcome, reason, None)
     try:
-        summary = read_summary(path)
+        summary = read_run_summary(path)
     except AnalysisError as exc:
         return Trial(index, path, run_id, "analysis_failed", str(exc), None)
-    status = str(summary.get("status"))
-    why = summary.get("status_reason") or summary.get("error")
-    return Trial(index, path, run_id, status, None if why is None else str(why), summary)
+    why = summary.status_reason or summary.error
+    return Trial(index, path, run_id, summary.status, why, summary)
 
 
 def _run_input(trial: Trial, group: str) -> RunInput:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from harness.analysis.observations import Stream
 from harness.analysis.timebase import LoadWindow
+from harness.results.summary import BaselineCounts, SummaryBaseline
 
 
 @dataclass(frozen=True)
@@ -78,17 +79,18 @@ class Rates:
         robust = self.robust_probe_rate
         return (self.probe_rate or 0.0) if robust is None else robust
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "requests": self.requests,
-            "failed_requests": self.failed_requests,
-            "error_rate": _round(self.request_rate),
-            "tolerance_error_rate": _round(self.tolerance_request_rate),
-            "probes": self.probes,
-            "failed_probes": self.failed_probes,
-            "probe_error_rate": _round(self.probe_rate),
-            "tolerance_probe_error_rate": _round(self.tolerance_probe_rate),
-        }
+    def record(self) -> BaselineCounts:
+        """As summary.json writes it (a fault's view's baseline)."""
+        return BaselineCounts(
+            requests=self.requests,
+            failed_requests=self.failed_requests,
+            error_rate=_round(self.request_rate),
+            tolerance_error_rate=_round(self.tolerance_request_rate),
+            probes=self.probes,
+            failed_probes=self.failed_probes,
+            probe_error_rate=_round(self.probe_rate),
+            tolerance_probe_error_rate=_round(self.tolerance_probe_rate),
+        )
 
 
 @dataclass(frozen=True)
@@ -101,18 +103,19 @@ class Baseline:
     broken: bool
     reason: str | None
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "start_ns": self.window.start_ns,
-            "end_ns": self.window.end_ns,
-            "duration_s": round(self.window.duration_s, 3),
-            "warmup_s": self.window.warmup_s,
-            "includes_ramp_up": self.window.includes_ramp_up,
-            **self.rates.to_dict(),
-            "max_error_rate": self.max_error_rate,
-            "broken": self.broken,
-            "reason": self.reason,
-        }
+    def record(self) -> SummaryBaseline:
+        """As summary.json writes it: the window, its counts (`Rates.record`), the verdict."""
+        return SummaryBaseline(
+            start_ns=self.window.start_ns,
+            end_ns=self.window.end_ns,
+            duration_s=round(self.window.duration_s, 3),
+            warmup_s=self.window.warmup_s,
+            includes_ramp_up=self.window.includes_ramp_up,
+            **self.rates.record().model_dump(),
+            max_error_rate=self.max_error_rate,
+            broken=self.broken,
+            reason=self.reason,
+        )
 
 
 def _round(value: float | None) -> float | None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.results.summary import ClusterView as ClusterRecord
+
 # Swarm's task states; Kubernetes' pod phases; both record the service's strength and nodes
 CLUSTER_ACTIONS = (
     "task_state",
@@ -36,23 +38,25 @@ class ClusterView:
     full_strength_at_ns: int | None
     node_ready_at_ns: int | None
 
-    def to_dict(self) -> dict[str, object]:
+    def record(self) -> ClusterRecord:
+        """As summary.json writes it: each instant, and as seconds from the injection."""
+
         def since_t0(at_ns: int | None) -> float | None:
             return None if at_ns is None else round((at_ns - self.injected_at_ns) / 1e9, 3)
 
-        return {
-            "node": self.node,
-            "node_down_at_ns": self.node_down_at_ns,
-            "service_degraded_at_ns": self.degraded_at_ns,
-            "replacement_running_at_ns": self.replacement_running_at_ns,
-            "full_strength_at_ns": self.full_strength_at_ns,
-            "node_ready_at_ns": self.node_ready_at_ns,
-            "to_node_down_s": since_t0(self.node_down_at_ns),
-            "to_degraded_s": since_t0(self.degraded_at_ns),
-            "to_replacement_running_s": since_t0(self.replacement_running_at_ns),
-            "to_full_strength_s": since_t0(self.full_strength_at_ns),
-            "to_node_ready_s": since_t0(self.node_ready_at_ns),
-        }
+        return ClusterRecord(
+            node=self.node,
+            node_down_at_ns=self.node_down_at_ns,
+            service_degraded_at_ns=self.degraded_at_ns,
+            replacement_running_at_ns=self.replacement_running_at_ns,
+            full_strength_at_ns=self.full_strength_at_ns,
+            node_ready_at_ns=self.node_ready_at_ns,
+            to_node_down_s=since_t0(self.node_down_at_ns),
+            to_degraded_s=since_t0(self.degraded_at_ns),
+            to_replacement_running_s=since_t0(self.replacement_running_at_ns),
+            to_full_strength_s=since_t0(self.full_strength_at_ns),
+            to_node_ready_s=since_t0(self.node_ready_at_ns),
+        )
 
 
 Row = tuple[int, str, str | None, Mapping[str, object]]

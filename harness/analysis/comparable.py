@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.errors import ScenarioError
+from harness.results.summary import Summary
 
 NOT_RECORDED = "not recorded"
 
@@ -65,21 +65,19 @@ class Measurement:
         }
 
 
-def measurement_of(summary: Mapping[str, object]) -> Measurement:
+def measurement_of(summary: Summary) -> Measurement:
     """What one run's summary says of how it was measured (absent fields: None; a run without
     faults has the views ())."""
-    routing = as_map(summary.get("load")).get("routing")
-    faults = [as_map(f) for f in as_list(summary.get("faults"))]
-    views = sorted({str(f.get("view")) for f in faults if isinstance(f.get("view"), str)})
-    window = as_number(as_map(summary.get("analysis")).get("window_s"))
+    faults = summary.faults
+    views = sorted({f.view for f in faults if f.view is not None})
     return Measurement(
-        routing if isinstance(routing, str) else None,
+        summary.load.routing,
         tuple(views) if views or not faults else None,
-        window,
+        summary.analysis.window_s,
     )
 
 
-def measurement(runs: Sequence[tuple[str, Mapping[str, object]]]) -> Measurement | None:
+def measurement(runs: Sequence[tuple[str, Summary]]) -> Measurement | None:
     """The measurement every run (run id, summary) shares; None without runs.
 
     Raises ScenarioError naming each field that differs and which runs measured it how."""

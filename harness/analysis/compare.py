@@ -56,7 +56,7 @@ import numpy.typing as npt
 
 from harness.analysis.comparable import Measurement, measurement
 from harness.analysis.data import read_json_object
-from harness.analysis.jsonview import as_list, as_map, as_number
+from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.pooled import QUANTILES, PooledPhase, pooled_latency
 from harness.analysis.response import ACTIONS, Action, action_words
@@ -78,6 +78,16 @@ from harness.analysis.stats import (
     smallest_p_value,
 )
 from harness.errors import AnalysisError, ScenarioError
+from harness.results.manifest import load_manifest
+from harness.results.summary import (
+    SUMMARY_FILE,
+    FaultSummary,
+    PhaseSummary,
+    Response,
+    Summary,
+    as_summary,
+    load_summary,
+)
 
 __all__ = [
     "ALPHA",
@@ -109,7 +119,6 @@ ORCHESTRATOR_METRICS = ("kill_to_die_s", "die_to_start_s", "start_to_healthy_s")
 CLUSTER_METRICS = ("to_degraded_s", "to_replacement_running_s", "to_full_strength_s")
 RESPONSE_METRIC = "response_s"
 PHASE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "error_rate", "throughput_rps")
-SUMMARY_FILE = "summary.json"
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -119,13 +128,22 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class RunInput:
-    """One run directory, its summary and labels, and the group it falls in."""
+    """One run directory, its summary and labels, and the group it falls in. A summary given
+    as decoded summary.json is read as the model (`as_summary`)."""
 
     run_dir: Path
     run_id: str
     group: str
-    summary: Mapping[str, object]
+    summary: Summary | Mapping[str, object]
     labels: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "summary", as_summary(self.summary))
+
+    @property
+    def measured(self) -> Summary:
+        """The run's summary, as the model."""
+        return as_summary(self.summary)
 
 
 @dataclass(frozen=True)
@@ -187,7 +205,7 @@ def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
 def _healthy(run_dir: Path) -> bool:
     """A run that completed with a healthy baseline (its summary computed when missing)."""
     try:
-        return read_summary(run_dir).get("status") in ("passed", "slo_violated")
+        return read_run_summary(run_dir).measured
     except AnalysisError:
         return False
 
@@ -206,7 +224,7 @@ def _argument_problems(run_dirs: Sequence[Path], by: str, label: str | None) -> 
 def _load_one(run_dir: Path, by: str, label: str | None) -> RunInput:
     if not run_dir.is_dir():
         raise AnalysisError("not a directory")
-    summary = read_summary(run_dir)
+    summary = read_run_summary(run_dir)
     labels = read_labels(run_dir)
     if by == "label":
         assert label is not None
@@ -215,33 +233,38 @@ def _load_one(run_dir: Path, by: str, label: str | None) -> RunInput:
             raise AnalysisError(f"no label {label!r} in manifest.json (labels: {known})")
         group = labels[label]
     else:
-        group = str(summary.get(by))
-    return RunInput(run_dir, str(summary.get("run_id") or run_dir.name), group, summary, labels)
+        group = summary.target if by == "target" else summary.scenario
+    return RunInput(run_dir, summary.run_id or run_dir.name, group, summary, labels)
 
 
-def read_summary(run_dir: Path) -> Mapping[str, object]:
-    """summary.json of the run, or the analysis of its data when there is none (written too)."""
+def read_run_summary(run_dir: Path) -> Summary:
+    """summary.json of the run (any version), or the analysis of its data when there is none
+    (written too)."""
     path = run_dir / SUMMARY_FILE
     if not path.is_file():
-        from harness.analysis import analyze_run
+        from harness.analysis import summarize, write_summary
+        from harness.analysis.data import load_run
 
         try:
-            return analyze_run(run_dir)
+            summary = summarize(load_run(run_dir))
         except AnalysisError as exc:
             raise AnalysisError(f"no {SUMMARY_FILE}, and cannot compute it: {exc}") from exc
-    return read_json_object(path)
+        write_summary(run_dir, summary)
+        return summary
+    return load_summary(path)
+
+
+def read_summary(run_dir: Path) -> dict[str, object]:
+    """`read_run_summary` as decoded JSON, for readers not yet on the model."""
+    return read_run_summary(run_dir).as_json()
 
 
 def read_labels(run_dir: Path) -> dict[str, str]:
     """The manifest's "labels" object (empty when there is no manifest or no labels)."""
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_manifest(run_dir).labels
+    except AnalysisError:
         return {}
-    labels = manifest.get("labels") if isinstance(manifest, dict) else None
-    if not isinstance(labels, dict):
-        return {}
-    return {str(k): str(v) for k, v in labels.items()}
 
 
 def group_runs(runs: Sequence[RunInput]) -> tuple[Group, ...]:
@@ -361,69 +384,49 @@ class FaultSample:
 
 def fault_samples(run: RunInput) -> dict[tuple[str, str], FaultSample]:
     """The run's faults keyed by (id, kind)."""
-    samples = {}
-    for raw in as_list(run.summary.get("faults")):
-        fault = as_map(raw)
-        key = (str(fault.get("id")), str(fault.get("kind")))
-        window = as_map(fault.get("window"))
-        values = {
-            m: as_number(window.get(m) if m in WINDOW_METRICS else fault.get(m))
-            for m in FAULT_METRICS
-        }
-        instances = [as_map(o) for o in as_list(fault.get("orchestrator"))]
-        for metric in ORCHESTRATOR_METRICS:
-            values[metric] = stat([as_number(o.get(metric)) for o in instances]).median
-        cluster = as_map(fault.get("cluster"))
-        values.update({m: as_number(cluster.get(m)) for m in CLUSTER_METRICS})
-        response = as_map(fault.get("response"))
-        values[RESPONSE_METRIC] = _response_s(response)
-        impact = _impact(fault)
-        recovered = (
-            impact == "visible" and fault.get("recovered") is True and values["ttr_s"] is not None
-        )
-        reason = fault.get("reason")
-        samples[key] = FaultSample(
-            run.run_id,
-            recovered,
-            None if reason is None else str(reason),
-            values,
-            impact,
-            _response_words(response),
-            _censored_at(fault),
-        )
-    return samples
+    return {(f.id, f.kind): _sample(run.run_id, f) for f in run.measured.faults}
 
 
-def _censored_at(fault: Mapping[str, object]) -> float | None:
-    """`ttr_at_least_s` of a censored fault (summaries before censoring: None)."""
-    if fault.get("censored") is not True:
-        return None
-    return as_number(fault.get("ttr_at_least_s"))
+def _sample(run_id: str, fault: FaultSummary) -> FaultSample:
+    values: dict[str, float | None] = {
+        m: _number(getattr(fault.window, m, None) if m in WINDOW_METRICS else getattr(fault, m))
+        for m in FAULT_METRICS
+    }
+    for metric in ORCHESTRATOR_METRICS:
+        values[metric] = stat([getattr(o, metric) for o in fault.orchestrator]).median
+    values.update({m: getattr(fault.cluster, m, None) for m in CLUSTER_METRICS})
+    values[RESPONSE_METRIC] = _response_s(fault.response)
+    impact = fault.impact
+    recovered = impact == "visible" and fault.recovered is True and values["ttr_s"] is not None
+    return FaultSample(
+        run_id,
+        recovered,
+        fault.reason,
+        values,
+        impact,
+        _response_words(fault.response),
+        fault.ttr_at_least_s if fault.censored else None,
+    )
 
 
-def _response_s(response: Mapping[str, object]) -> float | None:
+def _number(value: object) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _response_s(response: Response | None) -> float | None:
     """When the orchestrator's repair of the last of the fault's instances happened."""
-    times = [as_number(as_map(i).get("after_s")) for i in as_list(response.get("instances"))]
+    times = [] if response is None else [i.after_s for i in response.instances]
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
 
-def _response_words(response: Mapping[str, object]) -> str | None:
+def _response_words(response: Response | None) -> str | None:
     """'restarted the same container in place' (without the time, so runs can be counted)."""
-    action, unit = response.get("action"), response.get("unit")
-    if not isinstance(action, str) or not isinstance(unit, str):
+    if response is None:
         return None
-    if action not in ACTIONS:
-        return action
-    return action_words(cast(Action, action), unit)
-
-
-def _impact(fault: Mapping[str, object]) -> str:
-    """The fault's impact; summaries before it was recorded said "no user-visible failures"."""
-    impact = fault.get("impact")
-    if isinstance(impact, str):
-        return impact
-    return "none" if fault.get("reason") == "no user-visible failures" else "visible"
+    if response.action not in ACTIONS:
+        return response.action
+    return action_words(cast(Action, response.action), response.unit)
 
 
 @dataclass(frozen=True)
@@ -870,9 +873,9 @@ def _group_dict(group: Group) -> dict[str, object]:
         {
             "run_id": r.run_id,
             "run_dir": str(r.run_dir),
-            "scenario": r.summary.get("scenario"),
-            "target": r.summary.get("target"),
-            "status": r.summary.get("status"),
+            "scenario": r.measured.scenario,
+            "target": r.measured.target,
+            "status": r.measured.status,
             "labels": dict(r.labels),
         }
         for r in group.runs
@@ -884,7 +887,7 @@ def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) ->
     """Group the runs, match their faults and judge every pair of groups on every fault.
 
     Raises ScenarioError when the runs were not measured the same way (comparable.py)."""
-    measured = measurement([(r.run_id, r.summary) for r in runs])
+    measured = measurement([(r.run_id, r.measured) for r in runs])
     groups = group_runs(runs)
     samples = [[fault_samples(r) for r in g.runs] for g in groups]  # run ids may repeat
     keys: dict[tuple[str, str], None] = {}
@@ -900,7 +903,7 @@ def compare_runs(runs: Sequence[RunInput], by: str, label: str | None = None) ->
         pairs = tuple(judge(name, a, b) for a, b in itertools.combinations(per_group, 2))
         faults.append(FaultComparison(key[0], key[1], per_group, pairs))
     pooled = {
-        g.name: pooled_latency([(r.run_id, r.run_dir, r.summary) for r in g.runs]) for g in groups
+        g.name: pooled_latency([(r.run_id, r.run_dir, r.measured) for r in g.runs]) for g in groups
     }
     return Comparison(by, label, groups, tuple(faults), phase_stats(groups), pooled, measured)
 
@@ -909,10 +912,10 @@ def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]
     """Per group, phase and metric: the Stat over the group's runs."""
     result: dict[str, dict[str, dict[str, Stat]]] = {}
     for group in groups:
-        phases = [as_map(as_map(r.summary.get("phases"))) for r in group.runs]
+        phases = [r.measured.phases for r in group.runs]
         result[group.name] = {
             name: {
-                metric: stat([_phase_value(as_map(p.get(name)), metric) for p in phases])
+                metric: stat([_phase_value(p.get(name), metric) for p in phases])
                 for metric in PHASE_METRICS
             }
             for name in PHASE_NAMES
@@ -920,18 +923,19 @@ def phase_stats(groups: Sequence[Group]) -> dict[str, dict[str, dict[str, Stat]]
     return result
 
 
-def _phase_value(phase: Mapping[str, object], metric: str) -> float | None:
+def _phase_value(phase: PhaseSummary | None, metric: str) -> float | None:
     """The run's value of a phase metric; a latency percentile of fewer requests than it needs
     (stats.min_count_for: a p99 of 2 requests is their maximum) is left out."""
+    if phase is None:
+        return None
     if metric in QUANTILES:
-        latency = as_map(phase.get("latency_ms"))
-        # the successful requests the percentile is over; older summaries: every request
-        count = as_number(latency.get("successful"))
-        count = as_number(phase.get("requests")) if count is None else count
-        if count is None or count < min_count_for(QUANTILES[metric]):
+        latency = phase.latency_ms
+        if latency is None:
             return None
-        return as_number(latency.get(metric.removesuffix("_ms")))
-    return as_number(phase.get(metric))
+        if latency.successful < min_count_for(QUANTILES[metric]):  # the requests it is over
+            return None
+        return _number(getattr(latency, metric.removesuffix("_ms")))
+    return _number(getattr(phase, metric))
 
 
 def write_comparison_json(

@@ -117,8 +117,9 @@ def _row(run: RunInput) -> _Row:
         data = load_run(run.run_dir)
     except AnalysisError as exc:
         return _Row(run, None, (), str(exc))
-    axis = time_axis(data, run.summary)
-    return _Row(run, bin_requests(data.requests, axis), tuple(fault_bands(run.summary, axis)), None)
+    axis = time_axis(data, run.measured)
+    bands = tuple(fault_bands(run.measured, axis))
+    return _Row(run, bin_requests(data.requests, axis), bands, None)
 
 
 def timelines_figure(comparison: Comparison, out: Path) -> Path:
@@ -174,8 +175,8 @@ def _timeline_row(ax: Axes, row: _Row, colour: str, span_s: float) -> None:
 
 def _row_titles(ax: Axes, run: RunInput, colour: str) -> None:
     """The run's group and id on the left (in its group's colour), its status on the right."""
-    summary = run.summary
-    where = f"{summary.get('scenario')} on {summary.get('target')}"
+    summary = run.measured
+    where = f"{summary.scenario} on {summary.target}"
     ax.set_title(
         f"{run.group} — run {run.run_id} ({where})",
         fontsize=9,
@@ -183,7 +184,7 @@ def _row_titles(ax: Axes, run: RunInput, colour: str) -> None:
         color=colour,
         fontweight="bold",
     )
-    ax.set_title(str(summary.get("status")), fontsize=8, loc="right", color="#555555")
+    ax.set_title(summary.status, fontsize=8, loc="right", color="#555555")
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_color("#bbbbbb")
     ax.spines["left"].set_color(colour)
@@ -473,10 +474,10 @@ def _runs_section(comparison: Comparison) -> str:
                 [
                     esc(group.name),
                     esc(run.run_id),
-                    esc(run.summary.get("scenario")),
-                    esc(run.summary.get("target")),
+                    esc(run.measured.scenario),
+                    esc(run.measured.target),
                     esc(labels),
-                    esc(run.summary.get("status")),
+                    esc(run.measured.status),
                     esc(run.run_dir),
                 ]
             )

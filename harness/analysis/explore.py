@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.data import RunData
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.matrix import Matrix
 from harness.errors import AnalysisError
+from harness.results.summary import FaultSummary, Summary, as_summary
 
 MARKERS = {"run": "summary.json", "trials": "trials.json", "matrix": "matrix.json"}
 
@@ -32,22 +32,24 @@ def newest(results: Path, kind: str = "run") -> Path:
     return max(found, key=lambda p: (p / marker).stat().st_mtime)
 
 
-def fault_of(summary: Mapping[str, object], fault_id: str) -> Mapping[str, object]:
-    for raw in as_list(summary.get("faults")):
-        if as_map(raw).get("id") == fault_id:
-            return as_map(raw)
-    raise AnalysisError(f"no fault {fault_id!r} in run {summary.get('run_id')}")
+def fault_of(summary: Summary | Mapping[str, object], fault_id: str) -> FaultSummary:
+    """The fault `fault_id` of a summary (the model, or summary.json decoded)."""
+    summary = as_summary(summary)
+    fault = summary.fault(fault_id)
+    if fault is None:
+        raise AnalysisError(f"no fault {fault_id!r} in run {summary.run_id}")
+    return fault
 
 
 def requests_around(
-    run: RunData, summary: Mapping[str, object], fault_id: str, margin_s: float = 2.0
+    run: RunData, summary: Summary | Mapping[str, object], fault_id: str, margin_s: float = 2.0
 ) -> pd.DataFrame:
     """The run's requests completed from `margin_s` before the fault's injection to `margin_s`
     after its recovery (or its window's end), with `t_s`: seconds from the injection, by
     completion. Columns: t_s, latency_ms, ok, endpoint, name, error."""
     fault = fault_of(summary, fault_id)
-    t0 = as_number(fault.get("injected_at_ns"))
-    end = as_number(fault.get("recovered_at_ns")) or as_number(fault.get("window_end_ns"))
+    t0 = fault.injected_at_ns
+    end = fault.recovered_at_ns or fault.window_end_ns
     if t0 is None:
         raise AnalysisError(f"fault {fault_id} has no injection time")
     end = t0 if end is None else end

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.results.summary import KubeEventRecord
+
 WARNING_REASONS = frozenset(
     {"BackOff", "Unhealthy", "Killing", "NodeNotReady", "TaintManagerEviction", "FailedScheduling"}
 )
@@ -40,16 +42,17 @@ class KubeEvent:
         """Drawn on the timeline: a Warning, or one of the reasons a recovery turns on."""
         return self.type == "Warning" or self.reason in WARNING_REASONS
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "time_ns": self.time_ns,
-            "reason": self.reason,
-            "type": self.type,
-            "object": self.involved,
-            "instance": self.instance,
-            "note": self.note,
-            "count": self.count,
-        }
+    def record(self) -> KubeEventRecord:
+        """As summary.json writes it (a fault's `k8s_events`)."""
+        return KubeEventRecord(
+            time_ns=self.time_ns,
+            reason=self.reason,
+            type=self.type,
+            object=self.involved,
+            instance=self.instance,
+            note=self.note,
+            count=self.count,
+        )
 
 
 def kube_events(events: pd.DataFrame) -> list[KubeEvent]:
@@ -71,9 +74,9 @@ def kube_events(events: pd.DataFrame) -> list[KubeEvent]:
     return sorted(found, key=lambda e: e.time_ns)
 
 
-def fault_k8s_events(every: list[KubeEvent], start_ns: int, end_ns: int) -> list[dict[str, object]]:
-    """The Events in [start_ns, end_ns], as summary dicts."""
-    return [e.to_dict() for e in every if start_ns <= e.time_ns <= end_ns]
+def fault_k8s_events(every: list[KubeEvent], start_ns: int, end_ns: int) -> list[KubeEventRecord]:
+    """The Events in [start_ns, end_ns], as summary.json writes them."""
+    return [e.record() for e in every if start_ns <= e.time_ns <= end_ns]
 
 
 def watch_gaps(events: pd.DataFrame, origin_ns: int, data_end_ns: int) -> list[str]:

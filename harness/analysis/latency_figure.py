@@ -17,10 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from harness.analysis.data import RunData
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.latency_impact import WINDOW_NS, windows_of
 from harness.analysis.metrics import extract_faults, make_context
 from harness.analysis.observations import Stream
+from harness.results.summary import FaultSummary, LatencyLimit, Summary
 
 DPI = 110
 MAX_PANELS = 6
@@ -29,21 +29,19 @@ AFTER_NS = 10 * WINDOW_NS  # shown after the fault's evidence
 COLOURS = {"requests": "#1f77b4", "probes": "#2ca02c"}
 
 
-def latency_impact_figure(run: RunData, summary: Mapping[str, object], out: Path) -> Path | None:
+def latency_impact_figure(run: RunData, summary: Summary, out: Path) -> Path | None:
     """Draw the figure into `out`; None (nothing written) when no fault's latency was judged."""
-    faults = [as_map(f) for f in as_list(summary.get("faults"))]
-    judged = [f for f in faults if _limits(f)][:MAX_PANELS]
+    judged = [f for f in summary.faults if _limits(f)][:MAX_PANELS]
     if not judged:
         return None
     context = make_context(run, extract_faults(run.events))
-    origin = as_number(as_map(summary.get("load")).get("started_at_ns")) or 0.0
+    origin = summary.load.started_at_ns or 0
     fig = Figure(figsize=(12, 2.6 * len(judged) + 0.6), layout="constrained")
     axes = fig.subplots(len(judged), 1, squeeze=False)[:, 0]
     for ax, fault in zip(axes, judged, strict=True):
-        targets = tuple(str(t) for t in as_list(fault.get("targets")))
-        view = context.observations.view(targets)
+        view = context.observations.view(tuple(fault.targets))
         streams = {"requests": view.requests, "probes": view.probes}
-        _panel(ax, fault, streams, int(origin))
+        _panel(ax, fault, streams, origin)
     axes[-1].set_xlabel("seconds since load start (each window's successes placed by sending)")
     fig.suptitle(
         "latency impact: window medians against the baseline's tolerance", x=0.01, ha="left"
@@ -52,25 +50,24 @@ def latency_impact_figure(run: RunData, summary: Mapping[str, object], out: Path
     return out
 
 
-def _limits(fault: Mapping[str, object]) -> dict[str, Mapping[str, object]]:
-    limits = as_map(as_map(fault.get("latency_impact")).get("limits"))
-    return {k: as_map(v) for k, v in limits.items() if v}
+def _limits(fault: FaultSummary) -> dict[str, LatencyLimit]:
+    latency = fault.latency_impact
+    limits = {} if latency is None else latency.limits
+    return {kind: limit for kind, limit in limits.items() if limit is not None}
 
 
-def _panel(
-    ax: Axes, fault: Mapping[str, object], streams: Mapping[str, Stream], origin_ns: int
-) -> None:
-    t0 = int(as_number(fault.get("injected_at_ns")) or 0)
-    end = int(as_number(fault.get("reverted_at_ns")) or t0)
-    latency = as_map(fault.get("latency_impact"))
-    last = max(end, int(as_number(latency.get("recovered_at_ns")) or end)) + AFTER_NS
+def _panel(ax: Axes, fault: FaultSummary, streams: Mapping[str, Stream], origin_ns: int) -> None:
+    t0 = fault.injected_at_ns or 0
+    end = fault.reverted_at_ns or t0
+    latency = fault.latency_impact
+    marks = {} if latency is None else {"--": latency.detected_at_ns, "-": latency.recovered_at_ns}
+    last = max(end, marks.get("-") or end) + AFTER_NS
     for kind, limit in _limits(fault).items():
         windows = windows_of(streams[kind], t0 - BEFORE_NS, last)
         starts = (t0 - BEFORE_NS + np.arange(windows.medians.size) * WINDOW_NS - origin_ns) / 1e9
         colour = COLOURS.get(kind, "#555555")
         ax.step(starts, windows.medians, where="post", color=colour, label=f"{kind}: median")
-        low = as_number(limit.get("baseline_median_ms")) or 0.0
-        high = as_number(limit.get("limit_ms")) or low
+        low, high = limit.baseline_median_ms, limit.limit_ms
         ax.axhspan(low, high, color=colour, alpha=0.12, label=f"{kind}: baseline to limit")
         ax.axhline(high, color=colour, linestyle=":", linewidth=1.0)
     ax.axvspan(
@@ -80,14 +77,13 @@ def _panel(
         alpha=0.15,
         linewidth=0,
     )
-    for key, style in (("detected_at_ns", "--"), ("recovered_at_ns", "-")):
-        at = as_number(latency.get(key))
+    for style, at in marks.items():
         if at is not None:
             ax.axvline((at - origin_ns) / 1e9, color="#8a1414", linestyle=style, linewidth=1.2)
-    impact = fault.get("impact_kind") or "no visible impact"
-    targets = ", ".join(str(t) for t in as_list(fault.get("targets")))
+    impact = fault.impact_kind or "no visible impact"
+    targets = ", ".join(fault.targets)
     ax.set_title(
-        f"{fault.get('id')} {fault.get('kind')} on {targets}: impact {impact}",
+        f"{fault.id} {fault.kind} on {targets}: impact {impact}",
         fontsize=9,
         loc="left",
     )

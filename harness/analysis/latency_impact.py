@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.analysis.observations import BoolArray, FloatArray, IntArray, Stream, View
+from harness.results.summary import LatencyLimit as LatencyLimitRecord
 
 WINDOW_NS = 1_000_000_000
 MIN_WINDOW_SUCCESSES = 5
@@ -64,12 +65,13 @@ class LatencyLimit:
     limit_ms: float
     windows: int
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "baseline_median_ms": round(self.baseline_ms, 3),
-            "limit_ms": round(self.limit_ms, 3),
-            "baseline_windows": self.windows,
-        }
+    def record(self) -> LatencyLimitRecord:
+        """As summary.json writes it (a fault's `latency_impact.limits`)."""
+        return LatencyLimitRecord(
+            baseline_median_ms=round(self.baseline_ms, 3),
+            limit_ms=round(self.limit_ms, 3),
+            baseline_windows=self.windows,
+        )
 
 
 @dataclass(frozen=True)

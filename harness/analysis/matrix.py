@@ -1,8 +1,9 @@
 """A matrix directory read back: every scenario's runs compared across targets, and ranked.
 
-`load_matrix(root)` reads `matrix.json` (the ledger harness.matrix writes) and each run's
-summary, and returns a `Matrix`: per scenario, a `Comparison` by target (harness.analysis.compare)
-of the runs that completed with a healthy baseline, and per fault a `Ranking`:
+`load_matrix(root)` reads the ledger (harness.ledger: `matrix.json`, or a trials directory's
+`trials.json`) and each run's summary, and returns a `Matrix`: per scenario, a `Comparison`
+by target (harness.analysis.compare) of the runs that completed with a healthy baseline, and
+per fault a `Ranking`:
 
 - order: fewest unrecovered runs first, then the lowest median time to recover (ttr_s);
 - per pair of neighbours in that order (and the leader against every other): the difference of
@@ -27,6 +28,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from harness.analysis.compare import (
@@ -38,21 +40,21 @@ from harness.analysis.compare import (
     compare_runs,
     judge,
     read_labels,
-    read_summary,
+    read_run_summary,
 )
-from harness.analysis.data import read_json_object
-from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.stats import Superiority, rank_shares, superiority
 from harness.errors import AnalysisError
+from harness.ledger import MATRIX_LEDGER, Ledger, LedgerEntry, read_ledger
 from harness.results import COMPLETED, FAILED
+from harness.results.summary import Summary
 
-LEDGER_FILE, RESULT_FILE = "matrix.json", "comparison.json"
+LEDGER_FILE, RESULT_FILE = MATRIX_LEDGER, "comparison.json"
 INCLUDED = ("passed", "slo_violated")
 
 
 @dataclass(frozen=True)
-class MatrixRun:
-    """One planned run of the matrix and how it ended."""
+class CampaignRun:
+    """One planned run of a campaign (a matrix, or trials: a matrix of one) and how it ended."""
 
     index: int
     scenario: str
@@ -61,11 +63,15 @@ class MatrixRun:
     run_dir: Path | None
     status: str  # summary status, or error / interrupted / not_run / analysis_failed
     reason: str | None
-    summary: Mapping[str, object] | None
+    summary: Summary | None
 
     @property
     def included(self) -> bool:
         return self.status in INCLUDED and self.summary is not None
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run_dir is None else self.run_dir.name
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -143,11 +149,11 @@ class Matrix:
     targets: tuple[str, ...]
     repeat: int
     interrupted: bool
-    runs: tuple[MatrixRun, ...]
+    runs: tuple[CampaignRun, ...]
     scenarios: tuple[ScenarioMatrix, ...]
 
     @property
-    def excluded(self) -> tuple[MatrixRun, ...]:
+    def excluded(self) -> tuple[CampaignRun, ...]:
         return tuple(r for r in self.runs if not r.included)
 
     @property
@@ -179,56 +185,55 @@ def is_matrix_dir(path: Path) -> bool:
 
 
 def load_matrix(root: Path) -> Matrix:
-    """Read a matrix directory (module docstring); AnalysisError without its ledger."""
+    """Read a campaign directory (module docstring); AnalysisError without its ledger. A trials
+    directory reads as the matrix of one target it is."""
     root = Path(root)
-    ledger = read_json_object(root / LEDGER_FILE)
-    targets = tuple(str(t) for t in as_list(ledger.get("targets")))
-    runs = tuple(_run(root, as_map(raw)) for raw in as_list(ledger.get("runs")))
+    ledger, runs = read_runs(root)
     names = list(dict.fromkeys(r.scenario for r in runs))
     scenarios = tuple(
-        _scenario(name, [r for r in runs if r.scenario == name], targets) for name in names
+        _scenario(name, [r for r in runs if r.scenario == name], ledger.targets) for name in names
     )
     return Matrix(
         root=root,
-        targets=targets,
-        repeat=int(str(ledger.get("repeat") or 1)),
-        interrupted=ledger.get("interrupted") is True,
+        targets=tuple(ledger.targets),
+        repeat=ledger.repeat,
+        interrupted=ledger.interrupted,
         runs=runs,
         scenarios=tuple(s for s in scenarios if s is not None),
     )
 
 
-def _run(root: Path, raw: Mapping[str, object]) -> MatrixRun:
-    outcome = str(raw.get("outcome") or "not_run")
-    run_dir = raw.get("run_dir")
-    path = root / run_dir if isinstance(run_dir, str) else None
-    reason = None if raw.get("error") is None else str(raw.get("error"))
+def read_runs(root: Path) -> tuple[Ledger, tuple[CampaignRun, ...]]:
+    """A campaign directory's ledger and every run it planned, with its summary when it has one."""
+    ledger = read_ledger(root)
+    return ledger, tuple(campaign_run(root, entry) for entry in ledger.runs)
 
-    def made(status: str, why: object, summary: Mapping[str, object] | None) -> MatrixRun:
-        return MatrixRun(
-            index=int(str(raw.get("index"))),
-            scenario=str(raw.get("scenario")),
-            target=str(raw.get("target")),
-            repetition=int(str(raw.get("repetition") or 1)),
-            run_dir=path,
-            status=status,
-            reason=None if why is None else str(why),
-            summary=summary,
-        )
 
-    if outcome != "completed" or path is None:
-        return made(outcome if outcome != COMPLETED else FAILED, reason, None)
+def campaign_run(root: Path, entry: LedgerEntry) -> CampaignRun:
+    """One ledger entry with its summary read (the status it holds), or why there is none."""
+    path = None if entry.run_dir is None else root / entry.run_dir
+    made = partial(
+        CampaignRun,
+        index=entry.index,
+        scenario=str(entry.scenario),
+        target=str(entry.target),
+        repetition=entry.repetition,
+        run_dir=path,
+    )
+    if entry.outcome != COMPLETED or path is None:
+        status = entry.outcome if entry.outcome != COMPLETED else FAILED
+        return made(status=status, reason=entry.error, summary=None)
     try:
-        summary = read_summary(path)
+        summary = read_run_summary(path)
     except AnalysisError as exc:
-        return made("analysis_failed", exc, None)
+        return made(status="analysis_failed", reason=str(exc), summary=None)
     return made(
-        str(summary.get("status")), summary.get("status_reason") or summary.get("error"), summary
+        status=summary.status, reason=summary.status_reason or summary.error, summary=summary
     )
 
 
 def _scenario(
-    name: str, runs: Sequence[MatrixRun], targets: Sequence[str]
+    name: str, runs: Sequence[CampaignRun], targets: Sequence[str]
 ) -> ScenarioMatrix | None:
     included = [r for r in runs if r.included]
     if not included:
@@ -241,11 +246,11 @@ def _scenario(
     return ScenarioMatrix(name, comparison, rankings)
 
 
-def _input(run: MatrixRun) -> RunInput:
+def _input(run: CampaignRun) -> RunInput:
     assert run.run_dir is not None
-    summary = as_map(run.summary)
-    run_id = str(summary.get("run_id") or run.run_dir.name)
-    return RunInput(run.run_dir, run_id, run.target, summary, read_labels(run.run_dir))
+    assert run.summary is not None
+    run_id = run.summary.run_id or run.run_dir.name
+    return RunInput(run.run_dir, run_id, run.target, run.summary, read_labels(run.run_dir))
 
 
 def rank(scenario: str, fault: FaultComparison) -> Ranking:

@@ -8,19 +8,19 @@ each target's median run. Runs that failed are listed, never compared.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from harness.analysis.compare import Comparison, Group, GroupFault
 from harness.analysis.compare_report import timelines_figure, ttr_distribution_figure
 from harness.analysis.formats import NONE
-from harness.analysis.jsonview import as_map
 from harness.analysis.matrix import Matrix, Ranking, ScenarioMatrix, write_matrix_json
 from harness.analysis.matrix_words import headline, step_sentence, what_users_saw
 from harness.analysis.pooled import QUANTILES
 from harness.analysis.report import CSS, badge, esc, figures_section, table
 from harness.analysis.wording import interval_text, metric_format, pooled_text, spread_text
+from harness.errors import AnalysisError
+from harness.results.manifest import load_manifest
 
 REPORT_FILE = "report.html"
 MATRIX_CSS = """
@@ -97,11 +97,9 @@ def render_matrix_html(matrix: Matrix, figures: dict[str, list[Path]]) -> str:
 def load_path(run_dir: Path) -> str | None:
     """The manifest's `load.path`: the way the load reached the workload (None: not recorded)."""
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_manifest(run_dir).load.path
+    except AnalysisError:
         return None
-    path = as_map(as_map(manifest).get("load")).get("path")
-    return path if isinstance(path, str) else None
 
 
 def _measured_section(scenario: ScenarioMatrix) -> str:

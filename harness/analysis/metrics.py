@@ -73,7 +73,7 @@ from harness.analysis.baseline import (
     rates_in,
 )
 from harness.analysis.cluster import ClusterView, cluster_view
-from harness.analysis.data import DEFAULT_WINDOW_S, RunData
+from harness.analysis.data import RunData
 from harness.analysis.latency_impact import STATISTIC, WINDOW_NS, LatencyOutcome, Span
 from harness.analysis.latency_impact import latency_outcome as judge_latency
 from harness.analysis.observations import IntArray, RunObservations, Stream, View
@@ -85,6 +85,15 @@ from harness.analysis.timebase import (
     load_window,
 )
 from harness.analysis.tolerance import Tolerance
+from harness.results.manifest import DEFAULT_WINDOW_S
+from harness.results.summary import (
+    FaultSummary,
+    FaultWindow,
+    LatencyImpact,
+    OrchestratorTimeline,
+    ViewCounts,
+)
+from harness.results.summary import Response as ResponseRecord
 
 __all__ = ["Context", "Fault", "FaultMetrics", "LoadWindow", "fault_metrics", "load_window"]
 
@@ -172,17 +181,18 @@ class InstanceTimeline:
     def start_to_healthy_s(self) -> float | None:
         return _interval_s(self.start_at_ns, self.healthy_at_ns)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "instance": self.instance,
-            "die_at_ns": self.die_at_ns,
-            "start_at_ns": self.start_at_ns,
-            "healthy_at_ns": self.healthy_at_ns,
-            "kill_to_die_s": _round(self.kill_to_die_s),
-            "die_to_start_s": _round(self.die_to_start_s),
-            "start_to_healthy_s": _round(self.start_to_healthy_s),
-            "restarted": self.restarted,
-        }
+    def record(self) -> OrchestratorTimeline:
+        """As summary.json writes it."""
+        return OrchestratorTimeline(
+            instance=self.instance,
+            die_at_ns=self.die_at_ns,
+            start_at_ns=self.start_at_ns,
+            healthy_at_ns=self.healthy_at_ns,
+            kill_to_die_s=_round(self.kill_to_die_s),
+            die_to_start_s=_round(self.die_to_start_s),
+            start_to_healthy_s=_round(self.start_to_healthy_s),
+            restarted=self.restarted,
+        )
 
 
 @dataclass(frozen=True)
@@ -291,92 +301,96 @@ class FaultMetrics:
         """What every user saw in the fault's window: successful / all requests."""
         return self.users.availability
 
-    def to_dict(self) -> dict[str, object]:
+    def record(self) -> FaultSummary:
+        """As summary.json writes it, without what the analysis adds around it (the
+        occurrence's phases, Kubernetes' Events, the timers' predictions)."""
         fault = self.fault
-        return {
-            "id": fault.fault_id,
-            "entry": fault.entry or fault.fault_id,
-            "occurrence": fault.occurrence,
-            "name": fault.name,
-            "kind": fault.kind,
-            "mode": fault.mode,
-            "mechanism": fault.mechanism,
-            "restart_policy_applies": fault.restart_policy_applies,
-            "targets": list(fault.targets),
-            "view": self.view.kind,
-            "observed": self.view.description,
-            "injected_at_ns": fault.injected_at_ns,
-            "reverted_at_ns": fault.reverted_at_ns,
-            "apply_s": fault.apply_s,
-            "active_s": fault.active_s,
-            "horizon_end_ns": self.outcome.horizon_end_ns,
-            "impact": self.impact,
-            "impact_kind": self.outcome.impact_kind,
-            "latency_impact": self._latency_dict(),
-            "detected_at_ns": self.detected_at_ns,
-            "recovered_at_ns": self.recovered_at_ns,
-            "ttd_s": _round(self.ttd_s),
-            "ttr_s": _round(self.ttr_s),
-            "recovered": self.recovered,
-            "censored": self.censored,
-            "ttr_at_least_s": _round(self.ttr_at_least_s),
-            "reason": self.outcome.reason,
-            "window": self._window_dict(),
-            "window_end_ns": self.window.end_ns,
-            "failed_requests": self.users.failed_requests,
-            "requests_in_window": self.users.requests,
-            "availability": _round(self.users.availability, 6),
-            "probes_failed": self.window.failed_probes,
-            "probes_in_window": self.window.probes,
-            "view_counts": {
-                "requests": self.window.requests,
-                "failed_requests": self.window.failed_requests,
-                "availability": _round(self.window.availability, 6),
-                "probes": self.window.probes,
-                "failed_probes": self.window.failed_probes,
-            },
-            "baseline": self.baseline.to_dict(),
-            "overlapped_with": list(self.overlapped_with),
-            "shared_observations_with": list(self.shared_observations_with),
-            "orchestrator": [timeline.to_dict() for timeline in self.orchestrator],
-            "cluster": None if self.cluster is None else self.cluster.to_dict(),
-            "response": None if self.response is None else self.response.to_dict(),
-        }
+        return FaultSummary(
+            id=fault.fault_id,
+            entry=fault.entry or fault.fault_id,
+            occurrence=fault.occurrence,
+            name=fault.name,
+            kind=fault.kind,
+            mode=fault.mode,
+            mechanism=fault.mechanism,
+            restart_policy_applies=fault.restart_policy_applies,
+            targets=list(fault.targets),
+            view=self.view.kind,
+            observed=self.view.description,
+            injected_at_ns=fault.injected_at_ns,
+            reverted_at_ns=fault.reverted_at_ns,
+            apply_s=fault.apply_s,
+            active_s=fault.active_s,
+            horizon_end_ns=self.outcome.horizon_end_ns,
+            impact=self.impact,
+            impact_kind=self.outcome.impact_kind,
+            latency_impact=self._latency_record(),
+            detected_at_ns=self.detected_at_ns,
+            recovered_at_ns=self.recovered_at_ns,
+            ttd_s=_round(self.ttd_s),
+            ttr_s=_round(self.ttr_s),
+            recovered=self.recovered,
+            censored=self.censored,
+            ttr_at_least_s=_round(self.ttr_at_least_s),
+            reason=self.outcome.reason,
+            window=self._window_record(),
+            window_end_ns=self.window.end_ns,
+            failed_requests=self.users.failed_requests,
+            requests_in_window=self.users.requests,
+            availability=_round(self.users.availability, 6),
+            probes_failed=self.window.failed_probes,
+            probes_in_window=self.window.probes,
+            view_counts=ViewCounts(
+                requests=self.window.requests,
+                failed_requests=self.window.failed_requests,
+                availability=_round(self.window.availability, 6),
+                probes=self.window.probes,
+                failed_probes=self.window.failed_probes,
+            ),
+            baseline=self.baseline.record(),
+            overlapped_with=list(self.overlapped_with),
+            shared_observations_with=list(self.shared_observations_with),
+            orchestrator=[timeline.record() for timeline in self.orchestrator],
+            cluster=None if self.cluster is None else self.cluster.record(),
+            response=None
+            if self.response is None
+            else ResponseRecord.model_validate(self.response.to_dict()),
+        )
 
-    def _latency_dict(self) -> dict[str, object] | None:
+    def _latency_record(self) -> LatencyImpact | None:
         latency, t0 = self.outcome.latency, self.fault.injected_at_ns
         if latency is None:
             return None
-        limits = {x.kind: x.to_dict() for x in latency.limits}
-        return {
-            "statistic": STATISTIC,
-            "window_s": WINDOW_NS / 1e9,
-            "limits": {kind: limits.get(kind) for kind in ("requests", "probes")},
-            "visible": latency.visible,
-            "detected_at_ns": latency.detected_at_ns,
-            "recovered_at_ns": latency.recovered_at_ns,
-            "censored_from_ns": latency.censored_from_ns,
-            "ttd_s": _round(_interval_s(t0, latency.detected_at_ns)),
-            "ttr_s": _round(_interval_s(t0, latency.recovered_at_ns)),
-            "reason": latency.reason,
-        }
+        limits = {x.kind: x.record() for x in latency.limits}
+        return LatencyImpact(
+            statistic=STATISTIC,
+            window_s=WINDOW_NS / 1e9,
+            limits={kind: limits.get(kind) for kind in ("requests", "probes")},
+            visible=latency.visible,
+            detected_at_ns=latency.detected_at_ns,
+            recovered_at_ns=latency.recovered_at_ns,
+            censored_from_ns=latency.censored_from_ns,
+            ttd_s=_round(_interval_s(t0, latency.detected_at_ns)),
+            ttr_s=_round(_interval_s(t0, latency.recovered_at_ns)),
+            reason=latency.reason,
+        )
 
-    def _window_dict(self) -> dict[str, object]:
+    def _window_record(self) -> FaultWindow:
         window, users = self.comparison, self.users
         intended = self.intended_requests
-        return {
-            "start_ns": window.start_ns,
-            "end_ns": window.end_ns,
-            "duration_s": round(window.duration_s, 3),
-            "cut_by": window.cut_by,
-            "cut_by_data_end": window.cut_by_data_end,
-            "requests": users.requests,
-            "failed_requests": users.failed_requests,
-            "successful_requests": users.successful_requests,
-            "availability": _round(users.availability, 6),
-            "intended_requests": None if intended is None else round(intended, 1),
-            "lost_requests": self.lost_requests,
-        }
+        return FaultWindow(
+            start_ns=window.start_ns,
+            end_ns=window.end_ns,
+            duration_s=round(window.duration_s, 3),
+            cut_by=window.cut_by,
+            cut_by_data_end=window.cut_by_data_end,
+            requests=users.requests,
+            failed_requests=users.failed_requests,
+            successful_requests=users.successful_requests,
+            availability=_round(users.availability, 6),
+            intended_requests=None if intended is None else round(intended, 1),
+            lost_requests=self.lost_requests,
+        )
 
 
 @dataclass(frozen=True, eq=False)

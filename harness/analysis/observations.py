@@ -16,6 +16,14 @@ Attribution (the `view` of a fault):
 A request's replica is known when its endpoint names an instance of the run (the manifest's
 load endpoints, the probed instances, the faults' targets). Two faults share observations when
 both are measured on the service stream or their targets intersect.
+
+Who served a request through the service: when the workload names its replica in a response
+header (`load.attribution_header`; the demo's X-Served-By: its hostname), the request's
+`served_by` holds the value, and `instance_hostnames` maps it to the instance from the engine's
+events (the instance's own name, which Docker, Podman and Swarm set as the hostname; a pod's
+name; a container id's first 12 characters, Docker's default hostname). `served` then holds the
+requests with a known server; a failure without a response, and a value no instance claims,
+stay unattributed.
 """
 
 from __future__ import annotations
@@ -224,23 +232,70 @@ class View:
         return bool(set(self.targets) & set(other.targets))
 
 
+SHORT_CONTAINER_ID = 12  # Docker's default hostname: the container id's first 12 characters
+
+
+def instance_hostnames(events: pd.DataFrame, instances: Collection[str]) -> dict[str, str]:
+    """Hostname (a served_by value) -> instance, from the instances' names and the engine's
+    events (pod names, container ids)."""
+    names = {name: name for name in instances}
+    engine = events[(events["source"] == "engine") & events["instance"].notna()]
+    for instance, container, attributes in zip(
+        engine["instance"].tolist(),
+        engine["container_id"].tolist(),
+        engine["attributes"].tolist(),
+        strict=True,
+    ):
+        names.setdefault(str(instance), str(instance))
+        pod = attributes.get("pod") if isinstance(attributes, dict) else None
+        if pod:
+            names[str(pod)] = str(instance)
+        if container:
+            names[str(container)[:SHORT_CONTAINER_ID]] = str(instance)
+    return names
+
+
+def served_column(requests: pd.DataFrame, hostnames: dict[str, str]) -> pd.Series:
+    """Each request's serving instance (null when unknown), from its served_by value."""
+    if "served_by" not in requests:
+        return pd.Series(pd.NA, index=requests.index, dtype="object")
+    values = requests["served_by"].astype("object")
+    return values.map(lambda v: hostnames.get(str(v)) if isinstance(v, str) else None)
+
+
 @dataclass(frozen=True, eq=False)
 class RunObservations:
-    """Every request and probe of a run, with the replicas whose route is known."""
+    """Every request and probe of a run, with the replicas whose route is known, and (when the
+    workload names its replica in a header) the requests whose server is known."""
 
     requests: Coded
     probes: Coded
     routed: frozenset[str]  # endpoint names that are instances of the run
+    served: Coded | None = None  # requests by the instance that served them (None: unknown)
 
     @classmethod
     def of(
-        cls, requests: pd.DataFrame, probes: pd.DataFrame, instances: Collection[str]
+        cls,
+        requests: pd.DataFrame,
+        probes: pd.DataFrame,
+        instances: Collection[str],
+        hostnames: dict[str, str] | None = None,
     ) -> RunObservations:
         coded_requests = Coded.of(requests, "endpoint")
         coded_probes = Coded.of(probes, "instance")
         known = set(instances) | coded_probes.present()
         routed = frozenset(coded_requests.present() & known)
-        return cls(coded_requests, coded_probes, routed)
+        served = None
+        if hostnames is not None and "served_by" in requests:
+            server = served_column(requests, hostnames)
+            attributed = requests.assign(served_instance=server)[server.notna().to_numpy()]
+            served = Coded.of(attributed, "served_instance")
+        return cls(coded_requests, coded_probes, routed, served)
+
+    def served_by(self, names: Iterable[str]) -> Stream:
+        """The requests the instances in `names` served (by the workload's header); empty
+        when no request names its server."""
+        return Stream.empty() if self.served is None else self.served.select(names)
 
     @property
     def all_requests(self) -> Stream:

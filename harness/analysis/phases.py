@@ -40,6 +40,7 @@ import pandas as pd
 
 from harness.analysis.metrics import FaultMetrics
 from harness.analysis.timebase import Interval, LoadWindow, measure_ns, subtract, union
+from harness.results.summary import Latency, PhaseSummary, RequestCounts
 
 PHASE_NAMES = ("baseline", "fault", "recovery", "after")
 _MIN_NS = int(np.iinfo(np.int64).min)
@@ -99,14 +100,17 @@ class LatencyStats:
             if getattr(self, name) is None
         }
 
-    def to_dict(self) -> dict[str, object]:
-        values = {k: _round(getattr(self, k), 3) for k in (*PERCENTILES, "max")}
-        return {
-            **values,
-            "successful": self.successful,
-            "failed": self.failed,
-            "null_reasons": self.null_reasons(),
-        }
+    def record(self) -> Latency:
+        """As summary.json writes it (milliseconds to 3 decimals)."""
+        return Latency(
+            p50=_round(self.p50, 3),
+            p95=_round(self.p95, 3),
+            p99=_round(self.p99, 3),
+            max=_round(self.max, 3),
+            successful=self.successful,
+            failed=self.failed,
+            null_reasons=self.null_reasons(),
+        )
 
 
 @dataclass(frozen=True)
@@ -125,13 +129,14 @@ class RequestStats:
     def throughput_rps(self) -> float | None:
         return self.requests / self.duration_s if self.duration_s > 0 else None
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "requests": self.requests,
-            "failures": self.failures,
-            "error_rate": _round(self.error_rate, 6),
-            "throughput_rps": _round(self.throughput_rps, 3),
-        }
+    def record(self) -> RequestCounts:
+        """As summary.json writes it (an endpoint's counts; a phase's and the totals' too)."""
+        return RequestCounts(
+            requests=self.requests,
+            failures=self.failures,
+            error_rate=_round(self.error_rate, 6),
+            throughput_rps=_round(self.throughput_rps, 3),
+        )
 
 
 @dataclass(frozen=True)
@@ -147,13 +152,6 @@ class LoadRate:
             return None
         return 1.0 - self.achieved_rps / self.intended_rps
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "intended_rps": _round(self.intended_rps, 3),
-            "achieved_rps": _round(self.achieved_rps, 3),
-            "shortfall": _round(self.shortfall, 4),
-        }
-
 
 @dataclass(frozen=True)
 class PhaseStats:
@@ -164,16 +162,23 @@ class PhaseStats:
     latency: LatencyStats | None
     load: LoadRate
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "start_ns": self.phase.start_ns,
-            "end_ns": self.phase.end_ns,
-            "intervals": [list(i) for i in self.phase.intervals],
-            "duration_s": round(self.phase.duration_s, 3),
-            **self.stats.to_dict(),
-            "latency_ms": None if self.latency is None else self.latency.to_dict(),
-            **self.load.to_dict(),
-        }
+    def record(self) -> PhaseSummary:
+        """As summary.json writes it."""
+        counts = self.stats.record()
+        return PhaseSummary(
+            start_ns=self.phase.start_ns,
+            end_ns=self.phase.end_ns,
+            intervals=[list(i) for i in self.phase.intervals],
+            duration_s=round(self.phase.duration_s, 3),
+            requests=counts.requests,
+            failures=counts.failures,
+            error_rate=counts.error_rate,
+            throughput_rps=counts.throughput_rps,
+            latency_ms=None if self.latency is None else self.latency.record(),
+            intended_rps=_round(self.load.intended_rps, 3),
+            achieved_rps=_round(self.load.achieved_rps, 3),
+            shortfall=_round(self.load.shortfall, 4),
+        )
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -28,6 +28,7 @@ from harness.analysis.kube_events import KubeEvent, kube_events
 from harness.analysis.latency_figure import latency_impact_figure
 from harness.analysis.phases import PHASE_NAMES, Phase, counting_intervals
 from harness.analysis.timebase import Interval, LoadWindow, load_window
+from harness.results.summary import PhaseSummary, Summary
 
 DPI = 110
 MAX_POINTS = 150_000
@@ -69,7 +70,7 @@ class Binned:
     percentiles: Mapping[str, np.ndarray]
 
 
-def write_figures(run: RunData, summary: Mapping[str, object], figures_dir: Path) -> list[Path]:
+def write_figures(run: RunData, summary: Summary, figures_dir: Path) -> list[Path]:
     """Write timeline.png, latency_by_phase.png and (when a fault's latency was judged)
     latency_impact.png into `figures_dir`; return their paths."""
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -79,17 +80,6 @@ def write_figures(run: RunData, summary: Mapping[str, object], figures_dir: Path
     latency_by_phase_figure(run, summary, by_phase)
     latency = latency_impact_figure(run, summary, figures_dir / "latency_impact.png")
     return [timeline, by_phase, *([] if latency is None else [latency])]
-
-
-# -- the summary, typed ----------------------------------------------------------------------
-
-
-def _mapping(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -103,35 +93,32 @@ class TimeAxis:
         return (time_ns - self.origin_ns) / 1e9
 
 
-def time_axis(run: RunData, summary: Mapping[str, object]) -> TimeAxis:
+def time_axis(run: RunData, summary: Summary) -> TimeAxis:
     """The summary's load window, else the one measured from the run's files."""
-    load = _mapping(summary.get("load"))
-    start, end = _int(load.get("started_at_ns")), _int(load.get("ended_at_ns"))
+    start, end = summary.load.started_at_ns, summary.load.ended_at_ns
     if start is None or end is None:
         window = load_window(run)
         start, end = window.start_ns, window.end_ns
     return TimeAxis(start, (end - start) / 1e9)
 
 
-def fault_bands(summary: Mapping[str, object], axis: TimeAxis) -> list[FaultBand]:
+def fault_bands(summary: Summary, axis: TimeAxis) -> list[FaultBand]:
     """Each fault's shaded window: injection to revert, else to recovery, else to the end."""
-    faults = summary.get("faults")
     bands = []
-    for i, raw in enumerate(faults if isinstance(faults, list) else []):
-        fault = _mapping(raw)
-        start = _int(fault.get("injected_at_ns"))
+    for i, fault in enumerate(summary.faults):
+        start = fault.injected_at_ns
         if start is None:
             continue
-        detected, recovered = _int(fault.get("detected_at_ns")), _int(fault.get("recovered_at_ns"))
-        impact = str(fault.get("impact") or "visible")
-        end = _int(fault.get("reverted_at_ns")) or recovered
+        detected, recovered = fault.detected_at_ns, fault.recovered_at_ns
+        impact = fault.impact
+        end = fault.reverted_at_ns or recovered
         if end is None and impact != "visible":
             end = start  # nothing happened that lasted: a thin band at the injection
         end_s = axis.end_s if end is None else axis.seconds(end)
         bands.append(
             FaultBand(
-                fault_id=str(fault.get("id")),
-                label=f"{fault.get('id')} {fault.get('kind')}",
+                fault_id=fault.id,
+                label=f"{fault.id} {fault.kind}",
                 colour=FAULT_COLOURS[i % len(FAULT_COLOURS)],
                 start_s=axis.seconds(start),
                 end_s=max(end_s, axis.seconds(start) + 0.05),
@@ -186,7 +173,7 @@ def _bin_percentiles(index: np.ndarray, latency: np.ndarray, n_bins: int) -> dic
 # -- the timeline ----------------------------------------------------------------------------
 
 
-def timeline_figure(run: RunData, summary: Mapping[str, object], out: Path) -> Path:
+def timeline_figure(run: RunData, summary: Summary, out: Path) -> Path:
     """The postmortem timeline: latency, throughput and error rate, fault windows shaded."""
     axis = time_axis(run, summary)
     origin = axis.origin_ns
@@ -212,12 +199,12 @@ def timeline_figure(run: RunData, summary: Mapping[str, object], out: Path) -> P
     return out
 
 
-def _title(summary: Mapping[str, object]) -> str:
-    totals = _mapping(summary.get("totals"))
+def _title(summary: Summary) -> str:
+    totals = summary.totals
     return (
-        f"run {summary.get('run_id')} — scenario {summary.get('scenario')} on "
-        f"{summary.get('target')} — {summary.get('status')} — "
-        f"{totals.get('requests')} requests, {totals.get('failures')} failed"
+        f"run {summary.run_id} — scenario {summary.scenario} on "
+        f"{summary.target} — {summary.status} — "
+        f"{totals.requests} requests, {totals.failures} failed"
     )
 
 
@@ -413,30 +400,25 @@ def _legends(latency_ax: Axes, rate_ax: Axes, error_ax: Axes, bands: Sequence[Fa
 # -- latency per phase -----------------------------------------------------------------------
 
 
-def _phase_intervals(phases: Mapping[str, object], axis: TimeAxis) -> list[list[Interval]]:
+def _phase_intervals(phases: Mapping[str, PhaseSummary], axis: TimeAxis) -> list[list[Interval]]:
     """The intervals of each phase as the metrics count them (open at the load's edges)."""
     parsed = []
     for name in PHASE_NAMES:
-        phase = _mapping(phases.get(name))
-        raw = phase.get("intervals")
-        if isinstance(raw, list):
-            pairs = [(_int(p[0]), _int(p[1])) for p in raw if isinstance(p, list) and len(p) == 2]
-            intervals = tuple((lo, hi) for lo, hi in pairs if lo is not None and hi is not None)
-        else:  # summaries written before phases were interval sets
-            lo, hi = _int(phase.get("start_ns")), _int(phase.get("end_ns"))
-            intervals = ((lo, hi),) if lo is not None and hi is not None and hi > lo else ()
+        phase = phases.get(name)
+        pairs = [] if phase is None else phase.intervals
+        intervals = tuple((p[0], p[1]) for p in pairs if len(p) == 2)
         parsed.append(Phase(name, intervals))
     load = LoadWindow(axis.origin_ns, axis.origin_ns + round(axis.end_s * 1e9))
     return counting_intervals(parsed, load)
 
 
-def latency_by_phase_figure(run: RunData, summary: Mapping[str, object], out: Path) -> Path:
+def latency_by_phase_figure(run: RunData, summary: Summary, out: Path) -> Path:
     """Empirical CDF of request latency per phase (requests that started in the phase), drawn
     through at most CDF_POINTS quantiles: a run of millions of requests draws as fast as a
     short one, and looks the same."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
-    phases = _mapping(summary.get("phases"))
+    phases = summary.phases
     start = run.requests["start_ns"].to_numpy(dtype=np.int64)
     latency = np.maximum(run.requests["latency_ms"].to_numpy(dtype=np.float64), 0.01)
     bounds = _phase_intervals(phases, time_axis(run, summary))
@@ -460,7 +442,7 @@ def latency_by_phase_figure(run: RunData, summary: Mapping[str, object], out: Pa
     ax.set_ylabel("share of requests")
     ax.set_ylim(0, 1.01)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
-    ax.set_title(f"latency CDF per phase — run {summary.get('run_id')}", fontsize=10)
+    ax.set_title(f"latency CDF per phase — run {summary.run_id}", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
     fig.savefig(out, dpi=DPI)

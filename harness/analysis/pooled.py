@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.stats import Percentile, percentile
+from harness.results.summary import PhaseSummary, Summary
 
 QUANTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
 REQUESTS_FILE = "requests.parquet"
@@ -71,22 +71,19 @@ def _read_ok_requests(run_dir: Path) -> _Requests | None:
     )
 
 
-def _in_phase(requests: _Requests, phase: Mapping[str, object]) -> FloatArray:
+def _in_phase(requests: _Requests, phase: PhaseSummary | None) -> FloatArray:
     """Latencies of the requests that started within the phase's [start, end) intervals."""
     keep = np.zeros(requests.start_ns.size, dtype=np.bool_)
-    for raw in as_list(phase.get("intervals")):
-        edges = as_list(raw)
-        if len(edges) != 2:
-            continue
-        low, high = edges
-        if isinstance(low, int) and isinstance(high, int):  # ns: a float would round them
+    for edges in [] if phase is None else phase.intervals:
+        if len(edges) == 2:
+            low, high = edges
             keep |= (requests.start_ns >= low) & (requests.start_ns < high)
     selected: FloatArray = requests.latency_ms[keep]
     return selected
 
 
 def pooled_latency(
-    runs: Sequence[tuple[str, Path, Mapping[str, object]]],
+    runs: Sequence[tuple[str, Path, Summary]],
 ) -> dict[str, PooledPhase]:
     """Per phase, the percentiles over the pooled successful requests of `runs` (run id, run
     directory, summary)."""
@@ -95,7 +92,7 @@ def pooled_latency(
     pooled: dict[str, PooledPhase] = {}
     for name in PHASE_NAMES:
         parts = [
-            _in_phase(requests, as_map(as_map(summary.get("phases")).get(name)))
+            _in_phase(requests, summary.phases.get(name))
             for _, requests, summary in read
             if requests is not None
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.analysis import summarize, write_summary
@@ -25,9 +25,17 @@ from harness.analysis.explain import (
 from harness.analysis.formats import NONE, millis
 from harness.analysis.formats import percent as _pct
 from harness.analysis.formats import seconds as _secs
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
+from harness.results.summary import (
+    ClusterView,
+    FaultGroup,
+    FaultSummary,
+    Latency,
+    OrchestratorTimeline,
+    PhaseSummary,
+    Summary,
+)
 
 REPORT_FILE = "report.html"
 
@@ -52,9 +60,7 @@ img { max-width: 100%; border: 1px solid #e2e2e6; }
 """
 
 
-def write_report(
-    run_dir: Path, summary: Mapping[str, object] | None = None, run: RunData | None = None
-) -> Path:
+def write_report(run_dir: Path, summary: Summary | None = None, run: RunData | None = None) -> Path:
     """Write figures/*.png and report.html into `run_dir`; return the report's path. `run`:
     the run already loaded (a long run's data is then read once, not twice)."""
     run_dir = Path(run_dir)
@@ -68,7 +74,7 @@ def write_report(
     return path
 
 
-def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
+def report_run(run_dir: Path) -> tuple[Summary, Path]:
     """summary.json and report.html of a run, its data read once; (summary, report path)."""
     run = load_run(Path(run_dir))
     summary = summarize(run)
@@ -76,9 +82,15 @@ def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
     return summary, write_report(run_dir, summary, run)
 
 
-def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str:
+def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
+    """`report_run` with the summary as summary.json holds it, for callers that read JSON."""
+    summary, path = report_run(run_dir)
+    return summary.as_json(), path
+
+
+def render_report(summary: Summary, figures: Sequence[Path]) -> str:
     """The report's HTML, figures embedded."""
-    title = f"chaos-harness run {summary.get('run_id')}"
+    title = f"chaos-harness run {summary.run_id}"
     body = "\n".join(
         [
             _header(summary),
@@ -99,9 +111,6 @@ def render_report(summary: Mapping[str, object], figures: Sequence[Path]) -> str
     )
 
 
-# -- typed access to the summary -------------------------------------------------------------
-
-
 # -- formatting ------------------------------------------------------------------------------
 
 
@@ -109,9 +118,8 @@ def esc(value: object) -> str:
     return html.escape(NONE if value is None else str(value))
 
 
-def _since(summary: Mapping[str, object], time_ns: object) -> str:
-    origin = as_number(as_map(summary.get("load")).get("started_at_ns"))
-    instant = as_number(time_ns)
+def _since(summary: Summary, instant: int | None) -> str:
+    origin = summary.load.started_at_ns
     if origin is None or instant is None:
         return NONE
     return f"+{(instant - origin) / 1e9:.3f} s"
@@ -131,94 +139,81 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _header(summary: Mapping[str, object]) -> str:
-    status = str(summary.get("status"))
-    totals = as_map(summary.get("totals"))
-    load = as_map(summary.get("load"))
-    error = summary.get("error")
+def _header(summary: Summary) -> str:
+    status, totals, load = summary.status, summary.totals, summary.load
     lines = [
-        f"<h1>Run {esc(summary.get('run_id'))} {badge(status, status)}</h1>",
-        f'<p class="meta">scenario <b>{esc(summary.get("scenario"))}</b> · target '
-        f"<b>{esc(summary.get('target'))}</b> · run {_secs(summary.get('duration_s'), 1)} · "
-        f"load {_secs(load.get('duration_s'), 1)}, {esc(load.get('users'))} users, "
-        f"{esc(load.get('workers'))} workers · {esc(totals.get('requests'))} requests, "
-        f"{esc(totals.get('failures'))} failed ({_pct(totals.get('error_rate'))}), "
-        f"{esc(totals.get('throughput_rps'))} req/s</p>",
+        f"<h1>Run {esc(summary.run_id)} {badge(status, status)}</h1>",
+        f'<p class="meta">scenario <b>{esc(summary.scenario)}</b> · target '
+        f"<b>{esc(summary.target)}</b> · run {_secs(summary.duration_s, 1)} · "
+        f"load {_secs(load.duration_s, 1)}, {esc(load.users)} users, "
+        f"{esc(load.workers)} workers · {esc(totals.requests)} requests, "
+        f"{esc(totals.failures)} failed ({_pct(totals.error_rate)}), "
+        f"{esc(totals.throughput_rps)} req/s</p>",
     ]
-    if error:
-        lines.append(f'<p class="note">run error: {esc(error)}</p>')
-    reason = summary.get("status_reason")
+    if summary.error:
+        lines.append(f'<p class="note">run error: {esc(summary.error)}</p>')
+    reason = summary.status_reason
     if reason:
         lines.append(f'<p class="note"><b>{esc(status.replace("_", " "))}:</b> {esc(reason)}</p>')
     return "\n".join(lines)
 
 
-def _load_note(summary: Mapping[str, object]) -> str:
-    load = as_map(summary.get("load"))
-    endpoints = ", ".join(str(e) for e in as_list(load.get("endpoints"))) or NONE
-    balancing = load.get("load_balancing") or "not recorded"
+def _load_note(summary: Summary) -> str:
+    load = summary.load
+    endpoints = ", ".join(load.endpoints) or NONE
+    balancing = load.load_balancing or "not recorded"
     mode = (
-        f"open loop: {esc(load.get('rate_per_s'))} requests/s on a fixed schedule"
-        if load.get("mode") == "open"
+        f"open loop: {esc(load.rate_per_s)} requests/s on a fixed schedule"
+        if load.mode == "open"
         else "closed loop: each user sends its next request when the last one completed, "
         "so users waiting on a broken replica send nothing meanwhile"
     )
     routing = (
         "each request names its replica (per-instance attribution)"
-        if load.get("routing") == "per_instance"
+        if load.routing == "per_instance"
         else "requests went through the service address: their replica is unknown"
     )
     return (
         f'<p class="note"><b>How the load was spread:</b> {esc(balancing)}<br>'
-        f"endpoints: {esc(endpoints)}; Locust's host: {esc(load.get('host'))}; {routing}. "
+        f"endpoints: {esc(endpoints)}; Locust's host: {esc(load.host)}; {routing}. "
         "When the load is spread client-side across replica endpoints, a dead replica's share "
         f"of requests fails until it is back.<br><b>Load:</b> {mode}.</p>"
     )
 
 
-def _slo_section(summary: Mapping[str, object]) -> str:
-    slo = as_map(summary.get("slo"))
-    checks = [as_map(c) for c in as_list(slo.get("checks"))]
-    if not checks:
+def _slo_section(summary: Summary) -> str:
+    slo = summary.slo
+    if not slo.checks:
         return "<h2>SLOs</h2><p>No SLO in this scenario.</p>"
-    verdict = "passed" if slo.get("passed") else "slo_violated"
+    verdict = "passed" if slo.passed else "slo_violated"
     rows = [
-        [
-            esc(c.get("name")),
-            esc(c.get("limit")),
-            esc(c.get("value")),
-            _verdict(c.get("verdict")),
-            esc(c.get("reason") or ""),
-        ]
-        for c in checks
+        [esc(c.name), esc(c.limit), esc(c.value), _verdict(c.verdict), esc(c.reason or "")]
+        for c in slo.checks
     ]
-    allowed = "allowed (slo.allow_no_data)" if slo.get("allow_no_data") else "a failure"
+    allowed = "allowed (slo.allow_no_data)" if slo.allow_no_data else "a failure"
     note = f"<p class='meta'>a check without data is {allowed}.</p>"
     head = f"<h2>SLOs {badge(verdict.replace('_', ' '), verdict)}</h2>"
     return head + table(["check", "limit", "value", "verdict", "why"], rows) + note
 
 
-def _baseline_section(summary: Mapping[str, object]) -> str:
-    baseline = as_map(summary.get("baseline"))
-    if not baseline:
-        return ""
-    state = badge("broken", "fail") if baseline.get("broken") else badge("healthy", "pass")
+def _baseline_section(summary: Summary) -> str:
+    baseline = summary.baseline
+    state = badge("broken", "fail") if baseline.broken else badge("healthy", "pass")
     ramp = (
         " (includes the ramp-up: the first fault came first)"
-        if baseline.get("includes_ramp_up")
-        else f" (after a {esc(baseline.get('warmup_s'))} s warm-up)"
+        if baseline.includes_ramp_up
+        else f" (after a {esc(baseline.warmup_s)} s warm-up)"
     )
     row = [
-        f"{_since(summary, baseline.get('start_ns'))} → {_since(summary, baseline.get('end_ns'))}"
-        + esc(ramp),
-        f"{esc(baseline.get('failed_requests'))} / {esc(baseline.get('requests'))}",
-        _pct(baseline.get("error_rate")),
-        f"{esc(baseline.get('failed_probes'))} / {esc(baseline.get('probes'))}",
-        _pct(baseline.get("probe_error_rate")),
-        _pct(baseline.get("max_error_rate")),
+        f"{_since(summary, baseline.start_ns)} → {_since(summary, baseline.end_ns)}" + esc(ramp),
+        f"{esc(baseline.failed_requests)} / {esc(baseline.requests)}",
+        _pct(baseline.error_rate),
+        f"{esc(baseline.failed_probes)} / {esc(baseline.probes)}",
+        _pct(baseline.probe_error_rate),
+        _pct(baseline.max_error_rate),
     ]
     headers = ["steady baseline", "failed requests", "rate", "failed probes", "rate", "limit"]
-    reason = baseline.get("reason")
+    reason = baseline.reason
     note = f'<p class="note">{esc(reason)}</p>' if reason else ""
     return (
         f"<h2>Baseline {state}</h2>"
@@ -236,8 +231,8 @@ def _verdict(value: object) -> str:
     return badge(text.replace("_", " "), text)
 
 
-def _faults_section(summary: Mapping[str, object]) -> str:
-    faults = [as_map(f) for f in as_list(summary.get("faults"))]
+def _faults_section(summary: Summary) -> str:
+    faults = summary.faults
     if not faults:
         return "<h2>Faults</h2><p>No fault was injected: the whole run is baseline.</p>"
     rows = [_fault_row(summary, f) for f in faults]
@@ -250,73 +245,71 @@ def _faults_section(summary: Mapping[str, object]) -> str:
     return "\n".join(parts)
 
 
-def _fault_row(summary: Mapping[str, object], fault: Mapping[str, object]) -> list[str]:
-    targets = ", ".join(str(t) for t in as_list(fault.get("targets"))) or NONE
-    impact = fault.get("impact", "visible")
-    if impact == "none":
+def _fault_row(summary: Summary, fault: FaultSummary) -> list[str]:
+    if fault.impact == "none":
         recovered = badge("no visible impact", "na")
-    elif impact == "unmeasured":
+    elif fault.impact == "unmeasured":
         recovered = badge("not measured", "na")
-    elif fault.get("recovered"):
-        recovered = f"{_since(summary, fault.get('recovered_at_ns'))} ({_secs(fault.get('ttr_s'))})"
-    elif fault.get("censored"):
-        at_least = _secs(fault.get("ttr_at_least_s"))
-        recovered = badge(f"censored: at least {at_least}", "no_data")
+    elif fault.recovered:
+        recovered = f"{_since(summary, fault.recovered_at_ns)} ({_secs(fault.ttr_s)})"
+    elif fault.censored:
+        recovered = badge(f"censored: at least {_secs(fault.ttr_at_least_s)}", "no_data")
     else:
         recovered = badge("never recovered", "fail")
-    own = as_map(fault.get("view_counts"))
-    shared = {str(x) for x in as_list(fault.get("shared_observations_with"))}
+    own = fault.view_counts
+    shared = set(fault.shared_observations_with)
     overlaps = [
-        f"{esc(x)}{' (shared observations)' if str(x) in shared else ''}"
-        for x in as_list(fault.get("overlapped_with"))
+        f"{esc(x)}{' (shared observations)' if x in shared else ''}" for x in fault.overlapped_with
     ]
     return [
-        f"<b>{esc(fault.get('id'))}</b>",
-        esc(fault.get("kind")),
-        esc(targets),
-        esc(fault.get("view") or NONE),
+        f"<b>{esc(fault.id)}</b>",
+        esc(fault.kind),
+        esc(", ".join(fault.targets) or NONE),
+        esc(fault.view or NONE),
         impact_cell(fault),
-        _since(summary, fault.get("injected_at_ns")),
-        _since(summary, fault.get("reverted_at_ns")),
-        f"{_since(summary, fault.get('detected_at_ns'))} ({_secs(fault.get('ttd_s'))})",
+        _since(summary, fault.injected_at_ns),
+        _since(summary, fault.reverted_at_ns),
+        f"{_since(summary, fault.detected_at_ns)} ({_secs(fault.ttd_s)})",
         recovered,
-        f"{esc(own.get('failed_requests'))} / {esc(own.get('requests'))}" if own else NONE,
-        _window_cell(summary, as_map(fault.get("window"))),
-        f"{esc(fault.get('failed_requests'))} / {esc(fault.get('requests_in_window'))}",
-        _pct(fault.get("availability")),
-        esc(as_map(fault.get("window")).get("lost_requests")),
-        f"{esc(fault.get('probes_failed'))} / {esc(fault.get('probes_in_window'))}",
+        f"{esc(own.failed_requests)} / {esc(own.requests)}" if own else NONE,
+        _window_cell(summary, fault),
+        f"{esc(fault.failed_requests)} / {esc(fault.requests_in_window)}",
+        _pct(fault.availability),
+        esc(fault.window.lost_requests if fault.window else None),
+        f"{esc(fault.probes_failed)} / {esc(fault.probes_in_window)}",
         ", ".join(overlaps) or NONE,
     ]
 
 
-def _window_cell(summary: Mapping[str, object], window: Mapping[str, object]) -> str:
+def _window_cell(summary: Summary, fault: FaultSummary) -> str:
     """`+10.0 s, 10.000 s (cut by f2)`: the comparison window every count of the row is over."""
-    if not window:
+    window = fault.window
+    if window is None:
         return NONE
-    text = f"{_since(summary, window.get('start_ns'))}, {_secs(window.get('duration_s'))}"
-    if window.get("cut_by"):
-        text += f" (cut by {esc(window.get('cut_by'))})"
-    if window.get("cut_by_data_end"):
+    text = f"{_since(summary, window.start_ns)}, {_secs(window.duration_s)}"
+    if window.cut_by:
+        text += f" (cut by {esc(window.cut_by)})"
+    if window.cut_by_data_end:
         text += " (cut by the end of the data)"
     return text
 
 
-def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) -> str:
-    how = " · ".join(str(x) for x in (fault.get("mode"), fault.get("mechanism")) if x)
+def _fault_detail(summary: Summary, fault: FaultSummary) -> str:
+    how = " · ".join(x for x in (fault.mode, fault.mechanism) if x)
     parts = [
-        f"<h3>{esc(fault.get('id'))}: {esc(fault.get('kind'))}</h3>",
+        f"<h3>{esc(fault.id)}: {esc(fault.kind)}</h3>",
         f"<p class='meta'>{esc(how or 'mechanism not recorded')}; measured on "
-        f"{esc(fault.get('observed') or 'every request and probe')}</p>",
-        f'<p class="policy">{_policy(fault.get("restart_policy_applies"))}</p>',
+        f"{esc(fault.observed or 'every request and probe')}</p>",
+        f'<p class="policy">{_policy(fault.restart_policy_applies)}</p>',
     ]
-    if fault.get("reason"):
-        parts.append(f"<p>{esc(fault.get('reason'))}</p>")
-    latency = as_map(fault.get("latency_impact"))
-    parts.append(latency_paragraph(fault, _since(summary, latency.get("detected_at_ns"))))
-    overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
+    if fault.reason:
+        parts.append(f"<p>{esc(fault.reason)}</p>")
+    latency = fault.latency_impact
+    detected = None if latency is None else latency.detected_at_ns
+    parts.append(latency_paragraph(fault, _since(summary, detected)))
+    overlapped = fault.overlapped_with
     if overlapped:
-        shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
+        shared = fault.shared_observations_with
         text = f"overlapped with {', '.join(overlapped)}: "
         text += (
             f"it shares observations with {', '.join(shared)}, so its numbers may include "
@@ -325,29 +318,29 @@ def _fault_detail(summary: Mapping[str, object], fault: Mapping[str, object]) ->
             else "measured on different observations, neither took the other's failures"
         )
         parts.append(f'<p class="note">{esc(text)}</p>')
-    parts.append(_occurrence_phases(summary, as_map(fault.get("phases"))))
-    parts.append(_orchestrator_table(as_list(fault.get("orchestrator"))))
+    parts.append(_occurrence_phases(summary, fault.phases))
+    parts.append(_orchestrator_table(fault.orchestrator))
     parts.append(expected_list(fault))
     parts.append(k8s_events_table(fault, lambda time_ns: _since(summary, time_ns)))
-    parts.append(_cluster_table(as_map(fault.get("cluster")), fault.get("ttr_s")))
+    parts.append(_cluster_table(fault.cluster, fault.ttr_s))
     return "\n".join(parts)
 
 
-def _occurrence_phases(summary: Mapping[str, object], phases: Mapping[str, object]) -> str:
+def _occurrence_phases(summary: Summary, phases: dict[str, PhaseSummary]) -> str:
     """This occurrence's own fault and recovery intervals, what every user saw in them."""
     rows = []
     for name in ("fault", "recovery"):
-        phase = as_map(phases.get(name))
-        if not phase:
+        phase = phases.get(name)
+        if phase is None:
             continue
         rows.append(
             [
                 esc(name),
-                _since(summary, phase.get("start_ns")),
-                _secs(phase.get("duration_s"), 2),
-                f"{esc(phase.get('failures'))} / {esc(phase.get('requests'))}",
-                esc(phase.get("achieved_rps")),
-                _pct(phase.get("shortfall")),
+                _since(summary, phase.start_ns),
+                _secs(phase.duration_s, 2),
+                f"{esc(phase.failures)} / {esc(phase.requests)}",
+                esc(phase.achieved_rps),
+                _pct(phase.shortfall),
             ]
         )
     if not rows:
@@ -356,24 +349,10 @@ def _occurrence_phases(summary: Mapping[str, object], phases: Mapping[str, objec
     return table(headers, rows)
 
 
-def _groups_section(summary: Mapping[str, object]) -> str:
-    groups = [as_map(g) for g in as_list(summary.get("fault_groups"))]
-    if not groups:
+def _groups_section(summary: Summary) -> str:
+    if not summary.fault_groups:
         return ""
-    rows = []
-    for group in groups:
-        ttr, ttd = as_map(group.get("ttr_s")), as_map(group.get("ttd_s"))
-        rows.append(
-            [
-                f"<b>{esc(group.get('id'))}</b>",
-                esc(group.get("kind")),
-                esc(len(as_list(group.get("occurrences")))),
-                f"{_secs(ttd.get('median'))} / {_secs(ttd.get('max'))}",
-                f"{_secs(ttr.get('median'))} / {_secs(ttr.get('max'))} (n={esc(ttr.get('n'))})",
-                esc(group.get("no_impact")),
-                esc(", ".join(str(u) for u in as_list(group.get("unrecovered"))) or NONE),
-            ]
-        )
+    rows = [_group_row(group) for group in summary.fault_groups]
     headers = ["entry", "kind", "occurrences", "ttd median / max", "ttr median / max"]
     headers += ["no visible impact", "never recovered"]
     return (
@@ -384,18 +363,30 @@ def _groups_section(summary: Mapping[str, object]) -> str:
     )
 
 
-def _cluster_table(cluster: Mapping[str, object], ttr_s: object) -> str:
+def _group_row(group: FaultGroup) -> list[str]:
+    ttr, ttd = group.ttr_s, group.ttd_s
+    return [
+        f"<b>{esc(group.id)}</b>",
+        esc(group.kind),
+        esc(len(group.occurrences)),
+        f"{_secs(ttd.median)} / {_secs(ttd.max)}",
+        f"{_secs(ttr.median)} / {_secs(ttr.max)} (n={esc(ttr.n)})",
+        esc(group.no_impact),
+        esc(", ".join(group.unrecovered) or NONE),
+    ]
+
+
+def _cluster_table(cluster: ClusterView | None, ttr_s: float | None) -> str:
     """Swarm's own view (node down, degraded, replacement, full strength) beside users'."""
-    if not cluster:
+    if cluster is None:
         return ""
-    node = cluster.get("node")
     row = [
-        esc(node) if node else NONE,
-        _secs(cluster.get("to_node_down_s")),
-        _secs(cluster.get("to_degraded_s")),
-        _secs(cluster.get("to_replacement_running_s")),
-        _secs(cluster.get("to_full_strength_s")),
-        _secs(cluster.get("to_node_ready_s")),
+        esc(cluster.node) if cluster.node else NONE,
+        _secs(cluster.to_node_down_s),
+        _secs(cluster.to_degraded_s),
+        _secs(cluster.to_replacement_running_s),
+        _secs(cluster.to_full_strength_s),
+        _secs(cluster.to_node_ready_s),
         _secs(ttr_s),
     ]
     headers = [
@@ -413,7 +404,7 @@ def _cluster_table(cluster: Mapping[str, object], ttr_s: object) -> str:
     )
 
 
-def _policy(applies: object) -> str:
+def _policy(applies: bool | None) -> str:
     if applies is True:
         return "restart policy applies: " + badge("yes", "yes")
     if applies is False:
@@ -423,22 +414,19 @@ def _policy(applies: object) -> str:
     return "restart policy applies: " + badge("not applicable", "na")
 
 
-def _orchestrator_table(rows: list[object]) -> str:
+def _orchestrator_table(rows: list[OrchestratorTimeline]) -> str:
     if not rows:
         return ""
-    cells = []
-    for raw in rows:
-        row = as_map(raw)
-        restarted = _restarted(row)
-        cells.append(
-            [
-                esc(row.get("instance")),
-                _secs(row.get("kill_to_die_s")),
-                _secs(row.get("die_to_start_s")),
-                _secs(row.get("start_to_healthy_s")),
-                restarted,
-            ]
-        )
+    cells = [
+        [
+            esc(row.instance),
+            _secs(row.kill_to_die_s),
+            _secs(row.die_to_start_s),
+            _secs(row.start_to_healthy_s),
+            _restarted(row),
+        ]
+        for row in rows
+    ]
     headers = ["instance", "fault → die", "die → start", "start → healthy", "restarted"]
     return (
         table(headers, cells) + "<p class='meta'>orchestrator intervals from engine events; "
@@ -446,36 +434,19 @@ def _orchestrator_table(rows: list[object]) -> str:
     )
 
 
-def _restarted(row: Mapping[str, object]) -> str:
-    if row.get("restarted"):
+def _restarted(row: OrchestratorTimeline) -> str:
+    if row.restarted:
         return badge("yes", "yes")
-    if row.get("die_at_ns") is None:
+    if row.die_at_ns is None:
         return badge("did not die", "na")
     return badge("no: never started again", "no")
 
 
-def _phases_section(summary: Mapping[str, object]) -> str:
-    phases = as_map(summary.get("phases"))
+def _phases_section(summary: Summary) -> str:
     rows = []
     for name in PHASE_NAMES:
-        phase = as_map(phases.get(name))
-        latency = as_map(phase.get("latency_ms"))
-        rows.append(
-            [
-                f"<b>{esc(name)}</b>",
-                _since(summary, phase.get("start_ns")),
-                _secs(phase.get("duration_s"), 2),
-                esc(phase.get("requests")),
-                esc(phase.get("failures")),
-                _pct(phase.get("error_rate")),
-                esc(phase.get("throughput_rps")),
-                *(millis(latency.get(q), unit="") for q in ("p50", "p95", "p99", "max")),
-                _latency_counts(latency),
-                esc(phase.get("intended_rps")),
-                esc(phase.get("achieved_rps")),
-                _pct(phase.get("shortfall")),
-            ]
-        )
+        phase = summary.phases.get(name)
+        rows.append([f"<b>{esc(name)}</b>", *_phase_cells(summary, phase)])
     headers = ["phase", "from", "duration", "requests", "failed", "error rate", "req/s"]
     headers += ["p50 ms", "p95 ms", "p99 ms", "max ms", "latency over (ok / failed)"]
     headers += ["intended sent/s", "sent/s", "load lost"]
@@ -492,13 +463,34 @@ def _phases_section(summary: Mapping[str, object]) -> str:
     return "<h2>Phases</h2>" + table(headers, rows) + note
 
 
-def _latency_counts(latency: Mapping[str, object]) -> str:
-    if not latency:
+def _phase_cells(summary: Summary, phase: PhaseSummary | None) -> list[str]:
+    if phase is None:  # a summary written before the phase existed
+        return [NONE] * 14
+    latency = phase.latency_ms
+    quantiles = (
+        (None,) * 4 if latency is None else (latency.p50, latency.p95, latency.p99, latency.max)
+    )
+    return [
+        _since(summary, phase.start_ns),
+        _secs(phase.duration_s, 2),
+        esc(phase.requests),
+        esc(phase.failures),
+        _pct(phase.error_rate),
+        esc(phase.throughput_rps),
+        *(millis(q, unit="") for q in quantiles),
+        _latency_counts(latency),
+        esc(phase.intended_rps),
+        esc(phase.achieved_rps),
+        _pct(phase.shortfall),
+    ]
+
+
+def _latency_counts(latency: Latency | None) -> str:
+    if latency is None:
         return NONE
-    text = f"{esc(latency.get('successful'))} / {esc(latency.get('failed'))}"
-    missing = as_map(latency.get("null_reasons"))
-    if missing:
-        text += f" ({esc('; '.join(str(v) for v in missing.values()))})"
+    text = f"{esc(latency.successful)} / {esc(latency.failed)}"
+    if latency.null_reasons:
+        text += f" ({esc('; '.join(latency.null_reasons.values()))})"
     return text
 
 

@@ -17,6 +17,12 @@ The unit is named after the target (container for Docker and Podman, task for Sw
 Kubernetes), so the matrix report can put "restarted the same container in place" beside
 "replaced the task with a new one" and what users saw. `action` over the instances is the one
 they share, else `mixed`.
+
+Through the service, when the workload names the replica that served each request (see
+harness.analysis.observations), `served_through_service` says what users got from each target:
+how many successes it served in the fault's window, and the first success it served among the
+requests sent once the outage began (its return to users, beside the engine's restart or
+replacement); None when no request names its server.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
+from harness.analysis.observations import RunObservations
 from harness.targets import target_kinds
 
 Action = Literal[
@@ -173,6 +181,51 @@ def _first_new_unit(
         if new_task or new_pod or new_container:
             found.append(int(time_ns))
     return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class ServedInstance:
+    """What one target instance served users through the service during a fault."""
+
+    instance: str
+    served_in_window: int  # successes it served, completed in the fault's window
+    first_served_at_ns: int | None  # completion of its first success sent once the outage began
+    injected_at_ns: int
+
+    def to_dict(self) -> dict[str, object]:
+        at = self.first_served_at_ns
+        return {
+            "instance": self.instance,
+            "served_in_window": self.served_in_window,
+            "first_served_at_ns": at,
+            "first_served_after_s": None
+            if at is None
+            else round((at - self.injected_at_ns) / 1e9, 3),
+        }
+
+
+def served_through_service(
+    observations: RunObservations,
+    targets: Sequence[str],
+    t0_ns: int,
+    outage_from_ns: int,
+    window_end_ns: int,
+) -> tuple[ServedInstance, ...] | None:
+    """Per target: successes it served in [t0, window end], and the first success it served
+    among the requests sent at or after `outage_from_ns` (the fault's first failure, or t0);
+    None when the workload names no server."""
+    if observations.served is None:
+        return None
+    found = []
+    for name in targets:
+        served = observations.served_by([name])
+        in_window = served.end_ns[served.ok & (served.end_ns >= t0_ns)]
+        in_window = in_window[in_window <= window_end_ns]
+        later = served.ok & (served.start_ns >= outage_from_ns)
+        firsts = served.end_ns[later]
+        first = int(np.min(firsts)) if firsts.size else None
+        found.append(ServedInstance(name, int(in_window.size), first, t0_ns))
+    return tuple(found)
 
 
 def unit_of(target: str) -> str:

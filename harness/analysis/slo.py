@@ -23,9 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.analysis.data import SloSpec
 from harness.analysis.metrics import FaultMetrics
 from harness.analysis.phases import PhaseStats, RequestStats
+from harness.results.manifest import SloBlock as SloSpec
+from harness.results.summary import NoData, SloOutcome
+from harness.results.summary import SloCheck as SloCheckRecord
 
 Verdict = Literal["pass", "fail", "no_data"]
 
@@ -40,15 +42,12 @@ class SloCheck:
     verdict: Verdict
     reason: str | None = None
 
-    def to_dict(self) -> dict[str, object]:
+    def record(self) -> SloCheckRecord:
+        """As summary.json writes it (the value to 6 decimals)."""
         value = None if self.value is None else round(self.value, 6)
-        return {
-            "name": self.name,
-            "limit": self.limit,
-            "value": value,
-            "verdict": self.verdict,
-            "reason": self.reason,
-        }
+        return SloCheckRecord(
+            name=self.name, limit=self.limit, value=value, verdict=self.verdict, reason=self.reason
+        )
 
 
 @dataclass(frozen=True)
@@ -70,14 +69,15 @@ class SloResult:
     def passed(self) -> bool:
         return not self.failed and (self.allow_no_data or not self.no_data)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "passed": self.passed,
-            "allow_no_data": self.allow_no_data,
-            "failed": [c.name for c in self.failed],
-            "no_data": [{"name": c.name, "reason": c.reason} for c in self.no_data],
-            "checks": [c.to_dict() for c in self.checks],
-        }
+    def record(self) -> SloOutcome:
+        """As summary.json writes it."""
+        return SloOutcome(
+            passed=self.passed,
+            allow_no_data=self.allow_no_data,
+            failed=[c.name for c in self.failed],
+            no_data=[NoData(name=c.name, reason=c.reason) for c in self.no_data],
+            checks=[c.record() for c in self.checks],
+        )
 
 
 def evaluate_slo(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
@@ -367,8 +368,13 @@ class Percentile:
 
 def min_count_for(q: float) -> int:
     """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 2,
-    p95: 20, p99: 100; as phases.minimum_count, so a run's report and a comparison agree)."""
-    return math.ceil(MIN_BEYOND * 100 / (100 - q) - 1e-9)
+    p95: 20, p99: 100; phases.minimum_count gives the same for these three, so a run's report
+    and a comparison agree). q is read as the decimal it was written as: float arithmetic
+    made p99.992 need 12,501 values."""
+    if not 0 <= q < 100:
+        raise ValueError(f"a percentile is between 0 and 100 (excluded), not {q}")
+    beyond = 1 - Fraction(str(q)) / 100  # str: the shortest decimal that is this float
+    return math.ceil(MIN_BEYOND / beyond)
 
 
 def percentile(values: Sequence[float] | FloatArray, q: float) -> Percentile:

@@ -37,6 +37,7 @@ import docker.errors
 
 from harness.errors import CapabilityError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
+from harness.waiting import wait_until
 
 DEFAULT_STATE_DIR = Path("/var/lib/chaos-harness/engine")
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -199,13 +200,13 @@ def start_dockerd(timeout_s: float = START_TIMEOUT_S) -> StartedEngine:
         started_at_ns=time.time_ns(),
     )
     _write_state(engine)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if answers(DEFAULT_SOCKET, timeout_s=2.0) is not None:
-            return engine
-        time.sleep(0.25)
+    exited_or_answers = wait_until(
+        lambda: process.poll() is not None or answers(DEFAULT_SOCKET, timeout_s=2.0) is not None,
+        timeout_s,
+        interval_s=0.25,
+    )
+    if exited_or_answers and process.poll() is None:
+        return engine
     stop_started(engine)
     raise TargetError(
         f"dockerd did not answer within {timeout_s:g} s (log: {log}); its last lines:\n"
@@ -243,11 +244,12 @@ def stop_started(engine: StartedEngine | None = None, timeout_s: float = 30.0) -
     engine = engine or read_state()
     if engine is None or not kill_recorded(engine.pid, engine.start_ticks, signal.SIGTERM):
         return "no engine started by this project is running; nothing stopped"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process_start_ticks(engine.pid) == engine.start_ticks:
+
+    def gone() -> bool:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(engine.pid, os.WNOHANG)
-        time.sleep(0.2)
-    if process_start_ticks(engine.pid) == engine.start_ticks:
+            os.waitpid(engine.pid, os.WNOHANG)  # our child: collect it, or it stays a zombie
+        return process_start_ticks(engine.pid) != engine.start_ticks
+
+    if not wait_until(gone, timeout_s, interval_s=0.2):
         kill_recorded(engine.pid, engine.start_ticks, signal.SIGKILL)
     return f"stopped dockerd {engine.pid}"

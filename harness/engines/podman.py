@@ -46,6 +46,7 @@ import docker.errors
 from harness.engines import podman_runtime
 from harness.errors import CapabilityError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
+from harness.waiting import wait_until
 
 DEFAULT_STATE_DIR = Path("/run/chaos-harness/podman")
 # Every Podman process takes the store's lock as it starts: beside other Podman services at work
@@ -173,13 +174,11 @@ def start(run_id: str, owner: str, timeout_s: float = START_TIMEOUT_S) -> Podman
         runtime_reason=runtime.reason,
     )
     _write(service)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if answers(socket):
-            return service
-        time.sleep(0.05)
+    exited_or_answers = wait_until(
+        lambda: process.poll() is not None or answers(socket), timeout_s, interval_s=0.05
+    )
+    if exited_or_answers and process.poll() is None:
+        return service
     tail = _tail(paths["log"])
     stop(service)
     raise TargetError(
@@ -208,10 +207,13 @@ def stop(service: PodmanService, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     them): their removal is the target's job, before this.
     """
     stopped = kill_recorded(service.pid, service.start_ticks, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while stopped and service.alive and time.monotonic() < deadline:
+
+    def gone() -> bool:
         _reap(service.pid)
-        time.sleep(0.05)
+        return not service.alive
+
+    if stopped:
+        wait_until(gone, timeout_s, interval_s=0.05)
     if service.alive:
         kill_recorded(service.pid, service.start_ticks, signal.SIGKILL)
         time.sleep(0.1)

@@ -25,12 +25,15 @@ Record files (CHAOS_HARNESS_RECORD_DIR, one per load-generating process; a distr
 records nothing since its workers make the requests): ``requests-<pid>.tsv``, UTF-8, written in
 whole lines. The first line is a header, then one line per request::
 
-    #chaos-harness-requests v1 worker=<index> pid=<pid>
+    #chaos-harness-requests v2 worker=<index> pid=<pid>
     <ok 1|0> TAB <start_ns> TAB <latency_ms> TAB <name> TAB <endpoint> TAB <error or empty>
+        TAB <served_by or empty>
 
-Tabs, CR and LF inside name, endpoint and error are replaced by spaces. ``error`` is short: the
-exception class name (``ConnectionRefusedError``), ``HTTP <code>`` for a bad status, or
-``timeout``.
+Tabs, CR and LF inside name, endpoint, error and served_by are replaced by spaces. ``error`` is
+short: the exception class name (``ConnectionRefusedError``), ``HTTP <code>`` for a bad status,
+or ``timeout``. ``served_by`` is the value of the response header CHAOS_HARNESS_ATTRIBUTION_HEADER
+names (the demo workload's ``X-Served-By``: the replica's hostname), empty when that is unset,
+when there was no response, or when the response did not carry the header.
 
 Exceptions raised by user code (a broken task, not a failed request) are counted into
 ``user-errors-<pid>.tsv`` on quit: lines of ``<count> TAB <ExceptionType: message>``.
@@ -57,6 +60,7 @@ FLUSH_INTERVAL_S = 0.5
 _CACHE_MAX = 10_000
 _ERROR_KINDS_MAX = 50
 _ERROR_TEXT_MAX = 300
+_SERVED_BY_MAX = 200
 _CLEAN = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
@@ -83,13 +87,25 @@ def _middle(name: Any, endpoint: Any, url: Any) -> str:
     return f"\t{str(name).translate(_CLEAN)}\t{str(endpoint).translate(_CLEAN)}\t"
 
 
+def served_by(response: Any, header: str | None) -> str:
+    """The value of `header` in `response` (cleaned, short), or "" (no header asked for, no
+    response, or the header absent)."""
+    if not header or response is None:
+        return ""
+    try:
+        value = response.headers.get(header)
+    except (AttributeError, TypeError):  # no headers: an error stand-in for a response
+        return ""
+    return "" if value is None else str(value)[:_SERVED_BY_MAX].translate(_CLEAN)
+
+
 def format_batch(batch: list[tuple[Any, ...]], cache: dict[tuple[Any, Any], str]) -> str:
     """Record lines for `batch`; `cache` keeps the (name, endpoint) fields already cleaned."""
     if len(cache) > _CACHE_MAX:
         cache.clear()
     lines = []
     append = lines.append
-    for start_s, latency_ms, name, exception, context, url in batch:
+    for start_s, latency_ms, name, exception, context, url, served in batch:
         endpoint = context.get("endpoint") if context else None
         if endpoint:
             middle = cache.get((name, endpoint))
@@ -98,23 +114,24 @@ def format_batch(batch: list[tuple[Any, ...]], cache: dict[tuple[Any, Any], str]
         else:
             middle = _middle(name, None, url)
         if exception is None:
-            append(f"1\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}\n")
+            append(f"1\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}\t{served}\n")
         else:
             error = error_kind(exception).translate(_CLEAN)
-            append(f"0\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}{error}\n")
+            append(f"0\t{int(start_s * 1e9)}\t{latency_ms:.3f}{middle}{error}\t{served}\n")
     return "".join(lines)
 
 
 class Recorder:
     """Buffers request records in memory and appends them to this process's file."""
 
-    def __init__(self, path: Path, worker: int) -> None:
+    def __init__(self, path: Path, worker: int, header: str | None = None) -> None:
         self.path = path
+        self.header = header  # the response header naming the replica that served a request
         self.pending: list[tuple[Any, ...]] = []
         self.cache: dict[tuple[Any, Any], str] = {}
         self.first = True
         self.file = path.open("w", encoding="utf-8", newline="")
-        self.file.write(f"#chaos-harness-requests v1 worker={worker} pid={os.getpid()}\n")
+        self.file.write(f"#chaos-harness-requests v2 worker={worker} pid={os.getpid()}\n")
         self.file.flush()
 
     def on_request(
@@ -132,7 +149,8 @@ class Recorder:
     ) -> None:
         if start_time is None:
             start_time = time.time() - response_time / 1000.0
-        self.pending.append((start_time, response_time, name, exception, context, url))
+        served = served_by(response, self.header)
+        self.pending.append((start_time, response_time, name, exception, context, url, served))
         if self.first:  # written at once: the harness stamps the load's start on it
             self.first = False
             self.flush()
@@ -187,7 +205,7 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         return
     worker = int(getattr(runner, "worker_index", 0) or 0)
     path = Path(record_dir) / f"requests-{os.getpid()}.tsv"
-    recorder = Recorder(path, worker)
+    recorder = Recorder(path, worker, os.environ.get("CHAOS_HARNESS_ATTRIBUTION_HEADER") or None)
     environment.events.request.add_listener(recorder.on_request)
     environment.events.test_stop.add_listener(recorder.flush)
     environment.events.quitting.add_listener(recorder.flush)

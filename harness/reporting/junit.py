@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis.jsonview import as_list, as_map, as_number
-from harness.results import ABORTED, FAILED, normalized_status
+from harness.results import ABORTED, FAILED
+from harness.results.summary import SloCheck, Summary, as_summary
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
@@ -129,8 +129,7 @@ def write_junit(suites: Sequence[Suite], path: Path) -> Path:
 # -- runs and their SLO checks ---------------------------------------------------------------
 
 
-def _number(value: object, name: str) -> str:
-    number = as_number(value)
+def _number(number: float | None, name: str) -> str:
     if number is None:
         return "no value"
     base = name.split("[", 1)[0]
@@ -141,23 +140,20 @@ def _relation(name: str) -> str:
     return "at least" if name.startswith("availability") else "at most"
 
 
-def slo_case(check: Mapping[str, object], classname: str, allow_no_data: bool) -> Case:
+def slo_case(check: SloCheck, classname: str, allow_no_data: bool) -> Case:
     """One SLO check of a summary as a test case (module docstring)."""
-    name = str(check.get("name"))
-    verdict = str(check.get("verdict"))
-    value = _number(check.get("value"), name)
-    reason = str(check.get("reason") or "")
-    if check.get("limit") is None:  # recovered[f1]: the fault must recover
+    name, verdict, reason = check.name, check.verdict, check.reason or ""
+    value = _number(check.value, name)
+    if check.limit is None:  # recovered[f1]: the fault must recover
         stated = f"{name}: recovered after {value}" if verdict == "pass" else f"{name}: {reason}"
     else:
-        limit = f"{_relation(name)} {_number(check.get('limit'), name)}"
-        stated = f"{name}: {value}, limit {limit}"
+        stated = f"{name}: {value}, limit {_relation(name)} {_number(check.limit, name)}"
     case = Case(classname, name)
     if verdict == "pass":
         case.output = f"{stated}: pass"
     elif verdict == "fail":
         case.outcome, case.kind = "failure", "slo"
-        case.message = stated if check.get("limit") is not None else f"{name} failed: {reason}"
+        case.message = stated if check.limit is not None else f"{name} failed: {reason}"
         case.detail = f"{case.message}\n{reason}".strip()
     elif allow_no_data:
         case.outcome, case.kind = "skipped", "no_data"
@@ -171,39 +167,34 @@ def slo_case(check: Mapping[str, object], classname: str, allow_no_data: bool) -
     return case
 
 
-def run_suite(summary: Mapping[str, object], name: str | None = None) -> Suite:
-    """One run's SLO checks (and its run error or broken baseline) as a test suite."""
-    scenario, target = summary.get("scenario"), summary.get("target")
+def run_suite(given: Summary | Mapping[str, object], name: str | None = None) -> Suite:
+    """One run's SLO checks (and its run error or broken baseline) as a test suite; the
+    summary as the model or as decoded summary.json."""
+    summary = as_summary(given)
+    scenario, target, status = summary.scenario, summary.target, summary.status
     classname = f"chaos.{scenario}.{target}"
     suite = Suite(
-        name or f"{scenario} on {target}, run {summary.get('run_id')}",
-        time_s=as_number(summary.get("duration_s")) or 0.0,
-        timestamp=_timestamp(summary.get("started_at_ns")),
-        properties={
-            "run_id": str(summary.get("run_id")),
-            "scenario": str(scenario),
-            "target": str(target),
-            "status": str(summary.get("status")),
-        },
+        name or f"{scenario} on {target}, run {summary.run_id}",
+        time_s=summary.duration_s or 0.0,
+        timestamp=_timestamp(summary.started_at_ns),
+        properties={"run_id": summary.run_id, "scenario": scenario, "target": target},
     )
-    status = normalized_status(summary.get("status"))
+    suite.properties["status"] = status  # after the three above: the order the file had
     if status in (ABORTED, FAILED):
-        message = f"run {status}: {summary.get('error') or 'no SLO verdict'}"
-        suite.cases.append(Case(classname, "run", 0.0, "error", str(status), message))
+        message = f"run {status}: {summary.error or 'no SLO verdict'}"
+        suite.cases.append(Case(classname, "run", 0.0, "error", status, message))
     if status == "baseline_broken":
-        reason = str(summary.get("status_reason") or "the baseline was broken")
+        reason = summary.status_reason or "the baseline was broken"
         suite.cases.append(Case(classname, "baseline", 0.0, "failure", "baseline", reason))
-    slo = as_map(summary.get("slo"))
-    allow = slo.get("allow_no_data") is True
-    suite.cases += [slo_case(as_map(c), classname, allow) for c in as_list(slo.get("checks"))]
+    allow = summary.slo.allow_no_data
+    suite.cases += [slo_case(c, classname, allow) for c in summary.slo.checks]
     return suite
 
 
-def _timestamp(started_ns: object) -> str | None:
-    number = as_number(started_ns)
-    if number is None:
+def _timestamp(started_ns: int | None) -> str | None:
+    if started_ns is None:
         return None
-    return datetime.fromtimestamp(number / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(started_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def failed_run_suite(title: str, classname: str, status: str, reason: str | None) -> Suite:
@@ -212,7 +203,7 @@ def failed_run_suite(title: str, classname: str, status: str, reason: str | None
     return Suite(title, cases=[Case(classname, "run", 0.0, "error", status, message)])
 
 
-def run_junit(summary: Mapping[str, object]) -> list[Suite]:
+def run_junit(summary: Summary | Mapping[str, object]) -> list[Suite]:
     return [run_suite(summary)]
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from harness.analysis.formats import NONE
 from harness.analysis.formats import percent as _percent
 from harness.analysis.formats import seconds as _seconds
-from harness.analysis.jsonview import as_list, as_map
+from harness.results.summary import FaultSummary, Summary, as_summary
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
@@ -46,47 +46,47 @@ def write_markdown(text: str, path: Path) -> Path:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def run_markdown(summary: Mapping[str, object]) -> str:
-    status = str(summary.get("status"))
+def run_markdown(given: Summary | Mapping[str, object]) -> str:
+    """One run: the verdict, its faults, its SLO checks (the summary as the model or as
+    decoded summary.json)."""
+    summary = as_summary(given)
+    status = summary.status
     mark = MARKS["pass"] if status == "passed" else MARKS["fail"]
     lines = [
-        f"### {mark} chaos-harness: {summary.get('scenario')} on {summary.get('target')}: "
+        f"### {mark} chaos-harness: {summary.scenario} on {summary.target}: "
         f"{status.replace('_', ' ')}",
         "",
-        f"Run `{summary.get('run_id')}`"
-        + (f": {summary.get('status_reason')}" if summary.get("status_reason") else ""),
+        f"Run `{summary.run_id}`" + (f": {summary.status_reason}" if summary.status_reason else ""),
         "",
     ]
-    faults = [as_map(f) for f in as_list(summary.get("faults"))]
-    if faults:
-        lines += [_faults_table(faults), ""]
+    if summary.faults:
+        lines += [_faults_table(summary.faults), ""]
     lines += [_slo_table(summary)]
     return "\n".join(lines)
 
 
-def _outcome(fault: Mapping[str, object]) -> str:
-    impact = fault.get("impact", "visible")
-    if impact == "none":
+def _outcome(fault: FaultSummary) -> str:
+    if fault.impact == "none":
         return "no visible impact"
-    if impact == "unmeasured":
+    if fault.impact == "unmeasured":
         return "not measured"
-    if fault.get("recovered"):
-        return f"recovered in {_seconds(fault.get('ttr_s'))}"
-    if fault.get("censored") is True:
-        return f"recovered in at least {_seconds(fault.get('ttr_at_least_s'))} (data ended)"
+    if fault.recovered:
+        return f"recovered in {_seconds(fault.ttr_s)}"
+    if fault.censored:
+        return f"recovered in at least {_seconds(fault.ttr_at_least_s)} (data ended)"
     return "**never recovered**"
 
 
-def _faults_table(faults: Sequence[Mapping[str, object]]) -> str:
+def _faults_table(faults: Sequence[FaultSummary]) -> str:
     rows = [
         [
-            f"{f.get('id')} {f.get('kind')}",
-            ", ".join(str(t) for t in as_list(f.get("targets"))),
+            f"{f.id} {f.kind}",
+            ", ".join(f.targets),
             _outcome(f),
-            _seconds(f.get("ttd_s")),
-            f"{f.get('failed_requests')} of {f.get('requests_in_window')}",
-            _percent(f.get("availability")),
-            as_map(f.get("response")).get("description"),
+            _seconds(f.ttd_s),
+            f"{f.failed_requests} of {f.requests_in_window}",
+            _percent(f.availability),
+            None if f.response is None else f.response.description,
         ]
         for f in faults
     ]
@@ -94,17 +94,17 @@ def _faults_table(faults: Sequence[Mapping[str, object]]) -> str:
     return md_table([*headers, "orchestrator"], rows)
 
 
-def _slo_table(summary: Mapping[str, object]) -> str:
-    checks = [as_map(c) for c in as_list(as_map(summary.get("slo")).get("checks"))]
+def _slo_table(summary: Summary) -> str:
+    checks = summary.slo.checks
     if not checks:
         return "No SLO in this scenario."
     rows = [
         [
-            f"{MARKS.get(str(c.get('verdict')), '')} {c.get('name')}",
-            c.get("value"),
-            c.get("limit"),
-            c.get("verdict"),
-            c.get("reason") if c.get("verdict") != "pass" else "",
+            f"{MARKS.get(c.verdict, '')} {c.name}",
+            c.value,
+            c.limit,
+            c.verdict,
+            c.reason if c.verdict != "pass" else "",
         ]
         for c in checks
     ]

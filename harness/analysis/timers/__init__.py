@@ -18,6 +18,7 @@ from harness.analysis.data import RunData
 from harness.analysis.timers import docker, kubernetes, podman, swarm
 from harness.analysis.timers.inputs import TimerInputs, timer_inputs
 from harness.analysis.timers.model import Prediction, Verdict
+from harness.results.summary import FaultSummary
 
 __all__ = ["PREDICTORS", "Prediction", "Verdict", "predictions", "predictions_for"]
 
@@ -31,10 +32,10 @@ PREDICTORS: Mapping[str, Predictor] = {
 }
 
 
-def predictions(run: RunData, fault_summary: Mapping[str, object]) -> list[Prediction]:
-    """What the target's timers predict for one fault of summary.json, with verdicts (empty
-    for a target without rules)."""
-    return predictions_for(run.manifest.target, timer_inputs(run, fault_summary))
+def predictions(run: RunData, fault: FaultSummary | Mapping[str, object]) -> list[Prediction]:
+    """What the target's timers predict for one fault of summary.json (the model or decoded),
+    with verdicts (empty for a target without rules)."""
+    return predictions_for(run.manifest.target, timer_inputs(run, fault))
 
 
 def predictions_for(target: str, inputs: TimerInputs) -> list[Prediction]:

@@ -9,7 +9,7 @@ neither says, and says so (harness.analysis.timers.model.Setting).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import yaml
 
 from harness.analysis.data import RunData
 from harness.analysis.timers.model import PUBLISHED, SETTINGS, Prediction, Setting
+from harness.results.summary import ClusterView, FaultSummary, OrchestratorTimeline
 
 REVERT_LEAD_NS = 2_000_000_000  # a revert's start event may precede its fault_revert by this
 
@@ -39,29 +40,8 @@ class EngineEvent:
         return 0.0 if earliest is None else max(0.0, (self.time_ns - earliest) / 1e9)
 
 
-@dataclass(frozen=True)
-class InstanceTimes:
-    """One entry of a fault's `orchestrator[]`."""
-
-    instance: str
-    die_at_ns: int | None
-    start_at_ns: int | None
-    healthy_at_ns: int | None
-    kill_to_die_s: float | None
-    die_to_start_s: float | None
-    start_to_healthy_s: float | None
-
-
-@dataclass(frozen=True)
-class ClusterTimes:
-    """A fault's `cluster` view (Swarm, Kubernetes)."""
-
-    node: str | None
-    node_down_at_ns: int | None
-    replacement_running_at_ns: int | None
-    node_ready_at_ns: int | None
-    to_node_down_s: float | None
-    to_replacement_running_s: float | None
+InstanceTimes = OrchestratorTimeline  # one entry of a fault's `orchestrator[]`
+ClusterTimes = ClusterView  # a fault's `cluster` view (Swarm, Kubernetes)
 
 
 @dataclass(frozen=True)
@@ -128,9 +108,10 @@ class TimerInputs:
         return None if value is None else str(value)
 
 
-def timer_inputs(run: RunData, fault_summary: Mapping[str, object]) -> TimerInputs:
+def timer_inputs(run: RunData, fault: FaultSummary | Mapping[str, object]) -> TimerInputs:
+    """What the rules read for `fault` (one fault of summary.json: the model or decoded)."""
     return TimerInputs(
-        fault=fault_facts(fault_summary),
+        fault=fault_facts(fault),
         scenario=read_scenario(run.run_dir),
         versions=run.manifest.versions,
         events=engine_events(run),
@@ -163,49 +144,19 @@ def engine_events(run: RunData) -> tuple[EngineEvent, ...]:
     )
 
 
-def fault_facts(summary: Mapping[str, object]) -> FaultFacts:
-    targets = summary.get("targets")
-    policy = summary.get("restart_policy_applies")
-    orchestrator = summary.get("orchestrator")
-    cluster = summary.get("cluster")
+def fault_facts(fault: FaultSummary | Mapping[str, object]) -> FaultFacts:
+    model = fault if isinstance(fault, FaultSummary) else FaultSummary.model_validate(fault)
     return FaultFacts(
-        fault_id=str(summary.get("id")),
-        kind=str(summary.get("kind")),
-        mode=_str(summary.get("mode")),
-        injected_at_ns=_int(summary.get("injected_at_ns")) or 0,
-        reverted_at_ns=_int(summary.get("reverted_at_ns")),
-        targets=tuple(str(t) for t in targets) if isinstance(targets, list) else (),
-        restart_policy_applies=policy if isinstance(policy, bool) else None,
-        orchestrator=tuple(_instance_times(o) for o in _mappings(orchestrator)),
-        cluster=_cluster_times(cluster) if isinstance(cluster, Mapping) else None,
+        fault_id=model.id,
+        kind=model.kind,
+        mode=model.mode,
+        injected_at_ns=model.injected_at_ns or 0,
+        reverted_at_ns=model.reverted_at_ns,
+        targets=tuple(model.targets),
+        restart_policy_applies=model.restart_policy_applies,
+        orchestrator=tuple(model.orchestrator),
+        cluster=model.cluster,
     )
-
-
-def _instance_times(raw: Mapping[str, object]) -> InstanceTimes:
-    return InstanceTimes(
-        instance=str(raw.get("instance")),
-        die_at_ns=_int(raw.get("die_at_ns")),
-        start_at_ns=_int(raw.get("start_at_ns")),
-        healthy_at_ns=_int(raw.get("healthy_at_ns")),
-        kill_to_die_s=_float(raw.get("kill_to_die_s")),
-        die_to_start_s=_float(raw.get("die_to_start_s")),
-        start_to_healthy_s=_float(raw.get("start_to_healthy_s")),
-    )
-
-
-def _cluster_times(raw: Mapping[str, object]) -> ClusterTimes:
-    return ClusterTimes(
-        node=_str(raw.get("node")),
-        node_down_at_ns=_int(raw.get("node_down_at_ns")),
-        replacement_running_at_ns=_int(raw.get("replacement_running_at_ns")),
-        node_ready_at_ns=_int(raw.get("node_ready_at_ns")),
-        to_node_down_s=_float(raw.get("to_node_down_s")),
-        to_replacement_running_s=_float(raw.get("to_replacement_running_s")),
-    )
-
-
-def _mappings(value: object) -> Sequence[Mapping[str, object]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def _dig(tree: Mapping[str, object], path: str) -> object:
@@ -225,12 +176,6 @@ def _int(value: object) -> int | None:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return None
-
-
-def _float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _str(value: object) -> str | None:

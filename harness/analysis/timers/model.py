@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.results.summary import Expectation
+
 Verdict = Literal["as_predicted", "slower", "faster", "not_measured"]
 Source = Literal["settings", "published default"]
 SETTINGS: Source = "settings"
@@ -60,18 +62,19 @@ class Prediction:
     verdict: Verdict
     tolerance_s: float = 0.0
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "interval": self.interval,
-            "instance": self.instance,
-            "rule": self.rule,
-            "low_s": _round(self.low_s),
-            "high_s": _round(self.high_s),
-            "source": self.source,
-            "measured_s": _round(self.measured_s),
-            "verdict": self.verdict,
-            "tolerance_s": _round(self.tolerance_s),
-        }
+    def record(self) -> Expectation:
+        """As summary.json writes it (a fault's `expected`)."""
+        return Expectation(
+            interval=self.interval,
+            instance=self.instance,
+            rule=self.rule,
+            low_s=_round(self.low_s),
+            high_s=_round(self.high_s),
+            source=self.source,
+            measured_s=_round(self.measured_s),
+            verdict=self.verdict,
+            tolerance_s=_round(self.tolerance_s),
+        )
 
 
 def judge(

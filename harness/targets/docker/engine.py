@@ -39,8 +39,11 @@ RECORDED_ACTIONS = frozenset(
     {"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom", "destroy"}
 )
 # Candidate /24 subnets for a run's network; the first one free on the engine and on the host
-# (another engine's bridges, a lab's) is used.
-SUBNET_POOL = ipaddress.IPv4Network("172.30.0.0/16")
+# (another engine's bridges, a lab's) is used. From RFC 2544's benchmarking range, outside every
+# engine's default pools (Docker: 172.17-31.0.0/16 and 192.168.0.0/16, Swarm: 10.0.0.0/8,
+# Podman: 10.88-89): a network someone creates without a subnet takes a whole /16 of Docker's
+# defaults, which left no /24 free when the pool sat inside them.
+SUBNET_POOL = ipaddress.IPv4Network("198.18.0.0/16")
 VIP_HOST = 254  # the service address's last octet in the run's /24: never a replica's
 
 

@@ -29,7 +29,7 @@ restart policy, events, engine-side actions all come from DockerTarget); what di
 - The demo image is built through the API (`POST /build` works; it is stored as
   docker.io/chaos-harness/demo:latest, and the short name resolves to it).
 - Storage: Podman's graphRoot (/var/lib/containers/storage), which disk_fill's guard reads.
-- Networks: a run gets a /24 of 172.29.0.0/16 (Docker's runs take 172.30.0.0/16; subnets the
+- Networks: a run gets a /24 of 198.19.0.0/16 (Docker's runs take 198.18.0.0/16; subnets the
   host already routes are skipped), so the two engines' bridges never overlap.
 
 After the harness died: `attach()` reuses the run's service while it lives (the lease reaper
@@ -237,7 +237,7 @@ class PodmanTarget(DockerTarget):
     """Replicas as containers on a Podman API service (the run's own, or the given one)."""
 
     kind = "podman"
-    subnet_pool = ipaddress.IPv4Network("172.29.0.0/16")
+    subnet_pool = ipaddress.IPv4Network("198.19.0.0/16")
 
     def __init__(
         self,

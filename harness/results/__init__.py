@@ -18,6 +18,11 @@ down everything itself; SIGKILL or a crash: found dead by `harness cleanup`, whi
 where. Run directories written before this vocabulary say `interrupted` and `error`:
 `normalized_status` reads them as `aborted` and `failed`.
 
+The files' contents: manifest.json and summary.json are typed and versioned
+(harness.results.manifest, harness.results.summary: `load_manifest`, `load_summary` read any
+version), the probe log and probes.parquet are harness.results.probes. This package imports
+nothing above it (no observer, target or analysis).
+
 Files are written so that a crash never leaves a half-written file under its final name:
 whole files through a temporary name and a rename (`write_json`, `write_text_atomic`),
 logs one complete line per write (`append_json_line`, `EventLog`), and a line torn by a
@@ -32,10 +37,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from harness.hostsys import process_start_ticks
-from harness.targets.base import EngineEvent
 
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
@@ -128,9 +132,12 @@ def repair_torn_tail(path: Path) -> bool:
 def write_observations(run: RunDir) -> None:
     """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
     request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
-    whose harness died. Each file is written atomically."""
+    whose harness died. Each file is written atomically.
+
+    Moved to harness.observe (the load's logs are not the results' to read); this copy stays
+    until harness.cleanup imports that one, then goes with its import-linter ignore."""
     from harness.load import collect_requests, write_requests_parquet
-    from harness.observe import read_probe_log, write_probes_parquet
+    from harness.results.probes import read_probe_log, write_probes_parquet
 
     write_requests_parquet(collect_requests(run.load_dir), run.requests)
     write_probes_parquet(read_probe_log(run.probes_log), run.probes)
@@ -160,6 +167,21 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+class EngineEventLike(Protocol):
+    """What events.jsonl records of an engine event (harness.targets.base.EngineEvent)."""
+
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def instance(self) -> str | None: ...
+    @property
+    def container_id(self) -> str | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+
+
 class EventLog:
     """events.jsonl: engine and harness events, one JSON object a line, thread-safe."""
 
@@ -168,7 +190,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._file = path.open("a", buffering=1)
 
-    def engine(self, event: EngineEvent) -> None:
+    def engine(self, event: EngineEventLike) -> None:
         self._write(
             {
                 "time_ns": event.time_ns,
