@@ -55,8 +55,6 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis.comparable import Measurement, measurement
-from harness.analysis.data import read_json_object
-from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.pooled import QUANTILES, PooledPhase, pooled_latency
 from harness.analysis.response import ACTIONS, Action, action_words
@@ -78,6 +76,8 @@ from harness.analysis.stats import (
     smallest_p_value,
 )
 from harness.errors import AnalysisError, ScenarioError
+from harness.ledger import ledger_path, read_ledger
+from harness.results import COMPLETED
 from harness.results.manifest import load_manifest
 from harness.results.summary import (
     SUMMARY_FILE,
@@ -184,21 +184,13 @@ def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
     with a healthy baseline (listed in its ledger: trials.json or matrix.json)."""
     expanded: list[Path] = []
     for path in paths:
-        ledger = next(
-            (Path(path) / n for n in ("trials.json", "matrix.json") if (Path(path) / n).is_file()),
-            None,
-        )
-        if ledger is None:
+        if ledger_path(Path(path)) is None:
             expanded.append(Path(path))
             continue
-        data = read_json_object(ledger)
-        entries = as_list(data.get("trials")) or as_list(data.get("runs"))
-        for raw in entries:
-            entry = as_map(raw)
-            run_dir = entry.get("run_dir")
-            completed = entry.get("outcome") == "completed" and isinstance(run_dir, str)
-            if completed and _healthy(Path(path) / str(run_dir)):
-                expanded.append(Path(path) / str(run_dir))
+        for entry in read_ledger(Path(path)).runs:
+            run_dir = None if entry.run_dir is None else Path(path) / entry.run_dir
+            if entry.outcome == COMPLETED and run_dir is not None and _healthy(run_dir):
+                expanded.append(run_dir)
     return expanded
 
 
