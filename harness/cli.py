@@ -6,7 +6,6 @@ the verdict lines are decided in harness.verdict.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from harness.cli_lab import lab_app
 from harness.cli_matrix import matrix
 from harness.cli_options import JunitOption, MarkdownOption, parse_labels
 from harness.cli_progress import campaign_display, run_display
+from harness.cli_schema import schema
 from harness.errors import HarnessError, ScenarioError
 from harness.verdict import (
     final_line,
@@ -59,8 +59,6 @@ Exit codes of run (matrix and compare say their own):
 """
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP, rich_markup_mode=None)
-# tests/test_metrics_findings.py imports it from here; remove once it imports harness.verdict.
-_exit_code = run_exit_code
 ScenarioArgument = Annotated[Path, typer.Argument(help="The scenario file (YAML).")]
 
 
@@ -106,18 +104,6 @@ def validate(scenario: ScenarioArgument) -> None:
     for warning in late_fault_warnings(loaded):  # worth knowing, not invalid: exit 0
         print(f"{scenario}: warning: {warning}", file=sys.stderr)
     print(f"{scenario}: ok ({len(loaded.faults)} fault(s), target {loaded.target.kind})")
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files.
-
-    Point your editor's YAML support at it to get completion and checks while you write a
-    scenario.
-    """
-    from harness.scenario import scenario_model
-
-    print(json.dumps(scenario_model().model_json_schema(), indent=2))
 
 
 @app.command()
@@ -361,6 +347,7 @@ def build_images() -> None:
 
 app.command("compare")(compare)
 app.command("matrix")(matrix)
+app.command("schema")(schema)
 app.add_typer(lab_app, name="lab")
 app.add_typer(engine_app, name="engine")
 
