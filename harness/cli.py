@@ -7,7 +7,6 @@ the verdict lines are decided in harness.verdict.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,6 +35,7 @@ from harness.verdict import (
 )
 
 if TYPE_CHECKING:
+    from harness.results.summary import Summary
     from harness.scenario import ScenarioBase
 
 # Help is rendered by Click (rich_markup_mode=None): it rewraps every paragraph to the
@@ -161,7 +161,7 @@ def run(
                run; the others still ran and are summed up)
       130/143  interrupted by SIGINT/SIGTERM; everything is still cleaned up
     """
-    from harness.analysis.report import analyze_and_report
+    from harness.analysis.report import report_run
     from harness.runner import Runner, RunOptions
     from harness.scenario import load_scenario, with_target
 
@@ -187,7 +187,7 @@ def run(
         raise _fail(exc) from exc
     summary = None
     try:
-        summary, report = analyze_and_report(outcome.run_dir)
+        summary, report = report_run(outcome.run_dir)
         _say(console, f"report: {report}")
     except HarnessError as exc:
         _say(console, str(exc), "analysis failed: ")
@@ -200,7 +200,7 @@ def run(
     raise typer.Exit(run_exit_code(outcome.status, outcome.signum, summary))
 
 
-def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
+def _print_verdict(console: Console, summary: Summary) -> None:
     """Every line plain, the verdict's head in red unless the SLOs were met."""
     for line in verdict_lines(summary)[:-1]:
         _say(console, line)
@@ -213,7 +213,7 @@ def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
 
 
 def _ci_outputs(
-    console: Console, summary: Mapping[str, object], junit: Path | None, markdown: Path | None
+    console: Console, summary: Summary, junit: Path | None, markdown: Path | None
 ) -> None:
     from harness.reporting.junit import run_junit, write_junit
     from harness.reporting.markdown import run_markdown, write_markdown

@@ -82,12 +82,6 @@ def report_run(run_dir: Path) -> tuple[Summary, Path]:
     return summary, write_report(run_dir, summary, run)
 
 
-def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
-    """`report_run` with the summary as summary.json holds it, for callers that read JSON."""
-    summary, path = report_run(run_dir)
-    return summary.as_json(), path
-
-
 def render_report(summary: Summary, figures: Sequence[Path]) -> str:
     """The report's HTML, figures embedded."""
     title = f"chaos-harness run {summary.run_id}"
