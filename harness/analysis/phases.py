@@ -39,6 +39,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from harness.analysis.metrics import FaultMetrics
+from harness.analysis.stats import min_count_for
 from harness.analysis.timebase import Interval, LoadWindow, measure_ns, subtract, union
 from harness.results.summary import Latency, PhaseSummary, RequestCounts
 
@@ -75,11 +76,6 @@ class Phase:
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 
-def minimum_count(percent: float) -> int:
-    """The fewest values a percentile needs: one value can then lie above it."""
-    return round(1.0 / (1.0 - percent / 100.0))
-
-
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency percentiles in milliseconds over successful requests (null below the minimum
@@ -94,7 +90,7 @@ class LatencyStats:
 
     def null_reasons(self) -> dict[str, str]:
         return {
-            name: f"{name} needs at least {minimum_count(q)} successful requests, "
+            name: f"{name} needs at least {min_count_for(q)} successful requests, "
             f"{self.successful} here"
             for name, q in PERCENTILES.items()
             if getattr(self, name) is None
@@ -324,7 +320,7 @@ def latency_stats(latency_ms: FloatArray, failed: int = 0) -> LatencyStats | Non
     if n == 0 and failed == 0:
         return None
     values = {
-        name: float(np.percentile(latency_ms, q)) if n >= minimum_count(q) else None
+        name: float(np.percentile(latency_ms, q)) if n >= min_count_for(q) else None
         for name, q in PERCENTILES.items()
     }
     top = float(latency_ms.max()) if n else None

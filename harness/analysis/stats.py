@@ -368,9 +368,9 @@ class Percentile:
 
 def min_count_for(q: float) -> int:
     """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 2,
-    p95: 20, p99: 100; phases.minimum_count gives the same for these three, so a run's report
-    and a comparison agree). q is read as the decimal it was written as: float arithmetic
-    made p99.992 need 12,501 values."""
+    p95: 20, p99: 100), rounded up; a run's summary (harness.analysis.phases) and a comparison
+    both use it. q is read as the decimal it was written as: float arithmetic made p99.992
+    need 12,501 values."""
     if not 0 <= q < 100:
         raise ValueError(f"a percentile is between 0 and 100 (excluded), not {q}")
     beyond = 1 - Fraction(str(q)) / 100  # str: the shortest decimal that is this float
