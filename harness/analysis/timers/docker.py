@@ -37,7 +37,7 @@ BACKOFF_MAX_S = 60.0
 RESET_AFTER_RUNNING_S = 10.0  # ShouldRestart: `executionDuration.Seconds() >= 10`
 WHERE = "moby restartmanager.ShouldRestart"
 # The engine's own work from the timer's end to its `start` event (network, mounts, runc):
-# not a timer. Measured here: 0.56-1.9 s above the back-off (Docker 20.10, 2 busy cores).
+# not a timer; the allowance's measurements: docs/METRICS.md
 START_WORK_S = 2.5
 # A health probe's result reaching the event stream after its timeout at the latest
 PROBE_REPORT_S = 0.5

@@ -12,7 +12,7 @@ measured value is judged against it, widened by the measurement's own uncertaint
 
 Each range is the timer itself plus, where the interval includes it, an allowance for the
 machine's own work (starting a container, writing a status): that work is not a timer, so the
-allowance is named in the rule and its figure measured on these machines.
+allowance is named in the rule (its measurements: docs/METRICS.md).
 """
 
 from __future__ import annotations

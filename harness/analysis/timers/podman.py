@@ -26,8 +26,8 @@ from harness.analysis.timers.model import (
 )
 
 WHERE = "podman v4.3.1 libpod Container.Cleanup -> handleRestartPolicy"
-# The exit command (a new podman process), re-init and start: not a timer. Measured here
-# 0.14-0.48 s die -> start (Podman 4.3.1, runc, 2 busy cores).
+# The exit command (a new podman process), re-init and start: not a timer; the allowance's
+# measurements: docs/METRICS.md
 START_WORK_S = 2.0
 PROBE_REPORT_S = 0.5  # the harness's check result reaching the event stream
 
