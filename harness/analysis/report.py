@@ -123,6 +123,17 @@ def badge(text: str, css: str) -> str:
     return f'<span class="badge {esc(css)}">{esc(text)}</span>'
 
 
+def run_cells(run_dir: Path | None, label: str, status: str, included: bool) -> tuple[str, str]:
+    """A campaign's run as two cells: a link to its report (`label`; the label alone when its
+    report was not written) and its status badge (left out of the sums: red; summed: grey
+    unless it passed)."""
+    link = esc(label) if label else NONE
+    if run_dir is not None and (run_dir / REPORT_FILE).is_file():
+        link = f'<a href="{esc(run_dir.name)}/{REPORT_FILE}">{esc(label)}</a>'
+    css = "pass" if status == "passed" else "na" if included else "fail"
+    return link, badge(status.replace("_", " "), css)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table; cells are HTML already escaped by the caller."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
