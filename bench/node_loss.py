@@ -18,7 +18,8 @@ source ports (see harness/locust/source_ports.py).
 
 Prints, from the run's own files and the samples (seconds from the cut): node down, endpoint
 removed, rules changed; the summary's ttr (which also waits for the cut pod's own probes);
-users' recovery (the last failure of a request sent during the cut); the requests sent after
+users' recovery (the end of the failure stream of requests sent during the cut: the last
+failure with two more in the 2 s before it); the requests sent after
 the endpoint's removal that failed; the stale flows to the cut pod; the new NAT decisions for
 the cut pod after the rules changed. Samples go to <run dir>/node-loss.jsonl.
 """
@@ -164,6 +165,14 @@ def _first(events: list[Event], action: str, after_ns: int, new: str | None = No
     return None
 
 
+def stream_end(failure_ends_ns: list[int]) -> int | None:
+    """The end of a failure stream: the last failure with two more in the 2 s before it (an
+    isolated timeout does not extend it)."""
+    ends = sorted(failure_ends_ns)
+    stream = [ends[i] for i in range(2, len(ends)) if ends[i] - ends[i - 2] <= 2_000_000_000]
+    return stream[-1] if stream else None
+
+
 def _since(t0: int, at: int | None) -> float | None:
     return None if at is None else round((at - t0) / 1e9, 2)
 
@@ -188,7 +197,7 @@ def report(run_dir: Path, sampler: Sampler) -> dict[str, Any]:
         "endpoint_removed_s": _since(t0, removed),
         "rules_changed_s": _since(t0, sampler.removed_ns),
         "ttr_s": fault.get("ttr_s"),
-        "users_recovered_s": _since(t0, int(failed_end.max()) if len(failed_end) else None),
+        "users_recovered_s": _since(t0, stream_end(failed_end.tolist())),
         "recovered": fault.get("recovered"),
         "failed_requests_in_window": fault.get("failed_requests"),
         "requests": len(requests),
