@@ -3,7 +3,8 @@ policy that makes that number the one many users would see (harness/locust/sourc
 
 - The port ring on constructed inputs (no engine): turns, set-aside ports, shares.
 - The policy in a real gevent process: a connection that timed out (a listener that never
-  accepts) sets its port aside, one that was answered does not.
+  accepts) or found its destination unreachable sets its port aside, one that was answered
+  does not.
 - Slow, on the 3-node lab: scenarios/kube-node-loss.yaml (node n3 cut for 60 s, default
   tolerations, grace 20 s); users' recovery (the end of the failure stream of the requests
   sent during the cut) is held against the instant node 1's kube-proxy rules dropped the cut
@@ -14,6 +15,7 @@ policy that makes that number the one many users would see (harness/locust/sourc
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -86,6 +88,35 @@ for _ in range(3):
         outcomes.append(["timeout", None])
 print(json.dumps({"outcomes": outcomes, "aside": list(ring.aside), "first": ring.ports[0]}))
 """
+
+
+_UNREACHABLE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import source_ports
+from geventhttpclient.connectionpool import ConnectionPool
+
+ring = source_ports.install(0, 1)
+# a network namespace of its own without routes: the connect fails at once, unreachable
+pool = ConnectionPool("10.9.9.9", 80, "10.9.9.9", 80, size=1, connection_timeout=1)
+try:
+    pool._create_socket()
+except OSError as exc:
+    print(json.dumps({"errno": exc.errno, "aside": list(ring.aside), "first": ring.ports[0]}))
+"""
+
+
+def test_an_unreachable_destination_sets_its_port_aside() -> None:
+    done = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", _UNREACHABLE, str(LOCUST_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result["errno"] == errno.ENETUNREACH
+    assert result["aside"] == [result["first"]]
 
 
 def test_a_connection_that_timed_out_sets_its_port_aside() -> None:

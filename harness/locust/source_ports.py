@@ -1,6 +1,7 @@
 """The bundled locustfile's source ports: every new connection takes the least recently used
 port of this process's share of the kernel's ephemeral range, and a port whose connection got
-no answer in time is not used again in the run.
+no answer (a timeout, or an ICMP unreachable from a router on the way) is not used again in
+the run.
 
 Why: one load host stands for many users, and a real user never opens a connection from the
 source port of one that just went unanswered. Left to the kernel, a host opening hundreds of
@@ -99,18 +100,29 @@ def _wildcard(family: int) -> str:
     return "::" if family == socket.AF_INET6 else "0.0.0.0"
 
 
+# no answer from the far end: conntrack on the way may still hold the connection's NAT decision
+UNANSWERED = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+
+
+def unanswered(exc: OSError) -> bool:
+    """A timeout, or an ICMP unreachable from a router on the way (a refusal or a reset came
+    from the far end, and conntrack saw it close the connection)."""
+    return isinstance(exc, TimeoutError) or exc.errno in UNANSWERED
+
+
 def _tracked_socket_class(base: type[Any], ring: PortRing) -> type[Any]:
-    """`base` (gevent's socket) that sets its port aside when it closes after a timeout."""
+    """`base` (gevent's socket) that sets its port aside when it closes after a connect, send
+    or receive that got no answer."""
 
     class TrackedSocket(base):  # type: ignore[misc, valid-type]
         ring_port: int | None = None
-        timed_out = False
+        timed_out = False  # got no answer (see `unanswered`)
 
         def _watch(self, call: Callable[..., Any], *args: Any) -> Any:
             try:
                 return call(*args)
-            except TimeoutError:
-                self.timed_out = True
+            except OSError as exc:
+                self.timed_out = self.timed_out or unanswered(exc)
                 raise
 
         def recv(self, *args: Any) -> Any:
