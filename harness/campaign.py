@@ -267,14 +267,13 @@ class Campaign:
 
 def analyse_and_report(run_dir: Path) -> str | None:
     """summary.json and report.html of one run; its status, or None when it cannot be analysed."""
-    from harness.analysis.report import analyze_and_report  # pandas and matplotlib: when needed
+    from harness.analysis.report import report_run  # pandas and matplotlib: when needed
 
     try:
-        summary, _report = analyze_and_report(run_dir)
+        summary, _report = report_run(run_dir)
     except HarnessError:
         return None
-    status = summary.get("status")
-    return None if status is None else str(status)
+    return summary.status
 
 
 def base_seed(given: int | None, scenario: ScenarioBase) -> int:

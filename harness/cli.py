@@ -6,9 +6,7 @@ the verdict lines are decided in harness.verdict.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +23,7 @@ from harness.cli_lab import lab_app
 from harness.cli_matrix import matrix
 from harness.cli_options import JunitOption, MarkdownOption, parse_labels
 from harness.cli_progress import campaign_display, run_display
+from harness.cli_schema import schema
 from harness.errors import HarnessError, ScenarioError
 from harness.verdict import (
     final_line,
@@ -36,6 +35,7 @@ from harness.verdict import (
 )
 
 if TYPE_CHECKING:
+    from harness.results.summary import Summary
     from harness.scenario import ScenarioBase
 
 # Help is rendered by Click (rich_markup_mode=None): it rewraps every paragraph to the
@@ -59,8 +59,6 @@ Exit codes of run (matrix and compare say their own):
 """
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=APP_HELP, rich_markup_mode=None)
-# tests/test_metrics_findings.py imports it from here; remove once it imports harness.verdict.
-_exit_code = run_exit_code
 ScenarioArgument = Annotated[Path, typer.Argument(help="The scenario file (YAML).")]
 
 
@@ -106,18 +104,6 @@ def validate(scenario: ScenarioArgument) -> None:
     for warning in late_fault_warnings(loaded):  # worth knowing, not invalid: exit 0
         print(f"{scenario}: warning: {warning}", file=sys.stderr)
     print(f"{scenario}: ok ({len(loaded.faults)} fault(s), target {loaded.target.kind})")
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files.
-
-    Point your editor's YAML support at it to get completion and checks while you write a
-    scenario.
-    """
-    from harness.scenario import scenario_model
-
-    print(json.dumps(scenario_model().model_json_schema(), indent=2))
 
 
 @app.command()
@@ -175,7 +161,7 @@ def run(
                run; the others still ran and are summed up)
       130/143  interrupted by SIGINT/SIGTERM; everything is still cleaned up
     """
-    from harness.analysis.report import analyze_and_report
+    from harness.analysis.report import report_run
     from harness.runner import Runner, RunOptions
     from harness.scenario import load_scenario, with_target
 
@@ -201,7 +187,7 @@ def run(
         raise _fail(exc) from exc
     summary = None
     try:
-        summary, report = analyze_and_report(outcome.run_dir)
+        summary, report = report_run(outcome.run_dir)
         _say(console, f"report: {report}")
     except HarnessError as exc:
         _say(console, str(exc), "analysis failed: ")
@@ -214,7 +200,7 @@ def run(
     raise typer.Exit(run_exit_code(outcome.status, outcome.signum, summary))
 
 
-def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
+def _print_verdict(console: Console, summary: Summary) -> None:
     """Every line plain, the verdict's head in red unless the SLOs were met."""
     for line in verdict_lines(summary)[:-1]:
         _say(console, line)
@@ -227,7 +213,7 @@ def _print_verdict(console: Console, summary: Mapping[str, object]) -> None:
 
 
 def _ci_outputs(
-    console: Console, summary: Mapping[str, object], junit: Path | None, markdown: Path | None
+    console: Console, summary: Summary, junit: Path | None, markdown: Path | None
 ) -> None:
     from harness.reporting.junit import run_junit, write_junit
     from harness.reporting.markdown import run_markdown, write_markdown
@@ -361,6 +347,7 @@ def build_images() -> None:
 
 app.command("compare")(compare)
 app.command("matrix")(matrix)
+app.command("schema")(schema)
 app.add_typer(lab_app, name="lab")
 app.add_typer(engine_app, name="engine")
 

@@ -1,4 +1,5 @@
-"""`harness schema --summary | --manifest [--out FILE]`: the JSON Schema of a run file.
+"""`harness schema [--summary | --manifest] [--out FILE]`: the JSON Schema of a scenario file
+(the default, for an editor's YAML support) or of a run file.
 
 summary.json and manifest.json are written through pydantic models (harness.results.summary,
 harness.results.manifest); their schema, with the `schema_version` the file carries, is what a
@@ -7,7 +8,7 @@ script or another tool can validate a run directory against. Printed on stdout u
 `schema_json` is the plain function; `schema` is its Typer wrapper, registered in
 harness/cli.py with `app.command("schema")(schema)`.
 
-Exit codes: 0 the schema was written; 2 no file named, or both.
+Exit codes: 0 the schema was written; 2 both run files named.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def schema_json(file: str) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def scenario_schema_json() -> str:
+    """The JSON Schema of scenario files, built from the registered targets and faults."""
+    from harness.scenario import scenario_model  # the registries load entry points
+
+    return json.dumps(scenario_model().model_json_schema(), indent=2) + "\n"
+
+
 def schema(
     summary: Annotated[
         bool, typer.Option("--summary", help="The schema of a run's summary.json.")
@@ -53,11 +61,19 @@ def schema(
         Path | None, typer.Option(help="Write the schema to this file instead of stdout.")
     ] = None,
 ) -> None:
-    """Print the JSON Schema of summary.json or manifest.json (with its schema_version)."""
-    if summary == manifest:
-        print("error: name one file: --summary or --manifest", file=sys.stderr)
+    """Print the JSON Schema of scenario files or of run files.
+
+    Point your editor's YAML support at the scenario schema to get completion and checks while
+    you write a scenario; validate a run directory from another tool against the run files'
+    schemas (each names the schema_version its files carry).
+    """
+    if summary and manifest:
+        print("error: name one run file: --summary or --manifest", file=sys.stderr)
         raise typer.Exit(2)
-    text = schema_json("summary.json" if summary else "manifest.json")
+    if summary or manifest:
+        text = schema_json("summary.json" if summary else "manifest.json")
+    else:
+        text = scenario_schema_json()
     if out is None:
         sys.stdout.write(text)
         return

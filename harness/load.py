@@ -184,6 +184,22 @@ class _FileCursor:
     failures: int = 0
 
 
+def connection_policy(connections: str) -> str:
+    """The bundled locustfile's connection policy in one sentence, for the manifest and the
+    report (`connections`: keep_alive or per_request)."""
+    reuse = (
+        "one connection per user while the server keeps it open, a fresh one after any error"
+        if connections == "keep_alive"
+        else "a new connection for every request"
+    )
+    return (
+        f"{connections}: {reuse}; every new connection from the least recently used source "
+        "port of the load's range, never from one whose connection timed out (a node's "
+        "conntrack keeps such a connection's NAT decision, and one host would otherwise reuse "
+        "the port within seconds: harness/locust/source_ports.py)"
+    )
+
+
 def locust_version() -> str:
     """The installed Locust's version, read from package metadata (locust is not imported)."""
     try:

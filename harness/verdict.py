@@ -14,11 +14,11 @@ comparison is a gate only when asked: 1 when --fail-if-slower's group is decisiv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
 from typing import TYPE_CHECKING
 
-from harness.analysis.jsonview import as_list, as_map, as_number
 from harness.results import ABORTED, COMPLETED, FAILED
+from harness.results.summary import ClusterView, FaultGroup, FaultSummary, SloCheck, Summary
 
 if TYPE_CHECKING:
     from harness.analysis.aggregate import TrialsAggregate
@@ -36,13 +36,13 @@ def signal_exit_code(signum: int) -> int:
     return 128 + signum
 
 
-def run_exit_code(status: str, signum: int | None, summary: Mapping[str, object] | None) -> int:
+def run_exit_code(status: str, signum: int | None, summary: Summary | None) -> int:
     """One run: from the runner's status (completed, aborted, failed) and its summary."""
     if status == ABORTED and signum is not None:
         return signal_exit_code(signum)
     if status != COMPLETED or summary is None:
         return EXIT_ERROR
-    return EXIT_BY_STATUS.get(str(summary.get("status")), EXIT_ERROR)
+    return EXIT_BY_STATUS.get(summary.status, EXIT_ERROR)
 
 
 def trials_exit_code(aggregate_status: str, signum: int | None) -> int:
@@ -62,111 +62,104 @@ def matrix_exit_code(outcome: CampaignOutcome) -> int:
 # -- one run ----------------------------------------------------------------------------------
 
 
-def verdict_lines(summary: Mapping[str, object]) -> list[str]:
+def verdict_lines(summary: Summary) -> list[str]:
     """What `harness run` prints about a run: faults, SLO checks, and the verdict last."""
     lines: list[str] = []
-    for raw in as_list(summary.get("faults")):
-        lines += _fault_lines(as_map(raw))
-    for raw in as_list(summary.get("fault_groups")):
-        lines.append(_group_line(as_map(raw)))
-    lines += [f"warning: {warning}" for warning in as_list(summary.get("warnings"))]
-    slo = as_map(summary.get("slo"))
-    for raw in as_list(slo.get("checks")):
-        check = as_map(raw)
-        line = f"  slo {_check_text(check)} -> {check.get('verdict')}"
-        if check.get("verdict") != "pass" and check.get("reason"):
-            line += f": {check.get('reason')}"
+    for fault in summary.faults:
+        lines += _fault_lines(fault)
+    lines += [_group_line(group) for group in summary.fault_groups]
+    lines += [f"warning: {warning}" for warning in summary.warnings]
+    for check in summary.slo.checks:
+        line = f"  slo {_check_text(check)} -> {check.verdict}"
+        if check.verdict != "pass" and check.reason:
+            line += f": {check.reason}"
         lines.append(line)
     lines.append(final_line(summary))
     return lines
 
 
-def _check_text(check: Mapping[str, object]) -> str:
+def _check_text(check: SloCheck) -> str:
     """`ttr_s[f1]: 0.481 (limit 15)`; a check with no limit (recovered[f1]) shows no limit."""
-    value, limit = check.get("value"), check.get("limit")
+    value = check.value
     shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-    text = f"{check.get('name')}: {shown}"
-    return text if limit is None else f"{text} (limit {limit})"
+    text = f"{check.name}: {shown}"
+    return text if check.limit is None else f"{text} (limit {check.limit})"
 
 
-def _outcome(fault: Mapping[str, object]) -> str:
-    impact, ttr = fault.get("impact", "visible"), as_number(fault.get("ttr_s"))
-    if impact == "none":
+def _outcome(fault: FaultSummary) -> str:
+    if fault.impact == "none":
         outcome = "no visible impact"
-    elif impact == "unmeasured":
+    elif fault.impact == "unmeasured":
         outcome = "not measured"
-    elif ttr is not None:
-        outcome = f"recovered in {ttr:.3f} s"
-    elif fault.get("censored"):
-        outcome = f"recovered in at least {fault.get('ttr_at_least_s')} s (the data ended first)"
+    elif _finite(fault.ttr_s) is not None:
+        outcome = f"recovered in {fault.ttr_s:.3f} s"
+    elif fault.censored:
+        outcome = f"recovered in at least {fault.ttr_at_least_s} s (the data ended first)"
     else:
         outcome = "NOT recovered"
-    if fault.get("impact_kind") in ("latency", "both"):
-        outcome += f" ({fault.get('impact_kind')} impact)"
+    if fault.impact_kind in ("latency", "both"):
+        outcome += f" ({fault.impact_kind} impact)"
     return outcome
 
 
-def _counts(fault: Mapping[str, object]) -> str:
-    own = as_map(fault.get("view_counts"))
-    counts = f"all users: {fault.get('failed_requests')} of {fault.get('requests_in_window')}"
-    if own and fault.get("view") == "instance":
-        counts = (
-            f"its own requests: {own.get('failed_requests')} of {own.get('requests')} failed; "
-            f"{counts}"
-        )
+def _counts(fault: FaultSummary) -> str:
+    own = fault.view_counts
+    counts = f"all users: {fault.failed_requests} of {fault.requests_in_window}"
+    if own is not None and fault.view == "instance":
+        counts = f"its own requests: {own.failed_requests} of {own.requests} failed; {counts}"
     return counts
 
 
-def _fault_lines(fault: Mapping[str, object]) -> list[str]:
-    targets = ", ".join(str(t) for t in as_list(fault.get("targets")))
-    head = f"{fault.get('id')} {fault.get('kind')} on {targets}"
+def _fault_lines(fault: FaultSummary) -> list[str]:
+    head = f"{fault.id} {fault.kind} on {', '.join(fault.targets)}"
     lines = [f"{head}: {_outcome(fault)}; {_counts(fault)} failed in its window"]
-    if fault.get("observed"):
-        lines.append(f"  measured on {fault.get('observed')}")
-    if fault.get("reason"):
-        lines.append(f"  why: {fault.get('reason')}")
-    overlapped = [str(x) for x in as_list(fault.get("overlapped_with"))]
-    if overlapped:
-        shared = [str(x) for x in as_list(fault.get("shared_observations_with"))]
+    if fault.observed:
+        lines.append(f"  measured on {fault.observed}")
+    if fault.reason:
+        lines.append(f"  why: {fault.reason}")
+    if fault.overlapped_with:
+        shared = fault.shared_observations_with
         note = f"; shares its observations with {', '.join(shared)}" if shared else ""
-        lines.append(f"  overlapped with {', '.join(overlapped)}{note}")
-    cluster = fault.get("cluster")
-    if isinstance(cluster, Mapping):
-        lines.append(
-            "  orchestrator: " + ", ".join(_cluster_steps(cluster) or ["no cluster events"])
-        )
+        lines.append(f"  overlapped with {', '.join(fault.overlapped_with)}{note}")
+    if fault.cluster is not None:
+        steps = _cluster_steps(fault.cluster) or ["no cluster events"]
+        lines.append("  orchestrator: " + ", ".join(steps))
     return lines
 
 
-def _cluster_steps(cluster: Mapping[str, object]) -> list[str]:
+def _cluster_steps(cluster: ClusterView) -> list[str]:
     steps = []
-    for key, label in (
-        ("to_node_down_s", "node down"),
-        ("to_degraded_s", "degraded"),
-        ("to_full_strength_s", "full strength"),
+    for value, label in (
+        (cluster.to_node_down_s, "node down"),
+        (cluster.to_degraded_s, "degraded"),
+        (cluster.to_full_strength_s, "full strength"),
     ):
-        value = as_number(cluster.get(key))
-        if value is not None:
-            steps.append(f"{label} +{value:.3f} s")
+        seconds = _finite(value)
+        if seconds is not None:
+            steps.append(f"{label} +{seconds:.3f} s")
     return steps
 
 
-def _group_line(group: Mapping[str, object]) -> str:
-    ttr = as_map(group.get("ttr_s"))
-    parts = [f"{len(as_list(group.get('occurrences')))} occurrences"]
-    if ttr.get("n"):
-        parts.append(f"ttr median {ttr.get('median')} s, max {ttr.get('max')} s (n={ttr['n']})")
-    if group.get("no_impact"):
-        parts.append(f"{group.get('no_impact')} without visible impact")
-    unrecovered = as_list(group.get("unrecovered"))
-    if unrecovered:
-        parts.append(f"never recovered: {', '.join(str(u) for u in unrecovered)}")
-    return f"{group.get('id')} {group.get('kind')} (all occurrences): " + ", ".join(parts)
+def _group_line(group: FaultGroup) -> str:
+    ttr = group.ttr_s
+    parts = [f"{len(group.occurrences)} occurrences"]
+    if ttr.n:
+        parts.append(f"ttr median {ttr.median} s, max {ttr.max} s (n={ttr.n})")
+    if group.no_impact:
+        parts.append(f"{group.no_impact} without visible impact")
+    if group.unrecovered:
+        parts.append(f"never recovered: {', '.join(group.unrecovered)}")
+    return f"{group.id} {group.kind} (all occurrences): " + ", ".join(parts)
 
 
-def final_line(summary: Mapping[str, object]) -> str:
+def _finite(value: float | None) -> float | None:
+    """A finite number, or None (NaN and infinities are no measurement)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def final_line(summary: Summary) -> str:
     """The verdict: 'SLOs met', or '<what>: <why>' (the CLI colours what comes before ': ')."""
-    status, reason = summary.get("status"), summary.get("status_reason")
+    status, reason = summary.status, summary.status_reason
     if status == "passed":
         return "SLOs met"
     if status == "baseline_broken":

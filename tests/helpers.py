@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import docker
 import docker.errors
 
+from harness import waiting
 from harness.engines import podman
 from harness.hostsys import cgroup_dir, cgroup_version
 from harness.targets.base import RUN_LABEL, EngineEvent, Target
@@ -26,12 +27,7 @@ from harness.targets.service_vip import run_jumps
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     """Poll `predicate` every 50 ms; True as soon as it holds, False after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    return waiting.wait_until(predicate, timeout_s, interval_s=0.05)
 
 
 class EventCollector:

@@ -20,12 +20,13 @@ import pytest
 from faults.base import Fault, FaultContext, FaultParams, RevertRecord
 from harness.analysis import analyze_run
 from harness.analysis.compare import compare_runs, load_runs
-from harness.cli import _exit_code, verdict_lines
 from harness.results import EventLog, read_json_lines
+from harness.results.summary import Summary, as_summary
 from harness.runner import Runner, RunOptions
 from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL, Instance
 from harness.timeline import expand
+from harness.verdict import run_exit_code, verdict_lines
 from tests.synthetic_run import Event, Probe, Req, engine, inject, ns, revert, write_run
 
 LOAD = (0.0, 30.0)
@@ -212,7 +213,7 @@ def test_3_availability_without_any_request_in_the_window_fails(tmp_path: Path) 
         "reason": "no request completed in f1's comparison window",
     }
     assert "no data" in summary["status_reason"]
-    assert _exit_code("completed", None, summary) == 1
+    assert run_exit_code("completed", None, as_summary(summary)) == 1
 
 
 def test_3_allow_no_data_accepts_it(tmp_path: Path) -> None:
@@ -244,8 +245,8 @@ def test_3_a_fault_that_never_recovers_fails_with_its_reason_even_with_only_an_e
     assert "web-1 never restarted" in recovered["reason"]
     assert checks["error_rate[after]"]["verdict"] == "no_data"
     assert checks["error_rate[after]"]["reason"] == "phase after is empty: f1 never recovered"
-    assert _exit_code("completed", None, summary) == 1
-    lines = "\n".join(verdict_lines(summary))
+    assert run_exit_code("completed", None, as_summary(summary)) == 1
+    lines = "\n".join(verdict_lines(as_summary(summary)))
     assert "f1 container_kill on web-1: NOT recovered" in lines
     assert "failures continued until the end of the run" in lines
     assert "SLOs met" not in lines
@@ -498,18 +499,16 @@ def test_8_a_load_that_never_reached_the_target_is_a_broken_baseline(tmp_path: P
     assert "ConnectionError on 127.0.0.1:8089 (90 of 90)" in reason
     assert fault["impact"] == "unmeasured"
     assert fault["ttr_s"] is None and fault["recovered"] is None
-    assert _exit_code("completed", None, summary) == 1
-    assert "SLOs met" not in "\n".join(verdict_lines(summary))
+    assert run_exit_code("completed", None, as_summary(summary)) == 1
+    assert "SLOs met" not in "\n".join(verdict_lines(as_summary(summary)))
 
 
 def test_a_run_error_never_prints_slos_met() -> None:
     # a run that failed half-way: its SLO checks passed on what little data there was
-    summary = {
-        "status": "error",
-        "faults": [],
-        "slo": {"passed": True, "checks": []},
-    }
+    summary = Summary.model_validate(
+        {"run_id": "r", "status": "error", "faults": [], "slo": {"passed": True, "checks": []}}
+    )
     lines = verdict_lines(summary)
     assert lines[-1] == "run error: no SLO verdict (the run did not complete)"
     assert "SLOs met" not in lines
-    assert _exit_code("error", None, summary) == 3
+    assert run_exit_code("error", None, summary) == 3

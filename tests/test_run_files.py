@@ -146,7 +146,9 @@ def test_the_schema_command(tmp_path: Path) -> None:
     required = json.loads(out.read_text())["required"]
     assert written.exit_code == 0 and {"schema_version", "run_id", "load", "slo"} <= set(required)
     assert "abort" not in required  # written only when the run was aborted
-    assert CliRunner().invoke(app, []).exit_code == 2
+    assert CliRunner().invoke(app, ["--summary", "--manifest"]).exit_code == 2
+    scenario = CliRunner().invoke(app, [])  # the default: scenario files, for editors
+    assert scenario.exit_code == 0 and "faults" in json.loads(scenario.output)["properties"]
 
 
 def test_a_manifest_without_settings_gets_the_defaults(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ from harness.analysis.compare import (
 from harness.analysis.compare_report import render_compare_html
 from harness.analysis.matrix import rank
 from harness.analysis.matrix_words import headline
-from harness.analysis.stats import smallest_p_value
+from harness.analysis.phases import latency_stats
+from harness.analysis.stats import min_count_for, smallest_p_value
 from tests.synthetic_run import Req, write_run
 
 
@@ -224,6 +225,34 @@ def test_latency_percentiles_are_pooled_over_every_runs_requests(tmp_path: Path)
     assert pooled["p50_ms"].value == pytest.approx(5.0)
     html = render_compare_html(comparison, [])
     assert "2000.0 ms (1800 requests of 3 runs)" in html
+
+
+def test_a_percentile_needs_one_value_beyond_it_rounded_up() -> None:
+    # one value beyond the q-th percentile: n * (1 - q/100) >= 1, so n >= 1 / (1 - q/100),
+    # rounded up: p50 1/0.5 = 2, p95 1/0.05 = 20, p97 1/0.03 = 33.3 -> 34 (rounding gave 33,
+    # where 33 * 0.03 = 0.99 values lie beyond), p99 1/0.01 = 100, p99.9 1/0.001 = 1000
+    expected = {50: 2, 95: 20, 97: 34, 99: 100, 99.9: 1000}
+    assert {q: min_count_for(q) for q in expected} == expected
+
+
+def test_a_runs_summary_and_a_comparison_need_the_same_counts() -> None:
+    # the summary's percentiles appear at 2 (p50), 20 (p95) and 100 (p99) requests, as above
+    def known(n: int) -> set[str]:
+        stats = latency_stats(np.arange(1.0, n + 1.0))
+        assert stats is not None
+        return {name for name in ("p50", "p95", "p99") if getattr(stats, name) is not None}
+
+    assert [known(n) for n in (1, 2, 19, 20, 99, 100)] == [
+        set(),
+        {"p50"},
+        {"p50"},
+        {"p50", "p95"},
+        {"p50", "p95"},
+        {"p50", "p95", "p99"},
+    ]
+    stats = latency_stats(np.arange(1.0, 20.0))
+    assert stats is not None
+    assert stats.null_reasons()["p95"] == "p95 needs at least 20 successful requests, 19 here"
 
 
 def test_a_percentile_of_too_few_requests_is_none_with_the_reason(tmp_path: Path) -> None:

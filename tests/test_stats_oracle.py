@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.analysis import pooled, stats
+from harness.results.summary import as_summary
 
 FEW = settings(max_examples=300, deadline=None)
 SLOW = settings(max_examples=25, deadline=None)
@@ -390,16 +390,6 @@ def test_rank_shares_approach_the_exact_bootstrap_ranking(groups: dict[str, list
 # --- pooled percentiles -----------------------------------------------------------------------
 
 
-def summary_as_read(raw: dict[str, Any]) -> Any:
-    """The summary as pooled_latency takes it: the typed model where the harness has one (the
-    typed results are being introduced), else the decoded JSON."""
-    try:
-        from harness.results.summary import as_summary
-    except ImportError:
-        return raw
-    return as_summary(raw)
-
-
 # starts and edges on a few nanoseconds, so requests start on edges often
 requests = st.lists(
     st.tuples(st.integers(0, 60), st.integers(1, 40).map(float), st.booleans()), max_size=80
@@ -433,7 +423,7 @@ def test_pooled_latency_pools_every_runs_requests_in_the_phase(
                 frame = pd.DataFrame(rows, columns=["start_ns", "latency_ms", "ok"])
                 frame = frame.astype({"start_ns": "int64", "latency_ms": "float64", "ok": "bool"})
                 frame.to_parquet(run_dir / pooled.REQUESTS_FILE)
-            inputs.append((f"run-{index}", run_dir, summary_as_read(summary)))
+            inputs.append((f"run-{index}", run_dir, as_summary(summary)))
         found = pooled.pooled_latency(inputs)
     unread = tuple(f"run-{i}" for i, rows in enumerate(runs) if rows is None)
     for name, spans in phases.items():

@@ -9,14 +9,19 @@ from pathlib import Path
 
 from harness.campaign import CampaignOutcome, Cell, CellResult
 from harness.matrix import plan_matrix
+from harness.results.summary import Summary
 from harness.scenario import parse_scenario
 from harness.verdict import matrix_exit_code, run_exit_code, trials_exit_code, verdict_lines
 
 BASE = {"id": "f1", "kind": "container_kill", "targets": ["web-1"], "impact": "visible"}
 
 
+def _summary(**fields: object) -> Summary:
+    return Summary.model_validate({"run_id": "r", **fields})
+
+
 def _first(fault: dict[str, object]) -> str:
-    return verdict_lines({"faults": [fault], "status": "passed"})[0]
+    return verdict_lines(_summary(faults=[fault], status="passed"))[0]
 
 
 def test_a_censored_recovery_is_at_least_its_bound() -> None:
@@ -41,7 +46,7 @@ def test_a_latency_impact_is_named() -> None:
 
 def test_a_warning_is_printed_even_on_a_passed_run() -> None:
     gap = "the orchestrator's view of pods had a gap of 12.0 s"
-    lines = verdict_lines({"faults": [], "warnings": [gap], "status": "passed"})
+    lines = verdict_lines(_summary(warnings=[gap], status="passed"))
     assert f"warning: {gap}" in lines
 
 
@@ -49,13 +54,14 @@ def test_a_warning_is_printed_even_on_a_passed_run() -> None:
 
 
 def test_a_runs_exit_code_follows_its_verdict() -> None:
-    assert run_exit_code("completed", None, {"status": "passed"}) == 0
-    assert run_exit_code("completed", None, {"status": "slo_violated"}) == 1
-    assert run_exit_code("completed", None, {"status": "baseline_broken"}) == 1  # no experiment
+    assert run_exit_code("completed", None, _summary(status="passed")) == 0
+    assert run_exit_code("completed", None, _summary(status="slo_violated")) == 1
+    broken = _summary(status="baseline_broken")  # no experiment
+    assert run_exit_code("completed", None, broken) == 1
     assert run_exit_code("completed", None, None) == 3  # it ran, but could not be analysed
-    assert run_exit_code("failed", None, {"status": "passed"}) == 3
+    assert run_exit_code("failed", None, _summary(status="passed")) == 3
     assert run_exit_code("aborted", signal.SIGINT, None) == 130
-    assert run_exit_code("aborted", signal.SIGTERM, {"status": "passed"}) == 143
+    assert run_exit_code("aborted", signal.SIGTERM, _summary(status="passed")) == 143
 
 
 def test_a_trials_sets_exit_code_follows_its_aggregate() -> None:

@@ -31,7 +31,7 @@ A trials directory (written by harness.trials) holds one run directory per trial
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,46 +41,15 @@ from harness.analysis.compare import (
     RunInput,
     compare_runs,
     read_labels,
-    read_run_summary,
 )
-from harness.analysis.data import read_json_object
-from harness.analysis.jsonview import as_list, as_map
-from harness.errors import AnalysisError
-from harness.results import ABORTED, COMPLETED, FAILED
+from harness.analysis.matrix import CampaignRun, read_runs
+from harness.results import ABORTED, FAILED
 from harness.results.summary import Summary
 
-LEDGER_FILE, AGGREGATE_FILE = "trials.json", "aggregate.json"
-INCLUDED_STATUSES = ("passed", "slo_violated")
+AGGREGATE_FILE = "aggregate.json"
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One planned trial and how it ended."""
-
-    index: int
-    run_dir: Path | None
-    run_id: str | None
-    status: str
-    reason: str | None
-    summary: Summary | None
-
-    @property
-    def included(self) -> bool:
-        return self.status in INCLUDED_STATUSES and self.summary is not None
-
-    def to_dict(self, root: Path) -> dict[str, object]:
-        where = None
-        if self.run_dir is not None:
-            inside = self.run_dir.is_relative_to(root)
-            where = str(self.run_dir.relative_to(root) if inside else self.run_dir)
-        return {
-            "index": self.index,
-            "run_id": self.run_id,
-            "run_dir": where,
-            "status": self.status,
-            "included": self.included,
-            "reason": self.reason,
-        }
+Trial = CampaignRun  # one planned trial and how it ended (a matrix run of the one target)
 
 
 @dataclass(frozen=True)
@@ -131,12 +100,27 @@ class TrialsAggregate:
             "planned": self.planned,
             "ran": sum(t.status != "not_run" for t in self.trials),
             "included": len(self.included),
-            "trials": [t.to_dict(self.root) for t in self.trials],
+            "trials": [_trial_dict(t, self.root) for t in self.trials],
             "faults": faults,
             "phases": phases,
             "pooled_latency_ms": pooled,
             "slo": slo_tally(t.summary for t in self.included if t.summary is not None),
         }
+
+
+def _trial_dict(trial: Trial, root: Path) -> dict[str, object]:
+    where = None
+    if trial.run_dir is not None:
+        inside = trial.run_dir.is_relative_to(root)
+        where = str(trial.run_dir.relative_to(root) if inside else trial.run_dir)
+    return {
+        "index": trial.index,
+        "run_id": trial.run_id,
+        "run_dir": where,
+        "status": trial.status,
+        "included": trial.included,
+        "reason": trial.reason,
+    }
 
 
 def _fault_dict(group: GroupFault) -> dict[str, object]:
@@ -171,20 +155,10 @@ def slo_tally(summaries: Iterable[Summary]) -> dict[str, dict[str, int]]:
 # -- the ledger ------------------------------------------------------------------------------
 
 
-def read_ledger(root: Path) -> Mapping[str, object]:
-    """trials.json of a trials directory (AnalysisError when missing or unreadable)."""
-    return read_json_object(Path(root) / LEDGER_FILE)
-
-
-def is_trials_dir(path: Path) -> bool:
-    return (Path(path) / LEDGER_FILE).is_file()
-
-
 def load_trials(root: Path) -> TrialsAggregate:
     """Read the ledger and every trial's summary (computing it when the run has none)."""
     root = Path(root)
-    ledger = read_ledger(root)
-    trials = tuple(_trial(root, as_map(raw)) for raw in as_list(ledger.get("trials")))
+    ledger, trials = read_runs(root)
     included = [t for t in trials if t.included]
     comparison = None
     if included:
@@ -192,32 +166,13 @@ def load_trials(root: Path) -> TrialsAggregate:
         comparison = compare_runs(runs, "scenario")
     return TrialsAggregate(
         root=root,
-        scenario=str(ledger.get("scenario")),
-        target=str(ledger.get("target")),
-        planned=int(str(ledger.get("planned") or len(trials))),
-        interrupted=ledger.get("interrupted") is True,
+        scenario=str(ledger.scenario),
+        target=str(ledger.target),
+        planned=ledger.planned or len(trials),
+        interrupted=ledger.interrupted,
         trials=trials,
         comparison=comparison,
     )
-
-
-def _trial(root: Path, raw: Mapping[str, object]) -> Trial:
-    index = int(str(raw.get("index")))
-    run_dir = raw.get("run_dir")
-    outcome = str(raw.get("outcome") or "not_run")
-    reason = None if raw.get("error") is None else str(raw.get("error"))
-    if not isinstance(run_dir, str):
-        return Trial(index, None, None, outcome if outcome != COMPLETED else FAILED, reason, None)
-    path = root / run_dir
-    run_id = path.name
-    if outcome != "completed":
-        return Trial(index, path, run_id, outcome, reason, None)
-    try:
-        summary = read_run_summary(path)
-    except AnalysisError as exc:
-        return Trial(index, path, run_id, "analysis_failed", str(exc), None)
-    why = summary.status_reason or summary.error
-    return Trial(index, path, run_id, summary.status, why, summary)
 
 
 def _run_input(trial: Trial, group: str) -> RunInput:

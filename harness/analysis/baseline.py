@@ -1,26 +1,13 @@
 """The baseline: how the system behaved under load before any fault, and whether it was healthy.
 
-The steady baseline is [load start + warm-up, first injection): the ramp-up (Locust starting
-its users, `analysis.warmup`, default users / spawn_rate and at least 1 s) is left out. When the
-first fault comes before the warm-up ends, the whole [load start, first injection) is used and
-the summary says so. Without any fault, the steady baseline runs to the end of the load.
+The steady baseline is [load start + warm-up, first injection) (the whole of it from the load
+start when the first fault comes before the warm-up ends). Requests and probes are counted
+apart. A baseline is broken (no request, or more than `analysis.baseline_max_error_rate` of its
+requests or probes failed): the run is then not an experiment. The rate a fault's windows are
+judged against is trimmed (1 s windows less the fifth with the most failures) so that a short
+blip does not let a still-failing replica pass as recovered.
 
-Requests and probes are counted apart (by completion): each has its own failure rate, and a
-window is compared with the rate of its own kind (harness.analysis.tolerance). A run is not an
-experiment when its baseline is broken: when the steady baseline holds no request, or more than
-`analysis.baseline_max_error_rate` (default 5 %) of its requests or of its probes failed.
-Recovering "to the baseline" then means nothing, so no fault gets a recovery; the status is
-`baseline_broken` and the exit code 1.
-
-The rate a fault's windows are judged against (`tolerance_rate`) is robust to a short blip: the
-steady baseline is cut into 1 s windows (by completion) and the fifth of them holding the most
-failures is left out (`TRIMMED_SHARE`, none when there are fewer than 5 windows), the rate
-pooled over the rest. A blip of a few failures in under a second (4 in 0.4 s) then moves the
-tolerance not at all, where the pooled rate let a replica still failing 14 % pass as
-recovered. A trimmed rate rather than the median of per-window rates: a steady but sparse
-background (one failure every 3 s) leaves most windows at 0, so their median is 0 and every
-later background failure would refute a recovery; trimming a fifth keeps most of it. The
-verdict on a broken baseline still uses the pooled rate: every failure counts against health.
+Why each rule, with the cases that shaped it: docs/METRICS.md, "The steady baseline".
 """
 
 from __future__ import annotations

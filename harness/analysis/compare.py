@@ -4,41 +4,15 @@
     compare_runs(runs)             -> Comparison      groups, faults, phases, verdicts
     Comparison.to_dict()           -> compare.json    strict JSON: null, never NaN
 
-Runs measured differently are refused before anything is compared (ScenarioError, exit 2,
-harness.analysis.comparable): their load's routing, their faults' view or their analysis
-window differ, so their numbers answer different questions. Runs are grouped by their
-summary's `target` or `scenario`, or by a manifest label
-(`manifest.json` "labels": {"variant": "before"}); groups keep the order in which their first
-run was given. Faults are matched across runs by id and kind (`f1 container_kill`).
+Runs measured differently are refused before anything is compared (harness.analysis.comparable).
+Runs are grouped by their summary's `target` or `scenario`, or by a manifest label; groups keep
+the order in which their first run was given. Faults are matched across runs by id and kind.
+Per fault and group: the median (min-max) over runs of each metric, the runs without a ttr
+(never recovered, no visible impact) counted apart, never as 0. A pair of groups gets a verdict:
+unrecovered shares first, then the lower median ttr, tested (harness.analysis.stats) only with
+enough values per group (`MIN_RUNS_FOR_TEST`).
 
-For each fault and group: the runs that hold the fault, how many recovered, and the median
-(min-max) over runs of ttd_s, ttr_s, failed_requests, availability and the orchestrator's
-intervals (each run's value is the median over its affected instances). A run whose fault
-never recovered has no ttr: it is counted apart, never as 0 nor as the end of the run. Nor has
-a run in which the fault had no visible impact (or could not be measured): such runs are
-counted apart too ("2 of 5 had no visible impact"), never averaged in as a 0 s recovery. A run
-whose data ended before the recovery could be confirmed (`censored`, analysis) recovered in at
-least `ttr_at_least_s`: it is a ttr value known only as ">= x", never a loss.
-
-The verdict of a pair of groups on one fault (decisions):
-- a group whose fault went unrecovered in a larger share of its runs loses, whatever the
-  medians say; equal non-zero shares give no winner;
-- a group without any run where the fault had a visible impact and recovered has no ttr to
-  compare: no winner (basis no_impact), and the sentence says how many runs had no impact;
-- otherwise the lower median ttr wins, by the difference of the medians (s) and their ratio;
-- n is the number of ttr values compared (recovered and censored runs), not of runs;
-- with at least MIN_RUNS_FOR_TEST (4: the fewest with which p < 0.05 is reachable) values in
-  each group: a two-sided exact permutation test of Gehan's scores of ttr_s (the rank sum,
-  Mann-Whitney U, when no value is censored); significant when p < ALPHA. The interval of the
-  difference of the medians is a percentile bootstrap 95 % interval from 5 values per group
-  (BOOTSTRAP resamples, seeded), else the difference of the ranges with its real confidence
-  (stats.difference_interval); none when a value is censored. Ranks,
-  not the medians, drive the test: a test on the median difference barely moves with the
-  runs away from the middle (5 clearly separated runs against 5 gave p=0.048 with it, 0.008
-  with ranks), and one outlying run weighs no more than another. Nothing corrects for
-  several faults or several pairs being tested at once: read a lone p=0.04 among many with care;
-- with fewer values, the difference is reported and called neither significant nor not;
-- when the lower median is only a lower bound (a censored value at or below it), no winner.
+The decisions and why: docs/METRICS.md, "Comparing runs".
 """
 
 from __future__ import annotations
@@ -55,8 +29,6 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis.comparable import Measurement, measurement
-from harness.analysis.data import read_json_object
-from harness.analysis.jsonview import as_list, as_map
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.pooled import QUANTILES, PooledPhase, pooled_latency
 from harness.analysis.response import ACTIONS, Action, action_words
@@ -78,6 +50,8 @@ from harness.analysis.stats import (
     smallest_p_value,
 )
 from harness.errors import AnalysisError, ScenarioError
+from harness.ledger import ledger_path, read_ledger
+from harness.results import COMPLETED
 from harness.results.manifest import load_manifest
 from harness.results.summary import (
     SUMMARY_FILE,
@@ -184,21 +158,13 @@ def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
     with a healthy baseline (listed in its ledger: trials.json or matrix.json)."""
     expanded: list[Path] = []
     for path in paths:
-        ledger = next(
-            (Path(path) / n for n in ("trials.json", "matrix.json") if (Path(path) / n).is_file()),
-            None,
-        )
-        if ledger is None:
+        if ledger_path(Path(path)) is None:
             expanded.append(Path(path))
             continue
-        data = read_json_object(ledger)
-        entries = as_list(data.get("trials")) or as_list(data.get("runs"))
-        for raw in entries:
-            entry = as_map(raw)
-            run_dir = entry.get("run_dir")
-            completed = entry.get("outcome") == "completed" and isinstance(run_dir, str)
-            if completed and _healthy(Path(path) / str(run_dir)):
-                expanded.append(Path(path) / str(run_dir))
+        for entry in read_ledger(Path(path)).runs:
+            run_dir = None if entry.run_dir is None else Path(path) / entry.run_dir
+            if entry.outcome == COMPLETED and run_dir is not None and _healthy(run_dir):
+                expanded.append(run_dir)
     return expanded
 
 

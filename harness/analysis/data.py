@@ -10,7 +10,6 @@ with == as strings; fill their nulls after `.astype(object)`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,21 +49,6 @@ def load_run(run_dir: Path) -> RunData:
         probes=_read_observations(run_dir / "probes.parquet", PROBE_COLUMNS),
         events=_read_events(run_dir / "events.jsonl"),
     )
-
-
-# -- ledgers -----------------------------------------------------------------------------------
-
-
-def read_json_object(path: Path) -> Mapping[str, object]:
-    """A JSON object from a run-directory file, or AnalysisError naming the file."""
-    _require(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"{path.name}: cannot read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise AnalysisError(f"{path.name}: expected a JSON object")
-    return data
 
 
 # -- tables -----------------------------------------------------------------------------------

@@ -1,17 +1,8 @@
-"""Read values out of a loaded summary.json without trusting their types."""
+"""Read a number out of decoded JSON without trusting its type."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-
-
-def as_map(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def as_list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
 
 
 def as_number(value: object) -> float | None:

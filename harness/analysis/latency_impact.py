@@ -1,35 +1,13 @@
 """Latency impact: a fault that slows the view's successful answers beyond the baseline's own.
 
-Statistic: the MEDIAN latency of the successful observations SENT in each 1 s window
-(`WINDOW_NS`), requests and probes of the view apart, a window judged only when it holds at
-least `MIN_WINDOW_SUCCESSES` successes of that kind. The median, not the p95: one slow answer
-(a GC pause, a SYN retried after 1 s) does not move it, so a blip in a window is not an impact;
-a slowdown of half the answers or more does. Behind a service address a slowed replica serves
-only its share of the requests, which may not move their median: the probes of the fault's
-targets (every one of them slowed) carry it then.
+Each 1 s window's MEDIAN latency of the successful observations sent in it (requests and probes
+of the view apart, judged from `MIN_WINDOW_SUCCESSES`) is held against a limit from the steady
+baseline's windows: m + max(5 mad, m, 20 ms), with m the median of their medians and mad their
+scaled median absolute deviation. A median, so one slow answer is no impact; floors, so a shared
+machine's scheduling noise is none either. Detection is the first window over the limit in the
+horizon; recovery, like the errors', the first run of windows within it for stable_for.
 
-Tolerance per kind, from the steady baseline cut into the same 1 s windows: with `m` the
-median of the windows' medians and `mad` their median absolute deviation (x 1.4826, a standard
-deviation for normal noise), the limit is m + max(5 mad, m, 20 ms). Median and MAD of the
-windows, not their mean and sd: a baseline window with a blip moves neither (the errors'
-trimmed rate does the same, harness.analysis.baseline). The floors (the median doubled, and
-+20 ms): a baseline of identical windows has mad 0, and on a shared 2-core machine the
-windows' medians of a millisecond-scale service wander to 2-4 times the baseline's with no
-fault at all (measured: 7 ms baseline, windows of 18-29 ms after a latency fault's revert),
-while a user hardly notices 20 ms. Fewer than `MIN_BASELINE_WINDOWS` judged baseline
-windows: the kind's latency is not judged (said in the reason).
-
-Detection: the first window at or after t0 whose median exceeds its kind's limit, starting
-within the detection horizon; `detected_at` is the first completion, among that window's
-successes, of one slower than the limit. Recovery, like the errors' (evidence sent after the
-candidate): windows re-cut from max(detection, the revert) (from the detection when the
-orchestrator heals while the fault is on); the first such that it and the windows after it up
-to stable_for are judged and within the limits (each kind that went out of its limit in the
-horizon: requests that were never slowed are not this fault's evidence; at least one judged);
-`recovered_at` is the first completion of a success sent in it. So a slowdown that ends with
-its revert recovers at the revert plus the first answer's latency; one that outlasts it
-recovers at the first window edge (revert + k s: the 1 s granularity) after its median
-settles, plus that latency. When the data ends first with the judged windows calm: censored.
+The statistic, the floors' reasons and the recovery rule: docs/METRICS.md, "Latency impact".
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from harness.analysis.formats import NONE
 from harness.analysis.matrix import Matrix, Ranking, ScenarioMatrix, write_matrix_json
 from harness.analysis.matrix_words import headline, step_sentence, what_users_saw
 from harness.analysis.pooled import QUANTILES
-from harness.analysis.report import CSS, badge, esc, figures_section, table
+from harness.analysis.report import CSS, badge, esc, figures_section, run_cells, table
 from harness.analysis.wording import interval_text, metric_format, pooled_text, spread_text
 from harness.errors import AnalysisError
 from harness.results.manifest import load_manifest
@@ -248,17 +248,15 @@ def _phases_section(scenario: ScenarioMatrix) -> str:
 def _runs_section(matrix: Matrix) -> str:
     rows = []
     for run in matrix.runs:
-        link = NONE
-        if run.run_dir is not None and (run.run_dir / "report.html").is_file():
-            link = f'<a href="{esc(run.run_dir.name)}/report.html">{esc(run.run_dir.name)}</a>'
-        css = "pass" if run.status == "passed" else "na" if run.included else "fail"
+        label = "" if run.run_dir is None else run.run_dir.name
+        link, status = run_cells(run.run_dir, label, run.status, run.included)
         rows.append(
             [
                 esc(run.index),
                 esc(run.scenario),
                 esc(run.target),
                 esc(run.repetition),
-                badge(run.status.replace("_", " "), css),
+                status,
                 "yes" if run.included else "<b>no</b>",
                 link,
                 esc(run.reason or ""),

@@ -1,58 +1,15 @@
 """Per-fault metrics: what each fault did to the observations it can affect.
 
-Every fault is measured on its own observations (its `view`, harness.analysis.observations):
-the requests sent to its target instances and the probes of them when the load names each
-request's replica, else every request through the service address and the probes of its
-targets. Each observation is placed by its completion, the instant its client saw the outcome.
-For a fault whose action happened at `t0` (the fault marks it: the signal sent, the rule
-inserted) and ended at `a` (its revert; `t0` for a one-off fault such as a kill):
+Every fault is measured on its own observations (its `view`, harness.analysis.observations),
+each placed by its completion. From the fault's action `t0`: whether its impact was visible
+(failures beyond the baseline rate, or answers slower than the baseline's:
+harness.analysis.latency_impact), when it was detected and recovered (evidence SENT after a
+candidate recovery, so an outage's hanging requests do not count against it), whether the data
+ended first (censored), and what every user saw in a fixed comparison window that a later
+recovery cannot lengthen. Also the faults it overlapped, the orchestrator's intervals and
+response. The baseline rates come from harness.analysis.baseline.
 
-- detection horizon: [t0, a + analysis.detection_horizon] (default 5 s), cut short at the
-  injection of a later fault that shares its observations: a failure outside it is not this
-  fault's impact (a kill that changed nothing must not take a later kill's failures);
-- `impact`: `visible` when the failures of the view's requests or of its probes exceed what
-  the baseline rate allows (harness.analysis.tolerance), over the whole horizon or in a short
-  window [f, f + 1 s] opened by one of its failures f (so a 150 ms outage is not diluted by a
-  5 s horizon); `none` when they do not (ttd and ttr are then null: nothing to detect, nothing
-  to recover from); `unmeasured` when no request or probe of the view completed in the
-  horizon, or the baseline was broken;
-- latency impact (harness.analysis.latency_impact): the view's successful answers slower than
-  the baseline's own window medians allow; `impact_kind` says which impact a visible fault had
-  (errors | latency | both); with both, detection is the earlier and recovery the later of the
-  two (each must have recovered);
-- `detected_at`: the first failure that opens such a short window (the start of the first
-  cluster: a lone background failure before the outage is not it); the first failure of the
-  horizon when only the whole horizon exceeds;
-- `recovered_at`: the completion s of the first success of the view at or after
-  `detected_at` (and at or after the revert, unless the orchestrator is expected to heal while
-  the fault is on: a lost node's tasks are rescheduled before the node comes back) such that
-  the observations SENT in [s, s + stable_for], whenever they completed (a failure of one sent
-  before s, a probe hanging through the outage, is evidence of the outage, not against s; a
-  timeout of one sent in it is against s) hold at least MIN_STABLE_OBSERVATIONS, and each kind
-  (requests, probes) no more failures than its baseline rate allows, with at least
-  MIN_STABLE_OBSERVATIONS of a kind that failed; and the data covers it. When the data ends
-  before that while the view is calm after a success s: censored (`recovered` null,
-  `ttr_at_least_s` = s - t0). Otherwise never recovered: null, with the reason;
-- `ttd_s`, `ttr_s`: from t0;
-- the comparison `window`: [t0, t0 + the fault's duration (planned, else measured; 0 for a
-  one-off) + analysis.window_s), the same on every run, cut at the injection of the next fault
-  sharing its observations (`cut_by`) and at the end of the data (`cut_by_data_end`), never at
-  the fault's own recovery (a later recovery must not buy a longer window of successes).
-  `availability`, `failed_requests`, `requests_in_window`: what every user saw in it; the
-  intended requests (open loop: load.rate; closed: the steady baseline's sending rate) and the
-  lost ones (intended - successful); `view_counts`: the same over the fault's own view;
-- `overlapped_with`: the faults whose windows [t0, evidence end] intersect this one's (evidence
-  end: recovered_at + stable_for, the horizon's end without visible impact, the end of the data
-  when never recovered); `shared_observations_with`: those among them measured on the same
-  observations, whose failures this fault's numbers may include;
-- `orchestrator`: per target instance, engine `die` -> `start` -> `health_status: healthy`,
-  each interval measured from its own start, never summed;
-- `response`: what the orchestrator did about it (restarted the same unit in place, replaced
-  it with a new task or pod, left it dead, nothing), from its events
-  (harness.analysis.response).
-
-The baseline rates (per view, requests and probes apart) come from the steady baseline
-(harness.analysis.baseline).
+Each rule, with the cases that shaped it: docs/METRICS.md, "Per fault".
 """
 
 from __future__ import annotations

@@ -1,32 +1,14 @@
 """Phases of a run (baseline, fault, recovery, after) and request statistics per phase.
 
-Each fault occurrence has its own `fault` and `recovery` intervals (harness.analysis.metrics,
-`fault_phases`): fault from its injection to the end of its active part (its revert; for a
-one-off fault the orchestrator's repair, else users' recovery), recovery from there to users'
-recovery. The run's phases are sets of intervals within the load window, with T1 the first
-injection:
+With T1 the first injection, the run's phases are sets of intervals within the load window:
+baseline [load start, T1); fault, the union of every occurrence's fault intervals
+(harness.analysis.metrics, `fault_phases`); recovery, the union of their recovery intervals
+minus fault; after, the rest of [T1, load end). Requests are counted by completion; latency
+percentiles are over the SUCCESSFUL requests that started in the phase, null below their
+minimum count (harness.analysis.stats.min_count_for); the intended against the achieved load
+shows the load that never happened (coordinated omission).
 
-    baseline  [load start, T1)
-    fault     the union of every occurrence's fault intervals
-    recovery  the union of every occurrence's recovery intervals, minus fault
-    after     the rest of [T1, load end): the time after a recovery, between occurrences too
-
-so the time between two occurrences of a repeated fault is `after`, not `fault`. Without any
-fault the whole load is baseline.
-
-Requests are counted by completion, latency percentiles taken over the SUCCESSFUL requests
-that started in the phase, with their count (`successful`); the failed ones are counted apart
-(`failed`: a timeout's 2 s or a refusal's 1 ms is not a service time). A percentile q needs at
-least 1 / (1 - q) values (p50: 2, p95: 20, p99: 100), else it is null with the reason in
-`null_reasons`: below that no value lies above it, so it is the maximum in disguise (a "p99"
-of 2 values). Requests completing before the load start or after its end belong to the phases at
-those edges, so the phases' counts add up to the totals.
-
-Intended versus achieved load, per phase, over its part after the warm-up: `achieved_rps` is
-the requests started there per second; `intended_rps` is the open-loop rate (`load.rate`), or
-for a closed loop the rate the users kept in the steady baseline; `shortfall` = 1 - achieved /
-intended, the share of the intended load that never happened (closed-loop users stop sending
-while they wait on a dead replica: coordinated omission).
+The definitions in full: docs/METRICS.md, "Phases".
 """
 
 from __future__ import annotations
@@ -39,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from harness.analysis.metrics import FaultMetrics
+from harness.analysis.stats import min_count_for
 from harness.analysis.timebase import Interval, LoadWindow, measure_ns, subtract, union
 from harness.results.summary import Latency, PhaseSummary, RequestCounts
 
@@ -75,11 +58,6 @@ class Phase:
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 
-def minimum_count(percent: float) -> int:
-    """The fewest values a percentile needs: one value can then lie above it."""
-    return round(1.0 / (1.0 - percent / 100.0))
-
-
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency percentiles in milliseconds over successful requests (null below the minimum
@@ -94,7 +72,7 @@ class LatencyStats:
 
     def null_reasons(self) -> dict[str, str]:
         return {
-            name: f"{name} needs at least {minimum_count(q)} successful requests, "
+            name: f"{name} needs at least {min_count_for(q)} successful requests, "
             f"{self.successful} here"
             for name, q in PERCENTILES.items()
             if getattr(self, name) is None
@@ -324,7 +302,7 @@ def latency_stats(latency_ms: FloatArray, failed: int = 0) -> LatencyStats | Non
     if n == 0 and failed == 0:
         return None
     values = {
-        name: float(np.percentile(latency_ms, q)) if n >= minimum_count(q) else None
+        name: float(np.percentile(latency_ms, q)) if n >= min_count_for(q) else None
         for name, q in PERCENTILES.items()
     }
     top = float(latency_ms.max()) if n else None

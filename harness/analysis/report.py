@@ -82,12 +82,6 @@ def report_run(run_dir: Path) -> tuple[Summary, Path]:
     return summary, write_report(run_dir, summary, run)
 
 
-def analyze_and_report(run_dir: Path) -> tuple[dict[str, object], Path]:
-    """`report_run` with the summary as summary.json holds it, for callers that read JSON."""
-    summary, path = report_run(run_dir)
-    return summary.as_json(), path
-
-
 def render_report(summary: Summary, figures: Sequence[Path]) -> str:
     """The report's HTML, figures embedded."""
     title = f"chaos-harness run {summary.run_id}"
@@ -127,6 +121,17 @@ def _since(summary: Summary, instant: int | None) -> str:
 
 def badge(text: str, css: str) -> str:
     return f'<span class="badge {esc(css)}">{esc(text)}</span>'
+
+
+def run_cells(run_dir: Path | None, label: str, status: str, included: bool) -> tuple[str, str]:
+    """A campaign's run as two cells: a link to its report (`label`; the label alone when its
+    report was not written) and its status badge (left out of the sums: red; summed: grey
+    unless it passed)."""
+    link = esc(label) if label else NONE
+    if run_dir is not None and (run_dir / REPORT_FILE).is_file():
+        link = f'<a href="{esc(run_dir.name)}/{REPORT_FILE}">{esc(label)}</a>'
+    css = "pass" if status == "passed" else "na" if included else "fail"
+    return link, badge(status.replace("_", " "), css)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

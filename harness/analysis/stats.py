@@ -1,27 +1,14 @@
 """Statistics over a handful of runs: distributions, intervals, tests, rankings.
 
-Runs are few (3 to 10 is typical: a run takes half a minute), so every method here is exact or
-distribution-free where it can be, and says what it can and cannot tell:
+Runs are few (a run takes half a minute), so every method here is exact or distribution-free
+where it can be, and says what it can and cannot tell: `median_interval` (order statistics),
+`permutation_p_value` (Gehan's scores, exact; `smallest_p_value`, `MIN_VALUES_FOR_TEST`),
+`difference_interval` (percentile bootstrap from `MIN_VALUES_FOR_BOOTSTRAP` values),
+`superiority` (the share of pairs of runs), `rank_shares` (a bootstrap of a ranking) and
+`percentile` (only from `min_count_for` values). tests/test_stats_oracle.py checks each against
+brute force.
 
-- `median_interval`: the 95 % interval of a median from order statistics (the binomial
-  argument: each run falls below the true median with probability 1/2). It assumes nothing
-  about the shape of the distribution. With 5 runs or fewer no pair of order statistics
-  reaches 95 % (5 runs: [min, max] covers 93.8 %); the interval is then [min, max] with its
-  true coverage, and `reaches` is false, which reports say in words.
-- `permutation_p_value`: two-sided permutation test of Gehan's scores (the rank sum, Mann-
-  Whitney U, when no value is censored; a censored value counts as ">= itself"), exact over
-  every split of the values, counted rather than enumerated. `smallest_p_value` is the
-  smallest p these very values can give (ties raise it); `MIN_VALUES_FOR_TEST` (4) the fewest
-  values per group with which the test can reach p < 0.05 at all (3 vs 3: 0.1 at best).
-- `difference_interval`: a percentile bootstrap 95 % interval of the difference of two medians
-  from MIN_VALUES_FOR_BOOTSTRAP (5) values per group; below, the difference of the ranges with
-  the confidence it really has.
-- `superiority`: the share of (a, b) run pairs in which a's value is lower (ties count 1/2):
-  "docker recovered faster in 9 of 9 pairings of runs" reads plainly and needs no test.
-- `rank_shares`: how often each group ranks 1st, 2nd... when every group's runs are resampled
-  (a bootstrap of the ranking). With few runs it understates the uncertainty; reports say so.
-- `percentile`: a latency percentile only from enough values (one can lie beyond it: p99
-  needs 100, the rule of a run's own phases), else None with the reason.
+What each can tell, with its limits: docs/METRICS.md, "Comparing runs".
 """
 
 from __future__ import annotations
@@ -368,9 +355,9 @@ class Percentile:
 
 def min_count_for(q: float) -> int:
     """The fewest values for the q-th percentile: MIN_BEYOND of them beyond it (p50: 2,
-    p95: 20, p99: 100; phases.minimum_count gives the same for these three, so a run's report
-    and a comparison agree). q is read as the decimal it was written as: float arithmetic
-    made p99.992 need 12,501 values."""
+    p95: 20, p99: 100), rounded up; a run's summary (harness.analysis.phases) and a comparison
+    both use it. q is read as the decimal it was written as: float arithmetic made p99.992
+    need 12,501 values."""
     if not 0 <= q < 100:
         raise ValueError(f"a percentile is between 0 and 100 (excluded), not {q}")
     beyond = 1 - Fraction(str(q)) / 100  # str: the shortest decimal that is this float

@@ -13,20 +13,10 @@ A threshold names a metric, optionally one subject, and the smallest change that
   (`ttr_s=0.5` is half a second, `error_rate=0.01` one point of error rate).
 
 Each check compares the candidate group's runs with the reference's (the `before` runs): the
-difference of the medians (candidate - reference), its percentile bootstrap 95 % interval, and a
-two-sided exact permutation test of the ranks (harness.analysis.stats; a censored ttr counts as
-">= its bound"); n counts the values compared, not the runs. Decisions:
-- `worse`: the change goes the bad way (higher for times, latencies, failures and error rate;
-  lower for availability and throughput), is larger than the threshold, and is significant
-  (p < 0.05, which needs at least 4 values per group: 3 vs 3 gives 0.1 at best);
-- `better`: the same the good way;
-- `no detectable difference` otherwise, saying which condition failed: too few runs, not
-  significant, or within the threshold. A significant change smaller than the threshold is
-  reported as such, but it is not a regression.
-- ttr_s: a group whose fault went unrecovered in a larger share of its runs is worse (or
-  better, for the other), whatever the medians and the threshold: an unrecovered fault is the
-  worst outcome there is. A fault without a visible impact in a group's runs has no ttr to
-  compare: no detectable difference, with that reason.
+difference of the medians, its bootstrap interval and a permutation test (harness.analysis.stats).
+`worse` or `better` only when the change exceeds the threshold and is significant, else `no
+detectable difference` with the condition that failed; for ttr_s an unrecovered fault decides
+first. The decisions in full: docs/METRICS.md, "Comparing runs".
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from harness.analysis.compare_report import timelines_figure, ttr_distribution_f
 from harness.analysis.formats import NONE
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.pooled import QUANTILES
-from harness.analysis.report import CSS, badge, esc, figures_section, table
+from harness.analysis.report import CSS, badge, esc, figures_section, run_cells, table
 from harness.analysis.wording import interval_cell, metric_format, pooled_text, spread_text
 
 REPORT_FILE = "report.html"
@@ -119,18 +119,12 @@ def _meta(aggregate: TrialsAggregate) -> str:
 def _trials_section(aggregate: TrialsAggregate) -> str:
     rows = []
     for trial in aggregate.trials:
-        link = NONE
-        if trial.run_dir is not None and (trial.run_dir / "report.html").is_file():
-            href = f"{trial.run_dir.name}/report.html"
-            link = f'<a href="{esc(href)}">{esc(trial.run_id)}</a>'
-        elif trial.run_id:
-            link = esc(trial.run_id)
-        state = "pass" if trial.status == "passed" else "fail" if not trial.included else "na"
+        link, status = run_cells(trial.run_dir, trial.run_id or "", trial.status, trial.included)
         rows.append(
             [
                 esc(trial.index),
                 link,
-                badge(trial.status.replace("_", " "), state),
+                status,
                 "yes" if trial.included else "<b>no</b>",
                 esc(trial.reason or ""),
             ]

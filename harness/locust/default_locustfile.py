@@ -23,6 +23,10 @@ Settings come from the environment (the harness sets them; see harness/load.py):
                              and opens a fresh one after any error (a timed-out or broken
                              socket is closed, never reused); per_request: a new connection
                              for every request ("Connection: close")
+    CHAOS_HARNESS_SOURCE_PORTS rotate (default): every new connection from the least recently
+                             used source port, never one whose connection timed out (see
+                             source_ports.py); kernel: the kernel's choice
+    CHAOS_HARNESS_PROCESSES  the number of load-generating processes (source port shares)
 
 Open loop: each user sends one request every USERS / RATE seconds, at a random phase drawn at
 its start, so the arrivals of all users make RATE per second whatever the latency (as long as
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import gevent
+import source_ports  # beside this file: Locust puts its directory on sys.path to import it
 from locust import FastHttpUser, task
 
 
@@ -94,6 +99,7 @@ _USERS = max(1, int(os.environ.get("CHAOS_HARNESS_USERS", "1") or 1))
 _INTERVAL_S = _USERS / _RATE if _RATE > 0 else 0.0
 _PER_REQUEST = os.environ.get("CHAOS_HARNESS_CONNECTIONS", "keep_alive") == "per_request"
 _HEADERS = {"Connection": "close"} if _PER_REQUEST else None
+_PROCESSES = max(1, int(os.environ.get("CHAOS_HARNESS_PROCESSES", "1") or 1))
 
 
 class ChaosUser(FastHttpUser):
@@ -110,6 +116,7 @@ class ChaosUser(FastHttpUser):
             raise RuntimeError("no endpoints: set CHAOS_HARNESS_ENDPOINTS or --host")
         seq = next(self._sequence)
         worker = getattr(self.environment.runner, "worker_index", 0) or 0
+        source_ports.install(worker, _PROCESSES)
         self._targets = targets
         self._count = len(targets)
         self._next = seq + worker * 7919

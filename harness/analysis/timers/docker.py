@@ -23,12 +23,14 @@ from dataclasses import dataclass
 
 from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
+    HEALTHY,
     PUBLISHED,
+    RESTARTED,
     SETTINGS,
     Prediction,
-    judge,
-    range_words,
-    sentence,
+    combined_source,
+    never,
+    ranged,
 )
 
 # moby restartmanager/restartmanager.go: defaultTimeout, backoffMultiplier, maxRestartTimeout
@@ -37,7 +39,7 @@ BACKOFF_MAX_S = 60.0
 RESET_AFTER_RUNNING_S = 10.0  # ShouldRestart: `executionDuration.Seconds() >= 10`
 WHERE = "moby restartmanager.ShouldRestart"
 # The engine's own work from the timer's end to its `start` event (network, mounts, runc):
-# not a timer. Measured here: 0.56-1.9 s above the back-off (Docker 20.10, 2 busy cores).
+# not a timer; the allowance's measurements: docs/METRICS.md
 START_WORK_S = 2.5
 # A health probe's result reaching the event stream after its timeout at the latest
 PROBE_REPORT_S = 0.5
@@ -78,24 +80,18 @@ def _restart_prediction(times: InstanceTimes, wait: Wait, by_revert: bool) -> Pr
         why = f"Docker's restart policy does not restart after {wait.why} ({WHERE})"
         if by_revert:
             why += "; the fault's revert started it again"
-        verdict = judge(measured, None, None, never=True)
-        rule = sentence("restarted {s:.2f} s after it died", measured, why, "no restart", verdict)
-        return Prediction(
-            "die_to_start", times.instance, rule, None, None, SETTINGS, measured, verdict
+        return never(
+            "die_to_start", times.instance, RESTARTED, measured, why, "no restart", SETTINGS
         )
     handled = min(times.kill_to_die_s or 0.0, wait.wait_s)
     low, high = wait.wait_s - handled, wait.wait_s + START_WORK_S
-    verdict = judge(measured, low, high)
     ran = "" if wait.ran_s is None else f", after {wait.ran_s:.1f} s of running"
     why = (
         f"the restart manager's back-off for crash {wait.crash} in a row{ran} "
         f"({wait.wait_s:g} s: {wait.why}; published default, {WHERE}) "
         f"plus up to {START_WORK_S:g} s of the engine's own start work"
     )
-    rule = sentence(
-        "restarted {s:.2f} s after it died", measured, why, range_words(low, high), verdict
-    )
-    return Prediction("die_to_start", times.instance, rule, low, high, PUBLISHED, measured, verdict)
+    return ranged("die_to_start", times.instance, RESTARTED, measured, why, low, high, PUBLISHED)
 
 
 def policy(inputs: TimerInputs) -> str:
@@ -173,17 +169,11 @@ def health_predictions(inputs: TimerInputs, times: InstanceTimes) -> list[Predic
     timeout = inputs.setting("workload.health.timeout", 30.0, "Docker defaultProbeTimeout")
     low = interval.value
     high = interval.value + timeout.value + PROBE_REPORT_S
-    measured = times.start_to_healthy_s
-    verdict = judge(measured, low, high)
     why = (
         f"the engine's first health probe one interval after the start "
         f"({interval.words()}, daemon/health.go monitor), taking at most its timeout "
         f"({timeout.words()})"
     )
-    rule = sentence(
-        "healthy {s:.2f} s after it started", measured, why, range_words(low, high), verdict
-    )
-    source = SETTINGS if interval.source == timeout.source == SETTINGS else PUBLISHED
-    return [
-        Prediction("start_to_healthy", times.instance, rule, low, high, source, measured, verdict)
-    ]
+    source = combined_source(interval, timeout)
+    measured = times.start_to_healthy_s
+    return [ranged("start_to_healthy", times.instance, HEALTHY, measured, why, low, high, source)]

@@ -27,6 +27,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.analysis.timers import kube_backoff as backoff
 from harness.analysis.timers.inputs import EngineEvent, InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
@@ -35,9 +37,8 @@ from harness.analysis.timers.model import (
     Prediction,
     Setting,
     combined_source,
-    judge,
-    range_words,
-    sentence,
+    never,
+    ranged,
 )
 
 # The container's own start (containerd create and start) and the status write: not timers.
@@ -344,24 +345,16 @@ def _eviction(inputs: TimerInputs) -> list[Prediction]:
             f"the node came back before its pods' unreachable toleration ({toleration.words()}) "
             f"ran out, so nothing is evicted (taint_eviction.go processPodOnNode)"
         )
-        verdict = judge(measured, None, None, never=True)
-        rule = sentence(
-            "replacement running {s:.2f} s after the fault",
-            measured,
-            why,
-            "no replacement",
-            verdict,
-        )
+        words = "replacement running {s:.2f} s after the fault"
         return [
-            Prediction(
+            never(
                 "to_replacement_running",
                 None,
-                rule,
-                None,
-                None,
-                toleration.source,
+                words,
                 measured,
-                verdict,
+                why,
+                "no replacement",
+                toleration.source,
             )
         ]
     low = down_s + toleration.value
@@ -417,18 +410,9 @@ def _prediction(
     source: str,
     tolerance: float,
 ) -> Prediction:
-    verdict = judge(measured, low, high, tolerance)
-    text = sentence(words, measured, why, range_words(low, high), verdict)
+    kind = SETTINGS if source == SETTINGS else PUBLISHED
+    found = ranged(interval, instance, words, measured, why, low, high, kind, tolerance)
+    rule = found.rule
     if tolerance >= 0.5:
-        text += f"; measured to ±{tolerance:.1f} s (the API stamps to the second)"
-    return Prediction(
-        interval,
-        instance,
-        text,
-        low,
-        high,
-        SETTINGS if source == SETTINGS else PUBLISHED,
-        measured,
-        verdict,
-        round(tolerance, 3),
-    )
+        rule += f"; measured to ±{tolerance:.1f} s (the API stamps to the second)"
+    return replace(found, rule=rule, tolerance_s=round(tolerance, 3))

@@ -12,7 +12,7 @@ measured value is judged against it, widened by the measurement's own uncertaint
 
 Each range is the timer itself plus, where the interval includes it, an allowance for the
 machine's own work (starting a container, writing a status): that work is not a timer, so the
-allowance is named in the rule and its figure measured on these machines.
+allowance is named in the rule (its measurements: docs/METRICS.md).
 """
 
 from __future__ import annotations
@@ -123,6 +123,45 @@ def sentence(
     """'restarted 16.2 s after it died: <why> predict 10.0–17.0 s (as predicted)'."""
     head = measured_words.format(s=measured_s) if measured_s is not None else "not measured"
     return f"{head}: {why} predict {predicted} ({VERDICT_WORDS[verdict]})"
+
+
+RESTARTED = "restarted {s:.2f} s after it died"  # what die_to_start measured, for `sentence`
+HEALTHY = "healthy {s:.2f} s after it started"  # and start_to_healthy
+
+
+def ranged(
+    interval: str,
+    instance: str | None,
+    words: str,
+    measured_s: float | None,
+    why: str,
+    low_s: float,
+    high_s: float,
+    source: Source,
+    tolerance_s: float = 0.0,
+) -> Prediction:
+    """The prediction that `interval` lasts [low_s, high_s], judged and said in one sentence
+    (`words`: what was measured, as `sentence` takes it)."""
+    verdict = judge(measured_s, low_s, high_s, tolerance_s)
+    rule = sentence(words, measured_s, why, range_words(low_s, high_s), verdict)
+    return Prediction(
+        interval, instance, rule, low_s, high_s, source, measured_s, verdict, tolerance_s
+    )
+
+
+def never(
+    interval: str,
+    instance: str | None,
+    words: str,
+    measured_s: float | None,
+    why: str,
+    nothing: str,
+    source: Source,
+) -> Prediction:
+    """The prediction that the thing does not happen at all (`nothing`: 'no restart')."""
+    verdict = judge(measured_s, None, None, never=True)
+    rule = sentence(words, measured_s, why, nothing, verdict)
+    return Prediction(interval, instance, rule, None, None, source, measured_s, verdict)
 
 
 def _round(value: float | None) -> float | None:

@@ -17,17 +17,19 @@ from __future__ import annotations
 from harness.analysis.timers.docker import policy, policy_restarts
 from harness.analysis.timers.inputs import InstanceTimes, TimerInputs, per_instance
 from harness.analysis.timers.model import (
+    HEALTHY,
     PUBLISHED,
+    RESTARTED,
     SETTINGS,
     Prediction,
-    judge,
-    range_words,
-    sentence,
+    combined_source,
+    never,
+    ranged,
 )
 
 WHERE = "podman v4.3.1 libpod Container.Cleanup -> handleRestartPolicy"
-# The exit command (a new podman process), re-init and start: not a timer. Measured here
-# 0.14-0.48 s die -> start (Podman 4.3.1, runc, 2 busy cores).
+# The exit command (a new podman process), re-init and start: not a timer; the allowance's
+# measurements: docs/METRICS.md
 START_WORK_S = 2.0
 PROBE_REPORT_S = 0.5  # the harness's check result reaching the event stream
 
@@ -47,24 +49,16 @@ def _restart(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:
         why = f"libpod's shouldRestart says no (restart policy {policy(inputs)!r}, {WHERE})"
         if inputs.fault.started_by_revert(times):
             measured, why = None, why + "; the fault's revert started it again"
-        verdict = judge(measured, None, None, never=True)
-        rule = sentence("restarted {s:.2f} s after it died", measured, why, "no restart", verdict)
         return [
-            Prediction(
-                "die_to_start", times.instance, rule, None, None, SETTINGS, measured, verdict
-            )
+            never("die_to_start", times.instance, RESTARTED, measured, why, "no restart", SETTINGS)
         ]
-    verdict = judge(measured, 0.0, START_WORK_S)
     why = (
         f"libpod restarts as soon as conmon's exit command runs, with no delay timer or "
         f"back-off ({WHERE}; published source), plus up to {START_WORK_S:g} s of its own work"
     )
-    rule = sentence(
-        "restarted {s:.2f} s after it died", measured, why, range_words(0.0, START_WORK_S), verdict
-    )
     return [
-        Prediction(
-            "die_to_start", times.instance, rule, 0.0, START_WORK_S, PUBLISHED, measured, verdict
+        ranged(
+            "die_to_start", times.instance, RESTARTED, measured, why, 0.0, START_WORK_S, PUBLISHED
         )
     ]
 
@@ -75,16 +69,10 @@ def _health(inputs: TimerInputs, times: InstanceTimes) -> list[Prediction]:
     interval = inputs.setting("workload.health.interval", 30.0, "Podman's default interval")
     timeout = inputs.setting("workload.health.timeout", 30.0, "Podman's default timeout")
     high = interval.value + timeout.value + PROBE_REPORT_S
-    measured = times.start_to_healthy_s
-    verdict = judge(measured, 0.0, high)
     why = (
         f"the harness's health check through the engine every {interval.words()}, taking at "
         f"most its timeout ({timeout.words()})"
     )
-    rule = sentence(
-        "healthy {s:.2f} s after it started", measured, why, range_words(0.0, high), verdict
-    )
-    source = SETTINGS if interval.source == timeout.source == SETTINGS else PUBLISHED
-    return [
-        Prediction("start_to_healthy", times.instance, rule, 0.0, high, source, measured, verdict)
-    ]
+    source = combined_source(interval, timeout)
+    measured = times.start_to_healthy_s
+    return [ranged("start_to_healthy", times.instance, HEALTHY, measured, why, 0.0, high, source)]
