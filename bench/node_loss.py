@@ -41,9 +41,9 @@ from typing import Any
 import pandas as pd
 
 from bench.runs import REPO
-from harness.kube.lab import load_state
-from harness.kube.state import BRIDGE_ADDRESS
 from harness.labs.host import netns_path
+from harness.labs.kubernetes.lab import load_state
+from harness.labs.kubernetes.state import BRIDGE_ADDRESS
 
 SCENARIO = REPO / "scenarios" / "kube-node-loss.yaml"
 CUT_NODE = 3

@@ -144,7 +144,7 @@ ISOLATED_MAX = 5
 
 
 def _lab_or_skip() -> None:
-    from harness.kube.lab import load_state
+    from harness.labs.kubernetes.lab import load_state
 
     state = load_state()
     if state is None:
@@ -158,7 +158,7 @@ def _lab_or_skip() -> None:
 @pytest.mark.docker
 def test_users_recover_when_kube_proxy_drops_the_lost_nodes_pod(tmp_path: Path) -> None:
     from bench.node_loss import CUT_NODE, Sampler, report, run_scenario, stream_end
-    from harness.kube.lab import load_state
+    from harness.labs.kubernetes.lab import load_state
 
     _lab_or_skip()
     sampler_box: list[Sampler] = []
