@@ -8,7 +8,7 @@ are free. Invalid input is a ScenarioError (exit 2: a locustfile with a syntax e
 the engine does not have); a machine that cannot run it is a CapabilityError or TargetError
 (exit 3: a kernel without the fault's mechanism, an engine that does not answer, a port in use).
 
-What "a port in use" means, per target (decided here, from what each target binds on the host):
+What "a port in use" means, per target (its Target.preflight decides, from what it binds here):
 - docker, podman: nothing. Each replica listens on `workload.port` inside its own network
   namespace on the run's private bridge, and the service address is an iptables rule, not a
   socket; runs side by side use the same port without conflict.
