@@ -33,8 +33,19 @@ from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import RunData
 from harness.analysis.latency_impact import STATISTIC, WINDOW_NS, LatencyOutcome, Span
 from harness.analysis.latency_impact import latency_outcome as judge_latency
-from harness.analysis.observations import IntArray, RunObservations, Stream, View
-from harness.analysis.response import Response, fault_response
+from harness.analysis.observations import (
+    IntArray,
+    RunObservations,
+    Stream,
+    View,
+    instance_hostnames,
+)
+from harness.analysis.response import (
+    Response,
+    ServedInstance,
+    fault_response,
+    served_through_service,
+)
 from harness.analysis.timebase import (
     ComparisonWindow,
     LoadWindow,
@@ -48,6 +59,7 @@ from harness.results.summary import (
     FaultWindow,
     LatencyImpact,
     OrchestratorTimeline,
+    Served,
     ViewCounts,
 )
 from harness.results.summary import Response as ResponseRecord
@@ -206,6 +218,7 @@ class FaultMetrics:
     shared_observations_with: tuple[str, ...] = ()
     phase_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     response: Response | None = None
+    served: tuple[ServedInstance, ...] | None = None  # who served users, by the header
 
     @property
     def impact(self) -> Impact:
@@ -312,6 +325,9 @@ class FaultMetrics:
             response=None
             if self.response is None
             else ResponseRecord.model_validate(self.response.to_dict()),
+            served=None
+            if self.served is None
+            else [Served.model_validate(s.to_dict()) for s in self.served],
         )
 
     def _latency_record(self) -> LatencyImpact | None:
@@ -470,7 +486,8 @@ def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
     # load sent through a balancer names its endpoint after it ("service"), not a replica
     endpoints = () if spec.routing == "service" else spec.endpoints
     instances = {*endpoints, *(t for f in faults for t in f.targets)}
-    observations = RunObservations.of(run.requests, run.probes, instances)
+    hostnames = instance_hostnames(run.events, instances)
+    observations = RunObservations.of(run.requests, run.probes, instances, hostnames)
     first = faults[0].injected_at_ns if faults else None
     window = baseline_window(load, first, run.manifest.warmup_s())
     rates = rates_in(observations.all_requests, observations.all_probes, window)
@@ -562,6 +579,10 @@ def measure_fault(
     window = comparison_window(t0, fault.duration_s, context.window_s, cut, context.data_end_ns)
     cluster = cluster_view(events, t0, fault.targets)
     users = _counts(context.observations.all_requests, Stream.empty(), window)
+    outage_from = outcome.detected_at_ns or t0
+    served = served_through_service(
+        context.observations, fault.targets, t0, outage_from, window.end_ns
+    )
     metrics = FaultMetrics(
         fault=fault,
         view=view,
@@ -574,6 +595,7 @@ def measure_fault(
         evidence_end_ns=_evidence_end(fault, outcome, context),
         orchestrator=timelines,
         cluster=cluster,
+        served=served,
     )
     return replace(metrics, phase_bounds=fault_phases(metrics, context.load))
 
