@@ -197,6 +197,8 @@ class Outcome:
     censored_from_ns: int | None = None
     impact_kind: ImpactKind | None = None
     latency: LatencyOutcome | None = None
+    # a service view judged on users' requests alone: when its targets' probes were back
+    target_recovered_at_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,10 @@ class FaultMetrics:
             served=None
             if self.served is None
             else [Served.model_validate(s.to_dict()) for s in self.served],
+            target_recovered_at_ns=self.outcome.target_recovered_at_ns,
+            target_ttr_s=_round(
+                _interval_s(fault.injected_at_ns, self.outcome.target_recovered_at_ns)
+            ),
         )
 
     def _latency_record(self) -> LatencyImpact | None:
@@ -629,8 +635,8 @@ def _outcome(
     errors = None
     if detected is not None:
         earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
-        outcome = recover(view, earliest, tolerance, context, t0)
-        errors = replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+        errors = _recover_errors(view, baseline, earliest, tolerance, context, t0)
+        errors = replace(errors, horizon_end_ns=detect_end, detected_at_ns=detected)
     return _combined(errors, latency, detect_end)
 
 
@@ -738,6 +744,33 @@ def _no_impact(
         f"{seen} {horizon}, no more than the baseline "
         f"rate allows (up to {allowed[0]} and {allowed[1]})"
     )
+
+
+def _recover_errors(
+    view: View,
+    baseline: Rates,
+    earliest_ns: int,
+    tolerance: tuple[Tolerance, Tolerance],
+    context: Context,
+    t0_ns: int,
+) -> Outcome:
+    """Recovery on what users saw. A service view is judged on its requests alone when they
+    are dense enough to fill a stability window (its targets' probes then give
+    `target_recovered_at_ns`); otherwise, and for an instance view, on requests and probes."""
+    if view.kind != "service" or not _dense_enough(baseline.requests, context):
+        return recover(view, earliest_ns, tolerance, context, t0_ns)
+    users = recover(view.users(), earliest_ns, tolerance, context, t0_ns)
+    target = recover(view.targets_only(), earliest_ns, tolerance, context, t0_ns)
+    return replace(users, target_recovered_at_ns=target.recovered_at_ns)
+
+
+def _dense_enough(baseline_requests: int, context: Context) -> bool:
+    """At least twice MIN_STABLE_OBSERVATIONS requests per stability window in the baseline."""
+    span_s = context.baseline.window.duration_s
+    if span_s <= 0:
+        return False
+    per_window = baseline_requests * context.stable_for_ns / 1e9 / span_s
+    return per_window >= 2 * MIN_STABLE_OBSERVATIONS
 
 
 def recover(

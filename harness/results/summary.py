@@ -329,6 +329,9 @@ class FaultSummary(Record):
     cluster: ClusterView | None = None
     response: Response | None = None
     served: list[Served] | None = Field(default=None, exclude_if=absent)  # by the header
+    # a service view judged on users' requests alone: when its targets' own probes were back
+    target_recovered_at_ns: int | None = Field(default=None, exclude_if=absent)
+    target_ttr_s: Number | None = Field(default=None, exclude_if=absent)
     phases: dict[str, PhaseSummary] = Field(default_factory=dict)  # fault, recovery
     k8s_events: list[KubeEventRecord] = Field(default_factory=list)
     expected: list[Expectation] = Field(default_factory=list)
