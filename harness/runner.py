@@ -62,7 +62,7 @@ from harness.errors import HarnessError, ScenarioError, TargetError
 from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
-from harness.load import LoadPath, LoadPlan, LoadRun, locust_version
+from harness.load import LoadPath, LoadPlan, LoadRun, connection_policy, locust_version
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.results import (
@@ -718,6 +718,7 @@ class Runner:
             host=host,
             rate_per_s=load.rate,
             connections=load.connections,
+            attribution_header=load.attribution_header_for(self.scenario.workload.image),
         )
 
     def _planned_manifest(self) -> Manifest:
@@ -751,6 +752,10 @@ class Runner:
                 connections=load.connections
                 if load.locustfile == DEMO_LOCUSTFILE
                 else "the locustfile's own",
+                connection_policy=connection_policy(load.connections)
+                if load.locustfile == DEMO_LOCUSTFILE
+                else None,
+                attribution_header=load.attribution_header_for(self.scenario.workload.image),
             ),
             analysis=AnalysisBlock(
                 stable_for_s=analysis.stable_for,

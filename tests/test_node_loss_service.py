@@ -140,7 +140,10 @@ def test_a_connection_that_timed_out_sets_its_port_aside() -> None:
 SCENARIO = REPO / "scenarios" / "kube-node-loss.yaml"
 GRACE_ARG = "--node-monitor-grace-period=20s"
 FEW_SECONDS = 3.0
-ISOLATED_MAX = 5
+# isolated timeouts after the removal (unexplained yet, issue 19's several-host load is the
+# lever): 0.02 % of the requests sent then in one run; with the kernel's ports a stream of
+# 0.1-0.3 % until the link returned
+ISOLATED_SHARE = 0.001
 
 
 def _lab_or_skip() -> None:
@@ -157,7 +160,7 @@ def _lab_or_skip() -> None:
 @pytest.mark.slow
 @pytest.mark.docker
 def test_users_recover_when_kube_proxy_drops_the_lost_nodes_pod(tmp_path: Path) -> None:
-    from bench.node_loss import CUT_NODE, Sampler, report, run_scenario, stream_end
+    from bench.node_loss import CUT_NODE, Sampler, report, run_scenario
     from harness.labs.kubernetes.lab import load_state
 
     _lab_or_skip()
@@ -191,19 +194,21 @@ def test_users_recover_when_kube_proxy_drops_the_lost_nodes_pod(tmp_path: Path) 
     rules_changed = figures["rules_changed_s"]
     assert rules_changed is not None, f"node 1's rules never dropped the cut pod: {figures}"
     assert rules_changed < 45, f"the pod left the rules too late to tell: {figures}"
-    # users' recovery, from the load's own records: the end of the failure stream of requests
-    # sent while the node was cut off (the last failure with two more in the 2 s before it).
-    # The summary's ttr also waits for the cut pod's own probes, which fail until the link
-    # returns. Isolated timeouts (0-4 in a run, also after the link returned, unexplained yet)
-    # are allowed; with the kernel's ports 37-111 failed after the rules changed.
+    # The harness's users' ttr, held against node 1's own iptables (sampled by the test, once
+    # a second): users recover when kube-proxy drops the cut pod, not when the link returns
+    # (+60 s; the cut pod's probes, target_ttr_s, say that). With the kernel's source ports
+    # it read 58.5-61.1 s. Measured with this rule: rules +19.84 s, ttr 20.05 s.
+    ttr_s = figures["ttr_s"]
+    assert ttr_s is not None, f"users never recovered: {figures}"
+    assert rules_changed - 1.0 <= ttr_s <= rules_changed + FEW_SECONDS, figures
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["faults"][0]["target_ttr_s"] > 55, "the cut pod answered before the link"
+    # after the removal, failures are isolated timeouts, never a stream
     requests = pd.read_parquet(run_dir / "requests.parquet")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").open(encoding="utf-8")]
     t0 = next(int(e["time_ns"]) for e in events if e["action"] == "fault_inject")
     revert = next(int(e["time_ns"]) for e in events if e["action"] == "fault_revert")
-    failed = requests[(~requests["ok"]) & (requests["start_ns"] < revert)]
-    end = stream_end((failed["start_ns"] + (failed["latency_ms"] * 1e6).astype("int64")).tolist())
-    assert end is not None, f"no failure stream at all: {figures}"
-    users_recovered_s = (end - t0) / 1e9
-    assert users_recovered_s <= rules_changed + FEW_SECONDS, (users_recovered_s, figures)
-    late = failed[failed["start_ns"] > t0 + (rules_changed + 1) * 1e9]
-    assert len(late) <= ISOLATED_MAX, late.to_string()
+    after = requests[(requests["start_ns"] > t0 + (rules_changed + 1) * 1e9)]
+    after = after[after["start_ns"] < revert]
+    late = after[~after["ok"]]
+    assert len(late) <= ISOLATED_SHARE * len(after), late.to_string()

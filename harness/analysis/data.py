@@ -22,6 +22,8 @@ from harness.errors import AnalysisError
 from harness.results.manifest import Manifest, load_manifest
 
 REQUEST_COLUMNS = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
+# read when present: runs recorded before attribution have no served_by column
+OPTIONAL_REQUEST_COLUMNS = ("served_by",)
 PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
 EVENT_COLUMNS = ("time_ns", "source", "action", "instance", "container_id", "attributes")
 
@@ -45,7 +47,9 @@ def load_run(run_dir: Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         manifest=load_manifest(run_dir / "manifest.json"),
-        requests=_read_observations(run_dir / "requests.parquet", REQUEST_COLUMNS),
+        requests=_read_observations(
+            run_dir / "requests.parquet", REQUEST_COLUMNS, OPTIONAL_REQUEST_COLUMNS
+        ),
         probes=_read_observations(run_dir / "probes.parquet", PROBE_COLUMNS),
         events=_read_events(run_dir / "events.jsonl"),
     )
@@ -59,7 +63,9 @@ def _require(path: Path) -> None:
         raise AnalysisError(f"{path.name} not found in run directory {path.parent}")
 
 
-def _read_observations(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read_observations(
+    path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Read a request or probe table, fix dtypes, add `end_ns`, sort by completion.
 
     Text columns (name, error, endpoint, instance) come back as pandas categoricals, read
@@ -72,6 +78,7 @@ def _read_observations(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         missing = [c for c in columns if c not in schema.names]
         if missing:
             raise AnalysisError(f"{path.name}: missing columns {missing}")
+        columns = columns + tuple(c for c in optional if c in schema.names)
         text = [c for c in columns if pa.types.is_string(schema.field(c).type)
                 or pa.types.is_large_string(schema.field(c).type)]  # fmt: skip
         table = pq.read_table(path, columns=list(columns), read_dictionary=text)

@@ -33,8 +33,19 @@ from harness.analysis.cluster import ClusterView, cluster_view
 from harness.analysis.data import RunData
 from harness.analysis.latency_impact import STATISTIC, WINDOW_NS, LatencyOutcome, Span
 from harness.analysis.latency_impact import latency_outcome as judge_latency
-from harness.analysis.observations import IntArray, RunObservations, Stream, View
-from harness.analysis.response import Response, fault_response
+from harness.analysis.observations import (
+    IntArray,
+    RunObservations,
+    Stream,
+    View,
+    instance_hostnames,
+)
+from harness.analysis.response import (
+    Response,
+    ServedInstance,
+    fault_response,
+    served_through_service,
+)
 from harness.analysis.timebase import (
     ComparisonWindow,
     LoadWindow,
@@ -48,6 +59,7 @@ from harness.results.summary import (
     FaultWindow,
     LatencyImpact,
     OrchestratorTimeline,
+    Served,
     ViewCounts,
 )
 from harness.results.summary import Response as ResponseRecord
@@ -185,6 +197,8 @@ class Outcome:
     censored_from_ns: int | None = None
     impact_kind: ImpactKind | None = None
     latency: LatencyOutcome | None = None
+    # a service view judged on users' requests alone: when its targets' probes were back
+    target_recovered_at_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,7 @@ class FaultMetrics:
     shared_observations_with: tuple[str, ...] = ()
     phase_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     response: Response | None = None
+    served: tuple[ServedInstance, ...] | None = None  # who served users, by the header
 
     @property
     def impact(self) -> Impact:
@@ -312,6 +327,13 @@ class FaultMetrics:
             response=None
             if self.response is None
             else ResponseRecord.model_validate(self.response.to_dict()),
+            served=None
+            if self.served is None
+            else [Served.model_validate(s.to_dict()) for s in self.served],
+            target_recovered_at_ns=self.outcome.target_recovered_at_ns,
+            target_ttr_s=_round(
+                _interval_s(fault.injected_at_ns, self.outcome.target_recovered_at_ns)
+            ),
         )
 
     def _latency_record(self) -> LatencyImpact | None:
@@ -470,7 +492,8 @@ def make_context(run: RunData, faults: tuple[Fault, ...]) -> Context:
     # load sent through a balancer names its endpoint after it ("service"), not a replica
     endpoints = () if spec.routing == "service" else spec.endpoints
     instances = {*endpoints, *(t for f in faults for t in f.targets)}
-    observations = RunObservations.of(run.requests, run.probes, instances)
+    hostnames = instance_hostnames(run.events, instances)
+    observations = RunObservations.of(run.requests, run.probes, instances, hostnames)
     first = faults[0].injected_at_ns if faults else None
     window = baseline_window(load, first, run.manifest.warmup_s())
     rates = rates_in(observations.all_requests, observations.all_probes, window)
@@ -562,6 +585,10 @@ def measure_fault(
     window = comparison_window(t0, fault.duration_s, context.window_s, cut, context.data_end_ns)
     cluster = cluster_view(events, t0, fault.targets)
     users = _counts(context.observations.all_requests, Stream.empty(), window)
+    outage_from = outcome.detected_at_ns or t0
+    served = served_through_service(
+        context.observations, fault.targets, t0, outage_from, window.end_ns
+    )
     metrics = FaultMetrics(
         fault=fault,
         view=view,
@@ -574,6 +601,7 @@ def measure_fault(
         evidence_end_ns=_evidence_end(fault, outcome, context),
         orchestrator=timelines,
         cluster=cluster,
+        served=served,
     )
     return replace(metrics, phase_bounds=fault_phases(metrics, context.load))
 
@@ -607,8 +635,8 @@ def _outcome(
     errors = None
     if detected is not None:
         earliest = detected if fault.heals_during_fault else max(detected, fault.action_end_ns)
-        outcome = recover(view, earliest, tolerance, context, t0)
-        errors = replace(outcome, horizon_end_ns=detect_end, detected_at_ns=detected)
+        errors = _recover_errors(view, baseline, earliest, tolerance, context, t0)
+        errors = replace(errors, horizon_end_ns=detect_end, detected_at_ns=detected)
     return _combined(errors, latency, detect_end)
 
 
@@ -716,6 +744,33 @@ def _no_impact(
         f"{seen} {horizon}, no more than the baseline "
         f"rate allows (up to {allowed[0]} and {allowed[1]})"
     )
+
+
+def _recover_errors(
+    view: View,
+    baseline: Rates,
+    earliest_ns: int,
+    tolerance: tuple[Tolerance, Tolerance],
+    context: Context,
+    t0_ns: int,
+) -> Outcome:
+    """Recovery on what users saw. A service view is judged on its requests alone when they
+    are dense enough to fill a stability window (its targets' probes then give
+    `target_recovered_at_ns`); otherwise, and for an instance view, on requests and probes."""
+    if view.kind != "service" or not _dense_enough(baseline.requests, context):
+        return recover(view, earliest_ns, tolerance, context, t0_ns)
+    users = recover(view.users(), earliest_ns, tolerance, context, t0_ns)
+    target = recover(view.targets_only(), earliest_ns, tolerance, context, t0_ns)
+    return replace(users, target_recovered_at_ns=target.recovered_at_ns)
+
+
+def _dense_enough(baseline_requests: int, context: Context) -> bool:
+    """At least twice MIN_STABLE_OBSERVATIONS requests per stability window in the baseline."""
+    span_s = context.baseline.window.duration_s
+    if span_s <= 0:
+        return False
+    per_window = baseline_requests * context.stable_for_ns / 1e9 / span_s
+    return per_window >= 2 * MIN_STABLE_OBSERVATIONS
 
 
 def recover(

@@ -225,6 +225,18 @@ class View:
     probes: Stream
     description: str
 
+    def users(self) -> View:
+        """What users saw: a service view's requests alone. Its targets' probes reach them
+        directly, past the orchestrator's routing, so they say when the instance is back,
+        not when users are (routing around a failure is part of the recovery)."""
+        if self.kind != "service":
+            return self
+        return View(self.kind, self.targets, self.requests, Stream.empty(), self.description)
+
+    def targets_only(self) -> View:
+        """A service view's probes of its targets alone: when the instance itself is back."""
+        return View(self.kind, self.targets, Stream.empty(), self.probes, self.description)
+
     def shares_with(self, other: View) -> bool:
         """Whether a failure seen by one could be the other's (see the module docstring)."""
         if self.kind == "service" and other.kind == "service":

@@ -14,7 +14,7 @@ from typing import Any, Final
 from pydantic import Field, field_validator
 
 from harness.results import COMPLETED, normalized_status
-from harness.results.records import Record, read_versioned
+from harness.results.records import Record, absent, read_versioned
 
 MANIFEST_VERSION: Final = 1
 # Defaults of runs whose manifest does not carry the settings (they match harness.scenario's).
@@ -23,10 +23,6 @@ DEFAULT_DETECTION_HORIZON_S: Final = 5.0
 DEFAULT_BASELINE_MAX_ERROR_RATE: Final = 0.05
 DEFAULT_CONFIDENCE: Final = 0.99
 DEFAULT_WINDOW_S: Final = 10.0
-
-
-def _absent(value: object) -> bool:
-    return value is None
 
 
 class LoadBlock(Record):
@@ -42,6 +38,10 @@ class LoadBlock(Record):
     timeout_s: float | None = None
     routing: str | None = None  # per_instance | service (None: inferred from the data)
     connections: str | None = None
+    # the bundled locustfile's connection policy in one sentence; the response header that
+    # names the serving replica
+    connection_policy: str | None = Field(default=None, exclude_if=absent)
+    attribution_header: str | None = Field(default=None, exclude_if=absent)
     path: str | None = None  # what the load's path is on this target, once deployed
     host: str | None = None  # Locust's --host
     endpoints: list[str] = Field(default_factory=list)
@@ -110,10 +110,10 @@ class Manifest(Record):
     slo: SloBlock = Field(default_factory=SloBlock)
     # written only when they happened: absent, not null, in the file
     abort: dict[str, Any] | None = Field(
-        default=None, exclude_if=_absent
+        default=None, exclude_if=absent
     )  # signal, at_ns, phase, by
-    failure: dict[str, Any] | None = Field(default=None, exclude_if=_absent)  # at_ns, phase, ...
-    signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=_absent)
+    failure: dict[str, Any] | None = Field(default=None, exclude_if=absent)  # at_ns, phase, ...
+    signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=absent)
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod

@@ -19,6 +19,12 @@ from harness.errors import AnalysisError
 Number = int | float  # kept as written: a count stays an int, a measure a float
 
 
+def absent(value: object) -> bool:
+    """A field written only when it has a value (`Field(exclude_if=absent)`): files written
+    before the field existed read back byte for byte."""
+    return value is None
+
+
 class Record(BaseModel):
     """A block of a run file. Fields a newer or older writer added are kept, not refused:
     a reader of an older version still reads what it knows."""

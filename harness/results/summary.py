@@ -15,7 +15,14 @@ from typing import Any, Final
 from pydantic import Field
 
 from harness.results import normalized_status, write_text_atomic
-from harness.results.records import Number, Record, dump_json, parse_versioned, read_versioned
+from harness.results.records import (
+    Number,
+    Record,
+    absent,
+    dump_json,
+    parse_versioned,
+    read_versioned,
+)
 
 SUMMARY_VERSION: Final = 1
 SUMMARY_FILE: Final = "summary.json"
@@ -260,6 +267,17 @@ class ClusterView(Record):
     to_node_ready_s: Number | None = None
 
 
+class Served(Record):
+    """What one target instance served users through the service (the workload names its
+    replica in a response header): successes completed in the fault's window, and when it
+    first served a request sent once the outage began."""
+
+    instance: str
+    served_in_window: int = 0
+    first_served_at_ns: int | None = None
+    first_served_after_s: Number | None = None
+
+
 class FaultSummary(Record):
     """One fault occurrence, in injection order: `id` (`f1`, `f1#2` for a repeated entry's
     2nd), its action's instant, `impact` visible | none | unmeasured and `impact_kind` errors |
@@ -310,6 +328,10 @@ class FaultSummary(Record):
     orchestrator: list[OrchestratorTimeline] = Field(default_factory=list)
     cluster: ClusterView | None = None
     response: Response | None = None
+    served: list[Served] | None = Field(default=None, exclude_if=absent)  # by the header
+    # a service view judged on users' requests alone: when its targets' own probes were back
+    target_recovered_at_ns: int | None = Field(default=None, exclude_if=absent)
+    target_ttr_s: Number | None = Field(default=None, exclude_if=absent)
     phases: dict[str, PhaseSummary] = Field(default_factory=dict)  # fault, recovery
     k8s_events: list[KubeEventRecord] = Field(default_factory=list)
     expected: list[Expectation] = Field(default_factory=list)
