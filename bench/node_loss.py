@@ -21,7 +21,8 @@ removed, rules changed; the summary's ttr (users' recovery through the Service: 
 requests alone; `target_ttr_s` in the summary is the cut pod's own return); the end of the
 failure stream of requests sent during the cut (the last failure with two more in the 2 s
 before it); the requests sent after the endpoint's removal that failed; the stale flows to
-the cut pod; the new NAT decisions for the cut pod after the rules changed. Samples go to <run dir>/node-loss.jsonl.
+the cut pod; the new NAT decisions for the cut pod after the rules changed. Samples go to
+<run dir>/node-loss.jsonl.
 """
 
 from __future__ import annotations
