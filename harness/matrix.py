@@ -50,7 +50,8 @@ from harness.campaign import (
 from harness.errors import CapabilityError, HarnessError, ScenarioError
 from harness.ledger import PENDING, CampaignKind, Ledger, LedgerEntry, write_ledger
 from harness.preflight import preflight
-from harness.scenario import TARGET_KINDS, ScenarioBase, with_target
+from harness.scenario import ScenarioBase, with_target
+from harness.targets import target_kinds
 
 T = TypeVar("T")
 NUMBER_LABEL: dict[str, str] = {"matrix": "repetition", "trials": "trial"}  # a run's label
@@ -86,9 +87,9 @@ def parse_targets(text: str) -> list[str]:
     """'docker,swarm' -> ['docker', 'swarm']; unknown or repeated names are invalid input."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     problems = [
-        f"--targets: unknown target {t!r}; allowed: {', '.join(TARGET_KINDS)}"
+        f"--targets: unknown target {t!r}; allowed: {', '.join(target_kinds())}"
         for t in names
-        if t not in TARGET_KINDS
+        if t not in target_kinds()
     ]
     if not names:
         problems.append("--targets: name at least one target, e.g. --targets docker,swarm")

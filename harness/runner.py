@@ -441,9 +441,7 @@ class Runner:
         return self._load
 
     def _watch_engine(self, target: Target) -> None:
-        answers = getattr(target, "engine_answers", None)
-        if callable(answers):
-            self._watch = EngineWatch(answers, ENGINE_WATCH_INTERVAL_S).start()
+        self._watch = EngineWatch(target.engine_answers, ENGINE_WATCH_INTERVAL_S).start()
 
     def _check_engine(self) -> None:
         """Raise EngineLost when the engine went silent, or its event stream ended because it
@@ -466,8 +464,7 @@ class Runner:
         """The event stream ended: once the engine answers, subscribe again (or fail if it is
         another process: a restart); while it does not, wait, up to the silence limit (a
         restarting engine is silent for a moment before it answers as another process)."""
-        answers = getattr(self._target, "engine_answers", None)
-        if callable(answers) and answers():
+        if self._target is not None and self._target.engine_answers():
             self._recorder = self._resubscribe(ended)
             return
         ended_ns = ended.ended_ns or time.time_ns()
@@ -807,9 +804,8 @@ class Runner:
 def _engine_identity(target: Target) -> str | None:
     """The engine's process ("<pid>:<start ticks>"), where the target can tell (a restart
     changes it); None where it cannot."""
-    identity = getattr(target, "engine_identity", None)
     try:
-        return str(identity()) if callable(identity) else None
+        return target.engine_identity()
     except Exception:  # an engine that cannot say is not told apart
         return None
 
