@@ -39,6 +39,7 @@ from faults.base import FaultContext
 from harness.errors import HarnessError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.journal import Journal, revert_outstanding
+from harness.observe import write_observations
 from harness.results import (
     ABORTED,
     RUNNING,
@@ -47,7 +48,6 @@ from harness.results import (
     read_pid_file,
     repair_torn_tail,
     write_json,
-    write_observations,
 )
 from harness.specs import LabSpec, TargetSpec
 from harness.targets import target_class, target_kind, target_spec

@@ -129,20 +129,6 @@ def repair_torn_tail(path: Path) -> bool:
         return False
 
 
-def write_observations(run: RunDir) -> None:
-    """requests.parquet and probes.parquet from the logs the run appended as it went (Locust's
-    request logs, the probe log): at the end of a run, or by `harness cleanup` for a run
-    whose harness died. Each file is written atomically.
-
-    Moved to harness.observe (the load's logs are not the results' to read); this copy stays
-    until harness.cleanup imports that one, then goes with its import-linter ignore."""
-    from harness.load import collect_requests, write_requests_parquet
-    from harness.results.probes import read_probe_log, write_probes_parquet
-
-    write_requests_parquet(collect_requests(run.load_dir), run.requests)
-    write_probes_parquet(read_probe_log(run.probes_log), run.probes)
-
-
 def append_json_line(path: Path, record: Mapping[str, Any]) -> None:
     """Append one JSON line and flush it to disk (the undo log must survive a crash)."""
     line = json.dumps(record, separators=(",", ":")) + "\n"
