@@ -86,7 +86,7 @@ for _ in range(3):
         outcomes.append(["connected", sock.getsockname()[1]])
     except TimeoutError:
         outcomes.append(["timeout", None])
-print(json.dumps({"outcomes": outcomes, "aside": list(ring.aside), "first": ring.ports[0]}))
+print(json.dumps({"outcomes": outcomes, "aside": list(ring.aside), "ring": ring.ports}))
 """
 
 
@@ -128,11 +128,15 @@ def test_a_connection_that_timed_out_sets_its_port_aside() -> None:
         check=True,
     )
     result = json.loads(done.stdout)
-    first = result["first"]
-    # the first connection is queued by the listener, from the first port of the ring; the
-    # next two get no answer, from the next two ports, which are set aside
-    assert result["outcomes"] == [["connected", first], ["timeout", None], ["timeout", None]]
-    assert result["aside"] == [first + 1, first + 2]
+    # the first connection is queued by the listener; the next two get no answer, and their
+    # ports are set aside. Each comes from the ring, later in it than the one before (a port
+    # another process holds is skipped, as on a busy machine: not always the very next one).
+    kinds = [kind for kind, _ in result["outcomes"]]
+    assert kinds == ["connected", "timeout", "timeout"]
+    ring, connected, aside = result["ring"], result["outcomes"][0][1], result["aside"]
+    assert len(aside) == 2 and connected not in aside
+    positions = [ring.index(port) for port in (connected, *aside)]
+    assert positions == sorted(positions) and len(set(positions)) == 3
 
 
 # --- the node loss on the lab (slow) ----------------------------------------------------------
