@@ -96,16 +96,17 @@ def spread_rules(backends: Sequence[tuple[str, int]]) -> list[list[str]]:
     return rules
 
 
-def forget_connections(address: str, port: int, old: tuple[str, int]) -> None:
-    """Drop conntrack entries of connections to address:port that were sent to `old`."""
+def forget_connections(address: str, port: int, old: tuple[str, int] | None = None) -> None:
+    """Drop conntrack entries of connections to address:port (those sent to `old`, when
+    given); without the `conntrack` tool, nothing."""
     if shutil.which("conntrack") is None:
         return
+    sent_to = () if old is None else ("--reply-src", old[0], "--reply-port-src", str(old[1]))
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(
             [
                 *("conntrack", "-D", "-p", "tcp", "--orig-dst", address),
-                *("--orig-port-dst", str(port), "--reply-src", old[0]),
-                *("--reply-port-src", str(old[1])),
+                *("--orig-port-dst", str(port), *sent_to),
             ],
             capture_output=True,
             timeout=10,

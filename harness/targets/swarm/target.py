@@ -86,7 +86,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
@@ -133,6 +132,7 @@ from harness.targets.docker.engine import (
 from harness.targets.docker.preflight import engine_preflight
 from harness.targets.service_vip import (
     VirtualService,
+    forget_connections,
     jump_comment,
     nat,
     remove_run_chains,
@@ -269,18 +269,7 @@ class SlotRouter:
         (a CLOSE entry lives 10 s) was still sent to the dead task's port and refused, 2 s
         after the slot had recovered. Needs the `conntrack` tool (Debian: conntrack).
         """
-        if shutil.which("conntrack") is None:
-            return
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(
-                [
-                    *("conntrack", "-D", "-p", "tcp", "--orig-dst", self.address(slot)),
-                    *("--orig-port-dst", str(self.port)),
-                ],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
+        forget_connections(self.address(slot), self.port)
 
     def remove(self) -> None:
         """Remove the service address, the jump and the chain; idempotent."""
