@@ -27,10 +27,8 @@ import json
 import os
 import random
 import signal
-import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
@@ -49,13 +47,9 @@ from harness.results import (
     repair_torn_tail,
     write_json,
 )
-from harness.specs import LabSpec, TargetSpec
+from harness.specs import TargetSpec
 from harness.targets import target_class, target_kind, target_spec
-from harness.targets.base import OWNER_LABEL, RUN_LABEL, Target, owner_alive
-
-if TYPE_CHECKING:
-    from harness.labs.kubernetes.state import KubeLabState
-    from harness.labs.swarm.lab import LabState
+from harness.targets.base import Target
 
 
 def host_engine() -> TargetSpec:
@@ -249,21 +243,15 @@ def engines_to_sweep(dead: Iterable[TargetSpec]) -> list[TargetSpec]:
 
 
 def labs_up() -> list[TargetSpec]:
-    """A target spec per lab whose state says it is up (the Swarm lab's shape reaches its
-    manager and nodes; the Kubernetes lab is the default cluster)."""
-    from harness.labs.kubernetes import lab as kube_lab
-    from harness.labs.swarm import lab as swarm_lab
+    """A target spec per lab whose state says it is up (a lab kind says how to reach it)."""
+    from harness.labs import lab_kinds
 
     found = []
-    with contextlib.suppress(HarnessError):
-        state = swarm_lab.load_state()
-        if state is not None and state.status == "up":
-            shape = LabSpec(nodes=len(state.nodes), managers=1 if state.managers == 1 else 3)
-            found.append(target_spec("swarm", lab=shape))
-    with contextlib.suppress(HarnessError):
-        kube = kube_lab.load_state()
-        if kube is not None and kube.status == "up":
-            found.append(target_spec("kubernetes"))
+    for kind in lab_kinds().values():
+        with contextlib.suppress(HarnessError):
+            spec = kind.lab_commands().target_if_up()
+            if spec is not None:
+                found.append(spec)
     return found
 
 
@@ -278,73 +266,13 @@ def _describe(spec: TargetSpec) -> str:
 def take_down_orphaned_labs() -> Iterator[str]:
     """Labs whose builder died half-way, or built for a run whose harness is gone and that
     no live run uses: taken down from their state files."""
-    from harness.labs.kubernetes import lab as kube_lab
-    from harness.labs.swarm import lab as swarm_lab
+    from harness.labs import lab_kinds
 
-    with contextlib.suppress(HarnessError):
-        state = swarm_lab.load_state()
-        if (
-            state is not None
-            and _orphaned_lab(state.status, state.creator, state.for_run)
-            and (state.status != "up" or not _swarm_lab_in_use(state))
-        ):
-            removed = swarm_lab.Lab().down()
-            yield f"took down the Swarm lab its dead builder left ({len(removed)} removed)"
-    with contextlib.suppress(HarnessError):
-        kube = kube_lab.load_state()
-        if (
-            kube is not None
-            and _orphaned_lab(kube.status, kube.creator, kube.for_run)
-            and (kube.status != "up" or not _kube_lab_in_use(kube))
-        ):
-            removed = kube_lab.KubeLab().down()
-            yield f"took down the Kubernetes lab its dead builder left ({len(removed)} removed)"
-
-
-def _orphaned_lab(status: str, creator: str | None, for_run: bool) -> bool:
-    if creator is None or owner_alive(creator):
-        return False  # a lab of an older harness, or its builder still at work
-    return status != "up" or for_run
-
-
-def _swarm_lab_in_use(state: LabState) -> bool:
-    """Whether a live run still has services on the Swarm lab's manager."""
-    from harness.labs.swarm import lab as swarm_lab
-
-    try:
-        client = swarm_lab.connect(state.manager.url, 10)
-        services = client.services.list(filters={"label": RUN_LABEL})
-    except Exception:  # a manager that does not answer serves nobody
-        return False
-    return any(
-        owner_alive(((s.attrs.get("Spec") or {}).get("Labels") or {}).get(OWNER_LABEL))
-        for s in services
-    )
-
-
-def _kube_lab_in_use(state: KubeLabState) -> bool:
-    """Whether a live run still has a namespace on the Kubernetes lab (its owner annotation)."""
-    from harness.labs.kubernetes import lab as kube_lab
-
-    info = kube_lab.KubeLabInfo.from_state(state)
-    try:
-        done = subprocess.run(
-            [
-                *(info.kubectl, "--kubeconfig", str(info.kubeconfig), "get", "namespaces"),
-                *("-l", RUN_LABEL, "-o", "json", "--request-timeout=10s"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-        items = json.loads(done.stdout).get("items", [])
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return False
-    return any(
-        owner_alive((i.get("metadata", {}).get("annotations") or {}).get(OWNER_LABEL))
-        for i in items
-    )
+    for name, kind in lab_kinds().items():
+        with contextlib.suppress(HarnessError):
+            removed = kind.lab_commands().take_down_if_orphaned()
+            if removed is not None:
+                yield f"took down the {name} lab its dead builder left ({len(removed)} removed)"
 
 
 # --- all of it ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""`harness lab ...`: a multi-node Swarm or Kubernetes cluster on this machine (thin commands
-over harness.labs.swarm.lab and harness.labs.kubernetes.lab)."""
+"""`harness lab ...`: a multi-node cluster on this machine, of any registered lab kind (thin
+commands over each kind's harness.labs.LabCommands)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from rich.text import Text
 
 from harness.errors import HarnessError
 from harness.hostsys import on_stop_signals
+from harness.labs import LabCommands, LabRequest, StatusView, lab_kinds
 from harness.units import parse_duration
-
-KINDS = ("swarm", "kubernetes")
 
 lab_app = typer.Typer(
     add_completion=False,
@@ -47,10 +46,11 @@ def _seconds(value: str) -> float:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _kind(value: str) -> str:
-    if value not in KINDS:
-        raise typer.BadParameter(f"--kind {value}: one of {', '.join(KINDS)}")
-    return value
+def _commands(kind: str) -> LabCommands:
+    kinds = lab_kinds()
+    if kind not in kinds:
+        raise typer.BadParameter(f"--kind {kind}: one of {', '.join(kinds)}")
+    return kinds[kind].lab_commands()
 
 
 def _progress(line: str) -> None:
@@ -81,15 +81,14 @@ def build(
     minutes the first time on 2 cores, about a second once cached. `harness lab up --kind
     kubernetes` needs it. Prints the directory of the binaries.
     """
-    from harness.labs.kubernetes.build import ensure_built
-
-    if kind != "kubernetes":
-        raise typer.BadParameter(f"--kind {kind}: only kubernetes is built (Swarm needs no build)")
+    commands = _commands(kind)
     try:
-        built = ensure_built(progress=_progress)
+        built = commands.build(progress=_progress)
     except HarnessError as exc:
         raise _fail(exc) from exc
-    print(built.bin_dir)
+    if built is None:
+        raise typer.BadParameter(f"--kind {kind}: this lab needs no build")
+    print(built)
 
 
 @lab_app.command()
@@ -139,22 +138,23 @@ def up(
     from harness.images import DEMO_IMAGE, build_demo_image
     from harness.targets.docker.engine import connect
 
-    kind = _kind(kind)
-    if kind == "swarm" and nodes < 2:
-        raise typer.BadParameter("a Swarm lab has 2 nodes or more")
-    if managers not in (1, 3):
-        raise typer.BadParameter(f"--managers must be 1 or 3, got {managers}")
-    if kind == "swarm" and control_plane_args:
-        raise typer.BadParameter("--control-plane-args is for --kind kubernetes")
+    commands = _commands(kind)
+    request = LabRequest(
+        nodes=nodes,
+        managers=managers,
+        heartbeat_s=_seconds(heartbeat),
+        control_plane_args=control_plane_args_of(control_plane_args),
+        images=tuple(image or [DEMO_IMAGE]),
+    )
+    problems = commands.problems(request)
+    if problems:
+        raise typer.BadParameter("; ".join(problems))
     try:
         with stopped_once():
             if not image:
                 build_demo_image(connect(None))
-            images = image or [DEMO_IMAGE]
-            if kind == "kubernetes":
-                _up_kubernetes(nodes, control_plane_args_of(control_plane_args), images)
-            else:
-                _up_swarm(nodes, managers, _seconds(heartbeat), images)
+            for line in commands.up(request, progress=_progress):
+                print(line, flush=True)
     except HarnessError as exc:
         raise _fail(exc) from exc
 
@@ -182,99 +182,31 @@ def control_plane_args_of(values: list[str] | None) -> dict[str, tuple[str, ...]
     return control_plane_args(values or [])
 
 
-def _up_swarm(nodes: int, managers: int, heartbeat_s: float, images: list[str]) -> None:
-    from harness.labs.swarm.lab import Lab
-
-    info = Lab().up(nodes, managers, heartbeat_s, images=images)
-    for node in info.nodes:
-        print(f"{node.name}\t{node.role}\t{node.address}\t{node.url}\t{node.node_id}")
-    print(info.manager_url)
-
-
-def _up_kubernetes(nodes: int, args: dict[str, tuple[str, ...]], images: list[str]) -> None:
-    from harness.labs.kubernetes.lab import KubeLab
-
-    info = KubeLab().up(nodes, args, images, progress=_progress)
-    for node in info.nodes:
-        print(f"{node.name}\t{node.address}\tpods {node.pod_cidr}\t{node.containerd_socket}")
-    print(f"kubectl: {info.kubectl} --kubeconfig {info.kubeconfig}")
-    print(info.kubeconfig)
-
-
 @lab_app.command()
 def status() -> None:
     """Show the labs that are up.
 
     For each node: its processes and what the cluster says of it (Ready, schedulable, role).
     """
-    from harness.labs.kubernetes.lab import KubeLab
-    from harness.labs.swarm.lab import Lab
-
     try:
-        swarm, kube = Lab().status(), KubeLab().status()
+        views = [k.lab_commands().status() for k in lab_kinds().values()]
     except HarnessError as exc:
         raise _fail(exc) from exc
-    if swarm is None and kube is None:
+    shown = [view for view in views if view is not None]
+    if not shown:
         print("no lab")
         return
     console = Console()
-    if swarm is not None:
-        _print_swarm(console, swarm)
-    if kube is not None:
-        _print_kube(console, kube)
+    for view in shown:
+        console.print("\n".join(view.lines), highlight=False)
+        console.print(_table(view))
 
 
-def _print_swarm(console: Console, found: object) -> None:
-    from harness.labs.swarm.lab import LabStatus
-
-    assert isinstance(found, LabStatus)
-    table = Table("node", "role", "address", "daemon", "swarm", "availability", "manager")
-    for node in found.nodes:
-        daemon = f"pid {node.daemon_pid}" if node.daemon_pid else "[red]not running[/red]"
-        table.add_row(
-            node.name,
-            node.role,
-            node.address,
-            daemon,
-            node.swarm_state,
-            node.availability,
-            node.manager_status,
-        )
-    console.print(
-        f"Swarm lab {found.status}: heartbeat {found.heartbeat_s:g} s, storage driver "
-        f"{found.storage_driver}, state {found.state_file}",
-        highlight=False,
-    )
-    console.print(table)
-
-
-def _pid(pid: int | None) -> str:
-    return f"{pid}" if pid else "[red]down[/red]"
-
-
-def _print_kube(console: Console, found: object) -> None:
-    from harness.labs.kubernetes.lab import KubeLabStatus
-
-    assert isinstance(found, KubeLabStatus)
-    settings = found.settings
-    console.print(
-        f"Kubernetes lab {found.status}: {found.server}, kubeconfig {found.kubeconfig}, "
-        f"state {found.state_file}\n"
-        f"node-monitor-grace-period {settings.node_monitor_grace_period_s:g} s, not-ready / "
-        f"unreachable tolerations {settings.not_ready_toleration_s} / "
-        f"{settings.unreachable_toleration_s} s",
-        highlight=False,
-    )
-    console.print(
-        "control plane: " + ", ".join(f"{p.component} {_pid(p.pid)}" for p in found.control_plane),
-        highlight=False,
-    )
-    columns = ("node", "address", "pods", "containerd", "kubelet", "kube-proxy", "Ready", "sched")
-    table = Table(*columns)
-    for node in found.nodes:
-        pids = [_pid(p.pid) for p in node.processes]
-        table.add_row(node.name, node.address, node.pod_cidr, *pids, node.ready, node.schedulable)
-    console.print(table)
+def _table(view: StatusView) -> Table:
+    table = Table(*view.columns)
+    for row in view.rows:
+        table.add_row(*row)
+    return table
 
 
 @lab_app.command()
@@ -289,16 +221,11 @@ def down(
     Removes every process, namespace, bridge, rule, mount and file of the lab. Safe to run
     again, and works after a `lab up` that was killed.
     """
-    from harness.labs.kubernetes.lab import KubeLab
-    from harness.labs.swarm.lab import Lab
-
-    kinds = [_kind(kind)] if kind else list(KINDS)
+    chosen = [_commands(kind)] if kind else [k.lab_commands() for k in lab_kinds().values()]
     removed: list[str] = []
     try:
-        if "swarm" in kinds:
-            removed += Lab().down()
-        if "kubernetes" in kinds:
-            removed += KubeLab().down()
+        for commands in chosen:
+            removed += commands.down()
     except HarnessError as exc:
         raise _fail(exc) from exc
     for line in removed:

@@ -92,7 +92,7 @@ def test_a_dead_runs_service_address_is_removed_and_a_live_ones_stays() -> None:
 def test_which_labs_cleanup_takes_down() -> None:
     """A lab whose builder died half-way, or one built for a run whose harness is gone; never
     one `harness lab up` made on purpose, one whose builder lives, or one of an older harness."""
-    from harness.cleanup import _orphaned_lab
+    from harness.labs import orphaned as _orphaned_lab
 
     live = owner_label_value()
     assert _orphaned_lab("creating", DEAD_OWNER, for_run=False)

@@ -2,22 +2,25 @@
 (`harness/labs/<kind>/`), with the host plumbing they share (host, nodes).
 
 A lab kind registers here as a target kind does in harness.targets: its package's `LAB` names
-its Lab (built and taken down by `harness lab`) and its nodes (what node faults act on), and a
-target kind that runs on it names it (TargetKind.lab).
+its commands (what `harness lab` and `harness cleanup` ask of it, `LabCommands`) and its nodes
+(what node faults act on), and a target kind that runs on it names it (TargetKind.lab). The CLI
+and cleanup loop over the registered kinds; neither names one.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import FaultError, HarnessError
 from harness.labs.nodes import LabNodes
+from harness.specs import TargetSpec
 from harness.targets import target_kind
+from harness.targets.base import owner_alive
 
 ENTRY_POINT_GROUP = "chaos_harness.labs"
 BUILTIN_LABS: dict[str, str] = {
@@ -26,12 +29,67 @@ BUILTIN_LABS: dict[str, str] = {
 }
 
 
-class Lab(Protocol):
-    """One lab of a kind: brought up by `harness lab up`, taken down from its state alone."""
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """What `harness lab up` asks for; each kind refuses what it cannot do (`problems`)."""
+
+    nodes: int = 3
+    managers: int = 1
+    heartbeat_s: float = 5.0
+    control_plane_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """A lab's state for `harness lab status`: lines, then one table (Rich markup allowed)."""
+
+    lines: list[str]
+    columns: tuple[str, ...]
+    rows: Sequence[tuple[str, ...]]
+
+
+class LabCommands(Protocol):
+    """What `harness lab` and `harness cleanup` ask of a lab kind."""
+
+    def build(self, progress: Progress) -> Path | None:
+        """Build what the lab needs (None: it needs no build); where the binaries are."""
+        ...
+
+    def problems(self, request: LabRequest) -> list[str]:
+        """What in `request` this kind cannot do, each saying what to ask instead."""
+        ...
+
+    def up(self, request: LabRequest, progress: Progress) -> list[str]:
+        """Bring the lab up; lines to print, the last one what a scenario's target needs."""
+        ...
+
+    def status(self) -> StatusView | None:
+        """The lab's state, None when there is no lab of this kind."""
+        ...
 
     def down(self) -> list[str]:
         """Remove every node, network and process of the lab; what was removed."""
         ...
+
+    def target_if_up(self) -> TargetSpec | None:
+        """The target spec that reaches the lab while it is up (cleanup sweeps it)."""
+        ...
+
+    def take_down_if_orphaned(self) -> list[str] | None:
+        """Take the lab down when its builder died half-way, or it was built for a run whose
+        harness is gone and no live run uses it; what was removed, None when left alone."""
+        ...
+
+
+def orphaned(status: str, creator: str | None, for_run: bool) -> bool:
+    """A lab whose builder is dead and that was never finished, or was made for a run."""
+    if creator is None or owner_alive(creator):
+        return False  # a lab of an older harness, or its builder still at work
+    return status != "up" or for_run
 
 
 class LabNodesOf(Protocol):
@@ -45,12 +103,12 @@ class LabNodesOf(Protocol):
 @dataclass(frozen=True)
 class LabKind:
     name: str
-    lab: str  # "module:Class" of its Lab
+    commands: str  # "module:Class" of its LabCommands
     nodes: str  # "module:Class" of its LabNodes, with current() and of_lab()
 
-    def lab_class(self) -> type[Lab]:
-        cls: type[Lab] = _attribute(self.lab)
-        return cls
+    def lab_commands(self) -> LabCommands:
+        made: LabCommands = _attribute(self.commands)()
+        return made
 
     def nodes_of(self) -> LabNodesOf:
         found: LabNodesOf = _attribute(self.nodes)

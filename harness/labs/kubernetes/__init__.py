@@ -6,6 +6,6 @@ from harness.labs import LabKind
 
 LAB = LabKind(
     name="kubernetes",
-    lab="harness.labs.kubernetes.lab:KubeLab",
+    commands="harness.labs.kubernetes.commands:KubeLabCommands",
     nodes="harness.labs.kubernetes.nodeops:KubeNodes",
 )

@@ -5,6 +5,6 @@ from harness.labs import LabKind
 
 LAB = LabKind(
     name="swarm",
-    lab="harness.labs.swarm.lab:Lab",
+    commands="harness.labs.swarm.commands:SwarmLabCommands",
     nodes="harness.labs.swarm.nodes:SwarmNodes",
 )
