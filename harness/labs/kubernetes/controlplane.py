@@ -20,7 +20,6 @@ otherwise; the values in force are in the state's `settings`.
 from __future__ import annotations
 
 import ssl
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -36,6 +35,7 @@ from harness.labs.kubernetes.state import (
     KubeLabState,
     kubernetes_service_ip,
 )
+from harness.waiting import wait_until
 
 ETCD_CLIENT = "http://127.0.0.1:2379"
 ETCD_PEER = "http://127.0.0.1:2380"
@@ -170,9 +170,7 @@ def start(state: KubeLabState, component: str) -> None:
     if host.find_process(command) is not None:
         return
     host.spawn_detached([*launcher(state), *command], log_file(state, component))
-    deadline = time.monotonic() + 10
-    while host.find_process(command) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: host.find_process(command) is not None, 10, 0.05)
 
 
 def processes(state: KubeLabState) -> set[int]:
@@ -189,10 +187,10 @@ def api_context(state: KubeLabState) -> ssl.SSLContext:
 
 def wait_ready(state: KubeLabState, timeout_s: float) -> None:
     """Until the API server's /readyz says ok (etcd reached, bootstrap done)."""
-    deadline = time.monotonic() + timeout_s
     context = api_context(state)
-    last = ""
-    while time.monotonic() < deadline:
+    last = [""]
+
+    def ready() -> bool:
         dead = [c for c in ("etcd", "kube-apiserver") if find(state, c) is None]
         if dead:
             where = log_file(state, dead[0])
@@ -204,13 +202,16 @@ def wait_ready(state: KubeLabState, timeout_s: float) -> None:
             with urllib.request.urlopen(
                 f"{state.server}/readyz", context=context, timeout=5
             ) as answer:
-                if answer.status == 200:
-                    return
+                return bool(answer.status == 200)
         except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        time.sleep(0.3)
-    where = log_file(state, "kube-apiserver")
-    raise TargetError(
-        f"the lab's API server was not ready within {timeout_s:g} s ({last}); {where} ends:"
-        + host.log_tail(where)
-    )
+            last[0] = str(exc)
+            return False
+
+    def failure() -> str:
+        where = log_file(state, "kube-apiserver")
+        return (
+            f"the lab's API server was not ready within {timeout_s:g} s ({last[0]}); {where} "
+            "ends:" + host.log_tail(where)
+        )
+
+    wait_until(ready, timeout_s, 0.3, failure)

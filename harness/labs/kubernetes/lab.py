@@ -69,6 +69,7 @@ from harness.labs.kubernetes.state import (
     plan,
 )
 from harness.targets.base import owner_label_value
+from harness.waiting import wait_until
 
 DEFAULT_LAB_DIR = Path("/var/lib/chaos-harness/kube-lab")
 DEFAULT_RUN_ROOT = Path("/run/chk8s")
@@ -231,18 +232,11 @@ def node_conditions(state: KubeLabState) -> dict[str, tuple[str, bool]]:
 
 
 def wait_nodes_ready(state: KubeLabState, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    waiting: list[str] = []
+
+    def all_ready() -> bool:
         seen = node_conditions(state)
-        waiting = [n.name for n in state.nodes if seen.get(n.name, ("-", True))[0] != "True"]
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            logs = ", ".join(str(state.node(n).log_file("kubelet")) for n in waiting)
-            raise TargetError(
-                f"Kubernetes lab nodes not Ready after {timeout_s:g} s: {', '.join(waiting)}; "
-                f"see {logs}"
-            )
+        waiting[:] = [n.name for n in state.nodes if seen.get(n.name, ("-", True))[0] != "True"]
         for name in waiting:
             lost = [c for c in COMPONENTS_NODE if node.find(state, state.node(name), c) is None]
             if lost:
@@ -250,7 +244,16 @@ def wait_nodes_ready(state: KubeLabState, timeout_s: float) -> None:
                 raise TargetError(
                     f"{', '.join(lost)} of {name} exited; {where} ends:{host.log_tail(where)}"
                 )
-        time.sleep(0.5)
+        return not waiting
+
+    def failure() -> str:
+        logs = ", ".join(str(state.node(n).log_file("kubelet")) for n in waiting)
+        return (
+            f"Kubernetes lab nodes not Ready after {timeout_s:g} s: {', '.join(waiting)}; "
+            f"see {logs}"
+        )
+
+    wait_until(all_ready, timeout_s, 0.5, failure)
 
 
 def wait_default_service_account(state: KubeLabState, timeout_s: float) -> None:
@@ -259,19 +262,24 @@ def wait_default_service_account(state: KubeLabState, timeout_s: float) -> None:
     from urllib3.exceptions import HTTPError
 
     api = core_api(state)
-    deadline = time.monotonic() + timeout_s
-    while True:
+    last = [""]
+
+    def exists() -> bool:
         try:
             api.read_namespaced_service_account("default", "default", _request_timeout=5)
-            return
+            return True
         except (ApiException, HTTPError, OSError) as exc:
-            if time.monotonic() > deadline:
-                where = controlplane.log_file(state, "kube-controller-manager")
-                raise TargetError(
-                    f"the controller manager made no default service account within "
-                    f"{timeout_s:g} s ({exc}); {where} ends:{host.log_tail(where)}"
-                ) from exc
-        time.sleep(0.2)
+            last[0] = str(exc)
+            return False
+
+    def failure() -> str:
+        where = controlplane.log_file(state, "kube-controller-manager")
+        return (
+            f"the controller manager made no default service account within {timeout_s:g} s "
+            f"({last[0]}); {where} ends:{host.log_tail(where)}"
+        )
+
+    wait_until(exists, timeout_s, 0.2, failure)
 
 
 # --- the lab ------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from harness.labs import host
 from harness.labs.kubernetes import lab, node
 from harness.labs.kubernetes.state import CONTROL_PLANE_ADDRESS, KubeLabState, NodeState
 from harness.targets.base import Instance
+from harness.waiting import wait_until
 
 EVICTION_TIMEOUT_S = 60.0
 RESTART_TIMEOUT_S = 60.0
@@ -150,12 +151,13 @@ class KubeNodes:
         node.start(self.state, target, "kube-proxy")
 
     def _wait_running(self, target: NodeState) -> None:
-        deadline = time.monotonic() + RESTART_TIMEOUT_S
-        while any(node.find(self.state, target, c) is None for c in ("kubelet", "kube-proxy")):
-            if time.monotonic() > deadline:
-                where = target.log_file("kubelet")
-                raise TargetError(f"{target.name} did not come back; {where}{host.log_tail(where)}")
-            time.sleep(0.2)
+        where = target.log_file("kubelet")
+        wait_until(
+            lambda: all(node.find(self.state, target, c) for c in ("kubelet", "kube-proxy")),
+            RESTART_TIMEOUT_S,
+            0.2,
+            lambda: f"{target.name} did not come back; {where}{host.log_tail(where)}",
+        )
 
     def stop_agent(self, nodes: Sequence[str]) -> None:
         for name in nodes:

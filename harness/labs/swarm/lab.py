@@ -57,6 +57,7 @@ from harness.hostsys import process_start_ticks, require_tool
 from harness.labs import host
 from harness.labs.host import NamedNode
 from harness.targets.base import owner_label_value
+from harness.waiting import wait_until
 
 PREFIX = "chlab"
 BRIDGE = "chlab0"
@@ -385,9 +386,8 @@ def spawn_daemon(node: NodeState) -> None:
         return
     _clear_stale_pidfiles(node)
     host.spawn_detached(node.argv, Path(node.log_file))
-    deadline = time.monotonic() + 10
-    while find_daemon(node) is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the forked wrapper has exec'd dockerd: never start two
+    # until the forked wrapper has exec'd dockerd: never start two
+    wait_until(lambda: find_daemon(node) is not None, 10, 0.05)
 
 
 def _clear_stale_pidfiles(node: NodeState) -> None:
@@ -407,18 +407,25 @@ def _clear_stale_pidfiles(node: NodeState) -> None:
 
 
 def wait_answers(node: NodeState, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    last = [""]
+
+    def answers() -> bool:
         try:
             connect(node.url, 3).ping()  # type: ignore[no-untyped-call]
-            return
+            return True
         except (docker.errors.DockerException, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise TargetError(
-                    f"the daemon of {node.name} did not answer on {node.url} within "
-                    f"{timeout_s:g} s ({exc}); see {node.log_file}"
-                ) from exc
-            time.sleep(0.3)
+            last[0] = str(exc)
+            return False
+
+    wait_until(
+        answers,
+        timeout_s,
+        0.3,
+        lambda: (
+            f"the daemon of {node.name} did not answer on {node.url} within "
+            f"{timeout_s:g} s ({last[0]}); see {node.log_file}"
+        ),
+    )
 
 
 # --- host plumbing (shared with the Kubernetes lab: harness.labs.host) --------------------
@@ -663,17 +670,21 @@ def swarm_nodes(state: LabState) -> dict[str, dict[str, str]]:
 
 
 def wait_ready(state: LabState, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    waiting: list[str] = []
+
+    def all_ready() -> bool:
         seen = swarm_nodes(state)
-        waiting = [
+        waiting[:] = [
             n.name for n in state.nodes if seen.get(n.node_id or "", {}).get("state") != "ready"
         ]
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            raise TargetError(f"lab nodes not ready after {timeout_s:g} s: {', '.join(waiting)}")
-        time.sleep(0.3)
+        return not waiting
+
+    wait_until(
+        all_ready,
+        timeout_s,
+        0.3,
+        lambda: f"lab nodes not ready after {timeout_s:g} s: {', '.join(waiting)}",
+    )
 
 
 def set_heartbeat(state: LabState, heartbeat_s: float) -> None:

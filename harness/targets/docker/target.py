@@ -66,6 +66,7 @@ from harness.targets.docker.engine import (
 from harness.targets.docker.preflight import engine_preflight
 from harness.targets.docker.spec import engine_spec
 from harness.targets.service_vip import VirtualService, remove_run_chains
+from harness.waiting import wait_until
 
 
 class DockerTarget:
@@ -251,18 +252,19 @@ class DockerTarget:
             raise TargetError(f"cannot start replica {name}: {exc}") from exc
 
     def wait_healthy(self, timeout_s: float) -> list[Instance]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            containers = self._containers()
-            states = {c.name: readiness(c) for c in containers}
-            if containers and all(state == "ready" for state in states.values()):
-                return self.instances()
-            if time.monotonic() > deadline:
-                detail = ", ".join(f"{n}: {s}" for n, s in sorted(states.items()))
-                raise DeployTimeout(
-                    f"replicas not healthy after {timeout_s:g} s ({detail or 'none running'})"
-                )
-            time.sleep(0.2)
+        states: dict[str, str] = {}
+
+        def all_ready() -> bool:
+            states.clear()
+            states.update({str(c.name): readiness(c) for c in self._containers()})
+            return bool(states) and all(state == "ready" for state in states.values())
+
+        def failure() -> str:
+            detail = ", ".join(f"{n}: {s}" for n, s in sorted(states.items()))
+            return f"replicas not healthy after {timeout_s:g} s ({detail or 'none running'})"
+
+        wait_until(all_ready, timeout_s, 0.2, failure, DeployTimeout)
+        return self.instances()
 
     # --- instances and events ----------------------------------------------------------------
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
@@ -105,6 +104,7 @@ from harness.targets.kubernetes.views import (
 )
 from harness.targets.kubernetes.watch import KubeEventStream, Resource
 from harness.targets.service_vip import remove_run_chains
+from harness.waiting import wait_until
 
 OWNER_HOST = "chaos-harness.owner-host"  # cleanup judges only the owners of this machine
 NAMESPACE_GONE_TIMEOUT_S = 120.0
@@ -370,20 +370,22 @@ class KubernetesTarget:
 
     def wait_healthy(self, timeout_s: float) -> list[Instance]:
         workload = self._require_workload()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            pods = self._pod_views()
-            live = [p for p in pods if p.live]
+        live: list[PodView] = []
+
+        def serving() -> bool:
+            live[:] = [p for p in self._pod_views() if p.live]
             ready = [p for p in live if p.ready]
-            if len(ready) >= workload.replicas and self._answers(ready):
-                return self.instances()
-            if time.monotonic() > deadline:
-                detail = "; ".join(_pod_problem(p) for p in live) or "no pod was created"
-                raise DeployTimeout(
-                    f"{len(ready)} of {workload.replicas} pods ready after {timeout_s:g} s "
-                    f"in namespace {self.namespace} ({detail})"
-                )
-            time.sleep(POLL_S)
+            return len(ready) >= workload.replicas and self._answers(ready)
+
+        def failure() -> str:
+            detail = "; ".join(_pod_problem(p) for p in live) or "no pod was created"
+            return (
+                f"{sum(bool(p.ready) for p in live)} of {workload.replicas} pods ready after "
+                f"{timeout_s:g} s in namespace {self.namespace} ({detail})"
+            )
+
+        wait_until(serving, timeout_s, POLL_S, failure, DeployTimeout)
+        return self.instances()
 
     def _answers(self, ready: Sequence[PodView]) -> bool:
         """The Service answers through its NodePort, and (on this host) every pod answers."""
@@ -769,19 +771,12 @@ def remove_run(cluster: Cluster, namespace: str, run_id: str, owns_namespace: bo
 
 
 def _wait_namespace_gone(cluster: Cluster, namespace: str) -> None:
-    deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT_S
-    while True:
+    def gone() -> bool:
         found = cluster.call_unless(
             {404}, f"reading namespace {namespace}", cluster.core.read_namespace, namespace
         )
         if found is None:
-            return
-        if time.monotonic() > deadline:
-            raise TargetError(
-                f"namespace {namespace} still exists {NAMESPACE_GONE_TIMEOUT_S:g} s after its "
-                "deletion (a finalizer, or a node that cannot confirm its pods' end); "
-                "'harness cleanup' tries again"
-            )
+            return True
         # pods the namespace controller deleted with their grace period: end them now
         cluster.call_unless(
             {404},
@@ -790,7 +785,16 @@ def _wait_namespace_gone(cluster: Cluster, namespace: str) -> None:
             namespace,
             grace_period_seconds=0,
         )
-        time.sleep(0.5)
+        return False
+
+    wait_until(
+        gone,
+        NAMESPACE_GONE_TIMEOUT_S,
+        0.5,
+        f"namespace {namespace} still exists {NAMESPACE_GONE_TIMEOUT_S:g} s after its deletion "
+        "(a finalizer, or a node that cannot confirm its pods' end); 'harness cleanup' tries "
+        "again",
+    )
 
 
 def _orphaned(metadata: Any, keep: Set[str], host: str) -> str | None:

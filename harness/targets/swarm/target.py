@@ -87,7 +87,6 @@ import platform
 import re
 import shutil
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
@@ -146,6 +145,7 @@ from harness.targets.swarm.events import (
 )
 from harness.targets.swarm.preflight import swarm_port_check
 from harness.targets.swarm.spec import swarm_spec
+from harness.waiting import wait_until
 
 NS_PER_S = 1_000_000_000
 GWBRIDGE = "docker_gwbridge"
@@ -617,17 +617,20 @@ class SwarmTarget:
     # --- health ------------------------------------------------------------------------------
 
     def wait_healthy(self, timeout_s: float) -> list[Instance]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            problems = self._not_ready()
-            if not problems:
-                return self.instances()
-            if time.monotonic() > deadline:
-                raise DeployTimeout(
-                    f"service {self.service_name} not healthy after {timeout_s:g} s "
-                    f"({'; '.join(problems)})"
-                )
-            time.sleep(0.2)
+        problems: list[str] = []
+
+        def ready() -> bool:
+            problems[:] = self._not_ready()
+            return not problems
+
+        def failure() -> str:
+            return (
+                f"service {self.service_name} not healthy after {timeout_s:g} s "
+                f"({'; '.join(problems)})"
+            )
+
+        wait_until(ready, timeout_s, 0.2, failure, DeployTimeout)
+        return self.instances()
 
     def _not_ready(self) -> list[str]:
         """What still stands between the service and 'every replica serves' (empty: ready)."""
@@ -873,9 +876,7 @@ class SwarmTarget:
         remove_services(self.client, self.run_id)
 
     def _wait_containers_gone(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._container_ids() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: not self._container_ids(), timeout_s, 0.2)
 
     def _remove_labelled(self) -> None:
         """Remove leftovers; an overlay network may be busy for a moment after its service.
@@ -884,15 +885,17 @@ class SwarmTarget:
         that the network is gone (measured: still there right after teardown on a node that
         had been partitioned), so every node's engine is waited for.
         """
-        deadline = time.monotonic() + (5.0 if self.lab is None else LAB_NETWORK_WAIT_S)
-        while True:
+        left: list[str] = []
+
+        def removed() -> bool:
             remove_labelled(self.client, self.run_id)
-            left = self._labelled_networks()
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise TargetError(f"still there after teardown: {', '.join(left)}")
-            time.sleep(0.2)
+            left[:] = self._labelled_networks()
+            return not left
+
+        timeout_s = 5.0 if self.lab is None else LAB_NETWORK_WAIT_S
+        wait_until(
+            removed, timeout_s, 0.2, lambda: f"still there after teardown: {', '.join(left)}"
+        )
 
     def _labelled_networks(self) -> list[str]:
         """The run's networks on the manager and (on the lab) on every node that answers."""
@@ -1008,32 +1011,31 @@ def _remove_lab_orphans(keep: Set[str]) -> list[str]:
         for run_id in sorted(dead)
         for what in remove_services(manager, run_id)
     ]
-    deadline = time.monotonic() + LAB_NETWORK_WAIT_S
-    first = True
-    while True:
-        left: list[str] = []
+    left: list[str] = []
+
+    def swept() -> bool:
+        left.clear()
         for node in info.nodes:
             try:
                 engine = lab_connect(node.url, NODE_TIMEOUT_S)
                 orphaned = orphaned_run_ids(engine) - set(keep)
-                dead |= orphaned
-                done = [
+                dead.update(orphaned)
+                removed.extend(
                     f"{run_id}: removed {what} on {node.name}"
                     for run_id in sorted(orphaned)
                     for what in [*remove_run_chains(run_id), *remove_labelled(engine, run_id)]
-                ]
-                removed += done if first else []
-                left += [
+                )
+                left.extend(
                     f"{run_id}: {what} still on {node.name}"
                     for run_id in sorted(dead)
                     for what in _labelled_on(engine, run_id)
-                ]
+                )
             except (TargetError, docker.errors.DockerException) as exc:
                 left.append(f"lab node {node.name} does not answer ({exc})")
-        first = False
-        if not left or time.monotonic() > deadline:
-            return removed + left
-        time.sleep(0.5)
+        return not left
+
+    wait_until(swept, LAB_NETWORK_WAIT_S, 0.5)
+    return removed + left
 
 
 def _labelled_on(engine: docker.DockerClient, run_id: str) -> list[str]:
