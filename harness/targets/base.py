@@ -251,6 +251,9 @@ class TargetKind:
     may_provide: frozenset[str]
     unit: str = "instance"  # what one replica is called in reports: container, task, pod
     lab: str | None = None  # the kind of lab (harness.labs) it runs on, when it has one
+    # "module:function" that predicts each recovery interval from its timers
+    # (harness.analysis.timers: TimerInputs -> list[Prediction]); None: no rules
+    timers: str | None = None
 
     def target_class(self) -> type[Target]:
         module_name, _, attr = self.target.partition(":")

@@ -25,6 +25,7 @@ TARGET = TargetKind(
     capabilities=capabilities,
     may_provide=ENGINE_ON_THIS_HOST,
     unit="container",
+    timers="harness.analysis.timers.docker:predict",
 )
 
 __all__ = ["TARGET", "DockerSpec", "connect"]

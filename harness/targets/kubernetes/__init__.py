@@ -58,6 +58,7 @@ TARGET = TargetKind(
     may_provide=ON_THIS_HOST | THROUGH_THE_API,
     unit="pod",
     lab="kubernetes",
+    timers="harness.analysis.timers.kubernetes:predict",
 )
 
 __all__ = ["TARGET", "KubernetesSpec", "KubernetesTargetSpec"]

@@ -20,6 +20,7 @@ TARGET = TargetKind(
     capabilities=capabilities,
     may_provide=ENGINE_ON_THIS_HOST,
     unit="container",
+    timers="harness.analysis.timers.podman:predict",
 )
 
 __all__ = ["TARGET", "PodmanSpec"]

@@ -23,6 +23,7 @@ TARGET = TargetKind(
     may_provide=caps.ENGINE_ON_THIS_HOST | {caps.NODES, caps.SWARM_MANAGERS},
     unit="task",
     lab="swarm",
+    timers="harness.analysis.timers.swarm:predict",
 )
 
 __all__ = ["TARGET", "SwarmSpec", "SwarmTargetSpec", "SwarmUpdateSpec"]
