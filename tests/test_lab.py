@@ -427,7 +427,7 @@ def test_a_lab_built_for_a_sigkilled_run_is_taken_down_by_cleanup(
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert "took down the Swarm lab" in done.stdout
+        assert "took down the swarm lab" in done.stdout
     finally:
         if process.poll() is None:
             process.kill()

@@ -92,6 +92,29 @@ def orphaned(status: str, creator: str | None, for_run: bool) -> bool:
     return status != "up" or for_run
 
 
+class LabRecord(Protocol):
+    """What a lab's state file says of who made it and for what."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def creator(self) -> str | None: ...
+    @property
+    def for_run(self) -> bool: ...
+
+
+def down_if_orphaned(
+    state: LabRecord | None, in_use: Callable[[], bool], down: Callable[[], list[str]]
+) -> list[str] | None:
+    """`down()` for an orphaned lab that no live run uses (`in_use`, asked of a lab that is up
+    only); None when the lab is left alone."""
+    if state is None or not orphaned(state.status, state.creator, state.for_run):
+        return None
+    if state.status == "up" and in_use():
+        return None
+    return down()
+
+
 class LabNodesOf(Protocol):
     """How node faults find a lab's nodes: the lab up now, or the one a record names."""
 

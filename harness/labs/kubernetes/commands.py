@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.labs import LabRequest, Progress, StatusView, orphaned
+from harness.labs import LabRequest, Progress, StatusView, down_if_orphaned
 from harness.labs.kubernetes.build import ensure_built
 from harness.labs.kubernetes.lab import KubeLab, KubeLabStatus, core_api
 from harness.labs.kubernetes.state import KubeLabState
@@ -50,11 +50,7 @@ class KubeLabCommands:
 
     def take_down_if_orphaned(self) -> list[str] | None:
         state = self.lab.state()
-        if state is None or not orphaned(state.status, state.creator, state.for_run):
-            return None
-        if state.status == "up" and in_use(state):
-            return None
-        return self.lab.down()
+        return down_if_orphaned(state, lambda: state is not None and in_use(state), self.lab.down)
 
 
 def _pid(pid: int | None) -> str:

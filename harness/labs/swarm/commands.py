@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.labs import LabRequest, Progress, StatusView, orphaned
+from harness.labs import LabRequest, Progress, StatusView, down_if_orphaned
 from harness.labs.swarm.lab import Lab, LabState, connect
 from harness.specs import LabSpec, TargetSpec
 from harness.targets import target_spec
@@ -73,11 +73,7 @@ class SwarmLabCommands:
 
     def take_down_if_orphaned(self) -> list[str] | None:
         state = self.lab.state()
-        if state is None or not orphaned(state.status, state.creator, state.for_run):
-            return None
-        if state.status == "up" and in_use(state):
-            return None
-        return self.lab.down()
+        return down_if_orphaned(state, lambda: state is not None and in_use(state), self.lab.down)
 
 
 def in_use(state: LabState) -> bool:

@@ -380,3 +380,28 @@ def remove_orphaned_runs(client: docker.DockerClient, keep: Set[str]) -> list[st
         for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
     ]
     return removed + remove_orphaned_chains(keep, orphaned)
+
+
+class ActsThroughEngine:
+    """The Target protocol's six instance actions, done by `self.actions` (mixed into the
+    targets whose instances are containers of Docker engines: Docker, Podman, Swarm)."""
+
+    actions: ContainerActions
+
+    def kill_instance(self, instance: Instance, signal: str) -> None:
+        self.actions.kill(instance, signal)
+
+    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
+        self.actions.stop(instance, timeout_s)
+
+    def start_instance(self, instance: Instance) -> None:
+        self.actions.start(instance)
+
+    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
+        self.actions.restart(instance, timeout_s)
+
+    def pause_instance(self, instance: Instance) -> None:
+        self.actions.pause(instance)
+
+    def unpause_instance(self, instance: Instance) -> None:
+        self.actions.unpause(instance)

@@ -45,6 +45,7 @@ from harness.targets.base import (
 from harness.targets.docker.engine import (
     SUBNET_POOL,
     VIP_HOST,
+    ActsThroughEngine,
     ContainerActions,
     DockerEventStream,
     address_on,
@@ -69,7 +70,7 @@ from harness.targets.service_vip import VirtualService, remove_run_chains
 from harness.waiting import wait_until
 
 
-class DockerTarget:
+class DockerTarget(ActsThroughEngine):
     """Replicas as containers on the local (or given) Docker engine."""
 
     kind = "docker"
@@ -309,25 +310,7 @@ class DockerTarget:
         except docker.errors.APIError as exc:
             raise TargetError(f"cannot subscribe to the engine's events: {exc}") from exc
 
-    # --- engine-side actions (faults use these) ----------------------------------------------
-
-    def kill_instance(self, instance: Instance, signal: str) -> None:
-        self.actions.kill(instance, signal)
-
-    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
-        self.actions.stop(instance, timeout_s)
-
-    def start_instance(self, instance: Instance) -> None:
-        self.actions.start(instance)
-
-    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
-        self.actions.restart(instance, timeout_s)
-
-    def pause_instance(self, instance: Instance) -> None:
-        self.actions.pause(instance)
-
-    def unpause_instance(self, instance: Instance) -> None:
-        self.actions.unpause(instance)
+    # --- engine-side actions (faults use these): ActsThroughEngine -------------------------------
 
     # --- one address for the workload -----------------------------------------------------
 

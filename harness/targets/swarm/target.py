@@ -115,6 +115,7 @@ from harness.targets.base import (
     owner_label_value,
 )
 from harness.targets.docker.engine import (
+    ActsThroughEngine,
     ContainerActions,
     connect,
     data_root_at,
@@ -285,7 +286,7 @@ class SlotRouter:
             self.enabled = False
 
 
-class SwarmTarget:
+class SwarmTarget(ActsThroughEngine):
     """The workload as a replicated Swarm service on the local (or given) engine; the Docker
     engine's own work (labels, actions on a container, the engine's description) is done by
     harness.targets.docker.engine, on the engine of the instance's node."""
@@ -761,24 +762,6 @@ class SwarmTarget:
         if container.labels.get(RUN_LABEL) != self.run_id:
             raise TargetError(f"{instance.name} is not labelled with run {self.run_id}")
         return container
-
-    def kill_instance(self, instance: Instance, signal: str) -> None:
-        self.actions.kill(instance, signal)
-
-    def stop_instance(self, instance: Instance, timeout_s: float) -> None:
-        self.actions.stop(instance, timeout_s)
-
-    def start_instance(self, instance: Instance) -> None:
-        self.actions.start(instance)
-
-    def restart_instance(self, instance: Instance, timeout_s: float) -> None:
-        self.actions.restart(instance, timeout_s)
-
-    def pause_instance(self, instance: Instance) -> None:
-        self.actions.pause(instance)
-
-    def unpause_instance(self, instance: Instance) -> None:
-        self.actions.unpause(instance)
 
     def _container_ids(self) -> list[str]:
         """The run's containers on every engine, listed without inspecting each."""
