@@ -25,7 +25,7 @@ from harness.analysis.compare import (
     judge,
     load_runs,
     permutation_p_value,
-    read_summary,
+    read_run_summary,
 )
 from harness.analysis.thresholds import Check, Threshold, parse_thresholds, regression_checks
 from harness.cli_compare import Gates, compare, compare_command
@@ -539,7 +539,7 @@ def test_trials_directories_are_accepted_as_runs(tmp_path: Path) -> None:
 def measured_as(run_dir: Path, routing: str | None, window_s: float | None) -> Path:
     """The run's summary rewritten as if its load took `routing` and its analysis used a
     `window_s` window (None: a summary from before the field was recorded)."""
-    read_summary(run_dir)  # computed and written
+    read_run_summary(run_dir)  # computed and written
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     load, analysis = summary["load"], summary["analysis"]
     load.pop("routing", None)

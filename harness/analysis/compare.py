@@ -220,11 +220,6 @@ def read_run_summary(run_dir: Path) -> Summary:
     return load_summary(path)
 
 
-def read_summary(run_dir: Path) -> dict[str, object]:
-    """`read_run_summary` as decoded JSON, for readers not yet on the model."""
-    return read_run_summary(run_dir).as_json()
-
-
 def read_labels(run_dir: Path) -> dict[str, str]:
     """The manifest's "labels" object (empty when there is no manifest or no labels)."""
     try:
