@@ -6,10 +6,11 @@ every request goes to the next endpoint in a round-robin, each user starting at 
 when a replica dies, its share of the requests fails, as users behind client-side balancing see.
 Every request carries ``context={"endpoint": <name>}`` so that recorder.py logs the replica.
 
-Settings come from the environment (set by harness/load.py): CHAOS_HARNESS_ENDPOINTS, _PATHS,
-_WAIT, _TIMEOUT_S, _SEED, _RATE, _USERS, _CONNECTIONS (keep_alive, with a fresh connection after
-any error; or per_request), _SOURCE_PORTS (rotate: see source_ports.py; or kernel) and
-_PROCESSES; each is described in docs/LOAD.md, The default locustfile.
+Settings come from the environment (set by harness/load.py; each described in docs/LOAD.md,
+The default locustfile): CHAOS_HARNESS_ENDPOINTS, CHAOS_HARNESS_PATHS, CHAOS_HARNESS_WAIT,
+CHAOS_HARNESS_TIMEOUT_S, CHAOS_HARNESS_SEED, CHAOS_HARNESS_RATE, CHAOS_HARNESS_USERS,
+CHAOS_HARNESS_CONNECTIONS (keep_alive, a fresh connection after any error; or per_request),
+CHAOS_HARNESS_SOURCE_PORTS (rotate, see source_ports.py; or kernel), CHAOS_HARNESS_PROCESSES.
 
 Open loop: each user sends one request every USERS / RATE seconds, at a random phase drawn at
 its start, so all users make RATE per second whatever the latency (the harness starts enough

@@ -6,9 +6,9 @@
 - start -> ready: the readiness probe runs when the kubelet sees the new container, else at
   its next period tick, so within period + timeout; `failureThreshold` failures in a row make
   it not ready.
-- node down: the node lifecycle controller marks a node Unknown once node-monitor-grace-period
-  passed since its last lease renewal (renewed every quarter of the lease, 10 s), seen at its
-  next monitor pass: down (grace - renew, grace + 2 periods] after the cut.
+- node down: the node lifecycle controller notes lease renewals at its monitor passes (every
+  5 s) and marks a node Unknown once node-monitor-grace-period (50 s default) passed since the
+  last; the kubelet renews every 10 s: down (grace - renew, grace + 2 periods] after the cut.
 - replacement: the unreachable taint's toleration (300 s default) runs out, then the pod is
   deleted and its ReplicaSet replaces it; a drain evicts at once.
 - kube-proxy applies an endpoint change within its minSyncPeriod (1 s); the harness does not
