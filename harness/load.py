@@ -3,49 +3,21 @@
 The harness never imports locust (importing it monkey-patches the process with gevent, which
 would reach the Docker and Kubernetes clients). It runs ``python -m locust`` from the same
 interpreter, headless, with the user's locustfile (or the bundled default) and
-harness/locust/recorder.py loaded side by side (``-f <locustfile>,<recorder.py>``); the recorder
-appends every request to a per-process file in the plan's record directory.
+harness/locust/recorder.py loaded side by side; the recorder appends every request to a
+per-process file in the plan's record directory (LoadRun: start() on enter, stop() on exit).
 
-    plan = LoadPlan(users=20, spawn_rate=20, duration_s=60,
-                    endpoints=(("web-1", "http://172.30.5.2:8080"),), record_dir=run_dir / "load")
-    with LoadRun(plan) as run:          # start() on enter, stop() on exit, always
-        while not run.wait(timeout=1):
-            print(run.poll_progress())
-    write_requests_parquet(collect_requests(plan.record_dir), run_dir / "requests.parquet")
+Where the load goes: ``--host`` is the target's service address (`LoadPlan.host`), which Locust
+lets win over a user class's ``host``, so any locustfile loads the target unchanged; the
+bundled one spreads requests over `endpoints` itself when routing is per_instance. Connections,
+closed or open loop (`rate_per_s`) and the source ports are the bundled locustfile's policy
+(harness/locust/).
 
-Where the load goes: Locust gets the target's service address as ``--host`` (`LoadPlan.host`:
-one URL that reaches the workload as a whole). Locust's own rule makes ``--host`` win over a
-user class's ``host`` attribute (its runner sets ``user_class.host = environment.host`` when a
-host is given), so a locustfile written for another host, Locust's examples included, loads the
-target unchanged. The bundled locustfile sends every request there too, unless `endpoints`
-lists the replicas' own addresses (routing per_instance): then it spreads requests round-robin
-over them itself (each user at its own offset), so every request's replica is known.
-
-Connections (the bundled locustfile's policy, the same on every target): `connections`
-keep_alive or per_request; after any error a fresh connection; every new connection from the
-least recently used source port of the process's share, never from one whose connection timed
-out (harness/locust/source_ports.py: one host stands for many users, and a node's conntrack
-keeps an unanswered connection's NAT decision for a reused source port).
-`attribution_header`: the response header that names the replica that served a request
-(recorded as served_by, for any locustfile).
-
-Closed or open loop: by default each user sends its next request when the last one completed
-(closed loop: a user waiting on a dead replica sends nothing meanwhile). With `LoadPlan.rate_per_s`
-the bundled locustfile keeps a fixed arrival schedule instead (open loop, as wrk2 and k6's
-arrival-rate executors do): each of the `users` sends one request every users / rate seconds at
-its own phase, and a turn missed while a request was still running is skipped, never made up.
-
-Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` runs a master bound to
-127.0.0.1 on a free port plus N worker processes. Each starts in its own session, so a Ctrl-C at
-the harness's terminal reaches only the harness, which then stops them by PID (SIGTERM, then
-SIGKILL after a grace period). Locust's stdout and stderr go to ``locust-<role>.log`` in the
-record directory; the master (or the local process) also writes Locust's own final totals to
-``locust-stats.json`` (see `LoadRun.locust_totals`). Inherited ``LOCUST_*`` variables are
-dropped so that a run depends on its plan only (``extra_env`` may set them again), and the
-processes run in the record directory so no stray locust.conf is read.
-
-Record files: see the docstring of harness/locust/recorder.py (a header line, then one
-tab-separated line per request: ok, start_ns, latency_ms, name, endpoint, error, served_by).
+Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` a master on
+127.0.0.1 plus N workers. Each starts in its own session, so a Ctrl-C reaches only the harness,
+which stops them by PID (SIGTERM, then SIGKILL). Logs and Locust's own totals
+(``locust-stats.json``) go to the record directory, where the processes run (no stray
+locust.conf); inherited ``LOCUST_*`` variables are dropped. The long form, with an example:
+docs/LOAD.md, Load.
 """
 
 from __future__ import annotations

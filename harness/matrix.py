@@ -2,29 +2,19 @@
 
 `harness matrix` is the general case; trials (`run --repeat N`, harness.trials) are a matrix of
 one scenario on one target. Both go through this module: the plan, the check before anything
-runs, the ledger, the loop (harness.campaign); only the summing up differs.
-
-    results/matrix-<time>-<hex>/ (trials: results/<scenario>-trials-<time>-<hex>/)
-        matrix.json (trials.json) the ledger (harness.ledger), rewritten after each run
-        <run-id>/                 one run directory per run
-        comparison.json           the matrix's rankings (harness.analysis.matrix); trials:
-                                  aggregate.json (harness.analysis.aggregate)
-        report.html               the report, figures/ beside it
+runs, the ledger (matrix.json / trials.json, rewritten after each run), the loop
+(harness.campaign); only the summing up differs.
 
 Order (a decision): repetition by repetition; within one, scenario by scenario, every target
-once, the targets' order rotated by one each repetition (docker, podman, swarm; then podman,
-swarm, docker...), and the scenarios' order too. Machine drift (a build heating the CPU, a
-cache warming up) then spreads over every target and scenario instead of favouring the one
-that always runs first or last. Two scenarios on one target make a before/after experiment
-run alternately: `harness matrix before.yaml after.yaml --targets swarm --repeat 5`.
+once, the targets' and the scenarios' order rotated by one each repetition, so machine drift
+spreads over every target and scenario instead of favouring the one that always runs first.
 
 Seeds: repetition r runs with seed base + r - 1 on every target (base: --seed, else the
 scenario's seed, else random), so within a repetition every target gets the same random
-choices (the same replica killed by a `count: 1` selection) and repetitions differ.
+choices and repetitions differ.
 
-Every (scenario, target) pair is checked before anything runs (the scenario is valid for
-the target, this machine can inject its faults): a campaign that cannot finish is refused up
-front, with every problem at once.
+Every (scenario, target) pair is checked before anything runs: a campaign that cannot finish
+is refused up front, with every problem at once. The directory layout: docs/RUNS.md, Campaigns.
 """
 
 from __future__ import annotations

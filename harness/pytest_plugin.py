@@ -1,30 +1,19 @@
 """pytest plugin: keep resilience checks beside your tests (entry point `pytest11`).
 
-Installed with chaos-harness, it gives every test the `chaos_run` fixture: it runs a scenario
-for real (deploy, load, faults, revert, teardown, analysis) and returns its summary to assert
-on:
-
-    from pathlib import Path
-
-    SCENARIO = Path(__file__).parent / "scenarios" / "checkout-crash.yaml"
+The `chaos_run` fixture runs a scenario for real (deploy, load, faults, revert, teardown,
+analysis) and returns its summary to assert on:
 
     def test_checkout_survives_a_crash(chaos_run):
         summary = chaos_run(SCENARIO, overrides={"load": {"duration": "20s"}})
-        assert summary.passed, summary.verdict          # every SLO of the scenario met
-        crash = summary.fault("f1")
-        assert crash.recovered and crash.ttr_s < 5.0
-        assert summary.phase("after").error_rate < 0.01
+        assert summary.passed, summary.verdict
+        assert summary.fault("f1").ttr_s < 5.0
 
 `chaos_run(scenario, *, target=None, seed=None, overrides=None, labels=None)`: `scenario` is a
-path or a mapping (the scenario itself); `overrides` are merged into it before it is validated
-(mappings merge key by key, anything else replaces: a `faults` list replaces the scenario's);
-`target` replaces the target kind as `harness run --target` does. A run that does not complete
-(the engine refused, a deploy timed out) fails the test with the run's error; Ctrl-C during a
-run cleans up and stops the session. Each run's directory is attached to the test's report
-(user property `chaos_run_dir`, which pytest's --junitxml writes).
-
-Options: `--chaos-out DIR` keeps the run directories there (default: under pytest's temporary
-directory); `--chaos-target KIND` runs every scenario on that target (for a CI matrix).
+path or a mapping; `overrides` are merged into it before it is validated (mappings key by key,
+anything else replaces); `target` replaces the target kind. A run that does not complete fails
+the test with its error; Ctrl-C cleans up and stops the session. Each run's directory is the
+test's user property `chaos_run_dir`. Options: `--chaos-out DIR`, `--chaos-target KIND`. The
+long form: docs/RUNS.md, The pytest plugin.
 """
 
 from __future__ import annotations

@@ -2,37 +2,23 @@
 
 Everything the run starts is stopped in `finally`: outstanding faults are reverted from the
 undo log, Locust processes are stopped by their PIDs, and every labelled object is removed,
-on success, on error, on Ctrl-C and on SIGTERM.
+on success, on error, on Ctrl-C and on SIGTERM. A run ends `completed`, `aborted` (SIGINT or
+SIGTERM: signal, instant and phase in the manifest's `abort`) or `failed` (`error`, `failure`).
 
-How a run ends (the words are harness.results'): `completed`; `aborted` by SIGINT or SIGTERM
-(the signal, its instant and the phase it fell in are kept in the manifest's `abort`); or
-`failed` with the reason in `error` and `failure` (a target, fault or load error, an engine that
-stopped answering, a bug). Signals:
-- SIGINT and SIGTERM are caught from the first line of `run()`: the first one stops the run
-  where it is and cleanup follows; signals during cleanup are noted, not obeyed, so a second
-  Ctrl-C cannot cut a revert short (SIGKILL still can: the leases and `harness cleanup` are
-  there for that);
-- short critical sections (starting the Podman service, the Locust processes with their pid
-  file, a lease, an undo-log line) hold a signal until they are done, so nothing is started
-  without being recorded;
-- Locust processes get a parent-death signal, so they end with a harness that is SIGKILLed.
+Signals: SIGINT and SIGTERM are caught from the first line of `run()`; the first stops the run
+where it is, later ones during cleanup are noted, not obeyed, so a revert is never cut short.
+Short critical sections (the Podman service, Locust with its pid file, a lease, an undo-log
+line) hold a signal until done, so nothing is started without being recorded.
 
-The engine: `EngineWatch` asks the target's engine for a sign of life every 2 s (targets that
-offer `engine_answers()`), and the event stream is watched for an end the run did not ask for.
-An engine silent for `RunOptions.engine_silence_s` fails the run with the reason; so does an
-event stream that ended while the engine does not answer, or answers from another process
-(a restart: targets that offer `engine_identity()`); a stream the engine ended for its own
-reasons while it runs on is taken over by a new subscription from its last event (Podman 4.3
-ends one now and then; an `events_resumed` event says so). Cleanup then gets a bounded time for
-what needs a lost engine (reverts, teardown), and the rest is left to the leases and
-`harness cleanup`.
+The engine: `EngineWatch` asks the target's engine for a sign of life every 2 s; an engine
+silent for `RunOptions.engine_silence_s`, or an event stream that ended while the engine is
+gone or restarted, fails the run; a stream the engine ended on its own while it runs on is
+taken over from its last event (`events_resumed`). Cleanup then gets a bounded time.
 
-When a fault happened: each injection and each revert gets a fresh `ActionClock`; the fault
-marks the instant of its action (the signal sent, the rule inserted) after its preparation, and
-that instant is the event's time (t0), falling back to the instant before `apply` / `revert`
-for a fault that never marks. The events carry measured durations: `apply_s` (how long the
-fault's own work took) on `fault_inject`, `active_s` (revert action - injection action) on
-`fault_revert`.
+When a fault happened: each injection and revert gets a fresh `ActionClock`; the instant the
+fault marks for its action is the event's time (t0), else the instant before `apply` /
+`revert`; `fault_inject` carries `apply_s`, `fault_revert` `active_s`. The long form:
+docs/RUNS.md, The runner.
 """
 
 from __future__ import annotations

@@ -1,31 +1,18 @@
 """Trials of one scenario on one target, summed up: `aggregate.json` of a trials directory.
 
 A trials directory (written by harness.trials) holds one run directory per trial and
-`trials.json`, the ledger of what was planned and how each trial ended. The aggregate:
+`trials.json`, the ledger of what was planned and how each trial ended. The aggregate lists
+every planned trial (`trials[]`, with its status and whether it is `included`); only trials
+that completed with a healthy baseline (passed or slo_violated) are included: the others are
+listed, never averaged in.
 
-- `trials[]`: every planned trial: `index`, `run_id`, `run_dir`, `status` (the run's summary
-  status: passed, slo_violated, baseline_broken; or failed, aborted, analysis_failed,
-  not_run), `included`, `reason`. Only trials that completed with a healthy baseline (passed or
-  slo_violated) are included: a trial that failed to run, was interrupted, could not be
-  analysed or had a broken baseline is listed, never averaged in.
-- `faults[]`, per fault occurrence id (`f1`, `f1#2`) and kind, over the included trials:
-  `trials`, `visible_impact`, `no_impact`, `unmeasured`, `recovered`, `unrecovered` (run ids),
-  `impact_note` ("2 of 5 had no visible impact"), `responses` (what the orchestrator did, and
-  in how many trials), and per metric (ttd_s, ttr_s, failed_requests, availability, the
-  orchestrator's intervals, the cluster's view, response_s) `n`, `median`, `min`, `max`,
-  `q1`, `q3` (the spread of the middle half), `median_ci95` {`low`, `high`, `coverage`,
-  `reaches_95`} (order statistics: with 5 trials or fewer no interval reaches 95 %; the
-  coverage says what [min, max] holds), `values`. ttr_s is over the recovered trials only, ttd_s
-  over those with a visible impact: a trial without visible impact is counted apart, never
-  as a 0 s recovery.
-- `phases`: per phase (baseline, fault, recovery, after) and metric (p50_ms, p95_ms, p99_ms,
-  error_rate, throughput_rps), the same statistics over the included trials (a trial's
-  percentile from fewer requests than it needs is left out: a p99 needs 100);
-- `pooled_latency_ms`: per phase, p50/p95/p99 over every included trial's successful requests
-  that started in the phase ({`value`, `n`, `reason`}: null with the reason below the count).
-- `slo`: per check name, how many included trials passed, failed or had no data.
-- `status`: aborted (stopped by a signal), failed (a trial failed to run or could not be
-  analysed), slo_violated (a trial violated an SLO or had a broken baseline), else passed.
+Over the included trials: per fault occurrence and kind (`faults[]`) the impact counts, the
+orchestrator's responses and, per metric, n, median, min, max, quartiles, values and
+`median_ci95` (order statistics: its `coverage` says what it really holds); ttr_s is over the
+recovered trials only, ttd_s over those with a visible impact (no impact is counted apart,
+never as a 0 s recovery). Per phase the same statistics (a trial's percentile from too few
+requests is left out), `pooled_latency_ms` over every included request, `slo` counts per
+check, and the `status` of the whole. Every field: docs/METRICS.md, Trials.
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
 """A matrix directory read back: every scenario's runs compared across targets, and ranked.
 
-`load_matrix(root)` reads the ledger (harness.ledger: `matrix.json`, or a trials directory's
-`trials.json`) and each run's summary, and returns a `Matrix`: per scenario, a `Comparison`
-by target (harness.analysis.compare) of the runs that completed with a healthy baseline, and
-per fault a `Ranking`:
-
-- order: fewest unrecovered runs first, then the lowest median time to recover (ttr_s);
-- per pair of neighbours in that order (and the leader against every other): the difference of
-  the medians, its interval (a bootstrap 95 % one from 5 recovery times per target, else the
-  ranges with their real confidence), the exact permutation test of the ranks when each target
-  has 4 recovery times or more (the fewest that can reach p < 0.05), and how many of the
-  pairings of a run of one with a run of the other the faster won (no test needed to read
-  "9 of 9"); a censored run (the data ended first) counts as "at least x s";
-- `rank_shares`: how often each target comes 1st, 2nd... when each target's runs are resampled
-  (a bootstrap of the ranking); with few runs it understates the uncertainty.
-- `tied_with_next`: the gap to the next target is not significant (or untested): the report
-  says the two could not be told apart.
-
-Runs that failed, were interrupted, or had a broken baseline are listed (`excluded`), never
-compared.
+`load_matrix(root)` reads the ledger (`matrix.json`, or a trials directory's `trials.json`)
+and each run's summary, and returns a `Matrix`: per scenario, a `Comparison` by target
+(harness.analysis.compare) of the runs that completed with a healthy baseline, and per fault
+a `Ranking`: fewest unrecovered runs first, then the lowest median ttr_s; per pair of
+neighbours (and the leader against every other) the difference of the medians with its
+interval, the exact permutation test when each target has 4 recovery times or more, and how
+many pairings of runs the faster won (a censored run counts as "at least x s");
+`rank_shares` (a bootstrap of the ranking) and `tied_with_next` (the gap to the next target is
+not significant or untested). Runs that failed, were interrupted, or had a broken baseline are
+listed (`excluded`), never compared. The long form: docs/METRICS.md, Matrices.
 """
 
 from __future__ import annotations

@@ -2,28 +2,19 @@
 
 A `Stream` is one kind of observation (requests, or probes) placed by completion, sorted, with
 cumulative failures so that any window's counts are two binary searches. `RunObservations`
-holds the run's requests and probes with their replica (a request's `endpoint`, a probe's
-`instance`) as integer codes, so selecting a fault's share is one vectorised mask.
+holds the run's requests and probes with their replica as integer codes, so selecting a
+fault's share is one vectorised mask.
 
-Attribution (the `view` of a fault):
-- `instance`: the load spread itself over the replicas (the bundled locustfile's client-side
-  round robin names each request's replica), so a fault is measured on the requests sent to
-  its target instances and on the probes of those instances;
-- `service`: the requests went through a shared address (Locust's --host: a Kubernetes
-  Service, the iptables-balanced address of Docker and Podman, or a user's locustfile), so
-  which replica served one is unknown; the fault is measured on every such request and on the
-  probes of its targets.
-A request's replica is known when its endpoint names an instance of the run (the manifest's
-load endpoints, the probed instances, the faults' targets). Two faults share observations when
-both are measured on the service stream or their targets intersect.
+Attribution (the `view` of a fault): `instance` when the load spread itself over the replicas
+(each request's replica is known): the fault is measured on the requests sent to its targets
+and their probes; `service` when the requests went through a shared address: on every such
+request and on the probes of its targets. Two faults share observations when both are on the
+service stream or their targets intersect.
 
 Who served a request through the service: when the workload names its replica in a response
-header (`load.attribution_header`; the demo's X-Served-By: its hostname), the request's
-`served_by` holds the value, and `instance_hostnames` maps it to the instance from the engine's
-events (the instance's own name, which Docker, Podman and Swarm set as the hostname; a pod's
-name; a container id's first 12 characters, Docker's default hostname). `served` then holds the
-requests with a known server; a failure without a response, and a value no instance claims,
-stay unattributed.
+header (`load.attribution_header`), `served_by` is mapped to the instance by
+`instance_hostnames` (from the engine's events); a failure without a response, and a value no
+instance claims, stay unattributed. The long form: docs/METRICS.md, Observations.
 """
 
 from __future__ import annotations

@@ -1,28 +1,17 @@
 """What the orchestrator did about a fault, in one word per instance: from its own events.
 
-For each target instance of a fault, between the fault's injection and the next fault on the
-same instance (or the end of the data), the engine's events say:
+For each target instance, between the fault's injection and the next fault on the same
+instance (or the end of the data), the engine's events say: `replaced` (a new task id, pod uid
+or container id took its place), `restarted_in_place` (the same unit started again),
+`not_restarted` (it died and nothing came back), `kept_running` (it never died nor was
+replaced), or `unknown` (no event at all, of any instance, after the injection: the event
+stream was lost, so silence says nothing). The unit is named after the target (container,
+task, pod); `action` over the instances is the one they share, else `mixed`.
 
-- `replaced`: a new unit took the instance's place: a Swarm task with a task id not seen
-  before the fault, a Kubernetes pod with a new pod uid, or a container created with a new id;
-- `restarted_in_place`: the same unit was started again: Docker's and Podman's restart
-  policy (the same container id), or the kubelet restarting a container inside the same pod;
-- `not_restarted`: it died and nothing came back;
-- `kept_running`: it never died and was not replaced (a partition, latency, a paused
-  container: the orchestrator had nothing to do, or did not notice);
-- `unknown`: the engine reported no event at all, of any instance, after the injection: its
-  event stream was lost, so silence says nothing (seen once with a Podman API service).
-
-The unit is named after the target (container for Docker and Podman, task for Swarm, pod for
-Kubernetes), so the matrix report can put "restarted the same container in place" beside
-"replaced the task with a new one" and what users saw. `action` over the instances is the one
-they share, else `mixed`.
-
-Through the service, when the workload names the replica that served each request (see
-harness.analysis.observations), `served_through_service` says what users got from each target:
-how many successes it served in the fault's window, and the first success it served among the
-requests sent once the outage began (its return to users, beside the engine's restart or
-replacement); None when no request names its server.
+Through the service, when the workload names the replica that served each request,
+`served_through_service` says how many successes each target served in the fault's window and
+the first it served once the outage began; None when no request names its server. The long
+form: docs/METRICS.md, Responses.
 """
 
 from __future__ import annotations

@@ -2,40 +2,20 @@
 
 Loaded by Locust (``python -m locust -f default_locustfile.py,recorder.py``), never imported by
 the harness. The Docker engine has no load balancer, so the users balance on the client side:
-every request goes to the next endpoint in a round-robin, each user starting at its own offset.
-When a replica dies, its share of the requests fails; that is what users behind client-side
-balancing see.
+every request goes to the next endpoint in a round-robin, each user starting at its own offset;
+when a replica dies, its share of the requests fails, as users behind client-side balancing see.
+Every request carries ``context={"endpoint": <name>}`` so that recorder.py logs the replica.
 
-Settings come from the environment (the harness sets them; see harness/load.py):
-
-    CHAOS_HARNESS_ENDPOINTS  JSON [{"name": "web-1", "url": "http://172.30.5.2:8080"}, ...];
-                             unset or empty: the --host URL is the only endpoint
-    CHAOS_HARNESS_PATHS      JSON [{"path": "/", "name": "/", "weight": 1}, ...];
-                             default [{"path": "/", "weight": 1}]
-    CHAOS_HARNESS_WAIT       seconds between a user's requests, constant; default 0 (closed loop)
-    CHAOS_HARNESS_TIMEOUT_S  connection and network timeout in seconds; default 2.0
-    CHAOS_HARNESS_SEED       seed of the per-user weighted path choice; default 0
-    CHAOS_HARNESS_RATE       open loop: total requests per second on a fixed schedule; 0 or
-                             unset: closed loop (CHAOS_HARNESS_WAIT applies)
-    CHAOS_HARNESS_USERS      the total number of users (all workers), to pace each one
-    CHAOS_HARNESS_CONNECTIONS keep_alive (default): each user keeps its connection open while
-                             the server allows it (the demo's busybox httpd closes every one)
-                             and opens a fresh one after any error (a timed-out or broken
-                             socket is closed, never reused); per_request: a new connection
-                             for every request ("Connection: close")
-    CHAOS_HARNESS_SOURCE_PORTS rotate (default): every new connection from the least recently
-                             used source port, never one whose connection timed out (see
-                             source_ports.py); kernel: the kernel's choice
-    CHAOS_HARNESS_PROCESSES  the number of load-generating processes (source port shares)
+Settings come from the environment (set by harness/load.py; each described in docs/LOAD.md,
+The default locustfile): CHAOS_HARNESS_ENDPOINTS, CHAOS_HARNESS_PATHS, CHAOS_HARNESS_WAIT,
+CHAOS_HARNESS_TIMEOUT_S, CHAOS_HARNESS_SEED, CHAOS_HARNESS_RATE, CHAOS_HARNESS_USERS,
+CHAOS_HARNESS_CONNECTIONS (keep_alive, a fresh connection after any error; or per_request),
+CHAOS_HARNESS_SOURCE_PORTS (rotate, see source_ports.py; or kernel), CHAOS_HARNESS_PROCESSES.
 
 Open loop: each user sends one request every USERS / RATE seconds, at a random phase drawn at
-its start, so the arrivals of all users make RATE per second whatever the latency (as long as
-a request ends before the user's next turn: the harness starts enough users for its timeout).
-A turn missed because the previous request was still running is skipped, not made up: that
-load never happened, and the achieved rate shows it.
-
-Every request carries ``context={"endpoint": <name>}`` so that recorder.py logs which replica
-served it.
+its start, so all users make RATE per second whatever the latency (the harness starts enough
+users for its timeout). A turn missed because the previous request was still running is
+skipped, not made up: that load never happened, and the achieved rate shows it.
 """
 
 from __future__ import annotations

@@ -1,47 +1,22 @@
 """Records every Locust request to a per-process file; loaded next to the user's locustfile.
 
 The harness starts Locust as ``python -m locust -f <locustfile>,<this file> ...``; Locust imports
-each file of the comma-separated list, so the listeners below join the run whatever the user's
-locustfile is. The harness never imports this module (importing locust patches the process
-with gevent).
-
-A user's own locustfile gets the same recording without any change. To spread its requests over
-the replicas as the bundled default does, it reads the endpoints itself and names the one it
-used in the request context, for example::
-
-    ENDPOINTS = [(e["name"], e["url"]) for e in json.loads(os.environ["CHAOS_HARNESS_ENDPOINTS"])]
-
-    class MyUser(FastHttpUser):
-        host = ENDPOINTS[0][1]
-
-        @task
-        def index(self):
-            name, url = random.choice(ENDPOINTS)
-            self.client.get(url + "/", name="/", context={"endpoint": name})
-
-Without ``context["endpoint"]`` a request's endpoint is the host:port of its URL.
+each file of the list, so the listeners below join the run whatever the user's locustfile is.
+The harness never imports this module (importing locust patches the process with gevent). A
+user's locustfile that spreads its own requests names the endpoint it used in the request
+context (``context={"endpoint": name}``), else a request's endpoint is its URL's host:port.
 
 Record files (CHAOS_HARNESS_RECORD_DIR, one per load-generating process; a distributed master
-records nothing since its workers make the requests): ``requests-<pid>.tsv``, UTF-8, written in
-whole lines. The first line is a header, then one line per request::
+records nothing): ``requests-<pid>.tsv``, UTF-8, whole lines, a header
+(``#chaos-harness-requests v2 worker=<index> pid=<pid>``) then one line per request: ok, start_ns,
+latency_ms, name, endpoint, error (exception class, ``HTTP <code>`` or ``timeout``) and
+served_by (the CHAOS_HARNESS_ATTRIBUTION_HEADER response header), tab-separated. Exceptions
+raised by user code are counted into ``user-errors-<pid>.tsv`` on quit.
 
-    #chaos-harness-requests v2 worker=<index> pid=<pid>
-    <ok 1|0> TAB <start_ns> TAB <latency_ms> TAB <name> TAB <endpoint> TAB <error or empty>
-        TAB <served_by or empty>
-
-Tabs, CR and LF inside name, endpoint, error and served_by are replaced by spaces. ``error`` is
-short: the exception class name (``ConnectionRefusedError``), ``HTTP <code>`` for a bad status,
-or ``timeout``. ``served_by`` is the value of the response header CHAOS_HARNESS_ATTRIBUTION_HEADER
-names (the demo workload's ``X-Served-By``: the replica's hostname), empty when that is unset,
-when there was no response, or when the response did not carry the header.
-
-Exceptions raised by user code (a broken task, not a failed request) are counted into
-``user-errors-<pid>.tsv`` on quit: lines of ``<count> TAB <ExceptionType: message>``.
-
-Hot path: the request listener appends one tuple to a list. A greenlet formats and writes the
-list every 0.5 s; test_stop, quitting and quit flush too, quit last (after the users are gone).
-The first request is written as soon as it completes: the harness takes the load's start from
-it (`harness.load.first_request_ns`), so the fault timeline starts at real load.
+Hot path: the request listener appends one tuple to a list; a greenlet writes the list every
+0.5 s, and test_stop, quitting and quit flush too. The first request is written as soon as it
+completes: the harness takes the load's start from it (`harness.load.first_request_ns`). The
+full format and an example locustfile: docs/LOAD.md, The recorder.
 """
 
 from __future__ import annotations

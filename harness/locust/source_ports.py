@@ -4,28 +4,20 @@ no answer (a timeout, or an ICMP unreachable from a router on the way) is not us
 the run.
 
 Why: one load host stands for many users, and a real user never opens a connection from the
-source port of one that just went unanswered. Left to the kernel, a host opening hundreds of
-connections a second toward one address comes back to the same source ports within seconds
-(Linux steps through the range from a per-destination offset, with small random strides). On
-the path through a Kubernetes Service, node conntrack keeps an unanswered connection's NAT
-decision (SYN_SENT [UNREPLIED], 120 s from its first SYN) and kube-proxy clears it for UDP
-only: a new connection from that source port matches the old entry (no new NAT decision) and
-goes to the pod it went to before, even once that pod has left the endpoints and the rules.
-Measured on the 3-node lab with a node cut off (bench/node_loss.py): every one of the 105
-connections that failed after kube-proxy dropped the cut pod came from a port whose previous
-connection had failed during the cut (3-52 s earlier), none created a conntrack entry on the
-entry node, and 0 of 14311 connections from other ports failed. Kubernetes' maintainers rely
-on TCP clients retrying from new source ports (kubernetes/kubernetes#101607); this module makes
-the load one of those clients, so its numbers are those of many users, not of one busy host.
+source port of one that just went unanswered. Left to the kernel, a busy host comes back to
+the same source ports within seconds; on the path through a Kubernetes Service, node conntrack
+keeps an unanswered connection's NAT decision (SYN_SENT [UNREPLIED], 120 s), so a new
+connection from that port goes to the pod it went to before, even once that pod has left the
+endpoints. Kubernetes relies on TCP clients retrying from new source ports
+(kubernetes/kubernetes#101607); this module makes the load one of those clients. The evidence:
+docs/LOAD.md, Source ports.
 
 Connections opened with geventhttpclient (FastHttpUser, the bundled locustfile's client) go
 through `install()`; a user's own locustfile keeps the kernel's choice.
-CHAOS_HARNESS_SOURCE_PORTS=kernel turns it off (the kernel chooses, as before).
-
-Ports: the range of /proc/sys/net/ipv4/ip_local_port_range minus ip_local_reserved_ports,
-split between the load's processes (CHAOS_HARNESS_PROCESSES, each takes every n-th port from
-its worker index), so one process never reuses a port another set aside. A port in use (bind
-fails) is skipped. At most a quarter of a share is set aside; beyond that the oldest returns.
+CHAOS_HARNESS_SOURCE_PORTS=kernel turns it off. Ports: ip_local_port_range minus
+ip_local_reserved_ports, split between the load's processes (each takes every n-th port from
+its worker index); a port in use is skipped; at most a quarter of a share is set aside, beyond
+that the oldest returns.
 """
 
 from __future__ import annotations

@@ -1,32 +1,20 @@
 """The run directory: where each file goes, the writers that append to it safely, and the
 words a run ends with.
 
-Statuses, one vocabulary for every reader (manifest.json, summary.json, exit codes, trials,
-matrix and compare):
+Statuses, one vocabulary for every reader (manifest, summary, exit codes, trials, matrix,
+compare): manifest `running` (no summary yet), `completed` (summary passed | slo_violated |
+baseline_broken: exit 0 | 1 | 1), `aborted` (a signal, or found dead by `harness cleanup`:
+128 + signal) and `failed` (exit 3). `abort` says which signal, when and in which phase;
+`error` and `failure` why a run failed. Older directories' `interrupted` and `error` are read
+as `aborted` and `failed` (`normalized_status`).
 
-    manifest.json `status`      summary.json `status`                     exit code
-    running                     (no summary: the run is under way, or its harness died and
-                                 `harness cleanup` has not seen it yet)
-    completed                   passed | slo_violated | baseline_broken    0 | 1 | 1
-    aborted                     aborted                                    128 + signal (130, 143)
-    failed                      failed                                     3
+manifest.json and summary.json are typed and versioned (harness.results.manifest, .summary),
+probes in harness.results.probes. This package imports nothing above it.
 
-`aborted`: stopped before its end by a signal (SIGINT, SIGTERM: the harness reverted and tore
-down everything itself; SIGKILL or a crash: found dead by `harness cleanup`, which marks it);
-`abort` says which signal, when and in which phase; the data recorded until then is kept.
-`failed`: the harness, the target or the engine failed; `error` says why, `failure` when and
-where. Run directories written before this vocabulary say `interrupted` and `error`:
-`normalized_status` reads them as `aborted` and `failed`.
-
-The files' contents: manifest.json and summary.json are typed and versioned
-(harness.results.manifest, harness.results.summary: `load_manifest`, `load_summary` read any
-version), the probe log and probes.parquet are harness.results.probes. This package imports
-nothing above it (no observer, target or analysis).
-
-Files are written so that a crash never leaves a half-written file under its final name:
-whole files through a temporary name and a rename (`write_json`, `write_text_atomic`),
-logs one complete line per write (`append_json_line`, `EventLog`), and a line torn by a
-crash is skipped by the readers and cut off by `repair_torn_tail`.
+A crash never leaves a half-written file under its final name: whole files go through a
+temporary name and a rename (`write_json`, `write_text_atomic`), logs one complete line per
+write (`append_json_line`, `EventLog`), and a torn last line is skipped by the readers and cut
+off by `repair_torn_tail`. The status table: docs/RUNS.md, The run directory.
 """
 
 from __future__ import annotations

@@ -1,28 +1,19 @@
 """Kubernetes v1.34: the kubelet's restarts and readiness, the node lifecycle, eviction.
 
 - die -> start in the same pod: the crash back-off and the pod worker's requeue
-  (harness.analysis.timers.kube_backoff, from kuberuntime `doBackOff` and pod_workers.go);
-  a replacement pod (pod_delete, eviction) has no back-off: the ReplicaSet makes it at once.
-- kill -> die, when the die is the API's view: the kubelet sees an exit at its next PLEG
-  relist (every 1 s, kubelet.go `genericPlegRelistPeriod`) and writes the status.
-- start -> ready: the prober runs the readiness probe at once when the kubelet sees the new
-  container (prober_manager.go `UpdatePodStatus` triggers it), else at its next period tick
-  (prober/worker.go `run`), so within period + timeout; failing probes make it not ready after
-  `failureThreshold` in a row (worker.go `doProbe`).
-- node down: the node lifecycle controller (pkg/controller/nodelifecycle
-  node_lifecycle_controller.go `tryUpdateNodeHealth`) notes a renewed lease at its next
-  monitor pass (every node-monitor-period, 5 s) and marks the node Unknown once
-  node-monitor-grace-period (50 s default) passed since; the kubelet renews its lease every
-  quarter of its duration (kubelet.go `nodeLeaseRenewIntervalFraction`, 40 s -> 10 s). A node
-  cut at t0 renewed last in (t0 - 10 s, t0]: down (grace - renew, grace + 2 periods] after t0.
-- replacement: the unreachable taint is added as the node goes Unknown; the taint-eviction
-  controller deletes a pod when its toleration runs out (tainteviction/taint_eviction.go
-  `processPodOnNode`: triggerTime = taint seen + tolerationSeconds; 300 s default from the
-  API server's DefaultTolerationSeconds), then its ReplicaSet replaces it. A drain evicts at
-  once.
-- kube-proxy applies an endpoint change within its minimum sync period (iptables
-  `minSyncPeriod`, 1 s by default: pkg/proxy/apis/config/v1alpha1/defaults.go); the harness
-  does not see iptables syncs, so that rule is stated, not measured.
+  (harness.analysis.timers.kube_backoff); a replacement pod has no back-off.
+- kill -> die as the API sees it: the kubelet's next PLEG relist (every 1 s).
+- start -> ready: the readiness probe runs when the kubelet sees the new container, else at
+  its next period tick, so within period + timeout; `failureThreshold` failures in a row make
+  it not ready.
+- node down: the node lifecycle controller notes lease renewals at its monitor passes (every
+  5 s) and marks a node Unknown once node-monitor-grace-period (50 s default) passed since the
+  last; the kubelet renews every 10 s: down (grace - renew, grace + 2 periods] after the cut.
+- replacement: the unreachable taint's toleration (300 s default) runs out, then the pod is
+  deleted and its ReplicaSet replaces it; a drain evicts at once.
+- kube-proxy applies an endpoint change within its minSyncPeriod (1 s); the harness does not
+  see iptables syncs, so that rule is stated, not measured.
+The source files and functions behind each rule: docs/METRICS.md, Kubernetes' timers.
 """
 
 from __future__ import annotations

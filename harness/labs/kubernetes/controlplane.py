@@ -9,9 +9,8 @@ Settings: client certificates for every identity with Node,RBAC authorization (a
 a cluster up, so node and kubelet permissions are the real ones); one etcd member without fsync
 (a throwaway lab: a crash loses the lab anyway, and fsync stalls on a shared disk would show as
 control-plane hiccups); the controller manager's controllers use its own credentials (it is in
-system:masters) rather than one service account each: measured here, getting ~30 accounts and
-tokens one after the other held its informers back, and with them the `default` service account
-that pods need, by ~5 s (a one-node lab was up in ~10 s instead of 5-7 s); leader election off
+system:masters) rather than one service account each, which held back the `default` service
+account pods need (docs/LABS.md, Kubernetes control plane); leader election off
 (one instance of each: a restarted controller manager would otherwise wait out its
 predecessor's lease). Node-failure timing is Kubernetes' own unless `control_plane_args` says
 otherwise; the values in force are in the state's `settings`.

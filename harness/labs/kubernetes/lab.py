@@ -4,40 +4,18 @@
     lab.status(); lab.down()                     # safe twice, and after a crash
 
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) runs in the
-network namespace chk8s-cp on the bridge chk8s0 (.controlplane); each node is a
-network and mount namespace of its own with its own containerd, kubelet and kube-proxy
-(.node). Names and addresses are in .state; the state file is written
-before anything it names is made, and `down()` works from it alone.
-
-For the Kubernetes target (and anything else on the host), `current()` reads the lab:
-
-    from harness.labs.kubernetes.lab import current
-    info = current()            # KubeLabInfo, or None when no lab is up
-    info.kubeconfig             # admin kubeconfig (client certificate, system:masters)
-    info.server                 # https://10.220.0.2:6443
-    info.nodes                  # KubeNodeInfo: name, address, netns, pod_cidr,
-                                #   containerd_socket, cgroup_root, kubelet_root
-    info.settings               # node-failure timing in force (grace period, tolerations)
-    info.kubectl                # the kubectl of the same build
+network namespace chk8s-cp on the bridge chk8s0 (.controlplane); each node is a network and
+mount namespace of its own with its own containerd, kubelet and kube-proxy (.node). Names and
+addresses are in .state; the state file is written before anything it names is made, and
+`down()` works from it alone. `current()` reads the lab that is up (KubeLabInfo: kubeconfig,
+server, nodes, node-failure settings, kubectl), or None.
 
 Reaching the cluster from the host: pod IPs directly (a route per node's pod /24 via the
 node), NodePorts on every node's address (10.220.0.1x), and ClusterIPs through a route of the
 service range via the first node, whose kube-proxy DNATs them (and masquerades: the host is not
 in the cluster CIDR). Images: the host engine's local images are copied into every node's
-containerd; use `imagePullPolicy: Never` (nothing can be pulled).
-
-Measured here (2 cores shared with other engineers' test runs, cgroups v1, ext4):
-- `up`: one node 5-7 s (up to 11 s under load) from the start of the control plane to a Ready
-  node and the default service account; three nodes 13-19 s; the CLI adds ~2.5 s (build
-  check, demo image, docker save). `down`: 0.5-3 s.
-- memory (PSS, shared pages of the one binary counted once): a node ~110 MiB with two demo
-  pods (kubelet 39, kube-proxy 29, containerd 28, shims 7-15); the control plane ~350 MiB
-  (kube-apiserver 213, controller manager 59, etcd 44, scheduler 34). RSS counts the 140 MB
-  binary's pages in every process: ~335 MiB per node.
-- a pod of the demo image: created to running in ~1.0-1.4 s; a new Service answers on its
-  NodePort and ClusterIP ~0.5 s after its pod is ready (kube-proxy's sync).
-- node failure, grace period 20 s: NotReady/Unknown 13.9-23.7 s after the node was lost (the
-  kubelet renews its lease every 10 s); Ready again 0.6-4.5 s after the revert (a reboot).
+containerd; use `imagePullPolicy: Never` (nothing can be pulled). Times to come up, memory and
+node-failure timings, as measured: docs/LABS.md, Kubernetes lab.
 """
 
 from __future__ import annotations

@@ -2,36 +2,22 @@
 kube-proxy).
 
 A node is a network namespace (`chk8s-n<i>`, on the lab's bridge) and a mount namespace of its
-own, held by a file (`<run dir>/mnt`, made with `unshare --mount=FILE`). Every process of the
-node is started with `nsenter --net=... --mount=...`. The mount namespace is what keeps the
-host as it was:
+own, held by a file (`<run dir>/mnt`, made with `unshare --mount=FILE`); every process of the
+node is started with `nsenter --net=... --mount=...`. The mount namespace keeps the host as it
+was: the /proc/sys files the kubelet would set are covered by bind mounts holding the values
+it wants (so it runs with protectKernelDefaults: true and writes nothing); the volumes the
+kubelet mounts are what containerd binds into containers, and none of the node's mounts appears
+on the host; paths containerd 1.6 cannot be told (/run/containerd/s, /var/lib/cni) are covered
+by the node's own directories.
 
-- the kubelet writes kernel settings it wants (vm.overcommit_memory=1, kernel.panic=10,
-  kernel.panic_on_oops=1, ...; setupKernelTunables in pkg/kubelet/cm/container_manager_linux.go)
-  unless protectKernelDefaults is set, and then it refuses to start on this host's values. In
-  the node's namespace each such /proc/sys file that differs on the host is covered by a bind
-  mount of a file holding the wanted value: the kubelet reads what it wants, writes nothing,
-  and runs with protectKernelDefaults: true (so it would stop, not write, if the cover failed);
-- containerd and the kubelet share the namespace, so the volumes the kubelet mounts (the
-  projected service-account token tmpfs) are what containerd binds into containers, while none
-  of the node's mounts (container root filesystems, pod network namespaces, tmpfs volumes)
-  appears on the host. Killing every process of a node and dropping the file frees them all;
-- paths that containerd 1.6 cannot be told (/run/containerd/s for shim sockets, /var/lib/cni
-  for the CNI result cache) are covered by the node's own directories.
+cgroups: the kubelet's cgroupRoot is /<node name>, made in every hierarchy mountinfo lists
+(harness.cgroups); on a cgroup2-only host its root must pass it cpu, cpuset, memory, hugetlb
+and pids. The node's processes are found by that cgroup or by their network namespace.
 
-cgroups: the kubelet's cgroupRoot is /<node name>, so every pod of the node lives under it in
-each hierarchy, and the node's processes are found by that cgroup or by their network namespace.
-It is made in every hierarchy mountinfo lists (harness.cgroups): v1 ones, a hybrid layout's
-cgroup2 one too (runc puts containers there as well: `0::/chk8s-n1/kubepods/...` here), or the
-one cgroup2 hierarchy, whose root must then pass it cpu, cpuset, memory, hugetlb and pids.
-
-The runtime is Debian's containerd 1.6 (its CRI plugin) and runc, one containerd per node, not
-cri-dockerd over a dockerd per node. Measured: containerd costs 27-29 MiB (PSS) per node,
-where cri-dockerd would add a dockerd and its managed containerd (a Swarm lab node's: 32-52 +
-16-19 MiB) plus cri-dockerd itself, and a second Go build (its module); a pod starts in about a
-second. Pods are found from the host through their cgroups and /proc either way (the target
-needs a PID, a network namespace and a cgroup, not a Docker API), so containerd's fewer moving
-parts win.
+The runtime is Debian's containerd 1.6 (its CRI plugin) and runc, one per node, not
+cri-dockerd over a dockerd per node: fewer moving parts and less memory, and the target needs a
+PID, a network namespace and a cgroup, not a Docker API. The long form, with the memory
+figures: docs/LABS.md, Kubernetes node.
 """
 
 from __future__ import annotations

@@ -1,42 +1,23 @@
 """The multi-node Swarm lab: several Docker engines on this one machine, as a real Swarm.
 
 One extra `dockerd` per node, each in a network namespace of its own (`chlab-n<i>`) wired to a
-bridge (`chlab0`, 10.213.0.1/24) by a veth pair (`chlab-n<i>h` on the bridge, `chlab-n<i>c` in
-the namespace, 10.213.0.(10+i)), with its own data root, exec root, socket, pidfile, managed
-containerd (namespace `chlab-n<i>`), cgroup parent (`/chlab-n<i>`) and hostname (`chlab-n<i>`,
-from a UTS namespace of its own, so Swarm's node list tells the nodes apart). Node 1 is the
-manager the harness talks to (`unix:///run/chlab/n1.sock`); with `managers=3` nodes 2 and 3
-join as managers too. Every daemon carries the engine label `chaos-harness.lab=1`.
+bridge (`chlab0`, 10.213.0.1/24) by a veth pair, with its own data root, exec root, socket,
+pidfile, managed containerd, cgroup parent (`/chlab-n<i>`) and hostname (a UTS namespace, so
+Swarm tells the nodes apart). Node 1 is the manager the harness talks to; with `managers=3`
+nodes 2 and 3 join as managers too. Every daemon carries the engine label `chaos-harness.lab=1`.
 
-Measured here (Docker 20.10, cgroups v1, ext4 under /var/lib):
-- daemons are started with `nsenter --net=/var/run/netns/NAME`, not `ip netns exec` (which
-  remounts /sys and loses the cgroup mounts), and with a config file of their own: the host's
-  /etc/docker/daemon.json would otherwise clash with --data-root and --storage-driver;
-- overlay2 works for the nested daemons when the lab directory is on ext4 (the host engine's
-  fuse-overlayfs is not needed); on an overlay or fuse-overlayfs filesystem (a lab inside a
-  container) overlay2 does not nest, so vfs is chosen there (not measured here; the choice can
-  be forced with $CHAOS_HARNESS_LAB_STORAGE_DRIVER);
-- on the host: bridged traffic passes iptables (br_netfilter) and Docker's FORWARD policy is
-  DROP, so one ACCEPT rule lets the nodes talk; loopback addresses DNAT-ed to a node (slot
-  routing) need route_localnet on the bridge and a MASQUERADE rule (measured with both:
-  curl 127.77.0.2 reached 10.213.0.12:<port>). All are tagged and removed by `down()`;
-- each daemon keeps its default bridge (docker0 inside its own namespace, `--bip 10.214.<i>.1`):
-  `--bridge=none` leaves Swarm tasks without a network (their default network mode is
-  "bridge"), so host-mode published ports never bind. iptables stays on (`--ip-masq=false`),
-  acting in the node's namespace only: a published port is a DNAT rule there, so a node's
-  containers keep serving while its dockerd is dead (with --iptables=false they are served by
-  docker-proxy, which dies with the daemon: with two of three daemons killed, 1 of 3
-  replicas answered);
-- no default route in the nodes: nothing in the lab reaches past the bridge, and a task's
-  image pull fails at once (with a route towards the host it hung ~20 s in "preparing");
-- a SIGKILLed dockerd takes its managed containerd with it (parent-death signal), but the
-  containerd shims and the containers live on; restarted, the daemon kills those containers.
+Choices a change must keep: daemons start under `nsenter --net` (not `ip netns exec`, which
+remounts /sys) with a config file of their own; overlay2 where the lab directory allows it,
+else vfs ($CHAOS_HARNESS_LAB_STORAGE_DRIVER forces one); on the host one tagged ACCEPT rule
+(Docker's FORWARD policy is DROP), route_localnet on the bridge and a MASQUERADE rule (slot
+routing DNATs loopback addresses to nodes); each daemon keeps its default bridge and iptables
+(a published port stays a DNAT rule that outlives a dead dockerd); no default route in the
+nodes (an image pull fails at once instead of hanging).
 
-Crash safety: the state file (`$CHAOS_HARNESS_LAB_DIR/state.json`, default
-/var/lib/chaos-harness/lab) names every daemon, namespace, veth, bridge, host rule, socket and
-directory BEFORE it is made. `down()` works from that file alone, finds each node's processes
-by its network namespace and cgroup (not only by the recorded PID), unmounts whatever the
-daemons mounted, and is safe to run twice and after a crash.
+Crash safety: the state file (`$CHAOS_HARNESS_LAB_DIR/state.json`) names every daemon,
+namespace, veth, bridge, host rule, socket and directory BEFORE it is made; `down()` works from
+that file alone, finds each node's processes by namespace and cgroup, and is safe to run twice
+and after a crash. Why each choice, as measured: docs/LABS.md, Swarm lab.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Container exits as each lab node's containerd saw them, to the nanosecond.
 
 The API stamps a container's end to the second, and the kubelet notices it up to a second
-late (its PLEG relists every second): kill -> die read 0.66 s on Kubernetes where Docker reads
-0.04 s for the same SIGKILL. On the local lab this host can follow each node's containerd:
-`ctr events` prints every `/tasks/exit` with the exit instant (`exited_at`). The pod tracker
-then stamps a die with it (`time_source: host`), the API's stamps kept beside it. A probe or
-an exec in the container exits too, with its own exec id: only the init process (id equal to
-the container id) ends the container.
+late (its PLEG relists every second), so kill -> die reads far longer than Docker's for the
+same SIGKILL (docs/TARGETS.md, Kubernetes containerd). On the local lab this host can follow
+each node's containerd: `ctr events` prints every `/tasks/exit` with the exit instant
+(`exited_at`). The pod tracker then stamps a die with it (`time_source: host`), the API's stamps
+kept beside it. A probe or an exec in the container exits too, with its own exec id: only the
+init process (id equal to the container id) ends the container.
 
 Each `ctr` is this process's child with a parent-death signal, stopped by its PID at close().
 The kernel sends that signal when the THREAD that forked the child ends, not the process, and

@@ -2,65 +2,21 @@
 pods, EndpointSlices, nodes and Deployments and say what changed (pure logic; the watches that
 feed them are in harness.targets.kubernetes.watch).
 
-Instances are slots. A Deployment's pods have random names and a pod deleted or evicted is
-replaced by a NEW pod, so, as for Swarm's tasks, the harness names each live pod after a slot
-of its service ("web-2"): a new pod takes the lowest slot no live pod holds (a pod stops
-holding its slot when its deletion is asked for or it has finished). Probes, selection by
-name and the per-instance timelines then follow a slot across replacements; every event also
-names the pod itself (`pod`, `pod_uid`).
+Instances are slots: a pod deleted or evicted is replaced by a NEW pod with a random name, so
+each live pod is named after a slot ("web-2"): a new pod takes the lowest slot no live pod
+holds (a pod gives its slot up when its deletion is asked for or it has finished). Every event
+also names the pod itself (`pod`, `pod_uid`).
 
-Events (EngineEvent: time_ns, action, instance, container_id, attributes; every attribute a
-string). Actions that mean what Docker's do keep Docker's names, so the orchestrator intervals
-(kill -> die -> start -> healthy) read Kubernetes runs unchanged:
+Actions that mean what Docker's do keep Docker's names (create, start, die, oom, health_status,
+destroy), so kill -> die -> start -> healthy reads Kubernetes runs unchanged; Kubernetes adds
+pod_scheduled, pod_phase, pod_terminating, endpoint_added / endpoint_removed, and per service
+or node service_converged / service_degraded, node_state, node_availability, node_taint.
 
-Per pod (instance: the pod's slot):
-- create: the pod object was created (creationTimestamp); pod, pod_uid.
-- pod_scheduled: the scheduler bound it to a node (PodScheduled); node.
-- start: a container of the pod is running (startedAt); restart_count.
-- die: a container ended (finishedAt); exitCode, reason (Error, OOMKilled, Completed...),
-  signal.
-- oom: the ended container was OOMKilled (with its die); exitCode.
-- health_status: the pod's Ready condition (its readiness probe) turned True or False;
-  health: healthy or unhealthy.
-- pod_phase: the pod's phase changed (no timestamp of its own); phase, old_phase, reason.
-- pod_terminating: its deletion was asked for (deletionTimestamp minus the grace period);
-  grace_period_s, reason (the DisruptionTarget condition's: EvictionByEvictionAPI,
-  DeletionByTaintManager..., or the pod's status reason).
-- destroy: the pod object is gone from the API.
-- endpoint_added / endpoint_removed: the pod's address became / stopped being a ready
-  endpoint of the Service (or left it); address, service, serving, terminating.
-Per service and node (no instance):
-- service_converged / service_degraded (Swarm's names): the Deployment's ready replicas
-  reached / fell below the desired count; service, ready, available, desired.
-- node_state: a node's Ready condition changed; node, old, new (ready or down: Swarm's
-  words, so the cluster view reads both), condition (True, False, Unknown), reason.
-- node_availability: a node was cordoned or uncordoned; node, old, new (cordoned, active).
-- node_taint: a taint was added to or removed from a node (NoExecute ones evict its pods);
-  node, key, effect, change (added or removed).
-
-Pod events also carry `pod`, `pod_uid` and `node` (once scheduled); container events carry the
-runtime's container id (without its `docker://` scheme) in container_id and `runtime`.
-
-Time. Kubernetes stamps most changes at whole seconds (metav1.Time drops the fraction), and
-the kubelet reports a container's end up to a second late (its PLEG relists every second).
-Each event carries both clocks in nanoseconds: `received_ns`, when the change reached the
-harness (a watch delivers within milliseconds of the API server's write on a local cluster),
-and `api_time_ns`, the object's own timestamp for the change (absent when it has none:
-pod_phase, destroy, the replica counts). `time_ns` is the LATEST instant both allow: the
-receipt, or the last nanosecond of the API's second when that is earlier (then
-`time_source` is "api", else "received"; `api_resolution_ns` says how coarse the API's stamp
-was). It is never before the change happened, so a die is never placed before the kill that
-caused it; it can be late by up to the resolution. A container's start is known better when
-this host runs it: its main process's start time, to a clock tick of 10 ms (`host_time_ns`,
-`time_source` "host"), which the target looks up in /proc as the start arrives. That is when
-the runtime forked the process, a little before it reported the container started (measured
-on the lab: containerd's /tasks/start 47 ms after the process's tick; its /tasks/exit 3 ms
-after a SIGKILL, and the kubelet's restart 0.85 s after it, its PLEG relisting every second).
-When two events of one container cannot be told apart that way (a die and the next start in the same
-second), the later one is placed 1 ns after the earlier (`ordered_after` names it), so
-kill -> die -> start -> healthy stays in order.
-Endpoint events use the receipt: an EndpointSlice's trigger time is the pod change that caused
-the update, not the update (kept as `api_time_ns` all the same).
+Time: the API stamps most changes to the whole second, so each event carries `received_ns` and
+`api_time_ns`, and `time_ns` is the LATEST instant both allow (never before the change, late
+by up to the resolution). A container's start seen on this host uses its process's start time
+(`time_source` "host"). Two events of one container in one second are ordered 1 ns apart
+(`ordered_after`). The event table and the timing evidence: docs/TARGETS.md, Kubernetes events.
 """
 
 from __future__ import annotations

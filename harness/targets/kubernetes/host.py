@@ -72,7 +72,7 @@ def process_start_ns(pid: int) -> int | None:
     """When `pid` started, in wall-clock nanoseconds (rounded down to a clock tick, 10 ms).
 
     /proc/<pid>/stat counts the start in ticks of CLOCK_BOOTTIME (Linux 5.3 on); the offset to
-    the wall clock is read now (measured here: 0-10 ms before a process's spawn)."""
+    the wall clock is read now (how early that puts a spawn: docs/TARGETS.md, Kubernetes host)."""
     ticks = process_start_ticks(pid)
     if ticks is None:
         return None

@@ -1,27 +1,18 @@
 """The Kubernetes objects of one run, built from the scenario's workload (pure functions).
 
 A run is a namespace of its own holding one Deployment and one Service:
+- every object carries `chaos-harness.run-id=<run id>` (and `chaos-harness.service`); the
+  owner (`pid:start ticks`, no legal label value) is the annotation `chaos-harness.owner`;
+- the pods restart Always (the only policy a Deployment accepts); the workload's command is
+  Kubernetes' `args` (Docker's command replaces CMD, not ENTRYPOINT); limits double as requests;
+  the health check is an httpGet readiness probe (whole seconds: sub-second is refused);
+- imagePullPolicy Never on the local lab (every image is loaded into every node, and a missing
+  one fails at once), IfNotPresent on another cluster;
+- the Service is a NodePort, spread over the ready pods by each node's kube-proxy.
 
-- every object carries the labels `chaos-harness.run-id=<run id>` and (Deployment, Service,
-  pods) `chaos-harness.service=<workload name>`; the owner (`pid:start ticks` of the harness
-  process) is not a legal label value (no ':'), so it is kept in the annotation
-  `chaos-harness.owner`, which cleanup reads;
-- the Deployment's pods restart Always (the only policy a Deployment accepts), take the
-  workload's env, command (as `args`: Docker's command replaces the image's CMD, which is
-  Kubernetes' `args`; `command` would replace the ENTRYPOINT), CPU and memory limits (requests
-  default to the limits, as Kubernetes does when only limits are given), and its health check
-  as an httpGet readiness probe (and liveness probe when asked): Kubernetes probes run at
-  whole seconds, so sub-second settings are refused by `harness validate`;
-- images are the project's local ones: imagePullPolicy Never on the local lab (the lab loads
-  every image into every node, and a missing one fails at once with ErrImageNeverPull rather
-  than hanging on a registry that cannot be reached), IfNotPresent on another cluster (which
-  may have a registry of its own);
-- the Service is a NodePort: the host reaches it on any node's address, and the node's
-  kube-proxy spreads connections over the ready pods (a real load balancer).
-
-Objects are validated by the client's own models (`V1Deployment.model_validate`, which forbids
-unknown fields; `from_dict` would drop them silently), so a field the API does not have fails
-here, in a unit test, rather than on a cluster.
+Objects are validated by the client's own models (`model_validate` forbids unknown fields), so
+a field the API does not have fails here, in a unit test, rather than on a cluster. The long
+form: docs/TARGETS.md, Kubernetes objects.
 """
 
 from __future__ import annotations

@@ -1,39 +1,22 @@
 """The Kubernetes target: the workload as a Deployment and a NodePort Service, driven through the
 official `kubernetes` client against any kubeconfig, by default the local lab's.
 
-A run gets a namespace of its own (`chaos-<run id>`, labelled with the run id, its owner in an
-annotation), deleted at teardown, which waits until the namespace is gone. The objects are
-built in harness.targets.kubernetes.objects; what cannot be expressed (a restart policy other than
-always, sub-second probes) is refused by `harness validate` with the reason.
+A run gets a namespace of its own (`chaos-<run id>`, labelled with the run id), deleted at
+teardown, which waits until it is gone. The objects are built in .objects; what they cannot
+express (a restart policy other than always, sub-second probes) is refused at validate time.
 
-With `load.routing: service` (the default) load goes through the Service, a real load
-balancer: `service_url()` is a node's address and the Service's NodePort, and that node's
-kube-proxy (iptables mode) spreads new connections over the ready endpoints at random. A pod
-that fails its readiness probe, or is being deleted, leaves the EndpointSlice and then
-kube-proxy's rules: users see failures only until that happens. With `per_instance` the load
-round-robins over the slots' addresses (below), bypassing the Service; that needs this host to
-reach the pods, so it is refused on a cluster elsewhere.
+`load.routing: service` (the default) sends the load through the Service's NodePort, where
+kube-proxy spreads new connections over the ready endpoints; `per_instance` round-robins over
+the slots' addresses, which needs this host to reach the pods (refused on a remote cluster).
 
-Instances are the live pods, named after stable slots ("web-2", see kube_events): node = the
-Kubernetes node name; address = the pod's own IP (the network faults act there); url = the
-slot's address: its first pod's IP, which this host keeps sending on to the slot's current pod
-once that pod is replaced (.routes), so probes and per-instance load follow
-a slot across pod deletions, evictions and lost nodes; container_id = the runtime's id of the
-workload container; pid = its main process as this host sees it (found in /proc by the
-container id, see kube_host), so the host-side faults (kill by signal, iptables/tc in its
-netns, stress-ng in its cgroups, disk fill under /proc/PID/root) work on pods unchanged.
+Instances are the live pods, named after stable slots ("web-2"); url = the slot's address,
+which this host sends on to the slot's current pod (.routes); pid = the workload's main
+process as this host sees it (.host), so the host-side faults work on pods unchanged.
 
-What the Target protocol's engine actions mean here (Kubernetes has no stop, start, restart or
-pause of a pod):
-- kill_instance: the pod is deleted, which its ReplicaSet answers with a NEW pod (so
-  `api_stop_is_restarted`); SIGKILL deletes with grace 0 (forced: the object goes at once, the
-  kubelet stops the container with its minimum grace), any other signal with the pod's own
-  grace period (the kubelet sends the image's stop signal, SIGTERM by default);
-- delete_pod (the pod_delete fault): the same with a chosen grace period;
-- stop, start, restart, pause, unpause: refused (TargetError), and their fault kinds are refused
-  at validate time, with the reason.
-Faults that need the host (every kind but pod_delete, container_kill in api mode, and the lab's
-node faults) are refused at validate time on a cluster whose API server is not on this machine.
+Engine actions: kill_instance deletes the pod (grace 0 for SIGKILL, else the pod's own), which
+its ReplicaSet answers with a NEW pod; delete_pod the same with a chosen grace; stop, start,
+restart, pause and unpause are refused. Faults that need the host are refused on a cluster
+whose API server is not on this machine. The long form: docs/TARGETS.md, Kubernetes.
 """
 
 from __future__ import annotations

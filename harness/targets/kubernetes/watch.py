@@ -1,30 +1,21 @@
 """List-then-watch loops over the official client, one thread per kind of object, feeding the
 trackers of harness.targets.kubernetes.events; and the EventStream that merges them.
 
-Why not `kubernetes.watch.Watch` (read in client v37): after a 410 Gone it retries once with
-the same expired resourceVersion, then raises; with `deserialize=False` it reads a key its raw
-events do not have when the server sends an ERROR; and it keeps no state to diff a relist
-against. So each loop here calls the client's own list function twice, as client-go's
-reflector does:
+Not `kubernetes.watch.Watch` (client v37): after a 410 Gone it retries once with the same
+expired resourceVersion, then raises, and it keeps no state to diff a relist against. So each
+loop does what client-go's reflector does:
+1. list (raw JSON, parsed with the model's lenient `from_dict`) and hand the whole list to the
+   tracker's `resync`, which reports what changed since the last view, removals included;
+2. watch from the list's resourceVersion (bookmarks, a server-side timeout, a client read
+   timeout above it), each change to the tracker;
+3. when the server ends the watch, watch again from the last resourceVersion; on 410 Gone,
+   list again; when the API cannot be reached, wait a second and try again, until closed.
+close() shuts the open response's socket down, which wakes the blocked thread at once.
 
-1. list (`_preload_content=False`: the raw JSON, parsed with the model's lenient `from_dict`,
-   which drops fields a newer server adds) and hand the whole list to the tracker's `resync`,
-   which reports what changed since the last view, including objects that went away;
-2. watch from the list's resourceVersion (`allow_watch_bookmarks`, a server-side
-   `timeout_seconds`, a client read timeout above it), each ADDED / MODIFIED / DELETED to the
-   tracker, the resourceVersion advanced by every object and bookmark;
-3. when the server ends the watch (its timeout, a restart), watch again from the last
-   resourceVersion; when it answers 410 Gone (that version was compacted away), list again;
-   when the API cannot be reached, wait a second and try again, until closed.
-
-close() shuts the open response's socket down (urllib3's `shutdown`), which wakes the thread
-blocked reading it at once, then joins the threads.
-
-A watch that keeps failing is never counted silently: a refusal (401, 403: a permission the
-run lacks) at once, any other failure once it has lasted `FAILING_AFTER_S`, puts a
-`watch_failing` event in the stream (resource, error, since_ns), and `watch_resumed` (with the
-gap) when it works again, so the report says where the orchestrator's view has a hole. An API
-server that stops answering altogether fails the run through the target's liveness check.
+A watch that keeps failing is never counted silently: a refusal (401, 403) at once, any other
+failure once it has lasted `FAILING_AFTER_S`, puts `watch_failing` in the stream, and
+`watch_resumed` (with the gap) when it works again. The long form: docs/TARGETS.md, Kubernetes
+watches.
 """
 
 from __future__ import annotations

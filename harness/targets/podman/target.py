@@ -2,41 +2,23 @@
 
 `target: podman` starts a Podman API service for the run (`harness.engines.podman`) and stops
 it at teardown; `target: {kind: podman, engine: unix:///PATH}` uses that service as it is. The
-Docker SDK drives it unchanged (replicas, fixed addresses on a private bridge network, limits,
-restart policy, events, engine-side actions all come from DockerTarget); what differs on Podman
-4.3, measured on these machines (no systemd, cgroups v1), is here:
+Docker SDK drives it unchanged (everything comes from DockerTarget); what differs on Podman
+4.3 without systemd is here:
 
-- Health checks: Podman runs them from systemd timers; without systemd they never run
-  ("unable to get systemd connection to add healthchecks"), and a container stays "starting"
-  for ever. Worked around for real: the target runs each replica's check through the engine,
-  `GET /libpod/containers/{id}/healthcheck` (what the timer's `podman healthcheck run` does),
-  every `health.interval` from a thread per replica, from deploy to teardown. The engine
-  executes the check in the container and keeps the status and failing streak (retries,
-  start period), so readiness and `health_status` events are the engine's own. The timer
-  runs at its own pace, not restarted with the container: a restarted container's first
-  check comes 0 to `interval` after its start (Docker's: `interval` after it).
-- Events carry `timeNano`, a die's exit code as `containerExitCode` (renamed to Docker's
-  exitCode). Podman's `health_status` events come on every check and carry a stale status
-  (the first passing check said "starting"; podman issue 19237): they are replaced by the
-  status the engine recorded after each check the target ran, stamped with the check's end
-  in the engine's Health.Log, emitted on a change only, as Docker does (PodmanEventStream).
-- Restart policy: a host SIGKILL is a crash, restarted in place (measured 0.19 s from the kill
-  to the new process; events die, restart, init, start); a kill or stop through the API is a
-  manual stop that the policy leaves down, as on Docker. Pause uses the cgroup v1 freezer.
-- RLIMITs: the run's service gets a containers.conf with `default_ulimits = []` where the
-  sandbox refuses Podman's raise (see harness.engines.podman). A service given as `engine`
-  without it fails to start containers; the error says how to fix it.
-- The demo image is built through the API (`POST /build` works; it is stored as
-  docker.io/chaos-harness/demo:latest, and the short name resolves to it).
-- Storage: Podman's graphRoot (/var/lib/containers/storage), which disk_fill's guard reads.
-- Networks: a run gets a /24 of 198.19.0.0/16 (Docker's runs take 198.18.0.0/16; subnets the
-  host already routes are skipped), so the two engines' bridges never overlap.
+- Health checks: Podman runs them from systemd timers, so without systemd they never run. The
+  target runs each replica's check through the engine (`GET /libpod/containers/{id}/healthcheck`)
+  every `health.interval` from a thread per replica; status and failing streak are the engine's.
+- Events: `containerExitCode` is renamed to Docker's exitCode; Podman's own `health_status`
+  events are stale (podman issue 19237) and replaced by the status each check recorded,
+  emitted on a change only (PodmanEventStream).
+- Restart policy: a host SIGKILL is a crash, restarted in place; an API kill or stop is a manual
+  stop the policy leaves down, as on Docker.
+- RLIMITs: the run's service gets `default_ulimits = []` where the sandbox refuses Podman's
+  raise (harness.engines.podman). Networks: a /24 of 198.19.0.0/16 (Docker's: 198.18.0.0/16).
 
-After the harness died: `attach()` reuses the run's service while it lives (the lease reaper
-reverts faults through it), else starts a service of its own for as long as it needs it; the
-store is shared by every Podman process, so any service sees the run's containers.
-`remove_orphans()` (`harness cleanup`) starts a short-lived service to remove the objects of
-dead runs, then stops the services those runs left running, by their recorded PIDs.
+After the harness died: `attach()` reuses the run's service while it lives, else starts one;
+`remove_orphans()` starts a short-lived service to remove dead runs' objects, then stops the
+services they left, by their recorded PIDs. Details and measurements: docs/TARGETS.md, Podman.
 """
 
 from __future__ import annotations
@@ -117,11 +99,10 @@ class HealthFeed:
 class PodmanEventStream:
     """The engine's events in Docker's dialect, with health from the checks themselves.
 
-    Podman 4.3 emits `health_status` on every check, and its status is stale: measured here,
-    a replica's first passing check was reported "starting", and "healthy" came one interval
-    later (podman issue 19237). So Podman's own health events are dropped, and the status the
-    engine recorded after each check the target ran (its Health.Log end time) stands in,
-    emitted only on a change, as Docker does; a start or a die starts the status over.
+    Podman 4.3's own `health_status` events are stale (podman issue 19237; see docs/TARGETS.md,
+    Podman), so they are dropped, and the status the engine recorded after each check the target
+    ran (its Health.Log end time) stands in, emitted only on a change, as Docker does; a start or
+    a die starts the status over.
     """
 
     def __init__(

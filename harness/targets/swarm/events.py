@@ -1,38 +1,20 @@
 """Swarm's own view of a run: task state changes and the service's strength, as events.
 
-Swarm does not restart a failed task: it marks it failed (or shutdown, complete, rejected) and
-schedules a NEW task, with a new container, in the same slot, after the restart delay. The
-engine's container events show the containers; this module adds what Swarm itself says:
+Swarm does not restart a failed task: it schedules a NEW task, with a new container, in the
+same slot. The engine's container events show the containers; this module adds what Swarm says:
+task_state (task_id, slot, state, desired_state, message, error, exit_code, observed_ns and the
+task's node; time_ns is Swarm's own Status.Timestamp), service_degraded / service_converged
+(running tasks below / back at the desired replicas), and on a multi-node swarm node_state and
+node_availability (node, node_id, old, new; the manager's event time).
 
-    task_state          one task reached a state (new, pending, assigned, accepted, preparing,
-                        ready, starting, running, complete, shutdown, failed, rejected, orphaned,
-                        remove); attributes: task_id, slot, state, desired_state, message,
-                        error, exit_code, observed_ns. time_ns is the task's own
-                        Status.Timestamp, i.e. when Swarm says it entered that state.
-    service_degraded    running tasks fell below the desired replicas; time_ns is the instant
-                        of the state change that made it so.
-    service_converged   running tasks are back at the desired replicas (also recorded the
-                        first time the service reaches full strength); time_ns is when the last
-                        missing task became running.
-    node_state          (a multi-node swarm) the managers changed a node's state (ready, down,
-                        unknown, disconnected); attributes: node (hostname), node_id, old, new.
-                        time_ns is the manager's own event time.
-    node_availability   a node's availability changed (active, pause, drain); same attributes.
+Tasks are polled (the Engine API has no watch for tasks): a state passed through between two
+polls is not seen, but every state seen carries Swarm's timestamp (`observed_ns`: when the poll
+saw it). The instance of a task is "<workload>-<slot>", stable across replacements.
 
-task_state events carry the task's node (node_id, and node: its hostname where the target knows
-it), so a slot's task moving to another node is visible.
-
-Tasks are polled (the Engine API has no watch for tasks); a state that a task passes through
-between two polls is not seen, but every state that is seen carries Swarm's timestamp, not the
-poll's (`observed_ns` says when the poll saw it, so the poll lag is measurable).
-
-The instance of a task is "<workload>-<slot>" (e.g. web-2), stable across replacements, so the
-analysis can follow one slot through die -> replacement task -> running.
-
-Container events come from every engine that runs the run's tasks: on a multi-node swarm each
-node's own engine is subscribed to (with the run's label filter; a manager does not relay its
-workers' container events). An engine's stream that ends (its daemon was killed by a node fault)
-is subscribed to again from the last event seen, every second until the daemon answers again.
+Container events come from every engine that runs the run's tasks (a manager does not relay
+its workers'); a stream that ends (its daemon killed by a node fault) is subscribed to again
+from the last event seen, every second until the daemon answers. The full event table: see
+docs/TARGETS.md, Swarm events.
 """
 
 from __future__ import annotations

@@ -1,80 +1,24 @@
 """The Docker Swarm target: the workload as one replicated Swarm service.
 
-Swarm mode: on an engine that is not in a swarm, deploy() runs `swarm init` (advertising and
-listening on 127.0.0.1 only) and teardown() leaves the swarm again, and removes the
-docker_gwbridge network Swarm created; an engine already in a swarm is used as it is and left
-as it was. The service runs on a private overlay network of the run, with Swarm's restart
-policy (condition from `workload.restart`, "always" -> any; Swarm's own 5 s delay unless
-`target.swarm.restart_delay` says otherwise) and update config, the workload's healthcheck and
-resource limits. Everything carries the run label: the service, the network, and (through the
-task template's container labels) every task's container.
+Swarm mode: an engine not in a swarm is initialised (listening on 127.0.0.1 only) by deploy()
+and left again by teardown() (with the docker_gwbridge Swarm made); one already in a swarm is
+used and left as it was. The service runs on a private overlay network of the run, with
+Swarm's restart policy, update config, the workload's healthcheck and limits; everything
+carries the run label.
 
-Instances are slots: a Swarm task that fails is not restarted, it is replaced by a NEW task
-(new container, new PID) in the same slot, after the restart delay. The harness names an
-instance after its slot ("web-2"), so a replacement is again "web-2". Container labels are not
-templated by Swarm (measured: "web-{{.Task.Slot}}" stays literal), so the slot comes from
-Swarm's own com.docker.swarm.task.name label (<service>.<slot>.<task id>); the hostname and
-the CHAOS_HARNESS_INSTANCE variable inside the container are templated per slot.
+Instances are slots ("web-2"): a failed task is replaced by a NEW task (new container, PID
+and host port) in the same slot. Container labels are not templated, so the slot is read from
+Swarm's com.docker.swarm.task.name label.
 
-How the load reaches the tasks (measured here, Docker 20.10, no IPVS in the kernel):
-- The ingress routing mesh needs IPVS; without it a port published in ingress mode does not
-  answer. `routing_mesh()` reads /proc/net/ip_vs (or a loadable ip_vs module) and says so.
-- Ports are published in host mode with no fixed host port: on one node several replicas cannot
-  bind the same host port, so the engine picks a free host port for each task (32768, 32769,
-  ...) and reports it in the task's Status.PortStatus. Each task answers on 127.0.0.1:<port>.
-- A replacement task gets a NEW host port (measured: 32768 -> 32770), but the load generator
-  and the probes keep the endpoint list they were given. So each slot gets a stable address of
-  its own, http://127.X.Y.<slot>:<port> (127/8 is all loopback on Linux; X.Y derived from the
-  run id), and one iptables DNAT rule per slot in the nat OUTPUT path (a chain of the run)
-  sends it to the slot's current running task's published port. The rule follows Swarm's view:
-  it moves to a new task when the task watcher sees it running (polled every 100 ms), as a
-  client that discovers running tasks would; until then the slot's requests are refused. The
-  kernel does the forwarding (no proxy process in the data path beyond the engine's own
-  docker-proxy of the published port). When a slot moves, its conntrack entries are dropped
-  (`conntrack -D`): without that, a new connection that reused the source port of a refused
-  one was still sent to the dead task's port, 2 s after the slot had recovered (measured).
-- Without iptables or root, the target falls back to each task's published port directly and
-  says so in load_balancing(): a replaced task is then not reached again by the running load.
-- One address for the whole service (`service_url()`, for a load generator's --host; the
-  routing mesh would give one, but needs IPVS): 127.X.Y.254, spread over the slots by the same
-  kube-proxy-like rules as the Docker target's (harness.targets.service_vip). Netfilter's nat
-  runs once per connection, so its rules DNAT straight to each slot's current destination and
-  follow the slot routes as they move (a moved slot's old connections are forgotten). As
-  Swarm's mesh does, the spread holds only the slots whose task runs: a slot leaves it when
-  its task is seen to stop running (the task poll) and joins again when its new task runs.
-- Network faults act inside the task's own namespace, never on these routes: an Instance
-  carries the task's address on the run's overlay network (where the other tasks reach it)
-  beside the slot URL, and the port the workload listens on. The load's packets reach a task
-  through docker_gwbridge (the host-mode published port), its default route's device.
-
-The multi-node lab (`target: {kind: swarm, lab: {nodes: 3}}`, see harness.labs.swarm.lab): deploy()
-brings the lab up (`Lab().ensure`, which also copies the image to every node) unless one of the
-same shape is up, and talks to its manager (node 1); the lab's swarm is never initialised or
-left here. teardown() removes the run's service, containers, network and routes, and takes the
-lab down only if this target brought it up (a reused lab gets its heartbeat back and stays up).
-A task runs on any node: its container is inspected (host PID, state) and acted on through
-that node's own engine, Instance.node is the task's Swarm node ID, and a slot's address is
-DNAT-ed to <node address>:<published port> (the lab sets route_localnet on its bridge and a
-MASQUERADE rule, so a loopback address can be forwarded there). The event stream subscribes to
-every node's engine for the run's container events (each event says which node) and to the
-manager's node events (node_state: when the managers marked a node down or ready). Without a
-quorum even reads fail (DeadlineExceeded): instances() and the task watcher keep the last
-known view until the manager answers again. Measured here (3 nodes, heartbeat 2 s, restart
-delay 1 s, a worker's veth cut under load): the node marked down 3.6-6.4 s after the cut, the
-slot's new task assigned on another node 0.05 s later, its container started 1.4-1.6 s and the
-task running (healthy) 2.4-2.6 s after the node was marked down; users' last failed request on
-that slot ended 6.2-10.1 s after the cut (2 s client timeout).
-
-Faults written for the Docker target work unchanged: each Instance carries the task's container
-id and its host PID. Swarm differs from Docker's restart policy: a host SIGKILL and an engine
-API kill both end the task and Swarm replaces it (measured: the API kill, a manual stop that
-Docker leaves down, was replaced after 6.3 s), because Swarm has no "manually stopped" state.
-Restarting or starting a task's container through the engine acts behind Swarm's back.
-
-Measured here (single node, Swarm's default 5 s restart delay, demo healthcheck every 1 s),
-from a host SIGKILL: die 0.02-0.1 s, task failed 0.2-1.1 s, new task ready 0.5-1.5 s, new
-container started 5.6-7.0 s, task running (healthy) 6.7-8.4 s, the slot's address answering
-0.1-0.2 s after that (the poll interval).
+Routing: without IPVS the ingress mesh does not answer, so ports are published in host mode.
+Each slot gets a stable loopback address (127.X.Y.<slot>) that one iptables DNAT rule sends to
+its current running task (SlotRouter, following the task watcher); its conntrack entries are
+dropped when it moves. 127.X.Y.254 spreads over the running slots (harness.targets.service_vip).
+Without iptables or root the tasks' published ports are used directly, and a replaced task is
+not reached again. On the multi-node lab (harness.labs.swarm.lab) a task's container is acted
+on through its node's engine, and a slot is DNAT-ed to <node address>:<published port>.
+Swarm has no "manually stopped" state: an engine API kill is replaced like a crash.
+Behaviours and measured figures: see docs/TARGETS.md, Swarm.
 """
 
 from __future__ import annotations
