@@ -3,7 +3,7 @@
 A Kubernetes run records each Event the cluster emitted as an engine `k8s_event` (reason, type,
 note, object, component, count; instance = the pod's slot) and a watch that kept failing as
 `watch_failing` (resource, error, since_ns) then `watch_resumed` (gap_s)
-(harness.targets.kube_recorded, harness.targets.kube_watch). Here:
+(harness.targets.kubernetes.recorded, harness.targets.kubernetes.watch). Here:
 
 - `fault_k8s_events`: the Events in a fault's window [t0, its evidence end], for the summary's
   `faults[].k8s_events`;

@@ -32,7 +32,7 @@ class EngineEvent:
 
     def slack_s(self) -> float:
         """How late this event's time may be: a Kubernetes stamp known to the second is up to
-        a second late (harness.targets.kube_events: time_ns is the latest instant allowed)."""
+        a second late (harness.targets.kubernetes.events: time_ns is the latest instant allowed)."""
         source = self.attributes.get("time_source")
         if source is None or source == "host":
             return 0.0
