@@ -50,7 +50,7 @@ def _in_own_netns(body: Callable[[], Any]) -> Any:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
             commands.run(["ip", "link", "set", "lo", "up"])
             child_end.send(("ok", body()))
-        except BaseException:  # noqa: BLE001 - everything goes back to the test
+        except BaseException:  # everything goes back to the test
             child_end.send(("error", traceback.format_exc()))
 
     process = ctx.Process(target=child)
