@@ -18,14 +18,15 @@ import shutil
 import socket
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import commands, hostnet
+from harness.cleanup import cleanup_all
 from harness.errors import CommandError
 from harness.owners import owner_label_value
-from harness.targets.service_vip import remove_orphaned_chains
 from harness.targets.swarm.events import TaskView
 from harness.targets.swarm.routes import SlotRouter
 
@@ -148,7 +149,7 @@ def test_a_runs_chain_dnats_replaces_in_one_transaction_and_leaves_no_trace() ->
     assert "SOMEONE-ELSE" in found["after"]
 
 
-def _orphans_of_every_naming() -> dict[str, Any]:
+def _orphans_of_every_naming(results: Path) -> dict[str, Any]:
     def add(chain: str, run_id: str, owner: str) -> None:
         comment = f"chaos-harness.run-id={run_id} chaos-harness.owner={owner}"
         commands.run(["iptables", "-t", "nat", "-N", chain])
@@ -167,7 +168,7 @@ def _orphans_of_every_naming() -> dict[str, Any]:
     live = hostnet.RunChain("live-run", owner_label_value(), "VIP", ["-d", "127.78.0.1/32"])
     live.replace([["-p", "tcp", "-j", "RETURN"]])
     with_live = _nat_text()
-    removed = remove_orphaned_chains(keep=set(), dead_runs=set())
+    removed = [line for line in cleanup_all(results) if "iptables" in line]
     after_cleanup = _nat_text()
     live.remove()
     return {
@@ -180,8 +181,13 @@ def _orphans_of_every_naming() -> dict[str, Any]:
     }
 
 
-def test_cleanup_removes_chains_of_dead_runs_by_their_comment_whatever_their_name() -> None:
-    found = _in_own_netns(_orphans_of_every_naming)
+def test_cleanup_removes_chains_of_dead_runs_by_their_comment_whatever_their_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`harness cleanup`'s sweep, without its engines and labs (other tests' business)."""
+    monkeypatch.setattr("harness.cleanup.engines_to_sweep", lambda _dead: [])
+    monkeypatch.setattr("harness.cleanup.take_down_orphaned_labs", lambda: iter(()))
+    found = _in_own_netns(lambda: _orphans_of_every_naming(tmp_path))
     assert sorted(found["removed"]) == [
         f"old-dead-run: removed iptables chain {c}"
         for c in ("CHAOS-0123456789AB", "CHAOS-K8S-0123456789AB", "CHAOS-VIP-0123456789AB")
