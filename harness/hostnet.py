@@ -136,15 +136,25 @@ def run_jumps() -> list[Jump]:
 def remove_jumps(jumps: Collection[Jump]) -> list[str]:
     """Delete `jumps`, then flush and delete each chain no other jump uses, in one
     transaction; what was removed. Chains of any name: the jump's comment made them ours."""
-    if not jumps:
-        return []
-    gone = {j.tokens for j in jumps}
-    still_used = {j.chain for j in run_jumps() if j.tokens not in gone}
-    chains = sorted({j.chain for j in jumps} & nat_chains() - still_used)
-    lines = [_line(["-D", *j.tokens[1:]]) for j in jumps]
-    lines += [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains]
-    restore(lines)
-    return [f"iptables chain {c}" for c in sorted({j.chain for j in jumps})]
+    wanted = {j.tokens for j in jumps}
+    for attempt in range(3):
+        # read again each time: a teardown and a cleanup may remove the same jump at once
+        present = run_jumps()
+        mine = [j for j in present if j.tokens in wanted]
+        still_used = {j.chain for j in present if j.tokens not in wanted}
+        chains = sorted({j.chain for j in jumps} & nat_chains() - still_used)
+        lines = [_line(["-D", *j.tokens[1:]]) for j in mine]
+        lines += [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains]
+        if not lines:
+            return []
+        try:
+            restore(lines)
+        except CommandError:
+            if attempt == 2:
+                raise
+            continue
+        return [f"iptables chain {c}" for c in sorted({j.chain for j in mine} | set(chains))]
+    return []
 
 
 def remove_run_chains(run_id: str) -> list[str]:
@@ -199,7 +209,7 @@ class RunChain:
         mine = [j for j in run_jumps() if j.chain == self.chain and j.run_id == self.run_id]
         if mine:
             remove_jumps(mine)
-        elif self.chain in nat_chains():
+        if self.chain in nat_chains():  # a chain whose jump is gone already
             restore([f"-F {self.chain}", f"-X {self.chain}"])
         self.jumped = False
 
