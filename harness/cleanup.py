@@ -34,6 +34,7 @@ import yaml
 from pydantic import ValidationError
 
 from faults.base import FaultContext
+from harness import hostnet
 from harness.errors import HarnessError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.journal import Journal, revert_outstanding
@@ -283,6 +284,7 @@ def cleanup_all(results: Path) -> Iterator[str]:
     labelled objects on every engine and lab, then take down orphaned labs."""
     active: set[str] = set()
     dead: list[TargetSpec] = []
+    dead_ids: set[str] = set()
     runs = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
     for path in runs:
         run = RunDir(path)
@@ -294,6 +296,9 @@ def cleanup_all(results: Path) -> Iterator[str]:
         yield from stop_dead_run_processes(run)
         yield from finish_dead_run(run)
         dead.append(run_target_spec(run))
+        dead_ids.add(run.run_id)
+    # the host's nat chains of dead runs, whichever target made them, engine or not
+    yield from hostnet.remove_orphaned_chains(active, dead_ids)
     for spec in engines_to_sweep(dead):
         try:
             yield from target_class(spec.kind).remove_orphans(spec, active)

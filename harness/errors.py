@@ -3,6 +3,7 @@
 HarnessError                  base of everything the harness raises on purpose
 ├── ScenarioError             invalid input (exit code 2); carries every problem found
 ├── CapabilityError           this machine lacks a kernel feature, tool or privilege
+├── CommandError              a host command could not run, timed out or failed
 ├── TargetError               the orchestrator failed or refused (exit code 3)
 │   └── DeployTimeout         the workload did not become healthy in time
 ├── FaultError                a fault could not be injected or reverted
@@ -11,6 +12,8 @@ HarnessError                  base of everything the harness raises on purpose
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class HarnessError(Exception):
@@ -31,6 +34,23 @@ class ScenarioError(HarnessError):
 
 class CapabilityError(HarnessError):
     """A kernel feature, tool or privilege this run needs is missing on this machine."""
+
+
+class CommandError(HarnessError):
+    """A host command could not run, timed out, or exited non-zero (harness.commands).
+
+    `argv`, `returncode` (None when it never finished) and `stderr` say what happened; the
+    message quotes the command and says what to try. A layer with an error of its own (a
+    fault, a target) translates it at its edge.
+    """
+
+    def __init__(
+        self, argv: Sequence[str], message: str, returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message)
 
 
 class TargetError(HarnessError):

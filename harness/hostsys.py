@@ -2,7 +2,8 @@
 
 Faults inject from the host (as Litmus and Chaos Mesh do), so they work with any image:
 `nsenter -t PID -n iptables ...` acts in the container's network namespace without any tool
-in the image. Every failure becomes a FaultError that quotes the command and its stderr.
+in the image. Commands run through harness.commands; here, at the faults' edge, its
+CommandError becomes a FaultError that quotes the command and its stderr.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import cgroups
-from harness.errors import CapabilityError, FaultError
+from harness import cgroups, commands
+from harness.errors import CapabilityError, CommandError, FaultError
 
 
 def require_tool(name: str, package: str) -> str:
@@ -28,18 +28,12 @@ def require_tool(name: str, package: str) -> str:
 
 
 def run(args: Sequence[str], timeout_s: float = 15.0, check: bool = True) -> str:
-    """Run a host command; its stdout, or FaultError quoting the command and stderr."""
+    """Run a host command for a fault; its stdout, or FaultError quoting the command and
+    stderr (harness.commands' CommandError, translated)."""
     try:
-        done = subprocess.run(
-            list(args), capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FaultError(f"'{' '.join(args)}' could not run: {exc}") from exc
-    if check and done.returncode != 0:
-        raise FaultError(
-            f"'{' '.join(args)}' failed (exit {done.returncode}): {done.stderr.strip()}"
-        )
-    return done.stdout
+        return commands.run(args, timeout_s=timeout_s, check=check).stdout
+    except CommandError as exc:
+        raise FaultError(str(exc)) from exc
 
 
 def with_parent_death_signal(argv: Sequence[str]) -> list[str]:

@@ -25,7 +25,8 @@ from faults.container_kill import ContainerKill, ContainerKillParams
 from harness.scenario import WorkloadSpec
 from harness.targets import target_spec
 from harness.targets.swarm.events import TaskTracker, TaskView, parse_swarm_time
-from harness.targets.swarm.target import SlotRouter, SwarmTarget, _answers, routing_mesh
+from harness.targets.swarm.routes import SlotRouter
+from harness.targets.swarm.target import SwarmTarget, _answers, routing_mesh
 from tests.conftest import labelled_objects
 from tests.helpers import EventCollector, swarm_as_before, swarm_state, wait_until
 

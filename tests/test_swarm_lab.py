@@ -24,7 +24,7 @@ from harness.images import DEMO_IMAGE
 from harness.labs.swarm import lab
 from harness.targets.base import RUN_LABEL
 from harness.targets.swarm.events import TaskTracker, TaskView, node_event, task_view
-from harness.targets.swarm.target import SlotRouter
+from harness.targets.swarm.routes import SlotRouter
 from tests.conftest import labelled_objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,9 +97,11 @@ def test_task_state_names_the_node_and_dates_a_desired_state_change() -> None:
 def test_slot_routes_go_to_the_tasks_node_address() -> None:
     addresses = {"node-2": "10.213.0.12"}
     router = SlotRouter("run-a", 8080, lambda node: addresses.get(node, "127.0.0.1"))
-    rule = router._rule(2, (router._node_address("node-2"), 30001))
-    assert rule[-2:] == ["--to-destination", "10.213.0.12:30001"]
-    assert router._rule(1, (router._node_address(""), 5))[-1] == "127.0.0.1:5"
+    rules = router._rules(
+        {2: (router._node_address("node-2"), 30001), 1: (router._node_address(""), 5)}
+    )
+    assert rules[1][-2:] == ["--to-destination", "10.213.0.12:30001"]
+    assert rules[0][-1] == "127.0.0.1:5" and router.address(1) in rules[0]
     task = TaskView("t", "s", 1, "running", "running", 0, "c", 1, 30001, "", "", None)
     assert task.node_id == "" and task.updated_ns == 0  # a single-node swarm's view still works
 

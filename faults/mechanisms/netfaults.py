@@ -19,14 +19,14 @@ import ipaddress
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from faults.base import FaultContext, JsonValue, Mechanism
-from harness.errors import FaultError
+from harness import commands
+from harness.errors import CommandError, FaultError
 from harness.hostsys import in_netns
 from harness.targets.base import Instance
 
@@ -271,9 +271,9 @@ def probe(what: str, commands: Sequence[Sequence[str]], tools: Sequence[str]) ->
 def _fails(command: Sequence[str]) -> str:
     """Why `command` failed ('' when it worked): its last line of stderr, quoting the tool."""
     try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{command[0]} could not run: {exc}"
+        done = commands.run(command, timeout_s=10, check=False)
+    except CommandError as exc:
+        return str(exc)
     if done.returncode == 0:
         return ""
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]

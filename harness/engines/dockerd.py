@@ -35,7 +35,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.errors import CapabilityError, TargetError
+from harness import commands
+from harness.errors import CapabilityError, CommandError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.waiting import wait_until
 
@@ -123,19 +124,22 @@ def overlay_works(directory: Path) -> str | None:
             (root / part).mkdir()
         (root / "lower" / "file").write_text("lower")
         options = f"lowerdir={root / 'lower'},upperdir={root / 'upper'},workdir={root / 'work'}"
-        mount = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", options, str(root / "merged")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if mount.returncode != 0:
+        try:
+            mount = commands.run(
+                ["mount", "-t", "overlay", "overlay", "-o", options, str(root / "merged")],
+                timeout_s=30,
+                check=False,
+            )
+        except CommandError as exc:
+            return str(exc)
+        if not mount.ok:
             return mount.stderr.strip() or f"mount exited {mount.returncode}"
         try:
             (root / "merged" / "file").write_text("upper")  # a copy-up, as a container write
             copied = (root / "upper" / "file").read_text() == "upper"
         finally:
-            subprocess.run(["umount", str(root / "merged")], capture_output=True, check=False)
+            with contextlib.suppress(CommandError):
+                commands.run(["umount", str(root / "merged")], timeout_s=30, check=False)
         return None if copied else "a write through the overlay did not reach the upper dir"
 
 
@@ -161,11 +165,10 @@ def install_docker_io() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print("dockerd is not installed: installing Debian's docker.io", flush=True)
     for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
-        done = subprocess.run([*sudo, *args], env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise CapabilityError(
-                f"'{' '.join(args)}' failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
-            )
+        try:
+            commands.run([*sudo, *args], env=env, timeout_s=1800)
+        except CommandError as exc:
+            raise CapabilityError(f"cannot install docker.io: {exc}") from exc
 
 
 def _log_tail(log: Path, lines: int = 25) -> str:

@@ -43,8 +43,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from harness import commands
 from harness.engines import podman_runtime
-from harness.errors import CapabilityError, TargetError
+from harness.errors import CapabilityError, CommandError, TargetError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.waiting import wait_until
 
@@ -118,13 +119,13 @@ def needs_ulimit_override() -> bool:
     if prlimit is None:
         return True  # cannot tell: the override is harmless
     limit = f"{PODMAN_MAX_RLIMIT}:{PODMAN_MAX_RLIMIT}"
-    done = subprocess.run(
-        [prlimit, f"--nofile={limit}", f"--nproc={limit}", "true"],
-        capture_output=True,
-        check=False,
-        timeout=10,
-    )
-    return done.returncode != 0
+    try:
+        done = commands.run(
+            [prlimit, f"--nofile={limit}", f"--nproc={limit}", "true"], check=False, timeout_s=10
+        )
+    except CommandError:
+        return True  # cannot tell: the override is harmless
+    return not done.ok
 
 
 def answers(socket: str, timeout_s: float = 2.0) -> bool:
@@ -235,14 +236,10 @@ def graph_root() -> Path | None:
     if binary is None:
         return None
     try:
-        done = subprocess.run(
-            [binary, "info", "--format", "{{.Store.GraphRoot}}"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
+        done = commands.run(
+            [binary, "info", "--format", "{{.Store.GraphRoot}}"], check=False, timeout_s=30
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except CommandError:
         return None
     root = done.stdout.strip()
-    return Path(root) if done.returncode == 0 and root else None
+    return Path(root) if done.ok and root else None

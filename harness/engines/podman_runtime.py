@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import CapabilityError
+from harness import commands
+from harness.errors import CapabilityError, CommandError
 
 CANDIDATES = ("crun", "runc")  # Podman's engine.runtimes order: its default first
 TRIAL_TIMEOUT_S = 60.0
@@ -112,19 +112,12 @@ def _trial(podman: str, runtime: str, rootfs: str, conf: str | None) -> str | No
         env["CONTAINERS_CONF"] = conf
     command = [podman, "--runtime", runtime, "run", "--rm", "--net=none", "--rootfs", rootfs]
     try:
-        done = subprocess.run(
-            [*command, "/bin/busybox", "true"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=TRIAL_TIMEOUT_S,
+        done = commands.run(
+            [*command, "/bin/busybox", "true"], env=env, check=False, timeout_s=TRIAL_TIMEOUT_S
         )
-    except subprocess.TimeoutExpired:
-        return f"no answer within {TRIAL_TIMEOUT_S:g} s"
-    except OSError as exc:
+    except CommandError as exc:
         return str(exc)
-    if done.returncode == 0:
+    if done.ok:
         return None
     lines = (done.stderr or done.stdout).strip().splitlines()
     return lines[-1] if lines else f"exit status {done.returncode}"

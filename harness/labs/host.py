@@ -21,9 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from harness import cgroups
-from harness.errors import FaultError, TargetError
-from harness.hostsys import run
+from harness import cgroups, commands, hostnet
+from harness.errors import CommandError, FaultError, TargetError
 
 NETNS_DIR = Path("/var/run/netns")
 
@@ -32,10 +31,11 @@ NETNS_DIR = Path("/var/run/netns")
 
 
 def sh(args: Sequence[str], check: bool = True, timeout_s: float = 30.0) -> str:
-    """Run a host command for a lab; TargetError quoting the command and stderr on failure."""
+    """Run a host command for a lab; TargetError quoting the command and stderr on failure
+    (harness.commands' CommandError, translated at the labs' edge)."""
     try:
-        return run(args, timeout_s=timeout_s, check=check)
-    except FaultError as exc:
+        return commands.run(args, timeout_s=timeout_s, check=check).stdout
+    except CommandError as exc:
         raise TargetError(str(exc)) from exc
 
 
@@ -49,15 +49,11 @@ def netns_path(name: str) -> Path:
 
 def iptables(action: str, rule: Sequence[str]) -> bool:
     """Host iptables: `rule` is (table, chain, *spec); False when the command fails."""
-    table, chain, *spec = rule
-    done = subprocess.run(
-        ["iptables", "-w", "5", "-t", table, action, chain, *spec],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
-    return done.returncode == 0
+    table, *chain_spec = rule
+    try:
+        return hostnet.iptables_rule(action, chain_spec, table=table).ok
+    except CommandError:
+        return False
 
 
 def netns_iptables(netns: str, action: str, rule: Sequence[str]) -> bool:
@@ -67,11 +63,13 @@ def netns_iptables(netns: str, action: str, rule: Sequence[str]) -> bool:
     """
     if not netns_path(netns).exists():
         return False
-    args = ["nsenter", f"--net={netns_path(netns)}", "iptables", "-w", "5", action, *rule]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=15, check=False)
-    if action != "-D" and done.returncode != 0:
-        raise FaultError(f"'{' '.join(args)}' failed: {done.stderr.strip()}")
-    return done.returncode == 0
+    try:
+        done = hostnet.iptables_rule(action, rule, netns=netns_path(netns))
+    except CommandError as exc:
+        raise FaultError(str(exc)) from exc
+    if action != "-D" and not done.ok:
+        raise FaultError(str(commands.failed(done)))
+    return done.ok
 
 
 def in_netns(netns: str, args: Sequence[str], check: bool = True) -> str:
@@ -143,7 +141,10 @@ def set_link(name: str, up: bool) -> bool:
     """Bring a host link up or down; False if it is gone."""
     if not exists_link(name):
         return False
-    run(["ip", "link", "set", name, "up" if up else "down"], timeout_s=30)
+    try:
+        commands.run(["ip", "link", "set", name, "up" if up else "down"], timeout_s=30)
+    except CommandError as exc:
+        raise FaultError(str(exc)) from exc  # a node fault's act or undo
     return True
 
 
@@ -230,7 +231,8 @@ def kill_until_gone(finder: Callable[[], set[int]], what: str, timeout_s: float 
 
 
 def spawn_detached(argv: Sequence[str], log_file: Path) -> None:
-    """Start `argv` in a session of its own, reparented to init, output appended to a log."""
+    """Start `argv` in a session of its own, reparented to init, output appended to a log
+    (a daemon's start, not a one-shot command: its output goes to the log, not to us)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         subprocess.run(
@@ -300,8 +302,7 @@ def unmount_under(roots: Sequence[str]) -> list[str]:
         if not points:
             return done
         for point in points:
-            umount = subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-            if umount.returncode == 0:
+            if commands.run(["umount", "-l", point], check=False).ok:
                 done.append(point)
     left = mounts_under(roots)
     if left:

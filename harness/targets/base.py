@@ -15,33 +15,17 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from harness.capabilities import Capabilities
+
+# the run and owner labels live below the targets (harness.hostnet marks iptables jumps with
+# them too); re-exported here, where the targets and their callers have always found them
+from harness.owners import OWNER_LABEL as OWNER_LABEL
+from harness.owners import RUN_LABEL as RUN_LABEL
+from harness.owners import owner_alive as owner_alive
+from harness.owners import owner_label_value as owner_label_value
 from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 
-RUN_LABEL = "chaos-harness.run-id"
 SERVICE_LABEL = "chaos-harness.service"
 INSTANCE_LABEL = "chaos-harness.instance"
-# "<pid>:<start ticks>" of the harness process that owns the object: cleanup leaves the
-# objects of a live owner alone, so it never pulls the rug from under a run in progress.
-OWNER_LABEL = "chaos-harness.owner"
-
-
-def owner_label_value() -> str:
-    """This process as an owner: its PID and start time (a recycled PID will not match)."""
-    import os
-
-    from harness.hostsys import process_start_ticks
-
-    return f"{os.getpid()}:{process_start_ticks(os.getpid())}"
-
-
-def owner_alive(value: str | None) -> bool:
-    """Whether the owner named by an OWNER_LABEL value is still the same live process."""
-    from harness.hostsys import process_start_ticks
-
-    pid, _, ticks = (value or "").partition(":")
-    if not pid.isdigit() or not ticks.isdigit():
-        return False
-    return process_start_ticks(int(pid)) == int(ticks)
 
 
 @dataclass(frozen=True)

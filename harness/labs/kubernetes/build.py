@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from harness.errors import CapabilityError, TargetError
+from harness import commands
+from harness.errors import CapabilityError, CommandError, TargetError
 
 KUBERNETES_VERSION = "v1.34.12"
 COMPONENTS = (
@@ -323,17 +324,6 @@ def _go_version(go: str) -> str:
 
 def _go(go: str, args: list[str], cwd: Path, timeout_s: float) -> str:
     try:
-        done = subprocess.run(
-            [go, *args],
-            cwd=cwd,
-            env=go_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"'go {' '.join(args)}' could not run: {exc}") from exc
-    if done.returncode != 0:
-        raise TargetError(f"'go {' '.join(args)}' failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
+        return commands.run([go, *args], cwd=cwd, env=go_env(), timeout_s=timeout_s).stdout
+    except CommandError as exc:
+        raise TargetError(str(exc)) from exc

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -22,7 +21,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.errors import TargetError
+from harness import commands
+from harness.errors import CommandError, TargetError
 from harness.hostsys import require_tool
 from harness.labs.kubernetes import build, config, node
 from harness.labs.kubernetes.state import KubeLabState, NodeState
@@ -46,10 +46,12 @@ def pause_archive(kubernetes_dir: Path, cache: Path) -> Path:
         binary = Path(tmp) / "pause"
         tag = config.PAUSE_IMAGE.rsplit(":", 1)[1]
         compile_ = ["gcc", "-Os", "-static", f"-DVERSION=v{tag}", "-o", str(binary), str(source)]
-        done = subprocess.run(compile_, capture_output=True, text=True, timeout=120, check=False)
-        if done.returncode != 0:
-            raise TargetError(f"compiling {source} failed: {done.stderr.strip()}")
-        subprocess.run(["strip", str(binary)], capture_output=True, check=False)
+        try:
+            commands.run(compile_, timeout_s=120)
+        except CommandError as exc:
+            raise TargetError(f"compiling {source} failed: {exc}") from exc
+        with contextlib.suppress(CommandError):  # a smaller image; works without
+            commands.run(["strip", str(binary)], check=False)
         partial = archive.with_suffix(".tmp")
         partial.write_bytes(docker_archive(config.PAUSE_IMAGE, binary.read_bytes(), "/pause"))
         partial.rename(archive)

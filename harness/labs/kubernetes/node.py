@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
-from harness.errors import TargetError
+from harness import commands
+from harness.errors import CommandError, TargetError
 from harness.labs import host
 from harness.labs.kubernetes import config
 from harness.labs.kubernetes.state import (
@@ -232,19 +232,16 @@ def wait_containerd(node: NodeState, timeout_s: float = 60.0) -> None:
 
 def ctr(
     node: NodeState, args: list[str], check: bool = True, timeout_s: float = 120.0
-) -> subprocess.CompletedProcess[str]:
+) -> commands.Done:
     """Debian's `ctr` against the node's containerd, in the Kubernetes namespace."""
     command = [
         *("ctr", "--address", node.containerd_socket, "--namespace", config.CONTAINERD_NAMESPACE),
         *args,
     ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"'{' '.join(command)}' could not run: {exc}") from exc
-    if check and done.returncode != 0:
-        raise TargetError(f"'{' '.join(command)}' failed: {done.stderr.strip()}")
-    return done
+        return commands.run(command, timeout_s=timeout_s, check=check)
+    except CommandError as exc:
+        raise TargetError(str(exc)) from exc
 
 
 def processes(node: NodeState) -> set[int]:

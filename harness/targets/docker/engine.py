@@ -5,7 +5,6 @@ removal, the workload's healthcheck and restart policy in the engine's terms."""
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ import requests
 from docker.models.containers import Container
 from docker.types import Healthcheck
 
-from harness.errors import TargetError
+from harness import commands
+from harness.errors import CommandError, TargetError
 from harness.hostsys import unix_socket_server
 from harness.specs import WorkloadSpec
 from harness.targets.base import (
@@ -216,10 +216,8 @@ def orphaned_run_ids(client: docker.DockerClient) -> set[str]:
 def host_routes() -> list[ipaddress.IPv4Network]:
     """The IPv4 networks the host routes now (another engine's bridges, a lab's...)."""
     try:
-        done = subprocess.run(
-            ["ip", "-4", "route", "show"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        done = commands.run(["ip", "-4", "route", "show"], timeout_s=10, check=False)
+    except CommandError:
         return []
     found = []
     for line in done.stdout.splitlines():

@@ -12,9 +12,9 @@ slot's current pod; the conntrack entries of connections sent to the previous po
 so a reused source port does not follow the old path. A slot that never moved has no rule:
 its first pod answers for itself, and nothing is added to the host until a pod is replaced.
 
-The jump from nat OUTPUT and the chain carry the run's id and owner in a comment, as the
-Docker and Swarm targets' do (harness.targets.service_vip), so `harness cleanup` removes
-them for a dead run; teardown removes them.
+The chain and its jump from nat OUTPUT are harness.hostnet's, as the Docker and Swarm
+targets' are: the jump carries the run's id and owner in a comment, so `harness cleanup`
+removes them for a dead run; teardown removes them.
 
 The limit: host-local IPAM hands out each node's /24 in sequence and wraps around after ~250
 pods, so a long-lived lab can give a first pod's address to a later pod. A connection of this
@@ -25,19 +25,17 @@ pod, until the run ends.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import shutil
 import threading
 from collections.abc import Mapping
 
-from harness.errors import TargetError
-from harness.targets.service_vip import forget_connections, jump_comment, nat, replace_chain
+from harness import hostnet
+from harness.errors import CommandError, TargetError
 
-CHAIN_PREFIX = "CHAOS-K8S-"
+PURPOSE = "PODS"
 
 
 def routes_chain(run_id: str) -> str:
-    return CHAIN_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:12].upper()
+    return hostnet.chain_name(run_id, PURPOSE)
 
 
 class SlotRoutes:
@@ -46,11 +44,10 @@ class SlotRoutes:
     def __init__(self, run_id: str, owner: str, port: int) -> None:
         self.run_id = run_id
         self.port = port
-        self.chain = routes_chain(run_id)
-        self._comment = jump_comment(run_id, owner)
+        self._chain = hostnet.RunChain(run_id, owner, PURPOSE, ["-p", "tcp", "--dport", str(port)])
+        self.chain = self._chain.chain
         self._first: dict[str, str] = {}  # slot -> its first pod's address
         self._moved: dict[str, str] = {}  # slot -> the address it is sent to now
-        self._jump = False
         self._lock = threading.Lock()
         self.problem = ""  # why slots cannot follow their pods here (no iptables, not root)
 
@@ -80,31 +77,26 @@ class SlotRoutes:
                 return
             for slot, ip in self._moved.items():
                 if wanted.get(slot) != ip:
-                    forget_connections(self._first[slot], self.port, (ip, self.port))
+                    hostnet.forget_connections(self._first[slot], self.port, (ip, self.port))
             for slot in wanted.keys() - self._moved.keys():
-                forget_connections(self._first[slot], self.port, (self._first[slot], self.port))
+                hostnet.forget_connections(
+                    self._first[slot], self.port, (self._first[slot], self.port)
+                )
             self._moved = wanted
 
     def _apply(self, wanted: Mapping[str, str]) -> None:
-        if shutil.which("iptables-restore") is None:
-            raise TargetError("no iptables-restore (apt-get install -y iptables)")
+        problem = hostnet.problem()
+        if problem:
+            raise TargetError(problem)
+        port = ["--dport", str(self.port)]
         rules = [
-            [
-                *("-d", f"{self._first[slot]}/32", "-p", "tcp", "--dport", str(self.port)),
-                *("-j", "DNAT", "--to-destination", f"{ip}:{self.port}"),
-            ]
+            hostnet.dnat((ip, self.port), ["-d", f"{self._first[slot]}/32", *port])
             for slot, ip in sorted(wanted.items())
         ]
-        replace_chain(self.chain, rules)
-        if not self._jump:
-            nat("-I", *self._jump_rule())
-            self._jump = True
-
-    def _jump_rule(self) -> list[str]:
-        return [
-            *("OUTPUT", "-p", "tcp", "--dport", str(self.port)),
-            *("-m", "comment", "--comment", self._comment, "-j", self.chain),
-        ]
+        try:
+            self._chain.replace(rules)
+        except CommandError as exc:
+            raise TargetError(str(exc)) from exc
 
     @property
     def routes(self) -> dict[str, tuple[str, str]]:
@@ -115,12 +107,8 @@ class SlotRoutes:
     def remove(self) -> None:
         """Remove the jump and the chain; idempotent."""
         with self._lock:
-            with contextlib.suppress(TargetError):
-                while nat("-D", *self._jump_rule(), check=False):
-                    pass
-                nat("-F", self.chain, check=False)
-                nat("-X", self.chain, check=False)
-            self._jump = False
+            with contextlib.suppress(CommandError):
+                self._chain.remove()
             self._moved = {}
 
 

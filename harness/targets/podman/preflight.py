@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
-from harness.errors import CapabilityError, ScenarioError, TargetError
+from harness import commands
+from harness.errors import CapabilityError, CommandError, ScenarioError, TargetError
 from harness.specs import ScenarioBase
 from harness.targets.docker.preflight import DEMO_IMAGES
 
@@ -20,10 +20,8 @@ def podman_preflight(scenario: ScenarioBase) -> None:
     if image in DEMO_IMAGES:
         return
     try:
-        done = subprocess.run(
-            [podman, "image", "exists", image], capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = commands.run([podman, "image", "exists", image], timeout_s=60, check=False)
+    except CommandError as exc:
         raise TargetError(f"cannot ask Podman for image {image!r}: {exc}") from exc
     if done.returncode == 1:
         raise ScenarioError(

@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
-import os
 import platform
 import re
-import shutil
-import threading
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,13 +70,7 @@ from harness.targets.docker.engine import (
     run_labels,
 )
 from harness.targets.docker.preflight import engine_preflight
-from harness.targets.service_vip import (
-    VirtualService,
-    forget_connections,
-    jump_comment,
-    nat,
-    remove_run_chains,
-)
+from harness.targets.service_vip import remove_run_chains
 from harness.targets.swarm.events import (
     SwarmEventStream,
     TaskView,
@@ -89,6 +79,7 @@ from harness.targets.swarm.events import (
     task_view,
 )
 from harness.targets.swarm.preflight import swarm_port_check
+from harness.targets.swarm.routes import SlotRouter
 from harness.targets.swarm.spec import swarm_spec
 from harness.waiting import wait_until
 
@@ -110,124 +101,6 @@ def routing_mesh() -> tuple[bool, str]:
     if modules:
         return True, "available (ip_vs is a loadable module)"
     return False, "unavailable (no IPVS in the kernel)"
-
-
-class SlotRouter:
-    """A stable loopback address per slot, DNAT-ed to the slot's current task's host port;
-    and, once asked for, one service address spread over every slot's current task."""
-
-    SERVICE_HOST = 254  # the service address: prefix.254 (slots are 1..50)
-
-    def __init__(
-        self,
-        run_id: str,
-        port: int,
-        node_address: Callable[[str], str] | None = None,
-        *,
-        owner: str | None = None,
-    ) -> None:
-        digest = hashlib.sha256(run_id.encode()).digest()
-        self.run_id = run_id
-        self.port = port
-        self.chain = "CHAOS-" + digest.hex()[:12].upper()
-        self.prefix = f"127.{64 + digest[0] % 64}.{digest[1]}"
-        self.enabled = False
-        self.reason = ""
-        self.owner = owner or owner_label_value()
-        # where a node's published ports answer: 127.0.0.1 on a single-node swarm, the node's
-        # own address on the lab (the lab sets route_localnet and MASQUERADE for this)
-        self._node_address = node_address or (lambda _node_id: "127.0.0.1")
-        self._routes: dict[int, tuple[str, int]] = {}
-        self._running: set[int] = set()  # slots whose task runs now: the service's spread
-        self._lock = threading.Lock()
-        self.service: VirtualService | None = None
-
-    def address(self, slot: int) -> str:
-        return f"{self.prefix}.{slot}"
-
-    def _jump(self) -> list[str]:
-        comment = jump_comment(self.run_id, self.owner)
-        return ["OUTPUT", "-d", "127.0.0.0/8", "-m", "comment", "--comment", comment]
-
-    def _rule(self, slot: int, to: tuple[str, int]) -> list[str]:
-        return [
-            *(self.chain, "-d", self.address(slot), "-p", "tcp", "--dport", str(self.port)),
-            *("-j", "DNAT", "--to-destination", f"{to[0]}:{to[1]}"),
-        ]
-
-    def setup(self) -> bool:
-        """Create the run's chain; False (with `reason`) where iptables cannot be used."""
-        if os.geteuid() != 0 or shutil.which("iptables") is None:
-            self.reason = "iptables needs root" if shutil.which("iptables") else "no iptables"
-            return False
-        try:
-            nat("-N", self.chain)
-            nat("-I", *self._jump(), "-j", self.chain)
-        except TargetError as exc:
-            self.reason = str(exc)
-            self.remove()
-            return False
-        self.enabled = True
-        return True
-
-    def sync(self, tasks: Sequence[TaskView]) -> None:
-        """Point every slot with a running task at its node's address and published port."""
-        if not self.enabled:
-            return
-        with self._lock:
-            self._running = {t.slot for t in tasks if t.running and t.published_port}
-            for task in tasks:
-                if not task.running or task.published_port is None:
-                    continue
-                to = (self._node_address(task.node_id), task.published_port)
-                if self._routes.get(task.slot) == to:
-                    continue
-                nat("-A", *self._rule(task.slot, to))
-                old = self._routes.get(task.slot)
-                if old is not None:
-                    nat("-D", *self._rule(task.slot, old), check=False)
-                    self._forget_connections(task.slot)
-                self._routes[task.slot] = to
-            if self.service is not None:
-                self.service.set_backends(self._backends())
-
-    def _backends(self) -> list[tuple[str, int]]:
-        """The service's spread: the routes of the slots whose task runs."""
-        return [self._routes[slot] for slot in sorted(self._routes) if slot in self._running]
-
-    def service_url(self) -> str:
-        """The service address, spread over every routed slot (made on first call)."""
-        with self._lock:
-            if self.service is None:
-                if not self.enabled:
-                    raise TargetError(f"no service address without slot routing: {self.reason}")
-                address = f"{self.prefix}.{self.SERVICE_HOST}"
-                service = VirtualService(self.run_id, self.owner, address, self.port)
-                service.setup(self._backends())
-                self.service = service
-            return self.service.url
-
-    def _forget_connections(self, slot: int) -> None:
-        """Drop the slot's conntrack entries, which keep the OLD task's port.
-
-        Measured without this: a new connection that reused the source port of a refused one
-        (a CLOSE entry lives 10 s) was still sent to the dead task's port and refused, 2 s
-        after the slot had recovered. Needs the `conntrack` tool (Debian: conntrack).
-        """
-        forget_connections(self.address(slot), self.port)
-
-    def remove(self) -> None:
-        """Remove the service address, the jump and the chain; idempotent."""
-        with self._lock:
-            if self.service is not None:
-                self.service.remove()
-                self.service = None
-            while nat("-D", *self._jump(), "-j", self.chain, check=False):
-                pass
-            nat("-F", self.chain, check=False)
-            nat("-X", self.chain, check=False)
-            self._routes.clear()
-            self.enabled = False
 
 
 class SwarmTarget(ActsThroughEngine):
