@@ -29,12 +29,12 @@ from typing import Any
 import docker
 import docker.errors
 
+from harness.hostnet import run_hash
 from harness.images import DEMO_IMAGE
 from harness.labs.kubernetes.state import KubeLabState
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes.objects import namespace_for
-from harness.targets.service_vip import run_digest
 
 BYSTANDER_LABEL = "chaos-harness-bench.bystander"
 NETNS_DIR = Path("/var/run/netns")
@@ -55,7 +55,7 @@ def _out(*args: str, timeout: float = 30) -> str:
 
 def _tags(run_id: str) -> tuple[str, str]:
     """The strings a run's rules, chains and processes carry: its id, and its chains' hash."""
-    return run_id, run_digest(run_id).hex()[:12].upper()
+    return run_id, run_hash(run_id)
 
 
 @dataclass

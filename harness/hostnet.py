@@ -43,8 +43,12 @@ def chain_name(run_id: str, purpose: str) -> str:
     longest = CHAIN_NAME_MAX - len(CHAIN_PREFIX) - 1 - HASH_CHARS
     if not re.fullmatch(r"[A-Z0-9]+", purpose) or len(purpose) > longest:
         raise ValueError(f"chain purpose {purpose!r}: 1 to {longest} of A-Z and 0-9")
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:HASH_CHARS].upper()
-    return f"{CHAIN_PREFIX}{purpose}-{digest}"
+    return f"{CHAIN_PREFIX}{purpose}-{run_hash(run_id)}"
+
+
+def run_hash(run_id: str) -> str:
+    """What every chain of the run carries (its id is too long for a chain's name)."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:HASH_CHARS].upper()
 
 
 def jump_comment(run_id: str, owner: str) -> str:

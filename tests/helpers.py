@@ -20,9 +20,9 @@ import docker.errors
 
 from harness import waiting
 from harness.engines import podman
+from harness.hostnet import run_jumps
 from harness.hostsys import cgroup_dir, cgroup_version
 from harness.targets.base import RUN_LABEL, EngineEvent, Target
-from harness.targets.service_vip import run_jumps
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:

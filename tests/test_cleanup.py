@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.cleanup import engines_to_sweep, run_target_spec
+from harness.hostnet import remove_orphaned_chains, run_jumps
 from harness.results import RunDir
 from harness.scenario import TargetSpec, parse_scenario, resolved_yaml
 from harness.targets import target_spec
 from harness.targets.base import owner_label_value
-from harness.targets.service_vip import VirtualService, remove_orphaned_chains, run_jumps
+from harness.targets.service_vip import VirtualService
 
 DEAD_OWNER = "4194305:1"  # a PID above the kernel's limit (2**22): never a live process
 

@@ -17,8 +17,7 @@ backend moves (a Swarm slot's new task), the conntrack entries of connections se
 destination are dropped, or a new connection reusing such a 5-tuple would follow the old one.
 
 The chain, its jump (which carries the run and its owner, for `harness cleanup`), the
-transactions and conntrack are harness.hostnet's; the functions that find and remove a run's
-chains are re-exported here for the targets that have always called them here.
+transactions, conntrack and finding and removing a run's chains are harness.hostnet's.
 """
 
 from __future__ import annotations
@@ -29,13 +28,6 @@ from collections.abc import Sequence
 
 from harness import hostnet
 from harness.errors import CommandError, TargetError
-from harness.hostnet import Jump as Jump
-from harness.hostnet import forget_connections as forget_connections
-from harness.hostnet import jump_comment as jump_comment
-from harness.hostnet import remove_orphaned_chains as remove_orphaned_chains
-from harness.hostnet import remove_run_chains as remove_run_chains
-from harness.hostnet import run_jumps as run_jumps
-from harness.hostnet import spread_rules as spread_rules
 
 PURPOSE = "VIP"
 

@@ -18,6 +18,7 @@ from docker.types import Healthcheck
 
 from harness import commands
 from harness.errors import CommandError, TargetError
+from harness.hostnet import remove_orphaned_chains, remove_run_chains
 from harness.hostsys import unix_socket_server
 from harness.specs import WorkloadSpec
 from harness.targets.base import (
@@ -28,7 +29,6 @@ from harness.targets.base import (
     Instance,
     owner_alive,
 )
-from harness.targets.service_vip import remove_orphaned_chains, remove_run_chains
 
 NS_PER_S = 1_000_000_000
 # Every engine call times out after this (the SDK's default is 60 s); a run notices a silent

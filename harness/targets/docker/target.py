@@ -32,6 +32,7 @@ from docker.models.containers import Container
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.errors import DeployTimeout, TargetError
+from harness.hostnet import remove_run_chains
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
@@ -66,7 +67,7 @@ from harness.targets.docker.engine import (
 )
 from harness.targets.docker.preflight import engine_preflight
 from harness.targets.docker.spec import engine_spec
-from harness.targets.service_vip import VirtualService, remove_run_chains
+from harness.targets.service_vip import VirtualService
 from harness.waiting import wait_until
 
 

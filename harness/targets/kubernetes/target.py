@@ -34,6 +34,7 @@ from kubernetes.client.exceptions import ApiException
 
 from harness import capabilities as caps
 from harness.errors import DeployTimeout, TargetError
+from harness.hostnet import remove_run_chains
 from harness.labs.kubernetes.session import (
     containerd_sockets,
     ensure_lab,
@@ -86,7 +87,6 @@ from harness.targets.kubernetes.views import (
     slice_view,
 )
 from harness.targets.kubernetes.watch import KubeEventStream, Resource
-from harness.targets.service_vip import remove_run_chains
 from harness.waiting import wait_until
 
 OWNER_HOST = "chaos-harness.owner-host"  # cleanup judges only the owners of this machine

@@ -38,6 +38,7 @@ from docker.models.containers import Container
 from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, UpdateConfig
 
 from harness.errors import DeployTimeout, TargetError
+from harness.hostnet import remove_run_chains
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.labs.swarm.lab import PREFIX as LAB_PREFIX
 from harness.labs.swarm.lab import Lab, LabInfo
@@ -70,7 +71,6 @@ from harness.targets.docker.engine import (
     run_labels,
 )
 from harness.targets.docker.preflight import engine_preflight
-from harness.targets.service_vip import remove_run_chains
 from harness.targets.swarm.events import (
     SwarmEventStream,
     TaskView,
