@@ -114,6 +114,7 @@ class Manifest(Record):
     )  # signal, at_ns, phase, by
     failure: dict[str, Any] | None = Field(default=None, exclude_if=absent)  # at_ns, phase, ...
     signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=absent)
+    metrics_url: str | None = Field(default=None, exclude_if=absent)  # the run's /metrics
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod
