@@ -12,9 +12,11 @@ request logs (load/requests-*.tsv, the lines appended since the last read) and t
   after fault, cleaning up...), the others removed; `chaos_run_info` {run_id, scenario}.
 
 A request's `phase` is the live one, by its start: `baseline` before the first injection,
-`fault` while a fault is active, `after` otherwise. The analysis' phases (with `recovery`,
-found from the evidence) are known only after the run; these are what a dashboard can show
-while it runs.
+`fault` while a fault is active, `after` otherwise. A fault's event is written once its action
+is done (its `apply_s` after the instant it records), so a request is counted HOLD_S after it
+was read: by then the events that place it are in (the counters lag that much behind). The
+analysis' phases (with `recovery`, found from the evidence) are known only after the run;
+these are what a dashboard can show while it runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from harness.errors import PrometheusError
 
 POLL_S: Final = 0.5
+HOLD_S: Final = 3.0
 REQUEST_GLOB: Final = "requests-*.tsv"
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
 
@@ -87,6 +90,7 @@ class MetricsExporter:
         self._load_dir, self._phase = run_dir / "load", phase
         self._events = _Tail(run_dir / "events.jsonl")
         self._tails: dict[Path, _Tail] = {}
+        self._held: list[tuple[float, bytes]] = []  # (read at, monotonic; the request's line)
         self._faults = _Faults(int(one_off_s * 1e9))
         self._registry = CollectorRegistry()
         self._define(identity)
@@ -139,7 +143,7 @@ class MetricsExporter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        self.poll()
+        self.poll(flush=True)
         server = self._server
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
@@ -149,14 +153,19 @@ class MetricsExporter:
         while not self._stop.wait(POLL_S):
             self.poll()
 
-    def poll(self) -> None:
-        """Read what was appended since the last poll into the metrics."""
-        self._read_events()
-        self._show_faults()
+    def poll(self, flush: bool = False) -> None:
+        """Read what was appended since the last poll; count the requests read HOLD_S ago
+        (every one when `flush`: the run's events are all written)."""
+        now = time.monotonic()
         for path in sorted(self._load_dir.glob(REQUEST_GLOB)):
             tail = self._tails.setdefault(path, _Tail(path))
-            for line in tail.lines():
-                self._count(line)
+            self._held += [(now, line) for line in tail.lines()]
+        self._read_events()
+        self._show_faults()
+        ready = len(self._held) if flush else sum(at <= now - HOLD_S for at, _ in self._held)
+        for _, line in self._held[:ready]:
+            self._count(line)
+        del self._held[:ready]
         self._show_phase()
 
     def _read_events(self) -> None:
