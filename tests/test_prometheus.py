@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from harness.scenario import parse_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 needs_prometheus = pytest.mark.skipif(
-    server.shutil.which("prometheus") is None, reason="no prometheus binary (make setup)"
+    shutil.which("prometheus") is None, reason="no prometheus binary (make setup)"
 )
 
 
