@@ -1,6 +1,10 @@
 """Scrape targets found on this machine: the Kubernetes lab's kubelets and their cAdvisor,
 read from the lab's state file (read only; the lab's own certificates authenticate).
 
+The lab's cAdvisor reports each pod's cgroup (labels `namespace`, `pod`; `container` empty),
+not its containers: it looks for containerd at the default socket, and every lab node runs a
+containerd of its own elsewhere.
+
 The Swarm lab's nested engines serve no metrics (dockerd serves /metrics only with
 `metrics-addr` set, which the lab does not set), so they add no target.
 """
