@@ -95,6 +95,7 @@ CHECKS = """\
   phase: baseline
 - {name: fault_failures, query: 'sum(chaos_request_failures_total{phase="fault"})', max: 0,
    fault: f1}
+- {name: fault_gauge, query: 'max(chaos_fault_active{fault_id="f1"})', min: 1, phase: fault}
 """
 
 
@@ -117,6 +118,8 @@ def test_prometheus_slos_on_a_real_run(
     checks = {c["name"]: c for c in summary["prometheus"]["checks"]}
     passing, failing = checks["baseline_failures[baseline]"], checks["fault_failures[f1]"]
     assert passing["verdict"] == "pass" and passing["value"] == 0 and passing["points"] >= 2
+    gauge = checks["fault_gauge[fault]"]  # a lower limit: the lowest point while f1 was on
+    assert (gauge["verdict"], gauge["bound"], gauge["value"]) == ("pass", "min", 1)
     assert failing["verdict"] == "fail"
     assert failing["query"] == 'sum(chaos_request_failures_total{phase="fault"})'
 
@@ -141,6 +144,7 @@ def test_prometheus_slos_on_a_real_run(
     # the same checks in JUnit and Markdown, with the query as sent
     xml = junit.read_text()
     assert 'name="fault_failures[f1]"' in xml and "limit at most 0" in xml
+    assert "fault_gauge[fault]: 1, limit at least 1: pass" in xml
     assert "chaos_request_failures_total" in xml
     md = markdown.read_text()
     assert "❌ fault_failures[f1]" in md and "✅ baseline_failures[baseline]" in md

@@ -48,12 +48,14 @@ def _subjects(spec: PrometheusCheckSpec, summary: Summary) -> list[tuple[str, li
     found = [f for f in summary.faults if f.id == wanted or f.id.startswith(wanted + "#")]
     if not found:  # the fault never ran (the run ended first): no data, said so
         return [(wanted, [])]
-    pairs = []
+    pairs: list[tuple[str, list[Interval]]] = []
     for fault in found:
         start = fault.window.start_ns if fault.window else fault.injected_at_ns
         end = fault.window.end_ns if fault.window else fault.window_end_ns
-        whole = start is not None and end is not None and end >= start
-        pairs.append((fault.id, [(int(start), int(end))] if whole else []))  # type: ignore[arg-type]
+        if start is None or end is None or end < start:
+            pairs.append((fault.id, []))
+        else:
+            pairs.append((fault.id, [(start, end)]))
     return pairs
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -96,7 +97,7 @@ class MetricsExporter:
         self._define(identity)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-exporter", daemon=True)
-        self._server: object | None = None
+        self._server: WSGIServer | None = None
         self._shown_phase: str | None = None
         self._shown_faults: set[tuple[str, str]] = set()
 
@@ -146,8 +147,8 @@ class MetricsExporter:
         self.poll(flush=True)
         server = self._server
         if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
-            server.server_close()  # type: ignore[attr-defined]
+            server.shutdown()
+            server.server_close()
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_S):
