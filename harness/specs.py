@@ -11,7 +11,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 from harness.workload import DEMO, DEMO_ATTRIBUTION_HEADER
@@ -419,25 +427,34 @@ class ScenarioBase(StrictModel):
 
     @model_validator(mode="after")
     def _prometheus_checks_fit(self) -> ScenarioBase:
+        """Each problem at its own place (a ValidationError with its location, so the file's
+        line is the check's): a fault id the scenario does not have, a check without server."""
         checks = self.slo.prometheus
-        problems = []
+        problems: list[tuple[tuple[str | int, ...], object, str]] = []
         if checks and self.observe.prometheus is None:
-            problems.append(
-                "slo.prometheus needs observe.prometheus.url (the server its queries go to)"
-            )
+            why = "slo.prometheus needs observe.prometheus.url (the server its queries go to)"
+            problems.append((("slo", "prometheus"), [], why))
         known = _fault_ids(self.faults, self.load.duration)
+        seen: set[tuple[str, str]] = set()
         for i, check in enumerate(checks):
             if check.fault is not None and check.fault not in known:
                 which = ", ".join(sorted(known)) or "none: the scenario has no fault"
-                problems.append(
-                    f"slo.prometheus.{i}.fault: no fault {check.fault} in this scenario "
-                    f"(fault ids: {which})"
-                )
-        names = [(c.name, c.subject) for c in checks]
-        if len(set(names)) != len(names):
-            problems.append("slo.prometheus: two checks with the same name and phase or fault")
+                why = f"no such fault in this scenario (its fault ids: {which})"
+                problems.append((("slo", "prometheus", i, "fault"), check.fault, why))
+            if (check.name, check.subject) in seen:
+                why = f"a second check of this name for {check.subject}: give it another name"
+                problems.append((("slo", "prometheus", i, "name"), check.name, why))
+            seen.add((check.name, check.subject))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", why), loc=loc, input=got
+                    )
+                    for loc, got, why in problems
+                ],
+            )
         return self
 
     @model_validator(mode="after")

@@ -207,9 +207,10 @@ def test_a_check_naming_a_fault_that_does_not_exist() -> None:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(text, "s.yaml")
     message = str(caught.value)
-    assert "slo.prometheus.1.fault: no fault f3" in message
-    assert "slo.prometheus.2.fault: no fault f2#3" in message
-    assert "f1, f2, f2#1, f2#2" in message
+    # each at the check's own line
+    assert "s.yaml:9: slo.prometheus.1.fault: no such fault in this scenario" in message
+    assert "s.yaml:10: slo.prometheus.2.fault: no such fault" in message
+    assert "(its fault ids: f1, f2, f2#1, f2#2) (got 'f3')" in message
     assert "slo.prometheus.0" not in message
     both = text + "    - {name: both, query: up, max: 1, min: 0, phase: fault, fault: f1}\n"
     with pytest.raises(ScenarioError) as caught:

@@ -77,6 +77,13 @@ class SloBlock(Record):
     p99_ms: dict[str, float] | None = None
     allow_no_data: bool = False
     require_recovery: bool = True
+    # slo.prometheus as asked (name, query, max | min, phase | fault, step); absent when none
+    prometheus: list[dict[str, Any]] | None = Field(default=None, exclude_if=absent)
+
+    @field_validator("prometheus", mode="before")
+    @classmethod
+    def _no_checks_absent(cls, value: object) -> object:
+        return None if value == [] else value
 
     @field_validator("error_rate", "p95_ms", "p99_ms", mode="before")
     @classmethod
