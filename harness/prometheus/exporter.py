@@ -14,7 +14,8 @@ request logs (load/requests-*.tsv, the lines appended since the last read) and t
 A request's `phase` is the live one, by its start: `baseline` before the first injection,
 `fault` while a fault is active, `after` otherwise. A fault's event is written once its action
 is done (its `apply_s` after the instant it records), so a request is counted HOLD_S after it
-was read: by then the events that place it are in (the counters lag that much behind). The
+was read: by then the events that place it are in (the counters lag that much, plus a poll,
+behind a request's completion). The
 analysis' phases (with `recovery`, found from the evidence) are known only after the run;
 these are what a dashboard can show while it runs.
 """
@@ -36,6 +37,7 @@ from harness.errors import PrometheusError
 
 POLL_S: Final = 0.5
 HOLD_S: Final = 3.0
+LINGER_S: Final = 2.0  # two scrapes at `harness prometheus up`'s 1 s interval
 REQUEST_GLOB: Final = "requests-*.tsv"
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
 
@@ -137,14 +139,16 @@ class MetricsExporter:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """A last read, then the server closes (a scrape after this finds nothing)."""
+    def stop(self, linger_s: float = LINGER_S) -> None:
+        """A last read, served for `linger_s` more (the scrapes that fetch the last counts),
+        then the server closes."""
         if self._stop.is_set():
             return
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self.poll(flush=True)
+        time.sleep(linger_s)
         server = self._server
         if server is not None:
             server.shutdown()
