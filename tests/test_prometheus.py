@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +26,12 @@ from harness.errors import ScenarioError
 from harness.load import free_port
 from harness.prometheus import server
 from harness.prometheus.client import PrometheusClient
+from harness.prometheus.evaluate import evaluate_checks
 from harness.prometheus.exporter import HOLD_S, POLL_S
+from harness.results.summary import PhaseSummary, Summary
 from harness.scenario import parse_scenario
+from harness.specs import PrometheusCheckSpec
+from harness.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 needs_prometheus = pytest.mark.skipif(
@@ -265,3 +270,32 @@ def test_cleanup_removes_the_state_of_a_dead_prometheus(tmp_path: Path) -> None:
     os.waitpid(state.pid, 0)
     assert [line for line in server.stale_state(directory) if "no longer running" in line]
     assert not directory.exists()
+
+
+@needs_prometheus
+def test_after_the_run_an_absent_server_or_a_refused_query_fails_the_check(
+    prometheus: str,
+) -> None:
+    """Evaluated after a run: nothing answers, or Prometheus refuses the range query (a
+    range vector has no value at an instant): each check fails, saying what and where."""
+    now = time.time_ns()
+    summary = Summary(
+        run_id="r",
+        phases={"baseline": PhaseSummary(intervals=[[now - 10_000_000_000, now]])},
+    )
+    spec = PrometheusCheckSpec(name="up", query="up", max=1, phase="baseline")
+    port = free_port()  # nobody listens there
+    absent = evaluate_checks(f"http://127.0.0.1:{port}", [spec], summary).checks[0]
+    assert absent.verdict == "fail" and absent.value is None
+    assert f"127.0.0.1:{port} does not answer /api/v1/query_range" in str(absent.reason)
+    ranged = spec.model_copy(update={"query": "up[5s]"})
+    refused = evaluate_checks(prometheus, [ranged], summary).checks[0]
+    assert refused.verdict == "fail" and "refused 'up[5s]'" in str(refused.reason)
+    assert "correct the query" in str(refused.reason)
+    # the same server answers the plain query: its own scrapes' `up` (0 or 1), at most 1
+    client = PrometheusClient(prometheus)
+    scraped = "count_over_time(up[10s]) >= 3"  # a few scrapes: a point of the range has one
+    assert wait_until(lambda: bool(client.query(scraped)["result"]), 15.0, 0.2)
+    summary.phases["baseline"].intervals[0][1] = time.time_ns()
+    answered = evaluate_checks(prometheus, [spec], summary).checks[0]
+    assert answered.verdict == "pass" and answered.points >= 1 and answered.value in (0, 1)
