@@ -187,6 +187,17 @@ def test_preflight_refuses_a_bad_query_and_an_absent_server(
     done = _harness("run", str(bad), "--out", str(out))
     assert done.returncode == 2, done.stderr
     assert "slo.prometheus.0.query" in done.stderr and "refused" in done.stderr
+    ranged = _scenario(
+        tmp_path / "ranged.yaml",
+        prometheus,
+        metrics_port,
+        "- {name: ok, query: 'up', max: 1, phase: baseline}\n"
+        "- {name: ranged, query: 'up[5s]', max: 1, phase: baseline}\n",
+    )
+    done = _harness("run", str(ranged), "--out", str(out))
+    assert done.returncode == 2, done.stderr
+    assert "slo.prometheus.1.query: 'up[5s]' is a range vector" in done.stderr
+    assert "slo.prometheus.0" not in done.stderr
     assert not out.exists() or not any(out.iterdir())  # nothing was run
 
     port = free_port()  # nobody listens there

@@ -111,7 +111,16 @@ def check_server(url: str, queries: list[str]) -> list[tuple[int, str]]:
     refused = []
     for index, query in enumerate(queries):
         try:
-            client.query(query)
+            data = client.query(query)
         except PrometheusQueryError as exc:
             refused.append((index, str(exc)))
+            continue
+        if data.get("resultType") == "matrix":  # a range vector: no value at an instant
+            refused.append(
+                (
+                    index,
+                    f"{query!r} is a range vector, which has no value at each step: wrap it "
+                    "in a function of one, e.g. rate(...) or max_over_time(...)",
+                )
+            )
     return refused
