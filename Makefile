@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack podman \
-	containernetworking-plugins openssl gcc libc6-dev
+	containernetworking-plugins openssl gcc libc6-dev prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What `make unit` needs from Debian, and no container engine: busybox's httpd (the load tests'
 # server), openssl (the Kubernetes lab's certificates), gcc and libc6-dev (its static pause binary).

@@ -39,6 +39,7 @@ from harness.errors import HarnessError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.observe import write_observations
+from harness.prometheus.server import stale_state as prometheus_stale_state
 from harness.results import (
     ABORTED,
     RUNNING,
@@ -307,4 +308,5 @@ def cleanup_all(results: Path) -> Iterator[str]:
                 raise  # the host's engine must answer (make setup starts it)
             yield f"cannot clean up {_describe(spec)}: {exc}"
     yield from take_down_orphaned_labs()
+    yield from prometheus_stale_state()  # a running one is `harness prometheus down`'s
     yield "cleanup done"

@@ -8,6 +8,8 @@ HarnessError                  base of everything the harness raises on purpose
 │   └── DeployTimeout         the workload did not become healthy in time
 ├── FaultError                a fault could not be injected or reverted
 ├── LoadError                 the load generator failed
+├── PrometheusError           Prometheus did not answer, or refused a query
+│   └── PrometheusQueryError  it refused the query itself (its syntax, its types)
 └── AnalysisError             the run directory is missing data the analysis needs
 """
 
@@ -67,6 +69,14 @@ class FaultError(HarnessError):
 
 class LoadError(HarnessError):
     """The load generator failed."""
+
+
+class PrometheusError(HarnessError):
+    """Prometheus did not answer, or refused a query (its own message carried)."""
+
+
+class PrometheusQueryError(PrometheusError):
+    """Prometheus refused the query itself (bad_data: syntax, types)."""
 
 
 class AnalysisError(HarnessError):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from faults.base import AnyFault
 from harness.errors import CapabilityError, ScenarioError
+from harness.prometheus.client import check_server
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault
 from harness.targets import target_class
 from harness.targets.checks import target_problems
@@ -108,5 +109,25 @@ def late_fault_warnings(scenario: ScenarioBase) -> list[str]:
 
 def preflight_machine(scenario: ScenarioBase) -> None:
     """What the target's own preflight asks the machine (Target.preflight): the engine
-    answers, the image is there, the ports the run must bind are free."""
+    answers, the image is there, the ports the run must bind are free; and the Prometheus
+    of slo.prometheus answers and accepts every query."""
     target_class(scenario.target.kind).preflight(scenario)
+    prometheus_preflight(scenario)
+
+
+def prometheus_preflight(scenario: ScenarioBase) -> None:
+    """observe.metrics' port is free; observe.prometheus answers /-/ready (else
+    PrometheusError, exit 3); a query it refuses is invalid input (ScenarioError, exit 2), with
+    Prometheus' own message."""
+    metrics = scenario.observe.metrics
+    if metrics is not None and port_in_use(metrics.host, metrics.port):
+        raise CapabilityError(
+            f"observe.metrics.port {metrics.port} on {metrics.host} is in use: free it or "
+            "choose another port (the Prometheus that scrapes the run must be told it too)"
+        )
+    server, checks = scenario.observe.prometheus, scenario.slo.prometheus
+    if server is None or not checks:
+        return
+    refused = check_server(server.url, [c.query for c in checks])
+    if refused:
+        raise ScenarioError([f"slo.prometheus.{i}.query: {why}" for i, why in refused])

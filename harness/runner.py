@@ -51,6 +51,8 @@ from harness.lease import Lease, end_lease, start_lease
 from harness.load import LoadPath, LoadPlan, LoadRun, connection_policy, locust_version
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
+from harness.prometheus.exporter import MetricsExporter
+from harness.prometheus.run import evaluate_after_run, start_exporter
 from harness.results import (
     ABORTED,
     COMPLETED,
@@ -266,6 +268,7 @@ class Runner:
         self._events: EventLog | None = None
         self._engine_identity: str | None = None
         self._stream_resumes = 0
+        self._metrics: MetricsExporter | None = None
 
     # --- the run -------------------------------------------------------------------------
 
@@ -294,6 +297,10 @@ class Runner:
         try:
             try:
                 self._gate.release_pending()
+                self._metrics = start_exporter(
+                    self.scenario, self.dir.path, self.run_id, lambda: self.progress.phase
+                )
+                self._manifest.metrics_url = self._metrics.url if self._metrics else None
                 self._report("connecting")
                 with self._gate.deferred():  # a Podman run's API service starts here
                     target = make_target(self.run_id, self.scenario.target)
@@ -317,9 +324,15 @@ class Runner:
             finally:
                 self._gate.hold()
                 self._cleanup(target, events, journal)
+                if self._metrics is not None:
+                    self._metrics.stop()
         finally:
             events.close()
             self._finish_manifest(status, error)
+        if status == COMPLETED:  # the checks read from Prometheus, once every sample is in
+            self._attempt(
+                "read slo.prometheus", lambda: evaluate_after_run(self.scenario, self.dir.path)
+            )
         return RunOutcome(self.dir.path, status, error, signum)
 
     def _describe_target(self, target: Target) -> None:

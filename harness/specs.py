@@ -11,7 +11,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.units import Bytes, PerSecond, Seconds, parse_duration, parse_rate
 from harness.workload import DEMO, DEMO_ATTRIBUTION_HEADER
@@ -266,6 +274,40 @@ class FaultEntry(StrictModel):
         return {k: v for k, v in self.model_dump().items() if k not in common}
 
 
+PROMETHEUS_CHECK_NAME = r"^[a-z][a-z0-9_]{0,40}$"
+FAULT_ID = r"^f[1-9][0-9]*(#[1-9][0-9]*)?$"
+
+
+class PrometheusCheckSpec(StrictModel):
+    """One SLO read from Prometheus: `query` over a phase's interval or a fault's comparison
+    window (range query, one point every `step`), its worst value against `max` or `min`."""
+
+    name: str = Field(pattern=PROMETHEUS_CHECK_NAME, description="the check's name in reports")
+    query: str = Field(min_length=1, description="PromQL, evaluated at every step")
+    max: float | None = Field(default=None, description="fails when any point exceeds it")
+    min: float | None = Field(default=None, description="fails when any point is below it")
+    phase: PhaseName | None = Field(default=None, description="baseline, fault, recovery, ...")
+    fault: str | None = Field(
+        default=None, pattern=FAULT_ID, description="a fault id (f1, or f2#1 for a repeat)"
+    )
+    step: Seconds = Field(default=1.0, gt=0, description="the range query's resolution")
+
+    @model_validator(mode="after")
+    def _one_limit_one_subject(self) -> PrometheusCheckSpec:
+        problems = []
+        if (self.max is None) == (self.min is None):
+            problems.append("give exactly one of max, min")
+        if (self.phase is None) == (self.fault is None):
+            problems.append("give exactly one of phase, fault")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def subject(self) -> str:
+        return self.phase if self.phase is not None else str(self.fault)
+
+
 class SloSpec(StrictModel):
     ttr_s: float | None = Field(default=None, gt=0, description="max time to recover, per fault")
     ttd_s: float | None = Field(default=None, gt=0, description="max time to detect, per fault")
@@ -283,6 +325,46 @@ class SloSpec(StrictModel):
         description="a fault with a visible impact that never recovered fails the run "
         "(check recovered[<id>]), whatever the other limits",
     )
+    prometheus: list[PrometheusCheckSpec] = Field(
+        default_factory=list, description="checks read from observe.prometheus after the run"
+    )
+
+
+class PrometheusSpec(StrictModel):
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="e.g. http://127.0.0.1:9090")
+
+
+class MetricsSpec(StrictModel):
+    """The run's own /metrics (prometheus-client), served while the run lasts."""
+
+    port: int = Field(default=9464, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="the address to listen on")
+
+
+class ObserveSpec(StrictModel):
+    prometheus: PrometheusSpec | None = Field(
+        default=None, description="where slo.prometheus checks are read"
+    )
+    metrics: MetricsSpec | None = Field(
+        default=None, description="serve the run's own metrics (default: off)"
+    )
+
+
+def _fault_ids(faults: Sequence[FaultEntry], load_duration_s: float) -> set[str]:
+    """The ids a check may name: f<n> for every entry (for a repeated one: each of its
+    occurrences), f<n>#<k> for the k-th occurrence that starts before the load ends
+    (harness.timeline numbers them the same way)."""
+    ids = set()
+    for index, entry in enumerate(faults, start=1):
+        ids.add(f"f{index}")
+        if entry.every is None:
+            continue
+        at_s, k = entry.at, 0
+        while at_s < load_duration_s and (entry.times is None or k < entry.times):
+            k += 1
+            ids.add(f"f{index}#{k}")
+            at_s += entry.every
+    return ids
 
 
 class AnalysisSpec(StrictModel):
@@ -340,7 +422,40 @@ class ScenarioBase(StrictModel):
     probes: ProbeSpec = Field(default_factory=ProbeSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     slo: SloSpec = Field(default_factory=SloSpec)
+    observe: ObserveSpec = Field(default_factory=ObserveSpec)
     faults: Sequence[FaultEntry] = ()
+
+    @model_validator(mode="after")
+    def _prometheus_checks_fit(self) -> ScenarioBase:
+        """Each problem at its own place (a ValidationError with its location, so the file's
+        line is the check's): a fault id the scenario does not have, a check without server."""
+        checks = self.slo.prometheus
+        problems: list[tuple[tuple[str | int, ...], object, str]] = []
+        if checks and self.observe.prometheus is None:
+            why = "slo.prometheus needs observe.prometheus.url (the server its queries go to)"
+            problems.append((("slo", "prometheus"), [], why))
+        known = _fault_ids(self.faults, self.load.duration)
+        seen: set[tuple[str, str]] = set()
+        for i, check in enumerate(checks):
+            if check.fault is not None and check.fault not in known:
+                which = ", ".join(sorted(known)) or "none: the scenario has no fault"
+                why = f"no such fault in this scenario (its fault ids: {which})"
+                problems.append((("slo", "prometheus", i, "fault"), check.fault, why))
+            if (check.name, check.subject) in seen:
+                why = f"a second check of this name for {check.subject}: give it another name"
+                problems.append((("slo", "prometheus", i, "name"), check.name, why))
+            seen.add((check.name, check.subject))
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", why), loc=loc, input=got
+                    )
+                    for loc, got, why in problems
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def _faults_fit_the_load(self) -> ScenarioBase:

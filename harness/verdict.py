@@ -83,7 +83,9 @@ def _check_text(check: SloCheck) -> str:
     value = check.value
     shown = f"{value:.3f}" if isinstance(value, float) else str(value)
     text = f"{check.name}: {shown}"
-    return text if check.limit is None else f"{text} (limit {check.limit})"
+    if check.limit is None:
+        return text
+    return f"{text} ({'min' if check.bound == 'min' else 'limit'} {check.limit})"
 
 
 def _outcome(fault: FaultSummary) -> str:

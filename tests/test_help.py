@@ -81,8 +81,9 @@ def test_help_reads_as_paragraphs_at_80_columns(path: tuple[str, ...]) -> None:
 
 
 def test_every_command_is_checked() -> None:
-    # harness, its 11 commands (lab and engine among them), lab's 4 and engine's 3: 1 + 11 + 7
-    assert len(PATHS) == 19
+    # harness, its 12 commands (lab, engine and prometheus among them), lab's 4, engine's 3 and
+    # prometheus' 3: 1 + 12 + 10
+    assert len(PATHS) == 23
     assert ("lab", "up") in PATHS and ("engine", "stop") in PATHS
 
 

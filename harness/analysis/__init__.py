@@ -29,7 +29,7 @@ from harness.analysis.phases import (
     totals,
 )
 from harness.analysis.repeats import repeated_entries
-from harness.analysis.slo import SloResult, evaluate_slo
+from harness.analysis.slo import SloResult, evaluate_slo, with_prometheus
 from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
 from harness.results.summary import (
@@ -41,6 +41,7 @@ from harness.results.summary import (
     SummaryAnalysis,
     SummaryLoad,
     Totals,
+    read_prometheus_outcome,
     write_summary_file,
 )
 
@@ -69,7 +70,8 @@ def summarize(run: RunData) -> Summary:
     phases = phase_stats(index, phase_bounds(faults, load), load, steady[0], intended)
     by_name = {p.phase.name: p for p in phases}
     total = totals(run.requests, load)
-    slo = evaluate_slo(run.manifest.slo, faults, by_name, total)
+    prometheus = read_prometheus_outcome(run.run_dir)
+    slo = with_prometheus(evaluate_slo(run.manifest.slo, faults, by_name, total), prometheus)
     status, reason = _status(run.manifest.status, context, slo)
     warnings = watch_gaps(run.events, load.start_ns, context.data_end_ns)
     if warnings and reason is not None:
@@ -99,6 +101,7 @@ def summarize(run: RunData) -> Summary:
         slo=slo.record(),
         warnings=warnings,
         error=manifest.error,
+        prometheus=prometheus,
     )
 
 

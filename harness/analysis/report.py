@@ -91,6 +91,7 @@ def render_report(summary: Summary, figures: Sequence[Path]) -> str:
             warnings_section(summary),
             _load_note(summary),
             _slo_section(summary),
+            _prometheus_section(summary),
             _baseline_section(summary),
             _faults_section(summary),
             _groups_section(summary),
@@ -199,6 +200,33 @@ def _slo_section(summary: Summary) -> str:
     note = f"<p class='meta'>a check without data is {allowed}.</p>"
     head = f"<h2>SLOs {badge(verdict.replace('_', ' '), verdict)}</h2>"
     return head + table(["check", "limit", "value", "verdict", "why"], rows) + note
+
+
+def _prometheus_section(summary: Summary) -> str:
+    """The checks read from Prometheus: each query as sent, its interval, step and points."""
+    outcome = summary.prometheus
+    if outcome is None:
+        return ""
+    rows = [
+        [
+            esc(c.name),
+            f"<code>{esc(c.query)}</code>",
+            f"{_since(summary, c.start_ns)} → {_since(summary, c.end_ns)}",
+            f"{esc(c.step_s)} s",
+            f"{esc(c.points)} in {esc(c.series)} series",
+            f"{esc(c.bound)} {esc(c.limit)}",
+            esc(c.value),
+            _verdict(c.verdict),
+        ]
+        for c in outcome.checks
+    ]
+    note = (
+        f"<p class='meta'>Range queries to {esc(outcome.url)} after the run; the value is the "
+        "worst point in the interval (the highest against a max, the lowest against a min)."
+        "</p>"
+    )
+    headers = ["check", "query", "interval", "step", "points", "limit", "value", "verdict"]
+    return "<h3>SLOs read from Prometheus</h3>" + table(headers, rows) + note
 
 
 def _baseline_section(summary: Summary) -> str:

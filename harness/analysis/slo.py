@@ -14,7 +14,8 @@ otherwise both are `no_data` with the reason: it is not known to have failed.
 Verdicts: `pass`, `fail`, `no_data` (with the reason: an empty phase, a fault without visible
 impact has no time to detect or recover, a window without requests). A check without data
 fails the SLO gate unless the scenario sets `slo.allow_no_data: true`: a number that could not
-be measured is not a pass.
+be measured is not a pass. Checks read from Prometheus after the run (`slo.prometheus`,
+prometheus.json) join them as `name[phase]` or `name[f1]` (harness.prometheus.evaluate).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Literal
 from harness.analysis.metrics import FaultMetrics
 from harness.analysis.phases import PhaseStats, RequestStats
 from harness.results.manifest import SloBlock as SloSpec
-from harness.results.summary import NoData, SloOutcome
+from harness.results.summary import NoData, PrometheusOutcome, SloOutcome
 from harness.results.summary import SloCheck as SloCheckRecord
 
 Verdict = Literal["pass", "fail", "no_data"]
@@ -41,12 +42,18 @@ class SloCheck:
     value: float | None
     verdict: Verdict
     reason: str | None = None
+    bound: str | None = None  # max | min: a check read from Prometheus
 
     def record(self) -> SloCheckRecord:
         """As summary.json writes it (the value to 6 decimals)."""
         value = None if self.value is None else round(self.value, 6)
         return SloCheckRecord(
-            name=self.name, limit=self.limit, value=value, verdict=self.verdict, reason=self.reason
+            name=self.name,
+            limit=self.limit,
+            value=value,
+            verdict=self.verdict,
+            reason=self.reason,
+            bound=self.bound,
         )
 
 
@@ -89,6 +96,21 @@ def evaluate_slo(
     """Every check the spec asks for, faults first, then phases."""
     checks = [*_fault_checks(spec, faults), *_phase_checks(spec, phases, total, faults)]
     return SloResult(tuple(checks), spec.allow_no_data)
+
+
+def with_prometheus(result: SloResult, outcome: PrometheusOutcome | None) -> SloResult:
+    """The checks plus those read from Prometheus after the run (harness.prometheus)."""
+    if outcome is None:
+        return result
+    read = [
+        SloCheck(c.name, c.limit, c.value, _verdict(c.verdict), c.reason, c.bound)
+        for c in outcome.checks
+    ]
+    return SloResult((*result.checks, *read), result.allow_no_data)
+
+
+def _verdict(text: str) -> Verdict:
+    return "pass" if text == "pass" else "no_data" if text == "no_data" else "fail"
 
 
 def _fault_checks(spec: SloSpec, faults: Sequence[FaultMetrics]) -> list[SloCheck]:

@@ -8,7 +8,8 @@ write it): `<testsuites>` holding one `<testsuite>` per run (name "<scenario> on
 - an SLO check: `<testcase classname="chaos.<scenario>.<target>" name="ttr_s[f1]">`; a failed
   check holds `<failure type="slo" message="ttr_s[f1]: 12.3 s, limit at most 10 s">`; a check
   without data a `<failure type="no_data">`, or `<skipped>` when the scenario allows it
-  (`slo.allow_no_data`); a passed check says its value and limit in `<system-out>`;
+  (`slo.allow_no_data`); a passed check says its value and limit in `<system-out>`; a check
+  read from Prometheus also says there the query as sent, its interval and step;
 - a run that did not complete: a test case `run` with an `<error>`; a broken baseline: a test
   case `baseline` with a `<failure>`;
 - a regression check (`harness compare --threshold`): `<testcase classname="chaos.regression"
@@ -136,8 +137,10 @@ def _number(number: float | None, name: str) -> str:
     return f"{number:.6g}{UNITS.get(base, '')}"
 
 
-def _relation(name: str) -> str:
-    return "at least" if name.startswith("availability") else "at most"
+def _relation(check: SloCheck) -> str:
+    if check.bound is not None:  # read from Prometheus: its max or min
+        return "at least" if check.bound == "min" else "at most"
+    return "at least" if check.name.startswith("availability") else "at most"
 
 
 def slo_case(check: SloCheck, classname: str, allow_no_data: bool) -> Case:
@@ -147,7 +150,7 @@ def slo_case(check: SloCheck, classname: str, allow_no_data: bool) -> Case:
     if check.limit is None:  # recovered[f1]: the fault must recover
         stated = f"{name}: recovered after {value}" if verdict == "pass" else f"{name}: {reason}"
     else:
-        stated = f"{name}: {value}, limit {_relation(name)} {_number(check.limit, name)}"
+        stated = f"{name}: {value}, limit {_relation(check)} {_number(check.limit, name)}"
     case = Case(classname, name)
     if verdict == "pass":
         case.output = f"{stated}: pass"
@@ -188,7 +191,26 @@ def run_suite(given: Summary | Mapping[str, object], name: str | None = None) ->
         suite.cases.append(Case(classname, "baseline", 0.0, "failure", "baseline", reason))
     allow = summary.slo.allow_no_data
     suite.cases += [slo_case(c, classname, allow) for c in summary.slo.checks]
+    _with_queries(suite.cases, summary)
     return suite
+
+
+def _with_queries(cases: Sequence[Case], summary: Summary) -> None:
+    """A check read from Prometheus says the query as sent, its interval and step."""
+    outcome = summary.prometheus
+    if outcome is None:
+        return
+    checks = {c.name: c for c in outcome.checks}
+    for case in cases:
+        check = checks.get(case.name)
+        if check is None:
+            continue
+        sent = (
+            f"query {check.query!r} to {outcome.url}"
+            f" over [{check.start_ns}, {check.end_ns}] ns, step {check.step_s:g} s: "
+            f"{check.points} points in {check.series} series"
+        )
+        case.output = f"{case.output}\n{sent}".strip() if case.output else sent
 
 
 def _timestamp(started_ns: int | None) -> str | None:

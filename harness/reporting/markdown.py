@@ -62,7 +62,22 @@ def run_markdown(given: Summary | Mapping[str, object]) -> str:
     if summary.faults:
         lines += [_faults_table(summary.faults), ""]
     lines += [_slo_table(summary)]
+    if summary.prometheus is not None:
+        lines += ["", _prometheus_queries(summary)]
     return "\n".join(lines)
+
+
+def _prometheus_queries(summary: Summary) -> str:
+    """The queries the checks read from Prometheus sent, over which interval and step."""
+    outcome = summary.prometheus
+    assert outcome is not None
+    rows = [
+        [c.name, f"`{c.query}`", f"{c.bound} {c.limit:g}", f"{c.step_s:g} s", c.points, c.value]
+        for c in outcome.checks
+    ]
+    head = f"Read from Prometheus at {outcome.url} (the worst point of the interval):"
+    table = md_table(["check", "query", "limit", "step", "points", "value"], rows)
+    return f"{head}\n\n{table}"
 
 
 def _outcome(fault: FaultSummary) -> str:

@@ -77,6 +77,13 @@ class SloBlock(Record):
     p99_ms: dict[str, float] | None = None
     allow_no_data: bool = False
     require_recovery: bool = True
+    # slo.prometheus as asked (name, query, max | min, phase | fault, step); absent when none
+    prometheus: list[dict[str, Any]] | None = Field(default=None, exclude_if=absent)
+
+    @field_validator("prometheus", mode="before")
+    @classmethod
+    def _no_checks_absent(cls, value: object) -> object:
+        return None if value == [] else value
 
     @field_validator("error_rate", "p95_ms", "p99_ms", mode="before")
     @classmethod
@@ -114,6 +121,7 @@ class Manifest(Record):
     )  # signal, at_ns, phase, by
     failure: dict[str, Any] | None = Field(default=None, exclude_if=absent)  # at_ns, phase, ...
     signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=absent)
+    metrics_url: str | None = Field(default=None, exclude_if=absent)  # the run's /metrics
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod

@@ -368,6 +368,42 @@ class SloCheck(Record):
     value: Number | None = None
     verdict: str  # pass | fail | no_data
     reason: str | None = None
+    # "min" for a lower limit read from Prometheus (absent: the check's name says which)
+    bound: str | None = Field(default=None, exclude_if=absent)
+
+
+class PrometheusCheck(Record):
+    """One slo.prometheus check as evaluated: the query as sent to /api/v1/query_range over
+    [start_ns, end_ns] every step_s, the worst point of every series (the highest against a
+    `max`, the lowest against a `min`) as `value`, and how many points there were."""
+
+    name: str  # name[subject], as in slo.checks
+    query: str
+    subject: str  # the phase or fault id
+    bound: str  # max | min
+    limit: Number
+    step_s: Number
+    start_ns: int | None = None
+    end_ns: int | None = None
+    points: int = 0
+    series: int = 0
+    value: Number | None = None
+    verdict: str  # pass | fail | no_data
+    reason: str | None = None
+
+
+PROMETHEUS_FILE: Final = "prometheus.json"
+PROMETHEUS_VERSION: Final = 1
+
+
+class PrometheusOutcome(Record):
+    """What Prometheus answered after the run (prometheus.json in the run directory, written
+    by the runner; the analysis reads it back into summary.json)."""
+
+    schema_version: int = PROMETHEUS_VERSION
+    url: str
+    evaluated_at_ns: int | None = None
+    checks: list[PrometheusCheck] = Field(default_factory=list)
 
 
 class NoData(Record):
@@ -412,6 +448,7 @@ class Summary(Record):
     slo: SloOutcome = Field(default_factory=SloOutcome)
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
+    prometheus: PrometheusOutcome | None = Field(default=None, exclude_if=absent)
 
     @property
     def measured(self) -> bool:
@@ -485,4 +522,18 @@ def write_summary_file(run_dir: Path, summary: Summary) -> Path:
     """Write summary.json into `run_dir` (strict JSON: NaN is refused)."""
     path = Path(run_dir) / SUMMARY_FILE
     write_text_atomic(path, dump_json(summary))
+    return path
+
+
+def read_prometheus_outcome(run_dir: Path) -> PrometheusOutcome | None:
+    """The run's prometheus.json, or None when the run had no slo.prometheus check."""
+    path = Path(run_dir) / PROMETHEUS_FILE
+    if not path.exists():
+        return None
+    return read_versioned(path, PrometheusOutcome, PROMETHEUS_VERSION, {})
+
+
+def write_prometheus_outcome(run_dir: Path, outcome: PrometheusOutcome) -> Path:
+    path = Path(run_dir) / PROMETHEUS_FILE
+    write_text_atomic(path, dump_json(outcome))
     return path
