@@ -15,15 +15,13 @@ import argparse
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from bench.runs import REPO
+from bench.runs import harness_run
 from harness.load import free_port
 from harness.prometheus import server
 from harness.prometheus.client import PrometheusClient
@@ -54,15 +52,8 @@ def one_run(out: Path, users: int, seconds: int, metrics_port: int | None) -> tu
     path = out / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
     before = children_cpu_s()
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
+    run_dir = harness_run(path, out)
     cpu_s = children_cpu_s() - before
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
     return len(pd.read_parquet(run_dir / "requests.parquet")) / seconds, cpu_s
 
 

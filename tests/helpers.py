@@ -9,10 +9,12 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import docker
@@ -326,3 +328,21 @@ if __name__ == "__main__":
     import sys
 
     serve_engine_proxy(sys.argv[1])
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def harness_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS` from the repository, as a user runs it; never raises on exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=REPO,
+        env=None if env is None else dict(env),
+    )

@@ -26,6 +26,7 @@ import yaml
 
 from harness.targets.base import RUN_LABEL
 from tests.abort import REPO
+from tests.helpers import harness_cli
 
 PACKAGE = "chaos_plugin_example"
 
@@ -181,15 +182,7 @@ def _scenario(tmp_path: Path, name: str, **changes: Any) -> Path:
 
 
 def _harness(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=REPO,
-        env=env,
-    )
+    return harness_cli(*args, env=env)
 
 
 def test_the_plugins_kinds_validate(plugin_env: dict[str, str], tmp_path: Path) -> None:

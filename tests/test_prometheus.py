@@ -32,6 +32,7 @@ from harness.results.summary import PhaseSummary, Summary
 from harness.scenario import parse_scenario
 from harness.specs import PrometheusCheckSpec
 from harness.waiting import wait_until
+from tests.helpers import harness_cli
 
 REPO = Path(__file__).resolve().parents[1]
 needs_prometheus = pytest.mark.skipif(
@@ -83,14 +84,7 @@ def _scenario(path: Path, url: str, port: int, checks: str, load_s: int = 26) ->
 
 
 def _harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=REPO,
-    )
+    return harness_cli(*args)
 
 
 CHECKS = """\

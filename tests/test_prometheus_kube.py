@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import yaml
 from harness.prometheus import server
 from harness.prometheus.client import PrometheusClient
 from harness.targets.kubernetes.objects import namespace_for
+from tests.helpers import harness_cli
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -30,10 +30,7 @@ pytestmark = [
 
 
 def _harness(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPO, env=env,
-    )  # fmt: skip
+    return harness_cli(*args, env=env, timeout_s=600)
 
 
 @pytest.fixture
