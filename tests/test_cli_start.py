@@ -9,6 +9,10 @@ import sys
 from tests.abort import REPO
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_ctrl_c_during_the_clis_imports_is_quiet() -> None:
     # -X importtime reports each import as it completes: the signal is sent once the CLI's
     # own modules load (past Python's start, whatever the machine's load), not after a guess
@@ -18,6 +22,9 @@ def test_a_ctrl_c_during_the_clis_imports_is_quiet() -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        # as at a terminal: a suite started in the background (make under `cmd &`, CI)
+        # hands its children SIGINT ignored, and then no Ctrl-C reaches the CLI at all
+        preexec_fn=_sigint_default,
     )
     assert process.stderr is not None
     seen = []
