@@ -7,9 +7,11 @@ resources.parquet (time_ns, instance, cpu_seconds cumulative, memory_bytes). Eve
 one round shares its time_ns, so rounds sum across instances.
 
 Instances change PID on restart and may be replaced: the files found for an instance are kept
-until a read fails, then the instances are asked again (at most every `refresh_s`). A read that
-fails is a gap, never a zero. A target whose instances have no host PID (a remote engine) gives
-no sample: the parquet file is then empty and the summary says nothing was sampled.
+until a read fails; then `wants_instances` turns true (at most every `refresh_s`) and the
+runner, on its own thread (the engine's clients are not shared across threads), lists the
+instances and hands them to `update`. A read that fails is a gap, never a zero. A target
+whose instances have no host PID (a remote engine) gives no sample: the parquet file is then
+empty and the summary says nothing was sampled.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -39,8 +41,6 @@ COLUMNS: Final = {
 DEFAULT_INTERVAL_S: Final = 1.0
 REFRESH_S: Final = 5.0
 
-InstanceSource = Callable[[], Sequence[Instance]]
-
 
 class ResourceSampler:
     """Samples the instances' cgroups every `interval_s` into `run_dir`/resources.tsv."""
@@ -48,24 +48,23 @@ class ResourceSampler:
     def __init__(
         self,
         instances: Sequence[Instance],
-        refresh: InstanceSource,
         run_dir: Path,
         interval_s: float = DEFAULT_INTERVAL_S,
         refresh_s: float = REFRESH_S,
     ) -> None:
         self._files: dict[str, UsageFiles | None] = {}
+        self._lock = threading.Lock()  # the log is closed by `stop` while a round may write
         self._remember(instances)
         self._on_host = any(files is not None for files in self._files.values())
-        self._refresh = refresh
         self._refresh_s = refresh_s
         self._refreshed_at = time.monotonic()
+        self._stale = False
         self._interval_s = interval_s
         self._log_path = run_dir / RESOURCES_LOG
         self._out = run_dir / RESOURCES_FILE
         self._log: IO[str] = self._log_path.open("a", buffering=1, encoding="utf-8")
         if self._log.tell() == 0:
             self._log.write(HEADER)
-        self._lock = threading.Lock()  # the log is closed by `stop` while a round may write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="resources", daemon=True)
 
@@ -100,32 +99,34 @@ class ResourceSampler:
     def sample_once(self) -> None:
         """One round: a line per instance whose files could be read."""
         now_ns = time.time_ns()
-        stale = False
-        for name, files in self._files.items():
+        with self._lock:
+            files = dict(self._files)
+        for name, found in files.items():
             try:
-                if files is None:
+                if found is None:
                     raise OSError("no cgroup files")
-                cpu, memory = files.cpu_seconds(), files.memory_bytes()
+                cpu, memory = found.cpu_seconds(), found.memory_bytes()
             except (OSError, ValueError, KeyError):
-                stale = True
+                self._stale = True
                 continue
             with self._lock:
                 if not self._log.closed:
                     self._log.write(f"{now_ns}\t{name}\t{cpu:.9f}\t{memory}\n")
-        if stale:
-            self._maybe_refresh()
 
-    def _maybe_refresh(self) -> None:
-        if time.monotonic() - self._refreshed_at < self._refresh_s:
-            return
-        self._refreshed_at = time.monotonic()
-        # the engine may be busy or gone (a fault may be on it): a refused list is a gap
-        with contextlib.suppress(HarnessError, OSError):
-            self._remember(self._refresh())
+    @property
+    def wants_instances(self) -> bool:
+        """A read failed and the instances were not asked for in the last `refresh_s`."""
+        return self._stale and time.monotonic() - self._refreshed_at >= self._refresh_s
+
+    def update(self, instances: Sequence[Instance]) -> None:
+        """The instances as they are now (new PIDs, replacements): their files from now on."""
+        self._refreshed_at, self._stale = time.monotonic(), False
+        self._remember(instances)
 
     def _remember(self, instances: Sequence[Instance]) -> None:
-        for instance in instances:
-            self._files[instance.name] = _files_of(instance)
+        found = {instance.name: _files_of(instance) for instance in instances}
+        with self._lock:
+            self._files.update(found)
 
 
 def _files_of(instance: Instance) -> UsageFiles | None:

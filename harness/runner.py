@@ -385,7 +385,7 @@ class Runner:
                 instances, probes.path, probes.interval, probes.timeout, self.dir.probes_log
             ).start()
         # the instances' CPU and memory from their cgroups (nothing for a remote engine)
-        self._resources = ResourceSampler(instances, target.instances, self.dir.path).start()
+        self._resources = ResourceSampler(instances, self.dir.path).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
@@ -529,10 +529,19 @@ class Runner:
             while pending and pending[0].at_s <= elapsed:
                 self._act(ctx, events, journal, faults, pending.pop(0))
             self._tick(elapsed, occurrences)
+            self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
             next_at = min(pending[0].at_s if pending else end_s, end_s)
             time.sleep(max(0.0, min(0.25, next_at - (time.monotonic() - started))))
+
+    def _refresh_resources(self, target: Target) -> None:
+        """New PIDs for the resource sampler after a read failed (a restart), on this thread:
+        the engine's clients are not shared with the sampler's."""
+        sampler = self._resources
+        if sampler is not None and sampler.wants_instances:
+            with contextlib.suppress(HarnessError, OSError):  # a busy engine: the gap goes on
+                sampler.update(target.instances())
 
     def _act(
         self,

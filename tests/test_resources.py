@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from harness.analysis import analyze_run, load_run, summarize
 from harness.analysis.report import write_report
 from harness.analysis.resources import OFF_HOST, Usage, load_samples, resources
+from harness.hostsys import UsageFiles
 from harness.resources import (
     HEADER,
     RESOURCES_FILE,
@@ -153,7 +155,7 @@ def _me(pid: int) -> Instance:
 
 
 def test_the_sampler_reads_its_own_process_and_leaves_a_parquet(tmp_path: Path) -> None:
-    sampler = ResourceSampler([_me(os.getpid())], lambda: [], tmp_path, interval_s=0.05).start()
+    sampler = ResourceSampler([_me(os.getpid())], tmp_path, interval_s=0.05).start()
     assert sampler.on_host
     sum(i * i for i in range(300_000))  # some CPU of its own between rounds
     time.sleep(0.3)
@@ -165,7 +167,28 @@ def test_the_sampler_reads_its_own_process_and_leaves_a_parquet(tmp_path: Path) 
 
 
 def test_a_sampler_with_no_host_pid_samples_nothing(tmp_path: Path) -> None:
-    sampler = ResourceSampler([_me(0)], lambda: [], tmp_path, interval_s=0.05).start()
+    sampler = ResourceSampler([_me(0)], tmp_path, interval_s=0.05).start()
     assert not sampler.on_host
     sampler.stop()
     assert pd.read_parquet(tmp_path / RESOURCES_FILE).empty
+
+
+def test_a_vanished_instance_is_a_gap_until_the_runner_hands_its_new_pid(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        sampler = ResourceSampler([_me(child.pid)], tmp_path, refresh_s=0.0)
+        sampler.sample_once()
+        assert not sampler.wants_instances
+    finally:
+        child.kill()
+        child.wait()
+    # the files stay (the same cgroup), so force a read that fails: a cgroup that is gone
+    sampler._files["self"] = UsageFiles(tmp_path / "gone", tmp_path / "gone")
+    sampler.sample_once()
+    assert sampler.wants_instances
+    sampler.update([_me(os.getpid())])  # a restart: the instance's new PID
+    assert not sampler.wants_instances
+    sampler.sample_once()
+    sampler.stop()
+    frame = pd.read_parquet(tmp_path / RESOURCES_FILE)
+    assert len(frame) == 2  # the round with the gone cgroup wrote nothing
