@@ -97,15 +97,16 @@ class Usage:
 
 
 def _covered(starts: np.ndarray, ends: np.ndarray, lo: int, hi: int) -> int:
-    """How much of [lo, hi) some segment covers (segments of instances overlap each other)."""
-    clipped = [(max(int(s), lo), min(int(e), hi)) for s, e in zip(starts, ends, strict=True)]
-    spans = sorted((s, e) for s, e in clipped if e > s)
-    total, reach = 0, lo
-    for s, e in spans:
-        if e > reach:
-            total += e - max(s, reach)
-            reach = e
-    return total
+    """How much of [lo, hi) some segment covers (segments of instances overlap each other):
+    in start order, each adds what reaches past the furthest end before it."""
+    s, e = np.maximum(starts, lo), np.minimum(ends, hi)
+    keep = e > s
+    order = np.argsort(s[keep], kind="stable")
+    s, e = s[keep][order], e[keep][order]
+    if not s.size:
+        return 0
+    reach = np.concatenate(([lo], np.maximum.accumulate(e)[:-1]))
+    return int(np.clip(e - np.maximum(s, reach), 0, None).sum())
 
 
 def fault_windows(fault: FaultMetrics, load: LoadWindow) -> tuple[Interval, Interval, Interval]:
