@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -63,6 +64,55 @@ def cgroup_dir(pid: int, controller: str) -> Path:
         return cgroups.directory_for(cgroups.layout(), found, controller)
     except FaultError as exc:
         raise FaultError(f"PID {pid}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class UsageFiles:
+    """The kernel's accounting files of one process's cgroups: what cAdvisor and `docker stats`
+    read. v1: cpuacct.usage (ns) and memory.usage_in_bytes; cgroup2: cpu.stat's usage_usec and
+    memory.current. Memory counts the page cache, as the kernel charges it."""
+
+    cpu: Path
+    memory: Path
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the cgroup used since it was made (OSError when it is gone)."""
+        text = self.cpu.read_text()
+        if self.cpu.name == "cpu.stat":
+            fields = dict(line.split(maxsplit=1) for line in text.splitlines() if " " in line)
+            return int(fields["usage_usec"]) / 1e6
+        return int(text.strip()) / 1e9
+
+    def memory_bytes(self) -> int:
+        """The bytes charged to the cgroup now (OSError when it is gone)."""
+        return int(self.memory.read_text().strip())
+
+
+def usage_files(pid: int) -> UsageFiles:
+    """Where `pid`'s CPU and memory use are accounted (v1, hybrid or cgroup2); FaultError
+    when the process is gone or no mounted hierarchy holds the controller."""
+    layout = cgroups.layout()
+    cpu_v1 = layout.holding("cpuacct")
+    memory_v1 = layout.holding("memory")
+    cpu = (
+        cgroup_dir(pid, "cpuacct") / "cpuacct.usage"
+        if cpu_v1 is not None and cpu_v1.version == 1
+        else cgroup_dir(pid, "") / "cpu.stat"
+    )
+    memory = (
+        cgroup_dir(pid, "memory") / "memory.usage_in_bytes"
+        if memory_v1 is not None and memory_v1.version == 1
+        else cgroup_dir(pid, "") / "memory.current"
+    )
+    return UsageFiles(cpu, memory)
+
+
+def memory_usage(pid: int) -> int:
+    """The bytes charged to `pid`'s memory cgroup now (page cache included)."""
+    try:
+        return usage_files(pid).memory_bytes()
+    except OSError as exc:
+        raise FaultError(f"cannot read the memory use of PID {pid}: {exc.strerror}") from exc
 
 
 def process_start_ticks(pid: int) -> int | None:

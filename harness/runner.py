@@ -53,6 +53,7 @@ from harness.observe import EngineWatch, EventRecorder, Prober, write_observatio
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.prometheus.exporter import MetricsExporter
 from harness.prometheus.run import evaluate_after_run, start_exporter
+from harness.resources import ResourceSampler
 from harness.results import (
     ABORTED,
     COMPLETED,
@@ -261,6 +262,7 @@ class Runner:
         self._gate = SignalGate()
         self._load: LoadRun | None = None
         self._prober: Prober | None = None
+        self._resources: ResourceSampler | None = None
         self._recorder: EventRecorder | None = None
         self._watch: EngineWatch | None = None
         self._engine_lost = False
@@ -382,6 +384,8 @@ class Runner:
             self._prober = Prober(
                 instances, probes.path, probes.interval, probes.timeout, self.dir.probes_log
             ).start()
+        # the instances' CPU and memory from their cgroups (nothing for a remote engine)
+        self._resources = ResourceSampler(instances, self.dir.path).start()
         host = target.service_url()  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
@@ -525,10 +529,19 @@ class Runner:
             while pending and pending[0].at_s <= elapsed:
                 self._act(ctx, events, journal, faults, pending.pop(0))
             self._tick(elapsed, occurrences)
+            self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
             next_at = min(pending[0].at_s if pending else end_s, end_s)
             time.sleep(max(0.0, min(0.25, next_at - (time.monotonic() - started))))
+
+    def _refresh_resources(self, target: Target) -> None:
+        """New PIDs for the resource sampler after a read failed (a restart), on this thread:
+        the engine's clients are not shared with the sampler's."""
+        sampler = self._resources
+        if sampler is not None and sampler.wants_instances:
+            with contextlib.suppress(HarnessError, OSError):  # a busy engine: the gap goes on
+                sampler.update(target.instances())
 
     def _act(
         self,
@@ -640,6 +653,8 @@ class Runner:
             self._manifest.load.ended_at_ns = time.time_ns()
         if self._prober is not None:
             self._attempt("stop probes", self._prober.stop)
+        if self._resources is not None:
+            self._attempt("stop resource sampling", self._resources.stop)
         if self._recorder is not None:
             self._attempt("stop event recorder", self._recorder.stop)
         if target is not None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faults.base import FaultContext, JsonValue, Mechanism, RevertRecord
-from harness import cgroups
+from harness import cgroups, hostsys
 from harness.errors import FaultError
 from harness.hostsys import cgroup_dir
 from harness.targets.base import Instance
@@ -185,9 +185,7 @@ def memory_limit(pid: int) -> int | None:
 
 def memory_usage(pid: int) -> int:
     """The bytes charged to `pid`'s memory cgroup now (page cache included)."""
-    directory, version = _memory_cgroup(pid)
-    path = directory / ("memory.current" if version == 2 else "memory.usage_in_bytes")
-    return int(path.read_text().strip())
+    return hostsys.memory_usage(pid)
 
 
 def _memory_cgroup(pid: int) -> tuple[Path, int]:

@@ -7,7 +7,7 @@ fields mean are harness.results.summary's (published by `harness schema --summar
 durations seconds (`*_s`), latencies milliseconds (`*_ms`, 3 decimals), rates fractions in
 [0, 1]; a value that cannot be measured is null, never NaN. The definitions are in
 harness.analysis.metrics (faults, their windows), .baseline, .phases (baseline, fault,
-recovery, after), .slo, .latency_impact, .response, .timers and .kube_events.
+recovery, after), .slo, .latency_impact, .response, .timers, .kube_events and .resources.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from harness.analysis.phases import (
     totals,
 )
 from harness.analysis.repeats import repeated_entries
+from harness.analysis.resources import load_samples, resources
 from harness.analysis.slo import SloResult, evaluate_slo, with_prometheus
 from harness.analysis.timers import predictions
 from harness.results import ABORTED, FAILED, normalized_status
@@ -67,7 +68,8 @@ def summarize(run: RunData) -> Summary:
     index = RequestIndex.of(run.requests)
     steady = (context.baseline.window.start_ns, context.baseline.window.end_ns)
     intended = intended_rps(index, steady, run.manifest.load.rate_per_s)
-    phases = phase_stats(index, phase_bounds(faults, load), load, steady[0], intended)
+    bounds = phase_bounds(faults, load)
+    phases = phase_stats(index, bounds, load, steady[0], intended)
     by_name = {p.phase.name: p for p in phases}
     total = totals(run.requests, load)
     prometheus = read_prometheus_outcome(run.run_dir)
@@ -102,6 +104,7 @@ def summarize(run: RunData) -> Summary:
         warnings=warnings,
         error=manifest.error,
         prometheus=prometheus,
+        resources=resources(load_samples(run.run_dir), bounds, faults, load),
     )
 
 

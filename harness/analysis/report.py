@@ -27,6 +27,7 @@ from harness.analysis.formats import percent as _pct
 from harness.analysis.formats import seconds as _secs
 from harness.analysis.phases import PHASE_NAMES
 from harness.analysis.plots import write_figures
+from harness.analysis.resource_figure import resource_figure
 from harness.results.summary import (
     ClusterView,
     FaultGroup,
@@ -34,6 +35,7 @@ from harness.results.summary import (
     Latency,
     OrchestratorTimeline,
     PhaseSummary,
+    ResourceUse,
     Summary,
 )
 
@@ -69,6 +71,8 @@ def write_report(run_dir: Path, summary: Summary | None = None, run: RunData | N
         summary = summarize(run)
         write_summary(run_dir, summary)
     figures = write_figures(run, summary, run_dir / "figures")
+    resources = resource_figure(run, summary, run_dir / "figures" / "resources.png")
+    figures[1:1] = [] if resources is None else [resources]  # beside the latency timeline
     path = run_dir / REPORT_FILE
     path.write_text(render_report(summary, figures), encoding="utf-8")
     return path
@@ -96,6 +100,7 @@ def render_report(summary: Summary, figures: Sequence[Path]) -> str:
             _faults_section(summary),
             _groups_section(summary),
             _phases_section(summary),
+            _resources_section(summary),
             figures_section(figures),
         ]
     )
@@ -525,6 +530,43 @@ def _latency_counts(latency: Latency | None) -> str:
     if latency.null_reasons:
         text += f" ({esc('; '.join(latency.null_reasons.values()))})"
     return text
+
+
+def _resources_section(summary: Summary) -> str:
+    """CPU and memory per phase and around each fault; nothing for a run without samples."""
+    use = summary.resources
+    if use is None:
+        return ""
+    if not use.sampled:
+        return f"<h2>Resources</h2><p class='meta'>{esc(use.reason)}</p>"
+    headers = ["", "CPU cores", "memory mean MiB", "memory max MiB", "rounds"]
+    rows = [[f"<b>{esc(name)}</b>", *_use_cells(u)] for name, u in use.phases.items()]
+    for fault in use.faults:
+        for window in ("baseline", "during", "after"):
+            label = f"{esc(fault.fault)} {window}"
+            rows.append([label, *_use_cells(getattr(fault, window))])
+    costs = "; ".join(
+        f"{esc(f.fault)}: {esc(f.cpu_cost_cores)} cores during, "
+        f"{esc(f.recovery_cpu_cost_cores)} after"
+        for f in use.faults
+    )
+    note = (
+        "<p class='meta'>summed over the instances "
+        f"({esc(', '.join(use.instances))}), read from their cgroups every "
+        f"{esc(use.interval_s)} s; memory includes the page cache. "
+        f"CPU cost against each fault's baseline: {costs or NONE}.</p>"
+    )
+    return "<h2>Resources</h2>" + table(headers, rows) + note
+
+
+def _use_cells(use: ResourceUse) -> list[str]:
+    mean, peak = use.memory_mean_bytes, use.memory_max_bytes
+    return [
+        esc(use.cpu_cores),
+        NONE if mean is None else esc(round(mean / 2**20, 1)),
+        NONE if peak is None else esc(round(peak / 2**20, 1)),
+        esc(use.rounds),
+    ]
 
 
 def figures_section(figures: Sequence[Path]) -> str:

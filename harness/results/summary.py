@@ -422,6 +422,46 @@ class SloOutcome(Record):
     checks: list[SloCheck] = Field(default_factory=list)
 
 
+class ResourceUse(Record):
+    """The CPU and memory of the workload's instances over some time, summed over instances,
+    from their cgroups (what cAdvisor and `docker stats` read): `cpu_cores` the CPU time used
+    per second of it (1.0: one core busy), memory the bytes charged to their cgroups (page cache
+    included), mean and max over the sampling rounds in it; null without samples there."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+    cpu_cores: Number | None = None
+    memory_mean_bytes: int | None = None
+    memory_max_bytes: int | None = None
+    rounds: int = 0  # sampling rounds inside
+
+
+class FaultResources(Record):
+    """What one fault cost in CPU and memory: `baseline` just before the injection (as long as
+    `during`, at least 10 s), `during` its fault window, `after` its recovery window (else as
+    long as the baseline after the revert); the costs are against the baseline."""
+
+    fault: str
+    baseline: ResourceUse
+    during: ResourceUse
+    after: ResourceUse
+    cpu_cost_cores: Number | None = None  # during - baseline
+    recovery_cpu_cost_cores: Number | None = None  # after - baseline
+    memory_cost_bytes: int | None = None  # max during - mean baseline
+
+
+class Resources(Record):
+    """The workload's CPU and memory per phase and around each fault (resources.parquet);
+    `sampled` false, with the reason, when no instance was on this host (a remote engine)."""
+
+    sampled: bool = False
+    reason: str | None = None
+    interval_s: Number | None = None  # the median time between sampling rounds
+    instances: list[str] = Field(default_factory=list)
+    phases: dict[str, ResourceUse] = Field(default_factory=dict)
+    faults: list[FaultResources] = Field(default_factory=list)
+
+
 class Summary(Record):
     """summary.json. `status`: aborted or failed when the run was (harness.results), else
     baseline_broken when the steady baseline failed, slo_violated when an SLO check failed or
@@ -449,6 +489,8 @@ class Summary(Record):
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
     prometheus: PrometheusOutcome | None = Field(default=None, exclude_if=absent)
+    # the instances' CPU and memory (absent: a run from before the harness sampled them)
+    resources: Resources | None = Field(default=None, exclude_if=absent)
 
     @property
     def measured(self) -> bool:
