@@ -7,6 +7,7 @@ HarnessError                  base of everything the harness raises on purpose
 ├── TargetError               the orchestrator failed or refused (exit code 3)
 │   └── DeployTimeout         the workload did not become healthy in time
 ├── FaultError                a fault could not be injected or reverted
+│   └── AgentError            the fault agent could not be deployed, reached or answered
 ├── LoadError                 the load generator failed
 ├── PrometheusError           Prometheus did not answer, or refused a query
 │   └── PrometheusQueryError  it refused the query itself (its syntax, its types)
@@ -65,6 +66,10 @@ class DeployTimeout(TargetError):
 
 class FaultError(HarnessError):
     """A fault could not be injected or reverted."""
+
+
+class AgentError(FaultError):
+    """The fault agent (harness.agent) could not be deployed, reached, or answered."""
 
 
 class LoadError(HarnessError):

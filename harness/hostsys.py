@@ -9,6 +9,7 @@ CommandError becomes a FaultError that quotes the command and its stderr.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,24 @@ from types import FrameType
 
 from harness import cgroups, commands
 from harness.errors import CapabilityError, CommandError, FaultError
+
+
+HOST_ACCESS_ENV = "CHAOS_HARNESS_HOST_ACCESS"
+HOST_ACCESS_VALUES = ("full", "none")
+
+
+def host_access_allowed() -> bool:
+    """Whether the harness may act on this host's processes, namespaces, cgroups and routes.
+
+    `CHAOS_HARNESS_HOST_ACCESS=none` forbids it, so a lab on this machine stands in for a
+    cluster the harness does not run (host-side faults then go through the fault agent)."""
+    value = os.environ.get(HOST_ACCESS_ENV, "full").strip().lower() or "full"
+    if value not in HOST_ACCESS_VALUES:
+        raise CapabilityError(
+            f"{HOST_ACCESS_ENV}={value!r} is not one of {', '.join(HOST_ACCESS_VALUES)}: "
+            "unset it (the default, full) or set it to none"
+        )
+    return value == "full"
 
 
 def require_tool(name: str, package: str) -> str:

@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 
 from harness.errors import TargetError
+from harness.hostsys import host_access_allowed
 from harness.labs.kubernetes.session import lab_kubeconfig
 from harness.specs import TargetSpec
 from harness.targets.kubernetes.host import server_is_local
@@ -58,7 +59,8 @@ class ClusterRef:
 
     @property
     def host_access(self) -> bool:
-        return self.lab or server_is_local(self.server)
+        # CHAOS_HARNESS_HOST_ACCESS=none: even the lab is treated as a cluster elsewhere
+        return (self.lab or server_is_local(self.server)) and host_access_allowed()
 
     def describe(self) -> str:
         where = "the local Kubernetes lab" if self.lab else str(self.kubeconfig)

@@ -521,8 +521,9 @@ class KubernetesTarget:
             )
 
     def _containerd_exits(self) -> Callable[[str], int | None] | None:
-        """On the local lab, container exits as each node's containerd stamps them."""
-        if not self.cluster.ref.lab:
+        """On the local lab, container exits as each node's containerd stamps them (not with
+        CHAOS_HARNESS_HOST_ACCESS=none: the lab then stands in for a cluster elsewhere)."""
+        if not (self.cluster.ref.lab and self.host_access):
             return None
         if self._exits is None:
             sockets = containerd_sockets()
