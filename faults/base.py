@@ -19,11 +19,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from harness.capabilities import NODES
+from harness.errors import FaultError
 from harness.targets.base import Instance, Target
 
 JsonValue = Any  # what json.dumps accepts; only at the serialisation edge
@@ -59,6 +60,10 @@ class ActionClock:
         if self.first_ns is None:
             self.first_ns = time.time_ns()
 
+    def mark_at(self, time_ns: int) -> None:
+        """An action stamped elsewhere (the fault agent's, on the harness's clock)."""
+        self.first_ns = time_ns if self.first_ns is None else min(self.first_ns, time_ns)
+
 
 @dataclass(frozen=True)
 class FaultContext:
@@ -69,6 +74,8 @@ class FaultContext:
     run_dir: Path
     rng: random.Random
     clock: ActionClock = field(default_factory=ActionClock)
+    # where host-side faults go when this machine may not act (the fault agent); None: here
+    relay: FaultRelay | None = None
 
     def mark_action(self) -> None:
         """Record now as the instant of the fault's action (the first call wins)."""
@@ -193,3 +200,62 @@ class Fault(ABC, Generic[P]):
 
 
 AnyFault: TypeAlias = Fault[Any]  # a fault of any kind (the runner, the registry, the loader)
+
+
+RELAYED = "relayed_to"  # a record's data key: {node: [instance names]} the agents hold
+
+
+class FaultRelay(Protocol):
+    """Host-side faults done elsewhere (harness.agent): the agent plans, applies and keeps
+    the undo record on its node; the harness's record only says where it went."""
+
+    def takes(self, fault: AnyFault) -> bool:
+        """Whether `fault` goes through the relay (it acts on a process or a namespace)."""
+        ...
+
+    def plan(
+        self,
+        fault: AnyFault,
+        ctx: FaultContext,
+        fault_id: str,
+        instances: Sequence[Instance],
+        lease_s: float | None,
+    ) -> RevertRecord: ...
+
+    def apply(self, fault: AnyFault, ctx: FaultContext, record: RevertRecord) -> None: ...
+
+    def revert(self, ctx: FaultContext, record: RevertRecord) -> None: ...
+
+
+def plan_fault(
+    fault: AnyFault,
+    ctx: FaultContext,
+    fault_id: str,
+    instances: Sequence[Instance],
+    lease_s: float | None,
+) -> RevertRecord:
+    """The fault's record: planned here, or by the relay when it takes the fault."""
+    if ctx.relay is not None and ctx.relay.takes(fault):
+        return ctx.relay.plan(fault, ctx, fault_id, instances, lease_s)
+    return fault.plan(ctx, fault_id, instances)
+
+
+def apply_fault(fault: AnyFault, ctx: FaultContext, record: RevertRecord) -> None:
+    if RELAYED not in record.data:
+        fault.apply(ctx, record)
+    elif ctx.relay is None:
+        raise FaultError(f"{record.fault_id} was planned for the fault agent, and none is here")
+    else:
+        ctx.relay.apply(fault, ctx, record)
+
+
+def revert_fault(kind: type[AnyFault], ctx: FaultContext, record: RevertRecord) -> bool:
+    """Undo `record` here or through the relay; False when neither can (a relayed record
+    without its relay: the agent reverts it at its lease, or when it is removed)."""
+    if RELAYED not in record.data:
+        kind.revert(ctx, record)
+        return True
+    if ctx.relay is None:
+        return False
+    ctx.relay.revert(ctx, record)
+    return True

@@ -20,7 +20,6 @@ from types import FrameType
 from harness import cgroups, commands
 from harness.errors import CapabilityError, CommandError, FaultError
 
-
 HOST_ACCESS_ENV = "CHAOS_HARNESS_HOST_ACCESS"
 HOST_ACCESS_VALUES = ("full", "none")
 

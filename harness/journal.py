@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults.base import FaultContext, RevertRecord
-from harness.errors import HarnessError
+from faults.base import FaultContext, RevertRecord, revert_fault
+from harness.errors import FaultError, HarnessError
 from harness.results import append_json_line, read_json_lines
 
 
@@ -69,7 +69,11 @@ def revert_outstanding(
     kinds = fault_kinds()
     for item in journal.outstanding():
         try:
-            kinds[item.record.kind].revert(ctx, item.record)
+            if not revert_fault(kinds[item.record.kind], ctx, item.record):
+                raise FaultError(
+                    f"{item.record.mechanism} holds it: the agent reverts it at its lease's "
+                    "deadline, or when it is removed (harness cleanup removes dead runs' agents)"
+                )
         except (HarnessError, OSError, KeyError) as exc:
             yield item.record, exc
             continue

@@ -39,7 +39,7 @@ def _revert(run_dir: Path, fault_id: str) -> None:
 
 
 def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
-    from faults.base import FaultContext
+    from faults.base import FaultContext, revert_fault
     from faults.registry import fault_kinds
     from harness.journal import Journal
     from harness.results import append_json_line
@@ -50,7 +50,8 @@ def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
         if item.record.fault_id != fault_id:
             continue
         reverted_ns = time.time_ns()
-        fault_kinds()[item.record.kind].revert(ctx, item.record)
+        if not revert_fault(fault_kinds()[item.record.kind], ctx, item.record):
+            return  # the fault agent holds it, and its own lease reverts it
         # the event before the undo log's mark: whoever sees the fault reverted there finds
         # who reverted it (a crash in between only makes `cleanup` revert it again: idempotent)
         append_json_line(

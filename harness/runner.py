@@ -42,8 +42,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from faults.base import ActionClock, AnyFault, FaultContext, RevertRecord
+from faults.base import (
+    RELAYED,
+    ActionClock,
+    AnyFault,
+    FaultContext,
+    RevertRecord,
+    apply_fault,
+    plan_fault,
+    revert_fault,
+)
 from harness import __version__
+from harness.agent.fleet import AgentFleet
+from harness.agent.relay import AgentRelay
+from harness.agent.start import AGENT_READY_TIMEOUT_S, open_fleet
 from harness.errors import HarnessError, ScenarioError, TargetError
 from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
@@ -65,7 +77,7 @@ from harness.results import (
     write_pid_file,
     write_text_atomic,
 )
-from harness.results.manifest import AnalysisBlock, LoadBlock, Manifest, SloBlock
+from harness.results.manifest import AgentBlock, AnalysisBlock, LoadBlock, Manifest, SloBlock
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
@@ -271,6 +283,8 @@ class Runner:
         self._engine_identity: str | None = None
         self._stream_resumes = 0
         self._metrics: MetricsExporter | None = None
+        self._fleet: AgentFleet | None = None
+        self._relay: AgentRelay | None = None
 
     # --- the run -------------------------------------------------------------------------
 
@@ -370,6 +384,8 @@ class Runner:
         since_ns = time.time_ns()
         self._recorder = EventRecorder(_subscribe(target, since_ns), events, since_ns).start()
         events.harness(time.time_ns(), "run_start", run_id=self.run_id)
+        # the agents first: a permission they lack stops the run before the workload is up
+        self._start_agents(target, [fault for _, fault in planned])
         target.deploy(self.scenario.workload)
         self._check_engine()
         self._report("waiting for healthy replicas")
@@ -402,7 +418,7 @@ class Runner:
         self._manifest.load.started_at_ns = load_start_ns
         self._manifest.load.endpoints = [name for name, _ in endpoints]
         self._write_manifest()
-        context = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
+        context = self._fault_context(target)
         faults = {o.fault_id: fault for o, fault in planned}
         occurrences = [o for o, _ in planned]
         self._follow_timeline(context, events, journal, faults, occurrences, load_start_ns)
@@ -562,18 +578,18 @@ class Runner:
         self, ctx: FaultContext, events: EventLog, journal: Journal, fault: AnyFault, o: Occurrence
     ) -> None:
         chosen = select_instances(ctx.target.instances(), o.entry.select, self.run_id, ctx.rng)
-        record = fault.plan(ctx, o.fault_id, chosen)
-        deadline = None
-        if o.revert_at_s is not None:
-            deadline = time.time_ns() + int((o.revert_at_s - o.at_s) * 1e9)
+        lease_s = None if o.revert_at_s is None else o.revert_at_s - o.at_s
+        record = plan_fault(fault, ctx, o.fault_id, chosen, lease_s)
+        deadline = None if lease_s is None else time.time_ns() + int(lease_s * 1e9)
         with self._gate.deferred():  # the undo line and its lease, or neither
             journal.planned(record, deadline)
             self._records[o.fault_id] = record
-            if deadline is not None:
+            # a relayed fault's lease is its agent's, on the node
+            if deadline is not None and RELAYED not in record.data:
                 self._leases[o.fault_id] = start_lease(self.dir.path, o.fault_id, deadline)
         own = replace(ctx, clock=ActionClock())
         before_ns = time.time_ns()
-        fault.apply(own, record)
+        apply_fault(fault, own, record)
         after_ns = time.time_ns()
         journal.applied(o.fault_id)
         injected_ns = action_instant(own.clock, before_ns)
@@ -613,7 +629,7 @@ class Runner:
     ) -> None:
         own = replace(ctx, clock=ActionClock())
         before_ns = time.time_ns()
-        fault.revert(own, record)
+        revert_fault(type(fault), own, record)
         journal.reverted(record.fault_id)
         self._revert_event(events, record, action_instant(own.clock, before_ns))
         if record.fault_id in self._leases:
@@ -648,6 +664,7 @@ class Runner:
         if target is not None:
             self._engine_step("revert faults", lambda: self._revert_all(target, events, journal))
         self._end_leases(journal)
+        self._stop_agents()
         if self._load is not None:
             self._attempt("stop load", self._load.stop)
             self._manifest.load.ended_at_ns = time.time_ns()
@@ -662,8 +679,35 @@ class Runner:
             self._engine_step("teardown", target.teardown)
         self._attempt("write data", lambda: write_observations(self.dir))
 
+    def _fault_context(self, target: Target) -> FaultContext:
+        rng = random.Random(self.seed)
+        return FaultContext(target, self.run_id, self.dir.path, rng, relay=self._relay)
+
+    def _start_agents(self, target: Target, faults: Sequence[AnyFault]) -> None:
+        """The fault agents, where host-side faults must go through them (harness.agent)."""
+        with self._gate.deferred():  # agents deployed are agents the cleanup knows of
+            self._fleet = open_fleet(target, self.scenario.target, self.run_id, faults)
+        if self._fleet is None:
+            return
+        self._report("starting the fault agents")
+        self._fleet.wait_ready(AGENT_READY_TIMEOUT_S)
+        self._relay = AgentRelay(self.run_id, self.seed or 0, self._fleet.channels())
+        self._manifest.agents = AgentBlock(
+            where=self._fleet.describe(), nodes=sorted(self._fleet.channels())
+        )
+        self._write_manifest()
+
+    def _stop_agents(self) -> None:
+        if self._relay is not None and self._manifest.agents is not None:
+            relay, block = self._relay, self._manifest.agents
+            self._attempt(
+                "read the agents' clocks", lambda: block.clocks.update(relay.clock_report())
+            )
+        if self._fleet is not None:
+            self._attempt("remove the fault agents", self._fleet.remove)
+
     def _revert_all(self, target: Target, events: EventLog, journal: Journal) -> None:
-        ctx = FaultContext(target, self.run_id, self.dir.path, random.Random(self.seed))
+        ctx = self._fault_context(target)
         for record, failure in revert_outstanding(journal, ctx):
             if failure is not None:
                 self._warn(f"revert of {record.fault_id} failed: {failure}")

@@ -84,6 +84,22 @@ class LabSpec(StrictModel):
     )
 
 
+class AgentSpec(StrictModel):
+    """The fault agent (harness.agent): host-side faults done on the target's own nodes."""
+
+    use: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="auto: when this machine cannot reach the target's processes (a cluster "
+        "elsewhere, or CHAOS_HARNESS_HOST_ACCESS=none); always: even when it can (to compare "
+        "both paths); never: host-side faults are refused there",
+    )
+    image: str | None = Field(
+        default=None,
+        description="the agent's image in your registry (`harness agent build` makes it); "
+        "default: built on this machine and loaded into the lab's nodes",
+    )
+
+
 class TargetSpec(StrictModel):
     """The `target:` of a scenario: its kind, and the settings of that kind (a subclass per
     target package, registered in harness.targets)."""

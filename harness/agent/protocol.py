@@ -40,22 +40,29 @@ class InfoRequest(_Model):
 
 
 class ApplyRequest(_Model):
-    """Apply `record` (a RevertRecord's JSON) of fault `kind` with `params` on this node."""
+    """Plan and apply fault `kind` with `params` on `targets`, this node's share of them.
+
+    The agent plans (a plan reads the target's cgroups and PIDs, which are the node's), keeps
+    the record in its own undo log before the change, and applies it; `instances` are all the
+    run's instances (a partition needs the others' addresses)."""
 
     op: Literal["apply"] = "apply"
     run_id: str
+    fault_id: str
     kind: str
     params: dict[str, Any]
-    record: dict[str, Any]
+    targets: list[str]
     instances: list[AgentInstance]
+    seed: int = 0
     lease_s: float | None = None  # revert by itself this long after applying (None: one-off)
 
 
 class RevertRequest(_Model):
+    """Revert `fault_id` from the agent's own undo log (done already: ok)."""
+
     op: Literal["revert"] = "revert"
     run_id: str
-    kind: str
-    record: dict[str, Any]
+    fault_id: str
     instances: list[AgentInstance]
 
 
@@ -73,4 +80,5 @@ class Reply(_Model):
     node: str = ""
     time_ns: int = 0  # when the agent answered (info: for the clock offset)
     action_ns: int | None = None  # the fault's first action (apply), or its revert's
+    mechanism: str = ""  # what the agent did (the record's mechanism)
     outstanding: list[str] = Field(default_factory=list)  # fault ids it still holds

@@ -93,6 +93,15 @@ class SloBlock(Record):
         return value
 
 
+class AgentBlock(Record):
+    """The fault agents of a run (harness.agent): where, and each one's clock offset."""
+
+    where: str
+    nodes: list[str] = Field(default_factory=list)
+    # node -> offset_start_ms, offset_end_ms, uncertainty_ms (the agent's clock minus ours)
+    clocks: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class Manifest(Record):
     """manifest.json (see harness.results for the statuses)."""
 
@@ -122,6 +131,7 @@ class Manifest(Record):
     failure: dict[str, Any] | None = Field(default=None, exclude_if=absent)  # at_ns, phase, ...
     signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=absent)
     metrics_url: str | None = Field(default=None, exclude_if=absent)  # the run's /metrics
+    agents: AgentBlock | None = Field(default=None, exclude_if=absent)  # host-side faults' agents
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod

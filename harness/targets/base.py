@@ -238,6 +238,9 @@ class TargetKind:
     # "module:function" that predicts each recovery interval from its timers
     # (harness.analysis.timers: TimerInputs -> list[Prediction]); None: no rules
     timers: str | None = None
+    # "module:function" that deploys the fault agents of a run on this kind (harness.agent:
+    # (target, spec, run_id) -> AgentFleet | None); None: host-side faults act from here only
+    agents: str | None = None
 
     def target_class(self) -> type[Target]:
         module_name, _, attr = self.target.partition(":")

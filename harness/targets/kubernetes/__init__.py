@@ -6,7 +6,8 @@ from __future__ import annotations
 from harness import capabilities as caps
 from harness.specs import TargetSpec
 from harness.targets.base import TargetKind
-from harness.targets.kubernetes.spec import KubernetesSpec, KubernetesTargetSpec
+from harness.hostsys import HOST_ACCESS_ENV, host_access_allowed
+from harness.targets.kubernetes.spec import KubernetesSpec, KubernetesTargetSpec, kube_spec
 
 # What Kubernetes does not offer, and why (the fault kinds that need it are refused)
 NOT_OFFERED = {
@@ -20,22 +21,31 @@ NOT_OFFERED = {
 }
 ON_THIS_HOST = frozenset({caps.HOST_PROCESS, caps.NETNS, caps.NODES})
 THROUGH_THE_API = frozenset({caps.API_KILL, caps.API_DELETE})
+THROUGH_THE_AGENT = frozenset({caps.HOST_PROCESS, caps.NETNS})  # harness.agent, a DaemonSet
 
 
 def capabilities(spec: TargetSpec) -> caps.Capabilities:
     """The lab (or a cluster on this machine) offers its pods' processes, namespaces and
-    nodes; a cluster elsewhere only what its API does."""
+    nodes; a cluster elsewhere what its API does, and through the fault agent (unless
+    `target.agent.use: never`) the pods' processes and namespaces."""
     remote = remote_cluster(spec)
-    if remote is None:
+    if remote is None and host_access_allowed():
         return caps.Capabilities(ON_THIS_HOST | THROUGH_THE_API, NOT_OFFERED)
-    local = (
-        "acts from this machine's side (a process, its network namespace or cgroups), and "
-        f"the cluster's API server {remote} is not on this machine; on a remote cluster only "
-        "pod_delete and container_kill with mode: api work"
-    )
+    remote = remote or "the local lab's"
     nodes = (
         "acts on the nodes of the local lab, and the scenario names another cluster "
         f"({remote}); run it on the lab (target.lab)"
+    )
+    if host_access_allowed() is False:
+        nodes = f"acts on the lab's nodes from this machine, and {HOST_ACCESS_ENV}=none"
+    if kube_spec(spec).agent.use != "never":
+        return caps.Capabilities(
+            THROUGH_THE_AGENT | THROUGH_THE_API, {**NOT_OFFERED, caps.NODES: nodes}
+        )
+    local = (
+        "acts from this machine's side (a process, its network namespace or cgroups), and "
+        f"the cluster's API server {remote} is not on this machine, or {HOST_ACCESS_ENV}=none "
+        "forbids it, and target.agent.use is never; with the fault agent (use: auto) it works"
     )
     reasons = {**NOT_OFFERED, caps.HOST_PROCESS: local, caps.NETNS: local, caps.NODES: nodes}
     return caps.Capabilities(THROUGH_THE_API, reasons)
@@ -59,6 +69,7 @@ TARGET = TargetKind(
     unit="pod",
     lab="kubernetes",
     timers="harness.analysis.timers.kubernetes:predict",
+    agents="harness.agent.on_kubernetes:open_agents",
 )
 
 __all__ = ["TARGET", "KubernetesSpec", "KubernetesTargetSpec"]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from harness.errors import TargetError
-from harness.specs import LabSpec, StrictModel, TargetSpec, lab_problems
+from harness.specs import AgentSpec, LabSpec, StrictModel, TargetSpec, lab_problems
 
 
 class KubernetesSpec(StrictModel):
@@ -25,6 +25,7 @@ class KubernetesTargetSpec(TargetSpec):
     kind: Literal["kubernetes"] = "kubernetes"
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
     lab: LabSpec | None = None
+    agent: AgentSpec = Field(default_factory=AgentSpec)
     kubeconfig: str | None = Field(
         default=None, description="Kubernetes: kubeconfig file (default: the local lab's)"
     )

@@ -1,0 +1,107 @@
+"""`python -m harness.agent serve` (the container's main process) and `call REQUEST` (one action).
+
+serve: reverts each held fault at its lease's deadline, and everything it holds when it is
+stopped (SIGTERM: the pod deleted, the container removed), then exits.
+call: runs one request and prints the reply as one JSON line; exit 0 whenever a reply was
+printed, even one that says the fault failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from harness.agent import actions
+from harness.agent.protocol import (
+    STATE_DIR,
+    ApplyRequest,
+    InfoRequest,
+    Reply,
+    Request,
+    RevertRequest,
+)
+from harness.agent.undo import UndoLog
+from harness.errors import HarnessError
+
+STATE_ENV = "CHAOS_AGENT_STATE"
+POLL_S = 0.25
+USAGE = "usage: python -m harness.agent serve | call REQUEST_JSON"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_ENV) or STATE_DIR)
+
+
+def _say(message: str) -> None:
+    print(f"chaos-agent {actions.node_name()}: {message}", file=sys.stderr, flush=True)
+
+
+def _revert_due(log: UndoLog, directory: Path, everything: bool) -> None:
+    now = time.time_ns()
+    with log.locked():
+        for held in log.held():
+            due = held.deadline_ns is not None and now >= held.deadline_ns
+            if not (everything or due):
+                continue
+            try:
+                actions.revert_held(held, directory, log)
+                _say(f"reverted {held.run_id}/{held.record.fault_id} ({held.kind}) by itself")
+            except (HarnessError, OSError, KeyError) as exc:
+                _say(f"could not revert {held.record.fault_id}: {exc}")
+
+
+def serve() -> int:
+    directory = state_dir()
+    log = UndoLog(directory)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _say(f"ready, state in {directory}")
+    while not stop.wait(POLL_S):
+        _revert_due(log, directory, everything=False)
+    _revert_due(log, directory, everything=True)
+    _say("stopped")
+    return 0
+
+
+def _answer(body: InfoRequest | ApplyRequest | RevertRequest, directory: Path) -> Reply:
+    log = UndoLog(directory)
+    try:
+        if isinstance(body, InfoRequest):
+            return actions.info(body, log)
+        if isinstance(body, ApplyRequest):
+            return actions.apply(body, directory, log)
+        return actions.revert(body, directory, log)
+    except (HarnessError, OSError, KeyError) as exc:
+        return actions.failed(exc)
+
+
+def call(raw: str) -> int:
+    try:
+        request = Request.model_validate_json(raw)
+    except ValidationError as exc:
+        reply = Reply(ok=False, error=f"not a request this agent understands: {exc}")
+    else:
+        reply = _answer(request.body, state_dir())
+    print(reply.model_dump_json(), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["serve"] and len(argv) == 1:
+        return serve()
+    if argv[:1] == ["call"] and len(argv) == 2:
+        return call(argv[1])
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

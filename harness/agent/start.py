@@ -1,0 +1,38 @@
+"""Whether a run needs fault agents, and starting them through its target kind's opener."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+from faults.base import AnyFault
+from harness.agent.fleet import AgentFleet
+from harness.agent.relay import relays
+from harness.specs import TargetSpec
+from harness.targets import target_kind
+from harness.targets.base import Target
+
+AGENT_READY_TIMEOUT_S = 120.0
+
+Opener = Callable[[Target, TargetSpec, str], "AgentFleet | None"]
+
+
+def opener_of(spec: TargetSpec) -> Opener | None:
+    """The kind's agent opener ("module:function" in its TargetKind), if it has one."""
+    path = target_kind(spec.kind).agents
+    if path is None:
+        return None
+    module_name, _, attr = path.partition(":")
+    found: Opener = getattr(importlib.import_module(module_name), attr)
+    return found
+
+
+def open_fleet(
+    target: Target, spec: TargetSpec, run_id: str, faults: Sequence[AnyFault]
+) -> AgentFleet | None:
+    """The run's agents, deployed (not yet ready), when a fault needs them and the kind's
+    opener says the host cannot do it itself (or `target.agent.use: always`); else None."""
+    if not any(relays(fault) for fault in faults):
+        return None
+    opener = opener_of(spec)
+    return None if opener is None else opener(target, spec, run_id)
