@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "chaos_harness.labs"
 BUILTIN_LABS: dict[str, str] = {
     "swarm": "harness.labs.swarm:LAB",
     "kubernetes": "harness.labs.kubernetes:LAB",
+    "docker": "harness.labs.docker:LAB",
 }
 
 

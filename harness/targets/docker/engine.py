@@ -5,6 +5,7 @@ removal, the workload's healthcheck and restart policy in the engine's terms."""
 from __future__ import annotations
 
 import ipaddress
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ RECORDED_ACTIONS = frozenset(
 # defaults, which left no /24 free when the pool sat inside them.
 SUBNET_POOL = ipaddress.IPv4Network("198.18.0.0/16")
 VIP_HOST = 254  # the service address's last octet in the run's /24: never a replica's
+# A run's fault agent container (harness.agent.docker) carries this label besides the run's:
+# it is stopped with a grace (it reverts what it holds on SIGTERM) before it is removed.
+ROLE_LABEL = "chaos-harness.role"
+AGENT_ROLE = "fault-agent"
+AGENT_GRACE_S = 30
 
 
 class EngineUnreachable(docker.errors.APIError):
@@ -175,6 +181,49 @@ def remove_labelled(client: docker.DockerClient, run_id: str) -> list[str]:
     return done
 
 
+def stop_agents(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Stop the run's fault agents with their grace (each reverts what it holds), so that
+    removing the run's objects afterwards does not cut a revert short; what was stopped."""
+    filters: dict[str, str | list[str] | bool] = {
+        "label": [f"{RUN_LABEL}={run_id}", f"{ROLE_LABEL}={AGENT_ROLE}"]
+    }
+    try:
+        agents = client.containers.list(filters=filters, ignore_removed=True)
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot list the fault agents of run {run_id}: {exc}") from exc
+    return [
+        _remove(f"fault agent {agent.name} stopped", agent.stop, timeout=AGENT_GRACE_S)
+        for agent in agents
+    ]
+
+
+def copy_image(source: docker.DockerClient, into: docker.DockerClient, image: str) -> bool:
+    """`image` from the `source` engine into the engine `into` (a save streamed into a load:
+    no registry); False when `into` has it already."""
+    try:
+        wanted = str(source.images.get(image).id)
+    except docker.errors.ImageNotFound as exc:
+        raise TargetError(f"image {image!r} is not on this machine's engine") from exc
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot inspect {image!r} on this machine's engine: {exc}") from exc
+    try:
+        if str(into.images.get(image).id) == wanted:
+            return False
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise TargetError(f"cannot inspect {image!r} on the engine: {exc}") from exc
+    with tempfile.TemporaryFile(prefix="chaos-harness-image-") as archive:
+        try:
+            for chunk in source.images.get(image).save(named=True):
+                archive.write(chunk)
+            archive.seek(0)
+            into.images.load(archive)
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot copy {image!r} into the engine: {exc}") from exc
+    return True
+
+
 def _remove(what: str, remove: Any, **kwargs: Any) -> str:
     try:
         remove(**kwargs)
@@ -239,6 +288,15 @@ def data_root_in(info: Mapping[str, Any]) -> Path | None:
 def address_on(container: Container, network: str) -> str:
     networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
     return str((networks.get(network) or {}).get("IPAddress") or "0.0.0.0")
+
+
+def published_port(container: Container, port: int) -> int:
+    """The host port the engine published the container's `port` on (0: none)."""
+    bindings = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    for binding in bindings.get(f"{port}/tcp") or []:
+        if str(binding.get("HostPort") or "").isdigit():
+            return int(binding["HostPort"])
+    return 0
 
 
 def readiness(container: Container) -> str:
@@ -370,12 +428,17 @@ class ContainerActions:
 
 
 def remove_orphaned_runs(client: docker.DockerClient, keep: Set[str]) -> list[str]:
-    """Every labelled object (and iptables chain) of runs whose harness is gone, but `keep`."""
+    """Every labelled object (and iptables chain) of runs whose harness is gone, but `keep`;
+    their fault agents are stopped first, with the grace that lets them revert."""
     orphaned = orphaned_run_ids(client) - set(keep)
     removed = [
         f"{run_id}: removed {what}"
         for run_id in sorted(orphaned)
-        for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
+        for what in [
+            *stop_agents(client, run_id),
+            *remove_run_chains(run_id),
+            *remove_labelled(client, run_id),
+        ]
     ]
     return removed + remove_orphaned_chains(keep, orphaned)
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness.errors import TargetError
-from harness.specs import TargetSpec
+from harness.specs import AgentSpec, TargetSpec
 
 ENGINE_DESCRIPTION = (
     "engine address like DOCKER_HOST (docker: default the environment's; podman: default a "
@@ -26,6 +26,9 @@ class EngineSpec(TargetSpec):
 
 class DockerSpec(EngineSpec):
     kind: Literal["docker"] = "docker"
+    # On an engine the harness does not run on (harness.targets.docker.remote), host-side
+    # faults go through a fault agent container on that engine (harness.agent.docker).
+    agent: AgentSpec = Field(default_factory=AgentSpec)
 
 
 def engine_spec(spec: TargetSpec) -> EngineSpec:

@@ -16,6 +16,11 @@ address in the run's own subnet (.254, never given to a replica), spread over ev
 iptables in the host's nat OUTPUT chain (`harness.targets.service_vip`), made on first use and
 removed at teardown. Its backends are fixed: a killed replica keeps its share of new
 connections, which fail until the engine restarts it (tests/test_fault_matrix.py measures it).
+
+On an engine the harness does not run on (harness.targets.docker.remote) each replica's port
+is published on the engine's host and reached there; no PID or cgroup of this host is read
+(Instance.pid 0), no iptables rule is written here, and host-side faults go through the fault
+agent (harness.agent.docker). There is no virtual address there: `load.routing: per_instance`.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from harness.targets.docker.engine import (
     engine_identity,
     healthcheck,
     host_routes,
+    published_port,
     readiness,
     remove_labelled,
     remove_orphaned_runs,
@@ -66,7 +72,15 @@ from harness.targets.docker.engine import (
     run_labels,
 )
 from harness.targets.docker.preflight import engine_preflight
-from harness.targets.docker.spec import engine_spec
+from harness.targets.docker.remote import (
+    engine_address,
+    engine_host,
+    is_remote,
+    port_candidates,
+    port_taken,
+    publish_address,
+)
+from harness.targets.docker.spec import EngineSpec, engine_spec
 from harness.targets.service_vip import VirtualService
 from harness.waiting import wait_until
 
@@ -87,12 +101,37 @@ class DockerTarget(ActsThroughEngine):
         self._vip: VirtualService | None = None
         self._owner = owner_label_value()
         self.actions = ContainerActions(lambda i: run_container(self.client, self.run_id, i))
+        self.remote = self.remote_engine(self.spec)
+        self._published: dict[str, int] = {}  # instance name -> its port on the engine's host
+
+    @classmethod
+    def remote_engine(cls, spec: EngineSpec) -> bool:
+        """Whether the engine is one the harness does not run on (harness.targets.docker.remote)."""
+        return is_remote(spec.engine)
 
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
-        """Nothing beyond the capability and storage checks every target has."""
-        del scenario
-        return []
+        """On a remote engine: the load goes to each replica (there is no virtual address),
+        and a disk fill cannot check the engine's free space from here."""
+        spec = engine_spec(scenario.target)
+        if not cls.remote_engine(spec):
+            return []
+        where = f"the engine at {engine_address(spec.engine)} is not one this machine runs on"
+        problems = []
+        if scenario.load.routing == "service":
+            problems.append(
+                "load.routing: service needs one address for the workload: the engine has no "
+                "load balancer, and the harness's virtual address is an iptables rule of this "
+                f"host in front of this host's bridges ({where}): use load.routing: "
+                "per_instance (each replica at its port published on the engine's host)"
+            )
+        problems += [
+            f"faults.{index} (disk_fill): checks the free space of the engine's storage on "
+            f"this host before the run, and {where}"
+            for index, entry in enumerate(scenario.faults)
+            if entry.kind == "disk_fill"
+        ]
+        return problems
 
     @classmethod
     def preflight(cls, scenario: ScenarioBase) -> None:
@@ -100,8 +139,10 @@ class DockerTarget(ActsThroughEngine):
 
     @classmethod
     def data_root_of(cls, spec: TargetSpec) -> Path | None:
-        """The engine's storage root (docker info's DockerRootDir), None when unreachable."""
-        return data_root_at(engine_spec(spec).engine)
+        """The engine's storage root (docker info's DockerRootDir), None when unreachable or
+        not on this host."""
+        engine = engine_spec(spec)
+        return None if cls.remote_engine(engine) else data_root_at(engine.engine)
 
     @classmethod
     def attach(cls, run_id: str, spec: TargetSpec) -> Target:
@@ -137,6 +178,13 @@ class DockerTarget(ActsThroughEngine):
     def load_path(self, routing: str) -> str:
         port = self._workload.port if self._workload else 8080
         count = len(self._addresses)
+        if self.remote:
+            published = ", ".join(str(p) for _, p in sorted(self._published.items()))
+            return (
+                f"client-side round robin over the {count} replicas' ports published on the "
+                f"remote engine's host {engine_host(self.spec.engine)} ({published}): each "
+                "request's replica is known, and the engine's port mapping stands in between"
+            )
         if routing == "per_instance":
             addresses = ", ".join(sorted(self._addresses.values(), key=ipaddress.ip_address))
             return (
@@ -228,11 +276,47 @@ class DockerTarget(ActsThroughEngine):
         return [s for s in subnets if isinstance(s, ipaddress.IPv4Network)]
 
     def _create_container(self, workload: WorkloadSpec, name: str, address: str) -> None:
+        if not self.remote:
+            self._run_container(workload, name, address, None)
+            return
+        ports = port_candidates(self.run_id, set(self._published.values()))
+        for port in ports:
+            try:
+                self._run_container(workload, name, address, port)
+            except TargetError as exc:
+                if not port_taken(str(exc)):
+                    raise
+                self._remove_named(f"chaos-{self.run_id}-{name}")
+                continue
+            self._published[name] = port
+            return
+        raise TargetError(
+            f"cannot publish {name}'s port on the engine's host {engine_host(self.spec.engine)}: "
+            "every port tried was in use"
+        )
+
+    def _remove_named(self, container: str) -> None:
+        """A replica's container that was created but could not start (its port was taken)."""
+        try:
+            self.client.containers.get(container).remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise TargetError(f"cannot remove {container} to try another port: {exc}") from exc
+
+    def _run_container(
+        self, workload: WorkloadSpec, name: str, address: str, published: int | None
+    ) -> None:
         image = DEMO_IMAGE if workload.image == "demo" else workload.image
         limits = workload.resources
+        # on a remote engine: the workload's port on the engine's host, all its addresses
+        ports = None
+        if published is not None:
+            ports = {f"{workload.port}/tcp": (publish_address(self.spec.engine), published)}
         try:
-            self.client.containers.run(  # type: ignore[call-overload]
+            self.client.containers.run(  # type: ignore[call-overload,misc]
                 image,
+                ports=ports,
                 command=workload.command,
                 name=f"chaos-{self.run_id}-{name}",
                 hostname=name,
@@ -295,8 +379,8 @@ class DockerTarget(ActsThroughEngine):
                     service=labels.get(SERVICE_LABEL, ""),
                     container_id=container.id or "",
                     container_name=container.name or "",
-                    pid=int(container.attrs.get("State", {}).get("Pid") or 0),
-                    url=f"http://{address}:{port}",
+                    pid=0 if self.remote else int(container.attrs.get("State", {}).get("Pid") or 0),
+                    url=self._url_of(container, name, address, port),
                     labels=labels,
                     state=str(container.attrs.get("State", {}).get("Status", "unknown")),
                     address=address,
@@ -304,6 +388,14 @@ class DockerTarget(ActsThroughEngine):
                 )
             )
         return sorted(found, key=lambda i: i.name)
+
+    def _url_of(self, container: Container, name: str, address: str, port: int) -> str:
+        """Where the load and the probes reach a replica: its own address on this host's
+        bridge, or its port published on a remote engine's host."""
+        if not self.remote:
+            return f"http://{address}:{port}"
+        published = self._published.get(name) or published_port(container, port)
+        return f"http://{engine_host(self.spec.engine)}:{published}"
 
     def events(self, since_ns: int) -> DockerEventStream:
         try:
@@ -316,7 +408,14 @@ class DockerTarget(ActsThroughEngine):
     # --- one address for the workload -----------------------------------------------------
 
     def service_url(self) -> str:
-        """The run's virtual address (.254 of its subnet), spread over every replica."""
+        """The run's virtual address (.254 of its subnet), spread over every replica; on a
+        remote engine (routing per_instance: scenario_problems) the first replica's address,
+        Locust's --host only."""
+        if self.remote:
+            found = self.instances()
+            if not found:
+                raise TargetError("service_url() needs the workload deployed first")
+            return found[0].url
         if self._vip is not None and self._vip.enabled:
             return self._vip.url
         if self._workload is None or self._subnet is None:
@@ -331,7 +430,8 @@ class DockerTarget(ActsThroughEngine):
         try:
             if self._vip is not None:
                 self._vip.remove()
-            remove_run_chains(self.run_id)  # also a service address made by another process
+            if not self.remote:  # nothing was written on this host for a remote engine
+                remove_run_chains(self.run_id)  # also a service address made by another process
             remove_labelled(self.client, self.run_id)
         finally:
             self.release()

@@ -51,7 +51,7 @@ from harness.targets.base import (
     owner_label_value,
 )
 from harness.targets.docker.engine import DockerEventStream, connect
-from harness.targets.docker.spec import engine_spec
+from harness.targets.docker.spec import EngineSpec, engine_spec
 from harness.targets.docker.target import DockerTarget
 from harness.targets.podman.preflight import podman_preflight
 from harness.targets.swarm.events import parse_swarm_time
@@ -239,6 +239,12 @@ class PodmanTarget(DockerTarget):
         self._health_feed = HealthFeed()
         self._service_stopped = False
         super().__init__(run_id, spec, client)
+
+    @classmethod
+    def remote_engine(cls, spec: EngineSpec) -> bool:
+        """Podman's containers are this machine's (no fault agent for Podman yet)."""
+        del spec
+        return False
 
     # --- after the run's harness died -------------------------------------------------------
 

@@ -1,0 +1,215 @@
+"""The fault agent on a Docker-API engine the harness does not run on: one container of the run.
+
+`open_agents(target, spec, run_id)` is the Docker target kind's opener (TargetKind.agents):
+on a remote engine (harness.targets.docker.remote), or with `target.agent.use: always`, it
+starts `chaos-agent-<run id>` on the run's engine: privileged, with the engine host's PID and
+network namespaces and its /sys/fs/cgroup, so `nsenter`, iptables and stress-ng act on the
+replicas as they do from the harness's host. It carries the run's and its owner's labels
+(the target's orphan cleanup stops it with its grace, then removes it) and the agent role
+label. Its image (`target.agent.image`, else the one built on this machine) is loaded into
+the engine from this machine's engine when missing. Each action is one `exec` (stdout and
+stderr apart; a non-zero exit is an AgentError with its stderr); `remove()` stops it with a
+grace, in which it reverts whatever it still holds, then removes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from harness.agent.fleet import AgentFleet
+from harness.agent.protocol import SERVE_ARGV, STATE_DIR
+from harness.agent.relay import CALL_TIMEOUT_S
+from harness.errors import AgentError, TargetError
+from harness.owners import owner_label_value
+from harness.specs import TargetSpec
+from harness.targets.base import Target
+from harness.targets.docker.engine import (
+    AGENT_GRACE_S,
+    AGENT_ROLE,
+    ROLE_LABEL,
+    connect,
+    copy_image,
+    run_labels,
+)
+from harness.targets.docker.remote import engine_address
+from harness.targets.docker.spec import DockerSpec
+from harness.targets.docker.target import DockerTarget
+from harness.waiting import wait_until
+
+NODE_ENV = "CHAOS_AGENT_NODE"
+LOAD_TIMEOUT_S = 600  # a save streamed into a load of the agent's image
+POLL_S = 0.2
+
+
+def agent_name(run_id: str) -> str:
+    return f"chaos-agent-{run_id}"
+
+
+def open_agents(target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | None:
+    """The run's agent on its engine when host-side faults must go through one; else None."""
+    if not isinstance(target, DockerTarget) or not isinstance(spec, DockerSpec):
+        return None
+    use = spec.agent.use
+    if use == "never" or (use == "auto" and not target.remote):
+        return None
+    engine = connect(spec.engine, timeout_s=int(CALL_TIMEOUT_S))
+    agents = DockerAgents(engine, run_id, engine_address(spec.engine))
+    agents.deploy(spec.agent.image or built_image())
+    return agents
+
+
+def built_image() -> str:
+    """The agent's image built on this machine's engine (harness.agent.image)."""
+    from harness.agent.image import agent_image
+
+    return agent_image(connect(None))
+
+
+class ExecChannel:
+    """The agent container, reached by one exec through the engine per command."""
+
+    def __init__(self, container: Container, node: str) -> None:
+        self._container = container
+        self._node = node
+        self._lock = threading.Lock()  # one command at a time, as on Kubernetes
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    def run(self, argv: Sequence[str], timeout_s: float) -> str:
+        """stdout of `argv` run in the agent; the engine client's timeout bounds it."""
+        del timeout_s  # the client was made with the call's timeout (open_agents)
+        where = f"agent container {self._container.name} on {self._node}"
+        try:
+            with self._lock:
+                result = self._container.exec_run(list(argv), demux=True)
+        except docker.errors.APIError as exc:
+            raise AgentError(f"cannot exec in {where}: {exc}") from exc
+        stdout, stderr = _demuxed(result.output)
+        if result.exit_code != 0:
+            said = stderr.strip() or "(nothing on stderr)"
+            raise AgentError(
+                f"{' '.join(argv)!r} in {where}: exit status {result.exit_code}: {said[-800:]}"
+            )
+        return stdout
+
+
+def _demuxed(output: object) -> tuple[str, str]:
+    """stdout and stderr of a demultiplexed exec (either may be None: nothing written)."""
+    if not isinstance(output, tuple) or len(output) != 2:
+        raise AgentError(f"the engine gave no separate stdout and stderr: {output!r:.200}")
+    out, err = output
+    return (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
+
+class DockerAgents:
+    """The fault agent of one run on one engine: deploy, wait, reach, remove."""
+
+    def __init__(self, client: docker.DockerClient, run_id: str, where: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.where = where
+        self.name = agent_name(run_id)
+        self._container: Container | None = None
+        self._node = ""
+
+    def deploy(self, image: str) -> None:
+        """Load the image if the engine lacks it, and start the agent (not waited for)."""
+        self._load(image)
+        labels = run_labels(self.run_id, owner_label_value(), **{ROLE_LABEL: AGENT_ROLE})
+        self._node = self._engine_name()
+        try:
+            self._container = self.client.containers.run(  # type: ignore[call-overload]
+                image,
+                command=list(SERVE_ARGV),
+                name=self.name,
+                detach=True,
+                privileged=True,
+                pid_mode="host",
+                network_mode="host",
+                volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                tmpfs={STATE_DIR: ""},  # its undo log: gone with the container
+                environment={NODE_ENV: self._node},
+                labels=labels,
+                stop_signal="SIGTERM",
+            )
+        except docker.errors.APIError as exc:
+            raise AgentError(f"cannot start the fault agent on {self.where}: {exc}") from exc
+
+    def _load(self, image: str) -> None:
+        """The image from this machine's engine into the run's, unless it is there."""
+        host = connect(None, timeout_s=LOAD_TIMEOUT_S)
+        engine = connect(self.where, timeout_s=LOAD_TIMEOUT_S)
+        try:
+            copy_image(host, engine, image)
+        except TargetError as exc:
+            raise AgentError(f"the fault agent's image: {exc}") from exc
+        finally:
+            host.close()
+            engine.close()
+
+    def _engine_name(self) -> str:
+        try:
+            return str(self.client.info().get("Name") or self.where)
+        except docker.errors.APIError:
+            return self.where
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the agent's `serve` runs; an AgentError with its log if it stopped."""
+        container = self._require()
+
+        def running() -> bool:
+            try:
+                container.reload()
+                state = container.attrs.get("State", {})
+                log = container.logs(tail=50).decode(errors="replace")
+            except docker.errors.APIError as exc:
+                raise AgentError(f"cannot read the fault agent on {self.where}: {exc}") from exc
+            if state.get("Status") in ("exited", "dead"):
+                raise AgentError(
+                    f"the fault agent on {self.where} exited ({state.get('ExitCode')}): {log}"
+                )
+            return bool(state.get("Running")) and "ready" in log
+
+        wait_until(
+            running,
+            timeout_s,
+            POLL_S,
+            lambda: f"the fault agent on {self.where} did not start within {timeout_s:g} s",
+            AgentError,
+        )
+
+    def channels(self) -> Mapping[str, ExecChannel]:
+        return {self._node: ExecChannel(self._require(), self._node)}
+
+    def describe(self) -> str:
+        return (
+            f"container {self.name} (privileged, the host's PID and network namespaces) on "
+            f"the engine at {self.where}, reached by exec through its API"
+        )
+
+    def remove(self) -> None:
+        """Stop with a grace (the agent reverts what it holds), then remove; safe twice."""
+        try:
+            container = self.client.containers.get(self.name)
+            container.stop(timeout=AGENT_GRACE_S)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise AgentError(f"cannot remove the fault agent on {self.where}: {exc}") from exc
+
+    def _require(self) -> Container:
+        if self._container is None:
+            raise AgentError("the fault agent was not started")
+        return self._container
+
+
+# mypy checks the class against the protocol here
+_IS_A_FLEET: type[AgentFleet] = DockerAgents
