@@ -11,6 +11,7 @@ from harness.hostsys import HOST_ACCESS_ENV
 from harness.scenario import parse_scenario
 from harness.targets import target_kind, target_spec
 from harness.targets.checks import target_problems
+from harness.targets.docker.engine import AGENT_ROLE, ROLE_LABEL, engine_event
 from harness.targets.docker.remote import (
     engine_host,
     is_remote,
@@ -97,3 +98,12 @@ def test_a_remote_engine_refuses_the_virtual_address_and_a_disk_fill(
     assert target_problems(parse_scenario(scenario("docker", routing="service"))) == []
     monkeypatch.setenv(HOST_ACCESS_ENV, "none")
     assert not PodmanTarget.remote_engine(target_spec("podman"))  # type: ignore[arg-type]
+
+
+def test_the_runs_fault_agent_is_no_instance_of_it() -> None:
+    labels = {"chaos-harness.run-id": "r1", ROLE_LABEL: AGENT_ROLE, "name": "chaos-agent-r1"}
+    raw = {"Action": "die", "Actor": {"ID": "c1", "Attributes": labels}, "timeNano": 1}
+    assert engine_event(raw) is None
+    replica = {**raw, "Actor": {"ID": "c2", "Attributes": {"name": "chaos-r1-web-1"}}}
+    found = engine_event(replica)
+    assert found is not None and found.action == "die"

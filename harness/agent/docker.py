@@ -14,6 +14,7 @@ grace, in which it reverts whatever it still holds, then removes it.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -65,9 +66,14 @@ def open_agents(target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | N
 
 def built_image() -> str:
     """The agent's image built on this machine's engine (harness.agent.image)."""
-    from harness.agent.image import agent_image
-
-    return agent_image(connect(None))
+    # TODO(agent-image): a plain import once harness.agent.image is on main
+    try:
+        image = importlib.import_module("harness.agent.image")
+    except ImportError as exc:
+        raise AgentError(
+            "no fault agent image can be built by this harness: name one (target.agent.image)"
+        ) from exc
+    return str(image.agent_image(connect(None)))
 
 
 class ExecChannel:

@@ -35,7 +35,8 @@ class DockerLabCommands:
         return found
 
     def up(self, request: LabRequest, progress: Progress) -> list[str]:
-        progress("a Docker lab is one engine (--nodes and --heartbeat do not apply)")
+        if request.nodes not in (1, LabRequest().nodes):
+            progress(f"a Docker lab is one engine: --nodes {request.nodes} does not apply")
         state = self.lab.up(request.images)
         node = state.node
         return [f"{node.name}\t{node.address}\tdockerd pid {node.pid}", state.url]
@@ -75,9 +76,14 @@ def in_use(state: DockerLabState) -> bool:
     """Whether a live run still has containers on the lab's engine."""
     try:
         client = connect(state.url, 10)
-        containers = client.containers.list(all=True, filters={"label": RUN_LABEL})
-    except (TargetError, docker.errors.DockerException, OSError):
+    except TargetError:
         return False  # an engine that does not answer serves nobody
+    try:
+        containers = client.containers.list(all=True, filters={"label": RUN_LABEL})
+    except (docker.errors.DockerException, OSError):
+        return False
+    finally:
+        client.close()
     return any(owner_alive(c.labels.get(OWNER_LABEL)) for c in containers)
 
 

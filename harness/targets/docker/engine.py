@@ -119,6 +119,8 @@ def engine_name_version(version: Mapping[str, Any]) -> tuple[str, str]:
 def engine_event(raw: Mapping[str, Any]) -> EngineEvent | None:
     action = str(raw.get("Action") or raw.get("status") or "")
     attributes = dict(raw.get("Actor", {}).get("Attributes", {}))
+    if attributes.get(ROLE_LABEL) == AGENT_ROLE:
+        return None  # the run's fault agent is not one of its instances
     if action.startswith("health_status"):
         # Docker: "health_status: healthy"; Podman: "health_status", HealthStatus beside it
         health = action.partition(":")[2].strip() or str(raw.get("HealthStatus") or "")

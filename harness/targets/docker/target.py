@@ -49,6 +49,8 @@ from harness.targets.base import (
     owner_label_value,
 )
 from harness.targets.docker.engine import (
+    AGENT_ROLE,
+    ROLE_LABEL,
     SUBNET_POOL,
     VIP_HOST,
     ActsThroughEngine,
@@ -355,16 +357,16 @@ class DockerTarget(ActsThroughEngine):
     # --- instances and events ----------------------------------------------------------------
 
     def _containers(self) -> list[Container]:
+        """The run's replicas (its fault agent, labelled with the run too, is not one)."""
         try:
-            return list(
-                self.client.containers.list(
-                    all=True,
-                    filters={"label": f"{RUN_LABEL}={self.run_id}"},
-                    ignore_removed=True,  # a container removed while listing is just gone
-                )
+            found = self.client.containers.list(
+                all=True,
+                filters={"label": f"{RUN_LABEL}={self.run_id}"},
+                ignore_removed=True,  # a container removed while listing is just gone
             )
         except docker.errors.APIError as exc:
             raise TargetError(f"cannot list the run's containers: {exc}") from exc
+        return [c for c in found if c.labels.get(ROLE_LABEL) != AGENT_ROLE]
 
     def instances(self) -> list[Instance]:
         port = self._workload.port if self._workload else 8080
