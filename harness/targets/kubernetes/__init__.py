@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from harness import capabilities as caps
+from harness.hostsys import HOST_ACCESS_ENV, host_access_allowed
 from harness.specs import TargetSpec
 from harness.targets.base import TargetKind
-from harness.hostsys import HOST_ACCESS_ENV, host_access_allowed
 from harness.targets.kubernetes.spec import KubernetesSpec, KubernetesTargetSpec, kube_spec
 
 # What Kubernetes does not offer, and why (the fault kinds that need it are refused)
