@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Console
-
+from harness.cli_options import fail, sub_app
 from harness.errors import HarnessError
 
-engine_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
-    help="Start, check or stop the host's Docker engine.\n\n"
+engine_app = sub_app(
+    "Start, check or stop the host's Docker engine.\n\n"
     "Runs use the engine that answers at DOCKER_HOST (else /var/run/docker.sock). On a "
     "machine without one, `harness engine up` installs docker.io and starts dockerd; "
     "`harness engine stop` stops only a dockerd this project started.",
 )
-
-
-def _fail(exc: HarnessError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
 
 
 @engine_app.command()
@@ -38,7 +28,7 @@ def up() -> None:
     try:
         print(ensure_engine(), flush=True)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @engine_app.command()

@@ -12,31 +12,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from harness.cli_options import fail, sub_app
 from harness.errors import HarnessError
 from harness.hostsys import on_stop_signals
 from harness.labs import LabCommands, LabRequest, StatusView, lab_kinds
 from harness.units import parse_duration
 
-lab_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
-    help="Bring a multi-node cluster up on this machine, or down.\n\n"
+lab_app = sub_app(
+    "Bring a multi-node cluster up on this machine, or down.\n\n"
     "A lab lets node faults (node_down, node_partition, node_drain) act on real nodes "
     "without more machines. swarm: one dockerd per node, each in its own network namespace "
     "on the bridge chlab0. kubernetes: Kubernetes built from source (`harness lab build`), "
     "a control plane and nodes (containerd, kubelet, kube-proxy), each in its own namespaces "
     "on the bridge chk8s0.",
 )
-
-
-def _fail(exc: HarnessError) -> typer.Exit:
-    """Print the error as plain text (log lines in it are not Rich markup)."""
-    message = Text("error ", style="red") + Text(str(exc))
-    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
 
 
 def _seconds(value: str) -> float:
@@ -85,7 +75,7 @@ def build(
     try:
         built = commands.build(progress=_progress)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if built is None:
         raise typer.BadParameter(f"--kind {kind}: this lab needs no build")
     print(built)
@@ -156,7 +146,7 @@ def up(
             for line in commands.up(request, progress=_progress):
                 print(line, flush=True)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @contextlib.contextmanager
@@ -191,7 +181,7 @@ def status() -> None:
     try:
         views = [k.lab_commands().status() for k in lab_kinds().values()]
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     shown = [view for view in views if view is not None]
     if not shown:
         print("no lab")
@@ -227,7 +217,7 @@ def down(
         for commands in chosen:
             removed += commands.down()
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     for line in removed:
         print(line)
     print("lab down" if removed else "no lab")

@@ -1,5 +1,5 @@
-"""Options that several commands share, declared once so their help reads the same, and the
-parsing of their values."""
+"""Options that several commands share, declared once so their help reads the same, the
+parsing of their values, and what every sub-command group shares (its settings, its errors)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
-from harness.errors import ScenarioError
+from harness.errors import HarnessError, ScenarioError
+
+
+def sub_app(help_text: str) -> typer.Typer:
+    """A command group (`harness lab`, `engine`, ...) with the settings they all share."""
+    return typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
+        help=help_text,
+    )
+
+
+def fail(exc: HarnessError) -> typer.Exit:
+    """Print the error on stderr as plain text (log lines in it are not Rich markup); the exit
+    to raise, with the error's code."""
+    Console(stderr=True).print(
+        Text("error ", style="red") + Text(str(exc)), highlight=False, soft_wrap=True
+    )
+    return typer.Exit(exc.exit_code)
+
 
 JunitOption = Annotated[
     Path | None,

@@ -7,15 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from harness.cli_options import fail, sub_app
 from harness.errors import HarnessError
 
-prometheus_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
-    help="Start, check or stop a local Prometheus.\n\n"
+prometheus_app = sub_app(
+    "Start, check or stop a local Prometheus.\n\n"
     "Debian's prometheus package, on 127.0.0.1. It scrapes the run's own /metrics "
     "(observe.metrics, port 9464 by default), any --scrape "
     "URL, and the Kubernetes lab's kubelets and cAdvisor when that lab is up; a scenario "
@@ -27,11 +24,6 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--dir", help="The state directory (config, data, PID).", show_default=False),
 ]
-
-
-def _fail(exc: HarnessError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
 
 
 @prometheus_app.command()
@@ -66,7 +58,7 @@ def up(
             targets += kube_lab_targets()
         state = up(targets, directory, port)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     for target in state.targets:
         print(f"scrapes {target.job}: {target.url}")
     print(state.url, flush=True)
@@ -82,7 +74,7 @@ def down(directory: StateDir = None) -> None:
     try:
         print(stop(directory))
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @prometheus_app.command()
@@ -95,7 +87,7 @@ def status(directory: StateDir = None) -> None:
     try:
         state = read_state(directory or state_dir())
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if state is None or not state.alive():
         print("no Prometheus started by the harness is running")
         raise typer.Exit(1)

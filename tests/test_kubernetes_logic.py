@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubernetes.client import V1Pod
 
+from harness.errors import CapabilityError
 from harness.scenario import parse_scenario
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, SERVICE_LABEL
 from harness.targets.checks import target_problems
@@ -174,31 +175,55 @@ def _kubeconfig(tmp_path: Path, server: str) -> str:
     return str(path)
 
 
-def test_host_side_faults_are_refused_on_a_remote_cluster_api_faults_are_not(
+HOST_AND_API_FAULTS = [
+    {"kind": "container_kill", "at": "1s"},
+    {"kind": "network_partition", "at": "1s", "duration": "2s"},
+    {"kind": "container_kill", "at": "1s", "mode": "api"},
+    {"kind": "pod_delete", "at": "1s"},
+]
+
+
+def _target(kubeconfig: str, **agent: str) -> dict[str, object]:
+    return {"kind": "kubernetes", "kubeconfig": kubeconfig, **({"agent": agent} if agent else {})}
+
+
+def test_host_side_faults_on_a_remote_cluster_need_the_agent_api_faults_do_not(
     tmp_path: Path,
 ) -> None:
-    faults = [
-        {"kind": "container_kill", "at": "1s"},
-        {"kind": "network_partition", "at": "1s", "duration": "2s"},
-        {"kind": "container_kill", "at": "1s", "mode": "api"},
-        {"kind": "pod_delete", "at": "1s"},
-    ]
     remote = _kubeconfig(tmp_path, "https://192.0.2.10:6443")  # TEST-NET-1: never this host
-    problems = _problems(
-        {"name": "t", "target": {"kind": "kubernetes", "kubeconfig": remote}, "faults": faults}
-    )
+    scenario = {"name": "t", "target": _target(remote, use="never"), "faults": HOST_AND_API_FAULTS}
+    problems = _problems(scenario)
     assert [p.split(":")[0] for p in problems] == [
         "faults.0 (container_kill)",
         "faults.1 (network_partition)",
     ]
-    assert all("192.0.2.10" in p for p in problems)
+    assert all("192.0.2.10" in p and "use: auto" in p for p in problems)
+    # the default: through the fault agent, deployed for the run
+    assert _problems({**scenario, "target": _target(remote)}) == []
     local = _kubeconfig(tmp_path, "https://127.0.0.1:6443")
-    assert (
-        _problems(
-            {"name": "t", "target": {"kind": "kubernetes", "kubeconfig": local}, "faults": faults}
-        )
-        == []
-    )
+    assert _problems({**scenario, "target": _target(local, use="never")}) == []
+
+
+def test_without_host_access_the_lab_is_a_cluster_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = _kubeconfig(tmp_path, "https://127.0.0.1:6443")
+    node_fault = {"kind": "node_down", "at": "1s", "duration": "2s"}
+    scenario = {"name": "t", "target": _target(local), "faults": [*HOST_AND_API_FAULTS, node_fault]}
+    assert _problems(scenario) == []
+    monkeypatch.setenv("CHAOS_HARNESS_HOST_ACCESS", "none")
+    problems = _problems(scenario)
+    assert [p.split(":")[0] for p in problems] == ["faults.4 (node_down)"]
+    assert "CHAOS_HARNESS_HOST_ACCESS=none" in problems[0]
+    never = _problems({**scenario, "target": _target(local, use="never")})
+    assert [p.split(":")[0] for p in never] == [
+        "faults.0 (container_kill)",
+        "faults.1 (network_partition)",
+        "faults.4 (node_down)",
+    ]
+    monkeypatch.setenv("CHAOS_HARNESS_HOST_ACCESS", "some")
+    with pytest.raises(CapabilityError, match="CHAOS_HARNESS_HOST_ACCESS='some' is not one of"):
+        _problems(scenario)
 
 
 def test_server_locality() -> None:

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 PROTOCOL_VERSION = 1
 SERVE_ARGV = ("python3", "-m", "harness.agent", "serve")
 CALL_ARGV = ("python3", "-m", "harness.agent", "call")
+# the agent's clock, read by the lightest process there is (no site, no imports): its round
+# trip bounds the offset's error, so the read must not wait for the agent's imports
+CLOCK_ARGV = ("python3", "-S", "-c", "import time; print(time.time_ns())")
 STATE_DIR = "/var/lib/chaos-agent"  # inside the agent's container: its undo log and run files
 
 

@@ -21,6 +21,7 @@ from harness.agent.channel import AgentChannel
 from harness.agent.node import from_instance
 from harness.agent.protocol import (
     CALL_ARGV,
+    CLOCK_ARGV,
     PROTOCOL_VERSION,
     ApplyRequest,
     InfoRequest,
@@ -33,6 +34,7 @@ from harness.targets.base import Instance
 
 RELAYED_NEEDS = frozenset({capabilities.HOST_PROCESS, capabilities.NETNS})
 CALL_TIMEOUT_S = 60.0
+CLOCK_SAMPLES = 5
 
 
 def relays(fault: AnyFault) -> bool:
@@ -67,11 +69,25 @@ def call(channel: AgentChannel, body: InfoRequest | ApplyRequest | RevertRequest
     return reply
 
 
-def measure_offset(channel: AgentChannel) -> ClockOffset:
-    before = time.time_ns()
-    reply = call(channel, InfoRequest())
-    after = time.time_ns()
-    return ClockOffset(reply.time_ns - (before + after) // 2, (after - before) // 2)
+def measure_offset(channel: AgentChannel, samples: int = CLOCK_SAMPLES) -> ClockOffset:
+    """The agent's clock minus ours, from the sample with the shortest round trip (whose
+    midpoint is the closest to the instant the agent read its clock)."""
+    best: ClockOffset | None = None
+    for _ in range(samples):
+        before = time.time_ns()
+        output = channel.run(CLOCK_ARGV, CALL_TIMEOUT_S)
+        after = time.time_ns()
+        try:
+            theirs = int(output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise AgentError(
+                f"the agent on {channel.node} did not tell its time: {output!r}"
+            ) from exc
+        sample = ClockOffset(theirs - (before + after) // 2, (after - before) // 2)
+        if best is None or sample.uncertainty_ns < best.uncertainty_ns:
+            best = sample
+    assert best is not None
+    return best
 
 
 class AgentRelay:
@@ -83,6 +99,8 @@ class AgentRelay:
         self.run_id = run_id
         self.seed = seed
         self._channels = dict(channels)
+        for channel in self._channels.values():
+            call(channel, InfoRequest())  # it answers, in this protocol's version
         self.offsets = {node: measure_offset(ch) for node, ch in self._channels.items()}
 
     def takes(self, fault: AnyFault) -> bool:
