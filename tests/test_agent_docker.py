@@ -236,7 +236,6 @@ def test_a_run_on_the_remote_engine_does_its_host_side_faults_through_the_agent(
     tmp_path: Path, lab_up: LabUp, lab_engine: docker.DockerClient, agent_image: str
 ) -> None:
     env = {**lab_up.env, HOST_ACCESS_ENV: "none"}
-    host_rules_before = _host_rules()
     scenario = _scenario(tmp_path, lab_up.address, agent_image)
     with StressWatch(lab_engine) as watch:
         done = harness_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env)
@@ -270,7 +269,7 @@ def test_a_run_on_the_remote_engine_does_its_host_side_faults_through_the_agent(
     # nothing left: the agent and the replicas, rules on the engine's side or on this host
     assert lab_engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}) == []
     assert run_id not in _ip("iptables-save", netns="chdock-n1")
-    assert _host_rules() == host_rules_before
+    assert run_id not in _host_rules()  # this host was not touched (others' labs may be)
     print(
         f"\nkill ttr {faults['kill']['ttr_s']} s; partition {faults['cut']['failed_requests']} "
         f"failed requests; stress-ng seen in {len(during)} readings; clocks {agents['clocks']}"

@@ -45,6 +45,14 @@ from harness.waiting import wait_until
 NODE_ENV = "CHAOS_AGENT_NODE"
 LOAD_TIMEOUT_S = 600  # a save streamed into a load of the agent's image
 POLL_S = 0.2
+# An engine that runs inside a container of its own may lack a capability of its host (this
+# machine's bounding set has no CAP_SYS_RESOURCE), and Docker 20.10 then refuses to start any
+# privileged container with this; the agent then gets the capabilities its tools use: setns
+# and cgroups, /proc of other processes, iptables and tc, signals, stress-ng's priorities.
+CAPS_REFUSED = "unable to apply caps"
+CAPABILITIES: tuple[str, ...] = ("SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "NET_RAW", "KILL")
+CAPABILITIES += ("DAC_OVERRIDE", "DAC_READ_SEARCH", "SYS_NICE", "IPC_LOCK")
+UNCONFINED = ("seccomp=unconfined", "apparmor=unconfined")
 
 
 def agent_name(run_id: str) -> str:
@@ -124,29 +132,57 @@ class DockerAgents:
         self.name = agent_name(run_id)
         self._container: Container | None = None
         self._node = ""
+        self.privileged = True
 
     def deploy(self, image: str) -> None:
         """Load the image if the engine lacks it, and start the agent (not waited for)."""
         self._load(image)
-        labels = run_labels(self.run_id, owner_label_value(), **{ROLE_LABEL: AGENT_ROLE})
         self._node = self._engine_name()
         try:
-            self._container = self.client.containers.run(  # type: ignore[call-overload]
-                image,
-                command=list(SERVE_ARGV),
-                name=self.name,
-                detach=True,
-                privileged=True,
-                pid_mode="host",
-                network_mode="host",
-                volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-                tmpfs={STATE_DIR: ""},  # its undo log: gone with the container
-                environment={NODE_ENV: self._node},
-                labels=labels,
-                stop_signal="SIGTERM",
-            )
+            self._container = self._run(image, privileged=True)
         except docker.errors.APIError as exc:
-            raise AgentError(f"cannot start the fault agent on {self.where}: {exc}") from exc
+            if CAPS_REFUSED not in str(exc):
+                raise AgentError(f"cannot start the fault agent on {self.where}: {exc}") from exc
+            self._forget_failed()
+            self.privileged = False
+            try:
+                self._container = self._run(image, privileged=False)
+            except docker.errors.APIError as again:
+                raise AgentError(
+                    f"cannot start the fault agent on {self.where}: {again}"
+                ) from again
+
+    def _run(self, image: str, privileged: bool) -> Container:
+        """The agent's container: privileged, or (where the engine cannot grant every
+        capability) with the ones its tools use and no seccomp or AppArmor profile."""
+        access: dict[str, object] = {"privileged": True}
+        if not privileged:
+            access = {"cap_add": list(CAPABILITIES), "security_opt": list(UNCONFINED)}
+        labels = run_labels(self.run_id, owner_label_value(), **{ROLE_LABEL: AGENT_ROLE})
+        started: Container = self.client.containers.run(  # type: ignore[call-overload]
+            image,
+            command=list(SERVE_ARGV),
+            name=self.name,
+            detach=True,
+            pid_mode="host",
+            network_mode="host",
+            volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+            tmpfs={STATE_DIR: ""},  # its undo log: gone with the container
+            environment={NODE_ENV: self._node},
+            labels=labels,
+            stop_signal="SIGTERM",
+            **access,
+        )
+        return started
+
+    def _forget_failed(self) -> None:
+        """The container the engine created but could not start."""
+        try:
+            self.client.containers.get(self.name).remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise AgentError(f"cannot remove the agent that did not start: {exc}") from exc
 
     def _load(self, image: str) -> None:
         """The image from this machine's engine into the run's, unless it is there."""
@@ -195,8 +231,9 @@ class DockerAgents:
         return {self._node: ExecChannel(self._require(), self._node)}
 
     def describe(self) -> str:
+        access = "privileged" if self.privileged else f"capabilities {', '.join(CAPABILITIES)}"
         return (
-            f"container {self.name} (privileged, the host's PID and network namespaces) on "
+            f"container {self.name} ({access}, the host's PID and network namespaces) on "
             f"the engine at {self.where}, reached by exec through its API"
         )
 

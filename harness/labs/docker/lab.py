@@ -2,8 +2,8 @@
 
 One `dockerd` in a network namespace of its own (`chdock-n1`, 10.216.0.2) wired to a bridge
 (`chdock0`, 10.216.0.1/24; the Swarm lab has 10.213-10.215, the Kubernetes lab 10.220-10.222)
-by a veth pair, listening on TCP on that address only (`tcp://10.216.0.2:2375`, no TLS: the
-address is reachable from this machine alone), with its own data root, exec root, pidfile,
+by a veth pair, listening on TCP on that address only (`tcp://10.216.0.2:2375`, `--tls=false`:
+the address is reachable from this machine alone), with its own data root, exec root, pidfile,
 managed containerd, cgroup parent (`/chdock-n1`), hostname (a UTS namespace) and default
 bridge (10.217.0.1/24). A scenario whose target is `{kind: docker, engine: <that address>}`
 then runs against an engine the harness reaches only through its API and the ports it
@@ -134,6 +134,8 @@ def daemon_argv(node: EngineNode, storage_driver: str) -> list[str]:
     dockerd = [
         *("dockerd", "--config-file", node.config_file, "--data-root", node.data_root),
         *("--exec-root", node.exec_root, "-H", node.url, "--pidfile", node.pidfile),
+        # said explicitly, or dockerd waits 15 s to warn that TCP without TLS is insecure
+        "--tls=false",
         *("--containerd-namespace", node.name),
         *("--containerd-plugins-namespace", f"{node.name}-plugins"),
         *("--bip", ENGINE_BRIDGE, "--storage-driver", storage_driver),
