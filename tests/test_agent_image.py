@@ -1,14 +1,18 @@
 """The fault agent's image, built on the real engine: its tools and modules work in a container.
 
-The container runs as the agent does (privileged, the host's PID namespace) with no network of
-its own (`--network=none`: a namespace of its own), so iptables is tried there and the host's
-rules are never touched. The first build (debootstrap + pip) takes minutes and is cached in
+The container runs with the agent's powers (the host's PID namespace, CAP_SYS_ADMIN,
+CAP_NET_ADMIN, CAP_SYS_PTRACE) and no network of its own (`--network=none`: a namespace of its
+own), so iptables is tried there and the host's rules are never touched. Not `--privileged`:
+Docker 20.10 then asks for every capability it knows, and on a machine whose bounding set
+lacks one (this one lacks CAP_SYS_RESOURCE) runc cannot start the container at all. The
+first build (debootstrap + pip) takes a minute or more and is cached in
 ~/.cache/chaos-harness/agent; after that the module's fixture takes seconds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 import time
@@ -21,11 +25,13 @@ import pytest
 from faults.registry import BUILTIN_FAULTS
 from harness.agent.image import (
     BASE_LABEL,
+    DEFAULT_MIRROR,
     IMAGE_LABEL,
     SOURCE_PACKAGES,
     agent_archive,
     agent_image,
     build_agent_image,
+    debian_mirror,
     repository_root,
 )
 from harness.agent.protocol import PROTOCOL_VERSION
@@ -34,6 +40,7 @@ from harness.commands import output
 pytestmark = pytest.mark.docker
 
 TEST_LABEL = {"chaos-harness.test": "agent-image"}
+POWERS = ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"]  # nsenter (setns), iptables and tc, /proc/PID
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +49,10 @@ def agent_tag(docker_client: docker.DockerClient) -> str:
 
 
 def run_in(client: docker.DockerClient, image: str, command: list[str]) -> str:
-    """`command` in a container of `image` as the agent runs (privileged, host PIDs, no
-    network); its output, the container removed whatever happened."""
+    """`command` in a container of `image` with the agent's powers and host PIDs, and no
+    network; its output, the container removed whatever happened."""
     container = client.containers.create(
-        image, command, privileged=True, pid_mode="host", network_mode="none", labels=TEST_LABEL
+        image, command, cap_add=POWERS, pid_mode="host", network_mode="none", labels=TEST_LABEL
     )
     try:
         container.start()
@@ -94,9 +101,11 @@ def test_iptables_writes_a_rule_in_a_namespace(
 def test_nsenter_reaches_the_hosts_network_namespace(
     docker_client: docker.DockerClient, agent_tag: str
 ) -> None:
-    """With the host's PIDs, the agent enters PID 1's network namespace: it sees the host's
-    default route and its device, where its own container has only lo."""
-    seen = run_in(docker_client, agent_tag, ["nsenter", "-t", "1", "-n", "ip", "-o", "route"])
+    """With the host's PIDs, the agent enters a host process's network namespace (this
+    test's; the host's PID 1 may refuse anyone): it sees the host's default route and its
+    device, where its own container has only lo."""
+    enter = ["nsenter", "-t", str(os.getpid()), "-n"]
+    seen = run_in(docker_client, agent_tag, [*enter, "ip", "-o", "route"])
     own = run_in(docker_client, agent_tag, ["ip", "-o", "route"])
     default = output(["ip", "-o", "route", "show", "default"]).split()
     device = default[default.index("dev") + 1]
@@ -155,3 +164,21 @@ def test_the_archive_holds_the_image(
         manifest = tar.extractfile("manifest.json")
         assert manifest is not None
         assert agent_tag in json.load(manifest)[0]["RepoTags"]
+
+
+def test_the_mirror_is_apts_own(tmp_path: Path) -> None:
+    """One-line and deb822 sources both name the mirror; the first for bookworm wins."""
+    assert debian_mirror(tmp_path) == DEFAULT_MIRROR  # no sources at all
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n\n"
+        "Types: deb-src deb\n# a comment\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert debian_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list").write_text(
+        "# deb http://old.example/debian bookworm main\n"
+        "deb [arch=amd64] http://one.example/debian bookworm main\n"
+    )
+    assert debian_mirror(tmp_path) == "http://one.example/debian"

@@ -245,9 +245,15 @@ def _build_top(
         labels = {IMAGE_LABEL: "agent", BASE_LABEL: plan.base_key}
         try:
             client.images.build(
-                path=str(context), tag=tag, rm=True, forcerm=True, labels=labels,
-                pull=False, timeout=BUILD_TIMEOUT_S,
-            )  # fmt: skip
+                path=str(context),
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                labels=labels,
+                pull=False,
+                network_mode="none",  # the build's one step needs no network
+                timeout=BUILD_TIMEOUT_S,
+            )
         except docker.errors.BuildError as exc:
             log = "".join(str(step.get("stream", step.get("error", ""))) for step in exc.build_log)
             tail = "\n".join(log.strip().splitlines()[-8:])
