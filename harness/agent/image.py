@@ -59,8 +59,8 @@ DEBIAN_PACKAGES += ("conntrack",)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 INSTALL_DIR = "/opt/chaos-harness"
 SOURCE_PACKAGES = ("harness", "faults")
-# Modules of harness.agent that only the harness runs (they need docker or kubernetes)
-HARNESS_SIDE = ("harness.agent.image", "harness.agent.kube", "harness.agent.__main__")
+# The agent's program and its protocol (the program's __main__ guards its start on import)
+AGENT_ENTRY = ("harness.agent.__main__", "harness.agent.protocol")
 # Never needed in the image; removed to keep it small (apt and dpkg are never run in it).
 TRIMMED: tuple[str, ...] = ("usr/share/doc", "usr/share/man", "usr/share/info")
 TRIMMED += ("usr/share/locale", "var/cache/apt", "var/lib/apt/lists", "var/log")
@@ -154,14 +154,16 @@ def source_files(source: Path) -> dict[str, bytes]:
 
 
 def agent_modules(source: Path) -> tuple[str, ...]:
-    """The modules the agent runs: harness.agent's (harness side left out), the fault
-    registry, every fault module and mechanism."""
-    names = ["faults.registry"]
-    for package in ("harness/agent", "faults", "faults/mechanisms"):
+    """The modules the agent runs: its program (`python -m harness.agent`, whose imports
+    bring the rest), the fault registry, and every fault module and mechanism (the registry
+    imports those by name, so no import statement leads to them)."""
+    names = [m for m in AGENT_ENTRY if (source / f"{m.replace('.', '/')}.py").is_file()]
+    names.append("faults.registry")
+    for package in ("faults", "faults/mechanisms"):
         for path in sorted((source / package).glob("*.py")):
             dotted = package.replace("/", ".")
             names.append(dotted if path.stem == "__init__" else f"{dotted}.{path.stem}")
-    return tuple(dict.fromkeys(n for n in names if n not in HARNESS_SIDE))
+    return tuple(dict.fromkeys(names))
 
 
 # Run by this environment's Python with the source on its path: the distributions (and their
@@ -188,7 +190,7 @@ def plan_for(source: Path) -> Plan:
     env = {**os.environ, "PYTHONPATH": str(source)}
     argv = [sys.executable, "-c", _FIND_PACKAGES, *modules]
     try:
-        found = json.loads(commands.run(argv, timeout_s=120, env=env).stdout)
+        found = json.loads(commands.run(argv, timeout_s=120, env=env, cwd=source).stdout)
         arch = commands.output(["dpkg", "--print-architecture"]).strip()
     except CommandError as exc:
         raise AgentError(f"cannot list the agent's Python packages: {exc}") from exc
