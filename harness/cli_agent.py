@@ -5,28 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from harness.cli_options import fail, sub_app
 from harness.errors import HarnessError
 
-agent_app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,  # Click renders the help: paragraphs rewrapped (harness/cli.py)
-    help="The fault agent, which does host-side faults on nodes the harness does not run on.\n\n"
-    "The agent runs in an image of its own: a Debian root filesystem with the tools the "
-    "faults use and the harness's own fault code. Runs and labs build it when they need it; "
-    "for a cluster of your own, build it, push it to your registry and name it in the "
-    "scenario's target.agent.image.",
+agent_app = sub_app(
+    "Build the fault agent's image.\n\n"
+    "The fault agent does host-side faults on nodes the harness does not run on, in an image "
+    "of its own: a Debian root filesystem with the tools the faults use and the harness's own "
+    "fault code. For a cluster of your own, build it, push it to your registry and name it in "
+    "the scenario's target.agent.image."
 )
-
-
-def _fail(exc: HarnessError) -> typer.Exit:
-    """Print the error as plain text (a build log in it is not Rich markup)."""
-    message = Text("error ", style="red") + Text(str(exc))
-    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
 
 
 @agent_app.command()
@@ -59,5 +48,5 @@ def build(
         if tag:
             tag_image(client, built, tag)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     print(tag or built, flush=True)

@@ -25,17 +25,17 @@ import pytest
 from faults.registry import BUILTIN_FAULTS
 from harness.agent.image import (
     BASE_LABEL,
-    DEFAULT_MIRROR,
     IMAGE_LABEL,
     SOURCE_PACKAGES,
     agent_archive,
     agent_image,
     build_agent_image,
-    debian_mirror,
     repository_root,
 )
 from harness.agent.protocol import PROTOCOL_VERSION
+from harness.agent.rootfs import DEFAULT_MIRROR, Recipe, base_archive, debian_mirror
 from harness.commands import output
+from harness.errors import AgentError
 
 pytestmark = pytest.mark.docker
 
@@ -182,3 +182,16 @@ def test_the_mirror_is_apts_own(tmp_path: Path) -> None:
         "deb [arch=amd64] http://one.example/debian bookworm main\n"
     )
     assert debian_mirror(tmp_path) == "http://one.example/debian"
+
+
+def test_the_first_builds_needs_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without debootstrap the error gives the apt line; without the mirror it says so."""
+    recipe = Recipe((), (), "amd64")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no debootstrap on it
+    nowhere = "http://127.0.0.1:9/debian"  # the discard port: nothing listens there
+    with pytest.raises(AgentError, match=r"apt-get install -y debootstrap"):
+        base_archive(recipe, print, cache=tmp_path, mirror=nowhere)
+    monkeypatch.undo()
+    with pytest.raises(AgentError, match=r"cannot reach the Debian mirror \(http://127\.0\.0\.1:9"):
+        base_archive(recipe, print, cache=tmp_path, mirror=nowhere)
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # the build directory is gone
