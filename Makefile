@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := busybox-static stress-ng iptables iproute2 util-linux conntrack podman \
 	containernetworking-plugins openssl gcc libc6-dev prometheus
+# debootstrap: the fault agent's image is a Debian root filesystem (harness/agent/rootfs.py)
+APT_PACKAGES += debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What `make unit` needs from Debian, and no container engine: busybox's httpd (the load tests'
 # server), openssl (the Kubernetes lab's certificates), gcc and libc6-dev (its static pause binary).

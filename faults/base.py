@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
@@ -249,11 +249,15 @@ def apply_fault(fault: AnyFault, ctx: FaultContext, record: RevertRecord) -> Non
         ctx.relay.apply(fault, ctx, record)
 
 
-def revert_fault(kind: type[AnyFault], ctx: FaultContext, record: RevertRecord) -> bool:
-    """Undo `record` here or through the relay; False when neither can (a relayed record
-    without its relay: the agent reverts it at its lease, or when it is removed)."""
+Reverter = Callable[[FaultContext, RevertRecord], None]  # a fault kind's `revert`
+
+
+def revert_fault(revert: Reverter, ctx: FaultContext, record: RevertRecord) -> bool:
+    """Undo `record` with the kind's `revert` here, or through the relay; False when neither
+    can (a relayed record without its relay: the agent reverts it at its lease, or when it
+    is removed)."""
     if RELAYED not in record.data:
-        kind.revert(ctx, record)
+        revert(ctx, record)
         return True
     if ctx.relay is None:
         return False

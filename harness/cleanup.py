@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from faults.base import FaultContext
 from harness import hostnet
+from harness.agent.start import remove_orphan_agents
 from harness.errors import HarnessError
 from harness.hostsys import kill_recorded, process_start_ticks
 from harness.journal import Journal, revert_outstanding
@@ -302,6 +303,8 @@ def cleanup_all(results: Path) -> Iterator[str]:
     yield from hostnet.remove_orphaned_chains(active, dead_ids)
     for spec in engines_to_sweep(dead):
         try:
+            # the agents first, gracefully: each reverts what it holds before it goes
+            yield from remove_orphan_agents(spec, active)
             yield from target_class(spec.kind).remove_orphans(spec, active)
         except (HarnessError, ImportError) as exc:
             if spec == host_engine():

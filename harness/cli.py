@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from harness.cli_agent import agent_app
 from harness.cli_compare import compare
 from harness.cli_engine import engine_app
 from harness.cli_lab import lab_app
@@ -352,6 +353,7 @@ app.command("schema")(schema)
 app.add_typer(lab_app, name="lab")
 app.add_typer(engine_app, name="engine")
 app.add_typer(prometheus_app, name="prometheus")
+app.add_typer(agent_app, name="agent")
 
 
 def main() -> None:

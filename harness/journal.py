@@ -69,7 +69,7 @@ def revert_outstanding(
     kinds = fault_kinds()
     for item in journal.outstanding():
         try:
-            if not revert_fault(kinds[item.record.kind], ctx, item.record):
+            if not revert_fault(kinds[item.record.kind].revert, ctx, item.record):
                 raise FaultError(
                     f"{item.record.mechanism} holds it: the agent reverts it at its lease's "
                     "deadline, or when it is removed (harness cleanup removes dead runs' agents)"

@@ -50,7 +50,7 @@ def _revert_with(run: RunDir, target: Target, fault_id: str) -> None:
         if item.record.fault_id != fault_id:
             continue
         reverted_ns = time.time_ns()
-        if not revert_fault(fault_kinds()[item.record.kind], ctx, item.record):
+        if not revert_fault(fault_kinds()[item.record.kind].revert, ctx, item.record):
             return  # the fault agent holds it, and its own lease reverts it
         # the event before the undo log's mark: whoever sees the fault reverted there finds
         # who reverted it (a crash in between only makes `cleanup` revert it again: idempotent)

@@ -629,7 +629,7 @@ class Runner:
     ) -> None:
         own = replace(ctx, clock=ActionClock())
         before_ns = time.time_ns()
-        revert_fault(type(fault), own, record)
+        revert_fault(fault.revert, own, record)
         journal.reverted(record.fault_id)
         self._revert_event(events, record, action_instant(own.clock, before_ns))
         if record.fault_id in self._leases:

@@ -285,6 +285,18 @@ class FaultEntry(StrictModel):
     times: int | None = Field(default=None, ge=1, description="how many repeats (with every)")
     select: SelectorSpec = Field(default_factory=lambda: SelectorSpec(count=1))
 
+    def start_times(self, load_duration_s: float) -> list[float]:
+        """When each occurrence starts: `at`, or every `every` from it while the load runs
+        (at most `times`)."""
+        if self.every is None:
+            return [self.at]
+        starts: list[float] = []
+        at_s = self.at
+        while at_s < load_duration_s and (self.times is None or len(starts) < self.times):
+            starts.append(at_s)
+            at_s += self.every
+        return starts
+
     def params_dict(self) -> dict[str, Any]:
         common = set(FaultEntry.model_fields)
         return {k: v for k, v in self.model_dump().items() if k not in common}
@@ -366,20 +378,20 @@ class ObserveSpec(StrictModel):
     )
 
 
+def occurrence_id(entry_index: int, repeat: int | None) -> str:
+    """`f<n>` for the n-th entry, `f<n>#<k>` for the k-th occurrence of a repeated one."""
+    return f"f{entry_index}" if repeat is None else f"f{entry_index}#{repeat}"
+
+
 def _fault_ids(faults: Sequence[FaultEntry], load_duration_s: float) -> set[str]:
-    """The ids a check may name: f<n> for every entry (for a repeated one: each of its
-    occurrences), f<n>#<k> for the k-th occurrence that starts before the load ends
-    (harness.timeline numbers them the same way)."""
+    """The ids a check may name: every entry's (a repeated one's: all its occurrences) and
+    every occurrence's, numbered as harness.timeline numbers them."""
     ids = set()
     for index, entry in enumerate(faults, start=1):
-        ids.add(f"f{index}")
-        if entry.every is None:
-            continue
-        at_s, k = entry.at, 0
-        while at_s < load_duration_s and (entry.times is None or k < entry.times):
-            k += 1
-            ids.add(f"f{index}#{k}")
-            at_s += entry.every
+        ids.add(occurrence_id(index, None))
+        if entry.every is not None:
+            starts = entry.start_times(load_duration_s)
+            ids |= {occurrence_id(index, k) for k in range(1, len(starts) + 1)}
     return ids
 
 

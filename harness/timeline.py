@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.scenario import FaultEntry
+from harness.specs import occurrence_id
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Occurrence:
 
     @property
     def entry_id(self) -> str:
-        return f"f{self.entry_index}"
+        return occurrence_id(self.entry_index, None)
 
     @property
     def label(self) -> str:
@@ -44,26 +45,13 @@ def expand(entries: Sequence[FaultEntry], load_duration_s: float) -> list[Occurr
     """Every occurrence that starts before the load ends, in time order."""
     occurrences = []
     for index, entry in enumerate(entries, start=1):
-        starts = _starts(entry, load_duration_s)
-        for repeat, at_s in enumerate(starts, start=1):
-            repeated = entry.every is not None
-            fault_id = f"f{index}#{repeat}" if repeated else f"f{index}"
+        for k, at_s in enumerate(entry.start_times(load_duration_s), start=1):
+            repeat = k if entry.every is not None else None
             revert_at = None if entry.duration is None else at_s + entry.duration
             occurrences.append(
-                Occurrence(fault_id, index, entry, at_s, revert_at, repeat if repeated else None)
+                Occurrence(occurrence_id(index, repeat), index, entry, at_s, revert_at, repeat)
             )
     return sorted(occurrences, key=lambda o: (o.at_s, o.fault_id))
-
-
-def _starts(entry: FaultEntry, load_duration_s: float) -> list[float]:
-    if entry.every is None:
-        return [entry.at]
-    starts: list[float] = []
-    at_s = entry.at
-    while at_s < load_duration_s and (entry.times is None or len(starts) < entry.times):
-        starts.append(at_s)
-        at_s += entry.every
-    return starts
 
 
 def actions(occurrences: Sequence[Occurrence]) -> list[Action]:

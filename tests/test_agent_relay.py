@@ -92,7 +92,7 @@ def test_a_fault_on_two_nodes_goes_to_each_nodes_agent_with_its_share(tmp_path: 
     # the agents' instants, put back on our clock: within the round trip of now
     assert ctx.clock.first_ns is not None
     assert abs(ctx.clock.first_ns - time.time_ns()) < 1_000_000_000
-    assert revert_fault(NetworkPartition, ctx, record)
+    assert revert_fault(NetworkPartition.revert, ctx, record)
     assert [r["op"] for r in b.requests] == ["info", "apply", "revert"]
 
 
@@ -136,7 +136,7 @@ def test_a_relayed_record_without_its_relay_is_left_to_the_agent(tmp_path: Path)
         ContainerKill(ContainerKillParams()), context(relay, pods, tmp_path), "f1", pods, None
     )
     bare = FaultContext(ListedTarget(pods), "run-1", tmp_path, random.Random(1))  # type: ignore[arg-type]
-    assert revert_fault(ContainerKill, bare, record) is False
+    assert revert_fault(ContainerKill.revert, bare, record) is False
     with pytest.raises(FaultError, match="planned for the fault agent"):
         apply_fault(ContainerKill(ContainerKillParams()), bare, record)
     assert json.loads(json.dumps(record.to_json()))["data"][RELAYED] == {"n1": ["web-1"]}

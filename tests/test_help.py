@@ -81,9 +81,9 @@ def test_help_reads_as_paragraphs_at_80_columns(path: tuple[str, ...]) -> None:
 
 
 def test_every_command_is_checked() -> None:
-    # harness, its 12 commands (lab, engine and prometheus among them), lab's 4, engine's 3 and
-    # prometheus' 3: 1 + 12 + 10
-    assert len(PATHS) == 23
+    # harness, its 13 commands (lab, engine, prometheus and agent among them), lab's 4, engine's
+    # 3, prometheus' 3 and agent's 1: 1 + 13 + 11
+    assert len(PATHS) == 25
     assert ("lab", "up") in PATHS and ("engine", "stop") in PATHS
 
 

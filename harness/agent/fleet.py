@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Protocol
 
 from harness.agent.channel import AgentChannel
+from harness.specs import TargetSpec
+from harness.targets.base import Target
 
 
 class AgentFleet(Protocol):
@@ -25,4 +27,18 @@ class AgentFleet(Protocol):
 
     def remove(self) -> None:
         """Take the agents away (each reverts what it still holds); safe twice."""
+        ...
+
+
+class AgentSupport(Protocol):
+    """What a target kind does about agents (its TargetKind's `agents`, "module:object")."""
+
+    def open(self, target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | None:
+        """The run's agents, deployed (not yet ready), when the host cannot act on the
+        target's processes itself (or `target.agent.use: always`); None when not needed."""
+        ...
+
+    def remove_orphans(self, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Remove the agents of dead runs (not in `keep`) on the engine of `spec`, letting
+        each revert what it holds; one line per removal (for `harness cleanup`)."""
         ...

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence, Set
 
 from faults.base import AnyFault
-from harness.agent.fleet import AgentFleet
+from harness.agent.fleet import AgentFleet, AgentSupport
 from harness.agent.relay import relays
 from harness.specs import TargetSpec
 from harness.targets import target_kind
@@ -14,16 +14,14 @@ from harness.targets.base import Target
 
 AGENT_READY_TIMEOUT_S = 120.0
 
-Opener = Callable[[Target, TargetSpec, str], "AgentFleet | None"]
 
-
-def opener_of(spec: TargetSpec) -> Opener | None:
-    """The kind's agent opener ("module:function" in its TargetKind), if it has one."""
+def support_of(spec: TargetSpec) -> AgentSupport | None:
+    """The kind's agent support ("module:object" in its TargetKind), if it has one."""
     path = target_kind(spec.kind).agents
     if path is None:
         return None
     module_name, _, attr = path.partition(":")
-    found: Opener = getattr(importlib.import_module(module_name), attr)
+    found: AgentSupport = getattr(importlib.import_module(module_name), attr)
     return found
 
 
@@ -34,5 +32,12 @@ def open_fleet(
     opener says the host cannot do it itself (or `target.agent.use: always`); else None."""
     if not any(relays(fault) for fault in faults):
         return None
-    opener = opener_of(spec)
-    return None if opener is None else opener(target, spec, run_id)
+    support = support_of(spec)
+    return None if support is None else support.open(target, spec, run_id)
+
+
+def remove_orphan_agents(spec: TargetSpec, keep: Set[str]) -> Iterator[str]:
+    """The agents of dead runs on the engine of `spec`, removed (harness cleanup)."""
+    support = support_of(spec)
+    if support is not None:
+        yield from support.remove_orphans(spec, keep)

@@ -238,8 +238,8 @@ class TargetKind:
     # "module:function" that predicts each recovery interval from its timers
     # (harness.analysis.timers: TimerInputs -> list[Prediction]); None: no rules
     timers: str | None = None
-    # "module:function" that deploys the fault agents of a run on this kind (harness.agent:
-    # (target, spec, run_id) -> AgentFleet | None); None: host-side faults act from here only
+    # "module:object" of its fault agents (harness.agent.fleet.AgentSupport: open a run's,
+    # remove dead runs'); None: host-side faults act from this host only
     agents: str | None = None
 
     def target_class(self) -> type[Target]:

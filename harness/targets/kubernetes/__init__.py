@@ -69,7 +69,7 @@ TARGET = TargetKind(
     unit="pod",
     lab="kubernetes",
     timers="harness.analysis.timers.kubernetes:predict",
-    agents="harness.agent.on_kubernetes:open_agents",
+    agents="harness.agent.on_kubernetes:AGENTS",
 )
 
 __all__ = ["TARGET", "KubernetesSpec", "KubernetesTargetSpec"]
