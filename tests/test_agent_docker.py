@@ -12,7 +12,6 @@ lab's `down` its namespace, links, rules and daemon (ip netns, ip link, iptables
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from harness.agent.docker import DockerAgents, agent_name
+from harness.agent.image import agent_image as agent_image_of
 from harness.agent.protocol import InfoRequest
 from harness.agent.relay import call
 from harness.hostsys import HOST_ACCESS_ENV
@@ -99,16 +99,8 @@ def lab_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabUp]:
 
 @pytest.fixture(scope="module")
 def agent_image(docker_client: docker.DockerClient) -> str:
-    """The agent's image on this machine's engine, built by the harness."""
-    # TODO(agent-image): a plain import once harness.agent.image is on main
-    try:
-        image = importlib.import_module("harness.agent.image")
-    except ImportError:
-        given = os.environ.get("CHAOS_TEST_AGENT_IMAGE")
-        if not given:
-            pytest.skip("harness.agent.image is not here yet: set CHAOS_TEST_AGENT_IMAGE")
-        return given
-    return str(image.agent_image(docker_client))
+    """The agent's image on this machine's engine, built by the harness (cached)."""
+    return agent_image_of(docker_client)
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +175,11 @@ def _stress_pids() -> list[int]:
     return found
 
 
-def _scenario(tmp_path: Path, address: str, image: str) -> Path:
+def _scenario(tmp_path: Path, address: str) -> Path:
     data = {
         "name": NAME,
-        "target": {"kind": "docker", "engine": address, "agent": {"image": image}},
+        # no agent.image: the one built on this machine, loaded into the engine by the run
+        "target": {"kind": "docker", "engine": address},
         "workload": {
             "image": "demo",
             "replicas": 2,
@@ -236,7 +229,8 @@ def test_a_run_on_the_remote_engine_does_its_host_side_faults_through_the_agent(
     tmp_path: Path, lab_up: LabUp, lab_engine: docker.DockerClient, agent_image: str
 ) -> None:
     env = {**lab_up.env, HOST_ACCESS_ENV: "none"}
-    scenario = _scenario(tmp_path, lab_up.address, agent_image)
+    del agent_image  # built before the run (cached): the run finds it and loads it
+    scenario = _scenario(tmp_path, lab_up.address)
     with StressWatch(lab_engine) as watch:
         done = harness_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

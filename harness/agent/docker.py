@@ -1,28 +1,29 @@
 """The fault agent on a Docker-API engine the harness does not run on: one container of the run.
 
-`open_agents(target, spec, run_id)` is the Docker target kind's opener (TargetKind.agents):
-on a remote engine (harness.targets.docker.remote), or with `target.agent.use: always`, it
-starts `chaos-agent-<run id>` on the run's engine: privileged, with the engine host's PID and
-network namespaces and its /sys/fs/cgroup, so `nsenter`, iptables and stress-ng act on the
-replicas as they do from the harness's host. It carries the run's and its owner's labels
-(the target's orphan cleanup stops it with its grace, then removes it) and the agent role
-label. Its image (`target.agent.image`, else the one built on this machine) is loaded into
+`AGENTS` is the Docker target kind's agent support (TargetKind.agents). `open()`, on a remote
+engine (harness.targets.docker.remote) or with `target.agent.use: always`, starts
+`chaos-agent-<run id>` on the run's engine: privileged, with the engine host's PID and network
+namespaces and its /sys/fs/cgroup, so `nsenter`, iptables and stress-ng act on the replicas as
+they do from the harness's host; it carries the run's, its owner's and the agent role's
+labels. Its image (`target.agent.image`, else the one built on this machine) is loaded into
 the engine from this machine's engine when missing. Each action is one `exec` (stdout and
 stderr apart; a non-zero exit is an AgentError with its stderr); `remove()` stops it with a
-grace, in which it reverts whatever it still holds, then removes it.
+grace, in which it reverts whatever it still holds, then removes it. `remove_orphans()`
+(harness cleanup) stops dead runs' agents with the same grace before the target's sweep
+removes their containers.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
-from harness.agent.fleet import AgentFleet
+from harness.agent.fleet import AgentFleet, AgentSupport
+from harness.agent.image import agent_image
 from harness.agent.protocol import SERVE_ARGV, STATE_DIR
 from harness.agent.relay import CALL_TIMEOUT_S
 from harness.errors import AgentError, TargetError
@@ -35,10 +36,12 @@ from harness.targets.docker.engine import (
     ROLE_LABEL,
     connect,
     copy_image,
+    orphaned_run_ids,
     run_labels,
+    stop_agents,
 )
 from harness.targets.docker.remote import engine_address
-from harness.targets.docker.spec import DockerSpec
+from harness.targets.docker.spec import DockerSpec, engine_spec
 from harness.targets.docker.target import DockerTarget
 from harness.waiting import wait_until
 
@@ -59,29 +62,42 @@ def agent_name(run_id: str) -> str:
     return f"chaos-agent-{run_id}"
 
 
-def open_agents(target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | None:
-    """The run's agent on its engine when host-side faults must go through one; else None."""
-    if not isinstance(target, DockerTarget) or not isinstance(spec, DockerSpec):
-        return None
-    use = spec.agent.use
-    if use == "never" or (use == "auto" and not target.remote):
-        return None
-    engine = connect(spec.engine, timeout_s=int(CALL_TIMEOUT_S))
-    agents = DockerAgents(engine, run_id, engine_address(spec.engine))
-    agents.deploy(spec.agent.image or built_image())
-    return agents
+class DockerAgentSupport:
+    """The Docker target kind's agents (TargetKind.agents): one container per run."""
+
+    def open(self, target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | None:
+        """The run's agent on its engine when host-side faults must go through one."""
+        if not isinstance(target, DockerTarget) or not isinstance(spec, DockerSpec):
+            return None
+        use = spec.agent.use
+        if use == "never" or (use == "auto" and not target.remote):
+            return None
+        engine = connect(spec.engine, timeout_s=int(CALL_TIMEOUT_S))
+        agents = DockerAgents(engine, run_id, engine_address(spec.engine))
+        agents.deploy(spec.agent.image or built_image())
+        return agents
+
+    def remove_orphans(self, spec: TargetSpec, keep: Set[str]) -> list[str]:
+        """Stop the agents of dead runs with their grace (each reverts what it holds); the
+        target's own sweep removes them with the rest of their runs."""
+        client = connect(engine_spec(spec).engine)
+        try:
+            orphaned = orphaned_run_ids(client) - set(keep)
+            return [
+                f"{run_id}: {line}"
+                for run_id in sorted(orphaned)
+                for line in stop_agents(client, run_id)
+            ]
+        finally:
+            client.close()
+
+
+AGENTS = DockerAgentSupport()
 
 
 def built_image() -> str:
     """The agent's image built on this machine's engine (harness.agent.image)."""
-    # TODO(agent-image): a plain import once harness.agent.image is on main
-    try:
-        image = importlib.import_module("harness.agent.image")
-    except ImportError as exc:
-        raise AgentError(
-            "no fault agent image can be built by this harness: name one (target.agent.image)"
-        ) from exc
-    return str(image.agent_image(connect(None)))
+    return agent_image(connect(None))
 
 
 class ExecChannel:
@@ -254,5 +270,6 @@ class DockerAgents:
         return self._container
 
 
-# mypy checks the class against the protocol here
+# mypy checks the classes against the protocols here
 _IS_A_FLEET: type[AgentFleet] = DockerAgents
+_IS_SUPPORT: AgentSupport = AGENTS

@@ -54,7 +54,7 @@ TARGET = TargetKind(
     may_provide=caps.ENGINE_ON_THIS_HOST,
     unit="container",
     timers="harness.analysis.timers.docker:predict",
-    agents="harness.agent.docker:open_agents",
+    agents="harness.agent.docker:AGENTS",
 )
 
 __all__ = ["TARGET", "DockerSpec", "connect"]

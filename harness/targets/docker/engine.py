@@ -430,17 +430,13 @@ class ContainerActions:
 
 
 def remove_orphaned_runs(client: docker.DockerClient, keep: Set[str]) -> list[str]:
-    """Every labelled object (and iptables chain) of runs whose harness is gone, but `keep`;
-    their fault agents are stopped first, with the grace that lets them revert."""
+    """Every labelled object (and iptables chain) of runs whose harness is gone, but `keep`
+    (their fault agents were stopped before, with their grace: harness.agent.docker)."""
     orphaned = orphaned_run_ids(client) - set(keep)
     removed = [
         f"{run_id}: removed {what}"
         for run_id in sorted(orphaned)
-        for what in [
-            *stop_agents(client, run_id),
-            *remove_run_chains(run_id),
-            *remove_labelled(client, run_id),
-        ]
+        for what in [*remove_run_chains(run_id), *remove_labelled(client, run_id)]
     ]
     return removed + remove_orphaned_chains(keep, orphaned)
 
