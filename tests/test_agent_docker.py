@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from harness.agent.relay import call
 from harness.hostsys import HOST_ACCESS_ENV
 from harness.labs.docker import lab
 from harness.targets.base import RUN_LABEL
-from tests.helpers import harness_cli
+from tests.helpers import REPO, harness_cli, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -298,6 +299,45 @@ def test_the_agent_container_starts_answers_and_goes(
         agents.remove()
     agents.remove()  # twice: nothing left to do
     assert lab_engine.containers.list(all=True, filters={"name": agent_name(run_id)}) == []
+
+
+def _injected(runs: Path) -> bool:
+    """Whether the run under `runs` has applied its first fault (events.jsonl says so)."""
+    return any('"fault_inject"' in e.read_text() for e in runs.glob("*/events.jsonl"))
+
+
+@pytest.mark.slow
+def test_a_killed_runs_agent_is_stopped_by_cleanup_and_reverts_first(
+    tmp_path: Path, lab_up: LabUp, lab_engine: docker.DockerClient, agent_image: str
+) -> None:
+    del agent_image  # built (cached) before the run
+    data = yaml.safe_load(_scenario(tmp_path, lab_up.address).read_text())
+    data["name"] = "agent-docker-killed"
+    data["faults"] = [
+        {"kind": "network_partition", "at": "4s", "duration": "60s", "select": {"names": ["web-2"]}}
+    ]
+    data["load"]["duration"] = "80s"
+    scenario = tmp_path / "killed.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    runs = tmp_path / "runs"
+    env = {**lab_up.env, HOST_ACCESS_ENV: "none"}
+    command = [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(runs)]
+    harness = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _injected(runs), 90), "the partition was never applied"
+    finally:
+        harness.kill()  # SIGKILL: nothing of the harness reverts or removes anything
+        harness.wait(30)
+    (run_dir,) = runs.iterdir()
+    run_id = json.loads((run_dir / "manifest.json").read_text())["run_id"]
+    replica = lab_engine.containers.get(f"chaos-{run_id}-web-2")
+    pid = str(replica.attrs["State"]["Pid"])
+    assert run_id in _ip("nsenter", "-t", pid, "-n", "iptables", "-S")  # still cut off
+    swept = harness_cli("cleanup", env=lab_up.env, timeout_s=300)
+    assert swept.returncode == 0, swept.stdout[-2000:] + swept.stderr[-2000:]
+    assert f"fault agent {agent_name(run_id)} stopped" in swept.stdout, swept.stdout[-3000:]
+    assert lab_engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}) == []
+    assert run_id not in _host_rules()
 
 
 def test_down_leaves_no_namespace_link_rule_or_process(lab_up: LabUp) -> None:
