@@ -300,10 +300,10 @@ class KubeAgents:
             nodes[:] = self._ready_nodes()
             found.clear()
             found.update(self._pods_by_node())
-            hopeless = [n for n in nodes if n in found and _hopeless(found[n])]
-            if hopeless:
-                raise AgentError(self._not_ready("cannot start", hopeless, found))
-            return bool(nodes) and all(n in found and _is_ready(found[n]) for n in nodes)
+            waiting = [n for n in nodes if n not in found or not _is_ready(found[n])]
+            if any(n in found and _hopeless(found[n]) for n in waiting):
+                raise AgentError(self._not_ready("cannot start", waiting, found))
+            return bool(nodes) and not waiting
 
         def failure() -> str:
             waiting = [n for n in nodes if n not in found or not _is_ready(found[n])]
