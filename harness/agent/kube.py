@@ -44,7 +44,9 @@ from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 from websocket import WebSocketException
 
+from harness.agent.actions import NODE_ENV
 from harness.agent.channel import AgentChannel
+from harness.agent.fleet import AgentFleet
 from harness.agent.protocol import SERVE_ARGV, STATE_DIR
 from harness.errors import AgentError, TargetError
 from harness.labs.kubernetes import images as lab_images
@@ -57,7 +59,6 @@ from harness.waiting import wait_until
 
 NAME = "chaos-agent"  # the DaemonSet and its container
 ROLE_LABEL = ("app.kubernetes.io/component", "fault-agent")  # the agents' namespaces and pods
-NODE_ENV = "CHAOS_AGENT_NODE"  # the node's name (a hostNetwork pod's hostname is the host's)
 RUN_ENV = "CHAOS_AGENT_RUN_ID"
 GRACE_S = 30  # terminationGracePeriodSeconds: time for the agent to revert on SIGTERM
 REMOVE_TIMEOUT_S = 120.0
@@ -251,6 +252,7 @@ class KubeAgents:
         self._core = CoreV1Api(client)
         self._apps = AppsV1Api(client)
         self._owner = owner_label_value()
+        self.placed: dict[str, str] = {}  # node -> agent pod, once Ready
 
     def check_permissions(self) -> list[str]:
         """Every permission the agent path needs and this client lacks (empty: all there)."""
@@ -290,9 +292,9 @@ class KubeAgents:
             body,
         )
 
-    def wait_ready(self, timeout_s: float) -> dict[str, str]:
-        """Node -> agent pod once every Ready node has a Ready agent; an AgentError naming each
-        node without one (at once when its pod cannot start, e.g. an image not there)."""
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every Ready node has a Ready agent (`placed`: node -> pod); an AgentError
+        naming each node without one (at once when its pod cannot start: no image, a crash)."""
         found: dict[str, V1Pod] = {}
         nodes: list[str] = []
 
@@ -313,7 +315,7 @@ class KubeAgents:
             )
 
         wait_until(ready, timeout_s, POLL_S, failure, error=AgentError)
-        return {n: _name(found[n]) for n in nodes}
+        self.placed = {n: _name(found[n]) for n in nodes}
 
     def channels(self) -> dict[str, AgentChannel]:
         """A channel to each Ready agent, by node."""
@@ -322,9 +324,16 @@ class KubeAgents:
             raise AgentError(f"no Ready fault agent in namespace {self.namespace}")
         return {n: ExecChannel(self.client, self.namespace, _name(p), n) for n, p in pods.items()}
 
-    def remove(self, timeout_s: float = REMOVE_TIMEOUT_S) -> bool:
-        """Delete the namespace and wait until it is gone; False when there was none."""
-        return remove_namespace(self._core, self.namespace, timeout_s)
+    def describe(self) -> str:
+        server = self.client.configuration.host
+        return (
+            f"a DaemonSet in namespace {self.namespace} ({len(self.placed)} node(s)), reached "
+            f"by exec through the API server {server}"
+        )
+
+    def remove(self) -> None:
+        """Delete the namespace and wait until it is gone (safe twice)."""
+        remove_namespace(self._core, self.namespace, REMOVE_TIMEOUT_S)
 
     def _ready_nodes(self) -> list[str]:
         listed = _call("listing the nodes", self._core.list_node)
@@ -600,3 +609,7 @@ def _call_unless(
         raise AgentError(f"{what} failed: {describe_api_error(exc)}") from exc
     except API_ERRORS as exc:
         raise AgentError(f"{what} failed: {describe_api_error(exc)}") from exc
+
+
+# mypy checks the class against the fleet's protocol here, where a mismatch is reported
+_IS_A_FLEET: type[AgentFleet] = KubeAgents
