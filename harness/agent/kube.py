@@ -64,6 +64,7 @@ GRACE_S = 30  # terminationGracePeriodSeconds: time for the agent to revert on S
 REMOVE_TIMEOUT_S = 120.0
 FORCE_AFTER_S = GRACE_S + 15.0  # then pods still terminating are deleted with grace 0
 POLL_S = 0.5
+READY_HOLD_S = 2.0  # an agent counts as up once Ready this long (the kubelet relists every 1 s)
 LAB_PULL_POLICY = "Never"  # every image is imported into the lab's nodes
 # a pod in one of these states will not become Ready by waiting
 HOPELESS = {
@@ -293,22 +294,35 @@ class KubeAgents:
         )
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Until every Ready node has a Ready agent (`placed`: node -> pod); an AgentError
-        naming each node without one (at once when its pod cannot start: no image, a crash)."""
+        """Until every Ready node has an agent Ready for READY_HOLD_S (`placed`: node -> pod);
+        an AgentError naming each node without one (at once when its pod cannot start: no
+        image, a crash).
+
+        Without a readiness probe, Ready means the container started: an agent that dies at
+        once can be seen Ready for a moment, so readiness must hold, seen from here (no clock
+        of the cluster's is compared), with no restart in between."""
         found: dict[str, V1Pod] = {}
         nodes: list[str] = []
+        since: dict[tuple[str, int], float] = {}  # (pod, restarts) -> first seen Ready
+
+        def settled(node: str) -> bool:
+            pod = found.get(node)
+            if pod is None or not _is_ready(pod):
+                return False
+            first = since.setdefault((_name(pod), _restarts(pod)), time.monotonic())
+            return time.monotonic() - first >= READY_HOLD_S
 
         def ready() -> bool:
             nodes[:] = self._ready_nodes()
             found.clear()
             found.update(self._pods_by_node())
-            waiting = [n for n in nodes if n not in found or not _is_ready(found[n])]
+            waiting = [n for n in nodes if not settled(n)]
             if any(n in found and _hopeless(found[n]) for n in waiting):
                 raise AgentError(self._not_ready("cannot start", waiting, found))
             return bool(nodes) and not waiting
 
         def failure() -> str:
-            waiting = [n for n in nodes if n not in found or not _is_ready(found[n])]
+            waiting = [n for n in nodes if not settled(n)]
             what = f"are not all Ready after {timeout_s:g} s"
             return (
                 self._not_ready(what, waiting, found) if nodes else "the cluster has no Ready node"
@@ -471,15 +485,25 @@ def _is_ready(pod: V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def _restarts(pod: V1Pod) -> int:
+    status = _container_status(pod)
+    return int(status.restart_count or 0) if status is not None else 0
+
+
 def _container_status(pod: V1Pod) -> Any:
     statuses = (pod.status.container_statuses if pod.status is not None else None) or []
     return statuses[0] if statuses else None
 
 
 def _hopeless(pod: V1Pod) -> bool:
+    """Whether waiting cannot help: a reason in HOPELESS, or an agent that already ended (it
+    never ends by itself; the kubelet's back-off would only say so after a second crash)."""
     status = _container_status(pod)
-    waiting = status.state.waiting if status is not None and status.state is not None else None
-    return waiting is not None and waiting.reason in HOPELESS
+    if status is None or status.state is None:
+        return False
+    if status.state.terminated is not None or _restarts(pod) > 0:
+        return True
+    return status.state.waiting is not None and status.state.waiting.reason in HOPELESS
 
 
 def _pod_problem(pod: V1Pod) -> str:
