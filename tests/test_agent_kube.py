@@ -33,13 +33,12 @@ from harness.agent.actions import NODE_ENV
 from harness.agent.kube import (
     LAB_PULL_POLICY,
     PERMISSIONS,
-    ExecChannel,
     KubeAgents,
-    agent_namespace,
     load_into_lab,
-    namespace_object,
     remove_orphan_agents,
 )
+from harness.agent.kube_exec import ExecChannel
+from harness.agent.kube_objects import agent_namespace, namespace_object
 from harness.errors import AgentError
 from harness.images import DEMO_IMAGE
 from harness.labs.kubernetes import lab as kube_lab

@@ -15,52 +15,49 @@
 
 `remove_orphan_agents` is for `harness cleanup` (the agents of dead runs, gracefully);
 `load_into_lab` imports an image archive into every node of the local lab (pull policy Never
-there: nothing is pulled). Figures and design notes: docs/notes-agent-kube.md.
+there: nothing is pulled). The objects are built in .kube_objects, the exec is .kube_exec.
+Figures and design notes: docs/notes-agent-kube.md.
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
     AuthorizationV1Api,
     CoreV1Api,
-    V1DaemonSet,
-    V1Namespace,
     V1Pod,
     V1SelfSubjectAccessReview,
 )
 from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
-from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
-from websocket import WebSocketException
 
-from harness.agent.actions import NODE_ENV
 from harness.agent.channel import AgentChannel
 from harness.agent.fleet import AgentFleet
-from harness.agent.protocol import SERVE_ARGV, STATE_DIR
+from harness.agent.kube_exec import ExecChannel
+from harness.agent.kube_objects import (
+    GRACE_S,
+    NAME,
+    ROLE_LABEL,
+    agent_namespace,
+    daemonset_object,
+    namespace_object,
+)
+from harness.agent.protocol import SERVE_ARGV
 from harness.errors import AgentError, TargetError
 from harness.labs.kubernetes import images as lab_images
 from harness.labs.kubernetes import lab as kube_lab
 from harness.owners import OWNER_LABEL, RUN_LABEL, owner_alive, owner_label_value
 from harness.targets.kubernetes.cluster import API_ERRORS, TIMEOUT, describe_api_error
-from harness.targets.kubernetes.objects import MANAGED_BY, namespace_for
 from harness.targets.kubernetes.target import OWNER_HOST
 from harness.waiting import wait_until
 
-NAME = "chaos-agent"  # the DaemonSet and its container
-ROLE_LABEL = ("app.kubernetes.io/component", "fault-agent")  # the agents' namespaces and pods
-RUN_ENV = "CHAOS_AGENT_RUN_ID"
-GRACE_S = 30  # terminationGracePeriodSeconds: time for the agent to revert on SIGTERM
 REMOVE_TIMEOUT_S = 120.0
 FORCE_AFTER_S = GRACE_S + 15.0  # then pods still terminating are deleted with grace 0
 POLL_S = 0.5
@@ -77,11 +74,6 @@ HOPELESS = {
 }
 
 T = TypeVar("T")
-
-
-def agent_namespace(run_id: str) -> str:
-    """`chaos-agent-<run id>` as a DNS label (hashed when too long), as the target names its."""
-    return namespace_for(f"agent-{run_id}")
 
 
 # --- permissions -------------------------------------------------------------------------------
@@ -130,114 +122,6 @@ PERMISSIONS = (
     Permission("create", "pods", subresource="exec"),
     Permission("get", "pods", subresource="exec"),
 )
-
-
-# --- the channel -------------------------------------------------------------------------------
-
-
-class ExecStream(Protocol):
-    """What is used of the client's (untyped) WSClient."""
-
-    def is_open(self) -> bool: ...
-
-    def update(self, timeout: float | None = 0) -> None: ...
-
-    def read_channel(self, channel: int, timeout: float = 0) -> str: ...
-
-    def close(self) -> None: ...
-
-
-class ExecChannel:
-    """One agent pod, reached by exec through the API server (stdout and stderr apart).
-
-    The client's `stream` swaps its ApiClient's `call_api` while it connects, so a channel
-    has an ApiClient of its own (the run's watches keep theirs) and runs one command at a time.
-    """
-
-    def __init__(self, client: ApiClient, namespace: str, pod: str, node: str) -> None:
-        self._configuration = client.configuration
-        self._namespace, self._pod, self._node = namespace, pod, node
-        self._lock = threading.Lock()
-        self._core: CoreV1Api | None = None
-
-    @property
-    def node(self) -> str:
-        return self._node
-
-    @property
-    def pod(self) -> str:
-        return self._pod
-
-    def run(self, argv: Sequence[str], timeout_s: float) -> str:
-        with self._lock:
-            where = f"agent pod {self._namespace}/{self._pod} on node {self._node}"
-            connection = self._open(argv, where)
-            try:
-                stdout, stderr, status = _collect(connection, timeout_s, where)
-            finally:
-                connection.close()
-        code, problem = exit_status(status)
-        if code != 0:
-            said = stderr.strip() or "(nothing on stderr)"
-            raise AgentError(f"{' '.join(argv)!r} in {where}: {problem}: {said}")
-        return stdout
-
-    def _open(self, argv: Sequence[str], where: str) -> ExecStream:
-        if self._core is None:
-            self._core = CoreV1Api(ApiClient(self._configuration))
-        try:
-            connection: ExecStream = stream(
-                self._core.connect_get_namespaced_pod_exec,
-                self._pod,
-                self._namespace,
-                command=list(argv),
-                container=NAME,
-                stdin=False,
-                stdout=True,
-                stderr=True,
-                tty=False,
-                _preload_content=False,
-            )
-        except API_ERRORS as exc:
-            raise AgentError(f"cannot exec in {where}: {describe_api_error(exc)}") from exc
-        return connection
-
-
-def _collect(connection: ExecStream, timeout_s: float, where: str) -> tuple[str, str, str]:
-    """stdout, stderr and the error channel's status, read until the exec's stream closes."""
-    deadline = time.monotonic() + timeout_s
-    out: list[str] = []
-    err: list[str] = []
-    status: list[str] = []
-    try:
-        while connection.is_open():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AgentError(f"the command in {where} did not end within {timeout_s:g} s")
-            connection.update(timeout=min(remaining, 1.0))
-            for channel, kept in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
-                kept.append(connection.read_channel(channel))
-            status.append(connection.read_channel(ERROR_CHANNEL))
-    except (WebSocketException, OSError) as exc:
-        raise AgentError(f"the exec stream of {where} broke: {exc}") from exc
-    return "".join(out), "".join(err), "".join(status)
-
-
-def exit_status(status: str) -> tuple[int | None, str]:
-    """The exit code in the error channel's Status (None: the command did not run), and why."""
-    if not status.strip():
-        return None, "the exec ended without an exit status (the stream was cut)"
-    try:
-        parsed = json.loads(status)
-    except json.JSONDecodeError:
-        return None, f"an unreadable exec status: {status[:200]!r}"
-    if parsed.get("status") == "Success":
-        return 0, ""
-    message = str(parsed.get("message") or parsed.get("reason") or "failed")
-    for cause in (parsed.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
-            return int(cause["message"]), f"exit status {cause['message']}"
-    return None, message
 
 
 # --- the agents of one run ---------------------------------------------------------------------
@@ -336,7 +220,9 @@ class KubeAgents:
         pods = {n: p for n, p in self._pods_by_node().items() if _is_ready(p)}
         if not pods:
             raise AgentError(f"no Ready fault agent in namespace {self.namespace}")
-        return {n: ExecChannel(self.client, self.namespace, _name(p), n) for n, p in pods.items()}
+        return {
+            n: ExecChannel(self.client, self.namespace, _name(p), n, NAME) for n, p in pods.items()
+        }
 
     def describe(self) -> str:
         server = self.client.configuration.host
@@ -373,84 +259,6 @@ class KubeAgents:
             f"node {n}: {_pod_problem(pods[n]) if n in pods else 'no agent pod'}" for n in nodes
         ]
         return f"the fault agents in namespace {self.namespace} {what}: " + "; ".join(each)
-
-
-# --- the objects -------------------------------------------------------------------------------
-
-
-def _metadata(name: str, run_id: str, owner: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "labels": {RUN_LABEL: run_id, ROLE_LABEL[0]: ROLE_LABEL[1], MANAGED_BY[0]: MANAGED_BY[1]},
-        "annotations": {OWNER_LABEL: owner, OWNER_HOST: socket.gethostname()},
-    }
-
-
-def namespace_object(name: str, run_id: str, owner: str) -> V1Namespace:
-    return V1Namespace.model_validate(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _metadata(name, run_id, owner)}
-    )
-
-
-def daemonset_object(
-    run_id: str, owner: str, image: str, pull_policy: str, command: Sequence[str]
-) -> V1DaemonSet:
-    selector = {ROLE_LABEL[0]: ROLE_LABEL[1], RUN_LABEL: run_id}
-    metadata = _metadata(NAME, run_id, owner)
-    return V1DaemonSet.model_validate(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": metadata,
-            "spec": {
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {
-                        "labels": metadata["labels"],
-                        "annotations": metadata["annotations"],
-                    },
-                    "spec": _agent_pod_spec(run_id, image, pull_policy, command),
-                },
-            },
-        }
-    )
-
-
-def _agent_pod_spec(
-    run_id: str, image: str, pull_policy: str, command: Sequence[str]
-) -> dict[str, Any]:
-    container = {
-        "name": NAME,
-        "image": image,
-        "imagePullPolicy": pull_policy,
-        "command": list(command),
-        "securityContext": {"privileged": True},
-        "env": [
-            {"name": NODE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": RUN_ENV, "value": run_id},
-        ],
-        # requests and no limits: Burstable, so a memory fault's node pressure evicts the
-        # workload (over its requests) before the agent that must revert it
-        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}},
-        "volumeMounts": [
-            {"name": "cgroup", "mountPath": "/sys/fs/cgroup"},
-            {"name": "state", "mountPath": STATE_DIR},
-        ],
-    }
-    return {
-        "containers": [container],
-        "hostPID": True,
-        "hostNetwork": True,
-        "dnsPolicy": "ClusterFirstWithHostNet",
-        "tolerations": [{"operator": "Exists"}],  # every taint, NoExecute included
-        "terminationGracePeriodSeconds": GRACE_S,
-        "automountServiceAccountToken": False,  # the agent never calls the API
-        "enableServiceLinks": False,
-        "volumes": [
-            {"name": "cgroup", "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"}},
-            {"name": "state", "emptyDir": {}},
-        ],
-    }
 
 
 # --- pods and nodes, read --------------------------------------------------------------------
