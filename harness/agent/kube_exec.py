@@ -1,0 +1,127 @@
+"""One fault agent pod on Kubernetes, reached by exec through the API server.
+
+`ExecChannel.run(argv, timeout_s)` is one `connect_get_namespaced_pod_exec` over the client's
+WebSocket stream: stdout and stderr read apart, the exit status read from the error channel's
+Status. The client's `stream` swaps its ApiClient's `call_api` while it connects, so a channel
+has an ApiClient of its own (the run's watches keep theirs) and runs one command at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
+from websocket import WebSocketException
+
+from harness.errors import AgentError
+from harness.targets.kubernetes.cluster import API_ERRORS, describe_api_error
+
+
+class ExecStream(Protocol):
+    """What is used of the client's (untyped) WSClient."""
+
+    def is_open(self) -> bool: ...
+
+    def update(self, timeout: float | None = 0) -> None: ...
+
+    def read_channel(self, channel: int, timeout: float = 0) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class ExecChannel:
+    """One agent pod (its container `container`), an AgentChannel."""
+
+    def __init__(
+        self, client: ApiClient, namespace: str, pod: str, node: str, container: str
+    ) -> None:
+        self._configuration = client.configuration
+        self._namespace, self._pod, self._node = namespace, pod, node
+        self._container = container
+        self._lock = threading.Lock()
+        self._core: CoreV1Api | None = None
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    @property
+    def pod(self) -> str:
+        return self._pod
+
+    def run(self, argv: Sequence[str], timeout_s: float) -> str:
+        with self._lock:
+            where = f"agent pod {self._namespace}/{self._pod} on node {self._node}"
+            connection = self._open(argv, where)
+            try:
+                stdout, stderr, status = _collect(connection, timeout_s, where)
+            finally:
+                connection.close()
+        code, problem = exit_status(status)
+        if code != 0:
+            said = stderr.strip() or "(nothing on stderr)"
+            raise AgentError(f"{' '.join(argv)!r} in {where}: {problem}: {said}")
+        return stdout
+
+    def _open(self, argv: Sequence[str], where: str) -> ExecStream:
+        if self._core is None:
+            self._core = CoreV1Api(ApiClient(self._configuration))
+        try:
+            connection: ExecStream = stream(
+                self._core.connect_get_namespaced_pod_exec,
+                self._pod,
+                self._namespace,
+                command=list(argv),
+                container=self._container,
+                stdin=False,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+            )
+        except API_ERRORS as exc:
+            raise AgentError(f"cannot exec in {where}: {describe_api_error(exc)}") from exc
+        return connection
+
+
+def _collect(connection: ExecStream, timeout_s: float, where: str) -> tuple[str, str, str]:
+    """stdout, stderr and the error channel's status, read until the exec's stream closes."""
+    deadline = time.monotonic() + timeout_s
+    out: list[str] = []
+    err: list[str] = []
+    status: list[str] = []
+    try:
+        while connection.is_open():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AgentError(f"the command in {where} did not end within {timeout_s:g} s")
+            connection.update(timeout=min(remaining, 1.0))
+            for channel, kept in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
+                kept.append(connection.read_channel(channel))
+            status.append(connection.read_channel(ERROR_CHANNEL))
+    except (WebSocketException, OSError) as exc:
+        raise AgentError(f"the exec stream of {where} broke: {exc}") from exc
+    return "".join(out), "".join(err), "".join(status)
+
+
+def exit_status(status: str) -> tuple[int | None, str]:
+    """The exit code in the error channel's Status (None: the command did not run), and why."""
+    if not status.strip():
+        return None, "the exec ended without an exit status (the stream was cut)"
+    try:
+        parsed = json.loads(status)
+    except json.JSONDecodeError:
+        return None, f"an unreadable exec status: {status[:200]!r}"
+    if parsed.get("status") == "Success":
+        return 0, ""
+    message = str(parsed.get("message") or parsed.get("reason") or "failed")
+    for cause in (parsed.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
+            return int(cause["message"]), f"exit status {cause['message']}"
+    return None, message
