@@ -316,8 +316,13 @@ def apply_rules(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
 
 def revert_rules(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
     tag = str(data["tag"])
+
+    def delete(pid: int) -> int:
+        ctx.mark_action()  # the revert's instant: the deletion, not the call that led to it
+        return delete_tagged_rules(pid, tag)
+
     for ref in refs_of(data):
-        in_each_netns(ctx, ref, lambda pid: delete_tagged_rules(pid, tag))
+        in_each_netns(ctx, ref, delete)
 
 
 # --- faults made of a root qdisc (bandwidth, latency by netem) ----------------------------
@@ -360,6 +365,7 @@ def revert_qdiscs(ctx: FaultContext, data: Mapping[str, JsonValue]) -> None:
         device = str(raw["device"])
 
         def delete(pid: int, device: str = device) -> bool:
+            ctx.mark_action()
             return delete_root_qdisc(pid, device)
 
         in_each_netns(ctx, InstanceRef.from_json(raw), delete)

@@ -57,14 +57,21 @@ def apply(request: ApplyRequest, state_dir: Path, log: UndoLog) -> Reply:
             if request.lease_s is not None:
                 deadline = time.time_ns() + int(request.lease_s * 1e9) + GRACE_NS
             log.hold(Held(request.run_id, request.kind, record, request.instances, deadline))
+        started_ns = time.time_ns()
         fault.apply(ctx, record)
     return Reply(
         ok=True,
         node=node_name(),
         time_ns=time.time_ns(),
-        action_ns=ctx.clock.first_ns,
+        action_ns=_acted(ctx, started_ns),
         mechanism=record.mechanism,
     )
+
+
+def _acted(ctx: FaultContext, started_ns: int) -> int:
+    """The fault's own mark, else the instant the agent began its apply or revert: never the
+    harness's call, which began an exec and an interpreter earlier (0.2 to 0.6 s)."""
+    return started_ns if ctx.clock.first_ns is None else ctx.clock.first_ns
 
 
 def revert(request: RevertRequest, state_dir: Path, log: UndoLog) -> Reply:
@@ -72,8 +79,11 @@ def revert(request: RevertRequest, state_dir: Path, log: UndoLog) -> Reply:
         held = log.get(request.run_id, request.fault_id)
         if held is None:  # reverted already (its lease, or a second call): nothing to do
             return Reply(ok=True, node=node_name(), time_ns=time.time_ns())
+        started_ns = time.time_ns()
         ctx = revert_held(held, state_dir, log, request.instances)
-    return Reply(ok=True, node=node_name(), time_ns=time.time_ns(), action_ns=ctx.clock.first_ns)
+    return Reply(
+        ok=True, node=node_name(), time_ns=time.time_ns(), action_ns=_acted(ctx, started_ns)
+    )
 
 
 def revert_held(
