@@ -36,7 +36,6 @@ from kubernetes.client import (
     V1Pod,
     V1SelfSubjectAccessReview,
 )
-from kubernetes.client.exceptions import ApiException
 
 from harness.agent.channel import AgentChannel
 from harness.agent.fleet import AgentFleet
@@ -54,7 +53,7 @@ from harness.errors import AgentError, TargetError
 from harness.labs.kubernetes import images as lab_images
 from harness.labs.kubernetes import lab as kube_lab
 from harness.owners import OWNER_LABEL, RUN_LABEL, owner_alive, owner_label_value
-from harness.targets.kubernetes.cluster import API_ERRORS, TIMEOUT, describe_api_error
+from harness.targets.kubernetes.cluster import api_call, api_call_unless
 from harness.targets.kubernetes.target import OWNER_HOST
 from harness.waiting import wait_until
 
@@ -423,24 +422,13 @@ def load_into_lab(archive: Path) -> list[str]:
 
 
 def _call(what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return function(*args, _request_timeout=TIMEOUT, **kwargs)
-    except API_ERRORS as exc:
-        raise AgentError(f"{what} failed: {describe_api_error(exc)}") from exc
+    return api_call(AgentError, what, function, *args, **kwargs)
 
 
 def _call_unless(
     statuses: Set[int], what: str, function: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T | None:
-    """As _call, but None when the API answers one of `statuses` (404: gone; 409: exists)."""
-    try:
-        return function(*args, _request_timeout=TIMEOUT, **kwargs)
-    except ApiException as exc:
-        if exc.status in statuses:
-            return None
-        raise AgentError(f"{what} failed: {describe_api_error(exc)}") from exc
-    except API_ERRORS as exc:
-        raise AgentError(f"{what} failed: {describe_api_error(exc)}") from exc
+    return api_call_unless(AgentError, statuses, what, function, *args, **kwargs)
 
 
 # mypy checks the class against the fleet's protocol here, where a mismatch is reported

@@ -34,7 +34,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 
-from harness.errors import TargetError
+from harness.errors import HarnessError, TargetError
 from harness.hostsys import host_access_allowed
 from harness.labs.kubernetes.session import lab_kubeconfig
 from harness.specs import TargetSpec
@@ -107,6 +107,35 @@ def resolve(kubeconfig: str | None, context: str | None, lab_wanted: bool) -> Cl
     return ClusterRef(lab, context, kubeconfig_server(lab, context), lab=True)
 
 
+def api_call(
+    error: type[HarnessError], what: str, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """One API call with the harness's timeouts; a failure is `error` saying `what` failed."""
+    try:
+        return function(*args, _request_timeout=TIMEOUT, **kwargs)
+    except API_ERRORS as exc:
+        raise error(f"{what} failed: {describe_api_error(exc)}") from exc
+
+
+def api_call_unless(
+    error: type[HarnessError],
+    statuses: Collection[int],
+    what: str,
+    function: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T | None:
+    """As api_call, but None when the API answers one of `statuses` (404: gone; 409: exists)."""
+    try:
+        return function(*args, _request_timeout=TIMEOUT, **kwargs)
+    except ApiException as exc:
+        if exc.status in statuses:
+            return None
+        raise error(f"{what} failed: {describe_api_error(exc)}") from exc
+    except API_ERRORS as exc:
+        raise error(f"{what} failed: {describe_api_error(exc)}") from exc
+
+
 def describe_api_error(exc: Exception) -> str:
     """The API server's own message when it sent one, else the transport's error."""
     if isinstance(exc, ApiException):
@@ -154,10 +183,7 @@ class Cluster:
 
     def call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One API call with the harness's timeouts; errors become TargetError saying `what`."""
-        try:
-            return function(*args, _request_timeout=TIMEOUT, **kwargs)
-        except API_ERRORS as exc:
-            raise TargetError(f"{what} failed: {describe_api_error(exc)}") from exc
+        return api_call(TargetError, what, function, *args, **kwargs)
 
     def call_unless(
         self,
@@ -168,14 +194,7 @@ class Cluster:
         **kwargs: Any,
     ) -> T | None:
         """As call(), but None when the API answers one of `statuses` (404: already gone...)."""
-        try:
-            return function(*args, _request_timeout=TIMEOUT, **kwargs)
-        except ApiException as exc:
-            if exc.status in statuses:
-                return None
-            raise TargetError(f"{what} failed: {describe_api_error(exc)}") from exc
-        except API_ERRORS as exc:
-            raise TargetError(f"{what} failed: {describe_api_error(exc)}") from exc
+        return api_call_unless(TargetError, statuses, what, function, *args, **kwargs)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
