@@ -29,6 +29,13 @@ class Capabilities:
     provided: frozenset[str]
     # why a capability is missing, when the target can say better than "works only on ..."
     reasons: Mapping[str, str] = field(default_factory=dict)
+    # those of `provided` that the fault agent provides on the target's nodes (its image has
+    # the tools): a fault needing only these is not checked against this host's tools
+    through_agent: frozenset[str] = frozenset()
+
+    def relayed(self, needs: tuple[str, ...]) -> bool:
+        """Whether every one of `needs` (at least one) is the fault agent's to provide."""
+        return bool(needs) and all(need in self.through_agent for need in needs)
 
     def missing(self, needs: tuple[str, ...]) -> str | None:
         """The first of `needs` not provided (None: every need is met)."""

@@ -29,7 +29,7 @@ from faults.base import AnyFault
 from harness.errors import CapabilityError, ScenarioError
 from harness.prometheus.client import check_server
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault
-from harness.targets import target_class
+from harness.targets import target_class, target_kind
 from harness.targets.checks import target_problems
 from harness.targets.swarm.preflight import port_in_use
 from harness.timeline import Occurrence, expand
@@ -44,9 +44,13 @@ def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, AnyFault]]:
     if unsupported:  # the scenario asks what this orchestrator does not have: invalid input
         raise ScenarioError([f"target {scenario.target.kind}: {p}" for p in unsupported])
     locustfile_problems(scenario)
+    spec = scenario.target
+    capabilities = target_kind(spec.kind).capabilities(spec)
     problems = [
         f"faults.{o.entry_index - 1} ({o.entry.kind}): {p}"
         for o, fault in planned
+        # a fault the agent does uses the agent image's tools, not this host's
+        if not capabilities.relayed(fault.needs())
         for p in fault.check()
     ]
     if problems:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubernetes.client import V1Pod
 
+from faults.latency import Latency
 from harness.errors import CapabilityError
 from harness.scenario import parse_scenario
 from harness.targets.base import OWNER_LABEL, RUN_LABEL, SERVICE_LABEL
@@ -224,6 +225,28 @@ def test_without_host_access_the_lab_is_a_cluster_elsewhere(
     monkeypatch.setenv("CHAOS_HARNESS_HOST_ACCESS", "some")
     with pytest.raises(CapabilityError, match="CHAOS_HARNESS_HOST_ACCESS='some' is not one of"):
         _problems(scenario)
+
+
+def test_a_fault_the_agent_does_is_not_checked_against_this_hosts_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """netem is missing from this kernel: from the host the latency fault is refused before
+    the run; through the agent it is the agent's image and node that matter."""
+    from harness.preflight import preflight
+
+    if any(m.available for m in Latency.mechanisms() if m.name == "netem"):
+        pytest.skip("this kernel has sch_netem")
+    local = _kubeconfig(tmp_path, "https://127.0.0.1:6443")
+    latency = {"kind": "latency", "at": "1s", "duration": "2s", "delay": "50ms"}
+    scenario = parse_scenario(
+        yaml.safe_dump(
+            {"name": "t", "target": _target(local), "faults": [{**latency, "mechanism": "netem"}]}
+        )
+    )
+    with pytest.raises(CapabilityError, match="netem"):
+        preflight(scenario)
+    monkeypatch.setenv("CHAOS_HARNESS_HOST_ACCESS", "none")
+    assert len(preflight(scenario)) == 1
 
 
 def test_server_locality() -> None:

@@ -37,7 +37,9 @@ def capabilities(spec: TargetSpec) -> caps.Capabilities:
         caps.NODES: f"acts on whole nodes of a lab, and {where}: the target is one engine",
     }
     if isinstance(spec, DockerSpec) and spec.agent.use != "never":
-        return caps.Capabilities(THROUGH_THE_AGENT | THROUGH_THE_API, reasons)
+        return caps.Capabilities(
+            THROUGH_THE_AGENT | THROUGH_THE_API, reasons, through_agent=THROUGH_THE_AGENT
+        )
     host_side = (
         "acts from this machine's side (a process, its network namespace or cgroups), and "
         f"{where}, and target.agent.use is never; with the fault agent (use: auto) it works"

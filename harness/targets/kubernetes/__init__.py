@@ -39,8 +39,9 @@ def capabilities(spec: TargetSpec) -> caps.Capabilities:
     if host_access_allowed() is False:
         nodes = f"acts on the lab's nodes from this machine, and {HOST_ACCESS_ENV}=none"
     if kube_spec(spec).agent.use != "never":
+        reasons = {**NOT_OFFERED, caps.NODES: nodes}
         return caps.Capabilities(
-            THROUGH_THE_AGENT | THROUGH_THE_API, {**NOT_OFFERED, caps.NODES: nodes}
+            THROUGH_THE_AGENT | THROUGH_THE_API, reasons, through_agent=THROUGH_THE_AGENT
         )
     local = (
         "acts from this machine's side (a process, its network namespace or cgroups), and "
