@@ -48,3 +48,13 @@ def fault_kinds() -> dict[str, type[AnyFault]]:
         if entry.name not in kinds:
             kinds[entry.name] = _load(entry.value)
     return kinds
+
+
+def fault_kind(name: str) -> type[AnyFault]:
+    """One fault kind by name, importing only its module (the agent's one action per call);
+    KeyError when no built-in or plugin has that name."""
+    if name in BUILTIN_FAULTS:
+        return _load(BUILTIN_FAULTS[name])
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return _load(entry.value)
+    raise KeyError(name)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faults.base import AnyFault, FaultContext
-from faults.registry import fault_kinds
+from faults.registry import fault_kind
 from harness.agent.node import NodeTarget
 from harness.agent.protocol import AgentInstance, ApplyRequest, InfoRequest, Reply, RevertRequest
 from harness.agent.undo import Held, UndoLog
@@ -37,7 +37,7 @@ def _context(
 
 
 def _fault(kind: str, params: dict[str, object]) -> AnyFault:
-    cls = fault_kinds()[kind]
+    cls = fault_kind(kind)
     return cls(cls.params_model.model_validate(params))
 
 
@@ -91,7 +91,7 @@ def revert_held(
 ) -> FaultContext:
     """Undo one held fault (the caller holds the lock) and forget it."""
     ctx = _context(state_dir, held.run_id, instances or held.instances, 0)
-    fault_kinds()[held.kind].revert(ctx, held.record)
+    fault_kind(held.kind).revert(ctx, held.record)
     log.release(held.run_id, held.record.fault_id)
     return ctx
 
