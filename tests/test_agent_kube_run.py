@@ -163,6 +163,7 @@ def events(out: Path) -> list[dict[str, Any]]:
     return read_json_lines(runs[0] / "events.jsonl") if runs else []
 
 
+@pytest.mark.slow  # 70 s; the lease itself is tested by default in test_agent_program.py
 def test_a_killed_harness_leaves_the_agent_to_revert_at_its_lease(
     lab: kube_lab.KubeLabInfo, tmp_path: Path
 ) -> None:
