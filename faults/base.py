@@ -147,6 +147,13 @@ class Fault(ABC, Generic[P]):
         """Whether it acts on whole nodes of a multi-node lab (node_down, ...)."""
         return NODES in cls.requires
 
+    def acts_on(self, everyone: Sequence[Instance], chosen: Sequence[Instance]) -> list[str]:
+        """The names of the instances whose process or namespace the fault changes: the
+        chosen ones, unless its parameters name others (a partition's groups). The fault
+        agents are asked by these instances' nodes."""
+        del everyone
+        return [i.name for i in chosen]
+
     def heals_during_fault(self, target: Target) -> bool:
         """Whether the orchestrator is expected to restore service while the fault is on.
 

@@ -92,10 +92,19 @@ class NetworkPartition(Fault[NetworkPartitionParams]):
     def mechanisms(cls) -> list[Mechanism]:
         return [iptables_probe("iptables DROP in netns", ["-s", "192.0.2.1", "-j", "DROP"])]
 
+    def acts_on(self, everyone: Sequence[Instance], chosen: Sequence[Instance]) -> list[str]:
+        names = {name for group in self.params.groups or [] for name in group}
+        return [i.name for i in everyone if i.name in names] if names else [i.name for i in chosen]
+
     def plan(self, ctx: FaultContext, fault_id: str, instances: Sequence[Instance]) -> RevertRecord:
         everyone = ctx.target.instances()
         group_of = self._group_index(everyone)
-        targets = [i for i in everyone if i.name in group_of] if group_of else list(instances)
+        # with groups, every member whose namespace is here (a fault agent sees its node's)
+        targets = (
+            [i for i in everyone if i.name in group_of and i.running]
+            if group_of
+            else list(instances)
+        )
         rules = [(i, self._rules(i, self._peers(i, everyone, group_of))) for i in targets]
         return RevertRecord(
             fault_id=fault_id,

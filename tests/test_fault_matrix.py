@@ -11,6 +11,7 @@ Figures are printed (pytest -s) for the report: kill -> back, latency p50, throu
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 import shutil
@@ -273,8 +274,16 @@ def check_cpu_stress(cell: Deployed) -> None:
     record = _apply(fault, cell, [victim])
 
     def stressors() -> set[int]:
-        cgroups = stress.target_cgroups(victim.pid)
-        return {pid for cgroup in cgroups for pid in stress.stress_in_cgroup(cgroup)}
+        """stress-ng processes in the container's cgroups, by their command name (the
+        agent's stress-ng is its image's binary, not this host's)."""
+        found = set()
+        for cgroup in stress.target_cgroups(victim.pid):
+            with contextlib.suppress(OSError):
+                for pid in (Path(cgroup) / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        if Path(f"/proc/{pid}/comm").read_text().startswith("stress-ng"):
+                            found.add(int(pid))
+        return found
 
     try:
         # stress-ng and its two workers, in the container's cgroups, before the measurement

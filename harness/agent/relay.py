@@ -114,14 +114,16 @@ class AgentRelay:
         instances: Sequence[Instance],
         lease_s: float | None,
     ) -> RevertRecord:
+        everyone = ctx.target.instances()
+        acted_on = set(fault.acts_on(everyone, instances))
         by_node: dict[str, list[str]] = {}
-        for instance in instances:
+        for instance in [i for i in everyone if i.name in acted_on]:
             by_node.setdefault(self._node_of(instance), []).append(instance.name)
         where = ", ".join(sorted(by_node))
         return RevertRecord(
             fault_id=fault_id,
             kind=fault.kind,
-            targets=tuple(i.name for i in instances),
+            targets=tuple(name for names in by_node.values() for name in names),
             mechanism=f"the fault agent on {where}",
             data={RELAYED: by_node, "lease_s": lease_s},
         )
