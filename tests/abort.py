@@ -52,10 +52,16 @@ class AbortedRun:
             return target.instances()
 
 
-def shortened(scenario: Path, out: Path, at_s: float = 4.0, duration_s: float = 6.0) -> Path:
+def shortened(
+    scenario: Path,
+    out: Path,
+    at_s: float = 4.0,
+    duration_s: float = 6.0,
+    fault_overrides: dict[str, object] | None = None,
+) -> Path:
     """A copy of the scenario with its first fault at `at_s` for `duration_s`, load 40 s."""
     data = yaml.safe_load(scenario.read_text())
-    fault = dict(data["faults"][0], at=f"{at_s}s")
+    fault = dict(data["faults"][0], at=f"{at_s}s", **(fault_overrides or {}))
     if "duration" in fault:
         fault["duration"] = f"{duration_s}s"
     data["faults"] = [fault]
