@@ -402,9 +402,9 @@ class Runner:
             ).start()
         # the instances' CPU and memory from their cgroups (nothing for a remote engine)
         self._resources = ResourceSampler(instances, self.dir.path).start()
-        host = target.service_url()  # Locust's --host: the workload as a whole
+        host, path = self._load_address(target)  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
-        self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
+        self._manifest.load.host, self._manifest.load.path = host, path
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
         endpoints = (
@@ -754,6 +754,19 @@ class Runner:
         print(f"warning: {message}", file=sys.stderr)
 
     # --- manifest and progress -----------------------------------------------------------
+
+    def _load_address(self, target: Target) -> tuple[str, str]:
+        """Where the load goes (Locust's --host) and its path in one sentence: the user's
+        `load.host` (a cluster whose service address only its members reach), else the
+        target's service address."""
+        user_host = self.scenario.load.host
+        if user_host is None:
+            return target.service_url(), target.load_path(self.scenario.load.routing)
+        return user_host, (
+            f"service: every request to {user_host} (load.host: an Ingress, a LoadBalancer or "
+            "a NodePort the user gave); the harness does not see past it, so how it spreads "
+            "over the replicas and routes around a failure is part of what is measured"
+        )
 
     def _load_plan(self, endpoints: list[tuple[str, str]], host: str | None) -> LoadPlan:
         load = self.scenario.load

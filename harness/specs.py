@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -212,6 +213,37 @@ class LoadSpec(StrictModel):
         if self.attribution_header is not None:
             return self.attribution_header
         return DEMO_ATTRIBUTION_HEADER if image == DEMO else None
+
+    host: str | None = Field(
+        default=None,
+        description="the URL users reach the workload at (an Ingress, a LoadBalancer, a "
+        "NodePort: http[s]://host[:port]), for a cluster whose service address the harness "
+        "cannot reach; default: the target's service address. Requires routing: service",
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"load.host {value!r} is not a base URL: give http://host[:port] or "
+                "https://host[:port] (an Ingress, a LoadBalancer or a NodePort)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"load.host {value!r} has a query or fragment: give the base URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _host_is_a_service(self) -> LoadSpec:
+        if self.host is not None and self.routing == "per_instance":
+            raise ValueError(
+                "load.host sends every request to one address, so routing: per_instance (each "
+                "replica's own address) cannot apply: remove one of them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bundled_settings_only(self) -> LoadSpec:

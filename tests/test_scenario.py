@@ -53,6 +53,17 @@ def test_routing_and_window_default_the_same_on_every_target() -> None:
     ]
 
 
+def test_load_host_is_a_base_url_for_service_routing_only() -> None:
+    chosen = parse_scenario("name: s\nload: {host: 'https://shop.staging.example:8443/'}\n")
+    assert chosen.load.host == "https://shop.staging.example:8443"
+    assert parse_scenario("name: s\n").load.host is None
+    for bad in ("shop.example", "ftp://shop.example", "http://", "http://a/?q=1"):
+        with pytest.raises(ScenarioError, match=r"load\.host .* (base URL|query)"):
+            parse_scenario(f"name: s\nload: {{host: '{bad}'}}\n")
+    with pytest.raises(ScenarioError, match=r"routing: per_instance .* cannot apply"):
+        parse_scenario("name: s\nload: {host: 'http://a:80', routing: per_instance}\n")
+
+
 def test_a_fault_too_late_to_be_measured_is_a_warning_not_an_error(tmp_path: Path) -> None:
     # load 40 s, horizon 5 s, stable_for 2 s: the last measurable action is at 40 - 5 - 2 = 33 s.
     # f1 kills at 33 s (in time); f2 kills at 34 s (late: needs 34 + 7 = 41 s of load); f3's
