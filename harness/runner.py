@@ -82,7 +82,7 @@ from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
 from harness.targets.base import Target
-from harness.timeline import Action, Occurrence, actions
+from harness.timeline import Action, Occurrence, actions, ordered
 
 HEALTH_TIMEOUT_S = 90.0
 ENGINE_SILENCE_S = 15.0  # an engine that has not answered for this long is lost
@@ -91,6 +91,7 @@ ENGINE_WATCH_INTERVAL_S = 2.0
 CLEANUP_WITHOUT_ENGINE_S = 20.0  # per step that needs a lost engine, then left to cleanup
 MAX_STREAM_RESUMES = 20  # an event stream that keeps ending is a lost engine
 SERVICE_ENDPOINT = "service"  # the endpoint name of load sent through a balancing service
+LATE_INJECTION_SHIFT_S = 1.0  # a revert waits for its late injection at most this long
 FIRST_REQUEST_WAIT_S = 60.0  # Locust's start (imports, spawning) to its first request, at most
 
 
@@ -543,13 +544,36 @@ class Runner:
             elapsed = time.monotonic() - started
             self._check_engine()
             while pending and pending[0].at_s <= elapsed:
-                self._act(ctx, events, journal, faults, pending.pop(0))
+                action = pending.pop(0)
+                self._act(ctx, events, journal, faults, action)
+                pending = self._revert_after_its_action(pending, action, load_start_ns)
             self._tick(elapsed, occurrences)
             self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
             next_at = min(pending[0].at_s if pending else end_s, end_s)
             time.sleep(max(0.0, min(0.25, next_at - (time.monotonic() - started))))
+
+    def _revert_after_its_action(
+        self, pending: list[Action], done: Action, load_start_ns: int
+    ) -> list[Action]:
+        """`pending` with `done`'s revert moved as late as its injection acted after the
+        planned instant (an agent's exec takes a moment), so a fault is in place for its whole
+        duration; at most LATE_INJECTION_SHIFT_S, well within the leases' grace."""
+        injected_ns = self._injected_ns.get(done.occurrence.fault_id)
+        if done.verb != "inject" or injected_ns is None:
+            return pending
+        late_s = (injected_ns - load_start_ns) / 1e9 - done.at_s
+        shift_s = min(max(0.0, late_s), LATE_INJECTION_SHIFT_S)
+        if shift_s == 0.0:
+            return pending
+        moved = [
+            replace(a, at_s=a.at_s + shift_s)
+            if a.verb == "revert" and a.occurrence.fault_id == done.occurrence.fault_id
+            else a
+            for a in pending
+        ]
+        return ordered(moved)
 
     def _refresh_resources(self, target: Target) -> None:
         """New PIDs for the resource sampler after a read failed (a restart), on this thread:

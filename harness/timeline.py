@@ -7,7 +7,7 @@ phases) and summed up per entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.scenario import FaultEntry
@@ -60,4 +60,9 @@ def actions(occurrences: Sequence[Occurrence]) -> list[Action]:
     planned += [
         Action(o.revert_at_s, "revert", o) for o in occurrences if o.revert_at_s is not None
     ]
+    return ordered(planned)
+
+
+def ordered(planned: Iterable[Action]) -> list[Action]:
+    """Actions in time order; at equal times reverts go first (they free what the next takes)."""
     return sorted(planned, key=lambda a: (a.at_s, a.verb != "revert", a.occurrence.fault_id))

@@ -22,10 +22,10 @@ from harness.analysis import analyze_run
 from harness.analysis.compare import compare_runs, load_runs
 from harness.results import EventLog, read_json_lines
 from harness.results.summary import Summary, as_summary
-from harness.runner import Runner, RunOptions
+from harness.runner import LATE_INJECTION_SHIFT_S, Runner, RunOptions
 from harness.scenario import parse_scenario
 from harness.targets.base import RUN_LABEL, Instance
-from harness.timeline import expand
+from harness.timeline import actions, expand
 from harness.verdict import run_exit_code, verdict_lines
 from tests.synthetic_run import Event, Probe, Req, engine, inject, ns, revert, write_run
 
@@ -483,6 +483,39 @@ def test_7_t0_is_the_instant_the_fault_marks_not_before_its_preparation(tmp_path
     assert fault.reverted[0] <= revert_event["time_ns"] <= fault.reverted[1]
     measured = (revert_event["time_ns"] - inject_event["time_ns"]) / 1e9
     assert revert_event["attributes"]["active_s"] == pytest.approx(measured, abs=1e-6)
+
+
+def test_a_late_injection_moves_its_revert_so_the_fault_lasts_its_duration(
+    tmp_path: Path,
+) -> None:
+    scenario = parse_scenario(
+        "name: t\nfaults: [{kind: network_partition, at: 2s, duration: 4s},"
+        " {kind: cpu_stress, at: 6.2s, duration: 1s}]\n"
+    )
+    runner = Runner(scenario, RunOptions(out_dir=tmp_path))
+    pending = actions(expand(scenario.faults, scenario.load.duration))
+    inject, rest = pending[0], pending[1:]
+    load_start_ns = 1_000_000_000_000
+    # the agent acted 0.7 s after the planned instant (an exec's round trip)
+    runner._injected_ns["f1"] = load_start_ns + int(2.7e9)
+    moved = runner._revert_after_its_action(rest, inject, load_start_ns)
+    assert [(a.verb, a.occurrence.fault_id, round(a.at_s, 6)) for a in moved] == [
+        ("inject", "f2", 6.2),  # f1's revert now comes after f2's injection
+        ("revert", "f1", 6.7),
+        ("revert", "f2", 7.2),
+    ]
+    # far too late: moved by at most the shift the leases' grace allows
+    runner._injected_ns["f1"] = load_start_ns + int(9e9)
+    (late,) = [
+        a
+        for a in runner._revert_after_its_action(rest, inject, load_start_ns)
+        if a.occurrence.fault_id == "f1"
+    ]
+    assert late.at_s == pytest.approx(6.0 + LATE_INJECTION_SHIFT_S)
+    # early or on time, and reverts themselves, move nothing
+    runner._injected_ns["f1"] = load_start_ns + int(1.9e9)
+    assert runner._revert_after_its_action(rest, inject, load_start_ns) == rest
+    assert runner._revert_after_its_action(rest[1:], rest[0], load_start_ns) == rest[1:]
 
 
 # -- 8. a broken baseline is not an experiment ---------------------------------------------------
