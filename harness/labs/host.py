@@ -459,6 +459,20 @@ def remove_lab_dir(directory: Path) -> None:
             directory.parent.rmdir()
 
 
+def take_down(
+    directory: Path,
+    read_state: Callable[[], StateT | None],
+    teardown: Callable[[StateT], list[str]],
+) -> list[str]:
+    """A lab's `down()`: under its lock, `teardown` of its state if it has one, then its
+    directory; what was removed, one line each (idempotent: nothing the second time)."""
+    with locked(directory):
+        state = read_state()
+        removed = [] if state is None else teardown(state)
+    remove_lab_dir(directory)
+    return removed
+
+
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """One lab operation at a time (up, down, a node fault's state update)."""

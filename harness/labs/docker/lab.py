@@ -214,11 +214,7 @@ class DockerLab:
 
     def down(self) -> list[str]:
         """Remove the daemon, its containers, namespace, links, mounts and files; idempotent."""
-        with host.locked(self.directory):
-            state = self.state()
-            removed = [] if state is None else self._down(state)
-        host.remove_lab_dir(self.directory)
-        return removed
+        return host.take_down(self.directory, self.state, self._down)
 
     def _down(self, state: DockerLabState) -> list[str]:
         node = state.node

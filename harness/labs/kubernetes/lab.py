@@ -466,11 +466,7 @@ class KubeLab:
 
     def down(self) -> list[str]:
         """Remove every process, namespace, link, rule, mount, cgroup and file; idempotent."""
-        with host.locked(self.directory):
-            state = self.state()
-            removed = [] if state is None else self._down(state)
-        host.remove_lab_dir(self.directory)
-        return removed
+        return host.take_down(self.directory, self.state, self._down)
 
     def _down(self, state: KubeLabState) -> list[str]:
         removed = []

@@ -563,11 +563,7 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove every daemon, namespace, link, rule, mount and file of the lab; idempotent."""
-        with locked(self.directory):
-            state = self.state()
-            removed = [] if state is None else self._down(state)
-        host.remove_lab_dir(self.directory)
-        return removed
+        return host.take_down(self.directory, self.state, self._down)
 
     def _down(self, state: LabState) -> list[str]:
         removed = []
