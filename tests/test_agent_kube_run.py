@@ -27,6 +27,7 @@ from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes.host import scan_container_pid
 from tests.helpers import harness_cli, wait_until
+from tests.kube_labs import module_lab
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.docker
@@ -37,16 +38,7 @@ NO_HOST = {**os.environ, "CHAOS_HARNESS_HOST_ACCESS": "none"}
 def lab(demo_image: str) -> Iterator[kube_lab.KubeLabInfo]:
     """The Kubernetes lab: the one that is up, or two nodes brought up for this module."""
     del demo_image
-    info = kube_lab.current()
-    if info is not None:
-        yield info
-        return
-    made = kube_lab.KubeLab()
-    info = made.up(nodes=2, progress=lambda line: print(line, file=sys.stderr))
-    try:
-        yield info
-    finally:
-        made.down()
+    yield from module_lab(nodes=2)
 
 
 def kubectl_json(lab: kube_lab.KubeLabInfo, *args: str) -> Any:

@@ -39,6 +39,7 @@ from harness.targets.kubernetes.objects import namespace_for
 from harness.targets.kubernetes.routes import routes_chain
 from harness.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import EventCollector, wait_until
+from tests.kube_labs import module_lab
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.docker  # the lab's images come from the host's Docker engine
@@ -48,16 +49,7 @@ pytestmark = pytest.mark.docker  # the lab's images come from the host's Docker 
 def lab(demo_image: str) -> Iterator[kube_lab.KubeLabInfo]:
     """The Kubernetes lab: the one that is up, or one node brought up for this module."""
     del demo_image
-    info = kube_lab.current()
-    if info is not None:
-        yield info
-        return
-    made = kube_lab.KubeLab()
-    info = made.up(nodes=1, progress=lambda line: print(line, file=sys.stderr))
-    try:
-        yield info
-    finally:
-        made.down()
+    yield from module_lab(nodes=1)
 
 
 def kubectl(lab: kube_lab.KubeLabInfo, *args: str, check: bool = True) -> str:

@@ -10,7 +10,6 @@ import json
 import random
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from harness.targets import target_spec
 from harness.targets.base import EngineEvent
 from harness.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import EventCollector, wait_until
+from tests.kube_labs import module_lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 NODES = 3
@@ -36,18 +36,7 @@ NODES = 3
 def lab3(demo_image: str) -> Iterator[kube_lab.KubeLabInfo]:
     """A three-node lab: the one that is up if it has three nodes, else one made here."""
     del demo_image
-    info = kube_lab.current()
-    if info is not None:
-        if len(info.nodes) != NODES:
-            pytest.skip(f"a lab of {len(info.nodes)} node(s) is up; these tests need {NODES}")
-        yield info
-        return
-    made = kube_lab.KubeLab()
-    info = made.up(nodes=NODES, progress=lambda line: print(line, file=sys.stderr))
-    try:
-        yield info
-    finally:
-        made.down()
+    yield from module_lab(nodes=NODES, exact=True)
 
 
 def kubectl_pods(lab: kube_lab.KubeLabInfo, namespace: str) -> list[dict[str, object]]:

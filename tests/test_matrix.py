@@ -373,18 +373,11 @@ def test_docker_and_podman_matrix(
 @pytest.fixture(scope="module")
 def kube_lab_up(demo_image: str) -> Iterator[None]:
     """The Kubernetes lab that is up, or one node brought up (and taken down) for this module."""
-    from harness.labs.kubernetes import lab as kube_lab
+    from tests.kube_labs import module_lab
 
     del demo_image
-    if kube_lab.current() is not None:
+    for _ in module_lab(nodes=1):
         yield
-        return
-    made = kube_lab.KubeLab()
-    made.up(nodes=1, progress=lambda line: print(line, file=sys.stderr))
-    try:
-        yield
-    finally:
-        made.down()
 
 
 @pytest.mark.docker
