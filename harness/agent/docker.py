@@ -41,7 +41,7 @@ from harness.targets.docker.engine import (
     stop_agents,
 )
 from harness.targets.docker.remote import engine_address
-from harness.targets.docker.spec import DockerSpec, engine_spec
+from harness.targets.docker.spec import AgentEngineSpec, engine_spec
 from harness.targets.docker.target import DockerTarget
 from harness.waiting import wait_until
 
@@ -67,13 +67,14 @@ class DockerAgentSupport:
 
     def open(self, target: Target, spec: TargetSpec, run_id: str) -> AgentFleet | None:
         """The run's agent on its engine when host-side faults must go through one."""
-        if not isinstance(target, DockerTarget) or not isinstance(spec, DockerSpec):
+        if not isinstance(target, DockerTarget) or not isinstance(spec, AgentEngineSpec):
             return None
         use = spec.agent.use
         if use == "never" or (use == "auto" and not target.remote):
             return None
-        engine = connect(spec.engine, timeout_s=int(CALL_TIMEOUT_S))
-        agents = DockerAgents(engine, run_id, engine_address(spec.engine))
+        address = target.engine_address()
+        engine = connect(address, timeout_s=int(CALL_TIMEOUT_S))
+        agents = DockerAgents(engine, run_id, engine_address(address))
         agents.deploy(spec.agent.image or built_image())
         return agents
 

@@ -13,17 +13,21 @@ from harness.specs import TargetSpec
 from harness.targets.base import TargetKind
 from harness.targets.docker.engine import connect
 from harness.targets.docker.remote import elsewhere, engine_address
-from harness.targets.docker.spec import DockerSpec, engine_spec
+from harness.targets.docker.spec import AgentEngineSpec, DockerSpec, engine_spec
 
 THROUGH_THE_API = frozenset({caps.API_KILL, caps.API_STOP, caps.API_RESTART, caps.API_PAUSE})
 THROUGH_THE_AGENT = frozenset({caps.HOST_PROCESS, caps.NETNS})  # harness.agent.docker
 
 
 def capabilities(spec: TargetSpec) -> caps.Capabilities:
+    return engine_capabilities(spec, "target docker")
+
+
+def engine_capabilities(spec: TargetSpec, label: str) -> caps.Capabilities:
     """An engine on this machine offers everything one engine has; one elsewhere (or any
     engine under CHAOS_HARNESS_HOST_ACCESS=none) its API, and through the fault agent
     (unless `target.agent.use: never`) the containers' processes and namespaces."""
-    local = caps.one_engine("target docker")
+    local = caps.one_engine(label)
     engine = engine_spec(spec).engine
     if not elsewhere(engine) and host_access_allowed():
         return local
@@ -36,7 +40,7 @@ def capabilities(spec: TargetSpec) -> caps.Capabilities:
         **local.reasons,
         caps.NODES: f"acts on whole nodes of a lab, and {where}: the target is one engine",
     }
-    if isinstance(spec, DockerSpec) and spec.agent.use != "never":
+    if isinstance(spec, AgentEngineSpec) and spec.agent.use != "never":
         return caps.Capabilities(
             THROUGH_THE_AGENT | THROUGH_THE_API, reasons, through_agent=THROUGH_THE_AGENT
         )
@@ -59,4 +63,4 @@ TARGET = TargetKind(
     agents="harness.agent.docker:AGENTS",
 )
 
-__all__ = ["TARGET", "DockerSpec", "connect"]
+__all__ = ["TARGET", "DockerSpec", "connect", "engine_capabilities"]

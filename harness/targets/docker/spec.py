@@ -24,11 +24,15 @@ class EngineSpec(TargetSpec):
         return self.engine or "default engine"
 
 
-class DockerSpec(EngineSpec):
-    kind: Literal["docker"] = "docker"
-    # On an engine the harness does not run on (harness.targets.docker.remote), host-side
-    # faults go through a fault agent container on that engine (harness.agent.docker).
+class AgentEngineSpec(EngineSpec):
+    """One engine that may be elsewhere (harness.targets.docker.remote): host-side faults then
+    go through a fault agent container on that engine (harness.agent.docker)."""
+
     agent: AgentSpec = Field(default_factory=AgentSpec)
+
+
+class DockerSpec(AgentEngineSpec):
+    kind: Literal["docker"] = "docker"
 
 
 def engine_spec(spec: TargetSpec) -> EngineSpec:

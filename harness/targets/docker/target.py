@@ -111,6 +111,10 @@ class DockerTarget(ActsThroughEngine):
         """Whether the engine is one the harness does not run on (harness.targets.docker.remote)."""
         return is_remote(spec.engine)
 
+    def engine_address(self) -> str | None:
+        """The engine's address for another client of it (None: DOCKER_HOST's or the default)."""
+        return self.spec.engine
+
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
         """On a remote engine: the load goes to each replica (there is no virtual address),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from harness.capabilities import ENGINE_ON_THIS_HOST, Capabilities, one_engine
+from harness.capabilities import ENGINE_ON_THIS_HOST, Capabilities
 from harness.specs import TargetSpec
 from harness.targets.base import TargetKind
+from harness.targets.docker import engine_capabilities
 from harness.targets.podman.spec import PodmanSpec
 
 
 def capabilities(spec: TargetSpec) -> Capabilities:
-    del spec
-    return one_engine("target podman")
+    return engine_capabilities(spec, "target podman")
 
 
 TARGET = TargetKind(
@@ -21,6 +21,7 @@ TARGET = TargetKind(
     may_provide=ENGINE_ON_THIS_HOST,
     unit="container",
     timers="harness.analysis.timers.podman:predict",
+    agents="harness.agent.docker:AGENTS",
 )
 
 __all__ = ["TARGET", "PodmanSpec"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from harness.targets.docker.spec import EngineSpec
+from harness.targets.docker.spec import AgentEngineSpec
 
 
-class PodmanSpec(EngineSpec):
+class PodmanSpec(AgentEngineSpec):
     kind: Literal["podman"] = "podman"

@@ -15,6 +15,8 @@ Docker SDK drives it unchanged (everything comes from DockerTarget); what differ
   stop the policy leaves down, as on Docker.
 - RLIMITs: the run's service gets `default_ulimits = []` where the sandbox refuses Podman's
   raise (harness.engines.podman). Networks: a /24 of 198.19.0.0/16 (Docker's: 198.18.0.0/16).
+- Elsewhere (a given engine on another host, or CHAOS_HARNESS_HOST_ACCESS=none): as Docker's
+  remote engine, ports published and host-side faults through the agent container.
 
 After the harness died: `attach()` reuses the run's service while it lives, else starts one;
 `remove_orphans()` starts a short-lived service to remove dead runs' objects, then stops the
@@ -51,7 +53,7 @@ from harness.targets.base import (
     owner_label_value,
 )
 from harness.targets.docker.engine import DockerEventStream, connect
-from harness.targets.docker.spec import EngineSpec, engine_spec
+from harness.targets.docker.spec import engine_spec
 from harness.targets.docker.target import DockerTarget
 from harness.targets.podman.preflight import podman_preflight
 from harness.targets.swarm.events import parse_swarm_time
@@ -240,11 +242,9 @@ class PodmanTarget(DockerTarget):
         self._service_stopped = False
         super().__init__(run_id, spec, client)
 
-    @classmethod
-    def remote_engine(cls, spec: EngineSpec) -> bool:
-        """Podman's containers are this machine's (no fault agent for Podman yet)."""
-        del spec
-        return False
+    def engine_address(self) -> str | None:
+        """The run's own service's socket, else the engine given."""
+        return self.service.socket if self.service is not None else self.spec.engine
 
     # --- after the run's harness died -------------------------------------------------------
 
@@ -349,17 +349,17 @@ class PodmanTarget(DockerTarget):
 
     def start_instance(self, instance: Instance) -> None:
         super().start_instance(instance)
-        _forget_old_mac(instance.netns_address)
+        self._forget_old_mac_of(instance.name)
 
     def restart_instance(self, instance: Instance, timeout_s: float) -> None:
         super().restart_instance(instance, timeout_s)
-        _forget_old_mac(instance.netns_address)
+        self._forget_old_mac_of(instance.name)
 
     def _forget_old_mac_of(self, instance: str) -> None:
         """Any start the engine reports, whoever asked for it (a start after a stop gets a new
         MAC; the restart policy's restart after a crash kept it here, but need not)."""
         address = self._addresses.get(instance)
-        if address is not None:
+        if address is not None and not self.remote:  # a remote engine's host has its own
             _forget_old_mac(address)
 
     def events(self, since_ns: int) -> PodmanEventStream:  # type: ignore[override]
