@@ -1,7 +1,8 @@
 """Podman as an engine the harness does not run on: under CHAOS_HARNESS_HOST_ACCESS=none the
-run's kill and partition go through the fault agent container on Podman, and Podman's own CLI
-(not the harness) shows the agent there during the run, the killed replica restarted, the
-partition's rule in the replica's namespace, and nothing of the run after it."""
+run's kill, partition and disk fill go through the fault agent container on Podman, and
+Podman's CLI and /proc (not the harness) show the agent there during the run, the killed
+replica restarted, the partition's rule in the replica's namespace, the fill in its layer,
+and nothing of the run after it."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class PodmanWatch:
         self.agent_seen = False
         self.restarts: dict[str, int] = {}
         self.partition_rules: dict[str, int] = {}
+        self.fills: dict[str, int] = {}  # replica -> the largest fill file seen (bytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -97,9 +99,19 @@ class PodmanWatch:
                 restarts, pid = int(inspect[0]), int(inspect[1])
                 self.restarts[replica] = max(self.restarts.get(replica, 0), restarts)
                 if pid > 0:
+                    self._read_fills(replica, pid)
                     tagged = _rules_in(pid).count("chaos-harness")
                     seen = self.partition_rules.get(replica, 0)
                     self.partition_rules[replica] = max(seen, tagged)
+
+    def _read_fills(self, replica: str, pid: int) -> None:
+        tmp = Path(f"/proc/{pid}/root/tmp")
+        try:
+            sizes = [p.stat().st_size for p in tmp.glob("chaos-harness-fill-*")]
+        except OSError:
+            return
+        if sizes:
+            self.fills[replica] = max(self.fills.get(replica, 0), *sizes)
 
 
 def _scenario(tmp_path: Path) -> Path:
@@ -112,7 +124,7 @@ def _scenario(tmp_path: Path) -> Path:
             "restart": "always",
             "health": {"path": "/health", "interval": "1s", "timeout": "1s", "retries": 3},
         },
-        "load": {"users": 6, "duration": "28s", "routing": "per_instance", "timeout": "1s"},
+        "load": {"users": 6, "duration": "32s", "routing": "per_instance", "timeout": "1s"},
         "probes": {"interval": "100ms"},
         "analysis": {"stable_for": "2s"},
         "faults": [
@@ -122,6 +134,14 @@ def _scenario(tmp_path: Path) -> Path:
                 "name": "cut",
                 "at": "14s",
                 "duration": "5s",
+                "select": {"names": ["web-2"]},
+            },
+            {
+                "kind": "disk_fill",
+                "name": "fill",
+                "at": "21s",
+                "duration": "3s",
+                "size": "8Mi",
                 "select": {"names": ["web-2"]},
             },
         ],
@@ -150,7 +170,7 @@ def test_podman_elsewhere_gets_its_kill_and_partition_through_the_agent(tmp_path
     summary = json.loads((run_dir / "summary.json").read_text())
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     injected = [e for e in events if e["action"] == "fault_inject"]
-    assert len(injected) == 2, injected
+    assert len(injected) == 3, injected
     assert all(e["attributes"]["mechanism"].startswith("the fault agent on ") for e in injected)
     assert "podman" in manifest["agents"]["where"] and watch.agent_seen
     faults = {f["name"]: f for f in summary["faults"]}
@@ -161,6 +181,8 @@ def test_podman_elsewhere_gets_its_kill_and_partition_through_the_agent(tmp_path
     assert watch.partition_rules.get("web-2", 0) >= 1, watch.partition_rules
     assert watch.partition_rules.get("web-1", 0) == 0
     assert faults["cut"]["failed_requests"] > 0
+    # the fill: the file in web-2's layer at its full size while it lasted, gone after
+    assert watch.fills.get("web-2") == 8 * 1024 * 1024 and "web-1" not in watch.fills
     assert podman_leftovers(manifest["run_id"]) == []
     assert _podman_ps() == []
     print(

@@ -81,23 +81,27 @@ def test_a_remote_engine_offers_host_faults_through_the_agent_only(
     assert f"{HOST_ACCESS_ENV}=none" in forbidden.reasons[caps.NODES]
 
 
-def test_a_remote_engine_refuses_the_virtual_address_and_a_disk_fill(
+def test_a_remote_engine_refuses_the_virtual_address_and_a_disk_fill_without_agent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(HOST_ACCESS_ENV, raising=False)
-    target = f"{{kind: docker, engine: '{ELSEWHERE}'}}"
-    assert target_problems(parse_scenario(scenario(target))) == []
-    problems = target_problems(parse_scenario(scenario(target, routing="service")))
-    assert len(problems) == 1 and "load.routing: per_instance" in problems[0]
-    fill = target_problems(parse_scenario(scenario(target, fault="disk_fill")))
-    assert len(fill) == 1 and fill[0].startswith("faults.0 (disk_fill)")
-    never = f"{{kind: docker, engine: '{ELSEWHERE}', agent: {{use: never}}}}"
-    refused = target_problems(parse_scenario(scenario(never)))
-    assert len(refused) == 1 and "target.agent.use is never" in refused[0]
-    # a local engine is not affected, and Podman (a subclass) never goes remote
+    for kind in ("docker", "podman"):
+        target = f"{{kind: {kind}, engine: '{ELSEWHERE}'}}"
+        assert target_problems(parse_scenario(scenario(target))) == []
+        problems = target_problems(parse_scenario(scenario(target, routing="service")))
+        assert len(problems) == 1 and "load.routing: per_instance" in problems[0]
+        # the agent fills the layer, checking the free space on the engine's host
+        assert target_problems(parse_scenario(scenario(target, fault="disk_fill"))) == []
+        never = f"{{kind: {kind}, engine: '{ELSEWHERE}', agent: {{use: never}}}}"
+        refused = target_problems(parse_scenario(scenario(never)))
+        assert len(refused) == 1 and "target.agent.use is never" in refused[0]
+        fill = target_problems(parse_scenario(scenario(never, fault="disk_fill")))
+        assert any(p.startswith("faults.0 (disk_fill)") for p in fill), fill
+    # a local engine is not affected; Podman's own service is remote only under `none`
     assert target_problems(parse_scenario(scenario("docker", routing="service"))) == []
-    monkeypatch.setenv(HOST_ACCESS_ENV, "none")
     assert not PodmanTarget.remote_engine(target_spec("podman"))  # type: ignore[arg-type]
+    monkeypatch.setenv(HOST_ACCESS_ENV, "none")
+    assert PodmanTarget.remote_engine(target_spec("podman"))  # type: ignore[arg-type]
 
 
 def test_the_runs_fault_agent_is_no_instance_of_it() -> None:

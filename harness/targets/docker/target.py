@@ -82,7 +82,7 @@ from harness.targets.docker.remote import (
     port_taken,
     publish_address,
 )
-from harness.targets.docker.spec import EngineSpec, engine_spec
+from harness.targets.docker.spec import AgentEngineSpec, EngineSpec, engine_spec
 from harness.targets.service_vip import VirtualService
 from harness.waiting import wait_until
 
@@ -118,7 +118,8 @@ class DockerTarget(ActsThroughEngine):
     @classmethod
     def scenario_problems(cls, scenario: ScenarioBase) -> list[str]:
         """On a remote engine: the load goes to each replica (there is no virtual address),
-        and a disk fill cannot check the engine's free space from here."""
+        and a disk fill needs the agent (it checks the free space on the engine's host, at
+        plan time: there is no checking it from here before the run)."""
         spec = engine_spec(scenario.target)
         if not cls.remote_engine(spec):
             return []
@@ -131,9 +132,11 @@ class DockerTarget(ActsThroughEngine):
                 f"host in front of this host's bridges ({where}): use load.routing: "
                 "per_instance (each replica at its port published on the engine's host)"
             )
+        if isinstance(spec, AgentEngineSpec) and spec.agent.use != "never":
+            return problems
         problems += [
-            f"faults.{index} (disk_fill): checks the free space of the engine's storage on "
-            f"this host before the run, and {where}"
+            f"faults.{index} (disk_fill): fills the container's layer from the engine's host, "
+            f"and {where} while target.agent.use is never: let the agent do it (use: auto)"
             for index, entry in enumerate(scenario.faults)
             if entry.kind == "disk_fill"
         ]
