@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
@@ -52,6 +52,8 @@ from faults.mechanisms.tcpproxy import find_proxies
 from faults.memory_stress import MemoryStress, MemoryStressParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from faults.packet_loss import PacketLoss, PacketLossParams
+from harness.agent.docker import AGENTS as DOCKER_AGENTS
+from harness.agent.relay import AgentRelay
 from harness.hostsys import in_netns
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets import make_target, target_spec
@@ -75,7 +77,10 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.docker
 
+# "+agent": the host-side faults through the run's fault agent container on the engine (as on
+# an engine elsewhere: harness.agent.docker), the effects still read from this host
 TARGETS = ["docker", "podman", "swarm"]
+COLUMNS = [*TARGETS, "docker+agent"]
 MIB = 1024 * 1024
 LEASE_S = 120.0  # a relayed cell's lease: the agent reverts by itself should the test die
 WORKLOAD = {
@@ -93,8 +98,11 @@ class Deployed:
     target: Target
     run_dir: Path
 
+    relay: AgentRelay | None = None
+
     def context(self) -> FaultContext:
-        return FaultContext(self.target, self.target.run_id, self.run_dir, random.Random(7))
+        ctx = FaultContext(self.target, self.target.run_id, self.run_dir, random.Random(7))
+        return replace(ctx, relay=self.relay)
 
     def victim(self) -> Instance:
         return self.target.instances()[0]  # web-1
@@ -116,10 +124,12 @@ class Deployed:
 def _spec(kind: str) -> TargetSpec:
     if kind == "swarm":  # Swarm's 5 s default restart delay would only slow the matrix down
         return target_spec("swarm", swarm={"restart_delay": "1s"})
+    if kind.endswith("+agent"):
+        return target_spec(kind.removesuffix("+agent"), agent={"use": "always"})
     return target_spec(kind)
 
 
-@pytest.fixture(scope="module", params=TARGETS)
+@pytest.fixture(scope="module", params=COLUMNS)
 def deployed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
@@ -128,14 +138,24 @@ def deployed(
         pytest.skip("podman is not installed")
     host = connect(None)
     swarm_before = swarm_state(host)
-    target = make_target(f"matrix-{kind}-{secrets.token_hex(3)}", _spec(kind))
+    spec = _spec(kind)
+    target = make_target(f"matrix-{kind.replace('+', '-')}-{secrets.token_hex(3)}", spec)
     started = time.monotonic()
+    agents = None
     try:
         target.deploy(WorkloadSpec.model_validate(WORKLOAD))
         target.wait_healthy(90)
         print(f"\n{kind}: deployed in {time.monotonic() - started:.1f} s")
-        yield Deployed(kind, target, tmp_path_factory.mktemp(f"matrix-{kind}"))
+        cell = Deployed(kind, target, tmp_path_factory.mktemp(f"matrix-{kind}"))
+        if kind.endswith("+agent"):
+            agents = DOCKER_AGENTS.open(target, spec, target.run_id)
+            assert agents is not None
+            agents.wait_ready(60)
+            cell.relay = AgentRelay(target.run_id, 7, agents.channels())
+        yield cell
     finally:
+        if agents is not None:
+            agents.remove()
         target.teardown()
     assert labelled_objects(host, target.run_id) == []
     assert swarm_as_before(host, swarm_before)
@@ -186,6 +206,16 @@ def _apply(fault: AnyFault, deployed: Deployed, instances: list[Instance]) -> Re
 def _revert(fault: AnyFault, deployed: Deployed, record: RevertRecord) -> None:
     assert revert_fault(fault.revert, deployed.context(), record)
     assert revert_fault(fault.revert, deployed.context(), record)  # idempotent
+
+
+def filled_path(pid: int, record: RevertRecord) -> str:
+    """The fill's path in the container: the record's, or (through an agent, which keeps the
+    record on its node) the one file of the fault's name the kernel shows in the container."""
+    if RELAYED not in record.data:
+        return str(record.data["files"][0]["path"])
+    root = Path(f"/proc/{pid}/root")
+    (found,) = (root / DiskFillParams(size=MIB).directory.lstrip("/")).glob("chaos-harness-fill-*")
+    return "/" + str(found.relative_to(root))
 
 
 def _answers_again(instance_name: str, deployed: Deployed, timeout_s: float = 30) -> bool:
@@ -327,7 +357,7 @@ def test_disk_fill_the_bytes_land_in_the_engines_storage(cell: Deployed) -> None
     victim = cell.victim()
     fault = DiskFill(DiskFillParams.model_validate({"size": "16Mi"}))
     record = _apply(fault, cell, [victim])
-    inside = str(record.data["files"][0]["path"])
+    inside = filled_path(victim.pid, record)
     graph = cell.container_state(victim.container_id)["GraphDriver"]
     assert isinstance(graph, dict)
     upper = Path(str(graph["Data"]["UpperDir"]))

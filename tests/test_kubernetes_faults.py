@@ -16,12 +16,10 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from faults.base import RELAYED, FaultContext, RevertRecord
 from faults.container_kill import ContainerKill, ContainerKillParams
 from faults.disk_fill import DiskFill, DiskFillParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
@@ -48,6 +46,7 @@ from tests.test_fault_matrix import (
     check_latency,
     check_memory_stress,
     check_packet_loss,
+    filled_path,
     refused_by_validate,
 )
 from tests.test_kubernetes import kubectl, lab, pods_json
@@ -56,17 +55,6 @@ pytestmark = pytest.mark.docker  # the lab's images come from the host's Docker 
 __all__ = ["lab"]  # the module-scoped lab fixture, shared with test_kubernetes.py
 
 REFUSED = ["container_stop", "container_pause", "container_restart", "manager_quorum_loss"]
-
-
-@dataclass
-class Relayed(Deployed):
-    """The cells' faults through the fault agents (a DaemonSet of the run), as on a cluster
-    the harness does not run; the tests still read the effects from this host."""
-
-    relay: AgentRelay | None = None
-
-    def context(self) -> FaultContext:
-        return replace(super().context(), relay=self.relay)
 
 
 @pytest.fixture(scope="module", params=["host", pytest.param("agent", marks=pytest.mark.slow)])
@@ -84,7 +72,9 @@ def deployed(
         target.deploy(WorkloadSpec.model_validate(WORKLOAD))
         target.wait_healthy(120)
         print(f"\nkubernetes ({path}): deployed in {time.monotonic() - started:.1f} s")
-        cell = Relayed("kubernetes", target, tmp_path_factory.mktemp("matrix-kubernetes"))
+        # through the agents (a DaemonSet of the run), as on a cluster the harness does not
+        # run; the tests still read the effects from this host
+        cell = Deployed("kubernetes", target, tmp_path_factory.mktemp("matrix-kubernetes"))
         if path == "agent":
             agents = AGENTS.open(target, spec, target.run_id)
             assert agents is not None
@@ -169,7 +159,7 @@ def test_disk_fill_the_bytes_land_in_the_pods_filesystem(
     victim = cell.victim()
     fault = DiskFill(DiskFillParams.model_validate({"size": "16Mi"}))
     record = _apply(fault, cell, [victim])
-    inside = _filled(victim.pid, record)
+    inside = filled_path(victim.pid, record)
     seen_by_kernel = Path(f"/proc/{victim.pid}/root") / inside.lstrip("/")
     on_host = _writable_layer(victim.pid) / inside.lstrip("/")
     try:
@@ -184,16 +174,6 @@ def test_disk_fill_the_bytes_land_in_the_pods_filesystem(
         _revert(fault, cell, record)
     assert not seen_by_kernel.exists() and not on_host.exists()
     assert _exec(lab, cell, victim.container_name, "test", "-e", inside) != 0
-
-
-def _filled(pid: int, record: RevertRecord) -> str:
-    """The fill's path in the container: the record's, or (through an agent, which keeps the
-    record on its node) the one file of the fault's name the kernel shows in the container."""
-    if RELAYED not in record.data:
-        return str(record.data["files"][0]["path"])
-    root = Path(f"/proc/{pid}/root")
-    (found,) = (root / DiskFillParams(size=MIB).directory.lstrip("/")).glob("chaos-harness-fill-*")
-    return "/" + str(found.relative_to(root))
 
 
 def _writable_layer(pid: int) -> Path:
