@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 import docker
@@ -346,3 +347,30 @@ def harness_cli(
         cwd=REPO,
         env=None if env is None else dict(env),
     )
+
+
+class Sampler:
+    """Something a test reads by itself every `interval_s` while a run goes, on a thread of
+    its own: a context manager; subclasses say what one reading is (`sample`)."""
+
+    interval_s = 0.5
+    join_timeout_s = 30.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.join_timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from harness.agent.relay import call
 from harness.hostsys import HOST_ACCESS_ENV
 from harness.labs.docker import lab
 from harness.targets.base import RUN_LABEL
-from tests.helpers import REPO, harness_cli, wait_until
+from tests.helpers import REPO, Sampler, harness_cli, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -125,34 +124,26 @@ def test_the_lab_is_an_engine_on_tcp_at_its_bridge_address_only(
     assert lab_engine.images.list(name="chaos-harness/demo")  # loaded from this machine's
 
 
-class StressWatch:
+class StressWatch(Sampler):
     """stress-ng processes in the cgroups of the run's containers on the lab's engine, read
     from /proc by the test every 0.2 s: (time_ns, how many)."""
 
+    interval_s = 0.2
+
     def __init__(self, client: docker.DockerClient) -> None:
+        super().__init__()
         self._client = client
         self.readings: list[tuple[int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> StressWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                containers = self._client.containers.list(filters={"label": RUN_LABEL})
-            except docker.errors.DockerException:
-                continue
-            pids = [int(c.attrs["State"]["Pid"] or 0) for c in containers]
-            own = [_cgroups(pid) for pid in pids if pid > 0]
-            count = sum(1 for pid in _stress_pids() if _cgroups(pid) in own)
-            self.readings.append((time.time_ns(), count))
+    def sample(self) -> None:
+        try:
+            containers = self._client.containers.list(filters={"label": RUN_LABEL})
+        except docker.errors.DockerException:
+            return
+        pids = [int(c.attrs["State"]["Pid"] or 0) for c in containers]
+        own = [_cgroups(pid) for pid in pids if pid > 0]
+        count = sum(1 for pid in _stress_pids() if _cgroups(pid) in own)
+        self.readings.append((time.time_ns(), count))
 
     def during(self, start_ns: int, end_ns: int) -> list[int]:
         return [n for t, n in self.readings if start_ns <= t <= end_ns]

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from harness.labs.kubernetes import lab as kube_lab
 from harness.results import read_json_lines
 from harness.targets.base import RUN_LABEL
 from harness.targets.kubernetes.host import scan_container_pid
-from tests.helpers import harness_cli, wait_until
+from tests.helpers import Sampler, harness_cli, wait_until
 from tests.kube_labs import module_lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,37 +67,27 @@ def run_pod_containers(lab: kube_lab.KubeLabInfo) -> dict[str, str]:
     return found
 
 
-class StressWatcher:
+class StressWatcher(Sampler):
     """stress-ng processes seen in a run pod's container cgroup, polled while the run goes."""
 
     def __init__(self, lab: kube_lab.KubeLabInfo) -> None:
         self.lab = lab
         self.seen: set[str] = set()  # pod names
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> StressWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.5):
+    def sample(self) -> None:
+        try:
+            containers = run_pod_containers(self.lab)
+        except (subprocess.SubprocessError, json.JSONDecodeError):
+            return
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
             try:
-                containers = run_pod_containers(self.lab)
-            except (subprocess.SubprocessError, json.JSONDecodeError):
-                continue
-            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-                try:
-                    if not Path(f"/proc/{pid}/comm").read_text().startswith("stress-ng"):
-                        continue
-                    cgroup = Path(f"/proc/{pid}/cgroup").read_text()
-                except OSError:
+                if not Path(f"/proc/{pid}/comm").read_text().startswith("stress-ng"):
                     continue
-                self.seen |= {pod for cid, pod in containers.items() if cid in cgroup}
+                cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+            except OSError:
+                continue
+            self.seen |= {pod for cid, pod in containers.items() if cid in cgroup}
 
 
 def run_dir_of(out: Path) -> Path:

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import yaml
 
 from harness.hostsys import HOST_ACCESS_ENV
 from tests.abort import REPO
-from tests.helpers import podman_leftovers
+from tests.helpers import Sampler, podman_leftovers
 
 pytestmark = [
     pytest.mark.docker,  # the agent's image is built on Docker and loaded into Podman
@@ -60,7 +59,7 @@ def _rules_in(pid: int) -> str:
     return done.stdout
 
 
-class PodmanWatch:
+class PodmanWatch(Sampler):
     """What Podman's CLI and the replicas' namespaces show every 0.5 s during the run."""
 
     def __init__(self) -> None:
@@ -68,41 +67,31 @@ class PodmanWatch:
         self.restarts: dict[str, int] = {}
         self.partition_rules: dict[str, int] = {}
         self.fills: dict[str, int] = {}  # replica -> the largest fill file seen (bytes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> PodmanWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for container in _podman_ps():
-                name = container["Names"][0]
-                if name.startswith(f"chaos-agent-{NAME}-"):
-                    self.agent_seen = True
-                    continue
-                replica = name.rsplit("-", 2)[-2] + "-" + name.rsplit("-", 1)[-1]
-                inspect = subprocess.run(
-                    ["podman", "inspect", name, "--format", "{{.RestartCount}} {{.State.Pid}}"],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                    check=False,
-                ).stdout.split()
-                if len(inspect) != 2:
-                    continue
-                restarts, pid = int(inspect[0]), int(inspect[1])
-                self.restarts[replica] = max(self.restarts.get(replica, 0), restarts)
-                if pid > 0:
-                    self._read_fills(replica, pid)
-                    tagged = _rules_in(pid).count("chaos-harness")
-                    seen = self.partition_rules.get(replica, 0)
-                    self.partition_rules[replica] = max(seen, tagged)
+    def sample(self) -> None:
+        for container in _podman_ps():
+            name = container["Names"][0]
+            if name.startswith(f"chaos-agent-{NAME}-"):
+                self.agent_seen = True
+                continue
+            replica = name.rsplit("-", 2)[-2] + "-" + name.rsplit("-", 1)[-1]
+            inspect = subprocess.run(
+                ["podman", "inspect", name, "--format", "{{.RestartCount}} {{.State.Pid}}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            ).stdout.split()
+            if len(inspect) != 2:
+                continue
+            restarts, pid = int(inspect[0]), int(inspect[1])
+            self.restarts[replica] = max(self.restarts.get(replica, 0), restarts)
+            if pid > 0:
+                self._read_fills(replica, pid)
+                tagged = _rules_in(pid).count("chaos-harness")
+                seen = self.partition_rules.get(replica, 0)
+                self.partition_rules[replica] = max(seen, tagged)
 
     def _read_fills(self, replica: str, pid: int) -> None:
         tmp = Path(f"/proc/{pid}/root/tmp")

@@ -15,7 +15,6 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from harness.images import DEMO_IMAGE
 from harness.results import read_json_lines
 from harness.targets.base import INSTANCE_LABEL, SERVICE_LABEL
 from tests.conftest import labelled_objects
-from tests.helpers import fetch
+from tests.helpers import Sampler, fetch
 
 REPO = Path(__file__).resolve().parent.parent
 BYSTANDER_LABEL = "chaos-harness-test.bystander"  # not the run label: the harness must not care
@@ -118,7 +117,7 @@ def _scenario(path: Path) -> Path:
     return path
 
 
-class Watch:
+class Watch(Sampler):
     """Samples the bystanders while the run goes: rules, qdiscs, foreign processes, answers."""
 
     def __init__(self, containers: list[Any]) -> None:
@@ -126,21 +125,11 @@ class Watch:
         self.problems: list[str] = []
         self.answers = 0
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for container in self.containers:
-                self._look(container)
+    def sample(self) -> None:
+        for container in self.containers:
+            self._look(container)
 
     def _look(self, container: Any) -> None:
         container.reload()

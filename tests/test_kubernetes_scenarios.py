@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,50 +16,43 @@ import pytest
 
 from harness.labs.kubernetes import lab as kube_lab
 from harness.targets.base import RUN_LABEL
+from tests.helpers import Sampler
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 CUT_NODE = "chk8s-n3"
 
 
-class PodWatcher:
+class PodWatcher(Sampler):
     """kubectl's view of the run's pods, once a second, while the run goes: which nodes ran
     a ready pod of the run, and when."""
 
+    interval_s = 1.0
+
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[tuple[float, str, str, bool]] = []  # (t, pod, node, ready)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> PodWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(1.0):
-            info = kube_lab.current()
-            if info is None:
-                continue
-            query = ("get", "pods", "-A", "-l", RUN_LABEL, "-o", "json")
-            done = subprocess.run(
-                [info.kubectl, "--kubeconfig", info.kubeconfig, *query],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
-            )
-            if done.returncode != 0:
-                continue
-            now = time.monotonic()
-            for pod in json.loads(done.stdout)["items"]:
-                conditions = pod["status"].get("conditions", [])
-                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-                node = pod["spec"].get("nodeName", "")
-                self.seen.append((now, pod["metadata"]["name"], node, ready))
+    def sample(self) -> None:
+        info = kube_lab.current()
+        if info is None:
+            return
+        query = ("get", "pods", "-A", "-l", RUN_LABEL, "-o", "json")
+        done = subprocess.run(
+            [info.kubectl, "--kubeconfig", info.kubeconfig, *query],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        if done.returncode != 0:
+            return
+        now = time.monotonic()
+        for pod in json.loads(done.stdout)["items"]:
+            conditions = pod["status"].get("conditions", [])
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            node = pod["spec"].get("nodeName", "")
+            self.seen.append((now, pod["metadata"]["name"], node, ready))
 
 
 def test_a_cut_node_is_reported_down_and_its_pod_replaced_on_another(tmp_path: Path) -> None:

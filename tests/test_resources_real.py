@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from harness.errors import HarnessError
 from harness.targets.base import RUN_LABEL
 from tests.abort import REPO, SCENARIOS
-from tests.helpers import cpu_seconds
+from tests.helpers import Sampler, cpu_seconds
 
 pytestmark = pytest.mark.docker
 NAME = "resources-check"
@@ -44,34 +43,26 @@ def _scenario(tmp_path: Path) -> Path:
     return path
 
 
-class CgroupReader:
+class CgroupReader(Sampler):
     """The run's container's cgroup CPU, read by the test every 0.25 s."""
 
+    interval_s = 0.25
+
     def __init__(self, client: docker.DockerClient) -> None:
+        super().__init__()
         self._client = client
         self.readings: list[tuple[int, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> CgroupReader:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            for container in self._client.containers.list(filters={"label": RUN_LABEL}):
-                if not container.labels.get(RUN_LABEL, "").startswith(NAME):
-                    continue
-                pid = int(container.attrs["State"]["Pid"] or 0)
-                try:
-                    if pid > 0:
-                        self.readings.append((time.time_ns(), cpu_seconds(pid)))
-                except (OSError, ValueError, HarnessError):
-                    continue  # not started yet, or gone
+    def sample(self) -> None:
+        for container in self._client.containers.list(filters={"label": RUN_LABEL}):
+            if not container.labels.get(RUN_LABEL, "").startswith(NAME):
+                continue
+            pid = int(container.attrs["State"]["Pid"] or 0)
+            try:
+                if pid > 0:
+                    self.readings.append((time.time_ns(), cpu_seconds(pid)))
+            except (OSError, ValueError, HarnessError):
+                continue  # not started yet, or gone
 
     def cores(self, start_ns: int, end_ns: int) -> float:
         times = np.array([t for t, _ in self.readings], dtype=np.float64)
