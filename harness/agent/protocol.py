@@ -2,7 +2,9 @@
 
 A request is passed as the argument of `python -m harness.agent call` (no stdin: an exec
 through the API server or a Docker engine needs nothing else), the reply is the one line the
-call prints. Both sides validate with these models, so a version skew is a clear error.
+call prints. Both sides validate with these models, so a version skew is a clear error: each
+side reads the other's `version` before anything else (version 2 added the probe requests and
+the reply's probes).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SERVE_ARGV = ("python3", "-m", "harness.agent", "serve")
 CALL_ARGV = ("python3", "-m", "harness.agent", "call")
 # the agent's clock, read by the lightest process there is (no site, no imports): its round
@@ -69,9 +71,66 @@ class RevertRequest(_Model):
     instances: list[AgentInstance]
 
 
+class ProbeTarget(_Model):
+    """One instance to probe from the agent's node: its name and the URL the node reaches."""
+
+    name: str
+    url: str
+
+
+class ProbeStartRequest(_Model):
+    """Start the run's probe process on this node (replacing one already running): a GET of
+    each target every `interval_s`; it stops by itself `idle_s` after the last read, so a
+    harness that died leaves no prober behind. The reply: its pid and the log's size."""
+
+    op: Literal["probe_start"] = "probe_start"
+    run_id: str
+    targets: list[ProbeTarget]
+    interval_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+
+
+class ProbeReadRequest(_Model):
+    """The probes completed since byte `offset` of the run's probe log (whole lines only);
+    the reply's `next_offset` is where the next read starts, its `pid` the prober's (None:
+    not running)."""
+
+    op: Literal["probe_read"] = "probe_read"
+    run_id: str
+    offset: int = Field(default=0, ge=0)
+
+
+class ProbeStopRequest(_Model):
+    """Stop the run's probe process (not running: ok); its log stays to be read."""
+
+    op: Literal["probe_stop"] = "probe_stop"
+    run_id: str
+
+
+Body = (
+    InfoRequest
+    | ApplyRequest
+    | RevertRequest
+    | ProbeStartRequest
+    | ProbeReadRequest
+    | ProbeStopRequest
+)
+
+
 class Request(_Model):
     version: int = PROTOCOL_VERSION
-    body: InfoRequest | ApplyRequest | RevertRequest = Field(discriminator="op")
+    body: Body = Field(discriminator="op")
+
+
+class AgentProbe(_Model):
+    """One probe as the agent did it; `start_ns` is the agent's clock."""
+
+    instance: str
+    start_ns: int
+    latency_ms: float
+    ok: bool
+    error: str | None = None
 
 
 class Reply(_Model):
@@ -85,3 +144,6 @@ class Reply(_Model):
     action_ns: int | None = None  # the fault's first action (apply), or its revert's
     mechanism: str = ""  # what the agent did (the record's mechanism)
     outstanding: list[str] = Field(default_factory=list)  # fault ids it still holds
+    pid: int | None = None  # probe_*: the probe process, while it runs
+    probes: list[AgentProbe] = Field(default_factory=list)  # probe_read: the new ones
+    next_offset: int = 0  # probe_start / probe_read: where the next read starts
