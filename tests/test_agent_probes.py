@@ -216,6 +216,14 @@ def test_both_sides_refuse_another_protocol_version_by_name(channel: LocalChanne
         call(NewerAgent(), ProbeReadRequest(run_id="r1"))
 
 
+def test_a_probe_request_names_a_run_never_a_path(channel: LocalChannel) -> None:
+    for op in ("probe_read", "probe_stop"):
+        raw = json.dumps({"body": {"op": op, "run_id": "../../etc"}})
+        reply = Reply.model_validate_json(channel.run([*CALL_ARGV, raw], 30).strip())
+        assert not reply.ok and "names one directory" in reply.error, reply
+    assert not (channel.state.parent / "etc").exists()
+
+
 # --- probes.via: chosen by trying -------------------------------------------------------------
 
 

@@ -3,11 +3,10 @@ addresses are routable when they are not from the harness.
 
 `start` spawns `python3 -m harness.agent probe DIR`, detached from the `call` that started it
 (its own session, no pipe to the exec), which probes each target on a thread of its own and
-appends one line per probe to DIR/probes.tsv (start_ns on the agent's clock, latency, ok,
-instance, error). `read` returns the complete lines after an offset; `stop` ends the process by
-its recorded PID and start time. The process stops by itself when no read came for `idle_s`
-(a harness that died), and `serve` stops every one when it is stopped, so nothing is left.
-Standard library only, beside the protocol: the agent's image has python3 and pydantic.
+appends one line per probe to its results (harness.agent.probe_log: the files, and the read).
+`stop` ends the process by its recorded PID and start time. The process stops by itself when
+no read came for `idle_s` (a harness that died), and `serve` stops every one when it is
+stopped, so nothing is left. Standard library only, beside the protocol's models.
 """
 
 from __future__ import annotations
@@ -26,30 +25,23 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from harness.agent.protocol import (
-    AgentProbe,
-    ProbeReadRequest,
-    ProbeStartRequest,
-    ProbeStopRequest,
-    ProbeTarget,
-    Reply,
+from harness.agent.probe_log import (
+    CONFIG,
+    LOG,
+    PID_FILE,
+    READ_MARK,
+    RESULTS,
+    line,
+    probe_dir,
+    running,
 )
+from harness.agent.protocol import ProbeStartRequest, ProbeStopRequest, ProbeTarget, Reply
 from harness.errors import AgentError
 from harness.hostsys import kill_recorded, process_start_ticks
 
-RESULTS = "probes.tsv"
-CONFIG = "config.json"
-PID_FILE = "pid"
-READ_MARK = "read"  # touched by every read: the process's sign that the harness is there
-LOG = "probe.log"
-MAX_READ_BYTES = 512 * 1024  # one reply's worth; the rest comes with the next read
 STARTED_WITHIN_S = 10.0
 STOP_GRACE_S = 5.0
 IDLE_CHECK_S = 0.5
-
-
-def probe_dir(state_dir: Path, run_id: str) -> Path:
-    return state_dir / "runs" / run_id / "probes"
 
 
 def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
@@ -69,28 +61,6 @@ def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
         return False, type(exc).__name__
     finally:
         connection.close()
-
-
-def _clean(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
-
-
-def _line(name: str, start_ns: int, latency_ms: float, ok: bool, error: str | None) -> str:
-    return f"{start_ns}\t{latency_ms:.3f}\t{int(ok)}\t{_clean(name)}\t{_clean(error or '')}\n"
-
-
-def _parsed(line: str) -> AgentProbe | None:
-    fields = line.rstrip("\n").split("\t")
-    if len(fields) != 5:
-        return None
-    try:
-        start_ns, latency_ms = int(fields[0]), float(fields[1])
-    except ValueError:
-        return None
-    ok, error = fields[2] == "1", fields[4] or None
-    return AgentProbe(
-        instance=fields[3], start_ns=start_ns, latency_ms=latency_ms, ok=ok, error=error
-    )
 
 
 # --- the probe process ---------------------------------------------------------------------
@@ -114,7 +84,7 @@ class _Loop:
             ok, error = probe_once(target.url, timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
             with self._lock:
-                self._out.write(_line(target.name, start_ns, latency_ms, ok, error))
+                self._out.write(line(target.name, start_ns, latency_ms, ok, error))
             next_at += interval_s
             self.stop.wait(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at, time.monotonic() - interval_s)
@@ -162,23 +132,6 @@ def _write_pid(directory: Path) -> None:
 # --- the calls -----------------------------------------------------------------------------
 
 
-def _running(directory: Path) -> tuple[int, int] | None:
-    """(pid, start ticks) of the directory's probe process while it runs."""
-    try:
-        raw = json.loads((directory / PID_FILE).read_text())
-        pid, ticks = int(raw["pid"]), int(raw["start_ticks"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-    return (pid, ticks) if process_start_ticks(pid) == ticks and not _zombie(pid) else None
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -203,7 +156,7 @@ def start(request: ProbeStartRequest, state_dir: Path, node: str) -> Reply:
             cwd="/",
         )
     deadline = time.monotonic() + STARTED_WITHIN_S
-    while (running := _running(directory)) is None:
+    while (alive := running(directory)) is None:
         if process.poll() is not None or time.monotonic() > deadline:
             said = (directory / LOG).read_text(errors="replace")[-600:]
             raise AgentError(f"the probe process on {node} did not start: {said}")
@@ -212,38 +165,9 @@ def start(request: ProbeStartRequest, state_dir: Path, node: str) -> Reply:
         ok=True,
         node=node,
         time_ns=time.time_ns(),
-        pid=running[0],
+        pid=alive[0],
         next_offset=offset,
     )
-
-
-def read(request: ProbeReadRequest, state_dir: Path, node: str) -> Reply:
-    directory = probe_dir(state_dir, request.run_id)
-    with contextlib.suppress(FileNotFoundError):
-        os.utime(directory / READ_MARK)
-    probes, next_offset = _lines_after(directory / RESULTS, request.offset)
-    running = _running(directory)
-    return Reply(
-        ok=True,
-        node=node,
-        time_ns=time.time_ns(),
-        pid=None if running is None else running[0],
-        probes=probes,
-        next_offset=next_offset,
-    )
-
-
-def _lines_after(path: Path, offset: int) -> tuple[list[AgentProbe], int]:
-    """The complete lines after `offset` (at most MAX_READ_BYTES of them) and where they end."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read(MAX_READ_BYTES)
-    except FileNotFoundError:
-        return [], offset
-    whole = data[: data.rfind(b"\n") + 1]
-    parsed = (_parsed(line) for line in whole.decode("utf-8", errors="replace").splitlines())
-    return [p for p in parsed if p is not None], offset + len(whole)
 
 
 def stop(request: ProbeStopRequest, state_dir: Path, node: str) -> Reply:
@@ -254,15 +178,15 @@ def stop(request: ProbeStopRequest, state_dir: Path, node: str) -> Reply:
 def _stop_in(directory: Path) -> bool:
     """Stop the directory's probe process (SIGTERM, then SIGKILL after a grace); True if
     one was running."""
-    running = _running(directory)
-    if running is None:
+    alive = running(directory)
+    if alive is None:
         return False
-    pid, ticks = running
+    pid, ticks = alive
     kill_recorded(pid, ticks, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
-    while _running(directory) is not None and time.monotonic() < deadline:
+    while running(directory) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _running(directory) is not None:
+    if running(directory) is not None:
         kill_recorded(pid, ticks, signal.SIGKILL)
     return True
 

@@ -9,17 +9,26 @@ the reply's probes).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 2
-SERVE_ARGV = ("python3", "-m", "harness.agent", "serve")
-CALL_ARGV = ("python3", "-m", "harness.agent", "call")
-# the agent's clock, read by the lightest process there is (no site, no imports): its round
-# trip bounds the offset's error, so the read must not wait for the agent's imports
-CLOCK_ARGV = ("python3", "-S", "-c", "import time; print(time.time_ns())")
-STATE_DIR = "/var/lib/chaos-agent"  # inside the agent's container: its undo log and run files
+from harness.agent.wire import CALL_ARGV as CALL_ARGV
+from harness.agent.wire import CLOCK_ARGV as CLOCK_ARGV
+from harness.agent.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
+from harness.agent.wire import SERVE_ARGV as SERVE_ARGV
+from harness.agent.wire import STATE_DIR as STATE_DIR
+from harness.agent.wire import safe_run_id
+
+
+def _one_directory(run_id: str) -> str:
+    if not safe_run_id(run_id):
+        raise ValueError(f"a run id names one directory, not {run_id!r}")
+    return run_id
+
+
+# the probe files are under STATE_DIR/runs/<run id>/: never a path of the request's
+RunId = Annotated[str, AfterValidator(_one_directory)]
 
 
 class _Model(BaseModel):
@@ -84,7 +93,7 @@ class ProbeStartRequest(_Model):
     harness that died leaves no prober behind. The reply: its pid and the log's size."""
 
     op: Literal["probe_start"] = "probe_start"
-    run_id: str
+    run_id: RunId
     targets: list[ProbeTarget]
     interval_s: float = Field(gt=0)
     timeout_s: float = Field(gt=0)
@@ -97,7 +106,7 @@ class ProbeReadRequest(_Model):
     not running)."""
 
     op: Literal["probe_read"] = "probe_read"
-    run_id: str
+    run_id: RunId
     offset: int = Field(default=0, ge=0)
 
 
@@ -105,7 +114,7 @@ class ProbeStopRequest(_Model):
     """Stop the run's probe process (not running: ok); its log stays to be read."""
 
     op: Literal["probe_stop"] = "probe_stop"
-    run_id: str
+    run_id: RunId
 
 
 Body = (
