@@ -41,6 +41,8 @@ from harness.agent.protocol import (
 )
 from harness.agent.relay import AgentRelay, call
 from harness.errors import AgentError
+from harness.hostsys import HOST_ACCESS_ENV
+from harness.labs.kubernetes import lab as kube_lab
 from harness.results.probes import read_probe_log
 from harness.targets.base import Instance
 from harness.targets.docker.remote import engine_address
@@ -434,4 +436,66 @@ def test_a_run_takes_its_probes_from_the_agent_and_says_so(
     print(
         f"\nrun with agent probes: {len(probes)} probes, web-1 failed {len(failed)}; kill ttr "
         f"{summary['faults'][0].get('ttr_s')} s"
+    )
+
+
+# --- on the Kubernetes lab, as on a cluster the harness does not run -----------------------
+
+
+@pytest.fixture(scope="module")
+def kube(demo_image: str) -> Iterator[kube_lab.KubeLabInfo]:
+    """The Kubernetes lab: the one that is up, or two nodes brought up for this module."""
+    del demo_image
+    info = kube_lab.current()
+    if info is not None:
+        yield info
+        return
+    made = kube_lab.KubeLab()
+    info = made.up(nodes=2, progress=lambda line: print(line, file=sys.stderr))
+    try:
+        yield info
+    finally:
+        made.down()
+
+
+@pytest.mark.docker
+@pytest.mark.slow  # a lab, a DaemonSet and a 30 s run: about 2 minutes
+def test_on_kubernetes_each_nodes_agent_probes_its_pods_through_a_crash(
+    kube: kube_lab.KubeLabInfo, tmp_path: Path
+) -> None:
+    del kube  # up: the run finds it
+    data = {
+        "name": "agent-probes-kube",
+        "target": {"kind": "kubernetes"},
+        "workload": {"image": "demo", "replicas": 3, "port": 8080},
+        "load": {"users": 4, "duration": "30s", "paths": [{"path": "/"}], "timeout": "1s"},
+        "probes": {"via": "agent", "interval": "100ms"},
+        "faults": [{"kind": "container_kill", "at": "10s", "select": {"count": 1}}],
+    }
+    scenario = tmp_path / "kube.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    env = {**os.environ, HOST_ACCESS_ENV: "none"}
+    done = harness_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env)
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-4000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["probes"]["via"] == "agent"
+    assert set(manifest["probes"]["nodes"]) <= set(manifest["agents"]["nodes"])
+    probes = pd.read_parquet(run_dir / "probes.parquet")
+    assert len(set(probes["instance"])) == 3
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    (kill,) = [e for e in events if e["action"] == "fault_inject"]
+    (victim,) = kill["attributes"]["targets"]
+    mine = probes[probes["instance"] == victim]
+    failed = mine[~mine["ok"]]
+    assert len(failed) >= 1 and failed["start_ns"].min() >= kill["time_ns"] - NS // 5
+    assert mine[mine["start_ns"] > failed["start_ns"].max()]["ok"].sum() >= 5
+    others = probes[probes["instance"] != victim]
+    assert others["ok"].mean() > 0.99
+    start, end = manifest["started_at_ns"], manifest["ended_at_ns"]
+    assert start <= probes["start_ns"].min() and probes["start_ns"].max() <= end
+    assert _probe_processes(f"runs/{manifest['run_id']}/probes") == []
+    print(
+        f"\nkubernetes, agent probes from {manifest['probes']['nodes']}: {len(probes)} probes, "
+        f"{victim} failed {len(failed)} after the crash; clocks {manifest['agents']['clocks']}"
     )

@@ -157,7 +157,7 @@ class AgentProber:
                 self._warn_once(node, f"reading the probes of the agent on {node} failed: {exc}")
                 continue
             if reply.pid is None and not self._stop.is_set():
-                self._warn_once(node, f"the probe process on {node} stopped before the run")
+                self._warn_once(node, f"the probe process on {node} stopped before the run ended")
 
     def _read(self, node: str) -> Reply:
         request = ProbeReadRequest(run_id=self._relay.run_id, offset=self._offsets[node])
