@@ -4,7 +4,8 @@ Without an engine: the agent's program run as processes of this host (as in its 
 probing HTTP servers of this test and a port nobody listens on; the choice of `probes.via` by
 trying, with real probes. On the Docker engine: the agent as a container with the host's PID
 and network namespaces, probing the demo replicas, one of them killed and started again by
-the test through the Docker SDK; and a whole run whose probes come from the agent.
+the test through the Docker SDK; and a whole run whose probes come from the agent. On the
+Kubernetes lab (slow): a run without host access whose probes come from each node's agent.
 """
 
 from __future__ import annotations
@@ -263,6 +264,18 @@ def test_asked_explicitly_nothing_is_tried_and_agent_without_agents_is_an_error(
     assert tried == []
     with pytest.raises(AgentError, match="no fault agents"):
         choose_probes("agent", instances, "/", False, probe)
+
+
+def test_auto_tries_every_instance_at_once() -> None:
+    def silent(url: str, timeout_s: float) -> tuple[bool, str | None]:
+        time.sleep(0.5)  # an address that drops packets: the timeout, here shortened
+        return False, "timeout"
+
+    instances = [_instance(f"web-{n}", f"http://192.0.2.{n}:80") for n in range(1, 7)]
+    began = time.monotonic()
+    choice = choose_probes("auto", instances, "/", True, silent)
+    assert choice.via == "agent" and choice.reason.count("(timeout)") == 6
+    assert time.monotonic() - began < 1.5  # 6 x 0.5 s one after the other would be 3 s
 
 
 def test_the_agent_probes_an_instances_own_address_not_a_route_of_this_host() -> None:

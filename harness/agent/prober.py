@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +67,14 @@ def choose_probes(
                 "fault on a target the harness does not run, or target.agent.use: always)"
             )
         return ProbeChoice(asked, "agent", "probes.via: agent")
-    failed = {}
-    for instance in instances:
-        ok, error = probe(f"{instance.url}{path}", AUTO_TIMEOUT_S)
-        if not ok:
-            failed[instance.name] = error or "failed"
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(instances)))) as pool:
+        # at once: an address that drops packets takes the whole timeout
+        answers = list(pool.map(lambda i: probe(f"{i.url}{path}", AUTO_TIMEOUT_S), instances))
+    failed = {
+        instance.name: error or "failed"
+        for instance, (ok, error) in zip(instances, answers, strict=True)
+        if not ok
+    }
     if not failed:
         reason = f"every instance ({len(instances)}) answered a probe from the harness"
         return ProbeChoice(asked, "harness", reason)
