@@ -150,6 +150,36 @@ def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
         connection.close()
 
 
+class ProbeLog:
+    """The probes of a run as they complete: kept in memory, and appended to the probe log
+    (one line a write, when there is a log) so a killed harness keeps them. Thread-safe."""
+
+    def __init__(self, log: Path | None) -> None:
+        self._results: list[ProbeResult] = []
+        self._lock = threading.Lock()
+        self._log: IO[str] | None = None
+        if log is not None:
+            self._log = log.open("a", buffering=1, encoding="utf-8")
+            if self._log.tell() == 0:
+                self._log.write(PROBE_LOG_HEADER)
+
+    def add(self, results: Sequence[ProbeResult]) -> None:
+        with self._lock:
+            self._results.extend(results)
+            if self._log is not None and not self._log.closed:
+                self._log.write("".join(probe_line(r) for r in results))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+
+    def frame(self) -> pd.DataFrame:
+        with self._lock:
+            rows = list(self._results)
+        return probe_frame(rows)
+
+
 class Prober:
     """Probes every instance at a fixed interval, independent of the load, one thread each.
 
@@ -168,13 +198,7 @@ class Prober:
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._stop = threading.Event()
-        self._results: list[ProbeResult] = []
-        self._lock = threading.Lock()
-        self._log: IO[str] | None = None
-        if log is not None:
-            self._log = log.open("a", buffering=1, encoding="utf-8")
-            if self._log.tell() == 0:
-                self._log.write(PROBE_LOG_HEADER)
+        self._log = ProbeLog(log)
         self._threads = [
             threading.Thread(target=self._run, args=target, name=f"probe-{target[0]}", daemon=True)
             for target in self._targets
@@ -192,11 +216,7 @@ class Prober:
             started = time.perf_counter()
             ok, error = probe_once(url, self._timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
-            result = ProbeResult(start_ns, latency_ms, ok, name, error)
-            with self._lock:
-                self._results.append(result)
-                if self._log is not None and not self._log.closed:
-                    self._log.write(probe_line(result))
+            self._log.add([ProbeResult(start_ns, latency_ms, ok, name, error)])
             next_at += self._interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at, time.monotonic() - self._interval_s)
@@ -205,14 +225,10 @@ class Prober:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self._timeout_s + 1)
-        with self._lock:
-            if self._log is not None:
-                self._log.close()
+        self._log.close()
 
     def frame(self) -> pd.DataFrame:
-        with self._lock:
-            rows = list(self._results)
-        return probe_frame(rows)
+        return self._log.frame()
 
     def write(self, path: Path) -> None:
         write_probes_parquet(self.frame(), path)

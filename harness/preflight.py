@@ -26,9 +26,11 @@ import tokenize
 from pathlib import Path
 
 from faults.base import AnyFault
+from harness.capabilities import HOST_PROCESS, NETNS, Capabilities
 from harness.errors import CapabilityError, ScenarioError
 from harness.prometheus.client import check_server
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, build_fault
+from harness.specs import AgentSpec
 from harness.targets import target_class, target_kind
 from harness.targets.checks import target_problems
 from harness.targets.swarm.preflight import port_in_use
@@ -53,6 +55,14 @@ def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, AnyFault]]:
         if not capabilities.relayed(fault.needs())
         for p in fault.check()
     ]
+    if not _agents_can_probe(scenario, capabilities, [fault for _, fault in planned]):
+        raise ScenarioError(
+            [
+                "probes.via: agent needs the run's fault agents, and this run has none (they "
+                "come with a host-side fault on a target the harness does not run, or "
+                "target.agent.use: always); use probes.via: auto or harness"
+            ]
+        )
     if problems:
         raise CapabilityError(
             "this machine cannot run the scenario:\n  "
@@ -60,6 +70,22 @@ def preflight(scenario: ScenarioBase) -> list[tuple[Occurrence, AnyFault]]:
             + "\n`harness faults` lists what works here; choose another mechanism or kind"
         )
     return planned
+
+
+def _agents_can_probe(
+    scenario: ScenarioBase, capabilities: Capabilities, faults: list[AnyFault]
+) -> bool:
+    """False when probes.via is agent and no fault of the run will bring agents."""
+    if not scenario.probes.enabled or scenario.probes.via != "agent":
+        return True
+    agent = getattr(scenario.target, "agent", None)
+    always = isinstance(agent, AgentSpec) and agent.use == "always"
+    host_side = {HOST_PROCESS, NETNS}
+    return any(
+        capabilities.relayed(fault.needs())
+        or (always and any(need in host_side for need in fault.needs()))
+        for fault in faults
+    )
 
 
 def locustfile_problems(scenario: ScenarioBase) -> None:

@@ -54,6 +54,7 @@ from faults.base import (
 )
 from harness import __version__
 from harness.agent.fleet import AgentFleet
+from harness.agent.prober import AgentProber, choose_probes
 from harness.agent.relay import AgentRelay
 from harness.agent.start import AGENT_READY_TIMEOUT_S, open_fleet
 from harness.errors import HarnessError, ScenarioError, TargetError
@@ -77,11 +78,18 @@ from harness.results import (
     write_pid_file,
     write_text_atomic,
 )
-from harness.results.manifest import AgentBlock, AnalysisBlock, LoadBlock, Manifest, SloBlock
+from harness.results.manifest import (
+    AgentBlock,
+    AnalysisBlock,
+    LoadBlock,
+    Manifest,
+    ProbesBlock,
+    SloBlock,
+)
 from harness.scenario import DEMO_LOCUSTFILE, ScenarioBase, resolved_yaml
 from harness.selection import select_instances
 from harness.targets import make_target
-from harness.targets.base import Target
+from harness.targets.base import Instance, Target
 from harness.timeline import Action, Occurrence, actions, ordered
 
 HEALTH_TIMEOUT_S = 90.0
@@ -274,7 +282,7 @@ class Runner:
         self._injected_ns: dict[str, int] = {}
         self._gate = SignalGate()
         self._load: LoadRun | None = None
-        self._prober: Prober | None = None
+        self._prober: Prober | AgentProber | None = None
         self._resources: ResourceSampler | None = None
         self._recorder: EventRecorder | None = None
         self._watch: EngineWatch | None = None
@@ -396,11 +404,8 @@ class Runner:
         self._manifest.versions.update({k: str(v) for k, v in target.engine_info().items()})
         self._write_manifest()
         events.harness(time.time_ns(), "deployed", instances=[i.name for i in instances])
-        probes = self.scenario.probes
-        if probes.enabled:
-            self._prober = Prober(
-                instances, probes.path, probes.interval, probes.timeout, self.dir.probes_log
-            ).start()
+        if self.scenario.probes.enabled:
+            self._prober = self._start_prober(instances)
         # the instances' CPU and memory from their cgroups (nothing for a remote engine)
         self._resources = ResourceSampler(instances, self.dir.path).start()
         host, path = self._load_address(target)  # Locust's --host: the workload as a whole
@@ -721,7 +726,33 @@ class Runner:
         )
         self._write_manifest()
 
+    def _start_prober(self, instances: Sequence[Instance]) -> Prober | AgentProber:
+        """The probes from here or from the agents (probes.via; auto: by trying)."""
+        probes = self.scenario.probes
+        choice = choose_probes(probes.via, instances, probes.path, self._relay is not None)
+        print(f"probes: from the {choice.via} ({choice.reason})", file=sys.stderr)
+        self._manifest.probes = ProbesBlock(
+            asked=choice.asked, via=choice.via, reason=choice.reason
+        )
+        self._write_manifest()
+        log = self.dir.probes_log
+        if choice.via == "agent" and self._relay is not None:
+            prober = AgentProber(
+                self._relay,
+                instances,
+                probes.path,
+                probes.interval,
+                probes.timeout,
+                log,
+                self._warn,
+            )
+            self._manifest.probes.nodes = prober.nodes
+            return prober.start()
+        return Prober(instances, probes.path, probes.interval, probes.timeout, log).start()
+
     def _stop_agents(self) -> None:
+        if isinstance(self._prober, AgentProber):  # its last reads need the agents
+            self._attempt("stop probes", self._prober.stop)
         if self._relay is not None and self._manifest.agents is not None:
             relay, block = self._relay, self._manifest.agents
             self._attempt(

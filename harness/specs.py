@@ -287,6 +287,13 @@ class ProbeSpec(StrictModel):
     interval: Seconds = Field(default=0.1, gt=0)
     path: str = "/health"
     timeout: Seconds = Field(default=1.0, gt=0)
+    via: Literal["auto", "harness", "agent"] = Field(
+        default="auto",
+        description="where the probes come from: harness (this machine), agent (the fault "
+        "agent on each instance's node, for pod addresses this machine cannot reach; needs "
+        "the run's agents), auto (one probe of each instance from here first: the agents "
+        "when one does not answer and the run has agents)",
+    )
 
 
 class SelectorSpec(StrictModel):

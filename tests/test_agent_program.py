@@ -227,5 +227,5 @@ def test_a_failing_fault_is_the_agents_error_and_a_bad_request_is_refused(
     reply = call(channel, request)
     assert not reply.ok and "not running" in reply.error
     assert Path(f"/proc/{instance.pid}").exists()  # nothing was killed
-    garbage = channel.run([*CALL_ARGV, '{"version": 1, "body": {"op": "dance"}}'], 30)
+    garbage = channel.run([*CALL_ARGV, '{"body": {"op": "dance"}}'], 30)
     assert '"ok":false' in garbage and "not a request" in garbage

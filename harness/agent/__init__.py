@@ -6,5 +6,6 @@ it per action (`call`, through the API server's exec), and the agent applies or 
 fault with the same fault modules the harness uses on its own host, so both paths measure the
 same thing. The agent's main process (`serve`) keeps its own undo log and reverts a fault at
 its lease's deadline, and everything outstanding when it is stopped, so a dead harness leaves
-nothing behind. Design and figures: docs/AGENT.md.
+nothing behind. Where pod addresses are not routable from the harness, the agents probe the
+run's instances on their nodes too (`probes.via`). Design and figures: docs/AGENT.md.
 """

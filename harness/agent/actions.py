@@ -6,9 +6,7 @@ found on this node), so a fault does the same thing here as from the harness's h
 
 from __future__ import annotations
 
-import os
 import random
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,14 +16,10 @@ from faults.registry import fault_kind
 from harness.agent.node import NodeTarget
 from harness.agent.protocol import AgentInstance, ApplyRequest, InfoRequest, Reply, RevertRequest
 from harness.agent.undo import Held, UndoLog
+from harness.agent.wire import node_name
 from harness.errors import HarnessError
 
-NODE_ENV = "CHAOS_AGENT_NODE"  # the node's name, from the orchestrator (downward API)
 GRACE_NS = 1_500_000_000  # the harness reverts at the deadline; the agent this much later
-
-
-def node_name() -> str:
-    return os.environ.get(NODE_ENV) or socket.gethostname()
 
 
 def _context(

@@ -35,8 +35,14 @@ IMAGE_LABEL = "chaos-harness.image"
 BASE_LABEL = "chaos-harness.agent.base"
 INSTALL_DIR = "/opt/chaos-harness"
 SOURCE_PACKAGES = ("harness", "faults")
-# The agent's program and its protocol (the program's __main__ guards its start on import)
-AGENT_ENTRY = ("harness.agent.__main__", "harness.agent.protocol")
+# The agent's program and what it imports as it serves (its __main__ imports most of it only
+# when a request needs it, and guards its start on import)
+AGENT_ENTRY = (
+    "harness.agent.__main__",
+    "harness.agent.protocol",
+    "harness.agent.actions",
+    "harness.agent.probing",
+)
 BUILD_TIMEOUT_S = 600
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from kubernetes.client import V1DaemonSet, V1Namespace
 
-from harness.agent.actions import NODE_ENV
 from harness.agent.protocol import STATE_DIR
+from harness.agent.wire import NODE_ENV
 from harness.owners import OWNER_LABEL, RUN_LABEL
 from harness.targets.kubernetes.objects import MANAGED_BY, namespace_for
 from harness.targets.kubernetes.target import OWNER_HOST

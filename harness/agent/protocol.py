@@ -2,22 +2,33 @@
 
 A request is passed as the argument of `python -m harness.agent call` (no stdin: an exec
 through the API server or a Docker engine needs nothing else), the reply is the one line the
-call prints. Both sides validate with these models, so a version skew is a clear error.
+call prints. Both sides validate with these models, so a version skew is a clear error: each
+side reads the other's `version` before anything else (version 2 added the probe requests and
+the reply's probes).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 1
-SERVE_ARGV = ("python3", "-m", "harness.agent", "serve")
-CALL_ARGV = ("python3", "-m", "harness.agent", "call")
-# the agent's clock, read by the lightest process there is (no site, no imports): its round
-# trip bounds the offset's error, so the read must not wait for the agent's imports
-CLOCK_ARGV = ("python3", "-S", "-c", "import time; print(time.time_ns())")
-STATE_DIR = "/var/lib/chaos-agent"  # inside the agent's container: its undo log and run files
+from harness.agent.wire import CALL_ARGV as CALL_ARGV
+from harness.agent.wire import CLOCK_ARGV as CLOCK_ARGV
+from harness.agent.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
+from harness.agent.wire import SERVE_ARGV as SERVE_ARGV
+from harness.agent.wire import STATE_DIR as STATE_DIR
+from harness.agent.wire import safe_run_id
+
+
+def _one_directory(run_id: str) -> str:
+    if not safe_run_id(run_id):
+        raise ValueError(f"a run id names one directory, not {run_id!r}")
+    return run_id
+
+
+# the probe files are under STATE_DIR/runs/<run id>/: never a path of the request's
+RunId = Annotated[str, AfterValidator(_one_directory)]
 
 
 class _Model(BaseModel):
@@ -69,9 +80,66 @@ class RevertRequest(_Model):
     instances: list[AgentInstance]
 
 
+class ProbeTarget(_Model):
+    """One instance to probe from the agent's node: its name and the URL the node reaches."""
+
+    name: str
+    url: str
+
+
+class ProbeStartRequest(_Model):
+    """Start the run's probe process on this node (replacing one already running): a GET of
+    each target every `interval_s`; it stops by itself `idle_s` after the last read, so a
+    harness that died leaves no prober behind. The reply: its pid and the log's size."""
+
+    op: Literal["probe_start"] = "probe_start"
+    run_id: RunId
+    targets: list[ProbeTarget]
+    interval_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+
+
+class ProbeReadRequest(_Model):
+    """The probes completed since byte `offset` of the run's probe log (whole lines only);
+    the reply's `next_offset` is where the next read starts, its `pid` the prober's (None:
+    not running)."""
+
+    op: Literal["probe_read"] = "probe_read"
+    run_id: RunId
+    offset: int = Field(default=0, ge=0)
+
+
+class ProbeStopRequest(_Model):
+    """Stop the run's probe process (not running: ok); its log stays to be read."""
+
+    op: Literal["probe_stop"] = "probe_stop"
+    run_id: RunId
+
+
+Body = (
+    InfoRequest
+    | ApplyRequest
+    | RevertRequest
+    | ProbeStartRequest
+    | ProbeReadRequest
+    | ProbeStopRequest
+)
+
+
 class Request(_Model):
     version: int = PROTOCOL_VERSION
-    body: InfoRequest | ApplyRequest | RevertRequest = Field(discriminator="op")
+    body: Body = Field(discriminator="op")
+
+
+class AgentProbe(_Model):
+    """One probe as the agent did it; `start_ns` is the agent's clock."""
+
+    instance: str
+    start_ns: int
+    latency_ms: float
+    ok: bool
+    error: str | None = None
 
 
 class Reply(_Model):
@@ -85,3 +153,6 @@ class Reply(_Model):
     action_ns: int | None = None  # the fault's first action (apply), or its revert's
     mechanism: str = ""  # what the agent did (the record's mechanism)
     outstanding: list[str] = Field(default_factory=list)  # fault ids it still holds
+    pid: int | None = None  # probe_*: the probe process, while it runs
+    probes: list[AgentProbe] = Field(default_factory=list)  # probe_read: the new ones
+    next_offset: int = 0  # probe_start / probe_read: where the next read starts

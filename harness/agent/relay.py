@@ -9,6 +9,7 @@ and its action instants are put on the harness's clock with that offset.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from harness.agent.protocol import (
     CLOCK_ARGV,
     PROTOCOL_VERSION,
     ApplyRequest,
+    Body,
     InfoRequest,
     Reply,
     Request,
@@ -50,23 +52,32 @@ class ClockOffset:
     uncertainty_ns: int
 
 
-def call(channel: AgentChannel, body: InfoRequest | ApplyRequest | RevertRequest) -> Reply:
+def call(channel: AgentChannel, body: Body) -> Reply:
     """One request to one agent; its reply (AgentError when it cannot be read)."""
     request = Request(body=body).model_dump_json()
     output = channel.run([*CALL_ARGV, request], CALL_TIMEOUT_S)
+    line = output.strip().splitlines()[-1] if output.strip() else ""
+    version = _version_of(line)  # first: another version's reply may not parse
+    if version is not None and version != PROTOCOL_VERSION:
+        raise AgentError(
+            f"the agent on {channel.node} speaks protocol {version}, the harness "
+            f"{PROTOCOL_VERSION}: rebuild its image (`harness agent build`)"
+        )
     try:
-        reply = Reply.model_validate_json(output.strip().splitlines()[-1] if output else "")
-    except (ValidationError, IndexError) as exc:
+        return Reply.model_validate_json(line)
+    except ValidationError as exc:
         raise AgentError(
             f"the agent on {channel.node} answered something that is not a reply: "
             f"{output[-300:]!r} ({exc})"
         ) from exc
-    if reply.version != PROTOCOL_VERSION:
-        raise AgentError(
-            f"the agent on {channel.node} speaks protocol {reply.version}, the harness "
-            f"{PROTOCOL_VERSION}: rebuild its image (`harness agent build`)"
-        )
-    return reply
+
+
+def _version_of(line: str) -> object:
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return None
+    return parsed.get("version") if isinstance(parsed, dict) else None
 
 
 def measure_offset(channel: AgentChannel, samples: int = CLOCK_SAMPLES) -> ClockOffset:
@@ -118,7 +129,7 @@ class AgentRelay:
         acted_on = set(fault.acts_on(everyone, instances))
         by_node: dict[str, list[str]] = {}
         for instance in [i for i in everyone if i.name in acted_on]:
-            by_node.setdefault(self._node_of(instance), []).append(instance.name)
+            by_node.setdefault(self.node_of(instance), []).append(instance.name)
         where = ", ".join(sorted(by_node))
         return RevertRecord(
             fault_id=fault_id,
@@ -176,7 +187,15 @@ class AgentRelay:
             }
         return report
 
-    def _node_of(self, instance: Instance) -> str:
+    def channel(self, node: str) -> AgentChannel:
+        """The agent on `node` (AgentError: none runs there)."""
+        channel = self._channels.get(node)
+        if channel is None:
+            raise AgentError(f"the fault agent on {node} is gone")
+        return channel
+
+    def node_of(self, instance: Instance) -> str:
+        """The node of the agent that acts on `instance` (AgentError: none runs there)."""
         if instance.node in self._channels:
             return instance.node
         if instance.node is None and len(self._channels) == 1:
@@ -192,10 +211,7 @@ class AgentRelay:
         return {str(node): [str(n) for n in names] for node, names in dict(raw).items()}
 
     def _checked(self, node: str, body: ApplyRequest | RevertRequest) -> Reply:
-        channel = self._channels.get(node)
-        if channel is None:
-            raise AgentError(f"the fault agent on {node} is gone")
-        reply = call(channel, body)
+        reply = call(self.channel(node), body)
         if not reply.ok:
             raise FaultError(f"the fault agent on {node}: {reply.error}")
         return reply

@@ -102,6 +102,15 @@ class AgentBlock(Record):
     clocks: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class ProbesBlock(Record):
+    """Where the run's probes came from (harness.agent.prober): asked, chosen, and why."""
+
+    asked: str = "auto"  # probes.via
+    via: str = "harness"  # harness | agent
+    reason: str = ""
+    nodes: list[str] = Field(default_factory=list)  # via agent: the agents that probed
+
+
 class Manifest(Record):
     """manifest.json (see harness.results for the statuses)."""
 
@@ -132,6 +141,7 @@ class Manifest(Record):
     signals_during_cleanup: list[str] | None = Field(default=None, exclude_if=absent)
     metrics_url: str | None = Field(default=None, exclude_if=absent)  # the run's /metrics
     agents: AgentBlock | None = Field(default=None, exclude_if=absent)  # host-side faults' agents
+    probes: ProbesBlock | None = Field(default=None, exclude_if=absent)  # where probes came from
 
     @field_validator("load", "analysis", "slo", "labels", "versions", mode="before")
     @classmethod
