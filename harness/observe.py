@@ -14,16 +14,15 @@ in harness.results.probes), so a run whose harness was killed keeps them.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
 
 import pandas as pd
 
+from harness.http_probe import probe_once
 from harness.load import collect_requests, write_requests_parquet
 from harness.results import EventLog, RunDir
 from harness.results.probes import (
@@ -130,24 +129,6 @@ class EngineWatch:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=0.5)  # a question stuck on a silent engine is left behind
-
-
-def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
-    """One GET on a fresh connection: (ok, error kind)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
-    try:
-        connection.request("GET", parts.path or "/")
-        status = connection.getresponse().status
-        return (200 <= status < 400), (None if status < 400 else f"HTTP {status}")
-    except TimeoutError:
-        return False, "timeout"
-    except OSError as exc:
-        return False, type(exc).__name__
-    except http.client.HTTPException as exc:
-        return False, type(exc).__name__
-    finally:
-        connection.close()
 
 
 class ProbeLog:

@@ -13,7 +13,7 @@ from faults.base import FaultContext, FaultParams
 from faults.container_pause import ContainerPause
 from faults.container_restart import ContainerRestart, ContainerRestartParams
 from faults.container_stop import ContainerStop, ContainerStopParams
-from harness.observe import probe_once
+from harness.http_probe import probe_once
 from tests.abort import (
     SCENARIOS,
     finish_with_cleanup,

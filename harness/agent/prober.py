@@ -28,7 +28,8 @@ from harness.agent.protocol import (
 )
 from harness.agent.relay import AgentRelay, call
 from harness.errors import AgentError
-from harness.observe import ProbeLog, probe_once
+from harness.http_probe import probe_once
+from harness.observe import ProbeLog
 from harness.results.probes import ProbeResult, write_probes_parquet
 from harness.targets.base import Instance
 

@@ -12,7 +12,6 @@ stopped, so nothing is left. Standard library only, beside the protocol's models
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -23,7 +22,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
 
 from harness.agent.probe_log import (
     CONFIG,
@@ -38,29 +36,11 @@ from harness.agent.probe_log import (
 from harness.agent.protocol import ProbeStartRequest, ProbeStopRequest, ProbeTarget, Reply
 from harness.errors import AgentError
 from harness.hostsys import kill_recorded, process_start_ticks
+from harness.http_probe import probe_once
 
 STARTED_WITHIN_S = 10.0
 STOP_GRACE_S = 5.0
 IDLE_CHECK_S = 0.5
-
-
-def probe_once(url: str, timeout_s: float) -> tuple[bool, str | None]:
-    """One GET on a fresh connection: (ok, error kind). The same as harness.observe's, which
-    the agent cannot import (it brings pandas, which the agent's image lacks)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
-    try:
-        connection.request("GET", parts.path or "/")
-        status = connection.getresponse().status
-        return (200 <= status < 400), (None if status < 400 else f"HTTP {status}")
-    except TimeoutError:
-        return False, "timeout"
-    except OSError as exc:
-        return False, type(exc).__name__
-    except http.client.HTTPException as exc:
-        return False, type(exc).__name__
-    finally:
-        connection.close()
 
 
 # --- the probe process ---------------------------------------------------------------------

@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from harness import capabilities as caps
 from harness.errors import DeployTimeout, TargetError
 from harness.hostnet import remove_run_chains
+from harness.http_probe import probe_once
 from harness.labs.kubernetes.session import (
     containerd_sockets,
     ensure_lab,
@@ -44,7 +45,6 @@ from harness.labs.kubernetes.session import (
     lab_settings,
     take_lab_down,
 )
-from harness.observe import probe_once
 from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     OWNER_LABEL,

@@ -39,11 +39,11 @@ from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode, Up
 
 from harness.errors import DeployTimeout, TargetError
 from harness.hostnet import remove_run_chains
+from harness.http_probe import probe_once
 from harness.images import DEMO_IMAGE, ensure_image
 from harness.labs.swarm.lab import PREFIX as LAB_PREFIX
 from harness.labs.swarm.lab import Lab, LabInfo
 from harness.labs.swarm.lab import connect as lab_connect
-from harness.observe import probe_once
 from harness.specs import ScenarioBase, TargetSpec, WorkloadSpec
 from harness.targets.base import (
     INSTANCE_LABEL,
