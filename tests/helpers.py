@@ -374,3 +374,26 @@ class Sampler:
 
     def sample(self) -> None:
         raise NotImplementedError
+
+
+def host_pid_of(container_id: str) -> int:
+    """The host PID of a container's init process, read from /proc by the test itself (for
+    runs whose harness may not read this host): the member of the container's cgroup that is
+    PID 1 in its own PID namespace; 0 when none runs here."""
+    if len(container_id) < 12:
+        return 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if container_id not in (entry / "cgroup").read_text():
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        nspid = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
+        )
+        if nspid and nspid[-1] == "1":
+            return int(entry.name)
+    return 0

@@ -68,6 +68,7 @@ from tests.helpers import (
     fetch,
     fetch_body,
     frozen,
+    host_pid_of,
     median_ms,
     podman_leftovers,
     swarm_as_before,
@@ -104,11 +105,19 @@ class Deployed:
         ctx = FaultContext(self.target, self.target.run_id, self.run_dir, random.Random(7))
         return replace(ctx, relay=self.relay)
 
+    def instances(self) -> list[Instance]:
+        """The target's instances, each with its host PID: the target's, or (a target that may
+        not read this host: CHAOS_HARNESS_HOST_ACCESS=none) the test's own /proc lookup."""
+        return [
+            i if i.pid or i.state != "running" else replace(i, pid=host_pid_of(i.container_id))
+            for i in self.target.instances()
+        ]
+
     def victim(self) -> Instance:
-        return self.target.instances()[0]  # web-1
+        return self.instances()[0]  # web-1
 
     def other(self) -> Instance:
-        return self.target.instances()[1]  # web-2
+        return self.instances()[1]  # web-2
 
     def engine(self) -> docker.DockerClient:
         """The engine's own client (Docker's, Podman's, the swarm's)."""
@@ -168,7 +177,7 @@ def cell(deployed: Deployed) -> Iterator[Deployed]:
     deployed.target.wait_healthy(90)
     yield deployed
     deployed.target.wait_healthy(90)
-    for instance in deployed.target.instances():
+    for instance in deployed.instances():
         assert _leftovers(deployed, instance) == [], instance.name
 
 
@@ -220,7 +229,7 @@ def filled_path(pid: int, record: RevertRecord) -> str:
 
 def _answers_again(instance_name: str, deployed: Deployed, timeout_s: float = 30) -> bool:
     def answering() -> bool:
-        now = {i.name: i for i in deployed.target.instances()}.get(instance_name)
+        now = {i.name: i for i in deployed.instances()}.get(instance_name)
         return now is not None and now.running and fetch(f"{now.url}/health")
 
     return wait_until(answering, timeout_s)

@@ -25,6 +25,7 @@ from faults.disk_fill import DiskFill, DiskFillParams
 from faults.network_partition import NetworkPartition, NetworkPartitionParams
 from harness.agent.on_kubernetes import AGENTS
 from harness.agent.relay import AgentRelay
+from harness.hostsys import HOST_ACCESS_ENV, host_access_allowed
 from harness.labs.kubernetes import lab as kube_lab
 from harness.scenario import WorkloadSpec
 from harness.targets import target_spec
@@ -64,7 +65,16 @@ def deployed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployed]:
     path = str(request.param)
-    spec = target_spec("kubernetes", agent={"use": "always" if path == "agent" else "auto"})
+    with pytest.MonkeyPatch.context() as env:
+        if path == "agent":  # the lab as a cluster elsewhere: agents by `use: auto`'s own choice
+            env.setenv(HOST_ACCESS_ENV, "none")
+        yield from _deployed(path, lab, tmp_path_factory)
+
+
+def _deployed(
+    path: str, lab: kube_lab.KubeLabInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    spec = target_spec("kubernetes")
     target = KubernetesTarget(f"matrix-kubernetes-{secrets.token_hex(3)}", spec)
     started = time.monotonic()
     agents = None
@@ -73,9 +83,10 @@ def deployed(
         target.wait_healthy(120)
         print(f"\nkubernetes ({path}): deployed in {time.monotonic() - started:.1f} s")
         # through the agents (a DaemonSet of the run), as on a cluster the harness does not
-        # run; the tests still read the effects from this host
+        # run; the tests still read the effects from this host, with their own PID lookup
         cell = Deployed("kubernetes", target, tmp_path_factory.mktemp("matrix-kubernetes"))
         if path == "agent":
+            assert not target.host_access
             agents = AGENTS.open(target, spec, target.run_id)
             assert agents is not None
             agents.wait_ready(120)
@@ -94,8 +105,10 @@ def cell(deployed: Deployed) -> Iterator[Deployed]:
     deployed.target.wait_healthy(120)
     yield deployed
     deployed.target.wait_healthy(120)
-    for instance in deployed.target.instances():
+    for instance in deployed.instances():
         assert _leftovers(deployed, instance) == [], instance.name
+    if deployed.relay is not None:
+        assert host_access_allowed() is False  # the harness's side read nothing of this host
 
 
 def _namespace(cell: Deployed) -> str:
