@@ -55,6 +55,8 @@ from faults.packet_loss import PacketLoss, PacketLossParams
 from harness.agent.docker import AGENTS as DOCKER_AGENTS
 from harness.agent.relay import AgentRelay
 from harness.hostsys import in_netns
+from harness.images import DEMO_IMAGE
+from harness.labs.docker.lab import DockerLab
 from harness.scenario import TargetSpec, WorkloadSpec
 from harness.targets import make_target, target_spec
 from harness.targets.base import Instance, Target
@@ -80,8 +82,10 @@ pytestmark = pytest.mark.docker
 
 # "+agent": the host-side faults through the run's fault agent container on the engine (as on
 # an engine elsewhere: harness.agent.docker), the effects still read from this host
+# "docker-tcp": a Docker engine elsewhere, on TCP (`harness lab up --kind docker`): no virtual
+# address there, and host-side faults through the agent by `use: auto`'s own choice
 TARGETS = ["docker", "podman", "swarm"]
-COLUMNS = [*TARGETS, "docker+agent"]
+COLUMNS = [*TARGETS, "docker+agent", pytest.param("docker-tcp", marks=pytest.mark.slow)]
 MIB = 1024 * 1024
 LEASE_S = 120.0  # a relayed cell's lease: the agent reverts by itself should the test die
 WORKLOAD = {
@@ -130,7 +134,9 @@ class Deployed:
         return dict(self.engine().api.inspect_container(container_id))
 
 
-def _spec(kind: str) -> TargetSpec:
+def _spec(kind: str, engine: str | None = None) -> TargetSpec:
+    if engine is not None:
+        return target_spec("docker", engine=engine)
     if kind == "swarm":  # Swarm's 5 s default restart delay would only slow the matrix down
         return target_spec("swarm", swarm={"restart_delay": "1s"})
     if kind.endswith("+agent"):
@@ -145,10 +151,27 @@ def deployed(
     kind = str(request.param)
     if kind == "podman" and shutil.which("podman") is None:
         pytest.skip("podman is not installed")
+    if kind != "docker-tcp":
+        yield from _deployed(kind, None, tmp_path_factory)
+        return
+    if DockerLab().state() is not None:
+        pytest.skip("a Docker lab is already up on this machine")
+    lab = DockerLab(tmp_path_factory.mktemp("docker-lab") / "lab")
+    state = lab.up(images=[DEMO_IMAGE])
+    try:
+        yield from _deployed(kind, state.url, tmp_path_factory)
+    finally:
+        lab.down()
+
+
+def _deployed(
+    kind: str, engine: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
     host = connect(None)
     swarm_before = swarm_state(host)
-    spec = _spec(kind)
-    target = make_target(f"matrix-{kind.replace('+', '-')}-{secrets.token_hex(3)}", spec)
+    spec = _spec(kind, engine)
+    name = kind.replace("+", "-")
+    target = make_target(f"matrix-{name}-{secrets.token_hex(3)}", spec)
     started = time.monotonic()
     agents = None
     try:
@@ -156,7 +179,7 @@ def deployed(
         target.wait_healthy(90)
         print(f"\n{kind}: deployed in {time.monotonic() - started:.1f} s")
         cell = Deployed(kind, target, tmp_path_factory.mktemp(f"matrix-{kind}"))
-        if kind.endswith("+agent"):
+        if kind.endswith("+agent") or engine is not None:
             agents = DOCKER_AGENTS.open(target, spec, target.run_id)
             assert agents is not None
             agents.wait_ready(60)
@@ -374,8 +397,8 @@ def test_disk_fill_the_bytes_land_in_the_engines_storage(cell: Deployed) -> None
     try:
         # the engine's writable layer holds the file, under the engine's own data root
         assert on_host.stat().st_blocks * 512 >= 16 * MIB
-        data_root = cell.target.data_root()
-        assert data_root is not None and upper.is_relative_to(data_root)
+        data_root = Path(str(cell.engine().info()["DockerRootDir"]))  # the engine's word
+        assert upper.is_relative_to(data_root)
         assert on_host.stat().st_dev == data_root.stat().st_dev
     finally:
         _revert(fault, cell, record)
@@ -507,6 +530,8 @@ def test_service_url_spreads_over_replicas_and_a_killed_replicas_share_fails(
     """Docker and Podman: the address's spread is fixed, so a dead replica keeps its share of
     new connections (they fail). Swarm: the spread follows the task states, as Swarm's mesh
     does, so once Swarm has marked the task failed every new connection reaches web-2."""
+    if getattr(cell.target, "remote", False):
+        pytest.skip("an engine elsewhere has no virtual address (load.routing: per_instance)")
     url = cell.target.service_url()
     spread = _served_by(url, 60)
     assert set(spread) == {"web-1", "web-2"} and min(spread.values()) >= 15, spread
