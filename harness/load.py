@@ -54,6 +54,7 @@ USER_ERRORS_GLOB: Final = "user-errors-*.tsv"
 STATS_PREFIX: Final = "locust-stats"
 REQUEST_COLUMNS: Final = (
     *("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker", "served_by"),
+    "worker_name",
 )
 _FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error", "served_by")
 _HEADER_PREFIX: Final = b"#chaos-harness-requests v"
@@ -211,6 +212,15 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:
+    """A process's environment: a local worker is named by its role (the `worker_name` of
+    its records) unless the plan names it."""
+    env = dict(env)
+    if role.startswith("worker-"):
+        env.setdefault("CHAOS_HARNESS_WORKER_NAME", role)
+    return env
+
+
 def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, list[str]]]:
     """(role, argv) of every process of `plan`: "local", or "master" and "worker-<i>"."""
     record_dir = plan.record_dir.resolve()
@@ -298,7 +308,7 @@ class LoadRun:
             for role, argv in locust_commands(self.plan, self.python, port):
                 if self.parent_death_signal:
                     argv = with_parent_death_signal(argv)
-                self._procs.append(_spawn(role, argv, env, record_dir))
+                self._procs.append(_spawn(role, argv, role_env(env, role), record_dir))
         except LoadError:
             self.stop()
             raise
@@ -528,7 +538,7 @@ def collect_requests(record_dir: Path) -> pd.DataFrame:
     frames = [_read_record_file(path) for path in paths]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return _typed(_empty_file_frame(), worker=0)
+        return _typed(_empty_file_frame(), (0, None))
     requests = pd.concat(frames, ignore_index=True)
     return requests.sort_values("start_ns", kind="stable", ignore_index=True)
 
@@ -540,11 +550,11 @@ def _read_record_file(path: Path) -> pd.DataFrame:
         raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
     data = data[: data.rfind(b"\n") + 1]  # a line cut short by a kill is dropped
     if not data:
-        return _typed(_empty_file_frame(), worker=0)  # killed before its header was written
+        return _typed(_empty_file_frame(), (0, None))  # killed before its header was written
     header, _, body = data.partition(b"\n")
     if not header.startswith(_HEADER_PREFIX):
         raise LoadError(f"not a request log (bad header): {str(path)!r}")
-    worker = _header_worker(header, path)
+    worker = (_header_worker(header, path), _header_name(header))
     if not body:
         return _typed(_empty_file_frame(), worker)
     # v1 files (before served_by) have one column less
@@ -568,6 +578,14 @@ def _read_record_file(path: Path) -> pd.DataFrame:
     return _typed(frame, worker)
 
 
+def _header_name(header: bytes) -> str | None:
+    """The worker's name (v3 headers); None in older files."""
+    for token in header.split():
+        if token.startswith(b"name="):
+            return token[len(b"name=") :].decode("utf-8", "replace")
+    return None
+
+
 def _header_worker(header: bytes, path: Path) -> int:
     for token in header.split():
         if token.startswith(b"worker="):
@@ -582,9 +600,9 @@ def _empty_file_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=str) for c in _FILE_COLUMNS})
 
 
-def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, worker: tuple[int, str | None]) -> pd.DataFrame:
     """The file's columns in requests.parquet order and dtypes; empty error or served_by ->
-    null."""
+    null; `worker` is the file's (index, name)."""
     error = frame["error"].astype(str)
     served = (frame["served_by"] if "served_by" in frame else frame["error"].iloc[0:0]).astype(str)
     served = served.reindex(frame.index, fill_value="")
@@ -596,8 +614,9 @@ def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
             "name": frame["name"].astype(str),
             "error": error.where(error != ""),
             "endpoint": frame["endpoint"].astype(str),
-            "worker": pd.Series(worker, index=frame.index, dtype="int64"),
+            "worker": pd.Series(worker[0], index=frame.index, dtype="int64"),
             "served_by": served.where(served != ""),
+            "worker_name": pd.Series(worker[1], index=frame.index, dtype="object"),
         }
     )
 

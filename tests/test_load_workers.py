@@ -1,0 +1,76 @@
+"""Locust workers that share no filesystem with the master: their records travel through
+Locust's own messages (harness/locust/shipping.py), on real processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.load import (
+    LoadPlan,
+    collect_requests,
+    free_port,
+    locust_commands,
+    plan_env,
+)
+from tests.test_load import Server, http_server  # noqa: F401 (the fixture)
+
+
+def _spawn(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    log = (cwd / "locust.log").open("wb")
+    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_workers_without_the_record_dir_ship_every_request_to_the_master(
+    tmp_path: Path,
+    http_server: Server,  # noqa: F811
+) -> None:
+    url = http_server()
+    plan = LoadPlan(
+        users=6, spawn_rate=100, duration_s=4, endpoints=[("web", url)],
+        record_dir=tmp_path / "master", workers=2,
+    )  # fmt: skip
+    plan.record_dir.mkdir()
+    port = free_port()
+    commands = dict(locust_commands(plan, sys.executable, port))
+    procs = [_spawn(commands["master"], plan_env(plan, os.environ), plan.record_dir)]
+    for i in range(2):  # each worker with a record dir and a working dir of its own
+        own = tmp_path / f"worker-host-{i}"
+        env = plan_env(plan, os.environ) | {
+            "CHAOS_HARNESS_RECORD_DIR": str(own),
+            "CHAOS_HARNESS_WORKER_NAME": f"box {i}",  # made safe: "box_0"
+        }
+        procs.append(_spawn(commands[f"worker-{i}"], env, own))
+    try:
+        assert procs[0].wait(60) == 0
+        for proc in procs[1:]:
+            proc.wait(15)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+    for i in range(2):  # the workers wrote no record where they ran
+        assert not list((tmp_path / f"worker-host-{i}").glob("requests-*"))
+    requests = collect_requests(plan.record_dir)
+    per_worker = requests.groupby("worker_name").size()
+    assert set(per_worker.index) == {"box_0", "box_1"}
+    assert (per_worker > 0).all()
+    stats = json.loads((plan.record_dir / "locust-stats.json").read_text())
+    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert int((~requests["ok"]).sum()) == sum(int(e["num_failures"]) for e in stats)
+    workers = {w["name"]: w for w in json.loads((plan.record_dir / "workers.json").read_text())}
+    assert set(workers) == {"box_0", "box_1"}
+    for name, worker in workers.items():
+        assert worker["complete"] and worker["lost_batches"] == 0
+        assert worker["requests"] == per_worker[name]
+        # one clock here: the offset measured is within half the smallest round trip of 0
+        assert 0 < worker["rtt_ns"] < 50_000_000
+        assert abs(worker["offset_ns"]) <= worker["rtt_ns"] // 2 + 1
+    assert requests["start_ns"].between(time.time_ns() - 120e9, time.time_ns()).all()
