@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import pandas as pd
 
@@ -52,6 +52,8 @@ RECORDER: Final = LOCUST_DIR / "recorder.py"
 RECORD_GLOB: Final = "requests-*.tsv"
 USER_ERRORS_GLOB: Final = "user-errors-*.tsv"
 STATS_PREFIX: Final = "locust-stats"
+WORKERS_FILE: Final = "workers.json"  # written by the master (harness/locust/chaos_shipping.py)
+WORKER_EVENTS_FILE: Final = "worker-events.jsonl"
 REQUEST_COLUMNS: Final = (
     *("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker", "served_by"),
     "worker_name",
@@ -59,7 +61,7 @@ REQUEST_COLUMNS: Final = (
 _FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error", "served_by")
 _HEADER_PREFIX: Final = b"#chaos-harness-requests v"
 _HEADER_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name
-_WORKER_CONNECT_WAIT_S: Final = 30
+WORKER_CONNECT_WAIT_S: Final = 30
 CONNECTIONS: Final = ("keep_alive", "per_request")
 # the recorder writes a process's first request at once, then every 0.5 s (its flush)
 FIRST_REQUEST_SETTLE_S: Final = 0.6
@@ -94,6 +96,11 @@ class LoadPlan:
     rate_per_s: float | None = None  # open loop: total arrivals per second (bundled locustfile)
     connections: str = "keep_alive"  # or per_request (bundled locustfile)
     attribution_header: str | None = None  # the response header naming the replica
+    # workers started outside the harness (`harness worker --master HOST:PORT`), waited for
+    external_workers: int = 0
+    master_bind: str = "127.0.0.1"  # where the master listens for its workers
+    master_port: int = 0  # 0: a free port
+    workers_wait_s: float = WORKER_CONNECT_WAIT_S  # for every worker to connect, at most
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -106,6 +113,15 @@ class LoadPlan:
         return max(1, math.ceil(self.duration_s))
 
     @property
+    def distributed(self) -> bool:
+        """A master and its workers (else one local process)."""
+        return self.workers + self.external_workers > 0
+
+    @property
+    def expected_workers(self) -> int:
+        return self.workers + self.external_workers
+
+    @property
     def locustfile_path(self) -> Path:
         return self.locustfile if self.locustfile is not None else DEFAULT_LOCUSTFILE
 
@@ -116,6 +132,9 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (plan.spawn_rate > 0, f"spawn_rate must be > 0, got {plan.spawn_rate!r}"),
         (plan.duration_s > 0, f"duration_s must be > 0, got {plan.duration_s!r}"),
         (plan.workers >= 0, f"workers must be >= 0, got {plan.workers!r}"),
+        (plan.external_workers >= 0, f"external_workers must be >= 0: {plan.external_workers}"),
+        (0 <= plan.master_port <= 65535, f"master_port out of range: {plan.master_port!r}"),
+        (plan.workers_wait_s > 0, f"workers_wait_s must be > 0: {plan.workers_wait_s!r}"),
         (plan.wait_s >= 0, f"wait_s must be >= 0, got {plan.wait_s!r}"),
         (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
         (len(plan.paths) > 0, "paths must not be empty"),
@@ -204,7 +223,7 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
         CHAOS_HARNESS_RATE=repr(float(plan.rate_per_s or 0.0)),
         CHAOS_HARNESS_USERS=str(plan.users),
         CHAOS_HARNESS_CONNECTIONS=plan.connections,
-        CHAOS_HARNESS_PROCESSES=str(max(1, plan.workers)),
+        CHAOS_HARNESS_PROCESSES=str(max(1, plan.expected_workers)),
         CHAOS_HARNESS_ATTRIBUTION_HEADER=plan.attribution_header or "",
         PYTHONUNBUFFERED="1",
     )
@@ -222,7 +241,8 @@ def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:
 
 
 def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, list[str]]]:
-    """(role, argv) of every process of `plan`: "local", or "master" and "worker-<i>"."""
+    """(role, argv) of every process of `plan` the harness starts: "local", or "master" and
+    "worker-<i>" (external workers start themselves: `worker_command`)."""
     record_dir = plan.record_dir.resolve()
     files = f"{plan.locustfile_path.resolve()},{RECORDER}"
     base = [python, "-m", "locust", "-f", files, "--exit-code-on-error", "0"]
@@ -233,17 +253,48 @@ def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, l
         *("--users", str(plan.users), "--spawn-rate", repr(float(plan.spawn_rate))),
         *("--run-time", f"{plan.run_time_s}s", "--json-file", str(record_dir / STATS_PREFIX)),
     ]
-    if plan.workers == 0:
+    if not plan.distributed:
         return [("local", [*base, *run])]
     master = [
         *base,
         *run,
-        *("--master", "--expect-workers", str(plan.workers)),
-        *("--expect-workers-max-wait", str(_WORKER_CONNECT_WAIT_S)),
-        *("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)),
+        *("--master", "--expect-workers", str(plan.expected_workers)),
+        *("--expect-workers-max-wait", f"{plan.workers_wait_s:g}"),
+        *("--master-bind-host", plan.master_bind, "--master-bind-port", str(port)),
     ]
-    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    worker = worker_command(python, dial_host(plan.master_bind), port, plan.locustfile)
     return [("master", master)] + [(f"worker-{i}", worker) for i in range(plan.workers)]
+
+
+def worker_command(
+    python: str, master_host: str, master_port: int, locustfile: Path | None = None
+) -> list[str]:
+    """One Locust worker of a harness master, with the bundled recorder (which ships its
+    records to the master) and the bundled locustfile unless another is given."""
+    path = (locustfile or DEFAULT_LOCUSTFILE).resolve()
+    return [
+        *(python, "-m", "locust", "-f", f"{path},{RECORDER}", "--exit-code-on-error", "0"),
+        *("--worker", "--master-host", master_host, "--master-port", str(master_port)),
+    ]
+
+
+def dial_host(bind: str) -> str:
+    """The address a worker on this host dials to reach a master bound to `bind`."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "*", "") else bind
+
+
+def advertised_host(bind: str) -> str:
+    """The address to give other machines' workers: `bind`, or for a wildcard bind this
+    host's first non-loopback IPv4 address (its name when it has none)."""
+    if bind not in ("0.0.0.0", "*", ""):
+        return bind
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return name
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if not a.startswith("127.")), name)
 
 
 class LoadRun:
@@ -272,6 +323,7 @@ class LoadRun:
         self._procs: list[_Proc] = []
         self._signalled: set[int] = set()
         self._cursors: dict[Path, _FileCursor] = {}
+        self.master_port = 0  # the master's, once started (distributed plans)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -302,7 +354,10 @@ class LoadRun:
         if not self.plan.locustfile_path.is_file():
             raise LoadError(f"locustfile not found: {str(self.plan.locustfile_path)!r}")
         env = plan_env(self.plan, os.environ)
-        port = free_port() if self.plan.workers else 0
+        port = self.plan.master_port or (
+            free_port(self.plan.master_bind) if self.plan.distributed else 0
+        )
+        self.master_port = port
         self.started_at_ns = time.time_ns()
         try:
             for role, argv in locust_commands(self.plan, self.python, port):
@@ -450,6 +505,35 @@ def read_user_errors(record_dir: Path) -> dict[str, int]:
     return counts
 
 
+def read_workers(record_dir: Path) -> list[dict[str, Any]]:
+    """Each distributed worker as its master saw it (workers.json: name, index, host, clock
+    offset and round trip, requests, lost batches, complete); [] without workers."""
+    path = record_dir / WORKERS_FILE
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"cannot read {str(path)!r}: {exc}") from exc
+    return [dict(row) for row in rows]
+
+
+def read_worker_events(record_dir: Path, skip: int = 0) -> list[dict[str, Any]]:
+    """The master's worker events (worker-events.jsonl: connected, missing, healed, gone,
+    incomplete), from the `skip`-th complete line on."""
+    try:
+        data = (record_dir / WORKER_EVENTS_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LoadError(f"cannot read worker events in {str(record_dir)!r}: {exc}") from exc
+    lines = data[: data.rfind(b"\n") + 1].splitlines()[skip:]
+    try:
+        return [dict(json.loads(line)) for line in lines]
+    except ValueError as exc:
+        raise LoadError(f"malformed worker event in {str(record_dir)!r}: {exc}") from exc
+
+
 def first_request_ns(record_dir: Path) -> int | None:
     """The earliest start among the requests recorded so far (every complete line of every
     process's log), or None before any."""
@@ -470,7 +554,8 @@ def first_request_ns(record_dir: Path) -> int | None:
 def _prepare_record_dir(record_dir: Path) -> None:
     try:
         record_dir.mkdir(parents=True, exist_ok=True)
-        stale = [p.name for g in (RECORD_GLOB, USER_ERRORS_GLOB) for p in record_dir.glob(g)]
+        globs = (RECORD_GLOB, USER_ERRORS_GLOB, WORKERS_FILE, WORKER_EVENTS_FILE)
+        stale = [p.name for g in globs for p in record_dir.glob(g)]
     except OSError as exc:
         raise LoadError(f"cannot create record dir {str(record_dir)!r}: {exc}") from exc
     if stale:

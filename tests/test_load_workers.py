@@ -1,5 +1,5 @@
 """Locust workers that share no filesystem with the master: their records travel through
-Locust's own messages (harness/locust/shipping.py), on real processes on loopback."""
+Locust's own messages (harness/locust/chaos_shipping.py), on real processes on loopback."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 from harness.load import (
     LoadPlan,
+    LoadRun,
     collect_requests,
     free_port,
     locust_commands,
     plan_env,
 )
-from tests.test_load import Server, http_server  # noqa: F401 (the fixture)
+from tests.test_load import REPO, Server, http_server  # noqa: F401 (the fixture)
 
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -74,3 +75,50 @@ def test_workers_without_the_record_dir_ship_every_request_to_the_master(
         assert 0 < worker["rtt_ns"] < 50_000_000
         assert abs(worker["offset_ns"]) <= worker["rtt_ns"] // 2 + 1
     assert requests["start_ns"].between(time.time_ns() - 120e9, time.time_ns()).all()
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without any of the run's settings (another machine's)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CHAOS_HARNESS_", "LOCUST_"))}
+
+
+def test_harness_worker_joins_a_master_that_waits_for_it(
+    tmp_path: Path,
+    http_server: Server,  # noqa: F811
+) -> None:
+    url = http_server()
+    plan = LoadPlan(
+        users=8, spawn_rate=100, duration_s=5, endpoints=[("web", url)], host=url,
+        record_dir=tmp_path / "run", external_workers=2, rate_per_s=40.0,
+    )  # fmt: skip
+    assert locust_commands(plan, "python", 1)[0][0] == "master"
+    with LoadRun(plan) as run:
+        address = f"127.0.0.1:{run.master_port}"
+        workers = []
+        for i in range(2):  # started by hand, as on other machines: no settings, no record dir
+            own = tmp_path / f"machine-{i}"
+            own.mkdir()
+            argv = [sys.executable, "-m", "harness", "worker", "--master", address]
+            env = _clean_env() | {"PYTHONPATH": str(REPO)}
+            log = (own / "worker.log").open("wb")
+            workers.append(
+                subprocess.Popen([*argv, "--name", f"m{i}"], env=env, cwd=own, stdout=log,
+                                 stderr=subprocess.STDOUT)
+            )  # fmt: skip
+        try:
+            assert run.wait(timeout=60)
+            codes = [w.wait(20) for w in workers]
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait(5)
+    assert codes == [0, 0]
+    requests = collect_requests(plan.record_dir)
+    totals = run.locust_totals()
+    assert totals is not None and len(requests) == totals.requests
+    assert set(requests["worker_name"]) == {"m0", "m1"}
+    # the run's settings reached the workers through Locust: its endpoint name, its rate
+    assert set(requests["endpoint"]) == {"web"}
+    span_s = (requests["start_ns"].max() - requests["start_ns"].min()) / 1e9
+    assert 0.75 * 40 <= len(requests) / span_s <= 1.25 * 40

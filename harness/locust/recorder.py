@@ -8,7 +8,7 @@ context (``context={"endpoint": name}``), else a request's endpoint is its URL's
 
 Record files (CHAOS_HARNESS_RECORD_DIR, one per load-generating process): a local process
 writes ``requests-<pid>.tsv``; a distributed worker ships its lines to the master, which writes
-``requests-<worker name>.tsv`` (shipping.py). UTF-8, whole lines, a header
+``requests-<worker name>.tsv`` (chaos_shipping.py). UTF-8, whole lines, a header
 (``#chaos-harness-requests v3 worker=<index> pid=<pid> name=<name> offset_ns=<n> rtt_ns=<n>``;
 v2 had no name and clock) then one line per request: ok, start_ns,
 latency_ms, name, endpoint, error (exception class, ``HTTP <code>`` or ``timeout``) and
@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import chaos_settings  # these two beside this file: Locust puts its directory on sys.path
+import chaos_shipping as shipping
 import gevent
-import shipping  # beside this file: Locust puts its directory on sys.path to import it
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -190,6 +191,11 @@ class UserErrors:
             self.path.write_text(lines, encoding="utf-8")
 
 
+@events.init_command_line_parser.add_listener
+def _on_parser(parser: Any, **_kwargs: Any) -> None:
+    chaos_settings.add_option(parser)  # the run's settings, from the master to its workers
+
+
 @events.init.add_listener
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     record_dir = os.environ.get("CHAOS_HARNESS_RECORD_DIR")
@@ -200,6 +206,7 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         return
     header = os.environ.get("CHAOS_HARNESS_ATTRIBUTION_HEADER") or None
     if isinstance(runner, WorkerRunner):  # records travel to the master: no shared filesystem
+        environment.events.test_start.add_listener(chaos_settings.apply)
         recorder = Recorder(None, int(getattr(runner, "worker_index", 0) or 0), header)
         recorder.shipper = shipping.start_shipping(environment, recorder.format)
         user_errors = UserErrors(None)
