@@ -77,6 +77,16 @@ class LoadPath:
 
 
 @dataclass(frozen=True)
+class WorkerPlace:
+    """Where one worker the harness starts runs: its name, and the command that puts it there
+    (e.g. nsenter into a lab node's network namespace; empty: here)."""
+
+    name: str
+    prefix: tuple[str, ...] = ()
+    master_host: str | None = None  # the master's address from there (default: from here)
+
+
+@dataclass(frozen=True)
 class LoadPlan:
     """Everything one load run needs. `duration_s` is rounded up to whole seconds (Locust's -t)."""
 
@@ -101,6 +111,7 @@ class LoadPlan:
     master_bind: str = "127.0.0.1"  # where the master listens for its workers
     master_port: int = 0  # 0: a free port
     workers_wait_s: float = WORKER_CONNECT_WAIT_S  # for every worker to connect, at most
+    places: Sequence[WorkerPlace] = ()  # one per worker (default: here, named worker-<i>)
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -121,6 +132,10 @@ class LoadPlan:
     def expected_workers(self) -> int:
         return self.workers + self.external_workers
 
+    def place(self, index: int) -> WorkerPlace:
+        """Where worker `index` runs (here by default)."""
+        return self.places[index] if self.places else WorkerPlace(f"worker-{index}")
+
     @property
     def locustfile_path(self) -> Path:
         return self.locustfile if self.locustfile is not None else DEFAULT_LOCUSTFILE
@@ -135,6 +150,7 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (plan.external_workers >= 0, f"external_workers must be >= 0: {plan.external_workers}"),
         (0 <= plan.master_port <= 65535, f"master_port out of range: {plan.master_port!r}"),
         (plan.workers_wait_s > 0, f"workers_wait_s must be > 0: {plan.workers_wait_s!r}"),
+        (not plan.places or len(plan.places) == plan.workers, "one place per worker"),
         (plan.wait_s >= 0, f"wait_s must be >= 0, got {plan.wait_s!r}"),
         (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
         (len(plan.paths) > 0, "paths must not be empty"),
@@ -231,12 +247,12 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:
-    """A process's environment: a local worker is named by its role (the `worker_name` of
-    its records) unless the plan names it."""
+def role_env(plan: LoadPlan, env: Mapping[str, str], role: str) -> dict[str, str]:
+    """A process's environment: a worker is named by its place (the `worker_name` of its
+    records) unless the plan's extra_env names it."""
     env = dict(env)
     if role.startswith("worker-"):
-        env.setdefault("CHAOS_HARNESS_WORKER_NAME", role)
+        env.setdefault("CHAOS_HARNESS_WORKER_NAME", plan.place(int(role[len("worker-") :])).name)
     return env
 
 
@@ -262,8 +278,14 @@ def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, l
         *("--expect-workers-max-wait", f"{plan.workers_wait_s:g}"),
         *("--master-bind-host", plan.master_bind, "--master-bind-port", str(port)),
     ]
-    worker = worker_command(python, dial_host(plan.master_bind), port, plan.locustfile)
-    return [("master", master)] + [(f"worker-{i}", worker) for i in range(plan.workers)]
+    workers = []
+    for i in range(plan.workers):
+        place = plan.place(i)
+        dial = place.master_host or dial_host(plan.master_bind)
+        workers.append(
+            (f"worker-{i}", [*place.prefix, *worker_command(python, dial, port, plan.locustfile)])
+        )
+    return [("master", master), *workers]
 
 
 def worker_command(
@@ -363,7 +385,7 @@ class LoadRun:
             for role, argv in locust_commands(self.plan, self.python, port):
                 if self.parent_death_signal:
                     argv = with_parent_death_signal(argv)
-                self._procs.append(_spawn(role, argv, role_env(env, role), record_dir))
+                self._procs.append(_spawn(role, argv, role_env(self.plan, env, role), record_dir))
         except LoadError:
             self.stop()
             raise

@@ -71,6 +71,7 @@ from harness.load import (
     read_worker_events,
     read_workers,
 )
+from harness.load_nodes import NodeEntry, lab_master_bind, lab_netns, lab_worker_places
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.prometheus.exporter import MetricsExporter
@@ -291,6 +292,7 @@ class Runner:
         self._gate = SignalGate()
         self._load: LoadRun | None = None
         self._worker_events_seen = 0
+        self._entry: NodeEntry | None = None
         self._prober: Prober | None = None
         self._resources: ResourceSampler | None = None
         self._recorder: EventRecorder | None = None
@@ -423,6 +425,9 @@ class Runner:
         host = target.service_url()  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
+        if self.scenario.load.placement == "nodes":  # the same service, from the lab's nodes
+            self._entry = NodeEntry(self.run_id, host, lab_netns())
+            host = self._manifest.load.host = self._entry.open()
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
         endpoints = (
@@ -593,6 +598,8 @@ class Runner:
                 self._act(ctx, events, journal, faults, pending.pop(0))
             self._tick(elapsed, occurrences)
             self._record_worker_events(events)
+            if self._entry is not None:  # node load follows replaced tasks as the host's does
+                self._attempt("copy the service to the nodes", self._entry.sync)
             self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
@@ -717,6 +724,8 @@ class Runner:
             self._attempt("stop load", self._load.stop)
             self._manifest.load.ended_at_ns = time.time_ns()
             self._attempt("read load workers", self._read_load_workers)
+        if self._entry is not None:
+            self._attempt("close the nodes' entry", self._entry.close)
         if self._prober is not None:
             self._attempt("stop probes", self._prober.stop)
         if self._resources is not None:
@@ -820,9 +829,10 @@ class Runner:
             record_dir=self.dir.load_dir,
             workers=load.workers,
             external_workers=load.master.expect_workers if load.master else 0,
-            master_bind=load.master.host if load.master else "127.0.0.1",
+            master_bind=self._master_bind(),
             master_port=load.master.port if load.master else 0,
             workers_wait_s=load.master.wait if load.master else WORKER_CONNECT_WAIT_S,
+            places=lab_worker_places(load.workers) if load.placement == "nodes" else (),
             locustfile=locustfile,
             paths=[LoadPath(p.path, p.name, p.weight) for p in load.paths],
             wait_s=load.wait,
@@ -833,6 +843,14 @@ class Runner:
             connections=load.connections,
             attribution_header=load.attribution_header_for(self.scenario.workload.image),
         )
+
+    def _master_bind(self) -> str:
+        """Where the master listens: the scenario's; for node workers the lab bridge's host
+        address; else loopback."""
+        load = self.scenario.load
+        if load.master is not None:
+            return load.master.host
+        return lab_master_bind() if load.placement == "nodes" else "127.0.0.1"
 
     def _planned_manifest(self) -> Manifest:
         """The manifest before the run starts: what the scenario asked for."""

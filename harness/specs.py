@@ -266,6 +266,23 @@ class LoadSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _nodes_placement(self) -> LoadSpec:
+        if self.placement != "nodes":
+            return self
+        problems = []
+        if self.workers < 1:
+            problems.append(
+                "load.placement nodes starts load.workers on the lab's nodes: give 1 or more"
+            )
+        if self.routing != "service":
+            problems.append(
+                "load.placement nodes sends to the service: routing per_instance is not supported"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _open_loop_is_kept(self) -> LoadSpec:
         if self.rate is None:
             return self
