@@ -40,10 +40,11 @@ def worker(
         typer.Option(help="The run's own locustfile, when it has one (default: the bundled)."),
     ] = None,
 ) -> None:
-    """Run one Locust worker for a run waiting at MASTER (its `load.master`).
+    """Run one Locust worker for a run on another machine.
 
-    The harness prints this command, with the address, when its run waits for workers. The
-    worker ends when the run does. Exit codes: Locust's; 2 for a bad address.
+    The run waits for it at MASTER (its `load.master`); the harness prints this command, with
+    the address, when it waits. The worker's requests go to the run's records; it ends when
+    the run does. Exit codes: Locust's; 2 for a bad address.
     """
     try:
         host, port = _master_address(master)

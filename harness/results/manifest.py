@@ -46,9 +46,11 @@ class LoadBlock(Record):
     spawn_rate: float | None = None
     duration_s: float | None = None
     workers: int | None = None
-    placement: str = "local"  # local | nodes: where the harness's workers run
+    # where the harness's workers run (local | nodes; None: written before placements)
+    placement: str | None = Field(default=None, exclude_if=absent)
     master: str | None = Field(default=None, exclude_if=absent)  # bind of a master for others'
-    external_workers: int = 0  # workers started outside the harness, waited for
+    # workers started outside the harness, waited for
+    external_workers: int | None = Field(default=None, exclude_if=absent)
     locustfile: str | None = None
     mode: str = "closed"  # closed | open
     rate_per_s: float | None = None  # open loop: the intended arrival rate
@@ -65,7 +67,8 @@ class LoadBlock(Record):
     load_balancing: str | None = None
     started_at_ns: int | None = None
     ended_at_ns: int | None = None
-    workers_seen: list[LoadWorker] = Field(default_factory=list)  # distributed load only
+    # each worker as its master saw it (distributed load only)
+    workers_seen: list[LoadWorker] | None = Field(default=None, exclude_if=absent)
 
     @field_validator("endpoints", mode="before")
     @classmethod
