@@ -415,11 +415,20 @@ class LoadRun:
         return True
 
     def check(self) -> None:
-        """Raise LoadError if a process exited non-zero without being signalled by `stop`."""
+        """Raise LoadError if a process exited non-zero without being signalled by `stop`.
+
+        A worker that had joined its master and died later is a worker lost, not a failed
+        run: the master's events say when, and its missing load is the run's shortfall."""
+        joined: set[str] | None = None
         for proc in self._procs:
             code = proc.popen.poll()
             if code is None or code == 0 or proc.popen.pid in self._signalled:
                 continue
+            if proc.role.startswith("worker-"):
+                if joined is None:
+                    joined = {str(w["name"]) for w in read_workers(self.plan.record_dir)}
+                if self.plan.place(int(proc.role[len("worker-") :])).name in joined:
+                    continue
             raise LoadError(
                 f"locust {proc.role} (pid {proc.popen.pid}) exited with code {code}; "
                 f"log {str(proc.log_path)!r} ends:\n{_tail(proc.log_path)}"

@@ -122,3 +122,34 @@ def test_harness_worker_joins_a_master_that_waits_for_it(
     assert set(requests["endpoint"]) == {"web"}
     span_s = (requests["start_ns"].max() - requests["start_ns"].min()) / 1e9
     assert 0.75 * 40 <= len(requests) / span_s <= 1.25 * 40
+
+
+def test_a_worker_lost_mid_run_is_an_event_and_the_rest_goes_on(
+    tmp_path: Path,
+    http_server: Server,  # noqa: F811
+) -> None:
+    url = http_server()
+    plan = LoadPlan(
+        users=8, spawn_rate=100, duration_s=10, endpoints=[("web", url)],
+        record_dir=tmp_path / "run", workers=2, rate_per_s=40.0,
+    )  # fmt: skip
+    with LoadRun(plan) as run:
+        assert run.wait_first_request(timeout_s=30) is not None
+        time.sleep(2)
+        os.kill(run.pids[2], 9)  # worker-1, as a node's power cut would
+        killed_ns = time.time_ns()
+        assert run.wait(timeout=60)  # the run ends on time, a lost worker is no error
+    events = [json.loads(line) for line in (plan.record_dir / "worker-events.jsonl").open()]
+    missing = [e for e in events if e["event"] == "missing"]
+    assert [e["worker"] for e in missing] == ["worker-1"]
+    assert 2e9 <= missing[0]["time_ns"] - killed_ns <= 6e9  # Locust's 3 missed heartbeats
+    workers = {w["name"]: w for w in json.loads((plan.record_dir / "workers.json").read_text())}
+    assert workers["worker-0"]["complete"] and not workers["worker-1"]["complete"]
+    requests = collect_requests(plan.record_dir)
+    lost = requests[requests["worker_name"] == "worker-1"]
+    assert lost["start_ns"].max() < killed_ns
+    # the survivor keeps its own share (Locust does not hand it the lost users): half the rate
+    after = requests[requests["start_ns"] > killed_ns + 1e9]
+    span_s = (after["start_ns"].max() - after["start_ns"].min()) / 1e9
+    assert set(after["worker_name"]) == {"worker-0"}
+    assert 0.35 * 40 <= len(after) / span_s <= 0.65 * 40
