@@ -12,12 +12,15 @@ bundled one spreads requests over `endpoints` itself when routing is per_instanc
 closed or open loop (`rate_per_s`) and the source ports are the bundled locustfile's policy
 (harness/locust/).
 
-Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` a master on
-127.0.0.1 plus N workers. Each starts in its own session, so a Ctrl-C reaches only the harness,
-which stops them by PID (SIGTERM, then SIGKILL). Logs and Locust's own totals
-(``locust-stats.json``) go to the record directory, where the processes run (no stray
-locust.conf); inherited ``LOCUST_*`` variables are dropped. The long form, with an example:
-docs/LOAD.md, Load.
+Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` a master plus N
+workers, each where its `WorkerPlace` says (here, or a lab node's namespace: harness.load_nodes);
+`external_workers` more are waited for (`harness worker --master HOST:PORT` on other machines).
+Workers ship their records to the master through Locust's messages, so the master's record
+directory holds them all (harness/locust/chaos_shipping.py). Each process starts in its own
+session, so a Ctrl-C reaches only the harness, which stops them by PID (SIGTERM, then
+SIGKILL). Logs and Locust's own totals (``locust-stats.json``) go to the record directory,
+where the processes run (no stray locust.conf); inherited ``LOCUST_*`` variables are dropped.
+The long form, with an example: docs/LOAD.md, Load and Workers beyond the harness's host.
 """
 
 from __future__ import annotations

@@ -14,10 +14,9 @@ its own nat OUTPUT: a chain of the run holding a copy of the host's service rule
 tasks' node address and published port), jumped to for a virtual address on the lab's subnet,
 and copied again whenever the host's changes (`sync`, on every tick of the runner), so node
 load follows replaced tasks as the harness's does. A connection goes from the node straight to
-the task's node over the bridge, with no hop through the host. (Sending it through the host
-instead failed 1 connection in 4 here: the bridge netfilter hands a DNAT-ed frame back to the
-bridge, which does not send a frame out of the port it came in by, the node's own task.)
-Rules in a node carry the run's comment and go when the entry closes or the lab goes down.
+the task's node over the bridge, with no hop through the host (DNAT-ing node load on the host
+instead lost first SYNs: docs/LOAD.md). Rules in a node carry the run's comment and go when the
+entry closes or the lab goes down.
 """
 
 from __future__ import annotations
