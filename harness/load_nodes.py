@@ -26,11 +26,10 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from harness import commands
 from harness.errors import CommandError, LoadError
-from harness.hostnet import chain_name, jump_comment
+from harness.hostnet import chain_name, jump_comment, run_hash
 from harness.labs.swarm.lab import BRIDGE_ADDRESS, NETNS_DIR, SUBNET, load_state
 from harness.load import WorkerPlace
 from harness.owners import owner_label_value
@@ -38,6 +37,7 @@ from harness.targets.service_vip import vip_chain
 
 ENTRY_ADDRESS = SUBNET.rsplit(".", 1)[0] + ".254"  # a virtual address: no node has it
 PURPOSE = "LOAD"
+ENTRY_PORTS = (20000, 30000)  # any: the entry address is virtual, no socket listens there
 
 
 def lab_worker_places(count: int) -> list[WorkerPlace]:
@@ -68,20 +68,18 @@ def lab_master_bind() -> str:
 
 @dataclass
 class NodeEntry:
-    """The run's service in every lab node, at ENTRY_ADDRESS and the service's port."""
+    """The run's service in every lab node, at ENTRY_ADDRESS and a port of the run's own."""
 
     run_id: str
-    service_url: str  # the harness's own (loopback) service address
     netns: list[str]
     rules: list[list[str]] = field(default_factory=list)  # the host's, as last copied
     opened: set[str] = field(default_factory=set)
 
     @property
     def port(self) -> int:
-        port = urlsplit(self.service_url).port
-        if port is None:
-            raise LoadError(f"no port in the service address {self.service_url!r}")
-        return port
+        """The entry's port: one of the run's own (runs sharing a lab do not share it; the
+        DNAT sends a connection to the task's published port whatever it is)."""
+        return ENTRY_PORTS[0] + int(run_hash(self.run_id), 16) % (ENTRY_PORTS[1] - ENTRY_PORTS[0])
 
     @property
     def chain(self) -> str:

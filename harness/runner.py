@@ -426,7 +426,7 @@ class Runner:
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, target.load_path(routing)
         if self.scenario.load.placement == "nodes":  # the same service, from the lab's nodes
-            self._entry = NodeEntry(self.run_id, host, lab_netns())
+            self._entry = NodeEntry(self.run_id, lab_netns())
             host = self._manifest.load.host = self._entry.open()
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
