@@ -68,6 +68,7 @@ def test_workers_without_the_record_dir_ship_every_request_to_the_master(
     assert int((~requests["ok"]).sum()) == sum(int(e["num_failures"]) for e in stats)
     workers = {w["name"]: w for w in json.loads((plan.record_dir / "workers.json").read_text())}
     assert set(workers) == {"box_0", "box_1"}
+    assert sum(w["users"] for w in workers.values()) == plan.users
     for name, worker in workers.items():
         assert worker["complete"] and worker["lost_batches"] == 0
         assert worker["requests"] == per_worker[name]

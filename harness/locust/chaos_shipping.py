@@ -187,6 +187,7 @@ class ShippedWorker:
     batches: int = 0
     lost_batches: int = 0
     complete: bool = False
+    users: int = 0  # the users Locust gave it, as last reported (its share of the rate)
     next_seq: int = field(default=0, repr=False)
 
 
@@ -264,6 +265,11 @@ class Receiver:
         if self.stopped:
             return
         self.stopped = True
+        clients = self.runner.clients
+        for node, worker in self.workers.items():
+            client = clients.get(node)
+            if client is not None:
+                worker.users = sum(client.user_classes_count.values())
         for node in self.workers:
             self.runner.send_message("chaos_stop", None, client_id=node)
         deadline = time.monotonic() + self.final_wait_s

@@ -37,6 +37,7 @@ class LoadWorker(Record):
     requests: int = 0
     lost_batches: int = 0
     complete: bool = False
+    users: int = 0  # Locust's users on it at the end: its share of an open loop's rate
 
 
 class LoadBlock(Record):
