@@ -546,6 +546,16 @@ class ScenarioBase(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _placement_fits_the_target(self) -> ScenarioBase:
+        lab = getattr(self.target, "lab", None)
+        if self.load.placement == "nodes" and (self.target.kind != "swarm" or lab is None):
+            raise ValueError(
+                "load.placement nodes starts the workers in the Swarm lab's nodes: it needs "
+                "target: {kind: swarm, lab: {...}}; use placement local on this target"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _faults_fit_the_load(self) -> ScenarioBase:
         problems = [
             f"faults.{i}.at: {entry.at:g} s is not before the end of the load "

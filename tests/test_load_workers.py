@@ -10,6 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+
+from harness.errors import ScenarioError
 from harness.load import (
     LoadPlan,
     LoadRun,
@@ -18,7 +22,10 @@ from harness.load import (
     locust_commands,
     plan_env,
 )
+from harness.scenario import load_scenario
 from tests.test_load import REPO, Server, http_server  # noqa: F401 (the fixture)
+
+SWARM_LAB = {"kind": "swarm", "lab": {"nodes": 3}}
 
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -154,3 +161,31 @@ def test_a_worker_lost_mid_run_is_an_event_and_the_rest_goes_on(
     span_s = (after["start_ns"].max() - after["start_ns"].min()) / 1e9
     assert set(after["worker_name"]) == {"worker-0"}
     assert 0.35 * 40 <= len(after) / span_s <= 0.65 * 40
+
+
+@pytest.mark.parametrize(
+    ("load", "target", "expected"),
+    [
+        ({"placement": "nodes", "workers": 2}, "docker", "needs target: {kind: swarm, lab"),
+        ({"placement": "nodes"}, SWARM_LAB, "give 1 or more"),
+        ({"placement": "nodes", "workers": 1, "routing": "per_instance"}, SWARM_LAB, "service"),
+        ({"master": {"expect_workers": 1, "bind": "0.0.0.0:70000"}}, "docker", "out of range"),
+        ({"master": {"expect_workers": 0}}, "docker", "expect_workers"),
+    ],
+)
+def test_placements_that_cannot_work_are_refused_before_anything_runs(
+    tmp_path: Path, load: dict[str, object], target: object, expected: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "p", "target": target, "load": load}))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert expected in str(caught.value)
+
+
+def test_a_nodes_placement_on_the_swarm_lab_validates(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    load = {"placement": "nodes", "workers": 3, "master": {"expect_workers": 1}}
+    path.write_text(yaml.safe_dump({"name": "p", "target": SWARM_LAB, "load": load}))
+    scenario = load_scenario(path)
+    assert scenario.load.master is not None and scenario.load.master.port == 5557
