@@ -487,6 +487,16 @@ class LoadRun:
         cursors = self._cursors.values()
         return LoadProgress(sum(c.requests for c in cursors), sum(c.failures for c in cursors))
 
+    def progress_by_worker(self) -> dict[str, LoadProgress]:
+        """What `poll_progress` last counted, per record file's worker (`requests-<name>.tsv`:
+        the worker's name; a local process's pid)."""
+        return {
+            path.name.removeprefix("requests-").removesuffix(".tsv"): LoadProgress(
+                c.requests, c.failures
+            )
+            for path, c in sorted(self._cursors.items())
+        }
+
     def wait_first_request(self, timeout_s: float, poll_s: float = 0.02) -> int | None:
         """The start of the first request sent (wall clock, ns); None if none is recorded
         within `timeout_s` or every process exited first.

@@ -164,6 +164,8 @@ class Progress:
     requests: int = 0
     failures: int = 0
     notes: list[str] = field(default_factory=list)
+    # per load worker (name -> requests, failures), for a display that asks for them
+    workers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -931,6 +933,8 @@ class Runner:
         self.progress.elapsed_s = elapsed
         self.progress.requests = progress.requests
         self.progress.failures = progress.failures
+        workers = self._running_load().progress_by_worker()
+        self.progress.workers = {k: (v.requests, v.failures) for k, v in workers.items()}
         self._on_progress(self.progress)
 
     def _report(self, phase: str) -> None:

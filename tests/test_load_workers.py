@@ -144,6 +144,10 @@ def test_a_worker_lost_mid_run_is_an_event_and_the_rest_goes_on(
     with LoadRun(plan) as run:
         assert run.wait_first_request(timeout_s=30) is not None
         time.sleep(2)
+        total = run.poll_progress()
+        by_worker = run.progress_by_worker()  # the whole run's count, split by worker
+        assert set(by_worker) == {"worker-0", "worker-1"}
+        assert sum(p.requests for p in by_worker.values()) == total.requests > 0
         os.kill(run.pids[2], 9)  # worker-1, as a node's power cut would
         killed_ns = time.time_ns()
         assert run.wait(timeout=60)  # the run ends on time, a lost worker is no error
