@@ -16,7 +16,8 @@ and copied again whenever the host's changes (`sync`, on every tick of the runne
 load follows replaced tasks as the harness's does. A connection goes from the node straight to
 the task's node over the bridge, with no hop through the host (DNAT-ing node load on the host
 instead lost first SYNs: docs/LOAD.md). Rules in a node carry the run's comment and go when the
-entry closes or the lab goes down.
+entry closes or the lab goes down; a later run's entry removes those of runs whose harness
+died (`harness cleanup` looks at the host only).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 
 from harness import commands
 from harness.errors import CommandError, LoadError
-from harness.hostnet import chain_name, jump_comment, run_hash
+from harness.hostnet import CHAIN_PREFIX, chain_name, jump_comment, run_hash
 from harness.labs.swarm.lab import BRIDGE_ADDRESS, NETNS_DIR, SUBNET, load_state
 from harness.load import WorkerPlace
-from harness.owners import owner_label_value
+from harness.owners import OWNER_LABEL, RUN_LABEL, owner_alive, owner_label_value
 from harness.targets.service_vip import vip_chain
 
 ENTRY_ADDRESS = SUBNET.rsplit(".", 1)[0] + ".254"  # a virtual address: no node has it
@@ -72,6 +73,7 @@ class NodeEntry:
 
     run_id: str
     netns: list[str]
+    owner: str = field(default_factory=owner_label_value)  # the harness's process
     rules: list[list[str]] = field(default_factory=list)  # the host's, as last copied
     opened: set[str] = field(default_factory=set)
 
@@ -97,6 +99,8 @@ class NodeEntry:
             return
         self.rules = rules
         for netns in self.netns:
+            if netns not in self.opened:
+                remove_dead_runs_rules(netns)
             lines = [f":{self.chain} - [0:0]"]  # declared: flushed in the transaction
             lines += [_line(["-A", self.chain, *rule]) for rule in rules]
             if netns not in self.opened:
@@ -118,7 +122,7 @@ class NodeEntry:
         self.opened.clear()
 
     def _jump(self) -> list[str]:
-        comment = jump_comment(self.run_id, owner_label_value())
+        comment = jump_comment(self.run_id, self.owner)
         match = ["-d", ENTRY_ADDRESS, "-p", "tcp", "--dport", str(self.port)]
         return ["OUTPUT", *match, "-m", "comment", "--comment", comment, "-j", self.chain]
 
@@ -133,10 +137,38 @@ class NodeEntry:
         return [tokens[2:] for tokens in lines if tokens[:2] == ["-A", chain]]
 
 
+def remove_dead_runs_rules(netns: str) -> list[str]:
+    """Remove from a node the entries of runs whose harness is dead (a SIGKILLed run leaves
+    them; `harness cleanup` looks at the host only): the chains removed."""
+    try:
+        done = _in(netns, ["iptables", "-w", "5", "-t", "nat", "-S", "OUTPUT"])
+    except CommandError:
+        return []
+    removed = []
+    for tokens in (shlex.split(line) for line in done.stdout.splitlines()):
+        if tokens[:2] != ["-A", "OUTPUT"] or "--comment" not in tokens or "-j" not in tokens:
+            continue
+        fields = dict(
+            p.split("=", 1) for p in tokens[tokens.index("--comment") + 1].split() if "=" in p
+        )
+        chain = tokens[tokens.index("-j") + 1]
+        if RUN_LABEL not in fields or not chain.startswith(f"{CHAIN_PREFIX}{PURPOSE}-"):
+            continue
+        if owner_alive(fields.get(OWNER_LABEL)):
+            continue
+        with contextlib.suppress(CommandError):
+            _restore(netns, [_line(["-D", *tokens[1:]]), f"-F {chain}", f"-X {chain}"])
+            removed.append(chain)
+    return removed
+
+
+def _in(netns: str, argv: list[str], text: str | None = None) -> commands.Done:
+    return commands.run(["nsenter", f"--net={NETNS_DIR / netns}", *argv], input=text)
+
+
 def _restore(netns: str, lines: list[str]) -> None:
     text = "\n".join(["*nat", *lines, "COMMIT"]) + "\n"
-    argv = ["nsenter", f"--net={NETNS_DIR / netns}", "iptables-restore", "-w", "5", "--noflush"]
-    commands.run(argv, input=text)
+    _in(netns, ["iptables-restore", "-w", "5", "--noflush"], text)
 
 
 def _line(tokens: list[str]) -> str:
