@@ -295,6 +295,7 @@ class Runner:
         self._load: LoadRun | None = None
         self._worker_events_seen = 0
         self._entry: NodeEntry | None = None
+        self._entry_trouble = ""  # the last failure to copy the service to the nodes
         self._prober: Prober | None = None
         self._resources: ResourceSampler | None = None
         self._recorder: EventRecorder | None = None
@@ -488,6 +489,19 @@ class Runner:
             if event["event"] in ("missing", "gone", "incomplete"):
                 self._warn(f"load worker {event['worker']} {event['event']}")
 
+    def _sync_entry(self) -> None:
+        """Node load follows replaced tasks as the host's does; a failure is said once."""
+        if self._entry is None:
+            return
+        try:
+            self._entry.sync()
+        except HarnessError as exc:
+            if str(exc) != self._entry_trouble:
+                self._warn(f"copying the service to the lab's nodes failed: {exc}")
+            self._entry_trouble = str(exc)
+        else:
+            self._entry_trouble = ""
+
     def _await_first_request(self) -> int:
         """The load's start: the first request Locust sent (its record), so the warm-up, the
         phases and the faults' offsets count from real load, not from Locust's spawn (its
@@ -600,8 +614,7 @@ class Runner:
                 self._act(ctx, events, journal, faults, pending.pop(0))
             self._tick(elapsed, occurrences)
             self._record_worker_events(events)
-            if self._entry is not None:  # node load follows replaced tasks as the host's does
-                self._attempt("copy the service to the nodes", self._entry.sync)
+            self._sync_entry()
             self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
