@@ -193,3 +193,10 @@ def test_a_nodes_placement_on_the_swarm_lab_validates(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"name": "p", "target": SWARM_LAB, "load": load}))
     scenario = load_scenario(path)
     assert scenario.load.master is not None and scenario.load.master.port == 5557
+
+
+def test_harness_worker_refuses_an_address_without_a_port() -> None:
+    argv = [sys.executable, "-m", "harness", "worker", "--master", "just-a-host"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 2
+    assert "--master must be HOST:PORT" in done.stderr
