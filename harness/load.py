@@ -12,12 +12,15 @@ bundled one spreads requests over `endpoints` itself when routing is per_instanc
 closed or open loop (`rate_per_s`) and the source ports are the bundled locustfile's policy
 (harness/locust/).
 
-Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` a master on
-127.0.0.1 plus N workers. Each starts in its own session, so a Ctrl-C reaches only the harness,
-which stops them by PID (SIGTERM, then SIGKILL). Logs and Locust's own totals
-(``locust-stats.json``) go to the record directory, where the processes run (no stray
-locust.conf); inherited ``LOCUST_*`` variables are dropped. The long form, with an example:
-docs/LOAD.md, Load.
+Processes: ``workers == 0`` runs one local Locust process; ``workers == N`` a master plus N
+workers, each where its `WorkerPlace` says (here, or a lab node's namespace: harness.load_nodes);
+`external_workers` more are waited for (`harness worker --master HOST:PORT` on other machines).
+Workers ship their records to the master through Locust's messages, so the master's record
+directory holds them all (harness/locust/chaos_shipping.py). Each process starts in its own
+session, so a Ctrl-C reaches only the harness, which stops them by PID (SIGTERM, then
+SIGKILL). Logs and Locust's own totals (``locust-stats.json``) go to the record directory,
+where the processes run (no stray locust.conf); inherited ``LOCUST_*`` variables are dropped.
+The long form, with an example: docs/LOAD.md, Load and Workers beyond the harness's host.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import pandas as pd
 
@@ -52,13 +55,16 @@ RECORDER: Final = LOCUST_DIR / "recorder.py"
 RECORD_GLOB: Final = "requests-*.tsv"
 USER_ERRORS_GLOB: Final = "user-errors-*.tsv"
 STATS_PREFIX: Final = "locust-stats"
+WORKERS_FILE: Final = "workers.json"  # written by the master (harness/locust/chaos_shipping.py)
+WORKER_EVENTS_FILE: Final = "worker-events.jsonl"
 REQUEST_COLUMNS: Final = (
     *("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker", "served_by"),
+    "worker_name",
 )
 _FILE_COLUMNS: Final = ("ok", "start_ns", "latency_ms", "name", "endpoint", "error", "served_by")
 _HEADER_PREFIX: Final = b"#chaos-harness-requests v"
 _HEADER_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name
-_WORKER_CONNECT_WAIT_S: Final = 30
+WORKER_CONNECT_WAIT_S: Final = 30
 CONNECTIONS: Final = ("keep_alive", "per_request")
 # the recorder writes a process's first request at once, then every 0.5 s (its flush)
 FIRST_REQUEST_SETTLE_S: Final = 0.6
@@ -71,6 +77,16 @@ class LoadPath:
     path: str = "/"
     name: str | None = None
     weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerPlace:
+    """Where one worker the harness starts runs: its name, and the command that puts it there
+    (e.g. nsenter into a lab node's network namespace; empty: here)."""
+
+    name: str
+    prefix: tuple[str, ...] = ()
+    master_host: str | None = None  # the master's address from there (default: from here)
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,12 @@ class LoadPlan:
     rate_per_s: float | None = None  # open loop: total arrivals per second (bundled locustfile)
     connections: str = "keep_alive"  # or per_request (bundled locustfile)
     attribution_header: str | None = None  # the response header naming the replica
+    # workers started outside the harness (`harness worker --master HOST:PORT`), waited for
+    external_workers: int = 0
+    master_bind: str = "127.0.0.1"  # where the master listens for its workers
+    master_port: int = 0  # 0: a free port
+    workers_wait_s: float = WORKER_CONNECT_WAIT_S  # for every worker to connect, at most
+    places: Sequence[WorkerPlace] = ()  # one per worker (default: here, named worker-<i>)
 
     def __post_init__(self) -> None:
         problems = _plan_problems(self)
@@ -105,6 +127,19 @@ class LoadPlan:
         return max(1, math.ceil(self.duration_s))
 
     @property
+    def distributed(self) -> bool:
+        """A master and its workers (else one local process)."""
+        return self.workers + self.external_workers > 0
+
+    @property
+    def expected_workers(self) -> int:
+        return self.workers + self.external_workers
+
+    def place(self, index: int) -> WorkerPlace:
+        """Where worker `index` runs (here by default)."""
+        return self.places[index] if self.places else WorkerPlace(f"worker-{index}")
+
+    @property
     def locustfile_path(self) -> Path:
         return self.locustfile if self.locustfile is not None else DEFAULT_LOCUSTFILE
 
@@ -115,6 +150,10 @@ def _plan_problems(plan: LoadPlan) -> list[str]:
         (plan.spawn_rate > 0, f"spawn_rate must be > 0, got {plan.spawn_rate!r}"),
         (plan.duration_s > 0, f"duration_s must be > 0, got {plan.duration_s!r}"),
         (plan.workers >= 0, f"workers must be >= 0, got {plan.workers!r}"),
+        (plan.external_workers >= 0, f"external_workers must be >= 0: {plan.external_workers}"),
+        (0 <= plan.master_port <= 65535, f"master_port out of range: {plan.master_port!r}"),
+        (plan.workers_wait_s > 0, f"workers_wait_s must be > 0: {plan.workers_wait_s!r}"),
+        (not plan.places or len(plan.places) == plan.workers, "one place per worker"),
         (plan.wait_s >= 0, f"wait_s must be >= 0, got {plan.wait_s!r}"),
         (plan.timeout_s > 0, f"timeout_s must be > 0, got {plan.timeout_s!r}"),
         (len(plan.paths) > 0, "paths must not be empty"),
@@ -203,7 +242,7 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
         CHAOS_HARNESS_RATE=repr(float(plan.rate_per_s or 0.0)),
         CHAOS_HARNESS_USERS=str(plan.users),
         CHAOS_HARNESS_CONNECTIONS=plan.connections,
-        CHAOS_HARNESS_PROCESSES=str(max(1, plan.workers)),
+        CHAOS_HARNESS_PROCESSES=str(max(1, plan.expected_workers)),
         CHAOS_HARNESS_ATTRIBUTION_HEADER=plan.attribution_header or "",
         PYTHONUNBUFFERED="1",
     )
@@ -211,8 +250,18 @@ def plan_env(plan: LoadPlan, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def role_env(plan: LoadPlan, env: Mapping[str, str], role: str) -> dict[str, str]:
+    """A process's environment: a worker is named by its place (the `worker_name` of its
+    records) unless the plan's extra_env names it."""
+    env = dict(env)
+    if role.startswith("worker-"):
+        env.setdefault("CHAOS_HARNESS_WORKER_NAME", plan.place(int(role[len("worker-") :])).name)
+    return env
+
+
 def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, list[str]]]:
-    """(role, argv) of every process of `plan`: "local", or "master" and "worker-<i>"."""
+    """(role, argv) of every process of `plan` the harness starts: "local", or "master" and
+    "worker-<i>" (external workers start themselves: `worker_command`)."""
     record_dir = plan.record_dir.resolve()
     files = f"{plan.locustfile_path.resolve()},{RECORDER}"
     base = [python, "-m", "locust", "-f", files, "--exit-code-on-error", "0"]
@@ -223,17 +272,54 @@ def locust_commands(plan: LoadPlan, python: str, port: int) -> list[tuple[str, l
         *("--users", str(plan.users), "--spawn-rate", repr(float(plan.spawn_rate))),
         *("--run-time", f"{plan.run_time_s}s", "--json-file", str(record_dir / STATS_PREFIX)),
     ]
-    if plan.workers == 0:
+    if not plan.distributed:
         return [("local", [*base, *run])]
     master = [
         *base,
         *run,
-        *("--master", "--expect-workers", str(plan.workers)),
-        *("--expect-workers-max-wait", str(_WORKER_CONNECT_WAIT_S)),
-        *("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)),
+        *("--master", "--expect-workers", str(plan.expected_workers)),
+        *("--expect-workers-max-wait", f"{plan.workers_wait_s:g}"),
+        *("--master-bind-host", plan.master_bind, "--master-bind-port", str(port)),
     ]
-    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    return [("master", master)] + [(f"worker-{i}", worker) for i in range(plan.workers)]
+    workers = []
+    for i in range(plan.workers):
+        place = plan.place(i)
+        dial = place.master_host or dial_host(plan.master_bind)
+        workers.append(
+            (f"worker-{i}", [*place.prefix, *worker_command(python, dial, port, plan.locustfile)])
+        )
+    return [("master", master), *workers]
+
+
+def worker_command(
+    python: str, master_host: str, master_port: int, locustfile: Path | None = None
+) -> list[str]:
+    """One Locust worker of a harness master, with the bundled recorder (which ships its
+    records to the master) and the bundled locustfile unless another is given."""
+    path = (locustfile or DEFAULT_LOCUSTFILE).resolve()
+    return [
+        *(python, "-m", "locust", "-f", f"{path},{RECORDER}", "--exit-code-on-error", "0"),
+        *("--worker", "--master-host", master_host, "--master-port", str(master_port)),
+    ]
+
+
+def dial_host(bind: str) -> str:
+    """The address a worker on this host dials to reach a master bound to `bind`."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "*", "") else bind
+
+
+def advertised_host(bind: str) -> str:
+    """The address to give other machines' workers: `bind`, or for a wildcard bind this
+    host's first non-loopback IPv4 address (its name when it has none)."""
+    if bind not in ("0.0.0.0", "*", ""):
+        return bind
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return name
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if not a.startswith("127.")), name)
 
 
 class LoadRun:
@@ -262,6 +348,7 @@ class LoadRun:
         self._procs: list[_Proc] = []
         self._signalled: set[int] = set()
         self._cursors: dict[Path, _FileCursor] = {}
+        self.master_port = 0  # the master's, once started (distributed plans)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -292,13 +379,16 @@ class LoadRun:
         if not self.plan.locustfile_path.is_file():
             raise LoadError(f"locustfile not found: {str(self.plan.locustfile_path)!r}")
         env = plan_env(self.plan, os.environ)
-        port = free_port() if self.plan.workers else 0
+        port = self.plan.master_port or (
+            free_port(self.plan.master_bind) if self.plan.distributed else 0
+        )
+        self.master_port = port
         self.started_at_ns = time.time_ns()
         try:
             for role, argv in locust_commands(self.plan, self.python, port):
                 if self.parent_death_signal:
                     argv = with_parent_death_signal(argv)
-                self._procs.append(_spawn(role, argv, env, record_dir))
+                self._procs.append(_spawn(role, argv, role_env(self.plan, env, role), record_dir))
         except LoadError:
             self.stop()
             raise
@@ -328,11 +418,20 @@ class LoadRun:
         return True
 
     def check(self) -> None:
-        """Raise LoadError if a process exited non-zero without being signalled by `stop`."""
+        """Raise LoadError if a process exited non-zero without being signalled by `stop`.
+
+        A worker that had joined its master and died later is a worker lost, not a failed
+        run: the master's events say when, and its missing load is the run's shortfall."""
+        joined: set[str] | None = None
         for proc in self._procs:
             code = proc.popen.poll()
             if code is None or code == 0 or proc.popen.pid in self._signalled:
                 continue
+            if proc.role.startswith("worker-"):
+                if joined is None:
+                    joined = {str(w["name"]) for w in read_workers(self.plan.record_dir)}
+                if self.plan.place(int(proc.role[len("worker-") :])).name in joined:
+                    continue
             raise LoadError(
                 f"locust {proc.role} (pid {proc.popen.pid}) exited with code {code}; "
                 f"log {str(proc.log_path)!r} ends:\n{_tail(proc.log_path)}"
@@ -388,6 +487,16 @@ class LoadRun:
         cursors = self._cursors.values()
         return LoadProgress(sum(c.requests for c in cursors), sum(c.failures for c in cursors))
 
+    def progress_by_worker(self) -> dict[str, LoadProgress]:
+        """What `poll_progress` last counted, per record file's worker (`requests-<name>.tsv`:
+        the worker's name; a local process's pid)."""
+        return {
+            path.name.removeprefix("requests-").removesuffix(".tsv"): LoadProgress(
+                c.requests, c.failures
+            )
+            for path, c in sorted(self._cursors.items())
+        }
+
     def wait_first_request(self, timeout_s: float, poll_s: float = 0.02) -> int | None:
         """The start of the first request sent (wall clock, ns); None if none is recorded
         within `timeout_s` or every process exited first.
@@ -440,6 +549,35 @@ def read_user_errors(record_dir: Path) -> dict[str, int]:
     return counts
 
 
+def read_workers(record_dir: Path) -> list[dict[str, Any]]:
+    """Each distributed worker as its master saw it (workers.json: name, index, host, clock
+    offset and round trip, requests, lost batches, complete); [] without workers."""
+    path = record_dir / WORKERS_FILE
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"cannot read {str(path)!r}: {exc}") from exc
+    return [dict(row) for row in rows]
+
+
+def read_worker_events(record_dir: Path, skip: int = 0) -> list[dict[str, Any]]:
+    """The master's worker events (worker-events.jsonl: connected, missing, healed, gone,
+    incomplete), from the `skip`-th complete line on."""
+    try:
+        data = (record_dir / WORKER_EVENTS_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LoadError(f"cannot read worker events in {str(record_dir)!r}: {exc}") from exc
+    lines = data[: data.rfind(b"\n") + 1].splitlines()[skip:]
+    try:
+        return [dict(json.loads(line)) for line in lines]
+    except ValueError as exc:
+        raise LoadError(f"malformed worker event in {str(record_dir)!r}: {exc}") from exc
+
+
 def first_request_ns(record_dir: Path) -> int | None:
     """The earliest start among the requests recorded so far (every complete line of every
     process's log), or None before any."""
@@ -460,7 +598,8 @@ def first_request_ns(record_dir: Path) -> int | None:
 def _prepare_record_dir(record_dir: Path) -> None:
     try:
         record_dir.mkdir(parents=True, exist_ok=True)
-        stale = [p.name for g in (RECORD_GLOB, USER_ERRORS_GLOB) for p in record_dir.glob(g)]
+        globs = (RECORD_GLOB, USER_ERRORS_GLOB, WORKERS_FILE, WORKER_EVENTS_FILE)
+        stale = [p.name for g in globs for p in record_dir.glob(g)]
     except OSError as exc:
         raise LoadError(f"cannot create record dir {str(record_dir)!r}: {exc}") from exc
     if stale:
@@ -528,7 +667,7 @@ def collect_requests(record_dir: Path) -> pd.DataFrame:
     frames = [_read_record_file(path) for path in paths]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return _typed(_empty_file_frame(), worker=0)
+        return _typed(_empty_file_frame(), (0, None))
     requests = pd.concat(frames, ignore_index=True)
     return requests.sort_values("start_ns", kind="stable", ignore_index=True)
 
@@ -540,11 +679,11 @@ def _read_record_file(path: Path) -> pd.DataFrame:
         raise LoadError(f"cannot read request log {str(path)!r}: {exc}") from exc
     data = data[: data.rfind(b"\n") + 1]  # a line cut short by a kill is dropped
     if not data:
-        return _typed(_empty_file_frame(), worker=0)  # killed before its header was written
+        return _typed(_empty_file_frame(), (0, None))  # killed before its header was written
     header, _, body = data.partition(b"\n")
     if not header.startswith(_HEADER_PREFIX):
         raise LoadError(f"not a request log (bad header): {str(path)!r}")
-    worker = _header_worker(header, path)
+    worker = (_header_worker(header, path), _header_name(header))
     if not body:
         return _typed(_empty_file_frame(), worker)
     # v1 files (before served_by) have one column less
@@ -568,6 +707,14 @@ def _read_record_file(path: Path) -> pd.DataFrame:
     return _typed(frame, worker)
 
 
+def _header_name(header: bytes) -> str | None:
+    """The worker's name (v3 headers); None in older files."""
+    for token in header.split():
+        if token.startswith(b"name="):
+            return token[len(b"name=") :].decode("utf-8", "replace")
+    return None
+
+
 def _header_worker(header: bytes, path: Path) -> int:
     for token in header.split():
         if token.startswith(b"worker="):
@@ -582,9 +729,9 @@ def _empty_file_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=str) for c in _FILE_COLUMNS})
 
 
-def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, worker: tuple[int, str | None]) -> pd.DataFrame:
     """The file's columns in requests.parquet order and dtypes; empty error or served_by ->
-    null."""
+    null; `worker` is the file's (index, name)."""
     error = frame["error"].astype(str)
     served = (frame["served_by"] if "served_by" in frame else frame["error"].iloc[0:0]).astype(str)
     served = served.reindex(frame.index, fill_value="")
@@ -596,8 +743,9 @@ def _typed(frame: pd.DataFrame, worker: int) -> pd.DataFrame:
             "name": frame["name"].astype(str),
             "error": error.where(error != ""),
             "endpoint": frame["endpoint"].astype(str),
-            "worker": pd.Series(worker, index=frame.index, dtype="int64"),
+            "worker": pd.Series(worker[0], index=frame.index, dtype="int64"),
             "served_by": served.where(served != ""),
+            "worker_name": pd.Series(worker[1], index=frame.index, dtype="object"),
         }
     )
 

@@ -61,7 +61,18 @@ from harness.errors import HarnessError, ScenarioError, TargetError
 from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
-from harness.load import LoadPath, LoadPlan, LoadRun, connection_policy, locust_version
+from harness.load import (
+    WORKER_CONNECT_WAIT_S,
+    LoadPath,
+    LoadPlan,
+    LoadRun,
+    advertised_host,
+    connection_policy,
+    locust_version,
+    read_worker_events,
+    read_workers,
+)
+from harness.load_nodes import NodeEntry, lab_master_bind, lab_netns, lab_worker_places
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.prometheus.exporter import MetricsExporter
@@ -82,6 +93,7 @@ from harness.results.manifest import (
     AgentBlock,
     AnalysisBlock,
     LoadBlock,
+    LoadWorker,
     Manifest,
     ProbesBlock,
     SloBlock,
@@ -155,6 +167,8 @@ class Progress:
     requests: int = 0
     failures: int = 0
     notes: list[str] = field(default_factory=list)
+    # per load worker (name -> requests, failures), for a display that asks for them
+    workers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -282,6 +296,9 @@ class Runner:
         self._injected_ns: dict[str, int] = {}
         self._gate = SignalGate()
         self._load: LoadRun | None = None
+        self._worker_events_seen = 0
+        self._entry: NodeEntry | None = None
+        self._entry_trouble = ""  # the last failure to copy the service to the nodes
         self._prober: Prober | AgentProber | None = None
         self._resources: ResourceSampler | None = None
         self._recorder: EventRecorder | None = None
@@ -411,6 +428,10 @@ class Runner:
         host, path = self._load_address(target)  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, path
+        nodes = self.scenario.load.placement == "nodes"
+        if nodes and self.scenario.load.host is None:  # the same service, from the lab's nodes
+            self._entry = NodeEntry(self.run_id, lab_netns())
+            host = self._manifest.load.host = self._entry.open()
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
         endpoints = (
@@ -432,6 +453,7 @@ class Runner:
         load = self._running_load()
         load.wait(timeout=self.scenario.load.duration + 30)
         load.check()
+        self._record_worker_events(events)
         events.harness(time.time_ns(), "load_stop")
 
     def _start_load(self, plan: LoadPlan) -> None:
@@ -441,6 +463,45 @@ class Runner:
                 self._load.start()
             finally:
                 write_pid_file(self.dir.load_pids, self._load.pids)
+        if plan.external_workers:
+            self._call_for_workers(plan, self._load.master_port)
+
+    def _call_for_workers(self, plan: LoadPlan, port: int) -> None:
+        """Say on stderr how to start the workers the master waits for (other machines')."""
+        address = f"{advertised_host(plan.master_bind)}:{port}"
+        message = (
+            f"the load waits {plan.workers_wait_s:g} s for {plan.external_workers} worker(s): "
+            f"on each machine run  harness worker --master {address}"
+        )
+        self.progress.notes.append(message)
+        print(message, file=sys.stderr, flush=True)
+
+    def _record_worker_events(self, events: EventLog) -> None:
+        """Workers the master saw connect, go missing, heal, leave or end incomplete: on the
+        timeline as harness events `load_worker_<event>` (a lost worker's load is missing)."""
+        load = self._load
+        if load is None or not load.plan.distributed:
+            return
+        new = read_worker_events(load.plan.record_dir, skip=self._worker_events_seen)
+        self._worker_events_seen += len(new)
+        for event in new:
+            attributes = {k: v for k, v in event.items() if k not in ("time_ns", "event")}
+            events.harness(int(event["time_ns"]), f"load_worker_{event['event']}", **attributes)
+            if event["event"] in ("missing", "gone", "incomplete"):
+                self._warn(f"load worker {event['worker']} {event['event']}")
+
+    def _sync_entry(self) -> None:
+        """Node load follows replaced tasks as the host's does; a failure is said once."""
+        if self._entry is None:
+            return
+        try:
+            self._entry.sync()
+        except HarnessError as exc:
+            if str(exc) != self._entry_trouble:
+                self._warn(f"copying the service to the lab's nodes failed: {exc}")
+            self._entry_trouble = str(exc)
+        else:
+            self._entry_trouble = ""
 
     def _await_first_request(self) -> int:
         """The load's start: the first request Locust sent (its record), so the warm-up, the
@@ -449,7 +510,9 @@ class Runner:
         FIRST_REQUEST_WAIT_S, the spawn instant, with a warning."""
         self._report("starting load")
         load = self._running_load()
-        first_ns = load.wait_first_request(FIRST_REQUEST_WAIT_S)
+        # a distributed master starts its users once its workers connected
+        wait_s = FIRST_REQUEST_WAIT_S + (load.plan.workers_wait_s if load.plan.distributed else 0)
+        first_ns = load.wait_first_request(wait_s)
         load.check()  # Locust died before sending anything: its log says why
         if first_ns is not None:
             return first_ns
@@ -553,6 +616,8 @@ class Runner:
                 self._act(ctx, events, journal, faults, action)
                 pending = self._revert_after_its_action(pending, action, load_start_ns)
             self._tick(elapsed, occurrences)
+            self._record_worker_events(events)
+            self._sync_entry()
             self._refresh_resources(ctx.target)
             if elapsed >= end_s or not load.running():
                 return
@@ -697,6 +762,9 @@ class Runner:
         if self._load is not None:
             self._attempt("stop load", self._load.stop)
             self._manifest.load.ended_at_ns = time.time_ns()
+            self._attempt("read load workers", self._read_load_workers)
+        if self._entry is not None:
+            self._attempt("close the nodes' entry", self._entry.close)
         if self._prober is not None:
             self._attempt("stop probes", self._prober.stop)
         if self._resources is not None:
@@ -707,6 +775,11 @@ class Runner:
             self._report("tearing down")
             self._engine_step("teardown", target.teardown)
         self._attempt("write data", lambda: write_observations(self.dir))
+
+    def _read_load_workers(self) -> None:
+        if self._load is not None:
+            rows = read_workers(self._load.plan.record_dir)
+            self._manifest.load.workers_seen = [LoadWorker.model_validate(r) for r in rows]
 
     def _fault_context(self, target: Target) -> FaultContext:
         rng = random.Random(self.seed)
@@ -833,6 +906,11 @@ class Runner:
             endpoints=endpoints,
             record_dir=self.dir.load_dir,
             workers=load.workers,
+            external_workers=load.master.expect_workers if load.master else 0,
+            master_bind=self._master_bind(),
+            master_port=load.master.port if load.master else 0,
+            workers_wait_s=load.master.wait if load.master else WORKER_CONNECT_WAIT_S,
+            places=lab_worker_places(load.workers) if load.placement == "nodes" else (),
             locustfile=locustfile,
             paths=[LoadPath(p.path, p.name, p.weight) for p in load.paths],
             wait_s=load.wait,
@@ -843,6 +921,14 @@ class Runner:
             connections=load.connections,
             attribution_header=load.attribution_header_for(self.scenario.workload.image),
         )
+
+    def _master_bind(self) -> str:
+        """Where the master listens: the scenario's; for node workers the lab bridge's host
+        address; else loopback."""
+        load = self.scenario.load
+        if load.master is not None:
+            return load.master.host
+        return lab_master_bind() if load.placement == "nodes" else "127.0.0.1"
 
     def _planned_manifest(self) -> Manifest:
         """The manifest before the run starts: what the scenario asked for."""
@@ -866,6 +952,9 @@ class Runner:
                 spawn_rate=load.spawn_rate,
                 duration_s=load.duration,
                 workers=load.workers,
+                placement=load.placement,
+                master=load.master.bind if load.master else None,
+                external_workers=load.master.expect_workers if load.master else 0,
                 locustfile=load.locustfile,
                 mode="open" if load.open_loop else "closed",
                 rate_per_s=load.rate,
@@ -920,6 +1009,8 @@ class Runner:
         self.progress.elapsed_s = elapsed
         self.progress.requests = progress.requests
         self.progress.failures = progress.failures
+        workers = self._running_load().progress_by_worker()
+        self.progress.workers = {k: (v.requests, v.failures) for k, v in workers.items()}
         self._on_progress(self.progress)
 
     def _report(self, phase: str) -> None:

@@ -146,6 +146,34 @@ def open_loop_users(rate_per_s: float, timeout_s: float) -> int:
     return max(1, math.ceil(rate_per_s * (timeout_s + OPEN_LOOP_SLACK_S)))
 
 
+class LoadMasterSpec(StrictModel):
+    """The Locust master as workers on other machines reach it (`harness worker`)."""
+
+    bind: str = Field(
+        default="0.0.0.0:5557",
+        pattern=r"^(\*|[0-9A-Za-z.:\[\]-]+):[0-9]{1,5}$",
+        description="HOST:PORT the master listens on for its workers",
+    )
+    expect_workers: int = Field(
+        ge=1, le=64, description="workers started outside the harness, waited for"
+    )
+    wait: Seconds = Field(default=120.0, gt=0, description="for every worker to connect, at most")
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+    @model_validator(mode="after")
+    def _port_in_range(self) -> LoadMasterSpec:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"load.master.bind: port {self.port} is out of range 1-65535")
+        return self
+
+
 class LoadSpec(StrictModel):
     """Closed loop (default): `users` each send a request as soon as the last one completed
     (plus `wait`). Open loop (`rate`): a fixed arrival schedule of `rate` requests per second,
@@ -161,7 +189,22 @@ class LoadSpec(StrictModel):
         description="'default' or a path (relative to the scenario file); Locust's --host is "
         "the target's service address",
     )
-    workers: int = Field(default=0, ge=0, le=16)
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Locust workers the harness starts (0: one process) where `placement` says",
+    )
+    placement: Literal["local", "nodes"] = Field(
+        default="local",
+        description="local: the workers run on the harness's host; nodes: one in each node's "
+        "network namespace of the Swarm lab (a node's fault reaches its load generator too)",
+    )
+    master: LoadMasterSpec | None = Field(
+        default=None,
+        description="workers on other machines: the master listens at `bind` and waits for "
+        "`expect_workers` of them (`harness worker --master HOST:PORT`), besides `workers`",
+    )
     paths: list[PathSpec] = Field(default_factory=lambda: [PathSpec(path="/")])
     wait: Seconds = Field(default=0.0, description="pause between a user's requests")
     timeout: Seconds = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="per-request timeout")
@@ -252,6 +295,23 @@ class LoadSpec(StrictModel):
                 "load.connections sets the bundled locustfile's connections; a locustfile of "
                 "your own opens its own: remove connections or use locustfile: default"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _nodes_placement(self) -> LoadSpec:
+        if self.placement != "nodes":
+            return self
+        problems = []
+        if self.workers < 1:
+            problems.append(
+                "load.placement nodes starts load.workers on the lab's nodes: give 1 or more"
+            )
+        if self.routing != "service":
+            problems.append(
+                "load.placement nodes sends to the service: routing per_instance is not supported"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -521,6 +581,16 @@ class ScenarioBase(StrictModel):
                     )
                     for loc, got, why in problems
                 ],
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _placement_fits_the_target(self) -> ScenarioBase:
+        lab = getattr(self.target, "lab", None)
+        if self.load.placement == "nodes" and (self.target.kind != "swarm" or lab is None):
+            raise ValueError(
+                "load.placement nodes starts the workers in the Swarm lab's nodes: it needs "
+                "target: {kind: swarm, lab: {...}}; use placement local on this target"
             )
         return self
 

@@ -22,8 +22,9 @@ from harness.errors import AnalysisError
 from harness.results.manifest import Manifest, load_manifest
 
 REQUEST_COLUMNS = ("start_ns", "latency_ms", "ok", "name", "error", "endpoint", "worker")
-# read when present: runs recorded before attribution have no served_by column
-OPTIONAL_REQUEST_COLUMNS = ("served_by",)
+# read when present: runs recorded before attribution have no served_by column, before
+# shipped records no worker_name (the worker's identity: its host, node or given name)
+OPTIONAL_REQUEST_COLUMNS = ("served_by", "worker_name")
 PROBE_COLUMNS = ("start_ns", "latency_ms", "ok", "instance", "error")
 EVENT_COLUMNS = ("time_ns", "source", "action", "instance", "container_id", "attributes")
 

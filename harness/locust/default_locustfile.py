@@ -29,9 +29,10 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import chaos_settings  # these two beside this file: Locust puts its directory on sys.path
 import gevent
-import source_ports  # beside this file: Locust puts its directory on sys.path to import it
-from locust import FastHttpUser, task
+import source_ports
+from locust import FastHttpUser, events, task
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,41 @@ def _targets(host: str | None) -> list[list[Target]]:
     ]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The settings read from the environment (again at test_start: a remote worker gets the
+    master's there, chaos_settings.py)."""
+
+    wait_s: float
+    interval_s: float
+    headers: dict[str, str] | None
+    processes: int
+    timeout_s: float
+
+    @classmethod
+    def read(cls) -> Settings:
+        rate = float(os.environ.get("CHAOS_HARNESS_RATE", "0") or 0)
+        users = max(1, int(os.environ.get("CHAOS_HARNESS_USERS", "1") or 1))
+        per_request = os.environ.get("CHAOS_HARNESS_CONNECTIONS", "keep_alive") == "per_request"
+        return cls(
+            wait_s=float(os.environ.get("CHAOS_HARNESS_WAIT", "0") or 0),
+            interval_s=users / rate if rate > 0 else 0.0,
+            headers={"Connection": "close"} if per_request else None,
+            processes=max(1, int(os.environ.get("CHAOS_HARNESS_PROCESSES", "1") or 1)),
+            timeout_s=float(os.environ.get("CHAOS_HARNESS_TIMEOUT_S", "2.0") or 2.0),
+        )
+
+
 _FIRST_URL = next(iter(_endpoints(None)), ("", None))[1]
-_WAIT_S = float(os.environ.get("CHAOS_HARNESS_WAIT", "0") or 0)
-_RATE = float(os.environ.get("CHAOS_HARNESS_RATE", "0") or 0)
-_USERS = max(1, int(os.environ.get("CHAOS_HARNESS_USERS", "1") or 1))
-_INTERVAL_S = _USERS / _RATE if _RATE > 0 else 0.0
-_PER_REQUEST = os.environ.get("CHAOS_HARNESS_CONNECTIONS", "keep_alive") == "per_request"
-_HEADERS = {"Connection": "close"} if _PER_REQUEST else None
-_PROCESSES = max(1, int(os.environ.get("CHAOS_HARNESS_PROCESSES", "1") or 1))
+_S = Settings.read()
 
 
 class ChaosUser(FastHttpUser):
     """GETs a weighted-random path on the next endpoint in round-robin."""
 
     host = _FIRST_URL
-    connection_timeout = float(os.environ.get("CHAOS_HARNESS_TIMEOUT_S", "2.0") or 2.0)
-    network_timeout = connection_timeout
+    connection_timeout = _S.timeout_s
+    network_timeout = _S.timeout_s
     _sequence = itertools.count()  # each user's round-robin offset
 
     def on_start(self) -> None:
@@ -96,7 +116,7 @@ class ChaosUser(FastHttpUser):
             raise RuntimeError("no endpoints: set CHAOS_HARNESS_ENDPOINTS or --host")
         seq = next(self._sequence)
         worker = getattr(self.environment.runner, "worker_index", 0) or 0
-        source_ports.install(worker, _PROCESSES)
+        source_ports.install(worker, _S.processes)
         self._targets = targets
         self._count = len(targets)
         self._next = seq + worker * 7919
@@ -104,18 +124,19 @@ class ChaosUser(FastHttpUser):
         self._weights = weights if len(weights) > 1 else None
         seed = int(os.environ.get("CHAOS_HARNESS_SEED", "0") or 0)
         self._rng = random.Random(seed * 1_000_003 + worker * 65_537 + seq)
-        if _INTERVAL_S > 0:  # open loop: start at a random phase of this user's period
-            gevent.sleep(self._rng.uniform(0.0, _INTERVAL_S))
+        if _S.interval_s > 0:  # open loop: start at a random phase of this user's period
+            gevent.sleep(self._rng.uniform(0.0, _S.interval_s))
         self._due = time.monotonic()
 
     def wait_time(self) -> float:
         """Closed loop: the constant wait. Open loop: the time until this user's next turn."""
-        if _INTERVAL_S <= 0:
-            return _WAIT_S
+        interval = _S.interval_s
+        if interval <= 0:
+            return _S.wait_s
         now = time.monotonic()
-        due = self._due + _INTERVAL_S
+        due = self._due + interval
         if now > due:  # late: skip the turns that passed, send at once for the current one
-            due += math.floor((now - due) / _INTERVAL_S) * _INTERVAL_S
+            due += math.floor((now - due) / interval) * interval
         self._due = due
         return max(0.0, due - now)
 
@@ -124,4 +145,13 @@ class ChaosUser(FastHttpUser):
         row = self._targets[self._next % self._count]
         self._next += 1
         target = row[0] if self._weights is None else self._rng.choices(row, self._weights)[0]
-        self.client.get(target.url, name=target.name, context=target.context, headers=_HEADERS)
+        self.client.get(target.url, name=target.name, context=target.context, headers=_S.headers)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: object, **_kwargs: object) -> None:
+    """A worker's settings as the master sent them (the same values on this host)."""
+    global _S
+    chaos_settings.apply(environment)
+    _S = Settings.read()
+    ChaosUser.connection_timeout = ChaosUser.network_timeout = _S.timeout_s

@@ -25,6 +25,21 @@ DEFAULT_CONFIDENCE: Final = 0.99
 DEFAULT_WINDOW_S: Final = 10.0
 
 
+class LoadWorker(Record):
+    """One Locust worker as its master saw it (the master's workers.json): its clock's offset
+    to the harness's, applied to its records' start_ns, and whether its last batch came."""
+
+    name: str
+    index: int
+    host: str = ""
+    offset_ns: int = 0
+    rtt_ns: int = 0
+    requests: int = 0
+    lost_batches: int = 0
+    complete: bool = False
+    users: int = 0  # Locust's users on it at the end: its share of an open loop's rate
+
+
 class LoadBlock(Record):
     """The load as planned, then as it went; the instants are None until it started/ended."""
 
@@ -32,6 +47,11 @@ class LoadBlock(Record):
     spawn_rate: float | None = None
     duration_s: float | None = None
     workers: int | None = None
+    # where the harness's workers run (local | nodes; None: written before placements)
+    placement: str | None = Field(default=None, exclude_if=absent)
+    master: str | None = Field(default=None, exclude_if=absent)  # bind of a master for others'
+    # workers started outside the harness, waited for
+    external_workers: int | None = Field(default=None, exclude_if=absent)
     locustfile: str | None = None
     mode: str = "closed"  # closed | open
     rate_per_s: float | None = None  # open loop: the intended arrival rate
@@ -48,6 +68,8 @@ class LoadBlock(Record):
     load_balancing: str | None = None
     started_at_ns: int | None = None
     ended_at_ns: int | None = None
+    # each worker as its master saw it (distributed load only)
+    workers_seen: list[LoadWorker] | None = Field(default=None, exclude_if=absent)
 
     @field_validator("endpoints", mode="before")
     @classmethod
