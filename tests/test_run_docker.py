@@ -288,6 +288,7 @@ class _Ingress:
         self.answered: dict[int, int] = {}
         self._lock = threading.Lock()
         self._turn = 0
+        self._upstreams: list[str] = []
         ingress = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -316,7 +317,12 @@ class _Ingress:
         )
 
     def forward(self, path: str) -> tuple[int, bytes]:
-        replicas = self._replicas()
+        # the upstreams, listed once as an Ingress is configured (a restarting replica has no
+        # address in the engine's listing, and would otherwise be routed around)
+        with self._lock:
+            if not self._upstreams:
+                self._upstreams = self._replicas()
+            replicas = self._upstreams
         with self._lock:
             self._turn += 1
             address = replicas[self._turn % len(replicas)] if replicas else None
