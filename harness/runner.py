@@ -73,6 +73,8 @@ from harness.load import (
     read_workers,
 )
 from harness.load_nodes import NodeEntry, lab_master_bind, lab_netns, lab_worker_places
+from harness.load_pods import PodWorkers
+from harness.load_pods import lab_master_bind as kube_lab_master_bind
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
 from harness.prometheus.exporter import MetricsExporter
@@ -103,6 +105,7 @@ from harness.selection import select_instances
 from harness.targets import make_target
 from harness.targets.base import Instance, Target
 from harness.timeline import Action, Occurrence, actions, ordered
+from harness.worker_image import load_worker_image_into_lab
 
 HEALTH_TIMEOUT_S = 90.0
 ENGINE_SILENCE_S = 15.0  # an engine that has not answered for this long is lost
@@ -298,6 +301,8 @@ class Runner:
         self._load: LoadRun | None = None
         self._worker_events_seen = 0
         self._entry: NodeEntry | None = None
+        self._pods: PodWorkers | None = None
+        self._pods_image = ""
         self._entry_trouble = ""  # the last failure to copy the service to the nodes
         self._prober: Prober | AgentProber | None = None
         self._resources: ResourceSampler | None = None
@@ -432,6 +437,9 @@ class Runner:
         if nodes and self.scenario.load.host is None:  # the same service, from the lab's nodes
             self._entry = NodeEntry(self.run_id, lab_netns())
             host = self._manifest.load.host = self._entry.open()
+        if self.scenario.load.placement == "pods":  # from inside the cluster, at its ClusterIP
+            host, self._manifest.load.path = self._prepare_pods(target)
+            self._manifest.load.host = host
         # service: users reach a service, and what the orchestrator does to route around a
         # failure is part of its recovery, so faults are measured on that stream
         endpoints = (
@@ -463,8 +471,30 @@ class Runner:
                 self._load.start()
             finally:
                 write_pid_file(self.dir.load_pids, self._load.pids)
-        if plan.external_workers:
+        if self._pods is not None:
+            load = self.scenario.load
+            locustfile = None if load.locustfile == DEMO_LOCUSTFILE else Path(load.locustfile)
+            master = (plan.master_bind, self._load.master_port)
+            self._pods.open(load.workers, self._pods_image, locustfile, master)
+        if self.scenario.load.master is not None:
             self._call_for_workers(plan, self._load.master_port)
+
+    def _prepare_pods(self, target: Target) -> tuple[str, str]:
+        """placement pods: the worker image on the lab's nodes, and the Service's ClusterIP
+        (the load's address from inside the cluster) with the load's path in one sentence."""
+        self._pods = PodWorkers.on(target)
+        image = self.scenario.load.image
+        if image is None:
+            self._report("loading the load workers' image into the lab")
+            image = load_worker_image_into_lab()
+        self._pods_image = image
+        url = self._pods.cluster_ip_url()
+        workers = self.scenario.load.workers
+        return url, (
+            f"pods: {workers} Locust worker(s) as pods of the run ({image}), each sending to "
+            f"the Service's ClusterIP {url} through kube-proxy on its own node, as clients in "
+            "the cluster do; their master on this host"
+        )
 
     def _call_for_workers(self, plan: LoadPlan, port: int) -> None:
         """Say on stderr how to start the workers the master waits for (other machines')."""
@@ -765,6 +795,8 @@ class Runner:
             self._attempt("read load workers", self._read_load_workers)
         if self._entry is not None:
             self._attempt("close the nodes' entry", self._entry.close)
+        if self._pods is not None:
+            self._attempt("remove the load's worker pods", self._pods.close)
         if self._prober is not None:
             self._attempt("stop probes", self._prober.stop)
         if self._resources is not None:
@@ -905,8 +937,9 @@ class Runner:
             duration_s=load.duration,
             endpoints=endpoints,
             record_dir=self.dir.load_dir,
-            workers=load.workers,
-            external_workers=load.master.expect_workers if load.master else 0,
+            workers=0 if load.placement == "pods" else load.workers,
+            external_workers=(load.master.expect_workers if load.master else 0)
+            + (load.workers if load.placement == "pods" else 0),
             master_bind=self._master_bind(),
             master_port=load.master.port if load.master else 0,
             workers_wait_s=load.master.wait if load.master else WORKER_CONNECT_WAIT_S,
@@ -928,6 +961,8 @@ class Runner:
         load = self.scenario.load
         if load.master is not None:
             return load.master.host
+        if load.placement == "pods":
+            return kube_lab_master_bind()
         return lab_master_bind() if load.placement == "nodes" else "127.0.0.1"
 
     def _planned_manifest(self) -> Manifest:

@@ -195,10 +195,16 @@ class LoadSpec(StrictModel):
         le=16,
         description="Locust workers the harness starts (0: one process) where `placement` says",
     )
-    placement: Literal["local", "nodes"] = Field(
+    placement: Literal["local", "nodes", "pods"] = Field(
         default="local",
         description="local: the workers run on the harness's host; nodes: one in each node's "
-        "network namespace of the Swarm lab (a node's fault reaches its load generator too)",
+        "network namespace of the Swarm lab (a node's fault reaches its load generator too); "
+        "pods: workers as pods of the run on the Kubernetes lab, loading the Service's ClusterIP",
+    )
+    image: str | None = Field(
+        default=None,
+        description="placement pods: the worker image (default: built on this machine and "
+        "loaded into the lab's nodes)",
     )
     master: LoadMasterSpec | None = Field(
         default=None,
@@ -299,16 +305,22 @@ class LoadSpec(StrictModel):
 
     @model_validator(mode="after")
     def _nodes_placement(self) -> LoadSpec:
-        if self.placement != "nodes":
+        if self.placement == "local":
             return self
+        where = {"nodes": "on the lab's nodes", "pods": "as pods of the run"}[self.placement]
         problems = []
         if self.workers < 1:
             problems.append(
-                "load.placement nodes starts load.workers on the lab's nodes: give 1 or more"
+                f"load.placement {self.placement} starts load.workers {where}: give 1 or more"
             )
         if self.routing != "service":
             problems.append(
-                "load.placement nodes sends to the service: routing per_instance is not supported"
+                f"load.placement {self.placement} sends to the service: routing per_instance "
+                "is not supported"
+            )
+        if self.placement == "pods" and self.host is not None:
+            problems.append(
+                "load.placement pods loads the Service at its ClusterIP: remove load.host"
             )
         if problems:
             raise ValueError("; ".join(problems))
@@ -591,6 +603,13 @@ class ScenarioBase(StrictModel):
             raise ValueError(
                 "load.placement nodes starts the workers in the Swarm lab's nodes: it needs "
                 "target: {kind: swarm, lab: {...}}; use placement local on this target"
+            )
+        elsewhere = getattr(self.target, "kubeconfig", None) is not None
+        if self.load.placement == "pods" and (self.target.kind != "kubernetes" or elsewhere):
+            raise ValueError(
+                "load.placement pods starts the workers as pods on the Kubernetes lab (their "
+                "master listens on the lab's bridge): it needs target: kubernetes without a "
+                "kubeconfig (the local lab); use placement local on this target"
             )
         return self
 

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,14 +160,20 @@ print(json.dumps({"packages": sorted(f"{d}=={metadata.version(d)}" for d in dist
 def plan_for(source: Path) -> Plan:
     """Which packages the agent's modules import, found by importing them here."""
     modules = agent_modules(source)
+    return Plan(recipe_for(source, modules), modules)
+
+
+def recipe_for(source: Path, modules: Sequence[str]) -> Recipe:
+    """The third-party packages (this environment's versions) that importing `modules` with
+    `source` on the path brings in, as a root filesystem's recipe."""
     env = {**os.environ, "PYTHONPATH": str(source)}
     argv = [sys.executable, "-c", _FIND_PACKAGES, *modules]
     try:
         found = json.loads(commands.run(argv, timeout_s=120, env=env, cwd=source).stdout)
         arch = commands.output(["dpkg", "--print-architecture"]).strip()
     except CommandError as exc:
-        raise AgentError(f"cannot list the agent's Python packages: {exc}") from exc
-    return Plan(Recipe(tuple(found["packages"]), tuple(found["imports"]), arch), modules)
+        raise AgentError(f"cannot list the Python packages of {', '.join(modules)}: {exc}") from exc
+    return Recipe(tuple(found["packages"]), tuple(found["imports"]), arch)
 
 
 def _image_key(plan: Plan, dockerfile: str, files: dict[str, bytes]) -> str:
@@ -233,16 +240,31 @@ def _build_top(
 
 
 def _ensure_base(client: docker.DockerClient, plan: Plan, progress: Progress) -> None:
-    if _has_image(client, plan.base_tag):
-        return
-    archive = base_archive(plan.recipe, progress)
+    rootfs_image(client, plan.recipe, BASE_REPOSITORY, "agent-base", progress)
+
+
+def rootfs_image(
+    client: docker.DockerClient,
+    recipe: Recipe,
+    repository: str,
+    role: str,
+    progress: Progress,
+    changes: Sequence[str] = (),
+) -> str:
+    """`repository:<recipe key>` on the engine: the recipe's cached root filesystem imported
+    (made first if missing), labelled with its `role`, with Dockerfile-like `changes`."""
+    tag = f"{repository}:{recipe.key}"
+    if _has_image(client, tag):
+        return tag
+    archive = base_archive(recipe, progress)
     progress(f"importing the root filesystem {archive} into the engine")
-    changes = [f"ENV PATH={PATH}", "WORKDIR /", f"LABEL {IMAGE_LABEL}=agent-base"]
+    changes = [f"ENV PATH={PATH}", "WORKDIR /", f"LABEL {IMAGE_LABEL}={role}", *changes]
     try:
         client.api.import_image_from_file(
-            str(archive), repository=BASE_REPOSITORY, tag=plan.base_key, changes=changes
+            str(archive), repository=repository, tag=recipe.key, changes=changes
         )
     except (docker.errors.APIError, OSError) as exc:
         raise AgentError(f"importing {archive} into the engine failed: {exc}") from exc
-    if not _has_image(client, plan.base_tag):
-        raise AgentError(f"the engine did not keep {plan.base_tag} after importing {archive}")
+    if not _has_image(client, tag):
+        raise AgentError(f"the engine did not keep {tag} after importing {archive}")
+    return tag

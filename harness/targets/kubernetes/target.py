@@ -282,6 +282,14 @@ class KubernetesTarget:
 
     # --- deploy --------------------------------------------------------------------------------
 
+    def workload_name(self) -> str:
+        """The deployed workload's name (its Deployment's and Service's)."""
+        return self._require_workload().name
+
+    def pull_policy(self) -> str:
+        """Never on the lab (its images are loaded into the nodes), else IfNotPresent."""
+        return self._pull_policy()
+
     def _pull_policy(self) -> str:
         lab = self._cluster is not None and self._cluster.ref.lab
         return (

@@ -1,0 +1,131 @@
+"""Load from inside the cluster (`load.placement: pods`): the objects (pure), the scenario's
+refusals, and a whole run on the Kubernetes lab whose requests come from two worker pods that
+kubectl (not the harness) saw running, their totals equal to Locust's own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.errors import LoadError, ScenarioError
+from harness.labs.kubernetes import lab as kube_lab
+from harness.load import RECORDER
+from harness.load_pods import LOAD_RUN_LABEL, deployment_object, load_files, worker_argv
+from harness.owners import RUN_LABEL
+from harness.scenario import parse_scenario
+from tests.abort import REPO, SCENARIOS
+from tests.helpers import Sampler
+from tests.kube_labs import module_lab
+
+NS = 1_000_000_000
+
+
+def test_the_worker_pods_are_not_the_runs_replicas_and_carry_the_load_files(
+    tmp_path: Path,
+) -> None:
+    deployment = deployment_object("r1", "me", 2, "img:1", "Never", ["python3"])
+    template = deployment.spec.template
+    assert RUN_LABEL not in template.metadata.labels  # the pod tracker's selector misses them
+    assert template.metadata.labels[LOAD_RUN_LABEL] == "r1" and deployment.spec.replicas == 2
+    (env,) = [e for e in template.spec.containers[0].env if e.name == "CHAOS_HARNESS_WORKER_NAME"]
+    assert env.value_from.field_ref.field_path == "metadata.name"
+    assert {RECORDER.name, "chaos_shipping.py", "default_locustfile.py"} <= set(load_files(None))
+    argv = worker_argv(None, "10.220.0.1", 5557)
+    assert argv[-4:] == ["--master-host", "10.220.0.1", "--master-port", "5557"]
+    mine = tmp_path / "recorder.py"
+    mine.write_text("")
+    with pytest.raises(LoadError, match="name of a bundled module"):
+        load_files(mine)
+
+
+def test_pods_placement_is_refused_where_it_cannot_work() -> None:
+    for text, why in [
+        ("target: docker\nload: {placement: pods, workers: 2}", "needs target: kubernetes"),
+        ("target: {kind: kubernetes, kubeconfig: /k}\nload: {placement: pods, workers: 1}", "lab"),
+        ("target: kubernetes\nload: {placement: pods}", "give 1 or more"),
+        (
+            "target: kubernetes\nload: {placement: pods, workers: 1, routing: per_instance}",
+            "per_instance",
+        ),
+    ]:
+        with pytest.raises(ScenarioError, match=why):
+            parse_scenario(f"name: s\n{text}\n")
+
+
+class WorkerPods(Sampler):
+    """kubectl's view of the run's worker pods every 0.5 s: the names of those Running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: set[str] = set()
+
+    def sample(self) -> None:
+        info = kube_lab.current()
+        if info is None:
+            return
+        query = ("get", "pods", "-A", "-l", LOAD_RUN_LABEL, "-o", "json")
+        done = subprocess.run(
+            [info.kubectl, "--kubeconfig", info.kubeconfig, *query],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        if done.returncode != 0:
+            return
+        for pod in json.loads(done.stdout)["items"]:
+            if pod["status"].get("phase") == "Running":
+                self.running.add(pod["metadata"]["name"])
+
+
+@pytest.fixture(scope="module")
+def lab(demo_image: str) -> object:
+    del demo_image
+    yield from module_lab(nodes=2)
+
+
+@pytest.mark.docker
+def test_two_worker_pods_load_the_service_through_a_kill(tmp_path: Path, lab: object) -> None:
+    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    data["target"] = "kubernetes"
+    data["load"].update(placement="pods", workers=2, users=10, duration="26s")
+    data["faults"] = [
+        {"kind": "container_kill", "name": "crash", "at": "10s", "select": {"count": 1}}
+    ]
+    data["slo"] = {}
+    scenario = tmp_path / "pods.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    with WorkerPods() as pods:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # the requests came from the two pods kubectl saw running, and add up to Locust's totals
+    workers = set(requests["worker_name"])
+    assert len(workers) == 2 and workers == pods.running, (workers, pods.running)
+    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert requests.groupby("worker_name").size().min() > 0.25 * len(requests)
+    # users inside the cluster: the Service's ClusterIP, through kube-proxy on each pod's node
+    assert manifest["load"]["placement"] == "pods"
+    assert manifest["load"]["path"].startswith("pods: 2 Locust worker(s)")
+    (crash,) = summary["faults"]
+    assert crash["recovered"], crash
+    print(
+        f"\npods {sorted(workers)}: {len(requests)} requests (Locust: the same); crash ttr "
+        f"{crash['ttr_s']} s, {crash['failed_requests']} failed; load at {manifest['load']['host']}"
+    )
