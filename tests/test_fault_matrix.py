@@ -85,7 +85,11 @@ pytestmark = pytest.mark.docker
 # "docker-tcp": a Docker engine elsewhere, on TCP (`harness lab up --kind docker`): no virtual
 # address there, and host-side faults through the agent by `use: auto`'s own choice
 TARGETS = ["docker", "podman", "swarm"]
-COLUMNS = [*TARGETS, "docker+agent", pytest.param("docker-tcp", marks=pytest.mark.slow)]
+COLUMNS = [
+    *TARGETS,
+    pytest.param("docker+agent", marks=pytest.mark.slow),
+    pytest.param("docker-tcp", marks=pytest.mark.slow),
+]
 MIB = 1024 * 1024
 LEASE_S = 120.0  # a relayed cell's lease: the agent reverts by itself should the test die
 WORKLOAD = {
