@@ -146,6 +146,10 @@ def run(
     ] = None,
     junit: JunitOption = None,
     markdown: MarkdownOption = None,
+    per_worker: Annotated[
+        bool,
+        typer.Option(help="Progress of each Locust worker too (distributed load)."),
+    ] = False,
 ) -> None:
     """Run a scenario end to end.
 
@@ -183,7 +187,7 @@ def run(
             runner = Runner(
                 loaded,
                 RunOptions(out_dir=out, seed=seed, labels=labels),
-                on_progress=run_display(console, live),
+                on_progress=run_display(console, live, per_worker),
             )
             outcome = runner.run()
     except HarnessError as exc:

@@ -27,35 +27,52 @@ def _plain(console: Console, text: str) -> None:
     console.print(Text(text), highlight=False, soft_wrap=True)
 
 
-def run_display(console: Console, live: Live) -> Callable[[Progress], None]:
-    """A live table on a terminal; elsewhere (CI logs, pipes) a plain line every 5 s."""
+def run_display(
+    console: Console, live: Live, per_worker: bool = False
+) -> Callable[[Progress], None]:
+    """A live table on a terminal; elsewhere (CI logs, pipes) a plain line every 5 s. With
+    `per_worker`, a row (a line) for each load worker as well."""
     if console.is_terminal:
-        return lambda p: live.update(_run_table(p))
+        return lambda p: live.update(_run_table(p, per_worker))
     last: dict[str, object] = {}
 
     def line(progress: Progress) -> None:
         key = (progress.phase, int(progress.elapsed_s) // 5)
         if last.get("key") != key:
             last["key"] = key
-            rate = progress.failures / progress.requests if progress.requests else 0.0
             _plain(
                 console,
                 f"{progress.phase}: {progress.elapsed_s:.0f}/{progress.total_s:g} s, "
-                f"{progress.requests} requests, {progress.failures} errors ({rate:.1%})",
+                + _counts_text(progress.requests, progress.failures, progress.elapsed_s),
             )
+            for name, (requests, failures) in _workers(progress, per_worker):
+                _plain(
+                    console, f"  {name}: " + _counts_text(requests, failures, progress.elapsed_s)
+                )
 
     return line
 
 
-def _run_table(progress: Progress) -> Table:
+def _counts_text(requests: int, failures: int, elapsed_s: float) -> str:
+    """Requests, errors and their share, and the rate so far (requests per second)."""
+    share = failures / requests if requests else 0.0
+    rate = requests / elapsed_s if elapsed_s > 0 else 0.0
+    return f"{requests} requests ({rate:.0f}/s), {failures} errors ({share:.1%})"
+
+
+def _workers(progress: Progress, per_worker: bool) -> list[tuple[str, tuple[int, int]]]:
+    return sorted(progress.workers.items()) if per_worker else []
+
+
+def _run_table(progress: Progress, per_worker: bool = False) -> Table:
     table = Table.grid(padding=(0, 2))
-    rate = progress.failures / progress.requests if progress.requests else 0.0
     table.add_row(
         f"[bold]{progress.phase}[/bold]",
         f"{progress.elapsed_s:5.1f} / {progress.total_s:g} s",
-        f"requests {progress.requests}",
-        f"errors {progress.failures} ({rate:.1%})",
+        _counts_text(progress.requests, progress.failures, progress.elapsed_s),
     )
+    for name, (requests, failures) in _workers(progress, per_worker):
+        table.add_row(f"  {name}", "", _counts_text(requests, failures, progress.elapsed_s))
     return table
 
 
