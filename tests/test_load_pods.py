@@ -123,6 +123,11 @@ def test_two_worker_pods_load_the_service_through_a_kill(tmp_path: Path, lab: ob
     # users inside the cluster: the Service's ClusterIP, through kube-proxy on each pod's node
     assert manifest["load"]["placement"] == "pods"
     assert manifest["load"]["path"].startswith("pods: 2 Locust worker(s)")
+    # the summary's and the report's per-worker share: every request, each pod's own
+    shares = {w["name"]: w for w in summary["load"]["per_worker"]}
+    assert set(shares) == workers
+    assert sum(w["requests"] for w in shares.values()) == len(requests)
+    assert "<h2>Load workers</h2>" in (run_dir / "report.html").read_text()
     (crash,) = summary["faults"]
     assert crash["recovered"], crash
     print(

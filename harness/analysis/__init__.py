@@ -32,6 +32,7 @@ from harness.analysis.repeats import repeated_entries
 from harness.analysis.resources import load_samples, resources
 from harness.analysis.slo import SloResult, evaluate_slo, with_prometheus
 from harness.analysis.timers import predictions
+from harness.analysis.workers import per_worker
 from harness.results import ABORTED, FAILED, normalized_status
 from harness.results.summary import (
     SUMMARY_FILE,
@@ -169,6 +170,13 @@ def _load(run: RunData, context: Context) -> SummaryLoad:
         started_at_ns=context.load.start_ns,
         ended_at_ns=context.load.end_ns,
         duration_s=_duration(context.load.start_ns, context.load.end_ns),
+        per_worker=per_worker(
+            run.requests,
+            context.load.start_ns,
+            context.load.end_ns,
+            load.rate_per_s,
+            len(load.workers_seen or []),
+        ),
     )
 
 

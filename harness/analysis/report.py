@@ -100,6 +100,7 @@ def render_report(summary: Summary, figures: Sequence[Path]) -> str:
             _faults_section(summary),
             _groups_section(summary),
             _phases_section(summary),
+            _workers_section(summary),
             _resources_section(summary),
             figures_section(figures),
         ]
@@ -478,6 +479,25 @@ def _restarted(row: OrchestratorTimeline) -> str:
     if row.die_at_ns is None:
         return badge("did not die", "na")
     return badge("no: never started again", "no")
+
+
+def _workers_section(summary: Summary) -> str:
+    """Each Locust worker's share (distributed load only): sent against intended."""
+    workers = summary.load.per_worker
+    if not workers:
+        return ""
+    headers = ["worker", "requests", "failed", "sent/s", "intended sent/s"]
+    rows = [
+        [esc(w.name), esc(w.requests), esc(w.failed), esc(w.sent_per_s), esc(w.intended_per_s)]
+        for w in workers
+    ]
+    note = (
+        "<p class='meta'><i>sent/s</i>: requests the worker started per second over the load's "
+        "span; <i>intended sent/s</i>: its share of the open-loop rate (the rate split evenly "
+        "over the workers its master expected; none for a closed loop). A worker cut off or "
+        "lost shows here as its own shortfall.</p>"
+    )
+    return "<h2>Load workers</h2>" + table(headers, rows) + note
 
 
 def _phases_section(summary: Summary) -> str:

@@ -29,10 +29,22 @@ SUMMARY_FILE: Final = "summary.json"
 PASSED_STATUSES: Final = ("passed", "slo_violated")  # the run measured something
 
 
+class WorkerLoad(Record):
+    """One Locust worker's share of the load: its requests and failures, the requests it
+    started per second over the load's span, and (open loop) the rate it was given."""
+
+    name: str
+    requests: int = 0
+    failed: int = 0
+    sent_per_s: Number | None = None
+    intended_per_s: Number | None = None
+
+
 class SummaryLoad(Record):
     """The load: `mode` closed | open (`rate_per_s`: the open loop's), `host` (Locust's
     --host), `routing` per_instance (the load named each request's replica) | service (through
-    a shared address), the load's own start, end and duration."""
+    a shared address), the load's own start, end and duration; `per_worker` with more than one
+    named worker (distributed load)."""
 
     users: int | None = None
     spawn_rate: Number | None = None
@@ -46,6 +58,7 @@ class SummaryLoad(Record):
     started_at_ns: int | None = None
     ended_at_ns: int | None = None
     duration_s: Number | None = None
+    per_worker: list[WorkerLoad] | None = Field(default=None, exclude_if=absent)
 
 
 class SummaryAnalysis(Record):
