@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from harness import commands
 from harness.errors import CommandError, LoadError
 from harness.hostnet import CHAIN_PREFIX, chain_name, jump_comment, run_hash
+from harness.labs.kubernetes import lab as kube_lab
+from harness.labs.kubernetes.state import BRIDGE_ADDRESS as KUBE_BRIDGE_ADDRESS
 from harness.labs.swarm.lab import BRIDGE_ADDRESS, NETNS_DIR, SUBNET, load_state
 from harness.load import WorkerPlace
 from harness.owners import OWNER_LABEL, RUN_LABEL, owner_alive, owner_label_value
@@ -41,17 +43,29 @@ PURPOSE = "LOAD"
 ENTRY_PORTS = (20000, 30000)  # any: the entry address is virtual, no socket listens there
 
 
-def lab_worker_places(count: int) -> list[WorkerPlace]:
-    """`count` workers spread round-robin over the Swarm lab's nodes, each named by its node
-    (a second one on a node gets `-2`)."""
+def lab_worker_places(count: int, kind: str = "swarm") -> list[WorkerPlace]:
+    """`count` workers spread round-robin over the `kind` lab's nodes (swarm or kubernetes),
+    each named by its node (a second one on a node gets `-2`)."""
     places = []
-    netns = lab_netns()
+    netns = lab_netns() if kind == "swarm" else kube_lab_netns()
+    master = lab_master_bind(kind)
     for i in range(count):
         node = netns[i % len(netns)]
         name = node if i < len(netns) else f"{node}-{i // len(netns) + 1}"
         prefix = ("nsenter", f"--net={NETNS_DIR / node}")
-        places.append(WorkerPlace(name, prefix, BRIDGE_ADDRESS))
+        places.append(WorkerPlace(name, prefix, master))
     return places
+
+
+def kube_lab_netns() -> list[str]:
+    """The network namespaces of the Kubernetes lab's nodes (their kube-proxy DNATs a
+    ClusterIP in the node's own nat OUTPUT, so a node's worker reaches the Service as is)."""
+    state = kube_lab.load_state()
+    if state is None or state.status != "up" or not state.nodes:
+        raise LoadError(
+            "load.placement nodes needs the Kubernetes lab up (target: kubernetes, the lab)"
+        )
+    return [node.netns for node in state.nodes]
 
 
 def lab_netns() -> list[str]:
@@ -62,9 +76,9 @@ def lab_netns() -> list[str]:
     return [node.netns for node in state.nodes]
 
 
-def lab_master_bind() -> str:
-    """Where the master listens for node workers: the host's address on the lab bridge."""
-    return BRIDGE_ADDRESS
+def lab_master_bind(kind: str = "swarm") -> str:
+    """Where the master listens for node workers: the host's address on the lab's bridge."""
+    return BRIDGE_ADDRESS if kind == "swarm" else KUBE_BRIDGE_ADDRESS
 
 
 @dataclass

@@ -137,6 +137,25 @@ def lab_master_bind() -> str:
     return BRIDGE_ADDRESS
 
 
+def cluster_ip_url(target: Target) -> str:
+    """The workload's Service at its ClusterIP, as a client inside the cluster (a pod, or a
+    process on a node, whose kube-proxy DNATs it) reaches it."""
+    if not isinstance(target, KubernetesTarget):
+        raise LoadError(f"a ClusterIP needs the Kubernetes target, not {target.kind}")
+    workload = target.workload_name()
+    service = target.cluster.call(
+        f"reading Service {workload}",
+        target.cluster.core.read_namespaced_service,
+        workload,
+        target.namespace,
+    )
+    spec = service.spec
+    ports = spec.ports if spec is not None else None
+    if spec is None or not spec.cluster_ip or spec.cluster_ip == "None" or not ports:
+        raise LoadError(f"Service {workload} has no ClusterIP to load from inside the cluster")
+    return f"http://{spec.cluster_ip}:{ports[0].port}"
+
+
 class PodWorkers:
     """The run's worker pods on `target`'s cluster: `open` once the master listens."""
 
@@ -153,19 +172,7 @@ class PodWorkers:
         return cls(target, owner_label_value())
 
     def cluster_ip_url(self) -> str:
-        """The workload's Service at its ClusterIP, as a client inside the cluster reaches it."""
-        workload = self.target.workload_name()
-        service = self.target.cluster.call(
-            f"reading Service {workload}",
-            self.target.cluster.core.read_namespaced_service,
-            workload,
-            self.target.namespace,
-        )
-        spec = service.spec
-        ports = spec.ports if spec is not None else None
-        if spec is None or not spec.cluster_ip or spec.cluster_ip == "None" or not ports:
-            raise LoadError(f"Service {workload} has no ClusterIP for placement pods")
-        return f"http://{spec.cluster_ip}:{ports[0].port}"
+        return cluster_ip_url(self.target)
 
     def open(
         self,

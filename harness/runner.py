@@ -73,7 +73,7 @@ from harness.load import (
     read_workers,
 )
 from harness.load_nodes import NodeEntry, lab_master_bind, lab_netns, lab_worker_places
-from harness.load_pods import PodWorkers
+from harness.load_pods import PodWorkers, cluster_ip_url
 from harness.load_pods import lab_master_bind as kube_lab_master_bind
 from harness.observe import EngineWatch, EventRecorder, Prober, write_observations
 from harness.preflight import late_fault_warnings, preflight, preflight_machine
@@ -433,8 +433,16 @@ class Runner:
         host, path = self._load_address(target)  # Locust's --host: the workload as a whole
         routing = self.scenario.load.routing
         self._manifest.load.host, self._manifest.load.path = host, path
-        nodes = self.scenario.load.placement == "nodes"
-        if nodes and self.scenario.load.host is None:  # the same service, from the lab's nodes
+        nodes = self.scenario.load.placement == "nodes" and self.scenario.load.host is None
+        if nodes and self.scenario.target.kind == "kubernetes":
+            # the Service at its ClusterIP, through each node's own kube-proxy
+            host = self._manifest.load.host = cluster_ip_url(target)
+            self._manifest.load.path = (
+                f"nodes: {self.scenario.load.workers} Locust worker(s) in the lab's node "
+                f"namespaces, each sending to the Service's ClusterIP {host} through its "
+                "node's own kube-proxy; their master on this host"
+            )
+        elif nodes:  # the same service, from the Swarm lab's nodes
             self._entry = NodeEntry(self.run_id, lab_netns())
             host = self._manifest.load.host = self._entry.open()
         if self.scenario.load.placement == "pods":  # from inside the cluster, at its ClusterIP
@@ -943,7 +951,11 @@ class Runner:
             master_bind=self._master_bind(),
             master_port=load.master.port if load.master else 0,
             workers_wait_s=load.master.wait if load.master else WORKER_CONNECT_WAIT_S,
-            places=lab_worker_places(load.workers) if load.placement == "nodes" else (),
+            places=(
+                lab_worker_places(load.workers, self.scenario.target.kind)
+                if load.placement == "nodes"
+                else ()
+            ),
             locustfile=locustfile,
             paths=[LoadPath(p.path, p.name, p.weight) for p in load.paths],
             wait_s=load.wait,
@@ -963,7 +975,9 @@ class Runner:
             return load.master.host
         if load.placement == "pods":
             return kube_lab_master_bind()
-        return lab_master_bind() if load.placement == "nodes" else "127.0.0.1"
+        if load.placement == "nodes":
+            return lab_master_bind(self.scenario.target.kind)
+        return "127.0.0.1"
 
     def _planned_manifest(self) -> Manifest:
         """The manifest before the run starts: what the scenario asked for."""

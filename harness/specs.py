@@ -599,12 +599,15 @@ class ScenarioBase(StrictModel):
     @model_validator(mode="after")
     def _placement_fits_the_target(self) -> ScenarioBase:
         lab = getattr(self.target, "lab", None)
-        if self.load.placement == "nodes" and (self.target.kind != "swarm" or lab is None):
-            raise ValueError(
-                "load.placement nodes starts the workers in the Swarm lab's nodes: it needs "
-                "target: {kind: swarm, lab: {...}}; use placement local on this target"
-            )
         elsewhere = getattr(self.target, "kubeconfig", None) is not None
+        swarm_lab = self.target.kind == "swarm" and lab is not None
+        kube_lab = self.target.kind == "kubernetes" and not elsewhere
+        if self.load.placement == "nodes" and not (swarm_lab or kube_lab):
+            raise ValueError(
+                "load.placement nodes starts the workers in a lab's nodes: it needs target: "
+                "{kind: swarm, lab: {...}} or kubernetes without a kubeconfig (the local lab); "
+                "use placement local on this target"
+            )
         if self.load.placement == "pods" and (self.target.kind != "kubernetes" or elsewhere):
             raise ValueError(
                 "load.placement pods starts the workers as pods on the Kubernetes lab (their "

@@ -134,3 +134,34 @@ def test_two_worker_pods_load_the_service_through_a_kill(tmp_path: Path, lab: ob
         f"\npods {sorted(workers)}: {len(requests)} requests (Locust: the same); crash ttr "
         f"{crash['ttr_s']} s, {crash['failed_requests']} failed; load at {manifest['load']['host']}"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_node_workers_on_the_kubernetes_lab_load_the_cluster_ip(
+    tmp_path: Path, lab: object
+) -> None:
+    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    data["target"] = "kubernetes"
+    data["load"].update(placement="nodes", workers=2, users=10, duration="20s")
+    data["faults"], data["slo"] = [], {}
+    scenario = tmp_path / "nodes.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
+    state = kube_lab.load_state()
+    assert state is not None
+    assert set(requests["worker_name"]) == {n.netns for n in state.nodes}  # one per node
+    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert requests["ok"].mean() > 0.99
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["load"]["path"].startswith("nodes: 2 Locust worker(s)")
