@@ -206,6 +206,23 @@ class PodWorkers:
         except TargetError as exc:
             raise LoadError(f"placement pods: {exc}") from exc
 
+    def describe(self) -> str:
+        """The worker pods' states in a line (why a master waited for them in vain)."""
+        cluster, namespace = self.target.cluster, self.target.namespace
+        try:
+            pods = cluster.call(
+                "listing the load workers",
+                cluster.core.list_namespaced_pod,
+                namespace,
+                label_selector=f"{LOAD_RUN_LABEL}={self.target.run_id}",
+            )
+        except TargetError as exc:
+            return f"cannot list them: {exc}"
+        states = [
+            f"{p.metadata.name if p.metadata else '?'}: {_pod_state(p)}" for p in pods.items or []
+        ]
+        return "; ".join(states) or "none was created"
+
     def close(self) -> None:
         """Remove the workers (the namespace's teardown would, later); never raises."""
         if not self._opened:
@@ -222,3 +239,14 @@ class PodWorkers:
             except TargetError:
                 continue  # the namespace goes at teardown with everything in it
         self._opened = False
+
+
+def _pod_state(pod: Any) -> str:
+    """A pod's phase, and its container's waiting reason when it has one (ImagePullBackOff)."""
+    status = pod.status
+    phase = (status.phase if status is not None else None) or "unknown"
+    for container in (status.container_statuses if status is not None else None) or []:
+        waiting = container.state.waiting if container.state is not None else None
+        if waiting is not None and waiting.reason:
+            return f"{phase}, {waiting.reason}: {waiting.message or ''}".rstrip(": ")
+    return phase

@@ -57,7 +57,7 @@ from harness.agent.fleet import AgentFleet
 from harness.agent.prober import AgentProber, choose_probes
 from harness.agent.relay import AgentRelay
 from harness.agent.start import AGENT_READY_TIMEOUT_S, open_fleet
-from harness.errors import HarnessError, ScenarioError, TargetError
+from harness.errors import HarnessError, LoadError, ScenarioError, TargetError
 from harness.hostsys import on_stop_signals, process_start_ticks
 from harness.journal import Journal, revert_outstanding
 from harness.lease import Lease, end_lease, start_lease
@@ -551,7 +551,12 @@ class Runner:
         # a distributed master starts its users once its workers connected
         wait_s = FIRST_REQUEST_WAIT_S + (load.plan.workers_wait_s if load.plan.distributed else 0)
         first_ns = load.wait_first_request(wait_s)
-        load.check()  # Locust died before sending anything: its log says why
+        try:
+            load.check()  # Locust died before sending anything: its log says why
+        except LoadError as exc:
+            if self._pods is None:
+                raise
+            raise LoadError(f"{exc}\nthe worker pods: {self._pods.describe()}") from exc
         if first_ns is not None:
             return first_ns
         spawned_ns = load.started_at_ns or time.time_ns()

@@ -165,3 +165,31 @@ def test_node_workers_on_the_kubernetes_lab_load_the_cluster_ip(
     assert requests["ok"].mean() > 0.99
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["load"]["path"].startswith("nodes: 2 Locust worker(s)")
+
+
+def test_a_pod_that_cannot_start_says_why() -> None:
+    from kubernetes.client import V1Pod
+
+    from harness.load_pods import _pod_state
+
+    waiting = V1Pod.model_validate(
+        {
+            "metadata": {"name": "w-1"},
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "locust",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "no x"}},
+                    }
+                ],
+            },
+        }
+    )
+    assert _pod_state(waiting) == "Pending, ErrImageNeverPull: no x"
+    running = V1Pod.model_validate({"metadata": {"name": "w-2"}, "status": {"phase": "Running"}})
+    assert _pod_state(running) == "Running"
