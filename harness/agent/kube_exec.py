@@ -56,18 +56,22 @@ class ExecChannel:
         return self._pod
 
     def run(self, argv: Sequence[str], timeout_s: float) -> str:
+        return self.run_timed(argv, timeout_s)[0]
+
+    def run_timed(self, argv: Sequence[str], timeout_s: float) -> tuple[str, int | None]:
+        """stdout, and when its first bytes arrived here (None: it printed nothing)."""
         with self._lock:
             where = f"agent pod {self._namespace}/{self._pod} on node {self._node}"
             connection = self._open(argv, where)
             try:
-                stdout, stderr, status = _collect(connection, timeout_s, where)
+                stdout, stderr, status, first_ns = _collect(connection, timeout_s, where)
             finally:
                 connection.close()
         code, problem = exit_status(status)
         if code != 0:
             said = stderr.strip() or "(nothing on stderr)"
             raise AgentError(f"{' '.join(argv)!r} in {where}: {problem}: {said}")
-        return stdout
+        return stdout, first_ns
 
     def _open(self, argv: Sequence[str], where: str) -> ExecStream:
         if self._core is None:
@@ -90,24 +94,31 @@ class ExecChannel:
         return connection
 
 
-def _collect(connection: ExecStream, timeout_s: float, where: str) -> tuple[str, str, str]:
-    """stdout, stderr and the error channel's status, read until the exec's stream closes."""
+def _collect(
+    connection: ExecStream, timeout_s: float, where: str
+) -> tuple[str, str, str, int | None]:
+    """stdout, stderr and the error channel's status, read until the exec's stream closes, and
+    when stdout's first bytes arrived (the update wakes as they do)."""
     deadline = time.monotonic() + timeout_s
     out: list[str] = []
     err: list[str] = []
     status: list[str] = []
+    first_ns: int | None = None
     try:
         while connection.is_open():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentError(f"the command in {where} did not end within {timeout_s:g} s")
             connection.update(timeout=min(remaining, 1.0))
+            arrived_ns = time.time_ns()
             for channel, kept in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
                 kept.append(connection.read_channel(channel))
+            if first_ns is None and out[-1]:
+                first_ns = arrived_ns
             status.append(connection.read_channel(ERROR_CHANNEL))
     except (WebSocketException, OSError) as exc:
         raise AgentError(f"the exec stream of {where} broke: {exc}") from exc
-    return "".join(out), "".join(err), "".join(status)
+    return "".join(out), "".join(err), "".join(status), first_ns
 
 
 def exit_status(status: str) -> tuple[int | None, str]:
