@@ -635,7 +635,7 @@ class Runner:
             name=o.label,
             targets=list(record.targets),
             mode=fault.mode,
-            mechanism=record.mechanism,
+            mechanism=record.mechanism if self._relay is None else self._relay.mechanism(record),
             restart_policy_applies=fault.restart_policy(ctx.target),
             heals_during_fault=fault.heals_during_fault(ctx.target),
             has_duration=fault.has_duration,

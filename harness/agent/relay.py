@@ -127,6 +127,7 @@ class AgentRelay:
         for channel in self._channels.values():
             call(channel, InfoRequest())  # it answers, in this protocol's version
         self.offsets = {node: measure_offset(ch) for node, ch in self._channels.items()}
+        self._said: dict[str, dict[str, str]] = {}  # fault id -> node -> what its agent did
 
     def takes(self, fault: AnyFault) -> bool:
         return relays(fault)
@@ -168,8 +169,19 @@ class AgentRelay:
                 lease_s=None if lease is None else float(lease),
             )
             reply = self._checked(node, request)
+            self._said.setdefault(record.fault_id, {})[node] = reply.mechanism
             if reply.action_ns is not None:
                 ctx.clock.mark_at(reply.action_ns - self.offsets[node].offset_ns)
+
+    def mechanism(self, record: RevertRecord) -> str:
+        """What the agents did for an applied fault, node by node (else the record's words)."""
+        said = self._said.get(record.fault_id)
+        if not said:
+            return record.mechanism
+        return "; ".join(
+            f"the fault agent on {node}: {what}" if what else f"the fault agent on {node}"
+            for node, what in sorted(said.items())
+        )
 
     def revert(self, ctx: FaultContext, record: RevertRecord) -> None:
         everyone = [from_instance(i) for i in ctx.target.instances()]
