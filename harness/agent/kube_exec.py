@@ -22,6 +22,8 @@ from websocket import WebSocketException
 from harness.errors import AgentError
 from harness.targets.kubernetes.cluster import API_ERRORS, describe_api_error
 
+CONNECT_TIMEOUT_S = 15.0  # the exec's WebSocket connect and handshake (one call's bound else)
+
 
 class ExecStream(Protocol):
     """What is used of the client's (untyped) WSClient."""
@@ -62,7 +64,7 @@ class ExecChannel:
         """stdout, and when its first bytes arrived here (None: it printed nothing)."""
         with self._lock:
             where = f"agent pod {self._namespace}/{self._pod} on node {self._node}"
-            connection = self._open(argv, where)
+            connection = self._open_within(argv, where, min(timeout_s, CONNECT_TIMEOUT_S))
             try:
                 stdout, stderr, status, first_ns = _collect(connection, timeout_s, where)
             finally:
@@ -73,12 +75,42 @@ class ExecChannel:
             raise AgentError(f"{' '.join(argv)!r} in {where}: {problem}: {said}")
         return stdout, first_ns
 
-    def _open(self, argv: Sequence[str], where: str) -> ExecStream:
-        if self._core is None:
-            self._core = CoreV1Api(ApiClient(self._configuration))
+    def _open_within(self, argv: Sequence[str], where: str, timeout_s: float) -> ExecStream:
+        """The exec's stream, connected on a thread of its own: the client's WebSocket connect
+        and handshake have no timeout. A connect given up on closes its stream if it comes
+        late, and the next one uses a fresh ApiClient (the late one still holds this one's)."""
+        core = self._core = self._core or CoreV1Api(ApiClient(self._configuration))
+        outcome: list[ExecStream | Exception] = []
+        late = threading.Lock()  # held while either side decides the connection's fate
+        given_up = threading.Event()
+
+        def connect() -> None:
+            try:
+                opened: ExecStream | Exception = self._open(core, argv, where)
+            except Exception as exc:  # carried to the caller
+                opened = exc
+            with late:
+                if not given_up.is_set():
+                    outcome.append(opened)
+                elif not isinstance(opened, Exception):
+                    opened.close()
+
+        thread = threading.Thread(target=connect, name=f"exec-connect-{self._pod}", daemon=True)
+        thread.start()
+        thread.join(timeout_s)
+        with late:
+            if not outcome:
+                given_up.set()
+                self._core = None
+                raise AgentError(f"the exec in {where} did not connect within {timeout_s:g} s")
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return outcome[0]
+
+    def _open(self, core: CoreV1Api, argv: Sequence[str], where: str) -> ExecStream:
         try:
             connection: ExecStream = stream(
-                self._core.connect_get_namespaced_pod_exec,
+                core.connect_get_namespaced_pod_exec,
                 self._pod,
                 self._namespace,
                 command=list(argv),
