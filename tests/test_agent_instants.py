@@ -164,10 +164,10 @@ workload:
   replicas: 2
   port: 8080
   health: {path: /health, interval: 1s, timeout: 1s, retries: 3}
-load: {users: 2, spawn_rate: 2, duration: 20s, paths: [{path: /}], timeout: 1s}
+load: {users: 2, spawn_rate: 2, duration: 12s, paths: [{path: /}], timeout: 1s}
 probes: {interval: 200ms, path: /health}
 faults:
-  - {kind: container_kill, name: crash, at: 6s, select: {count: 1}}
+  - {kind: container_kill, name: crash, at: 4s, select: {count: 1}}
 """
 
 
