@@ -18,20 +18,24 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.agent.protocol import InstantsRequest
-from harness.agent.watching import Watcher, instants
+from harness.agent.watching import Watcher, instants, read_seen
 from harness.labs.kubernetes import lab as kube_lab
 from harness.results import read_json_lines
+from harness.targets.kubernetes.events import PodTracker, SlotBook
 from harness.targets.kubernetes.host import TICK_NS, process_start_ns, scan_container_pid
+from harness.targets.kubernetes.target import InstantSources
 from tests.conftest import DeployFactory
 from tests.helpers import Sampler, harness_cli, wait_until
 from tests.kube_labs import module_lab
 from tests.test_agent_kube_run import NO_HOST, run_dir_of, run_pod_containers
+from tests.test_kubernetes_logic import NS, T0, _container, _crash, _pod
 
 pytestmark = pytest.mark.docker
 SLACK_NS = 25_000_000  # two threads' wake-ups on a busy 2-core machine
@@ -91,6 +95,41 @@ def test_a_container_of_another_node_is_not_watched_and_not_waited_for(watcher: 
         (None, None, False),
     ]
     assert not (watcher / "runs/r1/instants/watch").exists()
+
+
+def test_seen_lines_cut_short_or_unknown_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "seen.tsv").write_text(
+        "start\tc1\t42\t1000\nexit\tc1\t2000\ngone\tc2\nstart\tc3\t43\tnot a time\n"
+        "odd\tc4\nexit\tc3\t30"  # the last line is still being written
+    )
+    seen = read_seen(tmp_path)
+    assert (seen["c1"].started_ns, seen["c1"].exited_ns, seen["c1"].watching) == (1000, 2000, False)
+    assert seen["c2"].taken and seen["c2"].started_ns is None
+    assert seen["c3"].started_ns is None and seen["c3"].exited_ns is None
+    assert not seen["c4"].taken
+
+
+def test_the_tracker_takes_the_agents_instants_set_after_it_subscribed() -> None:
+    """The holder the target gives its trackers: this host's sources, then the agents' (set
+    by the runner once they answer), which this host's never replace again."""
+    sources = InstantSources()
+    sources.fallback({"c0": T0}.get, None)
+    tracker = PodTracker(SlotBook(), sources.started_at, sources.exited_at, lambda: sources.via)
+    sources.use({"c1": T0 + 250_000_000}.get, {"c1": T0 + 3 * NS + 123}.get, "agent")
+    sources.fallback({"c1": T0}.get, None)  # a resubscription's: the agents' stay
+    running = _container("c1", running_since_ns=T0)
+    (start,) = [e for e in tracker.update(_pod(container=running), T0 + NS) if e.action == "start"]
+    assert start.time_ns == T0 + 260_000_000 - 1
+    assert start.attributes["time_source"] == "host" and start.attributes["host_via"] == "agent"
+    ended = replace(running, running_since_ns=None, terminated=_crash("c1", T0 + 3 * NS))
+    (die,) = [e for e in tracker.update(_pod(container=ended), T0 + 4 * NS) if e.action == "die"]
+    assert die.time_ns == T0 + 3 * NS + 123  # the node's instant, not the API's second
+    assert die.attributes["host_via"] == "agent"
+    unseen = _container("c9", running_since_ns=T0 + 5 * NS)
+    (late,) = [
+        e for e in tracker.update(_pod(container=unseen), T0 + 6 * NS) if e.action == "start"
+    ]
+    assert late.attributes["time_source"] == "api" and "host_via" not in late.attributes
 
 
 # --- the Kubernetes lab: a whole run ---------------------------------------------------------
@@ -200,6 +239,8 @@ def test_a_kill_s_die_and_start_are_the_node_s_instants(
     bound_ns = SLACK_NS
     if via == "agent":
         assert seen_die.get("host_via") == "agent" and seen_start.get("host_via") == "agent"
+        # what the agent itself did, beside where (its reply's own words)
+        assert ": host signal to PID" in kill["attributes"]["mechanism"], kill["attributes"]
         clocks = read_json(run / "manifest.json")["agents"]["clocks"]
         bound_ns += int(max(c["uncertainty_ms"] for c in clocks.values()) * 1e6)
     else:
