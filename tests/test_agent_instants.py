@@ -17,14 +17,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.agent.protocol import InstantsRequest
+from harness.agent.instants import AgentInstants
+from harness.agent.protocol import ContainerInstants, InstantsRequest, Reply, Request
+from harness.agent.relay import AgentRelay
 from harness.agent.watching import Watcher, instants, read_seen
 from harness.labs.kubernetes import lab as kube_lab
 from harness.results import read_json_lines
@@ -35,6 +37,7 @@ from tests.conftest import DeployFactory
 from tests.helpers import Sampler, harness_cli, wait_until
 from tests.kube_labs import module_lab
 from tests.test_agent_kube_run import NO_HOST, run_dir_of, run_pod_containers
+from tests.test_agent_relay import SKEW_NS, ScriptedAgent
 from tests.test_kubernetes_logic import NS, T0, _container, _crash, _pod
 
 pytestmark = pytest.mark.docker
@@ -130,6 +133,50 @@ def test_the_tracker_takes_the_agents_instants_set_after_it_subscribed() -> None
         e for e in tracker.update(_pod(container=unseen), T0 + 6 * NS) if e.action == "start"
     ]
     assert late.attributes["time_source"] == "api" and "host_via" not in late.attributes
+
+
+class NodeAgent(ScriptedAgent):
+    """A scripted agent (clock SKEW_NS ahead) that holds the containers in `here`:
+    container id -> (started_ns, exited_ns) on its own clock."""
+
+    def __init__(self, node: str, here: dict[str, tuple[int, int | None]]) -> None:
+        super().__init__(node)
+        self.here = here
+
+    def run(self, argv: Sequence[str], timeout_s: float) -> str:
+        body = None if "time.time_ns()" in argv[-1] else Request.model_validate_json(argv[-1]).body
+        if not isinstance(body, InstantsRequest):
+            return super().run(argv, timeout_s)
+        self.requests.append(body.model_dump())
+        found = [
+            ContainerInstants(
+                container_id=cid,
+                started_ns=self.here[cid][0],
+                exited_ns=self.here[cid][1],
+                watching=body.watch and self.here[cid][1] is None,
+            )
+            if cid in self.here
+            else ContainerInstants(container_id=cid)
+            for cid in body.container_ids
+        ]
+        return Reply(ok=True, node=self.node, instants=found).model_dump_json() + "\n"
+
+
+def test_the_agents_instants_come_from_the_container_s_node_on_our_clock() -> None:
+    n1 = NodeAgent("n1", {})
+    n2 = NodeAgent("n2", {"c2": (T0 + SKEW_NS, T0 + 3 * NS + SKEW_NS)})
+    relay = AgentRelay("run-1", 0, {"n1": n1, "n2": n2})
+    found = AgentInstants(relay)
+    error_ns = relay.offsets["n2"].uncertainty_ns + 1_000_000
+    started = found.started_at("c2")
+    assert started is not None and abs(started - T0) <= error_ns
+    asked = [r for r in n1.requests + n2.requests if r["op"] == "instants"]
+    assert [(r["container_ids"], r["watch"]) for r in asked] == [(["c2"], True)] * 2  # both
+    exited = found.exited_at("c2")
+    assert exited is not None and abs(exited - (T0 + 3 * NS)) <= error_ns
+    assert [r["watch"] for r in n2.requests if r["op"] == "instants"] == [True, False]
+    assert len([r for r in n1.requests if r["op"] == "instants"]) == 1  # its node is known now
+    assert found.started_at("c-nowhere") is None and found.exited_at("not an id!") is None
 
 
 # --- the Kubernetes lab: a whole run ---------------------------------------------------------

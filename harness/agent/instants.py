@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
+from pydantic import ValidationError
+
 from harness.agent.protocol import ContainerInstants, InstantsRequest
 from harness.agent.relay import AgentRelay, call
 from harness.errors import AgentError
@@ -61,9 +63,12 @@ class AgentInstants:
         with self._lock:
             known = self._node_of.get(container_id)
         nodes = [known] if known is not None else sorted(self._relay.offsets)
-        request = InstantsRequest(
-            run_id=self._relay.run_id, container_ids=[container_id], watch=watch
-        )
+        try:
+            request = InstantsRequest(
+                run_id=self._relay.run_id, container_ids=[container_id], watch=watch
+            )
+        except ValidationError:  # not an id a runtime gives: the API's stamps stand
+            return None
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             answers = list(pool.map(lambda node: self._one(node, request), nodes))
         for node, answer in zip(nodes, answers, strict=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from harness.agent.wire import CALL_ARGV as CALL_ARGV
 from harness.agent.wire import CLOCK_ARGV as CLOCK_ARGV
@@ -29,6 +29,8 @@ def _one_directory(run_id: str) -> str:
 
 # the probe files are under STATE_DIR/runs/<run id>/: never a path of the request's
 RunId = Annotated[str, AfterValidator(_one_directory)]
+# one word of the agent's watch file (a runtime's id: hex, or its own word characters)
+ContainerId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.-]{1,128}$")]
 
 
 class _Model(BaseModel):
@@ -124,7 +126,7 @@ class InstantsRequest(_Model):
 
     op: Literal["instants"] = "instants"
     run_id: RunId
-    container_ids: list[str]
+    container_ids: list[ContainerId]
     watch: bool = False
 
 
