@@ -54,6 +54,8 @@ from faults.base import (
 )
 from harness import __version__
 from harness.agent.fleet import AgentFleet
+from harness.agent.instants import VIA as INSTANTS_VIA
+from harness.agent.instants import AgentInstants, TakesInstants
 from harness.agent.prober import AgentProber, choose_probes
 from harness.agent.relay import AgentRelay
 from harness.agent.start import AGENT_READY_TIMEOUT_S, open_fleet
@@ -741,7 +743,7 @@ class Runner:
             name=o.label,
             targets=list(record.targets),
             mode=fault.mode,
-            mechanism=record.mechanism,
+            mechanism=record.mechanism if self._relay is None else self._relay.mechanism(record),
             restart_policy_applies=fault.restart_policy(ctx.target),
             heals_during_fault=fault.heals_during_fault(ctx.target),
             has_duration=fault.has_duration,
@@ -839,6 +841,9 @@ class Runner:
         self._report("starting the fault agents")
         self._fleet.wait_ready(AGENT_READY_TIMEOUT_S)
         self._relay = AgentRelay(self.run_id, self.seed or 0, self._fleet.channels())
+        if isinstance(target, TakesInstants):  # containers' starts and exits as nodes saw them
+            instants = AgentInstants(self._relay)
+            target.take_instants(instants.started_at, instants.exited_at, INSTANTS_VIA)
         self._manifest.agents = AgentBlock(
             where=self._fleet.describe(), nodes=sorted(self._fleet.channels())
         )

@@ -239,8 +239,8 @@ def test_a_run_on_the_remote_engine_does_its_host_side_faults_through_the_agent(
         e["attributes"]["fault_id"]: e for e in _events(run_dir) if e["action"] == "fault_revert"
     }
     assert sorted(injected) == ["burn", "cut", "kill"]
-    for event in injected.values():
-        assert event["attributes"]["mechanism"] == "the fault agent on chdock-n1", event
+    for event in injected.values():  # where, and what the agent said it did
+        assert event["attributes"]["mechanism"].startswith("the fault agent on chdock-n1: "), event
     faults = {f["name"]: f for f in summary["faults"]}
     # the kill: a crash the engine restarted, and the replica answered again
     assert faults["kill"]["recovered"] is True and faults["kill"]["ttr_s"] is not None

@@ -29,7 +29,6 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from harness import cgroups
-from harness.agent.actions import NODE_ENV
 from harness.agent.kube import (
     LAB_PULL_POLICY,
     PERMISSIONS,
@@ -39,6 +38,7 @@ from harness.agent.kube import (
 )
 from harness.agent.kube_exec import ExecChannel
 from harness.agent.kube_objects import agent_namespace, namespace_object
+from harness.agent.wire import NODE_ENV
 from harness.errors import AgentError
 from harness.images import DEMO_IMAGE
 from harness.labs.kubernetes import lab as kube_lab

@@ -60,6 +60,7 @@ class ScriptedAgent:
             node=self.node,
             time_ns=now,
             action_ns=now if body.op != "info" else None,
+            mechanism=f"did {body.op} on {self.node}" if body.op == "apply" else "",
         )
         return "some log line\n" + reply.model_dump_json() + "\n"
 
@@ -95,6 +96,19 @@ def test_a_fault_on_two_nodes_goes_to_each_nodes_agent_with_its_share(tmp_path: 
     assert abs(ctx.clock.first_ns - time.time_ns()) < 1_000_000_000
     assert revert_fault(NetworkPartition.revert, ctx, record)
     assert [r["op"] for r in b.requests] == ["info", "apply", "revert"]
+
+
+def test_the_fault_s_mechanism_says_what_each_agent_did(tmp_path: Path) -> None:
+    relay = AgentRelay("run-1", 0, {"n1": ScriptedAgent("n1"), "n2": ScriptedAgent("n2")})
+    pods = [instance("web-1", "n1"), instance("web-2", "n2")]
+    ctx = context(relay, pods, tmp_path)
+    fault = NetworkPartition(NetworkPartitionParams.model_validate({"from": "load"}))
+    record = plan_fault(fault, ctx, "f1", pods, lease_s=10.0)
+    assert relay.mechanism(record) == "the fault agent on n1, n2"  # not applied yet
+    apply_fault(fault, ctx, record)
+    assert relay.mechanism(record) == (
+        "the fault agent on n1: did apply on n1; the fault agent on n2: did apply on n2"
+    )
 
 
 def test_offsets_are_measured_against_each_agent(tmp_path: Path) -> None:

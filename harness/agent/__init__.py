@@ -7,5 +7,6 @@ fault with the same fault modules the harness uses on its own host, so both path
 same thing. The agent's main process (`serve`) keeps its own undo log and reverts a fault at
 its lease's deadline, and everything outstanding when it is stopped, so a dead harness leaves
 nothing behind. Where pod addresses are not routable from the harness, the agents probe the
-run's instances on their nodes too (`probes.via`). Design and figures: docs/AGENT.md.
+run's instances on their nodes too (`probes.via`), and read the containers' start and exit
+instants there for the run's events (`host_via: agent`). Design and figures: docs/AGENT.md.
 """

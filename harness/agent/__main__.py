@@ -2,7 +2,9 @@
 and `probe DIR` (the probe process a probe_start spawns, harness.agent.probing).
 
 serve: reverts each held fault at its lease's deadline, and everything it holds when it is
-stopped (SIGTERM: the pod deleted, the container removed), stops every probe process, exits.
+stopped (SIGTERM: the pod deleted, the container removed), stops every probe process, exits;
+on a thread of its own it watches the containers it was asked to for their exit
+(harness.agent.watching).
 call: runs one request and prints the reply as one JSON line; exit 0 whenever a reply was
 printed, even one that says the fault failed, or that the request's protocol is not ours.
 A probe read (once a second per node) is answered before pydantic and the fault modules are
@@ -55,16 +57,22 @@ def _revert_due(log: UndoLog, directory: Path, everything: bool) -> None:
 def serve() -> int:
     from harness.agent import probing
     from harness.agent.undo import UndoLog
+    from harness.agent.watching import Watcher
 
     directory = state_dir()
     log = UndoLog(directory)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    watcher = threading.Thread(
+        target=Watcher(directory).run, args=(stop,), name="container-exits", daemon=True
+    )
+    watcher.start()
     _say(f"ready, state in {directory}")
     while not stop.wait(POLL_S):
         _revert_due(log, directory, everything=False)
     _revert_due(log, directory, everything=True)
+    watcher.join(timeout=1.0)
     for run_id in probing.stop_all(directory):
         _say(f"stopped the probes of {run_id}")
     _say("stopped")
@@ -72,10 +80,11 @@ def serve() -> int:
 
 
 def _answer(body: Body, directory: Path) -> Reply:
-    from harness.agent import actions, probing
+    from harness.agent import actions, probing, watching
     from harness.agent.protocol import (
         ApplyRequest,
         InfoRequest,
+        InstantsRequest,
         ProbeReadRequest,
         ProbeStartRequest,
         ProbeStopRequest,
@@ -92,6 +101,8 @@ def _answer(body: Body, directory: Path) -> Reply:
             return Reply.model_validate(read)
         if isinstance(body, ProbeStopRequest):
             return probing.stop(body, directory, node_name())
+        if isinstance(body, InstantsRequest):
+            return watching.instants(body, directory, node_name())
         log = UndoLog(directory)
         if isinstance(body, InfoRequest):
             return actions.info(body, log)

@@ -16,6 +16,7 @@ removes their containers.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence, Set
 
 import docker
@@ -129,6 +130,34 @@ class ExecChannel:
                 f"{' '.join(argv)!r} in {where}: exit status {result.exit_code}: {said[-800:]}"
             )
         return stdout
+
+    def run_timed(self, argv: Sequence[str], timeout_s: float) -> tuple[str, int | None]:
+        """Like `run`, read as a stream: with the instant stdout's first bytes arrived (an
+        exec_run's output comes only at its end, a round trip's length after the reading)."""
+        del timeout_s  # as in run
+        where = f"agent container {self._container.name} on {self._node}"
+        client = self._container.client
+        if client is None:  # a container model made without its client: never ours
+            raise AgentError(f"no engine client for the {where}")
+        api = client.api
+        out: list[bytes] = []
+        err: list[bytes] = []
+        first_ns: int | None = None
+        try:
+            with self._lock:
+                made = api.exec_create(self._container.id, list(argv), stdout=True, stderr=True)
+                for stdout, stderr in api.exec_start(made["Id"], stream=True, demux=True):
+                    if stdout and first_ns is None:
+                        first_ns = time.time_ns()
+                    out.append(stdout or b"")
+                    err.append(stderr or b"")
+                code = api.exec_inspect(made["Id"]).get("ExitCode")
+        except docker.errors.APIError as exc:
+            raise AgentError(f"cannot exec in {where}: {exc}") from exc
+        if code != 0:
+            said = b"".join(err).decode(errors="replace").strip() or "(nothing on stderr)"
+            raise AgentError(f"{' '.join(argv)!r} in {where}: exit status {code}: {said[-800:]}")
+        return b"".join(out).decode(errors="replace"), first_ns
 
 
 def _demuxed(output: object) -> tuple[str, str]:

@@ -4,14 +4,14 @@ A request is passed as the argument of `python -m harness.agent call` (no stdin:
 through the API server or a Docker engine needs nothing else), the reply is the one line the
 call prints. Both sides validate with these models, so a version skew is a clear error: each
 side reads the other's `version` before anything else (version 2 added the probe requests and
-the reply's probes).
+the reply's probes, version 3 the container instants).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from harness.agent.wire import CALL_ARGV as CALL_ARGV
 from harness.agent.wire import CLOCK_ARGV as CLOCK_ARGV
@@ -29,6 +29,8 @@ def _one_directory(run_id: str) -> str:
 
 # the probe files are under STATE_DIR/runs/<run id>/: never a path of the request's
 RunId = Annotated[str, AfterValidator(_one_directory)]
+# one word of the agent's watch file (a runtime's id: hex, or its own word characters)
+ContainerId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.-]{1,128}$")]
 
 
 class _Model(BaseModel):
@@ -117,6 +119,17 @@ class ProbeStopRequest(_Model):
     run_id: RunId
 
 
+class InstantsRequest(_Model):
+    """When each container started and exited, as the agent's node saw them (harness.agent.
+    watching); with `watch`, the agent's `serve` watches those of its node for their exit from
+    now on (the reply comes once it does)."""
+
+    op: Literal["instants"] = "instants"
+    run_id: RunId
+    container_ids: list[ContainerId]
+    watch: bool = False
+
+
 Body = (
     InfoRequest
     | ApplyRequest
@@ -124,6 +137,7 @@ Body = (
     | ProbeStartRequest
     | ProbeReadRequest
     | ProbeStopRequest
+    | InstantsRequest
 )
 
 
@@ -142,6 +156,16 @@ class AgentProbe(_Model):
     error: str | None = None
 
 
+class ContainerInstants(_Model):
+    """One container as the agent's node saw it, on the agent's clock (None: not seen there).
+    `started_ns`: its init process's start (10 ms ticks); `exited_ns`: that process's exit."""
+
+    container_id: str
+    started_ns: int | None = None
+    exited_ns: int | None = None
+    watching: bool = False  # serve holds its process, to see its exit
+
+
 class Reply(_Model):
     """ok, or the error (a FaultError's message); times are the agent's clock, in ns."""
 
@@ -156,3 +180,4 @@ class Reply(_Model):
     pid: int | None = None  # probe_*: the probe process, while it runs
     probes: list[AgentProbe] = Field(default_factory=list)  # probe_read: the new ones
     next_offset: int = 0  # probe_start / probe_read: where the next read starts
+    instants: list[ContainerInstants] = Field(default_factory=list)  # instants: one a container

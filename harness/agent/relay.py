@@ -3,8 +3,8 @@
 A fault that acts on a process or a namespace (harness.capabilities HOST_PROCESS, NETNS) is
 split by the node of each selected instance and sent to that node's agent, which plans,
 keeps the undo record and applies it; the harness's own record only names the nodes. Each
-agent's clock is compared with the harness's at the start (the midpoint of one round trip),
-and its action instants are put on the harness's clock with that offset.
+agent's clock is compared with the harness's at the start and the end (measure_offset says
+how), and its action instants are put on the harness's clock with the start's offset.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from faults.base import RELAYED, AnyFault, FaultContext, RevertRecord
 from harness import capabilities
-from harness.agent.channel import AgentChannel
+from harness.agent.channel import AgentChannel, TimedChannel
 from harness.agent.node import from_instance
 from harness.agent.protocol import (
     CALL_ARGV,
@@ -81,24 +81,38 @@ def _version_of(line: str) -> object:
 
 
 def measure_offset(channel: AgentChannel, samples: int = CLOCK_SAMPLES) -> ClockOffset:
-    """The agent's clock minus ours, from the sample with the shortest round trip (whose
-    midpoint is the closest to the instant the agent read its clock)."""
+    """The agent's clock minus ours, from the sample with the smallest bound.
+
+    The agent reads its clock after the exec has started an interpreter (most of the round
+    trip) and just before it exits: the round trip's midpoint is early by tens of ms. A
+    channel that times its output's arrival (TimedChannel) gives a bound [sent, arrived]
+    whose late end is the reading plus the short way back: the offset is taken there, its
+    error at most the whole bound (the arrival's leg alone, in practice). Without it: the
+    midpoint, within half the round trip."""
     best: ClockOffset | None = None
     for _ in range(samples):
-        before = time.time_ns()
-        output = channel.run(CLOCK_ARGV, CALL_TIMEOUT_S)
-        after = time.time_ns()
-        try:
-            theirs = int(output.strip().splitlines()[-1])
-        except (ValueError, IndexError) as exc:
-            raise AgentError(
-                f"the agent on {channel.node} did not tell its time: {output!r}"
-            ) from exc
-        sample = ClockOffset(theirs - (before + after) // 2, (after - before) // 2)
+        sample = _clock_sample(channel)
         if best is None or sample.uncertainty_ns < best.uncertainty_ns:
             best = sample
     assert best is not None
     return best
+
+
+def _clock_sample(channel: AgentChannel) -> ClockOffset:
+    before = time.time_ns()
+    arrived: int | None = None
+    if isinstance(channel, TimedChannel):
+        output, arrived = channel.run_timed(CLOCK_ARGV, CALL_TIMEOUT_S)
+    else:
+        output = channel.run(CLOCK_ARGV, CALL_TIMEOUT_S)
+    after = time.time_ns()
+    try:
+        theirs = int(output.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise AgentError(f"the agent on {channel.node} did not tell its time: {output!r}") from exc
+    if arrived is not None:
+        return ClockOffset(theirs - arrived, arrived - before)
+    return ClockOffset(theirs - (before + after) // 2, (after - before) // 2)
 
 
 class AgentRelay:
@@ -113,6 +127,7 @@ class AgentRelay:
         for channel in self._channels.values():
             call(channel, InfoRequest())  # it answers, in this protocol's version
         self.offsets = {node: measure_offset(ch) for node, ch in self._channels.items()}
+        self._said: dict[str, dict[str, str]] = {}  # fault id -> node -> what its agent did
 
     def takes(self, fault: AnyFault) -> bool:
         return relays(fault)
@@ -154,8 +169,19 @@ class AgentRelay:
                 lease_s=None if lease is None else float(lease),
             )
             reply = self._checked(node, request)
+            self._said.setdefault(record.fault_id, {})[node] = reply.mechanism
             if reply.action_ns is not None:
                 ctx.clock.mark_at(reply.action_ns - self.offsets[node].offset_ns)
+
+    def mechanism(self, record: RevertRecord) -> str:
+        """What the agents did for an applied fault, node by node (else the record's words)."""
+        said = self._said.get(record.fault_id)
+        if not said:
+            return record.mechanism
+        return "; ".join(
+            f"the fault agent on {node}: {what}" if what else f"the fault agent on {node}"
+            for node, what in sorted(said.items())
+        )
 
     def revert(self, ctx: FaultContext, record: RevertRecord) -> None:
         everyone = [from_instance(i) for i in ctx.target.instances()]

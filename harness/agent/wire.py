@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 SERVE_ARGV = ("python3", "-m", "harness.agent", "serve")
 CALL_ARGV = ("python3", "-m", "harness.agent", "call")
 # the agent's clock, read by the lightest process there is (no site, no imports): its round

@@ -15,8 +15,9 @@ or node service_converged / service_degraded, node_state, node_availability, nod
 Time: the API stamps most changes to the whole second, so each event carries `received_ns` and
 `api_time_ns`, and `time_ns` is the LATEST instant both allow (never before the change, late
 by up to the resolution). A container's start seen on this host uses its process's start time
-(`time_source` "host"). Two events of one container in one second are ordered 1 ns apart
-(`ordered_after`). The event table and the timing evidence: docs/TARGETS.md, Kubernetes events.
+(`time_source` "host"; `host_via` "agent" when the fault agent on its node read it). Two
+events of one container in one second are ordered 1 ns apart (`ordered_after`). The event
+table and the timing evidence: docs/TARGETS.md, Kubernetes events.
 """
 
 from __future__ import annotations
@@ -157,10 +158,13 @@ class PodTracker:
         slots: SlotBook,
         started_at: StartedAt | None = None,
         exited_at: ExitedAt | None = None,
+        host_via: Callable[[], str | None] | None = None,
     ) -> None:
         self.slots = slots
         self.started_at = started_at
         self.exited_at = exited_at
+        # who read the host instants, when not this host (the events' `host_via`: "agent")
+        self.host_via = host_via
         self._pods: dict[str, _PodMemory] = {}
 
     def live_pods(self) -> list[tuple[str, PodView]]:
@@ -220,12 +224,13 @@ class PodTracker:
             and running.container_id not in memory.died
         ):
             # the last update did not show its end: the pod went with its container
+            exited = self._exit_seen(running.container_id)
             emit.container(
                 "die",
                 running,
                 None,
-                extra={"reason": "pod deleted"},
-                host_ns=self._exit_seen(running.container_id),
+                extra={"reason": "pod deleted", **self._via(exited)},
+                host_ns=exited,
                 host_resolution_ns=EXIT_RESOLUTION_NS,
             )
         emit.pod("destroy", None)
@@ -240,13 +245,14 @@ class PodTracker:
         current = container.container_id
         if container.running_since_ns is not None and current and current not in memory.started:
             memory.started.add(current)
+            started = self.started_at(current) if self.started_at is not None else None
             memory.last_start_ns = emit.container(
                 "start",
                 container,
                 container.running_since_ns,
                 not_before=memory.last_die_ns,
-                extra={"restart_count": str(container.restart_count)},
-                host_ns=self.started_at(current) if self.started_at is not None else None,
+                extra={"restart_count": str(container.restart_count), **self._via(started)},
+                host_ns=started,
             )
 
     def _ended(
@@ -262,7 +268,8 @@ class PodTracker:
                 "start", container, ended.started_ns, container_id=ended.container_id
             )
         memory.died.add(key)
-        details = {"exitCode": str(ended.exit_code), "reason": ended.reason}
+        exited = self._exit_seen(ended.container_id)
+        details = {"exitCode": str(ended.exit_code), "reason": ended.reason, **self._via(exited)}
         if ended.signal is not None:
             details["signal"] = str(ended.signal)
         memory.last_die_ns = emit.container(
@@ -272,13 +279,18 @@ class PodTracker:
             not_before=memory.last_start_ns,
             container_id=ended.container_id,
             extra=details,
-            host_ns=self._exit_seen(ended.container_id),
+            host_ns=exited,
             host_resolution_ns=EXIT_RESOLUTION_NS,
         )
         if ended.reason == "OOMKilled":
             emit.container(
                 "oom", container, ended.finished_ns, container_id=ended.container_id, extra=details
             )
+
+    def _via(self, host_ns: int | None) -> dict[str, str]:
+        """Who read a host instant, when it was not this host."""
+        via = self.host_via() if self.host_via is not None and host_ns is not None else None
+        return {"host_via": via} if via else {}
 
     def _exit_seen(self, container_id: str | None) -> int | None:
         """The exit as the node's runtime stamped it, when this host follows that runtime."""

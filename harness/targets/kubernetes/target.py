@@ -118,6 +118,7 @@ class KubernetesTarget:
         self._owner = owner_label_value()
         self._slots = SlotBook()
         self._pids = ContainerPids()
+        self._instants = InstantSources()
         self._workload: WorkloadSpec | None = None
         self._cluster: Cluster | None = None
         self._streams: list[KubeEventStream] = []
@@ -475,11 +476,14 @@ class KubernetesTarget:
         def namespaced(function: Any) -> Any:
             return lambda **kw: function(namespace, label_selector=selector, **kw)
 
+        if self.host_access:
+            self._instants.fallback(self._pids.started_ns, self._containerd_exits())
         pods = _RoutingPodTracker(
             self._slots,
-            self._pids.started_ns if self.host_access else None,
+            self._instants.started_at,
             lambda live: self._sync_routes(live, wait=False),
-            self._containerd_exits(),
+            self._instants.exited_at,
+            lambda: self._instants.via,
         )
         stream.follow(
             Resource("pods", namespaced(cluster.core.list_namespaced_pod), _parse(V1Pod, pod_view)),
@@ -527,6 +531,11 @@ class KubernetesTarget:
                 ),
                 RecordedEventTracker(self._slots),
             )
+
+    def take_instants(self, started_at: Instant, exited_at: Instant, via: str) -> None:
+        """Container starts and exits read elsewhere (`via`: the fault agents on the nodes),
+        for the pod trackers subscribed already and those to come."""
+        self._instants.use(started_at, exited_at, via)
 
     def _containerd_exits(self) -> Callable[[str], int | None] | None:
         """On the local lab, container exits as each node's containerd stamps them (not with
@@ -649,17 +658,48 @@ class KubernetesTarget:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+Instant = Callable[[str], "int | None"]
+
+
+class InstantSources:
+    """Where the pod trackers read container starts and exits: this host's (its /proc, the lab's
+    containerds) or, set after the trackers subscribed, the fault agents' (which the runner
+    starts after the event recorder). None: the API's stamps."""
+
+    def __init__(self) -> None:
+        self._started: Instant | None = None
+        self._exited: Instant | None = None
+        self.via: str | None = None  # who read them, when not this host
+
+    def fallback(self, started_at: Instant, exited_at: Instant | None) -> None:
+        """This host's, unless the agents' are set."""
+        if self.via is None:
+            self._started, self._exited = started_at, exited_at
+
+    def use(self, started_at: Instant, exited_at: Instant, via: str) -> None:
+        self._started, self._exited, self.via = started_at, exited_at, via
+
+    def started_at(self, container_id: str) -> int | None:
+        started = self._started
+        return started(container_id) if started is not None else None
+
+    def exited_at(self, container_id: str) -> int | None:
+        exited = self._exited
+        return exited(container_id) if exited is not None else None
+
+
 class _RoutingPodTracker(PodTracker):
     """The pod tracker of the event stream, which also moves slot routes as pods change."""
 
     def __init__(
         self,
         slots: SlotBook,
-        started_at: Callable[[str], int | None] | None,
+        started_at: Instant | None,
         on_change: Callable[[Sequence[tuple[str, PodView]]], None],
-        exited_at: Callable[[str], int | None] | None = None,
+        exited_at: Instant | None = None,
+        host_via: Callable[[], str | None] | None = None,
     ) -> None:
-        super().__init__(slots, started_at, exited_at)
+        super().__init__(slots, started_at, exited_at, host_via)
         self._on_change = on_change
 
     def update(self, pod: PodView, received_ns: int) -> list[EngineEvent]:
