@@ -26,7 +26,7 @@ from harness.cli_options import JunitOption, MarkdownOption, parse_labels
 from harness.cli_progress import campaign_display, run_display
 from harness.cli_prometheus import prometheus_app
 from harness.cli_schema import schema
-from harness.cli_worker import worker
+from harness.cli_worker import worker, worker_image
 from harness.errors import HarnessError, ScenarioError
 from harness.verdict import (
     final_line,
@@ -356,6 +356,7 @@ app.command("compare")(compare)
 app.command("matrix")(matrix)
 app.command("schema")(schema)
 app.command("worker")(worker)
+app.command("worker-image")(worker_image)
 app.add_typer(lab_app, name="lab")
 app.add_typer(engine_app, name="engine")
 app.add_typer(prometheus_app, name="prometheus")

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from harness.cli_options import fail
-from harness.errors import ScenarioError
+from harness.errors import HarnessError, ScenarioError
 from harness.load import worker_command
 
 
@@ -63,3 +63,38 @@ def worker(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, forward)
     raise typer.Exit(proc.wait())
+
+
+def worker_image(
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Also tag the image with this name, such as registry.example.com/load:1 (then "
+            "push it with `docker push`).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Build the image of load workers run as pods.
+
+    It is built on the local Docker engine, for load.placement pods.
+
+    Debian's Python with this environment's Locust, made like the fault agent's base (a few
+    minutes the first time, cached in ~/.cache/chaos-harness/agent). The Kubernetes lab gets
+    it by itself; for a cluster of your own, push it and name it in load.image. The last line
+    printed is the image's name (the --tag one when given).
+
+    Exit codes: 0 built (or already there); 3 the build failed (the reason is printed).
+    """
+    from harness.agent.image import tag_image
+    from harness.targets.docker.engine import connect
+    from harness.worker_image import worker_image as build
+
+    try:
+        client = connect(None)
+        built = build(client)
+        if tag:
+            tag_image(client, built, tag)
+    except HarnessError as exc:
+        raise fail(exc) from exc
+    print(tag or built, flush=True)

@@ -484,10 +484,12 @@ class Runner:
         if self._pods is not None:
             load = self.scenario.load
             locustfile = None if load.locustfile == DEMO_LOCUSTFILE else Path(load.locustfile)
-            master = (plan.master_bind, self._load.master_port)
+            # the address the pods dial: the lab bridge's, or load.master's as others see it
+            master = (advertised_host(plan.master_bind), self._load.master_port)
             self._pods.open(load.workers, self._pods_image, locustfile, master)
-        if self.scenario.load.master is not None:
-            self._call_for_workers(plan, self._load.master_port)
+        master_spec = self.scenario.load.master
+        if master_spec is not None and master_spec.expect_workers:
+            self._call_for_workers(plan, master_spec.expect_workers, self._load.master_port)
 
     def _prepare_pods(self, target: Target) -> tuple[str, str]:
         """placement pods: the worker image on the lab's nodes, and the Service's ClusterIP
@@ -506,11 +508,11 @@ class Runner:
             "the cluster do; their master on this host"
         )
 
-    def _call_for_workers(self, plan: LoadPlan, port: int) -> None:
+    def _call_for_workers(self, plan: LoadPlan, count: int, port: int) -> None:
         """Say on stderr how to start the workers the master waits for (other machines')."""
         address = f"{advertised_host(plan.master_bind)}:{port}"
         message = (
-            f"the load waits {plan.workers_wait_s:g} s for {plan.external_workers} worker(s): "
+            f"the load waits {plan.workers_wait_s:g} s for {count} worker(s): "
             f"on each machine run  harness worker --master {address}"
         )
         self.progress.notes.append(message)

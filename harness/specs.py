@@ -155,7 +155,11 @@ class LoadMasterSpec(StrictModel):
         description="HOST:PORT the master listens on for its workers",
     )
     expect_workers: int = Field(
-        ge=1, le=64, description="workers started outside the harness, waited for"
+        default=0,
+        ge=0,
+        le=64,
+        description="workers started outside the harness, waited for (0: only the "
+        "harness's own, e.g. placement pods on a cluster whose pods reach `bind`)",
     )
     wait: Seconds = Field(default=120.0, gt=0, description="for every worker to connect, at most")
 
@@ -602,17 +606,24 @@ class ScenarioBase(StrictModel):
         elsewhere = getattr(self.target, "kubeconfig", None) is not None
         swarm_lab = self.target.kind == "swarm" and lab is not None
         kube_lab = self.target.kind == "kubernetes" and not elsewhere
+        ready_elsewhere = self.load.image is not None and self.load.master is not None
         if self.load.placement == "nodes" and not (swarm_lab or kube_lab):
             raise ValueError(
                 "load.placement nodes starts the workers in a lab's nodes: it needs target: "
                 "{kind: swarm, lab: {...}} or kubernetes without a kubeconfig (the local lab); "
                 "use placement local on this target"
             )
-        if self.load.placement == "pods" and (self.target.kind != "kubernetes" or elsewhere):
+        if self.load.placement == "pods" and self.target.kind != "kubernetes":
             raise ValueError(
-                "load.placement pods starts the workers as pods on the Kubernetes lab (their "
-                "master listens on the lab's bridge): it needs target: kubernetes without a "
-                "kubeconfig (the local lab); use placement local on this target"
+                "load.placement pods starts the workers as pods of the run: it needs target: "
+                "kubernetes; use placement local on this target"
+            )
+        if self.load.placement == "pods" and elsewhere and not ready_elsewhere:
+            raise ValueError(
+                "load.placement pods on a cluster other than the local lab needs load.image "
+                "(the worker image in a registry the cluster pulls from: `harness worker-image "
+                "--tag`) and load.master.bind (HOST:PORT on this machine that the cluster's "
+                "pods reach)"
             )
         return self
 

@@ -47,7 +47,10 @@ def test_the_worker_pods_are_not_the_runs_replicas_and_carry_the_load_files(
 def test_pods_placement_is_refused_where_it_cannot_work() -> None:
     for text, why in [
         ("target: docker\nload: {placement: pods, workers: 2}", "needs target: kubernetes"),
-        ("target: {kind: kubernetes, kubeconfig: /k}\nload: {placement: pods, workers: 1}", "lab"),
+        (
+            "target: {kind: kubernetes, kubeconfig: /k}\nload: {placement: pods, workers: 1}",
+            "needs load.image .* and load.master.bind",
+        ),
         ("target: kubernetes\nload: {placement: pods}", "give 1 or more"),
         (
             "target: kubernetes\nload: {placement: pods, workers: 1, routing: per_instance}",
@@ -56,6 +59,11 @@ def test_pods_placement_is_refused_where_it_cannot_work() -> None:
     ]:
         with pytest.raises(ScenarioError, match=why):
             parse_scenario(f"name: s\n{text}\n")
+    elsewhere = parse_scenario(
+        "name: s\ntarget: {kind: kubernetes, kubeconfig: /k}\nload: {placement: pods, "
+        "workers: 1, image: 'r.example/load:1', master: {bind: '0.0.0.0:5557'}}\n"
+    )
+    assert elsewhere.load.master is not None and elsewhere.load.master.expect_workers == 0
 
 
 class WorkerPods(Sampler):
@@ -193,3 +201,41 @@ def test_a_pod_that_cannot_start_says_why() -> None:
     assert _pod_state(waiting) == "Pending, ErrImageNeverPull: no x"
     running = V1Pod.model_validate({"metadata": {"name": "w-2"}, "status": {"phase": "Running"}})
     assert _pod_state(running) == "Running"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_pods_on_a_cluster_given_by_its_kubeconfig_dial_load_master(
+    tmp_path: Path, lab: object
+) -> None:
+    from harness.load import free_port
+    from harness.load_pods import lab_master_bind
+    from harness.worker_image import load_worker_image_into_lab
+
+    info = kube_lab.current()
+    assert info is not None
+    image = load_worker_image_into_lab()  # as a user's registry would serve it
+    bind = f"{lab_master_bind()}:{free_port(lab_master_bind())}"
+    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    data["target"] = {"kind": "kubernetes", "kubeconfig": str(info.kubeconfig)}
+    data["load"].update(
+        placement="pods", workers=2, users=6, duration="18s", image=image, master={"bind": bind}
+    )
+    data["faults"], data["slo"] = [], {}
+    scenario = tmp_path / "elsewhere.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
+    names = set(requests["worker_name"])
+    assert len(names) == 2 and all(n.startswith("chaos-load-workers-") for n in names)
+    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert "harness worker --master" not in done.stderr  # no other machine was waited for
