@@ -140,6 +140,7 @@ def _scenario(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a minute; the default suite keeps the agent on a remote Docker engine
 def test_podman_elsewhere_gets_its_kill_and_partition_through_the_agent(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "harness", "run", str(_scenario(tmp_path))]
     env = {**os.environ, HOST_ACCESS_ENV: "none"}
