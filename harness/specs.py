@@ -613,6 +613,13 @@ class ScenarioBase(StrictModel):
                 "{kind: swarm, lab: {...}} or kubernetes without a kubeconfig (the local lab); "
                 "use placement local on this target"
             )
+        master = self.load.master
+        if master is not None and not master.expect_workers and self.load.placement != "pods":
+            raise ValueError(
+                "load.master.expect_workers is 0: no worker of another machine would join; "
+                "give how many `harness worker` will (0 only with placement pods, whose pods "
+                "dial load.master.bind)"
+            )
         if self.load.placement == "pods" and self.target.kind != "kubernetes":
             raise ValueError(
                 "load.placement pods starts the workers as pods of the run: it needs target: "
