@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli_options import fail, sub_app
-from harness.errors import HarnessError
+from harness.cli_options import build_and_tag, sub_app
 
 agent_app = sub_app(
     "Build the fault agent's image.\n\n"
@@ -39,14 +38,6 @@ def build(
 
     Exit codes: 0 built (or already there); 3 the build failed (the reason is printed).
     """
-    from harness.agent.image import agent_image, tag_image
-    from harness.targets.docker.engine import connect
+    from harness.agent.image import agent_image
 
-    try:
-        client = connect(None)
-        built = agent_image(client)
-        if tag:
-            tag_image(client, built, tag)
-    except HarnessError as exc:
-        raise fail(exc) from exc
-    print(tag or built, flush=True)
+    build_and_tag(agent_image, tag)

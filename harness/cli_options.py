@@ -3,14 +3,18 @@ parsing of their values, and what every sub-command group shares (its settings, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from harness.errors import HarnessError, ScenarioError
+
+if TYPE_CHECKING:
+    import docker
 
 
 def sub_app(help_text: str) -> typer.Typer:
@@ -51,3 +55,19 @@ def parse_labels(items: list[str]) -> dict[str, str]:
     if bad:
         raise ScenarioError([f"--label: expected KEY=VALUE, got {item!r}" for item in bad])
     return dict(item.split("=", 1) for item in items)
+
+
+def build_and_tag(build: Callable[[docker.DockerClient], str], tag: str | None) -> None:
+    """An image built on the local engine by `build`, also named `tag` when given; its name
+    (the tag's) printed last; a failure is exit 3 with the reason."""
+    from harness.agent.image import tag_image
+    from harness.targets.docker.engine import connect
+
+    try:
+        client = connect(None)
+        built = build(client)
+        if tag:
+            tag_image(client, built, tag)
+    except HarnessError as exc:
+        raise fail(exc) from exc
+    print(tag or built, flush=True)

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from harness.cli_options import fail
-from harness.errors import HarnessError, ScenarioError
+from harness.errors import ScenarioError
 from harness.load import worker_command
 
 
@@ -86,15 +86,7 @@ def worker_image(
 
     Exit codes: 0 built (or already there); 3 the build failed (the reason is printed).
     """
-    from harness.agent.image import tag_image
-    from harness.targets.docker.engine import connect
+    from harness.cli_options import build_and_tag
     from harness.worker_image import worker_image as build
 
-    try:
-        client = connect(None)
-        built = build(client)
-        if tag:
-            tag_image(client, built, tag)
-    except HarnessError as exc:
-        raise fail(exc) from exc
-    print(tag or built, flush=True)
+    build_and_tag(build, tag)

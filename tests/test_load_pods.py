@@ -98,35 +98,47 @@ def lab(demo_image: str) -> object:
     yield from module_lab(nodes=2)
 
 
+def _quickstart_run(
+    tmp_path: Path, target: object, load: dict[str, object], faults: list[object] | None = None
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`harness run` of the quickstart with `target`, `load` over its load and `faults` (none
+    by default), no SLO; the run directory (the run must exit 0) and the finished process."""
+    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    data["target"] = target
+    data["load"].update(load)
+    data["faults"], data["slo"] = faults or [], {}
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return Path(done.stdout.strip().splitlines()[-1]), done
+
+
+def _locust_total(run_dir: Path) -> int:
+    """Locust's own count of the run's requests (its master's stats file)."""
+    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
+    return sum(int(e["num_requests"]) for e in stats)
+
+
 @pytest.mark.docker
 def test_two_worker_pods_load_the_service_through_a_kill(tmp_path: Path, lab: object) -> None:
-    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
-    data["target"] = "kubernetes"
-    data["load"].update(placement="pods", workers=2, users=10, duration="26s")
-    data["faults"] = [
-        {"kind": "container_kill", "name": "crash", "at": "10s", "select": {"count": 1}}
-    ]
-    data["slo"] = {}
-    scenario = tmp_path / "pods.yaml"
-    scenario.write_text(yaml.safe_dump(data))
+    crash = {"kind": "container_kill", "name": "crash", "at": "10s", "select": {"count": 1}}
+    load = {"placement": "pods", "workers": 2, "users": 10, "duration": "26s"}
     with WorkerPods() as pods:
-        done = subprocess.run(
-            [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=REPO,
-        )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+        run_dir, _ = _quickstart_run(tmp_path, "kubernetes", load, [crash])
     requests = pd.read_parquet(run_dir / "requests.parquet")
-    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     # the requests came from the two pods kubectl saw running, and add up to Locust's totals
     workers = set(requests["worker_name"])
     assert len(workers) == 2 and workers == pods.running, (workers, pods.running)
-    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert len(requests) == _locust_total(run_dir)
     assert requests.groupby("worker_name").size().min() > 0.25 * len(requests)
     # users inside the cluster: the Service's ClusterIP, through kube-proxy on each pod's node
     assert manifest["load"]["placement"] == "pods"
@@ -149,27 +161,13 @@ def test_two_worker_pods_load_the_service_through_a_kill(tmp_path: Path, lab: ob
 def test_node_workers_on_the_kubernetes_lab_load_the_cluster_ip(
     tmp_path: Path, lab: object
 ) -> None:
-    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
-    data["target"] = "kubernetes"
-    data["load"].update(placement="nodes", workers=2, users=10, duration="20s")
-    data["faults"], data["slo"] = [], {}
-    scenario = tmp_path / "nodes.yaml"
-    scenario.write_text(yaml.safe_dump(data))
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    load = {"placement": "nodes", "workers": 2, "users": 10, "duration": "20s"}
+    run_dir, _ = _quickstart_run(tmp_path, "kubernetes", load)
     requests = pd.read_parquet(run_dir / "requests.parquet")
-    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
     state = kube_lab.load_state()
     assert state is not None
     assert set(requests["worker_name"]) == {n.netns for n in state.nodes}  # one per node
-    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert len(requests) == _locust_total(run_dir)
     assert requests["ok"].mean() > 0.99
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["load"]["path"].startswith("nodes: 2 Locust worker(s)")
@@ -216,26 +214,12 @@ def test_pods_on_a_cluster_given_by_its_kubeconfig_dial_load_master(
     assert info is not None
     image = load_worker_image_into_lab()  # as a user's registry would serve it
     bind = f"{lab_master_bind()}:{free_port(lab_master_bind())}"
-    data = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
-    data["target"] = {"kind": "kubernetes", "kubeconfig": str(info.kubeconfig)}
-    data["load"].update(
-        placement="pods", workers=2, users=6, duration="18s", image=image, master={"bind": bind}
-    )
-    data["faults"], data["slo"] = [], {}
-    scenario = tmp_path / "elsewhere.yaml"
-    scenario.write_text(yaml.safe_dump(data))
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    target = {"kind": "kubernetes", "kubeconfig": str(info.kubeconfig)}
+    load = {"placement": "pods", "workers": 2, "users": 6, "duration": "18s"}
+    load |= {"image": image, "master": {"bind": bind}}
+    run_dir, done = _quickstart_run(tmp_path, target, load)
     requests = pd.read_parquet(run_dir / "requests.parquet")
-    stats = json.loads((run_dir / "load" / "locust-stats.json").read_text())
     names = set(requests["worker_name"])
     assert len(names) == 2 and all(n.startswith("chaos-load-workers-") for n in names)
-    assert len(requests) == sum(int(e["num_requests"]) for e in stats)
+    assert len(requests) == _locust_total(run_dir)
     assert "harness worker --master" not in done.stderr  # no other machine was waited for
